@@ -1,0 +1,36 @@
+// swift-tools-version: 6.1
+// Layers, each depending only on those below it:
+//   COpenBLAS / CLapacke / CImageCodecs (system libraries)
+//   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
+//   → Vision (safetensors/npy, images, ViT) → DVT (stage 1, stage 2, SRT, metrics, visuals)
+//   → Trainer (config-driven trainer, jobs) → DVTCommands (CLI) → dvt (executable, no logic)
+import PackageDescription
+
+// Kernels are compiled with optimisation even in debug builds: the test suite runs debug
+// builds, and unoptimised Swift loops are 20-50x slower, which would blow the CI budget.
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
+let package = Package(
+    name: "dvt",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "TensorCore", targets: ["TensorCore"]),
+        .library(name: "NN", targets: ["NN"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
+        .systemLibrary(name: "CLapacke", path: "Sources/CLapacke"),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
+        .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+    ],
+    // Swift 5 mode: the kernels hand raw buffers to DispatchQueue.concurrentPerform workers,
+    // which Swift 6's strict Sendable checking rejects without wrapping every pointer.
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,130 @@
+import COpenBLAS
+
+// Matrix products through cblas_sgemm. Transposes are BLAS flags, never copies, and every
+// backward product accumulates straight into the gradient buffer with beta = 1.
+
+enum BLAS {
+    /// Row-major C = alpha · op(A) · op(B) + beta · C, with op(A) (M, K) and op(B) (K, N).
+    @inline(__always)
+    static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+                     _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+                     _ b: UnsafePointer<Float>, _ ldb: Int,
+                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            if beta != 1 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } } }
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}
+
+extension Tensor {
+    /// Matrix product over the last two dimensions.
+    ///
+    /// `a` is (..., M, K), or (..., K, M) with `transposeA`; `b` is (..., K, N), or (..., N, K)
+    /// with `transposeB`. `b` may be rank 2 and shared by every batch of `a`; otherwise the
+    /// batch dimensions must match. Output (..., M, N).
+    public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+        precondition(a.rank >= 2 && b.rank >= 2, "matmul needs rank >= 2, got \(a.shape) and \(b.shape)")
+        let am = a.shape[a.rank - 2], ak = a.shape[a.rank - 1]
+        let bk = b.shape[b.rank - 2], bn = b.shape[b.rank - 1]
+        let (m, k) = transposeA ? (ak, am) : (am, ak)
+        let (k2, n) = transposeB ? (bn, bk) : (bk, bn)
+        precondition(k == k2, "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
+        let batchA = Array(a.shape.dropLast(2))
+        let batchB = Array(b.shape.dropLast(2))
+        precondition(batchB.isEmpty || batchA == batchB, "matmul: batch dimensions \(batchA) and \(batchB) differ")
+        let batch = batchA.reduce(1, *)
+        let shared = batchB.isEmpty
+        let out = Tensor.uninitialized(batchA + [m, n])  // (..., M, N)
+        let pa = a.ptr, pb = b.ptr, pc = out.ptr
+        let lda = ak, ldb = bn
+        let strideA = am * ak, strideB = shared ? 0 : bk * bn, strideC = m * n
+        if shared && !transposeA {
+            // Fold the batch into M: one large sgemm instead of many small ones.
+            BLAS.gemm(false, transposeB, batch * m, n, k, 1, pa, lda, pb, ldb, 0, pc, n)
+        } else {
+            for i in 0..<batch {
+                BLAS.gemm(transposeA, transposeB, m, n, k, 1, pa + i * strideA, lda, pb + i * strideB, ldb, 0, pc + i * strideC, n)
+            }
+        }
+        return out.record("matmul", [a, b]) { g in
+            let pg = g.ptr
+            if a.requiresGrad {
+                let ga = a.gradBuffer()
+                if shared && !transposeA {
+                    // dA (B·M, K) += dC · op(B)ᵀ
+                    BLAS.gemm(false, !transposeB, batch * m, k, n, 1, pg, n, pb, ldb, 1, ga, lda)
+                } else {
+                    for i in 0..<batch {
+                        let gC = pg + i * strideC, bI = pb + i * strideB, gA = ga + i * strideA
+                        if transposeA {
+                            // A stored (K, M): dA = op(B) · dCᵀ
+                            BLAS.gemm(transposeB, true, k, m, n, 1, bI, ldb, gC, n, 1, gA, lda)
+                        } else {
+                            BLAS.gemm(false, !transposeB, m, k, n, 1, gC, n, bI, ldb, 1, gA, lda)
+                        }
+                    }
+                }
+            }
+            if b.requiresGrad {
+                let gb = b.gradBuffer()
+                if shared && !transposeA {
+                    if transposeB {
+                        // B stored (N, K): dB = dCᵀ · A over the folded batch
+                        BLAS.gemm(true, false, n, k, batch * m, 1, pg, n, pa, lda, 1, gb, ldb)
+                    } else {
+                        BLAS.gemm(true, false, k, n, batch * m, 1, pa, lda, pg, n, 1, gb, ldb)
+                    }
+                } else {
+                    for i in 0..<batch {
+                        let gC = pg + i * strideC, aI = pa + i * strideA, gB = gb + i * strideB
+                        if transposeB {
+                            // dB (N, K) = dCᵀ · op(A)
+                            BLAS.gemm(true, transposeA, n, k, m, 1, gC, n, aI, lda, 1, gB, ldb)
+                        } else {
+                            // dB (K, N) = op(A)ᵀ · dC
+                            BLAS.gemm(!transposeA, false, k, n, m, 1, aI, lda, gC, n, 1, gB, ldb)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// torch.nn.functional.linear: x (..., In) · wᵀ + b, with w (Out, In) and b (Out).
+    public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
+        precondition(w.rank == 2, "linear: weight must be (Out, In), got \(w.shape)")
+        let outF = w.shape[0], inF = w.shape[1]
+        precondition(x.rank >= 1 && x.shape[x.rank - 1] == inF,
+                     "linear: input \(x.shape) does not end in \(inF) (weight \(w.shape))")
+        if let b { precondition(b.shape == [outF], "linear: bias \(b.shape) should be [\(outF)]") }
+        let rows = x.count / max(inF, 1)
+        let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
+        let px = x.ptr, pw = w.ptr, py = out.ptr
+        if let b {
+            let pb = b.ptr
+            for r in 0..<rows { (py + r * outF).update(from: pb, count: outF) }
+        }
+        BLAS.gemm(false, true, rows, outF, inF, 1, px, inF, pw, inF, b == nil ? 0 : 1, py, outF)
+        let parents = b.map { [x, w, $0] } ?? [x, w]
+        return out.record("linear", parents) { g in
+            let pg = g.ptr
+            if x.requiresGrad {  // dX (rows, In) += dY · W
+                BLAS.gemm(false, false, rows, inF, outF, 1, pg, outF, pw, inF, 1, x.gradBuffer(), inF)
+            }
+            if w.requiresGrad {  // dW (Out, In) += dYᵀ · X
+                BLAS.gemm(true, false, outF, inF, rows, 1, pg, outF, px, inF, 1, w.gradBuffer(), inF)
+            }
+            if let b, b.requiresGrad {
+                let gb = b.gradBuffer()
+                for r in 0..<rows {
+                    let row = pg + r * outF
+                    for j in 0..<outF { gb[j] += row[j] }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import COpenBLAS
+import Dispatch
+import Foundation
+
+/// Splits loop work across cores for kernels that BLAS isn't already parallelising.
+public enum Parallel {
+    nonisolated(unsafe) private static var _threads: Int = {
+        if let s = ProcessInfo.processInfo.environment["DVT_NUM_THREADS"], let n = Int(s), n > 0 { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }()
+
+    /// Worker threads for engine kernels (and OpenBLAS). Defaults to the core count, or
+    /// `DVT_NUM_THREADS` when set.
+    public static var threads: Int {
+        get { _threads }
+        set {
+            precondition(newValue >= 1, "thread count must be >= 1, got \(newValue)")
+            _threads = newValue
+            openblas_set_num_threads(Int32(newValue))
+        }
+    }
+
+    /// Calls `body` on disjoint sub-ranges of `0..<count` covering it exactly, in parallel
+    /// when the work is big enough. `grain` is the smallest range worth a thread.
+    @inlinable
+    public static func forRanges(_ count: Int, grain: Int = 4096, _ body: (Range<Int>) -> Void) {
+        if count <= 0 { return }
+        let workers = min(threads, max(1, count / max(grain, 1)))
+        if workers <= 1 {
+            body(0..<count)
+            return
+        }
+        let chunk = (count + workers - 1) / workers
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let lo = w * chunk
+            let hi = min(count, lo + chunk)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+
+    /// Runs `body(i)` for every i in `0..<count`, spread over the worker threads.
+    @inlinable
+    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 0 { return }
+        if threads <= 1 || count == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        let workers = min(threads, count)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            var i = w
+            while i < count {
+                body(i)
+                i += workers
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+
+/// Contiguous float32 storage. A class so that views (`reshape`, `detach`) can share it and so
+/// that hot loops never trigger Array copy-on-write.
+public final class TensorStorage: @unchecked Sendable {
+    public let count: Int
+    @usableFromInline let base: UnsafeMutablePointer<Float>
+
+    init(count: Int, zeroed: Bool = true) {
+        precondition(count >= 0, "negative element count \(count)")
+        self.count = count
+        base = .allocate(capacity: max(count, 1))
+        if zeroed { base.initialize(repeating: 0, count: max(count, 1)) }
+    }
+
+    deinit { base.deallocate() }
+}
+
+/// An n-dimensional float32 tensor with row-major contiguous storage, and a node in the
+/// reverse-mode autodiff graph.
+///
+/// Forward ops record, for every output that needs a gradient, a `BackwardNode` holding its
+/// parents and a closure that *accumulates* into the parents' `grad`. `backward()` sorts the
+/// recorded graph topologically and runs the closures in reverse (the tape, replayed backwards).
+public final class Tensor: @unchecked Sendable {
+    public let shape: [Int]
+    public let storage: TensorStorage
+    /// Element offset into `storage`. Non-zero only for row views made by `rowView`.
+    @usableFromInline let offset: Int
+    public var requiresGrad: Bool
+    /// Accumulated gradient, same shape as `self`. `nil` until a backward pass reaches it.
+    public var grad: Tensor?
+    /// Optional label, used in error messages and by optimisers.
+    public var name: String?
+    var node: BackwardNode?
+
+    public var count: Int { shape.reduce(1, *) }
+    public var rank: Int { shape.count }
+
+    /// A zero-filled tensor.
+    public init(zeros shape: [Int], requiresGrad: Bool = false) {
+        Tensor.checkShape(shape)
+        self.shape = shape
+        storage = TensorStorage(count: shape.reduce(1, *))
+        offset = 0
+        self.requiresGrad = requiresGrad
+    }
+
+    /// Copies `values` (row-major) into a new tensor.
+    public init(_ values: [Float], shape: [Int], requiresGrad: Bool = false) {
+        Tensor.checkShape(shape)
+        let n = shape.reduce(1, *)
+        precondition(values.count == n, "Tensor(values:shape:) got \(values.count) values for shape \(shape) (\(n) elements)")
+        self.shape = shape
+        let st = TensorStorage(count: n, zeroed: false)
+        values.withUnsafeBufferPointer { src in
+            if n > 0 { st.base.initialize(from: src.baseAddress!, count: n) }
+        }
+        storage = st
+        offset = 0
+        self.requiresGrad = requiresGrad
+    }
+
+    /// A tensor filled with one value.
+    public convenience init(repeating value: Float, shape: [Int], requiresGrad: Bool = false) {
+        self.init(zeros: shape, requiresGrad: requiresGrad)
+        if value != 0 { storage.base.update(repeating: value, count: count) }
+    }
+
+    /// A view sharing storage: used by reshape/detach so no data moves.
+    init(sharing storage: TensorStorage, offset: Int, shape: [Int], requiresGrad: Bool = false) {
+        self.shape = shape
+        self.storage = storage
+        self.offset = offset
+        self.requiresGrad = requiresGrad
+    }
+
+    /// A fresh uninitialised tensor for a kernel to fill completely.
+    static func uninitialized(_ shape: [Int]) -> Tensor {
+        Tensor(sharing: TensorStorage(count: shape.reduce(1, *), zeroed: false), offset: 0, shape: shape)
+    }
+
+    static func checkShape(_ shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "invalid shape \(shape): negative dimension")
+    }
+
+    /// A scalar (rank-0) tensor.
+    public static func scalar(_ v: Float, requiresGrad: Bool = false) -> Tensor {
+        Tensor([v], shape: [], requiresGrad: requiresGrad)
+    }
+
+    // MARK: Element access (for tests, tools and I/O; kernels use the pointer accessors)
+
+    /// All elements, row-major.
+    public var scalars: [Float] {
+        Array(UnsafeBufferPointer(start: storage.base + offset, count: count))
+    }
+
+    /// The single element of a one-element tensor.
+    public var item: Float {
+        precondition(count == 1, "item needs a one-element tensor, got shape \(shape)")
+        return storage.base[offset]
+    }
+
+    public subscript(flat i: Int) -> Float {
+        get { storage.base[offset + i] }
+        set { storage.base[offset + i] = newValue }
+    }
+
+    /// Read-only access to the elements. `package`: kernels in this package use it; users don't.
+    @inlinable
+    package func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeBufferPointer(start: storage.base + offset, count: count))
+    }
+
+    @inlinable
+    package func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: storage.base + offset, count: count))
+    }
+
+    @usableFromInline package var ptr: UnsafeMutablePointer<Float> { storage.base + offset }
+
+    // MARK: Autodiff plumbing
+
+    /// A view of the same data cut off from the graph (stop-gradient).
+    public func detach() -> Tensor {
+        Tensor(sharing: storage, offset: offset, shape: shape)
+    }
+
+    /// A deep copy with no graph history.
+    public func copy() -> Tensor {
+        let t = Tensor.uninitialized(shape)
+        if count > 0 { t.ptr.update(from: ptr, count: count) }
+        return t
+    }
+
+    /// Copies another tensor's values into this one in place (no graph). Shapes must hold the
+    /// same number of elements.
+    public func assign(_ other: Tensor) {
+        precondition(other.count == count, "assign: \(other.shape) into \(shape)")
+        if count > 0 { ptr.update(from: other.ptr, count: count) }
+    }
+
+    /// Sets every element to `value` in place (no graph).
+    public func fill(_ value: Float) {
+        ptr.update(repeating: value, count: count)
+    }
+
+    /// Zero-filled gradient buffer, created on first use. Backward closures add into it.
+    package func gradBuffer() -> UnsafeMutablePointer<Float> {
+        if grad == nil { grad = Tensor(zeros: shape) }
+        return grad!.ptr
+    }
+
+    /// Drops the accumulated gradient.
+    public func zeroGrad() { grad = nil }
+}
+
+extension Tensor: CustomStringConvertible {
+    public var description: String {
+        let preview = scalars.prefix(8).map { String(format: "%.4g", $0) }.joined(separator: ", ")
+        return "Tensor(shape: \(shape), [\(preview)\(count > 8 ? ", …" : "")])"
+    }
+}

@@ -1,0 +1,53 @@
+import Testing
+import TensorCore
+import TestSupport
+
+@Suite("Matrix products")
+struct MatMulTests {
+    /// Naive reference product for op(A) op(B).
+    func reference(_ a: Tensor, _ b: Tensor, _ ta: Bool, _ tb: Bool) -> [Float] {
+        let am = a.shape[0], ak = a.shape[1], bk = b.shape[0], bn = b.shape[1]
+        let m = ta ? ak : am, k = ta ? am : ak, n = tb ? bk : bn
+        var out = [Float](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n { for l in 0..<k {
+            let av = ta ? a[flat: l * ak + i] : a[flat: i * ak + l]
+            let bv = tb ? b[flat: j * bn + l] : b[flat: l * bn + j]
+            out[i * n + j] += av * bv
+        } } }
+        return out
+    }
+
+    @Test("forward matches a naive product for every transpose combination")
+    func forward() {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = randn(ta ? [4, 3] : [3, 4], seed: 1, requiresGrad: false)
+            let b = randn(tb ? [5, 4] : [4, 5], seed: 2, requiresGrad: false)
+            let c = Tensor.matmul(a, b, transposeA: ta, transposeB: tb)
+            #expect(c.shape == [3, 5])
+            expectClose(c.scalars, reference(a, b, ta, tb), rtol: 1e-5, atol: 1e-5, "matmul ta=\(ta) tb=\(tb)")
+        }
+    }
+
+    @Test("gradients: plain, transposed, batched, shared right operand")
+    func gradients() {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = randn(ta ? [2, 4, 3] : [2, 3, 4], seed: 3)
+            let b = randn(tb ? [2, 5, 4] : [2, 4, 5], seed: 4)
+            gradCheck("batched matmul ta=\(ta) tb=\(tb)", [a, b]) { Tensor.matmul($0[0], $0[1], transposeA: ta, transposeB: tb) }
+            let bs = randn(tb ? [5, 4] : [4, 5], seed: 5)
+            gradCheck("shared-B matmul ta=\(ta) tb=\(tb)", [a, bs]) { Tensor.matmul($0[0], $0[1], transposeA: ta, transposeB: tb) }
+        }
+    }
+
+    @Test("linear equals matmul with transposed weight plus bias")
+    func linear() {
+        let x = randn([2, 3, 6], seed: 6)
+        let w = randn([4, 6], seed: 7)
+        let b = randn([4], seed: 8)
+        let fused = Tensor.linear(x, w, b)
+        let composed = Tensor.matmul(x, w, transposeB: true) + b
+        expectClose(fused, composed, rtol: 1e-5, atol: 1e-5, "linear")
+        gradCheck("linear", [x, w, b]) { Tensor.linear($0[0], $0[1], $0[2]) }
+        gradCheck("linear no bias", [x, w]) { Tensor.linear($0[0], $0[1]) }
+    }
+}

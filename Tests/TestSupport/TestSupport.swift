@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+import TensorCore
+
+/// Repository root, found from this file's location (tests read fixtures in place).
+public let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Tests/Fixtures, where the golden files copied from ../shared/fixtures live.
+public let fixturesDirectory: URL = repositoryRoot.appendingPathComponent("Tests/Fixtures")
+
+/// Max abs difference and the first index exceeding `atol + rtol·|expected|`, like llm.c's check_tensor.
+public struct Closeness: CustomStringConvertible {
+    public var maxAbsDiff: Float
+    public var maxAbsExpected: Float
+    public var firstBad: Int?
+    public var description: String {
+        "max |Δ| = \(maxAbsDiff), max |expected| = \(maxAbsExpected)" + (firstBad.map { ", first bad index \($0)" } ?? "")
+    }
+}
+
+public func closeness(_ actual: [Float], _ expected: [Float], rtol: Float, atol: Float) -> Closeness {
+    var c = Closeness(maxAbsDiff: 0, maxAbsExpected: 0, firstBad: nil)
+    for i in 0..<min(actual.count, expected.count) {
+        let d = abs(actual[i] - expected[i])
+        if !(d <= atol + rtol * abs(expected[i])) && c.firstBad == nil { c.firstBad = i }
+        c.maxAbsDiff = max(c.maxAbsDiff, d.isNaN ? .infinity : d)
+        c.maxAbsExpected = max(c.maxAbsExpected, abs(expected[i]))
+    }
+    return c
+}
+
+/// Expects two float arrays to agree elementwise within `atol + rtol·|expected|`.
+public func expectClose(_ actual: [Float], _ expected: [Float], rtol: Float = 1e-5, atol: Float = 1e-5,
+                        _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(actual.count == expected.count, "\(what): \(actual.count) values vs \(expected.count) expected",
+            sourceLocation: sourceLocation)
+    let c = closeness(actual, expected, rtol: rtol, atol: atol)
+    #expect(c.firstBad == nil, "\(what): \(c)", sourceLocation: sourceLocation)
+}
+
+public func expectClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-5, atol: Float = 1e-5,
+                        _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(actual.shape == expected.shape, "\(what): shape \(actual.shape) vs \(expected.shape)",
+            sourceLocation: sourceLocation)
+    expectClose(actual.scalars, expected.scalars, rtol: rtol, atol: atol, what, sourceLocation: sourceLocation)
+}
+
+/// Finite-difference gradient check of `f` at `inputs`.
+///
+/// Uses loss = sum(w · f(x)) with a fixed random `w`, so every output element matters, and
+/// compares the analytic gradient of each input that requires grad with central differences
+/// (step `eps`) computed in Float. Fails with the op name, input index and the worst element.
+public func gradCheck(_ name: String, _ inputs: [Tensor], eps: Float = 1e-2, rtol: Float = 2e-2, atol: Float = 2e-3,
+                      seed: UInt64 = 7, sourceLocation: SourceLocation = #_sourceLocation,
+                      _ f: ([Tensor]) -> Tensor) {
+    var rng = RandomGenerator(seed: seed)
+    let probe = withNoGrad { f(inputs) }
+    let w = Tensor.normal(probe.shape, rng: &rng)
+    func loss() -> Double {
+        let y = withNoGrad { f(inputs) }
+        var s: Double = 0
+        for i in 0..<y.count { s += Double(y[flat: i]) * Double(w[flat: i]) }
+        return s
+    }
+    for x in inputs { x.zeroGrad() }
+    let y = f(inputs)
+    (y * w).sum().backward()
+    for (k, x) in inputs.enumerated() where x.requiresGrad {
+        guard let g = x.grad else {
+            Issue.record("\(name): input \(k) got no gradient", sourceLocation: sourceLocation)
+            continue
+        }
+        var numeric = [Float](repeating: 0, count: x.count)
+        for i in 0..<x.count {
+            let orig = x[flat: i]
+            x[flat: i] = orig + eps
+            let lp = loss()
+            x[flat: i] = orig - eps
+            let lm = loss()
+            x[flat: i] = orig
+            numeric[i] = Float((lp - lm) / Double(2 * eps))
+        }
+        let scale = max(1, numeric.map { abs($0) }.max() ?? 1)
+        let c = closeness(g.scalars, numeric, rtol: rtol, atol: atol * scale)
+        #expect(c.firstBad == nil, "\(name): gradient of input \(k) (shape \(x.shape)) disagrees with finite differences: \(c); analytic \(g.scalars.prefix(6)) numeric \(numeric.prefix(6))",
+                sourceLocation: sourceLocation)
+    }
+}
+
+/// A tensor of normal values that requires grad.
+public func randn(_ shape: [Int], seed: UInt64, scale: Float = 1, requiresGrad: Bool = true) -> Tensor {
+    var rng = RandomGenerator(seed: seed)
+    return Tensor.normal(shape, std: scale, rng: &rng, requiresGrad: requiresGrad)
+}
