@@ -37,7 +37,7 @@ public struct AtomicFileError: Error, CustomStringConvertible, LocalizedError {
 
     public var errorDescription: String? { description }
 
-    init(path: String, errno code: Int32, step: String) {
+    package init(path: String, errno code: Int32, step: String) {
         self.path = path
         self.step = step
         switch code {
