@@ -38,7 +38,7 @@ public struct RGBImage: Sendable, Equatable {
         self.init(width: width, height: height, pixels: [UInt8](repeating: 0, count: width * height * 3))
     }
 
-    public subscript(x: Int, y: Int, c: Int) -> UInt8 {
+    public subscript(x x: Int, y y: Int, c c: Int) -> UInt8 {
         get { pixels[(y * width + x) * 3 + c] }
         set { pixels[(y * width + x) * 3 + c] = newValue }
     }
