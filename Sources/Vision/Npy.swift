@@ -158,12 +158,7 @@ public enum Npy {
     /// The bytes `write` puts on disk, in memory.
     public static func serialize(_ tensor: Tensor) -> Data {
         var out = Data(headerBytes(shape: tensor.shape))
-        tensor.withUnsafeBufferPointer { b in
-            for v in b {
-                var bits = v.bitPattern.littleEndian
-                withUnsafeBytes(of: &bits) { out.append(contentsOf: $0) }
-            }
-        }
+        SafeTensors.appendLittleEndianFloats(tensor, to: &out)
         return out
     }
 }

@@ -21,10 +21,13 @@ public struct SafeTensorsError: Error, CustomStringConvertible, LocalizedError {
 
 /// Element types defined by the safetensors format.
 ///
-/// All of them are understood structurally (sizes are validated), but only F32, F16, BF16 (and,
-/// exactly representable in Float, F64 rounded, U8, I8, U16, I16) convert to a `Tensor`; asking
-/// `tensor(_:)` for any other dtype throws "unsupported dtype" naming the key. Their shape and
-/// dtype stay readable through `shape(of:)` / `dtype(of:)`.
+/// All of them are understood structurally (sizes are validated on open). `tensor(_:)` converts
+/// F32, F16 and BF16 (the float formats checkpoints use), plus F64 (rounded to float32) and the
+/// small integer types U8, I8, U16, I16 (exact in float32; image fixtures store uint8 pixels).
+/// Any other dtype (BOOL, F8_*, I32, U32, I64, U64) is metadata-only: `shape(of:)` and
+/// `dtype(of:)` work, `tensor(_:)` throws "unsupported dtype" naming the key. A dtype string
+/// outside the format's list makes the whole file fail to open (its size is unknown, so the
+/// layout cannot be validated).
 public enum SafeTensorsDType: String, Sendable, CaseIterable {
     case BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64
 
@@ -150,7 +153,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 guard case .integer(let n) = d else {
                     throw fail("shape entry \(d) is not an integer in range", key: key)
                 }
-                guard n >= 0 else { throw fail("negative dimension \(n) in shape", key: key, shape: shapeJSON.compactMap { if case .integer(let v) = $0 { v } else { nil } }) }
+                guard n >= 0 else { throw fail("negative dimension \(n) in shape", key: key) }
                 shape.append(n)
             }
             guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
@@ -248,13 +251,7 @@ public enum SafeTensors {
         withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
         out.append(contentsOf: header)
         for key in tensors.keys.sorted() {
-            let t = tensors[key]!
-            t.withUnsafeBufferPointer { b in
-                for v in b {
-                    var bits = v.bitPattern.littleEndian
-                    withUnsafeBytes(of: &bits) { out.append(contentsOf: $0) }
-                }
-            }
+            appendLittleEndianFloats(tensors[key]!, to: &out)
         }
         return out
     }
@@ -292,11 +289,29 @@ public enum SafeTensors {
         }
     }
 
+    static func appendLittleEndianFloats(_ t: Tensor, to out: inout Data) {
+        t.withUnsafeBufferPointer { b in
+            #if _endian(little)
+            out.append(contentsOf: UnsafeRawBufferPointer(b))
+            #else
+            for v in b {
+                var bits = v.bitPattern.littleEndian
+                withUnsafeBytes(of: &bits) { out.append(contentsOf: $0) }
+            }
+            #endif
+        }
+    }
+
     /// Converts `count` little-endian elements of `dtype` at `src` (any alignment) to Float.
     static func convert(_ src: UnsafeRawPointer, dtype: SafeTensorsDType, count: Int, into dst: UnsafeMutableBufferPointer<Float>) {
         switch dtype {
         case .F32:
+            #if _endian(little)
+            // Byte copy: the bytes already are the floats (memcpy tolerates any alignment).
+            if count > 0 { UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: src, byteCount: 4 * count) }
+            #else
             for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+            #endif
         case .F16:
             for i in 0..<count { dst[i] = halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
         case .BF16:
