@@ -27,6 +27,7 @@ let package = Package(
         .systemLibrary(name: "CLapacke", path: "Sources/CLapacke"),
         .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "DVT", dependencies: ["NN", "TensorCore"], swiftSettings: kernelSettings),
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
     ],
