@@ -16,6 +16,11 @@ public struct StateDictError: Error, CustomStringConvertible, Equatable {
         public var key: String
         public var expected: [Int]
         public var found: [Int]
+        public init(key: String, expected: [Int], found: [Int]) {
+            self.key = key
+            self.expected = expected
+            self.found = found
+        }
         public var description: String { "\(key): module has shape \(expected), state dict has \(found)" }
     }
 
