@@ -12,6 +12,13 @@ public struct StateDictError: Error, CustomStringConvertible, Equatable {
     /// Where the dictionary came from (a file path), for the message; may be empty.
     public var source: String
 
+    public init(missing: [String] = [], unexpected: [String] = [], mismatched: [Mismatch] = [], source: String = "") {
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
+        self.source = source
+    }
+
     public struct Mismatch: Equatable, CustomStringConvertible {
         public var key: String
         public var expected: [Int]

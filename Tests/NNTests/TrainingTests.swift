@@ -164,6 +164,11 @@ struct TrainingTests {
         }
         let after = opt.stateDict()
         for (key, t) in good { #expect(after[key]!.scalars == t.scalars, "\(key) changed by a failed load") }
+        var fractional = good
+        fractional["mlp.0.bias.step"] = Tensor.scalar(2.5)
+        #expect(throws: OptimizerStateError(missing: [], unexpected: [], mismatched: [], invalid: ["mlp.0.bias.step"])) {
+            try opt.loadStateDict(fractional)
+        }
         // A dense optimiser refuses row-sparse state: the row counts are an unexpected key.
         let dense = AdamW(parameters: net.namedParameters())
         #expect(throws: OptimizerStateError.self) { try dense.loadStateDict(good) }

@@ -238,7 +238,7 @@ public class Adam: Optimizer {
             guard ok else { continue }
             let stepValue = dict["\(name).step"]!.item
             guard stepValue >= 0, stepValue == stepValue.rounded() else {
-                error.mismatched.append(.init(key: "\(name).step (value \(stepValue), not a count)", expected: [], found: []))
+                error.invalid.append("\(name).step")
                 continue
             }
             loaded[name] = State(expAvg: dict["\(name).exp_avg"]!.copy(), expAvgSq: dict["\(name).exp_avg_sq"]!.copy(),

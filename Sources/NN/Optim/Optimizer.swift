@@ -33,6 +33,15 @@ public struct OptimizerStateError: Error, CustomStringConvertible, Equatable {
     public var unexpected: [String]
     /// Keys present with the wrong shape: (key, expected shape, found shape).
     public var mismatched: [Mismatch]
+    /// Step-count keys whose value is not a non-negative whole number.
+    public var invalid: [String]
+
+    public init(missing: [String] = [], unexpected: [String] = [], mismatched: [Mismatch] = [], invalid: [String] = []) {
+        self.missing = missing
+        self.unexpected = unexpected
+        self.mismatched = mismatched
+        self.invalid = invalid
+    }
 
     public struct Mismatch: Equatable, CustomStringConvertible {
         public var key: String
@@ -46,13 +55,14 @@ public struct OptimizerStateError: Error, CustomStringConvertible, Equatable {
         public var description: String { "\(key): expected shape \(expected), found \(found)" }
     }
 
-    public var isEmpty: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty }
+    public var isEmpty: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty && invalid.isEmpty }
 
     public var description: String {
         var parts: [String] = []
         if !missing.isEmpty { parts.append("missing keys: \(missing.joined(separator: ", "))") }
         if !unexpected.isEmpty { parts.append("unexpected keys: \(unexpected.joined(separator: ", "))") }
         if !mismatched.isEmpty { parts.append("mis-shaped keys: \(mismatched.map(\.description).joined(separator: "; "))") }
+        if !invalid.isEmpty { parts.append("step counts that are not whole numbers >= 0: \(invalid.joined(separator: ", "))") }
         return "optimizer state does not fit: " + parts.joined(separator: "; ")
     }
 }
