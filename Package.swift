@@ -30,6 +30,7 @@ let package = Package(
         .target(name: "DVT", dependencies: ["NN", "TensorCore"], swiftSettings: kernelSettings),
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to DispatchQueue.concurrentPerform workers,
     // which Swift 6's strict Sendable checking rejects without wrapping every pointer.
