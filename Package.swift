@@ -33,8 +33,13 @@ let package = Package(
         .target(name: "Vision", dependencies: ["NN", "TensorCore", "CImageCodecs", "CLapacke"],
                 swiftSettings: kernelSettings),
         .target(name: "DVT", dependencies: ["Vision", "NN", "TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "Trainer", dependencies: [
+            "DVT", "Vision", "NN", "TensorCore", "COpenBLAS",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: kernelSettings),
         .target(name: "DVTCommands", dependencies: [
-            "DVT", "Vision", "NN", "TensorCore",
+            "Trainer", "DVT", "Vision", "NN", "TensorCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
