@@ -1,0 +1,51 @@
+import Foundation
+
+// Softmax over the last axis, fused: the forward subtracts the row maximum (so exp never
+// overflows) and the backward uses only the cached output.
+// R = number of rows, C = last dimension.
+
+extension Tensor {
+    /// Softmax over the last axis:
+    /// ```
+    /// y_j = exp(x_j − max x) / Σ_k exp(x_k − max x)
+    /// dx  = y ⊙ (dy − Σ_k dy_k · y_k)
+    /// ```
+    public func softmax() -> Tensor {
+        precondition(rank >= 1, "softmax: needs at least one dimension, got shape \(shape)")
+        let c = shape[rank - 1]
+        let rows = c == 0 ? 0 : count / c
+        let out = Tensor.uninitialized(shape)  // (R, C)
+        let px = ptr, py = out.ptr
+        Parallel.forRanges(rows, grain: Swift.max(1, 4096 / Swift.max(c, 1))) { range in
+            for r in range { Tensor.softmaxRow(px + r * c, py + r * c, c) }
+        }
+        let y = out.detach()
+        return out.record("softmax", [self]) { g in
+            let gx = self.gradBuffer(), pg = g.ptr, py = y.ptr
+            Parallel.forRanges(rows, grain: Swift.max(1, 4096 / Swift.max(c, 1))) { range in
+                for r in range {
+                    let yr = py + r * c, gr = pg + r * c, dx = gx + r * c
+                    var dot: Float = 0
+                    for j in 0..<c { dot += gr[j] * yr[j] }
+                    for j in 0..<c { dx[j] += yr[j] * (gr[j] - dot) }
+                }
+            }
+        }
+    }
+
+    /// One numerically stable softmax row; `src` and `dst` may be the same buffer.
+    @inline(__always)
+    static func softmaxRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        if n == 0 { return }
+        var m = -Float.infinity
+        for j in 0..<n { m = Swift.max(m, src[j]) }
+        var s: Float = 0
+        for j in 0..<n {
+            let e = Foundation.exp(src[j] - m)
+            dst[j] = e
+            s += e
+        }
+        let inv = 1 / s
+        for j in 0..<n { dst[j] *= inv }
+    }
+}
