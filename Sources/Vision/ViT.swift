@@ -188,3 +188,45 @@ public final class VisionTransformer: Module {
         }
     }
 }
+
+extension VisionTransformer {
+    /// The banner every output of a random-weights model carries.
+    public static func randomWeightsWarning(seed: UInt64) -> String {
+        "WARNING: RANDOM WEIGHTS (--random-init \(seed)). These features come from a randomly initialised ViT and carry no semantics; they exercise the pipeline only. Pass --weights FILE (a timm safetensors checkpoint, e.g. vit_small_patch14_dinov2.safetensors) for real features."
+    }
+
+    /// A backbone from a timm name and either a checkpoint or a random-init seed.
+    public static func load(arch: String, weights: String?, randomInit: UInt64?) throws -> VisionTransformer {
+        guard let cfg = ViTPresets.named(arch) else {
+            throw ViTError("unknown ViT architecture '\(arch)'; known: \(ViTPresets.names.joined(separator: ", "))")
+        }
+        switch (weights, randomInit) {
+        case (let w?, nil): return try VisionTransformer(config: cfg, weights: URL(fileURLWithPath: w))
+        case (nil, let s?): return VisionTransformer(config: cfg, seed: s)
+        case (nil, nil): throw ViTError("give either --weights FILE (a timm safetensors checkpoint) or --random-init SEED")
+        default: throw ViTError("give only one of --weights and --random-init")
+        }
+    }
+
+    /// Loads an image file, resizes it to (height, width) with Pillow's bicubic and normalises it
+    /// with this model's mean/std: (3, H, W).
+    public func preprocess(_ url: URL, height: Int, width: Int) throws -> Tensor {
+        let image = try RGBImage(contentsOf: url)
+        let resized = (image.width == width && image.height == height) ? image : image.resized(width: width, height: height)
+        return resized.normalizedTensor(mean: config.mean, std: config.std)
+    }
+
+    /// A 0-based block index from a (possibly negative, Python-style) layer index.
+    public func resolveLayer(_ layer: Int) throws -> Int {
+        let l = layer < 0 ? config.depth + layer : layer
+        guard l >= 0 && l < config.depth else {
+            throw ViTError("layer \(layer) out of range for \(config.name) (depth \(config.depth); use 0..<\(config.depth) or -1 for the last)")
+        }
+        return l
+    }
+}
+
+public struct ViTError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
