@@ -39,6 +39,49 @@ enum RowKernels {
         return s
     }
 
+    /// Σ (x[i] − y[i])²
+    @inline(__always)
+    static func squaredDistance(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V(repeating: 0)
+        var i = 0
+        while i + 8 <= n { let d = load(x + i) - load(y + i); acc += d * d; i += 8 }
+        var s = acc.sum()
+        while i < n { let d = x[i] - y[i]; s += d * d; i += 1 }
+        return s
+    }
+
+    /// Σ |x[i]|
+    @inline(__always)
+    static func absSum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc = V(repeating: 0)
+        var i = 0
+        while i + 8 <= n { let v = load(x + i); acc += v.replacing(with: -v, where: v .< 0); i += 8 }
+        var s = acc.sum()
+        while i < n { s += Swift.abs(x[i]); i += 1 }
+        return s
+    }
+
+    /// Σ over 0..<n of `partial(start, count)` evaluated on fixed 4096-element blocks in
+    /// parallel, the block sums added in Double in block order: large means keep their
+    /// precision and the result does not depend on the thread count.
+    @inline(__always)
+    static func blockedSum(_ n: Int, _ partial: (Int, Int) -> Float) -> Double {
+        let block = 4096
+        let blocks = (n + block - 1) / block
+        if blocks <= 1 { return n == 0 ? 0 : Double(partial(0, n)) }
+        let sums = UnsafeMutablePointer<Double>.allocate(capacity: blocks)
+        defer { sums.deallocate() }
+        Parallel.forRanges(blocks, grain: 8) { range in
+            for b in range {
+                let start = b * block
+                sums[b] = Double(partial(start, Swift.min(block, n - start)))
+            }
+        }
+        var total: Double = 0
+        for b in 0..<blocks { total += sums[b] }
+        return total
+    }
+
     /// Σ (x[i] − mean)²
     @inline(__always)
     static func centredSquareSum(_ x: UnsafePointer<Float>, _ n: Int, mean: Float) -> Float {
