@@ -1,5 +1,4 @@
 import COpenBLAS
-import Foundation
 
 // Fused multi-head self-attention on a packed qkv projection, in timm's layout.
 // B = batch, N = tokens, C = model width, H = heads, D = C / H head width.

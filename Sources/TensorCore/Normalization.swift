@@ -34,8 +34,8 @@ extension Tensor {
         Parallel.forRanges(rows, grain: grain) { range in
             for r in range {
                 let x = px + r * c, y = py + r * c
-                // Two passes (mean, then centred variance): one-pass E[x²] − E[x]² loses all
-                // precision on ViT features with large outlier channels.
+                // Two passes (mean, then centred variance): one-pass E[x²] − E[x]² cancels badly
+                // on ViT features with large outlier channels.
                 let mean = RowKernels.sum(x, c) * invC
                 let sq = RowKernels.centredSquareSum(x, c, mean: mean)
                 let rstd = 1 / (sq * invC + eps).squareRoot()
