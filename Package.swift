@@ -16,6 +16,7 @@ let package = Package(
     products: [
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "NN", targets: ["NN"]),
+        .executable(name: "dvt", targets: ["DVTTool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,8 +28,27 @@ let package = Package(
         .systemLibrary(name: "CLapacke", path: "Sources/CLapacke"),
         .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
+                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        .target(name: "Vision", dependencies: ["NN", "TensorCore", "CImageCodecs", "CLapacke"],
+                swiftSettings: kernelSettings),
+        .target(name: "DVT", dependencies: ["Vision", "NN", "TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "Trainer", dependencies: [
+            "DVT", "Vision", "NN", "TensorCore", "COpenBLAS",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ], swiftSettings: kernelSettings),
+        .target(name: "DVTCommands", dependencies: [
+            "Trainer", "DVT", "Vision", "NN", "TensorCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "DVTTool", dependencies: ["DVTCommands"]),
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "TestSupport"]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to DispatchQueue.concurrentPerform workers,
     // which Swift 6's strict Sendable checking rejects without wrapping every pointer.

@@ -81,7 +81,9 @@ extension Tensor {
         Parallel.forRanges(blocks, grain: grain) { blockRange in
             for blk in blockRange {
                 let dw = partialW + blk * c, db = partialB + blk * c
-                for r in (blk * rowsPerBlock)..<Swift.min(rows, (blk + 1) * rowsPerBlock) {
+                // With ceil-sized blocks the last ones can be empty (rows 40 → 16 blocks of 3).
+                let lo = Swift.min(rows, blk * rowsPerBlock), hi = Swift.min(rows, (blk + 1) * rowsPerBlock)
+                for r in lo..<hi {
                     let xr = px + r * c, gr = pg + r * c
                     let mean = ps[2 * r], rstd = ps[2 * r + 1]
                     if needW { for j in 0..<c { dw[j] += gr[j] * (xr[j] - mean) * rstd } }

@@ -33,6 +33,9 @@ public final class Tensor: @unchecked Sendable {
     /// Optional label, used in error messages and by optimisers.
     public var name: String?
     var node: BackwardNode?
+    /// On gradient tensors written by sparse kernels (hash-grid backward): the rows touched
+    /// since the last `zeroGrad`, so optimisers and zeroing can skip the rest of the table.
+    package var touchedRows: TouchedRows?
 
     public var count: Int { shape.reduce(1, *) }
     public var rank: Int { shape.count }
@@ -152,8 +155,18 @@ public final class Tensor: @unchecked Sendable {
         return grad!.ptr
     }
 
-    /// Drops the accumulated gradient.
-    public func zeroGrad() { grad = nil }
+    /// Drops the accumulated gradient. A gradient whose rows are tracked (hash tables) is kept
+    /// allocated and only its touched rows are zeroed: re-zeroing a million-row table every
+    /// step would cost more than the step itself.
+    public func zeroGrad() {
+        if let g = grad, let tracked = g.touchedRows, g.rank == 2 {
+            let width = g.shape[1], p = g.ptr
+            for r in tracked.rows { (p + Int(r) * width).update(repeating: 0, count: width) }
+            tracked.clear()
+            return
+        }
+        grad = nil
+    }
 }
 
 extension Tensor: CustomStringConvertible {

@@ -1,0 +1,214 @@
+// PNG decode/encode through libpng with errors trapped by setjmp/longjmp.
+//
+// libpng's default error handler aborts via longjmp to a jmp_buf we must provide; without one it
+// calls abort(). We install handlers that copy the message out, and read from / write to memory so
+// truncation is seen as a clean "truncated PNG data" error.
+#include "CImageCodecs.h"
+#include "common.h"
+
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <png.h>
+
+// libpng itself refuses widths/heights above 1,000,000 by default; we cap each side at the
+// largest value 32-bit row arithmetic in callers comfortably handles, and total pixels separately.
+#define CIC_PNG_MAX_SIDE 1000000u
+
+typedef struct {
+    char message[256];
+} cic_png_error;
+
+typedef struct {
+    const uint8_t *data;
+    size_t size;
+    size_t pos;
+} cic_png_reader;
+
+typedef struct {
+    uint8_t *data;
+    size_t size;
+    size_t capacity;
+    int failed;
+} cic_png_writer;
+
+static void cic_png_error_fn(png_structp png, png_const_charp msg) {
+    cic_png_error *e = (cic_png_error *)png_get_error_ptr(png);
+    if (e != NULL) snprintf(e->message, sizeof e->message, "%s", msg ? msg : "unknown libpng error");
+    png_longjmp(png, 1);
+}
+
+static void cic_png_warning_fn(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg;
+}
+
+static void cic_png_read_fn(png_structp png, png_bytep out, png_size_t length) {
+    cic_png_reader *r = (cic_png_reader *)png_get_io_ptr(png);
+    if (length > r->size - r->pos) png_error(png, "truncated PNG data (premature end of file)");
+    memcpy(out, r->data + r->pos, length);
+    r->pos += length;
+}
+
+static void cic_png_write_fn(png_structp png, png_bytep in, png_size_t length) {
+    cic_png_writer *w = (cic_png_writer *)png_get_io_ptr(png);
+    if (length > SIZE_MAX - w->size) png_error(png, "PNG output too large");
+    if (w->size + length > w->capacity) {
+        size_t cap = w->capacity ? w->capacity : 4096;
+        while (cap < w->size + length) {
+            if (cap > SIZE_MAX / 2) png_error(png, "PNG output too large");
+            cap *= 2;
+        }
+        uint8_t *grown = (uint8_t *)realloc(w->data, cap);
+        if (grown == NULL) png_error(png, "out of memory while encoding PNG");
+        w->data = grown;
+        w->capacity = cap;
+    }
+    memcpy(w->data + w->size, in, length);
+    w->size += length;
+}
+
+static void cic_png_flush_fn(png_structp png) { (void)png; }
+
+int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
+                   uint8_t **out_pixels, int *out_width, int *out_height,
+                   char *err, size_t errlen) {
+    cic_png_error perr;
+    cic_png_reader reader = {data, size, 0};
+    png_structp png = NULL;
+    png_infop info = NULL;
+    // Assigned after setjmp and released in the longjmp branch: must be volatile.
+    uint8_t *volatile pixels = NULL;
+    png_bytep *volatile rows = NULL;
+
+    *out_pixels = NULL;
+    *out_width = 0;
+    *out_height = 0;
+    perr.message[0] = 0;
+    if (data == NULL || size < 8 || png_sig_cmp((png_const_bytep)data, 0, 8) != 0) {
+        cic_set_error(err, errlen, "not a PNG file (bad signature)");
+        return 1;
+    }
+    png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr, cic_png_error_fn, cic_png_warning_fn);
+    if (png == NULL) { cic_set_error(err, errlen, "cannot create PNG reader"); return 1; }
+    info = png_create_info_struct(png);
+    if (info == NULL) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        cic_set_error(err, errlen, "cannot create PNG info");
+        return 1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "corrupt PNG data");
+        png_destroy_read_struct(&png, &info, NULL);
+        free(rows);
+        free(pixels);
+        return 1;
+    }
+    png_set_user_limits(png, CIC_PNG_MAX_SIDE, CIC_PNG_MAX_SIDE);
+    png_set_read_fn(png, &reader, cic_png_read_fn);
+    png_read_info(png, info);
+
+    png_uint_32 w = 0, h = 0;
+    int bit_depth = 0, color_type = 0;
+    png_get_IHDR(png, info, &w, &h, &bit_depth, &color_type, NULL, NULL, NULL);
+    if (w == 0 || h == 0) png_error(png, "PNG has empty dimensions");
+    if ((uint64_t)w * (uint64_t)h > max_pixels) {
+        snprintf(perr.message, sizeof perr.message, "PNG dimensions %ux%u exceed the limit of %llu pixels",
+                 (unsigned)w, (unsigned)h, (unsigned long long)max_pixels);
+        png_longjmp(png, 1);
+    }
+
+    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (bit_depth == 16) png_set_strip_16(png);
+    // Palette expansion also turns a tRNS chunk into an alpha channel; drop alpha in every case
+    // (PIL's convert("RGB") discards it the same way, without compositing).
+    if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
+    if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+    (void)png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+
+    const size_t rowbytes = png_get_rowbytes(png, info);
+    if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8 || rowbytes != (size_t)w * 3) {
+        png_error(png, "unexpected PNG layout after conversion to RGB8");
+    }
+    pixels = (uint8_t *)malloc(rowbytes * (size_t)h);
+    rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)h);
+    if (pixels == NULL || rows == NULL) png_error(png, "out of memory for PNG pixels");
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * rowbytes;
+    png_read_image(png, rows);
+    // Like the JPEG path, stop once all rows are in: chunks after the image data don't matter.
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rows);
+    *out_pixels = pixels;
+    *out_width = (int)w;
+    *out_height = (int)h;
+    return 0;
+}
+
+int cic_png_encode(const uint8_t *pixels, int width, int height, int components,
+                   uint8_t **out_data, size_t *out_size, char *err, size_t errlen) {
+    cic_png_error perr;
+    png_structp png = NULL;
+    png_infop info = NULL;
+    // Heap-held so its contents are well defined after a longjmp.
+    cic_png_writer *writer = NULL;
+    png_bytep *rows = NULL;
+
+    *out_data = NULL;
+    *out_size = 0;
+    perr.message[0] = 0;
+    if (pixels == NULL || width <= 0 || height <= 0 || (unsigned)width > CIC_PNG_MAX_SIDE || (unsigned)height > CIC_PNG_MAX_SIDE) {
+        cic_set_error(err, errlen, "cannot encode a %dx%d image as PNG", width, height);
+        return 1;
+    }
+    int color_type;
+    switch (components) {
+    case 1: color_type = PNG_COLOR_TYPE_GRAY; break;
+    case 3: color_type = PNG_COLOR_TYPE_RGB; break;
+    case 4: color_type = PNG_COLOR_TYPE_RGB_ALPHA; break;
+    default:
+        cic_set_error(err, errlen, "PNG encoding needs 1, 3 or 4 components, got %d", components);
+        return 1;
+    }
+    writer = (cic_png_writer *)calloc(1, sizeof *writer);
+    rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)height);
+    if (writer == NULL || rows == NULL) {
+        free(writer);
+        free(rows);
+        cic_set_error(err, errlen, "out of memory");
+        return 1;
+    }
+    const size_t stride = (size_t)width * (size_t)components;
+    for (int y = 0; y < height; y++) rows[y] = (png_bytep)(pixels + (size_t)y * stride);
+
+    png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr, cic_png_error_fn, cic_png_warning_fn);
+    if (png != NULL) info = png_create_info_struct(png);
+    if (png == NULL || info == NULL) {
+        png_destroy_write_struct(&png, NULL);
+        free(writer);
+        free(rows);
+        cic_set_error(err, errlen, "cannot create PNG writer");
+        return 1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "PNG encoding failed");
+        png_destroy_write_struct(&png, &info);
+        free(writer->data);
+        free(writer);
+        free(rows);
+        return 1;
+    }
+    png_set_write_fn(png, writer, cic_png_write_fn, cic_png_flush_fn);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, color_type,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(rows);
+    *out_data = writer->data;
+    *out_size = writer->size;
+    free(writer);
+    return 0;
+}

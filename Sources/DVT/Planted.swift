@@ -1,0 +1,191 @@
+import Foundation
+import TensorCore
+
+/// Synthetic "ViT features" with known ground truth, built the way DVT's noise model describes
+/// them (the recipe of shared/reference/planted.py, with our own seeded generator):
+///
+/// ```
+/// raw(view, i, j) = F(global coords of patch (i, j)) + G(i, j) + R(view, i, j) + noise
+/// ```
+/// F is a clean field over the image (soft regions plus smooth sinusoids), G an artifact map on
+/// each view's own patch grid (the same for every view), R a sparse, content-dependent,
+/// high-norm residual (on the 2 flattest tokens of every view). Views are random resized crops
+/// with flips, the last view is the whole image.
+///
+/// Letters: V views (+1 whole image), H = W = grid, C channels.
+public struct PlantedData {
+    /// (V+1, H, W, C)
+    public var raw: Tensor
+    /// (V+1, H, W, 2) as (x, y) in [0, 1]; the last view is the whole image.
+    public var coords: Tensor
+    /// (H, W, C): F on the whole-image grid.
+    public var cleanFull: Tensor
+    /// (H, W, C): G, zero-mean per channel.
+    public var artifact: Tensor
+
+    public struct Options: Sendable {
+        public var grid = 16
+        public var dim = 64
+        public var views = 96
+        public var artifactScale: Float = 0.6
+        public var residualScale: Float = 2.0
+        public var noise: Float = 0.05
+        public init() {}
+    }
+
+    /// The tensors under the names of the shared planted layout.
+    public var namedTensors: [String: Tensor] {
+        ["raw": raw, "coords": coords, "clean_full": cleanFull, "artifact": artifact]
+    }
+
+    public static let layoutDescription = "raw (V+1,H,W,C); coords (V+1,H,W,2) as (x,y) in [0,1], last view = whole image; clean_full (H,W,C) = F at the whole-image grid; artifact (H,W,C) = G (zero-mean per channel)"
+
+    /// Generates a planted case; the same seed and options always give the same tensors.
+    public static func generate(seed: UInt64, options o: Options = Options()) -> PlantedData {
+        var rng = RandomGenerator(seed: seed)
+        let g = o.grid, c = o.dim, k = 7, nSmooth = 6
+        func normals(_ n: Int, _ scale: Double) -> [Double] { (0..<n).map { _ in Double(rng.normal()) * scale } }
+        let centers = (0..<(2 * k)).map { _ in 0.05 + 0.9 * rng.uniformDouble() }          // (k, 2)
+        let regionEmbed = normals(k * c, 1.5)                                                // (k, C)
+        let freqs = normals(nSmooth * 2, 3.0)                                                // (6, 2)
+        let phases = (0..<nSmooth).map { _ in 2 * Double.pi * rng.uniformDouble() }          // (6)
+        let smoothEmbed = normals(nSmooth * c, 0.4)                                          // (6, C)
+
+        /// F at one point: softmax-like region weights (temperature 0.002) plus sinusoids.
+        func field(_ u: Double, _ v: Double, into out: UnsafeMutablePointer<Float>) {
+            var d2 = [Double](repeating: 0, count: k)
+            for r in 0..<k {
+                let du = u - centers[2 * r], dv = v - centers[2 * r + 1]
+                d2[r] = du * du + dv * dv
+            }
+            let m = d2.min()!
+            var w = d2.map { Foundation.exp(-($0 - m) / 0.002) }
+            let ws = w.reduce(0, +)
+            w = w.map { $0 / ws }
+            let s = (0..<nSmooth).map { Foundation.sin(u * freqs[2 * $0] + v * freqs[2 * $0 + 1] + phases[$0]) }
+            for ch in 0..<c {
+                var acc = 0.0
+                for r in 0..<k { acc += w[r] * regionEmbed[r * c + ch] }
+                for q in 0..<nSmooth { acc += s[q] * smoothEmbed[q * c + ch] }
+                out[ch] = Float(acc)
+            }
+        }
+
+        func linspace(_ a: Double, _ b: Double, _ n: Int) -> [Double] {
+            n == 1 ? [a] : (0..<n).map { a + (b - a) * Double($0) / Double(n - 1) }
+        }
+
+        // Whole-image field and its mean token norm, the scale everything else is tied to.
+        let full = linspace(0, 1, g)
+        let cleanFull = Tensor(zeros: [g, g, c])  // (H, W, C)
+        for i in 0..<g { for j in 0..<g { field(full[j], full[i], into: cleanFull.ptr + (i * g + j) * c) } }
+        var fscale = 0.0
+        for t in 0..<(g * g) {
+            var s = 0.0
+            for ch in 0..<c { let x = Double(cleanFull[flat: t * c + ch]); s += x * x }
+            fscale += s.squareRoot()
+        }
+        fscale /= Double(g * g)
+
+        // G: stripes, a checkerboard, a diagonal wave and a low-frequency bump, plus 3 hot spots.
+        let nb = 5
+        let mix = normals(nb * c, 1.0)
+        var art = [Double](repeating: 0, count: g * g * c)
+        for i in 0..<g {
+            for j in 0..<g {
+                let basis = [Foundation.cos(Double.pi * Double(i) / 2), Foundation.cos(Double.pi * Double(j) / 2),
+                             Foundation.cos(Double.pi * Double(i + j) / 3), Double((i + j) % 2) * 2 - 1,
+                             Foundation.cos(2 * Double.pi * Double(i) / Double(g)) * Foundation.cos(2 * Double.pi * Double(j) / Double(g))]
+                for ch in 0..<c {
+                    var acc = 0.0
+                    for q in 0..<nb { acc += basis[q] * mix[q * c + ch] }
+                    art[(i * g + j) * c + ch] = acc
+                }
+            }
+        }
+        for _ in 0..<3 {
+            let a = rng.randint(g), b = rng.randint(g)
+            let hot = normals(c, 3.0)
+            for ch in 0..<c { art[(a * g + b) * c + ch] += hot[ch] }
+        }
+        for ch in 0..<c {
+            var m = 0.0
+            for t in 0..<(g * g) { m += art[t * c + ch] }
+            m /= Double(g * g)
+            for t in 0..<(g * g) { art[t * c + ch] -= m }
+        }
+        var artNorm = 0.0
+        for t in 0..<(g * g) {
+            var s = 0.0
+            for ch in 0..<c { s += art[t * c + ch] * art[t * c + ch] }
+            artNorm += s.squareRoot()
+        }
+        artNorm /= Double(g * g)
+        let artScale = Double(o.artifactScale) * fscale / artNorm
+        let artifact = Tensor(art.map { Float($0 * artScale) }, shape: [g, g, c])  // (H, W, C)
+
+        var hot = normals(c, 1.0)
+        let hn = hot.map { $0 * $0 }.reduce(0, +).squareRoot()
+        hot = hot.map { $0 / hn * Double(o.residualScale) * fscale }
+
+        let nv = o.views + 1
+        let raw = Tensor(zeros: [nv, g, g, c])      // (V+1, H, W, C)
+        let coords = Tensor(zeros: [nv, g, g, 2])   // (V+1, H, W, 2)
+        let noiseStd = Double(o.noise) * fscale / Double(c).squareRoot()
+        let f = UnsafeMutablePointer<Float>.allocate(capacity: g * g * c)
+        defer { f.deallocate() }
+        for vi in 0..<nv {
+            var (y0, x0, hh, ww, flip) = (0.0, 0.0, 1.0, 1.0, false)
+            if vi < o.views {
+                for _ in 0..<100 {
+                    let area = 0.1 + 0.4 * rng.uniformDouble()
+                    let logr = Foundation.log(3.0 / 4) + (Foundation.log(4.0 / 3) - Foundation.log(3.0 / 4)) * rng.uniformDouble()
+                    let ar = Foundation.exp(logr)
+                    ww = (area * ar).squareRoot()
+                    hh = (area / ar).squareRoot()
+                    if ww <= 1 && hh <= 1 { break }
+                }
+                y0 = (1 - hh) * rng.uniformDouble()
+                x0 = (1 - ww) * rng.uniformDouble()
+                flip = rng.uniformDouble() < 0.5
+            }
+            let ys = linspace(y0, y0 + hh, g)
+            var xs = linspace(x0, x0 + ww, g)
+            if flip { xs = xs.map { x0 + (x0 + ww) - $0 } }  // mirror within the crop box
+            let cv = coords.ptr + vi * g * g * 2
+            for i in 0..<g {
+                for j in 0..<g {
+                    cv[(i * g + j) * 2] = Float(xs[j])
+                    cv[(i * g + j) * 2 + 1] = Float(ys[i])
+                    field(xs[j], ys[i], into: f + (i * g + j) * c)
+                }
+            }
+            // Residual: the 2 tokens whose features change least towards their 4 neighbours.
+            var variation = [Double](repeating: 0, count: g * g)
+            for i in 0..<g {
+                for j in 0..<g {
+                    var s = 0.0
+                    for (di, dj) in [(-1, 0), (1, 0), (0, -1), (0, 1)] {
+                        let ni = min(max(i + di, 0), g - 1), nj = min(max(j + dj, 0), g - 1)
+                        for ch in 0..<c {
+                            let d = Double(f[(ni * g + nj) * c + ch] - f[(i * g + j) * c + ch])
+                            s += d * d
+                        }
+                    }
+                    variation[i * g + j] = s
+                }
+            }
+            let flattest = Set(variation.indices.sorted { (variation[$0], $0) < (variation[$1], $1) }.prefix(2))
+            let rv = raw.ptr + vi * g * g * c
+            for t in 0..<(g * g) {
+                for ch in 0..<c {
+                    var v = Double(f[t * c + ch]) + Double(artifact[flat: t * c + ch])
+                    if flattest.contains(t) { v += hot[ch] }
+                    v += Double(rng.normal()) * noiseStd
+                    rv[t * c + ch] = Float(v)
+                }
+            }
+        }
+        return PlantedData(raw: raw, coords: coords, cleanFull: cleanFull, artifact: artifact)
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Vision
+
+/// How to build the ViT: the same flags for every command that extracts features.
+struct BackboneOptions: ParsableArguments {
+    @Option(help: "timm architecture name (see `dvt models`).")
+    var arch = "vit_small_patch14_dinov2.lvd142m"
+    @Option(help: "timm safetensors checkpoint for --arch.")
+    var weights: String?
+    @Option(name: .customLong("random-init"), help: "Use seeded random weights instead of a checkpoint (demos and tests only).")
+    var randomInit: UInt64?
+    @Option(parsing: .upToNextOption, help: "Input size H W (default: the preset's pretraining size, rounded to the patch grid).")
+    var size: [Int] = []
+    @Option(help: "Block index (0-based; negative counts from the end, -1 = last).")
+    var layer = -1
+    @Option(help: "Patch stride (DVT's stride option; default the patch size).")
+    var stride: Int?
+
+    func validate() throws {
+        if weights == nil && randomInit == nil {
+            throw ValidationError("give either --weights FILE (a timm safetensors checkpoint) or --random-init SEED")
+        }
+        if weights != nil && randomInit != nil { throw ValidationError("give only one of --weights and --random-init") }
+        if !(size.isEmpty || size.count == 2) || size.contains(where: { $0 < 1 }) {
+            throw ValidationError("--size takes two positive numbers, H W; got \(size)")
+        }
+        if let stride, stride < 1 { throw ValidationError("--stride must be >= 1, got \(stride)") }
+    }
+
+    func load() throws -> VisionTransformer {
+        let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: randomInit)
+        if let s = stride, s > model.config.patchSize {
+            throw ValidationError("--stride \(s) is larger than the patch size \(model.config.patchSize)")
+        }
+        if let seed = model.randomInitSeed {
+            FileHandle.standardError.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8))
+        }
+        return model
+    }
+
+    /// (H, W) of the network input.
+    func inputSize(for model: VisionTransformer) -> (Int, Int) {
+        if size.count == 2 { return (size[0], size[1]) }
+        return (model.config.imageSize, model.config.imageSize)
+    }
+}

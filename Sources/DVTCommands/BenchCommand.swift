@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import TensorCore
+import Trainer
+
+/// Where the PyTorch reference lives, for side-by-side ratios.
+struct ReferenceOptions: ParsableArguments {
+    @Option(help: "Python with torch and timm, to run the PyTorch reference side by side (env DVT_TORCH_PYTHON).")
+    var torchPython: String? = ProcessInfo.processInfo.environment["DVT_TORCH_PYTHON"]
+    @Option(help: "Path of dvt_torch.py, the PyTorch reference (env DVT_TORCH_REFERENCE).")
+    var reference: String? = ProcessInfo.processInfo.environment["DVT_TORCH_REFERENCE"]
+
+    var runner: TorchReference? {
+        guard let torchPython, let reference else { return nil }
+        return TorchReference(python: torchPython, script: reference)
+    }
+}
+
+extension DVTCommand {
+    struct BenchCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "bench",
+            abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
+            subcommands: [Engine.self, ViT.self])
+    }
+}
+
+extension DVTCommand.BenchCommand {
+    struct Engine: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Engine kernels: matmul vs raw OpenBLAS, layernorm, attention, Adam, and a stage-2 block step vs PyTorch.")
+        @OptionGroup var compute: ComputeOptions
+        @OptionGroup var ref: ReferenceOptions
+
+        func run() throws {
+            compute.apply()
+            print("threads: \(Parallel.threads)")
+            print("matmul, forward + both backward products (GFLOP/s; raw = the same 3 cblas_sgemm calls):")
+            for (m, k, n) in [(2048, 2048, 2048), (2048, 128, 192), (2048, 192, 384)] {
+                let r = Bench.matmul(m: m, k: k, n: n, rounds: m * k * n > 1 << 30 ? 3 : 15)
+                print(String(format: "  %-16@ raw %7.1f  engine %7.1f  engine/raw %.3f", r.label as NSString, r.rawGflops, r.engineGflops, r.ratio))
+            }
+            print(String(format: "layernorm fwd+bwd (8, 256, 384): %.3f ms", 1000 * Bench.layerNorm()))
+            print(String(format: "attention fwd+bwd (8, 256, 384), 6 heads: %.3f ms", 1000 * Bench.attention()))
+            print(String(format: "Adam step, 10M parameters: %.2f ms", 1000 * Bench.adamStep()))
+            for (dim, grid, batch) in [(384, 16, 8), (768, 37, 1)] {
+                let ours = Bench.denoiserStep(dim: dim, grid: grid, batch: batch)
+                var line = String(format: "stage-2 block step dim %d grid %d batch %d: %.2f ms", dim, grid, batch, 1000 * ours)
+                if let runner = ref.runner {
+                    let theirs = try runner.run(["stage2-bench", "--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)"],
+                                                key: "ms_per_step") / 1000
+                    line += String(format: "  torch %.2f ms  speed-up %.2fx", 1000 * theirs, theirs / ours)
+                }
+                print(line)
+            }
+        }
+    }
+
+    struct ViT: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "vit", abstract: "ViT feature extraction throughput (random weights), vs timm when a reference is given.")
+        @OptionGroup var compute: ComputeOptions
+        @OptionGroup var ref: ReferenceOptions
+        @Option var arch = "vit_small_patch14_dinov2"
+        @Option var size = 224
+        @Option var batch = 8
+        @Option var steps = 5
+
+        func run() throws {
+            compute.apply()
+            let ours = try Bench.vitImagesPerSecond(arch: arch, size: size, batch: batch, steps: steps)
+            var line = String(format: "%@ %dx%d batch %d: %.2f images/s", arch as NSString, size, size, batch, ours)
+            if let runner = ref.runner {
+                let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
+                let theirs = try runner.run(["vit-bench", "--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)",
+                                             "--steps", "\(steps)"], key: "images_per_s")
+                line += String(format: "  torch %.2f images/s  ratio %.2fx", theirs, ours / theirs)
+            }
+            print(line)
+        }
+    }
+}

@@ -1,0 +1,4 @@
+// The `dvt` executable: everything lives in DVTCommands.
+import DVTCommands
+
+DVTCommand.main()

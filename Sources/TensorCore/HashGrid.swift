@@ -1,0 +1,185 @@
+import Foundation
+
+// 2-D multiresolution hash encoding (Instant-NGP), following tiny-cuda-nn's grid rules.
+// Letters: N points, L levels, F features per level, T rows of the concatenated tables.
+
+/// Level geometry of a 2-D hash grid, following tiny-cuda-nn's `GridEncoding`:
+///
+/// ```
+/// scale_l = base · growth^l − 1          growth = exp((ln finest − ln base) / (L − 1))
+/// res_l   = ceil(scale_l) + 1            (vertices per side)
+/// size_l  = min(roundUp8(res_l²), 2^log2TableSize)
+/// ```
+/// The "−1" makes `base` count grid vertices rather than cells (tiny-cuda-nn's
+/// `grid_scale`). A level is indexed densely while res² fits its table, hashed otherwise.
+public struct HashGridLayout: Sendable, Equatable {
+    public let levels: Int
+    public let featuresPerLevel: Int
+    public let log2TableSize: Int
+    public let baseResolution: Int
+    public let finestResolution: Int
+    public let scales: [Float]
+    public let resolutions: [Int]
+    public let sizes: [Int]
+    /// Row offset of each level in the concatenated table; `offsets[levels]` is the total.
+    public let offsets: [Int]
+
+    public var outputDimension: Int { levels * featuresPerLevel }
+    public var totalRows: Int { offsets[levels] }
+
+    public init(levels: Int = 16, featuresPerLevel: Int = 8, log2TableSize: Int = 20,
+                baseResolution: Int = 16, finestResolution: Int = 1024) {
+        precondition(levels >= 1 && featuresPerLevel >= 1, "hash grid needs >= 1 level and feature, got \(levels), \(featuresPerLevel)")
+        precondition((4...30).contains(log2TableSize), "log2 table size \(log2TableSize) outside 4...30")
+        precondition(baseResolution >= 2 && finestResolution >= baseResolution,
+                     "hash grid resolutions must satisfy 2 <= base (\(baseResolution)) <= finest (\(finestResolution))")
+        self.levels = levels
+        self.featuresPerLevel = featuresPerLevel
+        self.log2TableSize = log2TableSize
+        self.baseResolution = baseResolution
+        self.finestResolution = finestResolution
+        let growth = levels > 1 ? Foundation.exp((Foundation.log(Double(finestResolution)) - Foundation.log(Double(baseResolution))) / Double(levels - 1)) : 1.0
+        let cap = 1 << log2TableSize
+        var scales: [Float] = [], res: [Int] = [], sizes: [Int] = [], offsets = [0]
+        for l in 0..<levels {
+            let scale = Double(baseResolution) * Foundation.pow(growth, Double(l)) - 1.0
+            let r = Int(scale.rounded(.up)) + 1
+            let size = min((r * r + 7) / 8 * 8, cap)
+            scales.append(Float(scale))
+            res.append(r)
+            sizes.append(size)
+            offsets.append(offsets[l] + size)
+        }
+        self.scales = scales
+        resolutions = res
+        self.sizes = sizes
+        self.offsets = offsets
+    }
+
+    /// Whether level `l` is indexed densely (its full vertex grid fits in its table).
+    public func isDense(_ l: Int) -> Bool { resolutions[l] * resolutions[l] <= sizes[l] }
+}
+
+/// Rows of a gradient buffer touched since it was last cleared, so a sparse optimiser can
+/// visit only those rows and zeroing costs O(touched) instead of O(table).
+package final class TouchedRows {
+    package private(set) var rows: [Int32] = []
+    private var mark: UnsafeMutablePointer<UInt8>
+    private let capacity: Int
+
+    init(rowCount: Int) {
+        capacity = rowCount
+        mark = .allocate(capacity: max(rowCount, 1))
+        mark.initialize(repeating: 0, count: max(rowCount, 1))
+    }
+
+    deinit { mark.deallocate() }
+
+    /// Marks rows found by a worker; byte marks (not bits) so workers on disjoint row ranges never share a word.
+    @inline(__always) func markRow(_ r: Int) -> Bool {
+        if mark[r] != 0 { return false }
+        mark[r] = 1
+        return true
+    }
+
+    func append(_ newRows: [Int32]) { rows.append(contentsOf: newRows) }
+
+    /// Forgets every row (after their gradient rows were zeroed).
+    package func clear() {
+        for r in rows { mark[Int(r)] = 0 }
+        rows.removeAll(keepingCapacity: true)
+    }
+}
+
+extension Tensor {
+    /// The coherent-prime spatial hash of tiny-cuda-nn for 2-D: x ⊕ (y · 2654435761), in
+    /// uint32 arithmetic. (π₁ = 1; 2654435761 is Knuth's multiplicative-hash prime, which
+    /// tiny-cuda-nn uses as its second prime.) Hashed levels have power-of-two sizes, so the
+    /// uint32 wrap-around gives the same index as 64-bit arithmetic would.
+    @inline(__always)
+    static func gridIndex(_ x: Int, _ y: Int, res: Int, size: Int, dense: Bool) -> Int {
+        let raw: UInt32 = dense ? UInt32(truncatingIfNeeded: x + y * res)
+                                : UInt32(truncatingIfNeeded: x) ^ (UInt32(truncatingIfNeeded: y) &* 2_654_435_761)
+        return Int(raw % UInt32(size))
+    }
+
+    /// Multiresolution hash encoding of 2-D points.
+    ///
+    /// `table` (T, F) holds every level's rows back to back (`layout.offsets`); `coords` (N, 2)
+    /// are (x, y) in [0, 1]. Each level looks up pos = coord · scale + 0.5 and blends the four
+    /// surrounding vertices bilinearly. Output (N, L·F), level-major.
+    ///
+    /// Backward is the weighted scatter-add of the output gradient into `table`'s gradient, run
+    /// one level per worker (levels own disjoint rows, so no two workers write the same row), and
+    /// it records the touched rows for the sparse Adam. No gradient flows to `coords`.
+    ///
+    /// - Paper: Müller et al., "Instant Neural Graphics Primitives with a Multiresolution Hash Encoding" (2022).
+    public static func hashGridEncode(_ table: Tensor, coords: Tensor, layout: HashGridLayout) -> Tensor {
+        let f = layout.featuresPerLevel, levels = layout.levels
+        precondition(table.shape == [layout.totalRows, f],
+                     "hashGridEncode: table shape \(table.shape) does not match the layout (\(layout.totalRows), \(f))")
+        precondition(coords.rank == 2 && coords.shape[1] == 2, "hashGridEncode: coords must be (N, 2), got \(coords.shape)")
+        let n = coords.shape[0], d = levels * f
+        let out = Tensor.uninitialized([n, d])  // (N, L·F)
+        let pt = table.ptr, pc = coords.ptr, po = out.ptr
+        let scales = layout.scales, res = layout.resolutions, sizes = layout.sizes, offsets = layout.offsets
+        let dense = (0..<levels).map { layout.isDense($0) }
+        Parallel.forRanges(n, grain: 256) { range in
+            for i in range {
+                let x = pc[2 * i], y = pc[2 * i + 1]
+                for l in 0..<levels {
+                    let px = x * scales[l] + 0.5, py = y * scales[l] + 0.5
+                    let fx0 = px.rounded(.down), fy0 = py.rounded(.down)
+                    let fx = px - fx0, fy = py - fy0
+                    let cx = Int(fx0), cy = Int(fy0)
+                    let r = res[l], s = sizes[l], off = offsets[l], dn = dense[l]
+                    let i00 = (off + gridIndex(cx, cy, res: r, size: s, dense: dn)) * f
+                    let i10 = (off + gridIndex(cx + 1, cy, res: r, size: s, dense: dn)) * f
+                    let i01 = (off + gridIndex(cx, cy + 1, res: r, size: s, dense: dn)) * f
+                    let i11 = (off + gridIndex(cx + 1, cy + 1, res: r, size: s, dense: dn)) * f
+                    let w00 = (1 - fx) * (1 - fy), w10 = fx * (1 - fy), w01 = (1 - fx) * fy, w11 = fx * fy
+                    let o = po + i * d + l * f
+                    for k in 0..<f {
+                        o[k] = w00 * pt[i00 + k] + w10 * pt[i10 + k] + w01 * pt[i01 + k] + w11 * pt[i11 + k]
+                    }
+                }
+            }
+        }
+        let coordsCopy = coords.detach()
+        return out.record("hashGridEncode", [table]) { g in
+            let gt = table.gradBuffer()
+            let tracker: TouchedRows
+            if let t = table.grad!.touchedRows { tracker = t } else {
+                tracker = TouchedRows(rowCount: layout.totalRows)
+                table.grad!.touchedRows = tracker
+            }
+            let pg = g.ptr, pc = coordsCopy.ptr
+            var perLevel = [[Int32]](repeating: [], count: levels)
+            perLevel.withUnsafeMutableBufferPointer { lists in
+                Parallel.forEach(levels) { l in
+                    var touched: [Int32] = []
+                    let r = res[l], s = sizes[l], off = offsets[l], dn = dense[l], scale = scales[l]
+                    for i in 0..<n {
+                        let px = pc[2 * i] * scale + 0.5, py = pc[2 * i + 1] * scale + 0.5
+                        let fx0 = px.rounded(.down), fy0 = py.rounded(.down)
+                        let fx = px - fx0, fy = py - fy0
+                        let cx = Int(fx0), cy = Int(fy0)
+                        let gi = pg + i * d + l * f
+                        @inline(__always) func scatter(_ x: Int, _ y: Int, _ w: Float) {
+                            let row = off + gridIndex(x, y, res: r, size: s, dense: dn)
+                            if tracker.markRow(row) { touched.append(Int32(row)) }
+                            let dst = gt + row * f
+                            for k in 0..<f { dst[k] += w * gi[k] }
+                        }
+                        scatter(cx, cy, (1 - fx) * (1 - fy))
+                        scatter(cx + 1, cy, fx * (1 - fy))
+                        scatter(cx, cy + 1, (1 - fx) * fy)
+                        scatter(cx + 1, cy + 1, fx * fy)
+                    }
+                    lists[l] = touched
+                }
+            }
+            for list in perLevel { tracker.append(list) }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import COpenBLAS
+import Foundation
+import NN
+import TensorCore
+import Vision
+
+/// Timing harness behind `dvt bench`. Times are medians over repeated runs after warm-up;
+/// anything compared (engine vs raw OpenBLAS, engine vs PyTorch) runs in the same process or
+/// the same command, interleaved, because absolute times drift on a shared machine.
+public enum Bench {
+    /// Median wall time in seconds of `body` over `iterations` runs after `warmup` runs.
+    public static func median(warmup: Int = 1, iterations: Int = 5, _ body: () -> Void) -> Double {
+        for _ in 0..<warmup { body() }
+        var times: [Double] = []
+        for _ in 0..<max(iterations, 1) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        times.sort()
+        return times[times.count / 2]
+    }
+
+    /// Two bodies timed alternately (a, b, a, b, …) so drift hits both equally; medians.
+    public static func interleaved(warmup: Int = 1, rounds: Int = 7, _ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
+        for _ in 0..<warmup { a(); b() }
+        var ta: [Double] = [], tb: [Double] = []
+        for _ in 0..<max(rounds, 1) {
+            var t0 = DispatchTime.now().uptimeNanoseconds
+            a()
+            ta.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            t0 = DispatchTime.now().uptimeNanoseconds
+            b()
+            tb.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        ta.sort(); tb.sort()
+        return (ta[ta.count / 2], tb[tb.count / 2])
+    }
+
+    // MARK: Engine
+
+    public struct MatmulResult: Sendable {
+        public var label: String
+        public var flops: Double
+        public var rawSeconds: Double
+        public var engineSeconds: Double
+        public var rawGflops: Double { flops / rawSeconds / 1e9 }
+        public var engineGflops: Double { flops / engineSeconds / 1e9 }
+        /// Engine throughput as a fraction of raw OpenBLAS (1.0 = equal).
+        public var ratio: Double { rawSeconds / engineSeconds }
+    }
+
+    /// Forward and both backward products of Y = X·W through the engine, against the same three
+    /// cblas_sgemm calls made directly, at (M, K, N).
+    public static func matmul(m: Int, k: Int, n: Int, rounds: Int = 7) -> MatmulResult {
+        var rng = RandomGenerator(seed: 1)
+        let x = Tensor.normal([m, k], rng: &rng, requiresGrad: true)
+        let w = Tensor.normal([k, n], rng: &rng, requiresGrad: true)
+        let dy = Tensor.normal([m, n], rng: &rng)
+        let y = Tensor(zeros: [m, n]), dx = Tensor(zeros: [m, k]), dw = Tensor(zeros: [k, n])
+        func raw() {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, x.ptr, Int32(k), w.ptr, Int32(n), 0, y.ptr, Int32(n))
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(k), Int32(n), 1, dy.ptr, Int32(n), w.ptr, Int32(n), 0, dx.ptr, Int32(k))
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(m), 1, x.ptr, Int32(k), dy.ptr, Int32(n), 0, dw.ptr, Int32(n))
+        }
+        func engine() {
+            x.zeroGrad(); w.zeroGrad()
+            Tensor.matmul(x, w).backward(seed: dy)
+        }
+        let (tr, te) = interleaved(rounds: rounds, raw, engine)
+        return MatmulResult(label: "\(m)x\(k)x\(n)", flops: 3 * 2 * Double(m) * Double(k) * Double(n), rawSeconds: tr, engineSeconds: te)
+    }
+
+    /// LayerNorm forward + backward at (B, N, C); seconds.
+    public static func layerNorm(b: Int = 8, n: Int = 256, c: Int = 384) -> Double {
+        var rng = RandomGenerator(seed: 2)
+        let x = Tensor.normal([b, n, c], rng: &rng, requiresGrad: true)
+        let ln = LayerNorm(c, eps: 1e-6)
+        let dy = Tensor.normal([b, n, c], rng: &rng)
+        return median(iterations: 9) {
+            x.zeroGrad(); ln.zeroGrad()
+            ln(x).backward(seed: dy)
+        }
+    }
+
+    /// Fused multi-head attention forward + backward on packed qkv (B, N, 3C); seconds.
+    public static func attention(b: Int = 8, n: Int = 256, c: Int = 384, heads: Int = 6) -> Double {
+        var rng = RandomGenerator(seed: 3)
+        let qkv = Tensor.normal([b, n, 3 * c], rng: &rng, requiresGrad: true)
+        let dy = Tensor.normal([b, n, c], rng: &rng)
+        return median(iterations: 9) {
+            qkv.zeroGrad()
+            Tensor.multiHeadAttention(qkv: qkv, heads: heads).backward(seed: dy)
+        }
+    }
+
+    /// One Adam step over `count` parameters (one tensor, all gradients set); seconds.
+    public static func adamStep(count: Int = 10_000_000) -> Double {
+        var rng = RandomGenerator(seed: 4)
+        let p = Tensor.normal([count], std: 0.02, rng: &rng, requiresGrad: true)
+        p.grad = Tensor.normal([count], rng: &rng)
+        let opt = Adam(parameters: [("p", p)], lr: 1e-3)
+        return median(iterations: 9) { opt.step() }
+    }
+
+    /// One DVT stage-2 training step — timm block on x + pos, MSE + (1 − cos) loss, backward,
+    /// AdamW — at (B, grid², C), as `dvt_torch.py stage2-bench` times it; seconds.
+    public static func denoiserStep(dim: Int = 384, grid: Int = 16, batch: Int = 8, steps: Int = 10) -> Double {
+        var rng = RandomGenerator(seed: 0)
+        let n = grid * grid
+        let block = Block(dim, heads: max(1, dim / 64), rng: &rng)
+        let pos = Tensor.normal([1, n, dim], std: 0.02, rng: &rng, requiresGrad: true)
+        let opt = AdamW(parameters: block.namedParameters() + [("pos_embed", pos)], lr: 1e-4, betas: (0.9, 0.999), weightDecay: 1e-5)
+        let x = Tensor.normal([batch, n, dim], rng: &rng)
+        let y = Tensor.normal([batch, n, dim], rng: &rng)
+        func step() {
+            let p = block(x + pos)  // (B, N, C)
+            let loss = Tensor.mseLoss(p, y) + (1 - Tensor.cosineSimilarity(p, y).mean())
+            opt.zeroGrad()
+            loss.backward()
+            opt.step()
+        }
+        step(); step()
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<steps { step() }
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
+    }
+
+    /// ViT feature extraction throughput (last block, final norm), images per second, as
+    /// `dvt_torch.py vit-bench` measures it.
+    public static func vitImagesPerSecond(arch: String, size: Int, batch: Int, steps: Int) throws -> Double {
+        guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
+        let model = VisionTransformer(config: cfg, seed: 0)
+        var rng = RandomGenerator(seed: 1)
+        let x = Tensor.normal([batch, 3, size, size], rng: &rng)
+        let last = cfg.depth - 1
+        _ = model.features(x, layers: [last])
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<steps { _ = model.features(x, layers: [last]) }
+        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        return Double(batch * steps) / dt
+    }
+}
+
+public struct BenchError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Runs the PyTorch reference (`shared/reference/dvt_torch.py`) in a child process and reads
+/// the one number it prints, so a benchmark can report a ratio from a single command.
+public struct TorchReference {
+    public var python: String
+    public var script: String
+
+    public init(python: String, script: String) {
+        self.python = python
+        self.script = script
+    }
+
+    /// Runs `script args…` and returns the number after `key` in its output.
+    public func run(_ args: [String], key: String) throws -> Double {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.standardError
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard p.terminationStatus == 0 else {
+            throw BenchError("reference \(script) \(args.joined(separator: " ")) exited with \(p.terminationStatus):\n\(text)")
+        }
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if let i = parts.firstIndex(where: { $0 == key }), i + 1 < parts.count, let v = Double(parts[i + 1]) { return v }
+        }
+        throw BenchError("reference output has no '\(key) <number>' line:\n\(text)")
+    }
+}

@@ -1,0 +1,257 @@
+import Foundation
+import TensorCore
+
+/// Memory layout of an image tensor.
+public enum ImageLayout: Sendable {
+    /// (C, H, W), channels outermost, as torch.
+    case chw
+    /// (H, W, C), channels innermost, as PIL / numpy images.
+    case hwc
+}
+
+/// Bicubic resizes that reproduce the two reference implementations the DVT pipeline uses.
+///
+/// Both are separable convolutions with Keys' cubic kernel at a = −0.5 whose support is
+/// widened by the shrink factor when downscaling (antialiasing), evaluated as in Pillow's
+/// Resample.c: for output index i of a dimension resized from `inSize` to `outSize`,
+/// scale = inSize / outSize, f = max(scale, 1), support = 2·f, center = (i + 0.5)·scale,
+/// taps x ∈ [trunc(center − support + 0.5) ∨ 0, trunc(center + support + 0.5) ∧ inSize),
+/// weight(x) = k((x − center + 0.5) / f), weights normalised to sum 1; width first, then height.
+///
+/// - `pilBicubic`: Pillow's `Image.resize(size, BICUBIC)` on 8-bit RGB. Weights in double,
+///   converted to 22-bit fixed point; each pass rounds and clips to uint8 (so the intermediate
+///   image is 8-bit too).
+/// - `bicubicAntialiased`: torch `F.interpolate(mode="bicubic", align_corners=False,
+///   antialias=True)` on float tensors (ATen's separable "aa" CPU kernel, which follows Pillow's
+///   rule above with the same a = −0.5, but computes weights and sums in float32 and never rounds
+///   or clips). Note torch's antialias=False bicubic uses a = −0.75 and a fixed 4-tap stencil; that
+///   is a different function and not what DVT uses.
+public enum Resize {
+    /// Keys' cubic convolution kernel with a = −0.5 (Pillow's bicubic_filter; ATen's aa_filter).
+    @inline(__always)
+    static func cubic(_ x: Double) -> Double {
+        let a = -0.5
+        let x = abs(x)
+        if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
+        if x < 2 { return (((x - 5) * x + 8) * x - 4) * a }
+        return 0
+    }
+
+    /// Float32 evaluation of the same kernel, in the operation order ATen uses
+    /// (cubic_convolution1 / cubic_convolution2).
+    @inline(__always)
+    static func cubicF(_ x: Float) -> Float {
+        let a: Float = -0.5
+        let x = abs(x)
+        if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
+        if x < 2 { return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
+        return 0
+    }
+
+    /// Taps of one output position: first input index and weights.
+    struct Taps {
+        var start: [Int]
+        var count: [Int]
+        /// Row-major (outSize, maxTaps) weights.
+        var weights: [Double]
+        var maxTaps: Int
+    }
+
+    /// Pillow's precompute_coeffs (double precision).
+    static func pilTaps(inSize: Int, outSize: Int) -> Taps {
+        let scale = Double(inSize) / Double(outSize)
+        let filterScale = max(scale, 1)
+        let support = 2 * filterScale  // bicubic support 2, widened when shrinking
+        let maxTaps = Int(support.rounded(.up)) * 2 + 1
+        var taps = Taps(start: [], count: [], weights: [Double](repeating: 0, count: outSize * maxTaps), maxTaps: maxTaps)
+        let ss = 1 / filterScale
+        for i in 0..<outSize {
+            let center = (Double(i) + 0.5) * scale
+            let xmin = max(Int(center - support + 0.5), 0)
+            let xmax = min(Int(center + support + 0.5), inSize) - xmin
+            var total = 0.0
+            for x in 0..<xmax {
+                let w = cubic((Double(x + xmin) - center + 0.5) * ss)
+                taps.weights[i * maxTaps + x] = w
+                total += w
+            }
+            if total != 0 { for x in 0..<xmax { taps.weights[i * maxTaps + x] /= total } }
+            taps.start.append(xmin)
+            taps.count.append(max(xmax, 0))
+        }
+        return taps
+    }
+
+    /// Pillow's fixed-point precision for 8-bit resampling: 32 − 8 − 2 bits (Resample.c).
+    static let pilPrecisionBits = 22
+
+    /// Pillow's normalize_coeffs_8bpc: round half away from zero to 22-bit fixed point.
+    static func pilFixedPoint(_ taps: Taps) -> [Int32] {
+        let one = Double(1 << pilPrecisionBits)
+        return taps.weights.map { w in Int32(w < 0 ? (-0.5 + w * one) : (0.5 + w * one)) }
+    }
+
+    /// One Pillow 8-bit pass over interleaved uint8 data along one axis.
+    /// `lines` independent lines, each with `inSize` samples at stride `sampleStride` (elements),
+    /// lines `lineStride` apart, `channels` interleaved channels per sample.
+    static func pilPass(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePointer<UInt8>, lines: Int, inSize: Int, outSize: Int,
+                        srcSampleStride: Int, srcLineStride: Int, dstSampleStride: Int, dstLineStride: Int, channels: Int) {
+        let taps = pilTaps(inSize: inSize, outSize: outSize)
+        let k = pilFixedPoint(taps)
+        let half = 1 << (pilPrecisionBits - 1)
+        Parallel.forRanges(lines, grain: max(1, 16384 / max(outSize * channels, 1))) { range in
+            for line in range {
+                let s = src + line * srcLineStride
+                let d = dst + line * dstLineStride
+                for o in 0..<outSize {
+                    let start = taps.start[o], n = taps.count[o]
+                    let kw = o * taps.maxTaps
+                    for c in 0..<channels {
+                        var acc = half
+                        for j in 0..<n {
+                            acc += Int(s[(start + j) * srcSampleStride + c]) * Int(k[kw + j])
+                        }
+                        // Arithmetic shift floors, then clip to 0...255 (Pillow's clip8).
+                        let v = acc >> pilPrecisionBits
+                        d[o * dstSampleStride + c] = UInt8(clamping: v)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pillow `Image.resize((width, height), Image.BICUBIC)` of an RGB image: horizontal pass,
+    /// then vertical pass, each skipped when that dimension is unchanged.
+    public static func pilBicubic(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
+        precondition(width > 0 && height > 0, "pilBicubic: target size \(width)x\(height) must be positive")
+        precondition(image.width > 0 && image.height > 0, "pilBicubic: empty source image \(image.width)x\(image.height)")
+        var current = image
+        if width != image.width {
+            var out = [UInt8](repeating: 0, count: width * image.height * 3)
+            current.pixels.withUnsafeBufferPointer { s in
+                out.withUnsafeMutableBufferPointer { d in
+                    pilPass(s.baseAddress!, d.baseAddress!, lines: image.height, inSize: image.width, outSize: width,
+                            srcSampleStride: 3, srcLineStride: image.width * 3, dstSampleStride: 3, dstLineStride: width * 3, channels: 3)
+                }
+            }
+            current = RGBImage(width: width, height: image.height, pixels: out)
+        }
+        if height != image.height {
+            // Vertical: lines are columns (one per x), samples are rows.
+            var out = [UInt8](repeating: 0, count: width * height * 3)
+            current.pixels.withUnsafeBufferPointer { s in
+                out.withUnsafeMutableBufferPointer { d in
+                    pilPass(s.baseAddress!, d.baseAddress!, lines: width, inSize: image.height, outSize: height,
+                            srcSampleStride: width * 3, srcLineStride: 3, dstSampleStride: width * 3, dstLineStride: 3, channels: 3)
+                }
+            }
+            current = RGBImage(width: width, height: height, pixels: out)
+        }
+        return current
+    }
+
+    /// ATen's antialiased taps in float32, following its operation order and float/double
+    /// promotions (`center = scale·(i + 0.5)` is formed in double and stored as float, as is the
+    /// kernel argument), so results agree with torch to float rounding.
+    static func torchTaps(inSize: Int, outSize: Int) -> (start: [Int], count: [Int], weights: [Float], maxTaps: Int) {
+        let scale = Float(inSize) / Float(outSize)  // area_pixel_compute_scale, align_corners=False
+        let support: Float = scale >= 1 ? 2 * scale : 2  // interp_size/2 · scale when shrinking
+        let maxTaps = Int(support.rounded(.up)) * 2 + 1
+        let invScale: Float = scale >= 1 ? 1 / scale : 1
+        var start: [Int] = [], count: [Int] = []
+        var weights = [Float](repeating: 0, count: outSize * maxTaps)
+        for i in 0..<outSize {
+            let center = Float(Double(scale) * (Double(i) + 0.5))
+            let xmin = max(Int(Double(center - support) + 0.5), 0)
+            var xsize = min(Int(Double(center + support) + 0.5), inSize) - xmin
+            xsize = min(max(xsize, 0), maxTaps)
+            var total: Float = 0
+            for j in 0..<xsize {
+                let arg = Float((Double(Float(j + xmin) - center) + 0.5) * Double(invScale))
+                let w = cubicF(arg)
+                weights[i * maxTaps + j] = w
+                total += w
+            }
+            if total != 0 { for j in 0..<xsize { weights[i * maxTaps + j] /= total } }
+            start.append(xmin)
+            count.append(xsize)
+        }
+        return (start, count, weights, maxTaps)
+    }
+
+    /// One float pass along an axis; same line/sample stride convention as `pilPass`.
+    static func torchPass(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, lines: Int, inSize: Int, outSize: Int,
+                          srcSampleStride: Int, srcLineStride: Int, dstSampleStride: Int, dstLineStride: Int) {
+        let taps = torchTaps(inSize: inSize, outSize: outSize)
+        Parallel.forRanges(lines, grain: max(1, 16384 / max(outSize, 1))) { range in
+            for line in range {
+                let s = src + line * srcLineStride
+                let d = dst + line * dstLineStride
+                for o in 0..<outSize {
+                    let start = taps.start[o], n = taps.count[o], kw = o * taps.maxTaps
+                    var acc: Float = 0
+                    for j in 0..<n { acc += s[(start + j) * srcSampleStride] * taps.weights[kw + j] }
+                    d[o * dstSampleStride] = acc
+                }
+            }
+        }
+    }
+
+    /// torch `F.interpolate(x[None], size=(height, width), mode="bicubic", align_corners=False,
+    /// antialias=True)[0]` for a float image tensor in `layout` (CHW or HWC), optionally of the
+    /// crop `crop = (top, left, cropHeight, cropWidth)` of it (resize of a crop, as
+    /// RandomResizedCrop does, without materialising the crop). Values are not clipped: bicubic
+    /// overshoots slightly outside the input range, as torch's does. Not recorded for autodiff.
+    public static func bicubicAntialiased(_ x: Tensor, height: Int, width: Int, layout: ImageLayout = .chw,
+                                          crop: (top: Int, left: Int, height: Int, width: Int)? = nil) -> Tensor {
+        precondition(x.rank == 3, "bicubicAntialiased needs a rank-3 \(layout == .chw ? "(C, H, W)" : "(H, W, C)") tensor, got \(x.shape)")
+        precondition(height > 0 && width > 0, "bicubicAntialiased: target size \(height)x\(width) must be positive")
+        let (C, H, W) = layout == .chw ? (x.shape[0], x.shape[1], x.shape[2]) : (x.shape[2], x.shape[0], x.shape[1])
+        let box = crop ?? (0, 0, H, W)
+        precondition(box.top >= 0 && box.left >= 0 && box.height > 0 && box.width > 0 &&
+                     box.top + box.height <= H && box.left + box.width <= W,
+                     "bicubicAntialiased: crop \(box) outside the \(H)x\(W) image")
+        // Element strides of the source for (channel, row, column).
+        let (sc, sy, sx) = layout == .chw ? (H * W, W, 1) : (1, W * C, C)
+        let origin = box.top * sy + box.left * sx
+        let outShape = layout == .chw ? [C, height, width] : [height, width, C]
+        let out = Tensor(zeros: outShape)  // (C, height, width) or (height, width, C)
+        let (oc, oy, ox) = layout == .chw ? (height * width, width, 1) : (1, width * C, C)
+        x.withUnsafeBufferPointer { srcAll in
+            out.withUnsafeMutableBufferPointer { dstAll in
+                let src = srcAll.baseAddress! + origin
+                let dst = dstAll.baseAddress!
+                // Horizontal pass into a (C, cropH, width) scratch image (skipped, as in torch,
+                // when the width is unchanged; then the scratch is just the crop).
+                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: max(C * box.height * width, 1))
+                defer { tmp.deallocate() }
+                let (tc, ty) = (box.height * width, width)
+                if width != box.width {
+                    for c in 0..<C {
+                        torchPass(src + c * sc, tmp + c * tc, lines: box.height, inSize: box.width, outSize: width,
+                                  srcSampleStride: sx, srcLineStride: sy, dstSampleStride: 1, dstLineStride: ty)
+                    }
+                } else {
+                    for c in 0..<C { for y in 0..<box.height { for xx in 0..<width { tmp[c * tc + y * ty + xx] = src[c * sc + y * sy + xx * sx] } } }
+                }
+                // Vertical pass into the output.
+                if height != box.height {
+                    for c in 0..<C {
+                        torchPass(tmp + c * tc, dst + c * oc, lines: width, inSize: box.height, outSize: height,
+                                  srcSampleStride: ty, srcLineStride: 1, dstSampleStride: oy, dstLineStride: ox)
+                    }
+                } else {
+                    for c in 0..<C { for y in 0..<height { for xx in 0..<width { dst[c * oc + y * oy + xx * ox] = tmp[c * tc + y * ty + xx] } } }
+                }
+            }
+        }
+        return out
+    }
+}
+
+extension RGBImage {
+    /// Pillow-exact bicubic resize (`Image.resize((width, height), Image.BICUBIC)`).
+    public func resized(width: Int, height: Int) -> RGBImage {
+        Resize.pilBicubic(self, width: width, height: height)
+    }
+}

@@ -1,0 +1,354 @@
+import Foundation
+import TensorCore
+
+/// A malformed or unsupported safetensors file. The message names the file and, where one is
+/// involved, the tensor key and its declared shape.
+public struct SafeTensorsError: Error, CustomStringConvertible, LocalizedError {
+    public let path: String
+    public let key: String?
+    public let shape: [Int]?
+    public let message: String
+
+    public var description: String {
+        var s = "safetensors file \(path)"
+        if let key { s += ", tensor \"\(key)\"" }
+        if let shape { s += " (shape \(shape))" }
+        return s + ": " + message
+    }
+
+    public var errorDescription: String? { description }
+}
+
+/// Element types defined by the safetensors format.
+///
+/// All of them are understood structurally (sizes are validated on open). `tensor(_:)` converts
+/// F32, F16 and BF16 (the float formats checkpoints use), plus F64 (rounded to float32) and the
+/// small integer types U8, I8, U16, I16 (exact in float32; image fixtures store uint8 pixels).
+/// Any other dtype (BOOL, F8_*, I32, U32, I64, U64) is metadata-only: `shape(of:)` and
+/// `dtype(of:)` work, `tensor(_:)` throws "unsupported dtype" naming the key. A dtype string
+/// outside the format's list makes the whole file fail to open (its size is unknown, so the
+/// layout cannot be validated).
+public enum SafeTensorsDType: String, Sendable, CaseIterable {
+    case BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64
+
+    public var byteSize: Int {
+        switch self {
+        case .BOOL, .U8, .I8, .F8_E5M2, .F8_E4M3: 1
+        case .I16, .U16, .F16, .BF16: 2
+        case .I32, .U32, .F32: 4
+        case .F64, .I64, .U64: 8
+        }
+    }
+
+    /// Whether `tensor(_:)` converts this dtype to float32.
+    public var convertsToFloat: Bool {
+        switch self {
+        case .F32, .F16, .BF16, .F64, .U8, .I8, .U16, .I16: true
+        default: false
+        }
+    }
+}
+
+/// One tensor's entry in the header: dtype, shape and byte range within the data section.
+public struct SafeTensorsEntry: Sendable {
+    public let key: String
+    public let dtype: SafeTensorsDType
+    public let shape: [Int]
+    /// Byte range relative to the start of the data section (after the header).
+    public let dataRange: Range<Int>
+    public var elementCount: Int { shape.reduce(1, *) }
+}
+
+/// A safetensors file, memory-mapped read-only and fully validated on open.
+///
+/// Layout (https://github.com/huggingface/safetensors): 8-byte little-endian header length N,
+/// N bytes of UTF-8 JSON mapping each key to {dtype, shape, data_offsets: [begin, end]} (offsets
+/// relative to the data section) plus an optional "__metadata__" string→string map, then the data.
+///
+/// Nothing in the file is trusted: the header length must fit in the file and be below
+/// `maxHeaderLength`; every shape must be non-negative integers whose product times the dtype
+/// size equals end − begin (computed with overflow checks); ranges must lie inside the data
+/// section and must not overlap. Gaps between tensors are tolerated (they are harmless).
+public final class SafeTensorsFile: @unchecked Sendable {
+    /// The reference implementation's cap on header size (safetensors' MAX_HEADER_SIZE, 100 MB).
+    public static let maxHeaderLength = 100_000_000
+
+    public let path: String
+    public let metadata: [String: String]
+    public let entries: [String: SafeTensorsEntry]
+    private let bytes: ReadOnlyBytes
+    private let dataStart: Int
+
+    /// Keys in sorted order (the order our writer uses).
+    public var keys: [String] { entries.keys.sorted() }
+
+    /// Opens and validates `url` (memory-mapped, read-only).
+    public convenience init(url: URL) throws {
+        let bytes: ReadOnlyBytes
+        do {
+            bytes = try ReadOnlyBytes.map(url)
+        } catch let e as FileReadError {
+            throw SafeTensorsError(path: url.path, key: nil, shape: nil, message: e.message)
+        }
+        try self.init(bytes: bytes, path: url.path)
+    }
+
+    /// Parses an in-memory safetensors image (copied). `name` is used in error messages.
+    public convenience init(data: Data, name: String = "<memory>") throws {
+        try self.init(bytes: ReadOnlyBytes.copy(data), path: name)
+    }
+
+    init(bytes: ReadOnlyBytes, path: String) throws {
+        self.bytes = bytes
+        self.path = path
+        func fail(_ message: String, key: String? = nil, shape: [Int]? = nil) -> SafeTensorsError {
+            SafeTensorsError(path: path, key: key, shape: shape, message: message)
+        }
+        let total = bytes.count
+        guard total >= 8 else {
+            throw fail("file is \(total) bytes, shorter than the 8-byte header length field")
+        }
+        let declared = UInt64(littleEndian: bytes.base.loadUnaligned(as: UInt64.self))
+        guard declared <= UInt64(Self.maxHeaderLength) else {
+            throw fail("declared header length \(declared) exceeds the \(Self.maxHeaderLength)-byte limit")
+        }
+        let headerLength = Int(declared)
+        guard headerLength <= total - 8 else {
+            throw fail("declared header length \(headerLength) exceeds the \(total - 8) bytes after the length field (truncated file?)")
+        }
+        guard headerLength >= 2 else { throw fail("header of \(headerLength) bytes cannot hold a JSON object") }
+        dataStart = 8 + headerLength
+        let dataLength = total - dataStart
+        let headerBytes = UnsafeBufferPointer(start: (bytes.base + 8).assumingMemoryBound(to: UInt8.self), count: headerLength)
+        guard String(validating: headerBytes, as: UTF8.self) != nil else {
+            throw fail("header is not valid UTF-8")
+        }
+        guard headerBytes[0] == UInt8(ascii: "{") else { throw fail("header does not start with a JSON object '{'") }
+        let json: HeaderJSON
+        do {
+            json = try HeaderJSONParser.parse(headerBytes)
+        } catch let e as HeaderJSONError {
+            throw fail("header is not valid JSON: \(e)")
+        }
+        guard case .object(let root) = json else { throw fail("header is not a JSON object") }
+
+        var metadata: [String: String] = [:]
+        var entries: [String: SafeTensorsEntry] = [:]
+        for (key, value) in root {
+            if key == "__metadata__" {
+                guard case .object(let m) = value else { throw fail("__metadata__ is a \(value.typeName), expected an object of strings") }
+                for (mk, mv) in m {
+                    guard case .string(let s) = mv else {
+                        throw fail("__metadata__ value for \"\(mk)\" is a \(mv.typeName), expected a string")
+                    }
+                    metadata[mk] = s
+                }
+                continue
+            }
+            guard case .object(let info) = value else { throw fail("entry is a \(value.typeName), expected an object", key: key) }
+            guard case .string(let dtypeName)? = info["dtype"] else { throw fail("missing or non-string \"dtype\"", key: key) }
+            guard case .array(let shapeJSON)? = info["shape"] else { throw fail("missing or non-array \"shape\"", key: key) }
+            var shape: [Int] = []
+            for d in shapeJSON {
+                guard case .integer(let n) = d else {
+                    throw fail("shape entry \(d) is not an integer in range", key: key)
+                }
+                guard n >= 0 else { throw fail("negative dimension \(n) in shape", key: key) }
+                shape.append(n)
+            }
+            guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
+                throw fail("unsupported dtype \"\(dtypeName)\"", key: key, shape: shape)
+            }
+            guard case .array(let offs)? = info["data_offsets"], offs.count == 2,
+                  case .integer(let begin) = offs[0], case .integer(let end) = offs[1] else {
+                throw fail("\"data_offsets\" must be an array of two integers", key: key, shape: shape)
+            }
+            guard begin >= 0, begin <= end, end <= dataLength else {
+                throw fail("data_offsets [\(begin), \(end)] outside the \(dataLength)-byte data section", key: key, shape: shape)
+            }
+            var count = 1
+            for n in shape {
+                let (p, o) = count.multipliedReportingOverflow(by: n)
+                guard !o else { throw fail("element count overflows", key: key, shape: shape) }
+                count = p
+            }
+            let (nbytes, o) = count.multipliedReportingOverflow(by: dtype.byteSize)
+            guard !o else { throw fail("byte size overflows", key: key, shape: shape) }
+            guard nbytes == end - begin else {
+                throw fail("\(dtype.rawValue) × \(count) elements = \(nbytes) bytes, but data_offsets [\(begin), \(end)] span \(end - begin)", key: key, shape: shape)
+            }
+            entries[key] = SafeTensorsEntry(key: key, dtype: dtype, shape: shape, dataRange: begin..<end)
+        }
+        // Overlap check on the non-empty ranges, in offset order.
+        let sorted = entries.values.filter { !$0.dataRange.isEmpty }.sorted { $0.dataRange.lowerBound < $1.dataRange.lowerBound }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where a.dataRange.upperBound > b.dataRange.lowerBound {
+            throw fail("data range \(b.dataRange) overlaps tensor \"\(a.key)\" at \(a.dataRange)", key: b.key, shape: b.shape)
+        }
+        self.metadata = metadata
+        self.entries = entries
+    }
+
+    private func entry(_ key: String) throws -> SafeTensorsEntry {
+        guard let e = entries[key] else {
+            let known = keys.prefix(8).joined(separator: ", ")
+            throw SafeTensorsError(path: path, key: key, shape: nil,
+                                   message: "no such tensor (file has \(entries.count): \(known)\(entries.count > 8 ? ", …" : ""))")
+        }
+        return e
+    }
+
+    public func contains(_ key: String) -> Bool { entries[key] != nil }
+
+    public func shape(of key: String) throws -> [Int] { try entry(key).shape }
+
+    public func dtype(of key: String) throws -> SafeTensorsDType { try entry(key).dtype }
+
+    /// The tensor stored under `key`, converted to float32.
+    public func tensor(_ key: String) throws -> Tensor {
+        let e = try entry(key)
+        guard e.dtype.convertsToFloat else {
+            throw SafeTensorsError(path: path, key: key, shape: e.shape,
+                                   message: "unsupported dtype \(e.dtype.rawValue) (readable dtypes: F32, F16, BF16, F64, U8, I8, U16, I16)")
+        }
+        let t = Tensor(zeros: e.shape)
+        let src = bytes.base + dataStart + e.dataRange.lowerBound
+        t.withUnsafeMutableBufferPointer { dst in
+            SafeTensors.convert(src, dtype: e.dtype, count: dst.count, into: dst)
+        }
+        return t
+    }
+
+    /// Every convertible tensor in the file. Throws on the first unsupported dtype.
+    public func loadAll() throws -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for k in keys { out[k] = try tensor(k) }
+        return out
+    }
+}
+
+/// Writing and dtype conversion.
+public enum SafeTensors {
+    /// Writes `tensors` as F32 little-endian, keys sorted, header padded with spaces to a multiple
+    /// of 8 bytes (so the data section is 8-byte aligned, as the reference writer does), through
+    /// a temporary file + fsync + rename.
+    public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL) throws {
+        let header = try headerBytes(tensors, metadata: metadata, path: url.path)
+        try AtomicFile.write(to: url) { w in
+            var len = UInt64(header.count).littleEndian
+            try withUnsafeBytes(of: &len) { try w.write($0) }
+            try w.write(header)
+            for key in tensors.keys.sorted() {
+                try writeLittleEndianFloats(tensors[key]!, to: w)
+            }
+        }
+    }
+
+    /// The same bytes `write` puts on disk, in memory.
+    public static func serialize(_ tensors: [String: Tensor], metadata: [String: String] = [:]) throws -> Data {
+        let header = try headerBytes(tensors, metadata: metadata, path: "<memory>")
+        var out = Data()
+        var len = UInt64(header.count).littleEndian
+        withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
+        out.append(contentsOf: header)
+        for key in tensors.keys.sorted() {
+            appendLittleEndianFloats(tensors[key]!, to: &out)
+        }
+        return out
+    }
+
+    static func headerBytes(_ tensors: [String: Tensor], metadata: [String: String], path: String) throws -> [UInt8] {
+        var parts: [String] = []
+        if !metadata.isEmpty {
+            let m = metadata.keys.sorted().map { "\(jsonQuoted($0)):\(jsonQuoted(metadata[$0]!))" }
+            parts.append("\"__metadata__\":{\(m.joined(separator: ","))}")
+        }
+        var offset = 0
+        for key in tensors.keys.sorted() {
+            if key == "__metadata__" {
+                throw SafeTensorsError(path: path, key: key, shape: tensors[key]!.shape, message: "\"__metadata__\" is reserved and cannot name a tensor")
+            }
+            let t = tensors[key]!
+            let n = t.count * 4
+            parts.append("\(jsonQuoted(key)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + n)]}")
+            offset += n
+        }
+        var bytes = Array("{\(parts.joined(separator: ","))}".utf8)
+        while bytes.count % 8 != 0 { bytes.append(0x20) }
+        return bytes
+    }
+
+    static func writeLittleEndianFloats(_ t: Tensor, to w: AtomicFile.Writer) throws {
+        try t.withUnsafeBufferPointer { b in
+            #if _endian(little)
+            try w.write(UnsafeRawBufferPointer(b))
+            #else
+            var chunk = [UInt32](); chunk.reserveCapacity(b.count)
+            for v in b { chunk.append(v.bitPattern.littleEndian) }
+            try chunk.withUnsafeBytes { try w.write($0) }
+            #endif
+        }
+    }
+
+    static func appendLittleEndianFloats(_ t: Tensor, to out: inout Data) {
+        t.withUnsafeBufferPointer { b in
+            #if _endian(little)
+            out.append(contentsOf: UnsafeRawBufferPointer(b))
+            #else
+            for v in b {
+                var bits = v.bitPattern.littleEndian
+                withUnsafeBytes(of: &bits) { out.append(contentsOf: $0) }
+            }
+            #endif
+        }
+    }
+
+    /// Converts `count` little-endian elements of `dtype` at `src` (any alignment) to Float.
+    static func convert(_ src: UnsafeRawPointer, dtype: SafeTensorsDType, count: Int, into dst: UnsafeMutableBufferPointer<Float>) {
+        switch dtype {
+        case .F32:
+            #if _endian(little)
+            // Byte copy: the bytes already are the floats (memcpy tolerates any alignment).
+            if count > 0 { UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: src, byteCount: 4 * count) }
+            #else
+            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+            #endif
+        case .F16:
+            for i in 0..<count { dst[i] = halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+        case .BF16:
+            // bfloat16 is the top half of an IEEE float32.
+            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+        case .F64:
+            for i in 0..<count { dst[i] = Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
+        case .U8:
+            for i in 0..<count { dst[i] = Float(src.load(fromByteOffset: i, as: UInt8.self)) }
+        case .I8:
+            for i in 0..<count { dst[i] = Float(src.load(fromByteOffset: i, as: Int8.self)) }
+        case .U16:
+            for i in 0..<count { dst[i] = Float(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+        case .I16:
+            for i in 0..<count { dst[i] = Float(Int16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))) }
+        default:
+            preconditionFailure("dtype \(dtype) is not convertible")
+        }
+    }
+}
+
+/// IEEE 754 binary16 → binary32, exact (every half value is a float), including subnormals,
+/// infinities and NaN payloads. Done with bit operations so it does not depend on the platform
+/// having a native Float16 type.
+@inline(__always)
+func halfToFloat(_ h: UInt16) -> Float {
+    let sign = UInt32(h & 0x8000) << 16
+    let exponent = UInt32(h >> 10) & 0x1F
+    let mantissa = UInt32(h & 0x3FF)
+    if exponent == 0 {
+        // Zero or subnormal: value = mantissa · 2^-24.
+        let magnitude = Float(mantissa) * 0x1p-24
+        return sign != 0 ? -magnitude : magnitude
+    }
+    if exponent == 31 {
+        return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
+    }
+    // Re-bias the exponent from 15 to 127.
+    return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
+}

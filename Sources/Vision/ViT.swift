@@ -1,0 +1,232 @@
+import Foundation
+import NN
+import TensorCore
+
+// A timm VisionTransformer, inference path. Letters: B batch, C channels, P patch size,
+// S patch stride, Gh × Gw token grid, T = Gh·Gw patch tokens, R prefix tokens (cls + registers).
+
+/// Dense features of one ViT layer for a batch of images.
+public struct ViTFeatures {
+    /// (B, Gh, Gw, C) patch-token features.
+    public var patch: Tensor
+    /// (B, R, C) prefix tokens (cls first, then registers), same normalisation as `patch`.
+    public var prefix: Tensor
+}
+
+/// A timm `VisionTransformer` with timm's state-dict names, so a timm safetensors checkpoint
+/// loads by name. Forward runs without recording a graph.
+public final class VisionTransformer: Module {
+    public let config: ViTConfig
+    /// `patch_embed.proj.weight` (C, 3, P, P) and `.bias` (C) — a strided convolution.
+    public let patchWeight: Tensor
+    public let patchBias: Tensor?
+    public let clsToken: Tensor?      // (1, 1, C)
+    public let regToken: Tensor?      // (1, R_reg, C)
+    public let posEmbed: Tensor       // (1, prefixRows + G0², C)
+    public let normPre: LayerNorm?
+    public let blocks: [Block]
+    public let norm: LayerNorm
+    /// Set when the weights are random (`--random-init`): every output must say so.
+    public private(set) var randomInitSeed: UInt64?
+
+    private var posCache: [String: Tensor] = [:]
+    private let posCacheLock = NSLock()
+
+    /// A model with seeded random weights (timm-like init: truncated normal σ 0.02 for weights
+    /// and embeddings, zero biases, unit norms). For demos and tests only.
+    public init(config: ViTConfig, seed: UInt64) {
+        self.config = config
+        var rng = RandomGenerator(seed: seed)
+        let c = config.embedDim, p = config.patchSize
+        patchWeight = Tensor.truncatedNormal([c, 3, p, p], std: 0.02, rng: &rng)
+        patchBias = config.preNorm ? nil : Tensor(zeros: [c])
+        clsToken = config.classToken ? Tensor.truncatedNormal([1, 1, c], std: 0.02, rng: &rng) : nil
+        regToken = config.registerTokens > 0 ? Tensor.truncatedNormal([1, config.registerTokens, c], std: 0.02, rng: &rng) : nil
+        let g0 = config.pretrainGrid
+        posEmbed = Tensor.truncatedNormal([1, config.positionPrefixRows + g0 * g0, c], std: 0.02, rng: &rng)
+        normPre = config.preNorm ? LayerNorm(c, eps: config.normEps) : nil
+        // A random network with timm's 1e-5 layer-scale init would be the patch embedding plus
+        // noise; 0.1 keeps the blocks (and their mixing of positions) visible in the features.
+        blocks = (0..<config.depth).map { _ in
+            Block(c, heads: config.heads, mlpRatio: config.mlpRatio, activation: config.activation,
+                  layerScale: config.layerScale ? 0.1 : nil, normEps: config.normEps, rng: &rng)
+        }
+        norm = LayerNorm(c, eps: config.normEps)
+        randomInitSeed = seed
+        for (_, t) in namedParameters() { t.requiresGrad = false }
+    }
+
+    /// Loads a timm checkpoint (safetensors). Classifier heads and other keys the feature path
+    /// never reads (`head.*`, `fc_norm.*`, `mask_token`, …) are ignored; every other missing,
+    /// unexpected or mis-shaped tensor is reported, all in one error.
+    public convenience init(config: ViTConfig, weights url: URL) throws {
+        let file = try SafeTensorsFile(url: url)
+        var dict: [String: Tensor] = [:]
+        for key in file.keys where !VisionTransformer.isIgnoredKey(key) { dict[key] = try file.tensor(key) }
+        self.init(config: config, seed: 0)
+        try load(stateDict: dict, strict: true, source: url.path)
+        randomInitSeed = nil
+        posCache.removeAll()
+    }
+
+    /// Checkpoint keys with no role in feature extraction.
+    public static func isIgnoredKey(_ key: String) -> Bool {
+        key.hasPrefix("head.") || key.hasPrefix("fc_norm.") || key.hasPrefix("attn_pool.") || key == "mask_token"
+            || key.hasPrefix("head_drop")
+    }
+
+    public func namedParameters() -> [(String, Tensor)] {
+        var out: [(String, Tensor)] = []
+        if let clsToken { out.append(("cls_token", clsToken)) }
+        if let regToken { out.append(("reg_token", regToken)) }
+        out.append(("pos_embed", posEmbed))
+        out.append(("patch_embed.proj.weight", patchWeight))
+        if let patchBias { out.append(("patch_embed.proj.bias", patchBias)) }
+        if let normPre { out += prefixed("norm_pre", normPre.namedParameters()) }
+        for (i, b) in blocks.enumerated() { out += prefixed("blocks.\(i)", b.namedParameters()) }
+        out += prefixed("norm", norm.namedParameters())
+        return out
+    }
+
+    /// Token grid for an input size: (H − P) / S + 1 per side (DVT's overlapping `stride`).
+    public func grid(height: Int, width: Int, stride: Int? = nil) -> (Int, Int) {
+        let p = config.patchSize, s = stride ?? p
+        return ((height - p) / s + 1, (width - p) / s + 1)
+    }
+
+    /// Patch-token position embedding resampled to a grid, as timm's `resample_abs_pos_embed`
+    /// (bicubic, align_corners=False, antialias=True, from the square pretraining grid). Cached.
+    func patchPositions(_ gh: Int, _ gw: Int) -> Tensor {
+        let key = "\(gh)x\(gw)"
+        posCacheLock.lock()
+        defer { posCacheLock.unlock() }
+        if let hit = posCache[key] { return hit }
+        let c = config.embedDim, r = config.positionPrefixRows
+        let rows = posEmbed.shape[1] - r
+        let g0 = Int(Double(rows).squareRoot().rounded())
+        precondition(g0 * g0 == rows, "pos_embed has \(rows) patch rows, not a square grid")
+        let patchPart = posEmbed.reshape([r + rows, c]).slice(axis: 0, r..<(r + rows)).reshape([g0, g0, c])  // (G0, G0, C)
+        let resized = (g0 == gh && g0 == gw) ? patchPart
+            : Resize.bicubicAntialiased(patchPart, height: gh, width: gw, layout: .hwc)                   // (Gh, Gw, C)
+        let out = resized.reshape([gh * gw, c])                                                            // (T, C)
+        posCache[key] = out
+        return out
+    }
+
+    /// Strided patch embedding as im2col + one sgemm: (B, 3, H, W) → (B, T, C).
+    func embedPatches(_ images: Tensor, stride: Int) -> (Tensor, Int, Int) {
+        precondition(images.rank == 4 && images.shape[1] == 3, "ViT input must be (B, 3, H, W), got \(images.shape)")
+        let b = images.shape[0], h = images.shape[2], w = images.shape[3]
+        let p = config.patchSize, c = config.embedDim
+        precondition(h >= p && w >= p, "input \(h)x\(w) is smaller than the \(p)-pixel patch")
+        let (gh, gw) = grid(height: h, width: w, stride: stride)
+        let k = 3 * p * p
+        // Column order (channel, ky, kx) matches the conv weight (C, 3, P, P) flattened.
+        let cols = Tensor(zeros: [b * gh * gw, k])  // (B·T, 3·P·P)
+        images.withUnsafeBufferPointer { src in
+            cols.withUnsafeMutableBufferPointer { dst in
+                Parallel.forEach(b * gh) { row in
+                    let bi = row / gh, gy = row % gh
+                    for gx in 0..<gw {
+                        let o = dst.baseAddress! + ((bi * gh + gy) * gw + gx) * k
+                        for ch in 0..<3 {
+                            for ky in 0..<p {
+                                let s = src.baseAddress! + ((bi * 3 + ch) * h + gy * stride + ky) * w + gx * stride
+                                (o + (ch * p + ky) * p).update(from: s, count: p)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let tokens = Tensor.linear(cols, patchWeight.reshape([c, k]), patchBias)  // (B·T, C)
+        return (tokens.reshape([b, gh * gw, c]), gh, gw)
+    }
+
+    /// Features after blocks `layers` (0-based block indices, as timm's `forward_intermediates`
+    /// indices), with the final norm applied when `norm` is true (DVT uses true).
+    ///
+    /// - Parameters:
+    ///   - images: (B, 3, H, W), already normalised with `config.mean`/`config.std`.
+    ///   - stride: patch stride (DVT's `stride`); default the patch size.
+    public func features(_ images: Tensor, layers: [Int], norm applyNorm: Bool = true, stride: Int? = nil) -> [Int: ViTFeatures] {
+        for l in layers {
+            precondition(l >= 0 && l < config.depth, "layer \(l) out of range 0..<\(config.depth) for \(config.name)")
+        }
+        let s = stride ?? config.patchSize
+        precondition(s >= 1 && s <= config.patchSize, "stride \(s) must be in 1...\(config.patchSize)")
+        return withNoGrad {
+            let b = images.shape[0], c = config.embedDim
+            var (x, gh, gw) = embedPatches(images, stride: s)                      // (B, T, C)
+            let t = gh * gw
+            let pos = patchPositions(gh, gw)                                       // (T, C)
+            var prefix: [Tensor] = []
+            if let clsToken { prefix.append(clsToken.broadcast(to: [b, 1, c])) }  // (B, 1, C)
+            if let regToken { prefix.append(regToken.broadcast(to: [b, config.registerTokens, c])) }
+            if config.noEmbedClass {
+                x = x + pos
+                x = Tensor.concat(prefix + [x], axis: 1)                           // (B, R + T, C)
+            } else {
+                x = Tensor.concat(prefix + [x], axis: 1)
+                let r = config.positionPrefixRows
+                let prefixPos = posEmbed.reshape([posEmbed.shape[1], c]).slice(axis: 0, 0..<r)  // (R, C)
+                x = x + Tensor.concat([prefixPos, pos], axis: 0)
+            }
+            if let normPre { x = normPre(x) }
+            let r = config.prefixTokens
+            var out: [Int: ViTFeatures] = [:]
+            let last = layers.max() ?? -1
+            for i in 0...max(last, 0) where i <= last {
+                x = blocks[i](x)                                                   // (B, R + T, C)
+                if layers.contains(i) {
+                    let y = applyNorm ? norm(x) : x
+                    out[i] = ViTFeatures(patch: y.slice(axis: 1, r..<(r + t)).reshape([b, gh, gw, c]),
+                                         prefix: y.slice(axis: 1, 0..<r))
+                }
+            }
+            return out
+        }
+    }
+}
+
+extension VisionTransformer {
+    /// The banner every output of a random-weights model carries.
+    public static func randomWeightsWarning(seed: UInt64) -> String {
+        "WARNING: RANDOM WEIGHTS (--random-init \(seed)). These features come from a randomly initialised ViT and carry no semantics; they exercise the pipeline only. Pass --weights FILE (a timm safetensors checkpoint, e.g. vit_small_patch14_dinov2.safetensors) for real features."
+    }
+
+    /// A backbone from a timm name and either a checkpoint or a random-init seed.
+    public static func load(arch: String, weights: String?, randomInit: UInt64?) throws -> VisionTransformer {
+        guard let cfg = ViTPresets.named(arch) else {
+            throw ViTError("unknown ViT architecture '\(arch)'; known: \(ViTPresets.names.joined(separator: ", "))")
+        }
+        switch (weights, randomInit) {
+        case (let w?, nil): return try VisionTransformer(config: cfg, weights: URL(fileURLWithPath: w))
+        case (nil, let s?): return VisionTransformer(config: cfg, seed: s)
+        case (nil, nil): throw ViTError("give either --weights FILE (a timm safetensors checkpoint) or --random-init SEED")
+        default: throw ViTError("give only one of --weights and --random-init")
+        }
+    }
+
+    /// Loads an image file, resizes it to (height, width) with Pillow's bicubic and normalises it
+    /// with this model's mean/std: (3, H, W).
+    public func preprocess(_ url: URL, height: Int, width: Int) throws -> Tensor {
+        let image = try RGBImage(contentsOf: url)
+        let resized = (image.width == width && image.height == height) ? image : image.resized(width: width, height: height)
+        return resized.normalizedTensor(mean: config.mean, std: config.std)
+    }
+
+    /// A 0-based block index from a (possibly negative, Python-style) layer index.
+    public func resolveLayer(_ layer: Int) throws -> Int {
+        let l = layer < 0 ? config.depth + layer : layer
+        guard l >= 0 && l < config.depth else {
+            throw ViTError("layer \(layer) out of range for \(config.name) (depth \(config.depth); use 0..<\(config.depth) or -1 for the last)")
+        }
+        return l
+    }
+}
+
+public struct ViTError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}

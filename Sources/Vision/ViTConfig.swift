@@ -1,0 +1,120 @@
+import NN
+
+/// Architecture of a timm `VisionTransformer`: what differs between the families DVT studies.
+public struct ViTConfig: Sendable, Codable, Equatable {
+    /// timm model name, e.g. `vit_small_patch14_dinov2.lvd142m`.
+    public var name: String
+    public var patchSize: Int
+    public var embedDim: Int
+    public var depth: Int
+    public var heads: Int
+    public var mlpRatio: Double = 4
+    /// Register tokens (DINOv2-reg: 4).
+    public var registerTokens: Int = 0
+    public var classToken: Bool = true
+    /// timm `no_embed_class`: the position embedding covers patches only (DeiT-III, DINOv2-reg).
+    public var noEmbedClass: Bool = false
+    /// Layer-scale `ls1`/`ls2` in every block (DINOv2, DeiT-III).
+    public var layerScale: Bool = false
+    /// timm `pre_norm` (CLIP): a `norm_pre` LayerNorm before the blocks, and no patch-embed bias.
+    public var preNorm: Bool = false
+    public var activation: Activation = .gelu
+    /// LayerNorm eps: timm ViTs use 1e-6, the CLIP models torch's default 1e-5.
+    public var normEps: Float = 1e-6
+    /// Pretraining input size (square); the position embedding's grid is imageSize / patchSize.
+    public var imageSize: Int
+    /// Normalisation the checkpoint was trained with.
+    public var mean: [Float] = ImageNormalization.imagenetMean
+    public var std: [Float] = ImageNormalization.imagenetStd
+
+    public var prefixTokens: Int { (classToken ? 1 : 0) + registerTokens }
+    /// Rows of `pos_embed` that belong to prefix tokens (0 with `no_embed_class`).
+    public var positionPrefixRows: Int { noEmbedClass ? 0 : prefixTokens }
+    public var pretrainGrid: Int { imageSize / patchSize }
+
+    public init(name: String, patchSize: Int, embedDim: Int, depth: Int, heads: Int, imageSize: Int) {
+        self.name = name
+        self.patchSize = patchSize
+        self.embedDim = embedDim
+        self.depth = depth
+        self.heads = heads
+        self.imageSize = imageSize
+    }
+}
+
+/// Per-channel normalisation constants of the checkpoints.
+public enum ImageNormalization {
+    /// timm IMAGENET_DEFAULT_MEAN / STD (DINO, DINOv2, DeiT-III, MAE).
+    public static let imagenetMean: [Float] = [0.485, 0.456, 0.406]
+    public static let imagenetStd: [Float] = [0.229, 0.224, 0.225]
+    /// timm OPENAI_CLIP_MEAN / STD (CLIP, both OpenAI and LAION weights).
+    public static let clipMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    public static let clipStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
+    /// timm IMAGENET_INCEPTION_MEAN / STD (augreg ViTs).
+    public static let inceptionMean: [Float] = [0.5, 0.5, 0.5]
+    public static let inceptionStd: [Float] = [0.5, 0.5, 0.5]
+}
+
+/// Architecture presets by timm name: every plain timm VisionTransformer in DVT's model list,
+/// plus the CLIP OpenAI ViT-B/16. (DVT's list also has EVA-02, which is not a plain
+/// VisionTransformer (RoPE, SwiGLU), and the giant DINOv2 models, whose MLP is SwiGLU; neither
+/// is supported.)
+public enum ViTPresets {
+    public static let all: [ViTConfig] = {
+        var list: [ViTConfig] = []
+        func dino2(_ size: String, _ dim: Int, _ depth: Int, _ heads: Int, reg: Bool) -> ViTConfig {
+            var c = ViTConfig(name: "vit_\(size)_patch14_\(reg ? "reg4_" : "")dinov2.lvd142m", patchSize: 14,
+                              embedDim: dim, depth: depth, heads: heads, imageSize: 518)
+            c.layerScale = true
+            if reg { c.registerTokens = 4; c.noEmbedClass = true }
+            return c
+        }
+        for reg in [false, true] {
+            list.append(dino2("small", 384, 12, 6, reg: reg))
+            list.append(dino2("base", 768, 12, 12, reg: reg))
+            list.append(dino2("large", 1024, 24, 16, reg: reg))
+        }
+        // DINO v1
+        list.append(ViTConfig(name: "vit_small_patch8_224.dino", patchSize: 8, embedDim: 384, depth: 12, heads: 6, imageSize: 224))
+        list.append(ViTConfig(name: "vit_small_patch16_224.dino", patchSize: 16, embedDim: 384, depth: 12, heads: 6, imageSize: 224))
+        list.append(ViTConfig(name: "vit_base_patch8_224.dino", patchSize: 8, embedDim: 768, depth: 12, heads: 12, imageSize: 224))
+        list.append(ViTConfig(name: "vit_base_patch16_224.dino", patchSize: 16, embedDim: 768, depth: 12, heads: 12, imageSize: 224))
+        // MAE
+        list.append(ViTConfig(name: "vit_base_patch16_224.mae", patchSize: 16, embedDim: 768, depth: 12, heads: 12, imageSize: 224))
+        list.append(ViTConfig(name: "vit_large_patch16_224.mae", patchSize: 16, embedDim: 1024, depth: 24, heads: 16, imageSize: 224))
+        list.append(ViTConfig(name: "vit_huge_patch14_224.mae", patchSize: 14, embedDim: 1280, depth: 32, heads: 16, imageSize: 224))
+        // CLIP
+        var clipLaion = ViTConfig(name: "vit_base_patch16_clip_384.laion2b_ft_in12k_in1k", patchSize: 16, embedDim: 768,
+                                  depth: 12, heads: 12, imageSize: 384)
+        clipLaion.preNorm = true
+        clipLaion.normEps = 1e-5
+        clipLaion.mean = ImageNormalization.clipMean
+        clipLaion.std = ImageNormalization.clipStd
+        list.append(clipLaion)
+        var clipOpenAI = clipLaion
+        clipOpenAI.name = "vit_base_patch16_clip_224.openai"
+        clipOpenAI.imageSize = 224
+        clipOpenAI.activation = .quickGelu
+        list.append(clipOpenAI)
+        // DeiT-III
+        var deit3 = ViTConfig(name: "deit3_base_patch16_224.fb_in1k", patchSize: 16, embedDim: 768, depth: 12, heads: 12, imageSize: 224)
+        deit3.noEmbedClass = true
+        deit3.layerScale = true
+        list.append(deit3)
+        // Supervised AugReg
+        var augreg = ViTConfig(name: "vit_base_patch16_384.augreg_in21k_ft_in1k", patchSize: 16, embedDim: 768, depth: 12,
+                               heads: 12, imageSize: 384)
+        augreg.mean = ImageNormalization.inceptionMean
+        augreg.std = ImageNormalization.inceptionStd
+        list.append(augreg)
+        return list
+    }()
+
+    /// The preset for a timm name. Accepts the name with or without its pretrained tag
+    /// (`vit_small_patch14_dinov2` finds `vit_small_patch14_dinov2.lvd142m`).
+    public static func named(_ name: String) -> ViTConfig? {
+        all.first { $0.name == name } ?? all.first { $0.name.split(separator: ".").first.map(String.init) == name }
+    }
+
+    public static var names: [String] { all.map(\.name) }
+}
