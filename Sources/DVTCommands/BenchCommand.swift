@@ -21,7 +21,7 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
-            subcommands: [Engine.self, ViT.self])
+            subcommands: [Engine.self, ViT.self, SRT.self])
     }
 }
 
@@ -77,6 +77,35 @@ extension DVTCommand.BenchCommand {
                 let theirs = try runner.run(["vit-bench", "--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)",
                                              "--steps", "\(steps)"], key: "images_per_s")
                 line += String(format: "  torch %.2f images/s  ratio %.2fx", theirs, ours / theirs)
+            }
+            print(line)
+        }
+    }
+
+    struct SRT: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "srt",
+            abstract: "Seconds per image of one SRT ensemble (token resolution; pixel path and --fast), vs the PyTorch reference.")
+        @OptionGroup var compute: ComputeOptions
+        @OptionGroup var ref: ReferenceOptions
+        @Option var arch = "vit_small_patch14_dinov2"
+        @Option var size = 224
+        @Option var dx = 3
+        @Option var dy = 3
+        @Option var batch = 8
+        @Option(help: "Timed runs of each path (medians).") var rounds = 1
+
+        func run() throws {
+            compute.apply()
+            let r = try Bench.srtSecondsPerImage(arch: arch, size: size, dx: dx, dy: dy, batch: batch, rounds: rounds)
+            print(String(format: "SRT %@ %dx%d dx %d dy %d: %d views, %d forwards (the repeated unshifted view is reused)",
+                         arch as NSString, size, size, dx, dy, r.views, r.forwards))
+            var line = String(format: "seconds per image: pixel path %.2f  fast %.2f", r.pixel, r.fast)
+            if let runner = ref.runner {
+                let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
+                let theirs = try runner.run(["srt-bench", "--arch", torchArch, "--size", "\(size)", "--dx", "\(dx)", "--dy", "\(dy)",
+                                             "--batch", "\(batch)"], key: "seconds_per_image")
+                line += String(format: "  torch %.2f  speed-up pixel %.2fx  fast %.2fx", theirs, theirs / r.pixel, theirs / r.fast)
             }
             print(line)
         }

@@ -1,4 +1,5 @@
 import COpenBLAS
+import DVT
 import Foundation
 import NN
 import TensorCore
@@ -151,6 +152,28 @@ public enum Bench {
         for _ in 0..<steps { _ = model.features(x, layers: [last]) }
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         return Double(batch * steps) / dt
+    }
+}
+
+extension Bench {
+    /// Seconds per image of one SRT ensemble at token resolution, as `dvt_torch.py srt-bench`
+    /// times it (from the normalised image to the pooled map: translations, forwards,
+    /// aggregation): the pixel path and the fast variant, each with its own forwards,
+    /// alternated `rounds` times; medians. Random weights and a seeded random image.
+    public static func srtSecondsPerImage(arch: String, size: Int, dx: Int, dy: Int, batch: Int,
+                                          rounds: Int = 1) throws -> (pixel: Double, fast: Double, views: Int, forwards: Int) {
+        guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
+        let model = VisionTransformer(config: cfg, seed: 0)
+        var rng = RandomGenerator(seed: 1)
+        let image = Tensor.normal([3, size, size], rng: &rng)  // (3, H, W)
+        var o = SRT.Options()
+        o.dx = dx; o.dy = dy; o.batchSize = batch; o.layer = cfg.depth - 1
+        let srt = try SRT(model: model, options: o)
+        _ = model.features(Tensor.normal([1, 3, size, size], rng: &rng), layers: [o.layer])  // position-embedding cache, allocator
+        let (tp, tf) = interleaved(warmup: 0, rounds: rounds,
+                                   { _ = try! srt.run(image, resolution: .token, fast: false) },
+                                   { _ = try! srt.run(image, resolution: .token, fast: true) })
+        return (tp, tf, srt.shifts.count, (2 * dx + 1) * (2 * dy + 1))
     }
 }
 
