@@ -195,6 +195,30 @@ public struct TorchReference {
 
     /// Runs `script args…` and returns the number after `key` in its output.
     public func run(_ args: [String], key: String) throws -> Double {
+        let text = try output(args)
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if let i = parts.firstIndex(where: { $0 == key }), i + 1 < parts.count, let v = Double(parts[i + 1]) { return v }
+        }
+        throw BenchError("reference output has no '\(key) <number>' line:\n\(text)")
+    }
+
+    /// Runs `script args…` and returns every `key number` line of its output as a dictionary;
+    /// throws if any of `required` is missing.
+    public func values(_ args: [String], required: [String] = []) throws -> [String: Double] {
+        let text = try output(args)
+        var out: [String: Double] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count >= 2, let v = Double(parts[1]) { out[String(parts[0])] = v }
+        }
+        let missing = required.filter { out[$0] == nil }
+        if !missing.isEmpty { throw BenchError("reference output lacks \(missing):\n\(text)") }
+        return out
+    }
+
+    /// Runs `script args…` and returns its standard output (standard error passes through).
+    public func output(_ args: [String]) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = [script] + args
@@ -208,10 +232,6 @@ public struct TorchReference {
         guard p.terminationStatus == 0 else {
             throw BenchError("reference \(script) \(args.joined(separator: " ")) exited with \(p.terminationStatus):\n\(text)")
         }
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: " ")
-            if let i = parts.firstIndex(where: { $0 == key }), i + 1 < parts.count, let v = Double(parts[i + 1]) { return v }
-        }
-        throw BenchError("reference output has no '\(key) <number>' line:\n\(text)")
+        return text
     }
 }
