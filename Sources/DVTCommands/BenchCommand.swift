@@ -21,7 +21,7 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
-            subcommands: [Engine.self, ViT.self])
+            subcommands: [Engine.self, ViT.self, DenoiserBench.self])
     }
 }
 

@@ -110,6 +110,9 @@ public enum Stage2Runner {
                    dconfig.numBlocks, c, dconfig.numHeads, h, w, dconfig.enablePE ? "on" : "off", denoiser.parameterCount,
                    optim.lr, config.double("stage2.base_lr"), task.batchSize, optim.warmupIters, config.int("stage2.num_iters")))
 
+        if resume, let latest = trainer.latestCheckpoint, !FileManager.default.fileExists(atPath: latest.path) {
+            log("stage2: --resume given but \(latest.path) does not exist; starting at step 0")
+        }
         let summary = try trainer.run(resume: resume)
         if let id = task.identityBaseline, let loss = summary.lastValidation["loss"], let cos = summary.lastValidation["cos"] {
             log(String(format: "stage2: validation loss %.5f (identity %.5f), cosine %.4f (identity %.4f): the denoiser %@ the identity baseline",

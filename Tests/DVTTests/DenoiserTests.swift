@@ -6,10 +6,8 @@ import Testing
 import TestSupport
 import Vision
 
-/// The DVT suites run one test at a time: the engine's attention sets OpenBLAS to one thread
-/// process-wide while it runs, and OpenBLAS sgemm gives different low bits with one thread than
-/// with two, so a concurrent test's attention would break the bit-exact resume comparison.
-@Suite("DVT", .serialized)
+/// The DVT module's suites (denoiser, stage 2).
+@Suite("DVT")
 struct DVTSuites {}
 
 extension DVTSuites {
@@ -87,9 +85,11 @@ extension DVTSuites {
             }
             var rng = RandomGenerator(seed: 5)
             let x = Tensor.normal([2, 4, 5, 128], rng: &rng)
-            #expect(d.denoise(x).scalars == back.denoise(x).scalars)
+            // Same weights, same function (not compared bitwise: sgemm's low bits depend on
+            // OpenBLAS's process-wide thread count, which concurrent tests' attention changes).
+            expectClose(back.denoise(x), d.denoise(x), rtol: 1e-5, atol: 1e-6, "outputs after the round trip")
             let other = Tensor.normal([1, 3, 7, 128], rng: &rng)  // another grid
-            #expect(d.denoise(other).scalars == back.denoise(other).scalars)
+            expectClose(back.denoise(other), d.denoise(other), rtol: 1e-5, atol: 1e-6, "outputs on a 3x7 grid")
         }
 
         @Test("files that do not fit are rejected with the keys and shapes named")
