@@ -58,8 +58,8 @@ struct Report {
         let metrics = Stage2Runner.runDirectory(config: pipeline.config).appendingPathComponent("metrics.jsonl")
         if FileManager.default.fileExists(atPath: metrics.path) {
             let h = try LossCurve.read(metrics: metrics)
-            try LossCurve.render(h, title: "stage 2: training and validation loss").write(to: dir.appendingPathComponent("stage2_loss.png"))
-            out.append(("Stage 2 loss", "stage2_loss.png"))
+            try LossCurve.render(h, title: "").write(to: dir.appendingPathComponent("stage2_loss.png"))
+            out.append(("Stage 2: training loss (blue), validation loss (orange), identity baseline (dashed)", "stage2_loss.png"))
         }
         let manifest = pipeline.root.appendingPathComponent("stage1_manifest.jsonl")
         if let text = try? String(contentsOf: manifest, encoding: .utf8) {
@@ -72,8 +72,8 @@ struct Report {
                 h.train.append(LossPoint(step: i, loss: loss))
             }
             if !h.train.isEmpty {
-                try LossCurve.render(h, title: "stage 1: final loss per image (x = image)").write(to: dir.appendingPathComponent("stage1_loss.png"))
-                out.append(("Stage 1 final loss per image", "stage1_loss.png"))
+                try LossCurve.render(h, title: "").write(to: dir.appendingPathComponent("stage1_loss.png"))
+                out.append(("Stage 1: final loss of each image (x axis: image index in the order processed)", "stage1_loss.png"))
             }
         }
         return out
