@@ -24,6 +24,7 @@ extension DVTCommand {
             let model = try loadBackbone(config)
             let pipeline = Pipeline(config: config, model: model)
             pipeline.quiet = quiet
+            pipeline.configFile = options.config
             let report = try pipeline.run()
             print(try String(contentsOf: URL(fileURLWithPath: config.string("output_dir")!).appendingPathComponent("metrics.md"), encoding: .utf8))
             print("report: \(report.path)")

@@ -15,6 +15,8 @@ public final class Pipeline {
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
     /// The command line that started the run, for the run record.
     public var commandLine: [String] = CommandLine.arguments
+    /// The config file the run was started from (also copied, resolved, to config.yaml).
+    public var configFile: String?
 
     public struct StepTiming: Sendable, Codable {
         public var step: String
@@ -157,6 +159,7 @@ public final class Pipeline {
         try AtomicFile.write(Data(config.yaml.utf8), to: root.appendingPathComponent("config.yaml"))
         var record: [String: Any] = [
             "command": commandLine,
+            "config_file": configFile ?? NSNull(),
             "working_directory": FileManager.default.currentDirectoryPath,
             "dvt_version": TrainerVersion.string,
             "swift": TrainerVersion.compiler,
