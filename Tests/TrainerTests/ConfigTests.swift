@@ -102,3 +102,14 @@ struct ConfigTests {
         #expect(errors > 0 && ok + errors == 400)
     }
 }
+
+@Suite("Config docs")
+struct ConfigDocsTests {
+    @Test("docs/config.md is the schema's reference (regenerate with `dvt config --reference > docs/config.md`)")
+    func upToDate() throws {
+        let doc = try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/config.md"), encoding: .utf8)
+        #expect(doc == ConfigSchema.referenceMarkdown)
+        for key in ConfigSchema.keys { #expect(doc.contains("`\(key.path)`")) }
+    }
+}
