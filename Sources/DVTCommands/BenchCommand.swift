@@ -45,7 +45,9 @@ extension DVTCommand.BenchCommand {
             print(String(format: "Adam step, 10M parameters: %.2f ms", 1000 * Bench.adamStep()))
             for (dim, grid, batch) in [(384, 16, 8), (768, 37, 1)] {
                 let ours = Bench.denoiserStep(dim: dim, grid: grid, batch: batch)
-                var line = String(format: "stage-2 block step dim %d grid %d batch %d: %.2f ms", dim, grid, batch, 1000 * ours)
+                let ph = Bench.lastDenoiserPhases.map { 1000 * $0 }
+                var line = String(format: "stage-2 block step dim %d grid %d batch %d: %.2f ms (fwd %.1f, bwd %.1f, AdamW %.1f)",
+                                  dim, grid, batch, 1000 * ours, ph[0], ph[1], ph[2])
                 if let runner = ref.runner {
                     let theirs = try runner.run(["stage2-bench", "--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)"],
                                                 key: "ms_per_step") / 1000

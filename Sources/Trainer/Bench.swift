@@ -113,18 +113,30 @@ public enum Bench {
         let opt = AdamW(parameters: block.namedParameters() + [("pos_embed", pos)], lr: 1e-4, betas: (0.9, 0.999), weightDecay: 1e-5)
         let x = Tensor.normal([batch, n, dim], rng: &rng)
         let y = Tensor.normal([batch, n, dim], rng: &rng)
+        var phases = [0.0, 0.0, 0.0]
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
         func step() {
+            let t0 = now()
             let p = block(x + pos)  // (B, N, C)
             let loss = Tensor.mseLoss(p, y) + (1 - Tensor.cosineSimilarity(p, y).mean())
+            let t1 = now()
             opt.zeroGrad()
             loss.backward()
+            let t2 = now()
             opt.step()
+            let t3 = now()
+            phases[0] += t1 - t0; phases[1] += t2 - t1; phases[2] += t3 - t2
         }
         step(); step()
+        phases = [0, 0, 0]
         let t0 = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<steps { step() }
+        lastDenoiserPhases = phases.map { $0 / Double(steps) }
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
     }
+
+    /// Forward, backward and optimiser seconds of the last `denoiserStep` run.
+    nonisolated(unsafe) public static var lastDenoiserPhases: [Double] = []
 
     /// ViT feature extraction throughput (last block, final norm), images per second, as
     /// `dvt_torch.py vit-bench` measures it.
