@@ -19,10 +19,22 @@ public final class TensorStorage: @unchecked Sendable {
         _ = TensorStorage.allocatorTuned
         self.count = count
         base = .allocate(capacity: max(count, 1))
-        if zeroed { base.initialize(repeating: 0, count: max(count, 1)) }
+        if zeroed {
+            base.initialize(repeating: 0, count: max(count, 1))
+        } else if TensorStorage.poisonUninitialized {
+            // Debug builds fill "uninitialised" buffers with NaN, so a kernel that reads before
+            // writing fails loudly in the tests instead of depending on what malloc returned.
+            base.initialize(repeating: .nan, count: max(count, 1))
+        }
     }
 
     deinit { base.deallocate() }
+
+    #if DEBUG
+    static let poisonUninitialized = ProcessInfo.processInfo.environment["DVT_NO_POISON"] == nil
+    #else
+    static let poisonUninitialized = ProcessInfo.processInfo.environment["DVT_POISON_UNINITIALIZED"] != nil
+    #endif
 
     /// glibc serves blocks above M_MMAP_THRESHOLD with fresh mmaps and returns them on free, so
     /// every large activation of every step page-faults its whole buffer in again (thousands of

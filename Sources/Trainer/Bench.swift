@@ -1,4 +1,5 @@
 import COpenBLAS
+import DVT
 import Foundation
 import NN
 import TensorCore
@@ -154,6 +155,28 @@ public enum Bench {
     }
 }
 
+extension Bench {
+    /// Seconds per image of one SRT ensemble at token resolution, as `dvt_torch.py srt-bench`
+    /// times it (from the normalised image to the pooled map: translations, forwards,
+    /// aggregation): the pixel path and the fast variant, each with its own forwards,
+    /// alternated `rounds` times; medians. Random weights and a seeded random image.
+    public static func srtSecondsPerImage(arch: String, size: Int, dx: Int, dy: Int, batch: Int,
+                                          rounds: Int = 1) throws -> (pixel: Double, fast: Double, views: Int, forwards: Int) {
+        guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
+        let model = VisionTransformer(config: cfg, seed: 0)
+        var rng = RandomGenerator(seed: 1)
+        let image = Tensor.normal([3, size, size], rng: &rng)  // (3, H, W)
+        var o = SRT.Options()
+        o.dx = dx; o.dy = dy; o.batchSize = batch; o.layer = cfg.depth - 1
+        let srt = try SRT(model: model, options: o)
+        _ = model.features(Tensor.normal([1, 3, size, size], rng: &rng), layers: [o.layer])  // position-embedding cache, allocator
+        let (tp, tf) = interleaved(warmup: 0, rounds: rounds,
+                                   { _ = try! srt.run(image, resolution: .token, fast: false) },
+                                   { _ = try! srt.run(image, resolution: .token, fast: true) })
+        return (tp, tf, srt.shifts.count, (2 * dx + 1) * (2 * dy + 1))
+    }
+}
+
 public struct BenchError: Error, CustomStringConvertible {
     public var description: String
     public init(_ d: String) { description = d }
@@ -172,6 +195,30 @@ public struct TorchReference {
 
     /// Runs `script args…` and returns the number after `key` in its output.
     public func run(_ args: [String], key: String) throws -> Double {
+        let text = try output(args)
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if let i = parts.firstIndex(where: { $0 == key }), i + 1 < parts.count, let v = Double(parts[i + 1]) { return v }
+        }
+        throw BenchError("reference output has no '\(key) <number>' line:\n\(text)")
+    }
+
+    /// Runs `script args…` and returns every `key number` line of its output as a dictionary;
+    /// throws if any of `required` is missing.
+    public func values(_ args: [String], required: [String] = []) throws -> [String: Double] {
+        let text = try output(args)
+        var out: [String: Double] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count >= 2, let v = Double(parts[1]) { out[String(parts[0])] = v }
+        }
+        let missing = required.filter { out[$0] == nil }
+        if !missing.isEmpty { throw BenchError("reference output lacks \(missing):\n\(text)") }
+        return out
+    }
+
+    /// Runs `script args…` and returns its standard output (standard error passes through).
+    public func output(_ args: [String]) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = [script] + args
@@ -185,10 +232,6 @@ public struct TorchReference {
         guard p.terminationStatus == 0 else {
             throw BenchError("reference \(script) \(args.joined(separator: " ")) exited with \(p.terminationStatus):\n\(text)")
         }
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: " ")
-            if let i = parts.firstIndex(where: { $0 == key }), i + 1 < parts.count, let v = Double(parts[i + 1]) { return v }
-        }
-        throw BenchError("reference output has no '\(key) <number>' line:\n\(text)")
+        return text
     }
 }
