@@ -81,7 +81,7 @@ struct Stage2CLITests {
         try Data("not an npy file".utf8).write(to: rawDir.appendingPathComponent("JPEGImages/junk.npy"))
         try Npy.write(Tensor(zeros: [6, 6, 16]), to: rawDir.appendingPathComponent("JPEGImages/narrow.npy"))
         #expect(throws: ExitCode.self) {
-            try runDVT(["denoise", "--denoiser", exported.path, "--features", rawDir.path, "--out", url("denoised").path, "--batch", "4"])
+            try runDVT(["denoise", "--denoiser", exported.path, "--features", rawDir.path, "--out", url("denoised").path, "--batch", "4", "--vis"])
         }
         let d = try Denoiser.load(exported)
         for n in train + val {
@@ -90,6 +90,9 @@ struct Stage2CLITests {
             expectClose(y, d.denoise(x), rtol: 1e-5, atol: 1e-5, n)
         }
         #expect(!FileManager.default.fileExists(atPath: url("denoised/JPEGImages/junk.npy").path))
+        // --vis: raw PCA | denoised PCA | raw norms | denoised norms, 6 × 6 tokens shown at 228 px.
+        let strip = try RGBImage(contentsOf: url("denoised/vis/\(train[0]).png"))
+        #expect(strip.width == 4 * 228 + 3 * 4 && strip.height == 228)
     }
 
     @Test("denoise --images runs the ViT then the denoiser, batched, resampling pos_embed to the ViT grid; bad images fail the run")
@@ -107,7 +110,7 @@ struct Stage2CLITests {
         let d = try Denoiser(config: DenoiserConfig(dim: 384, grid: (3, 3)), seed: 4)
         try d.export(to: url("d.safetensors"))
         let args = ["denoise", "--denoiser", url("d.safetensors").path, "--images", url("imgs").path, "--out", url("o").path,
-                    "--arch", "vit_small_patch14_dinov2.lvd142m", "--random-init", "0", "--size", "28", "42", "--batch", "2"]
+                    "--arch", "vit_small_patch14_dinov2.lvd142m", "--random-init", "0", "--size", "28", "42", "--batch", "2", "--vis"]
         #expect(throws: ExitCode.self) { try runDVT(args) }
 
         let vit = try VisionTransformer.load(arch: "vit_small_patch14_dinov2.lvd142m", weights: nil, randomInit: 0)
@@ -119,6 +122,9 @@ struct Stage2CLITests {
             expectClose(got, expected, rtol: 1e-4, atol: 1e-4, rel)
         }
         #expect(!FileManager.default.fileExists(atPath: url("o/broken.npy").path))
+        // --vis with images: the image tile first, then the four feature tiles (2 × 3 tokens, 75 px each: 150 × 225).
+        let strip = try RGBImage(contentsOf: url("o/vis/x/a.png"))
+        #expect(strip.width == 5 * 225 + 4 * 4 && strip.height == 150)
         #expect(try String(contentsOf: url("o/RANDOM_WEIGHTS_WARNING.txt"), encoding: .utf8).contains("RANDOM WEIGHTS"))
     }
 
@@ -127,9 +133,6 @@ struct Stage2CLITests {
         defer { try? FileManager.default.removeItem(at: root) }
         #expect { try runDVT(["denoise", "--denoiser", "d.safetensors", "--out", "o"]) } throws: {
             DVTCommand.message(for: $0).contains("exactly one of --images")
-        }
-        #expect { try runDVT(["denoise", "--denoiser", "d", "--features", "f", "--out", "o", "--vis"]) } throws: {
-            DVTCommand.message(for: $0).contains("--vis is not available")
         }
         try Data("stage2:\n  num_iter: 5\n".utf8).write(to: url("typo.yaml"))
         #expect { try runDVT(["stage2", url("typo.yaml").path]) } throws: {
