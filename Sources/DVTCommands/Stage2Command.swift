@@ -68,7 +68,7 @@ extension DVTCommand {
             discussion: """
             Outputs mirror the input tree: OUT/<relative path>.npy, each (H, W, C) float32. Images or maps \
             that cannot be read are reported, listed at the end, and make the exit status nonzero. \
-            --vis is not available yet: the PCA/norm visuals module has not landed.
+            --vis adds OUT/vis/<relative path>.png: [image |] raw PCA | denoised PCA | raw norms | denoised norms.
             """)
 
         @Option(help: "Denoiser weights (.safetensors, official DVT layout, e.g. from `dvt export`).")
@@ -83,7 +83,7 @@ extension DVTCommand {
         var out: String
         @Option(help: "Maps per forward pass.")
         var batch = 8
-        @Flag(help: "Write raw/denoised PCA and norm visuals (not available yet).")
+        @Flag(help: "Also write OUT/vis/<path>.png: [image |] raw PCA | denoised PCA | raw norms | denoised norms.")
         var vis = false
         @OptionGroup var backbone: BackboneOptions
         @OptionGroup var compute: ComputeOptions
@@ -91,7 +91,6 @@ extension DVTCommand {
         func validate() throws {
             if (images == nil) == (features == nil) { throw ValidationError("give exactly one of --images LIST_OR_DIR and --features DIR") }
             if batch < 1 { throw ValidationError("--batch must be >= 1, got \(batch)") }
-            if vis { throw ValidationError("--vis is not available yet (the visuals module has not landed); run without it") }
         }
 
         func run() throws {
@@ -119,6 +118,29 @@ extension DVTCommand {
             try Npy.write(map, to: url)
         }
 
+        /// The --vis strip of one map. A strip that cannot be drawn (e.g. fewer than 3 tokens
+        /// for the PCA) is a warning, not a failed input: the features were written.
+        func writeVisual(raw: Tensor, denoised: Tensor, image: URL?, _ rel: String, _ outDir: URL) {
+            do {
+                let strip = try Denoise.strip(raw: raw, denoised: denoised, image: try image.map { try RGBImage(contentsOf: $0) })
+                try Visuals.write(strip, to: outDir.appendingPathComponent("vis").appendingPathComponent(rel + ".png"))
+            } catch {
+                FileHandle.standardError.write(Data("warning: no visual for \(rel): \(error)\n".utf8))
+            }
+        }
+
+        /// [image |] raw PCA | denoised PCA | raw norms | denoised norms, one token per square.
+        /// The PCA basis is fitted on the denoised map and colours both, as DVT's training
+        /// visuals do, so what the artifacts did to the raw map shows against a clean basis.
+        static func strip(raw: Tensor, denoised: Tensor, image: RGBImage?) throws -> RGBImage {
+            let pca = try FeaturePCA(fitting: denoised)
+            let (dh, dw) = Visuals.displaySize(height: raw.shape[0], width: raw.shape[1])
+            var tiles = [pca.image(raw), pca.image(denoised), Visuals.normHeatmap(raw), Visuals.normHeatmap(denoised)]
+                .map { Visuals.upsampleNearest($0, width: dw, height: dh) }
+            if let image { tiles.insert(image.resized(width: dw, height: dh), at: 0) }
+            return Visuals.hstrip(tiles)
+        }
+
         func denoiseImages(_ model: DVT.Denoiser, _ outDir: URL) throws -> (Int, Failures) {
             let items = try ImageSource.items(from: images!, root: dataRoot)
             let vit = try backbone.load()
@@ -142,15 +164,20 @@ extension DVTCommand {
             let progress = Progress(total: items.count, label: "denoise")
             var bad: Failures = []
             var done = 0
-            var pending: [(Tensor, String)] = []
+            var pending: [(Tensor, ImageItem)] = []
             func flush() throws {
                 guard !pending.isEmpty else { return }
                 let x = Tensor.concat(pending.map { $0.0.reshape([1, 3, h, w]) }, axis: 0)  // (B, 3, H, W)
                 let feats = vit.features(x, layers: [layer], stride: backbone.stride)[layer]!.patch  // (B, Gh, Gw, C)
                 let y = model.denoise(feats)                                                          // (B, Gh, Gw, C)
                 let c = model.config.dim
-                for (i, (_, rel)) in pending.enumerated() {
-                    try write(y.slice(axis: 0, i..<(i + 1)).reshape([gh, gw, c]), rel, outDir)
+                for (i, (_, item)) in pending.enumerated() {
+                    let denoised = y.slice(axis: 0, i..<(i + 1)).reshape([gh, gw, c])  // (Gh, Gw, C)
+                    try write(denoised, item.relativeStem, outDir)
+                    if vis {
+                        writeVisual(raw: feats.slice(axis: 0, i..<(i + 1)).reshape([gh, gw, c]), denoised: denoised,
+                                    image: item.url, item.relativeStem, outDir)
+                    }
                 }
                 done += pending.count
                 progress.advance(pending.count)
@@ -158,7 +185,7 @@ extension DVTCommand {
             }
             for item in items {
                 do {
-                    pending.append((try vit.preprocess(item.url, height: h, width: w), item.relativeStem))
+                    pending.append((try vit.preprocess(item.url, height: h, width: w), item))
                 } catch {
                     bad.append((item.url.path, "\(error)"))
                     progress.advance(1, note: "skipped \(item.relativeStem)")
@@ -194,7 +221,11 @@ extension DVTCommand {
                 let x = pending.count == 1 ? first : Tensor.concat(pending.map(\.0), axis: 0)  // (B, H, W, C)
                 let y = model.denoise(x)                                                        // (B, H, W, C)
                 let s = Array(first.shape.dropFirst())
-                for (i, (_, rel)) in pending.enumerated() { try write(y.slice(axis: 0, i..<(i + 1)).reshape(s), rel, outDir) }
+                for (i, (map, rel)) in pending.enumerated() {
+                    let denoised = y.slice(axis: 0, i..<(i + 1)).reshape(s)  // (H, W, C)
+                    try write(denoised, rel, outDir)
+                    if vis { writeVisual(raw: map.reshape(s), denoised: denoised, image: nil, rel, outDir) }
+                }
                 done += pending.count
                 progress.advance(pending.count)
                 pending.removeAll()

@@ -8,12 +8,6 @@ import TestSupport
 import Trainer
 import Vision
 
-/// Runs `dvt ARGS…` in process, as the executable would.
-func dvt(_ args: [String]) throws {
-    var command = try DVTCommand.parseAsRoot(args)
-    try command.run()
-}
-
 @Suite("dvt stage2 / export / denoise")
 struct Stage2CLITests {
     let root: URL
@@ -64,7 +58,7 @@ struct Stage2CLITests {
           print_freq: 10
         """.utf8).write(to: url("cfg.yaml"))
 
-        try dvt(["stage2", url("cfg.yaml").path, "--set", "stage2.num_iters=20", "stage2.warmup_ratio=0.1", "--quiet"])
+        try runDVT(["stage2", url("cfg.yaml").path, "--set", "stage2.num_iters=20", "stage2.warmup_ratio=0.1", "--quiet"])
         let dir = url("out/stage2")
         let resolved = try String(contentsOf: dir.appendingPathComponent("resolved.yaml"), encoding: .utf8)
         #expect(resolved.contains("num_iters: 20  # from override"))
@@ -75,7 +69,7 @@ struct Stage2CLITests {
 
         // Export of the step-10 checkpoint: its weights, official keys, architecture metadata.
         let exported = url("denoiser10.safetensors")
-        try dvt(["export", dir.appendingPathComponent("checkpoints/step_0000010.safetensors").path, "--out", exported.path])
+        try runDVT(["export", dir.appendingPathComponent("checkpoints/step_0000010.safetensors").path, "--out", exported.path])
         let file = try SafeTensorsFile(url: exported), ckpt = try SafeTensorsFile(url: dir.appendingPathComponent("checkpoints/step_0000010.safetensors"))
         #expect(file.keys.contains("pos_embed") && file.keys.contains("denoiser.attn.qkv.weight"))
         for k in file.keys { #expect(try file.tensor(k).scalars == ckpt.tensor("model." + k).scalars, "\(k)") }
@@ -87,7 +81,7 @@ struct Stage2CLITests {
         try Data("not an npy file".utf8).write(to: rawDir.appendingPathComponent("JPEGImages/junk.npy"))
         try Npy.write(Tensor(zeros: [6, 6, 16]), to: rawDir.appendingPathComponent("JPEGImages/narrow.npy"))
         #expect(throws: ExitCode.self) {
-            try dvt(["denoise", "--denoiser", exported.path, "--features", rawDir.path, "--out", url("denoised").path, "--batch", "4"])
+            try runDVT(["denoise", "--denoiser", exported.path, "--features", rawDir.path, "--out", url("denoised").path, "--batch", "4", "--vis"])
         }
         let d = try Denoiser.load(exported)
         for n in train + val {
@@ -96,6 +90,9 @@ struct Stage2CLITests {
             expectClose(y, d.denoise(x), rtol: 1e-5, atol: 1e-5, n)
         }
         #expect(!FileManager.default.fileExists(atPath: url("denoised/JPEGImages/junk.npy").path))
+        // --vis: raw PCA | denoised PCA | raw norms | denoised norms, 6 × 6 tokens shown at 228 px.
+        let strip = try RGBImage(contentsOf: url("denoised/vis/\(train[0]).png"))
+        #expect(strip.width == 4 * 228 + 3 * 4 && strip.height == 228)
     }
 
     @Test("denoise --images runs the ViT then the denoiser, batched, resampling pos_embed to the ViT grid; bad images fail the run")
@@ -113,8 +110,8 @@ struct Stage2CLITests {
         let d = try Denoiser(config: DenoiserConfig(dim: 384, grid: (3, 3)), seed: 4)
         try d.export(to: url("d.safetensors"))
         let args = ["denoise", "--denoiser", url("d.safetensors").path, "--images", url("imgs").path, "--out", url("o").path,
-                    "--arch", "vit_small_patch14_dinov2.lvd142m", "--random-init", "0", "--size", "28", "42", "--batch", "2"]
-        #expect(throws: ExitCode.self) { try dvt(args) }
+                    "--arch", "vit_small_patch14_dinov2.lvd142m", "--random-init", "0", "--size", "28", "42", "--batch", "2", "--vis"]
+        #expect(throws: ExitCode.self) { try runDVT(args) }
 
         let vit = try VisionTransformer.load(arch: "vit_small_patch14_dinov2.lvd142m", weights: nil, randomInit: 0)
         for rel in ["x/a", "x/b", "c"] {
@@ -125,22 +122,22 @@ struct Stage2CLITests {
             expectClose(got, expected, rtol: 1e-4, atol: 1e-4, rel)
         }
         #expect(!FileManager.default.fileExists(atPath: url("o/broken.npy").path))
+        // --vis with images: the image tile first, then the four feature tiles (2 × 3 tokens, 75 px each: 150 × 225).
+        let strip = try RGBImage(contentsOf: url("o/vis/x/a.png"))
+        #expect(strip.width == 5 * 225 + 4 * 4 && strip.height == 150)
         #expect(try String(contentsOf: url("o/RANDOM_WEIGHTS_WARNING.txt"), encoding: .utf8).contains("RANDOM WEIGHTS"))
     }
 
     @Test("bad invocations are rejected with a clear message")
     func usage() throws {
         defer { try? FileManager.default.removeItem(at: root) }
-        #expect { try dvt(["denoise", "--denoiser", "d.safetensors", "--out", "o"]) } throws: {
+        #expect { try runDVT(["denoise", "--denoiser", "d.safetensors", "--out", "o"]) } throws: {
             DVTCommand.message(for: $0).contains("exactly one of --images")
         }
-        #expect { try dvt(["denoise", "--denoiser", "d", "--features", "f", "--out", "o", "--vis"]) } throws: {
-            DVTCommand.message(for: $0).contains("--vis is not available")
-        }
         try Data("stage2:\n  num_iter: 5\n".utf8).write(to: url("typo.yaml"))
-        #expect { try dvt(["stage2", url("typo.yaml").path]) } throws: {
+        #expect { try runDVT(["stage2", url("typo.yaml").path]) } throws: {
             "\($0)".contains("Did you mean 'stage2.num_iters'")
         }
-        #expect { try dvt(["export", url("nothing.safetensors").path, "--out", url("x.safetensors").path]) } throws: { _ in true }
+        #expect { try runDVT(["export", url("nothing.safetensors").path, "--out", url("x.safetensors").path]) } throws: { _ in true }
     }
 }
