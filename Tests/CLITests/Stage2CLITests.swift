@@ -141,3 +141,76 @@ struct Stage2CLITests {
         #expect { try runDVT(["export", url("nothing.safetensors").path, "--out", url("x.safetensors").path]) } throws: { _ in true }
     }
 }
+
+@Suite("dvt stage2 under SIGKILL")
+struct Stage2KillTests {
+    @Test("killing stage 2 at a random point and rerunning with --resume gives the uninterrupted run's denoiser, with no partial files")
+    func killAndResume() throws {
+        guard dvtExecutable != nil else { return }
+        let base = temporaryDirectory("stage2-kill")
+        defer { try? FileManager.default.removeItem(at: base) }
+        var rng = RandomGenerator(seed: 4)
+        let artifact = Tensor.normal([4, 4, 16], std: 0.5, rng: &rng)
+        var names: [String] = []
+        func makeRun(_ dir: URL) throws -> URL {
+            var r = RandomGenerator(seed: 7)
+            for i in 0..<6 {
+                let target = Tensor.normal([4, 4, 16], rng: &r)
+                for (tree, t) in [("raw_features", withNoGrad { target + artifact }), ("denoised_features", target)] {
+                    let u = dir.appendingPathComponent("out/\(tree)/tiny/img\(i).npy")
+                    try FileManager.default.createDirectory(at: u.deletingLastPathComponent(), withIntermediateDirectories: true)
+                    try Npy.write(t, to: u)
+                }
+            }
+            names = (0..<6).map { "img\($0)" }
+            try Data(names.map { "\($0).jpg\n" }.joined().utf8).write(to: dir.appendingPathComponent("train.txt"))
+            let cfg = dir.appendingPathComponent("cfg.yaml")
+            try Data("""
+            model: tiny
+            data_list: \(dir.appendingPathComponent("train.txt").path)
+            output_dir: \(dir.appendingPathComponent("out").path)
+            stage2:
+              batch_size: 2
+              base_lr: 0.05
+              num_iters: 400
+              save_freq: 5
+              val_freq: 0
+              print_freq: 50
+            """.utf8).write(to: cfg)
+            return cfg
+        }
+        let refDir = base.appendingPathComponent("ref"), killDir = base.appendingPathComponent("kill")
+        for d in [refDir, killDir] { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
+        let refCfg = try makeRun(refDir), killCfg = try makeRun(killDir)
+        let (s0, t0) = try runExecutable(["stage2", refCfg.path, "--quiet", "--threads", "1"])
+        #expect(s0 == 0, "\(t0)")
+
+        // Kill at a random point after the first checkpoint, twice, then finish with --resume.
+        var killer = RandomGenerator(seed: UInt64(Date().timeIntervalSince1970))
+        let latest = killDir.appendingPathComponent("out/stage2/checkpoints/latest.safetensors")
+        for _ in 0..<2 {
+            let p = Process()
+            p.executableURL = dvtExecutable!
+            p.arguments = ["stage2", killCfg.path, "--quiet", "--threads", "1", "--resume"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let deadline = Date().addingTimeInterval(60)
+            while !FileManager.default.fileExists(atPath: latest.path) && p.isRunning && Date() < deadline { usleep(10_000) }
+            usleep(useconds_t(killer.randint(400_000)))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let files = try FileManager.default.subpathsOfDirectory(atPath: killDir.appendingPathComponent("out").path)
+            #expect(!files.contains { $0.contains(".tmp") }, "partial files: \(files.filter { $0.contains(".tmp") })")
+        }
+        let (s1, t1) = try runExecutable(["stage2", killCfg.path, "--quiet", "--threads", "1", "--resume"])
+        #expect(s1 == 0, "\(t1)")
+        let a = try SafeTensorsFile(url: refDir.appendingPathComponent("out/stage2/denoiser.safetensors")).loadAll()
+        let b = try SafeTensorsFile(url: killDir.appendingPathComponent("out/stage2/denoiser.safetensors")).loadAll()
+        #expect(a.keys.sorted() == b.keys.sorted())
+        for (k, v) in a {
+            let same = v.scalars == b[k]?.scalars
+            #expect(same, "\(k) differs from the uninterrupted run")
+        }
+    }
+}
