@@ -78,6 +78,8 @@ public struct SRT {
         public var uniform = false
         /// Views per ViT forward.
         public var batchSize = 8
+        /// Forward batches concurrently, one single-threaded forward per core (see `viewFeatures`).
+        public var parallelViews = true
         /// 0-based block index.
         public var layer = 0
         /// Apply the final LayerNorm to the features (DVT and SRT do).
@@ -150,14 +152,19 @@ public struct SRT {
     }
 
     /// Features of every distinct shift, forwarded `batchSize` views at a time.
+    ///
+    /// With `parallelViews` and more than one worker thread, batches are forwarded concurrently,
+    /// one single-threaded forward per core, instead of one multi-threaded forward at a time: the
+    /// views are independent, so this drops the per-op fork/join of every kernel and BLAS call
+    /// (which, with small per-op work and a busy machine, costs more than it parallelises).
     public func viewFeatures(_ image: Tensor) -> Views {
         precondition(image.rank == 3 && image.shape[0] == 3, "SRT input must be a normalised (3, H, W) image, got \(image.shape)")
         let h = image.shape[1], w = image.shape[2]
         let distinct = SRT.shifts(dx: options.dx, dy: options.dy, uniform: true)
-        var out: [Tensor] = []
-        var start = 0
-        while start < distinct.count {
-            let chunk = Array(distinct[start..<min(distinct.count, start + options.batchSize)])
+        let batches = Swift.stride(from: 0, to: distinct.count, by: options.batchSize).map {
+            Array(distinct[$0..<min(distinct.count, $0 + options.batchSize)])
+        }
+        func forward(_ chunk: [(Int, Int)]) -> [Tensor] {
             let batch = Tensor(zeros: [chunk.count, 3, h, w])  // (B, 3, H, W)
             for (k, (i, j)) in chunk.enumerated() {
                 SRT.translate(image.ptr, channels: 3, height: h, width: w, down: i, right: j, into: batch.ptr + k * 3 * h * w)
@@ -165,14 +172,55 @@ public struct SRT {
             let feats = model.features(batch, layers: [options.layer], norm: options.norm, stride: stride)[options.layer]!.patch  // (B, Gh, Gw, C)
             let per = feats.count / chunk.count
             let gh = feats.shape[1], gw = feats.shape[2], c = feats.shape[3]
-            for k in 0..<chunk.count {
+            return (0..<chunk.count).map { k in
                 let t = Tensor(zeros: [gh, gw, c])  // (Gh, Gw, C)
                 t.ptr.update(from: feats.ptr + k * per, count: per)
-                out.append(t)
+                return t
             }
-            start += chunk.count
         }
-        return Views(dx: options.dx, dy: options.dy, maps: out)
+        let workers = options.parallelViews ? min(Parallel.threads, batches.count) : 1
+        if workers <= 1 {
+            return Views(dx: options.dx, dy: options.dy, maps: batches.flatMap(forward))
+        }
+        // Workers take the next batch from a shared counter; every kernel inside runs inline.
+        var results = [[Tensor]](repeating: [], count: batches.count)
+        let lock = NSLock()
+        var next = 0
+        SRT.singleThreadedKernels {
+            results.withUnsafeMutableBufferPointer { slots in
+                DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                    while true {
+                        lock.lock()
+                        let b = next
+                        next += 1
+                        lock.unlock()
+                        if b >= batches.count { return }
+                        slots[b] = forward(batches[b])
+                    }
+                }
+            }
+        }
+        return Views(dx: options.dx, dy: options.dy, maps: results.flatMap { $0 })
+    }
+
+    nonisolated(unsafe) private static var singleThreadDepth = 0
+    nonisolated(unsafe) private static var savedThreads = 1
+    private static let threadsLock = NSLock()
+
+    /// Runs `body` with engine kernels and BLAS single-threaded (`Parallel.threads` = 1; the
+    /// setting is process-wide, so overlapping scopes share one save/restore).
+    static func singleThreadedKernels(_ body: () -> Void) {
+        threadsLock.lock()
+        if singleThreadDepth == 0 { savedThreads = Parallel.threads; Parallel.threads = 1 }
+        singleThreadDepth += 1
+        threadsLock.unlock()
+        defer {
+            threadsLock.lock()
+            singleThreadDepth -= 1
+            if singleThreadDepth == 0 { Parallel.threads = savedThreads }
+            threadsLock.unlock()
+        }
+        body()
     }
 
     /// The view list in aggregation order, with repeats sharing one tensor.

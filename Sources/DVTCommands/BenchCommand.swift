@@ -92,10 +92,13 @@ extension DVTCommand.BenchCommand {
         @Option var dy = 3
         @Option var batch = 8
         @Option(help: "Timed runs of each path (medians).") var rounds = 1
+        @Flag(help: "One multi-threaded forward at a time instead of concurrent single-threaded forwards.")
+        var serialViews = false
 
         func run() throws {
             compute.apply()
-            let r = try Bench.srtSecondsPerImage(arch: arch, size: size, dx: dx, dy: dy, batch: batch, rounds: rounds)
+            let r = try Bench.srtSecondsPerImage(arch: arch, size: size, dx: dx, dy: dy, batch: batch, rounds: rounds,
+                                                 parallelViews: !serialViews)
             print(String(format: "SRT %@ %dx%d dx %d dy %d: %d views, %d forwards (the repeated unshifted view is reused)",
                          arch as NSString, size, size, dx, dy, r.views, r.forwards))
             var line = String(format: "seconds per image: pixel path %.2f  fast %.2f", r.pixel, r.fast)

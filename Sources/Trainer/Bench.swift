@@ -149,13 +149,13 @@ extension Bench {
     /// aggregation): the pixel path and the fast variant, each with its own forwards,
     /// alternated `rounds` times; medians. Random weights and a seeded random image.
     public static func srtSecondsPerImage(arch: String, size: Int, dx: Int, dy: Int, batch: Int,
-                                          rounds: Int = 1) throws -> (pixel: Double, fast: Double, views: Int, forwards: Int) {
+                                          rounds: Int = 1, parallelViews: Bool = true) throws -> (pixel: Double, fast: Double, views: Int, forwards: Int) {
         guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
         let model = VisionTransformer(config: cfg, seed: 0)
         var rng = RandomGenerator(seed: 1)
         let image = Tensor.normal([3, size, size], rng: &rng)  // (3, H, W)
         var o = SRT.Options()
-        o.dx = dx; o.dy = dy; o.batchSize = batch; o.layer = cfg.depth - 1
+        o.dx = dx; o.dy = dy; o.batchSize = batch; o.layer = cfg.depth - 1; o.parallelViews = parallelViews
         let srt = try SRT(model: model, options: o)
         _ = model.features(Tensor.normal([1, 3, size, size], rng: &rng), layers: [o.layer])  // position-embedding cache, allocator
         let (tp, tf) = interleaved(warmup: 0, rounds: rounds,
