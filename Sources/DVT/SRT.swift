@@ -369,10 +369,33 @@ public struct SRT {
                 }
             }
         case .median:
-            Parallel.forEach(hp) { y in
+            // Pixels whose rows map to the same source token row in every view (and likewise
+            // columns) see the same N values, so the median is computed once per (row class,
+            // column class) and copied: with S = 14 and dy = 3 a token's 14 rows fall into 7
+            // classes, a 4x saving overall.
+            func classes(_ src: [[Int]], _ count: Int) -> (classOf: [Int], representative: [Int]) {
+                var index: [[Int]: Int] = [:]
+                var classOf = [Int](repeating: 0, count: count), reps: [Int] = []
+                for p in 0..<count {
+                    let signature = src.map { $0[p] }
+                    if let k = index[signature] { classOf[p] = k } else {
+                        index[signature] = reps.count
+                        classOf[p] = reps.count
+                        reps.append(p)
+                    }
+                }
+                return (classOf, reps)
+            }
+            let rows = classes(rowSrc, hp), cols = classes(colSrc, wp)
+            let nr = rows.representative.count, nc = cols.representative.count
+            let medians = UnsafeMutablePointer<Float>.allocate(capacity: nr * nc * c)  // (rows, cols, C)
+            defer { medians.deallocate() }
+            Parallel.forEach(nr) { a in
+                let y = rows.representative[a]
                 let buf = UnsafeMutablePointer<Float>.allocate(capacity: n * c)  // (C, N)
                 defer { buf.deallocate() }
-                for x in 0..<wp {
+                for b in 0..<nc {
+                    let x = cols.representative[b]
                     for k in 0..<n {
                         let ty = rowSrc[k][y], tx = colSrc[k][x]
                         if ty < 0 || tx < 0 {
@@ -382,8 +405,14 @@ public struct SRT {
                             for ch in 0..<c { buf[ch * n + k] = f[ch] }
                         }
                     }
-                    let o = dst + (y * wp + x) * c
+                    let o = medians + (a * nc + b) * c
                     for ch in 0..<c { o[ch] = lowerMedian(buf + ch * n, n) }
+                }
+            }
+            Parallel.forEach(hp) { y in
+                let a = rows.classOf[y]
+                for x in 0..<wp {
+                    (dst + (y * wp + x) * c).update(from: medians + (a * nc + cols.classOf[x]) * c, count: c)
                 }
             }
         }
