@@ -49,7 +49,12 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "TestSupport"]),
+        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Vision", "NN", "TestSupport"]),
         .testTarget(name: "DVTTests", dependencies: ["DVT", "Trainer", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: [
+            "DVTCommands", "Trainer", "DVT", "Vision", "TestSupport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to DispatchQueue.concurrentPerform workers,
     // which Swift 6's strict Sendable checking rejects without wrapping every pointer.

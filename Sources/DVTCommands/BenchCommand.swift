@@ -1,4 +1,5 @@
 import ArgumentParser
+import DVT
 import Foundation
 import TensorCore
 import Trainer
@@ -21,7 +22,7 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
-            subcommands: [Engine.self, ViT.self, SRT.self])
+            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, DenoiserBench.self])
     }
 }
 
@@ -45,7 +46,9 @@ extension DVTCommand.BenchCommand {
             print(String(format: "Adam step, 10M parameters: %.2f ms", 1000 * Bench.adamStep()))
             for (dim, grid, batch) in [(384, 16, 8), (768, 37, 1)] {
                 let ours = Bench.denoiserStep(dim: dim, grid: grid, batch: batch)
-                var line = String(format: "stage-2 block step dim %d grid %d batch %d: %.2f ms", dim, grid, batch, 1000 * ours)
+                let ph = Bench.lastDenoiserPhases.map { 1000 * $0 }
+                var line = String(format: "stage-2 block step dim %d grid %d batch %d: %.2f ms (fwd %.1f, bwd %.1f, AdamW %.1f)",
+                                  dim, grid, batch, 1000 * ours, ph[0], ph[1], ph[2])
                 if let runner = ref.runner {
                     let theirs = try runner.run(["stage2-bench", "--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)"],
                                                 key: "ms_per_step") / 1000
@@ -109,6 +112,86 @@ extension DVTCommand.BenchCommand {
                 line += String(format: "  torch %.2f  speed-up pixel %.2fx  fast %.2fx", theirs, theirs / r.pixel, theirs / r.fast)
             }
             print(line)
+        }
+    }
+}
+
+extension DVTCommand.BenchCommand {
+    struct Planted: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "DVT stage 1 on a planted-artifact case: recovery of the clean field and the artifact, and ms/step.",
+            discussion: """
+            Reads FILE (safetensors in the planted layout: raw, coords, clean_full, artifact) or, with \
+            --generate-seed, generates a case. Prints centred cosines raw-vs-clean, denoised-vs-clean and \
+            artifact-vs-truth. With --torch-python and --reference, runs dvt_torch.py stage1 on the same \
+            data in the same command and prints its row and the speed ratio.
+            """)
+        @OptionGroup var compute: ComputeOptions
+        @OptionGroup var ref: ReferenceOptions
+        @Argument(help: "Planted case (.safetensors).") var file: String?
+        @Option(help: "Generate the case with this seed instead of reading FILE.") var generateSeed: UInt64?
+        @Option(help: "Generated case: token grid side.") var grid = 16
+        @Option(help: "Generated case: feature channels.") var dim = 64
+        @Option(help: "Generated case: views besides the whole image.") var views = 96
+        @Option(help: "Write the generated case to this file.") var saveGenerated: String?
+        @Option var nLevels = 8
+        @Option var nFeaturesPerLevel = 8
+        @Option var log2HashmapSize = 16
+        @Option var baseResolution = 16
+        @Option(help: "Finest hash-grid resolution (DVT max_resolution).") var finestResolution = 256
+        @Option var numIters = 3000
+        @Option(help: "Warmup steps (default num-iters / 10).") var warmupIters: Int?
+        @Option var pixelBsz = 2048
+        @Option var lr = 0.01
+        @Option var minLR = 0.001
+        @Option(help: "Model seed.") var seed: UInt64 = 0
+        @Flag(help: "Print the trainer's progress lines.") var verbose = false
+
+        func validate() throws {
+            if (file == nil) == (generateSeed == nil) { throw ValidationError("give either FILE or --generate-seed") }
+            if grid < 2 || dim < 4 || views < 0 { throw ValidationError("generated case needs --grid >= 2, --dim >= 4, --views >= 0") }
+        }
+
+        func run() throws {
+            compute.apply()
+            var s = Stage1Settings()
+            s.nLevels = nLevels; s.nFeaturesPerLevel = nFeaturesPerLevel; s.log2HashmapSize = log2HashmapSize
+            s.baseResolution = baseResolution; s.maxResolution = finestResolution
+            s.numIters = numIters; s.warmupIters = warmupIters; s.pixelBsz = pixelBsz; s.lr = lr; s.minLR = minLR
+            try s.validate()
+            let data: PlantedData
+            var path = file
+            var tempDir: URL?
+            if let g = generateSeed {
+                var o = PlantedData.Options()
+                o.grid = grid; o.dim = dim; o.views = views
+                data = PlantedData.generate(seed: g, options: o)
+                if let out = saveGenerated {
+                    try data.write(to: URL(fileURLWithPath: out))
+                    path = out
+                } else if ref.runner != nil {
+                    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-planted-\(UUID().uuidString)")
+                    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                    tempDir = dir
+                    path = dir.appendingPathComponent("planted.safetensors").path
+                    try data.write(to: URL(fileURLWithPath: path!))
+                }
+            } else {
+                data = try PlantedData.load(contentsOf: URL(fileURLWithPath: file!))
+            }
+            defer { if let tempDir { try? FileManager.default.removeItem(at: tempDir) } }
+            let v = data.raw.shape
+            print("planted \(generateSeed.map { "generated seed \($0)" } ?? file!): \(v[0]) views, \(v[1])x\(v[2]) tokens, C \(v[3]); "
+                  + "levels \(s.nLevels)x\(s.nFeaturesPerLevel), table 2^\(s.log2HashmapSize), res \(s.baseResolution)..\(s.maxResolution), "
+                  + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), seed \(seed), threads \(Parallel.threads)")
+            let (ours, _) = try PlantedBench.run(data, settings: s, seed: seed, quiet: !verbose)
+            print(PlantedBench.header)
+            print(PlantedBench.format(ours))
+            if let runner = ref.runner, let path {
+                let theirs = try PlantedBench.runReference(runner, file: path, settings: s, seed: seed)
+                print(PlantedBench.format(theirs))
+                print(String(format: "speed-up (torch ms/step / ours): %.2fx", theirs.msPerStep / ours.msPerStep))
+            }
         }
     }
 }

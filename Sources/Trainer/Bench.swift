@@ -114,18 +114,30 @@ public enum Bench {
         let opt = AdamW(parameters: block.namedParameters() + [("pos_embed", pos)], lr: 1e-4, betas: (0.9, 0.999), weightDecay: 1e-5)
         let x = Tensor.normal([batch, n, dim], rng: &rng)
         let y = Tensor.normal([batch, n, dim], rng: &rng)
+        var phases = [0.0, 0.0, 0.0]
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
         func step() {
+            let t0 = now()
             let p = block(x + pos)  // (B, N, C)
             let loss = Tensor.mseLoss(p, y) + (1 - Tensor.cosineSimilarity(p, y).mean())
+            let t1 = now()
             opt.zeroGrad()
             loss.backward()
+            let t2 = now()
             opt.step()
+            let t3 = now()
+            phases[0] += t1 - t0; phases[1] += t2 - t1; phases[2] += t3 - t2
         }
         step(); step()
+        phases = [0, 0, 0]
         let t0 = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<steps { step() }
+        lastDenoiserPhases = phases.map { $0 / Double(steps) }
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
     }
+
+    /// Forward, backward and optimiser seconds of the last `denoiserStep` run.
+    nonisolated(unsafe) public static var lastDenoiserPhases: [Double] = []
 
     /// ViT feature extraction throughput (last block, final norm), images per second, as
     /// `dvt_torch.py vit-bench` measures it.
@@ -183,6 +195,30 @@ public struct TorchReference {
 
     /// Runs `script args…` and returns the number after `key` in its output.
     public func run(_ args: [String], key: String) throws -> Double {
+        let text = try output(args)
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if let i = parts.firstIndex(where: { $0 == key }), i + 1 < parts.count, let v = Double(parts[i + 1]) { return v }
+        }
+        throw BenchError("reference output has no '\(key) <number>' line:\n\(text)")
+    }
+
+    /// Runs `script args…` and returns every `key number` line of its output as a dictionary;
+    /// throws if any of `required` is missing.
+    public func values(_ args: [String], required: [String] = []) throws -> [String: Double] {
+        let text = try output(args)
+        var out: [String: Double] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count >= 2, let v = Double(parts[1]) { out[String(parts[0])] = v }
+        }
+        let missing = required.filter { out[$0] == nil }
+        if !missing.isEmpty { throw BenchError("reference output lacks \(missing):\n\(text)") }
+        return out
+    }
+
+    /// Runs `script args…` and returns its standard output (standard error passes through).
+    public func output(_ args: [String]) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = [script] + args
@@ -196,10 +232,6 @@ public struct TorchReference {
         guard p.terminationStatus == 0 else {
             throw BenchError("reference \(script) \(args.joined(separator: " ")) exited with \(p.terminationStatus):\n\(text)")
         }
-        for line in text.split(separator: "\n") {
-            let parts = line.split(separator: " ")
-            if let i = parts.firstIndex(where: { $0 == key }), i + 1 < parts.count, let v = Double(parts[i + 1]) { return v }
-        }
-        throw BenchError("reference output has no '\(key) <number>' line:\n\(text)")
+        return text
     }
 }

@@ -22,7 +22,11 @@ import TensorCore
 /// of steps that touched it), so a row touched on every step is bit-identical to dense Adam.
 /// L2/decoupled weight decay applies to touched rows only. This is tiny-cuda-nn's Adam, which
 /// returns early for entries whose gradient is exactly zero and keeps a step counter per entry
-/// (`include/tiny-cuda-nn/optimizers/adam.h`); we keep the counter per row.
+/// (`include/tiny-cuda-nn/optimizers/adam.h`); we keep the counter per row. When the gradient
+/// carries a touched-row list (`grad.touchedRows`, written by the hash-grid backward) only the
+/// listed rows are visited, so a step costs O(touched rows) rather than O(table); otherwise the
+/// whole gradient is scanned for non-zero rows. The list must name every row with a non-zero
+/// gradient (kernels that track rows guarantee it).
 ///
 /// - Paper: Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015);
 ///   Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019) for AdamW.
@@ -154,23 +158,39 @@ public class Adam: Optimizer {
                 let rows = p.count / width
                 let ps = rowSteps.ptr
                 let (lr, b1, b2) = (self.lr, beta1, beta2)
-                Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { rowRange in
-                    // Rows touched on the same steps share a step count: reuse the last bias terms.
-                    var cachedStep = -1
-                    var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
-                    for r in rowRange {
-                        let lo = r * width, hi = lo + width
-                        var touched = false
-                        for i in lo..<hi where pg[i] != 0 { touched = true; break }
-                        if !touched { continue }
-                        let t = Int(ps[r]) + 1
-                        ps[r] = Float(t)
-                        if t != cachedStep {
-                            terms = Adam.biasTerms(step: t, lr: lr, beta1: b1, beta2: b2)
-                            cachedStep = t
+                // Rows touched on the same steps share a step count: reuse the last bias terms.
+                @inline(__always) func updateRow(_ r: Int, _ cachedStep: inout Int,
+                                                 _ terms: inout (negStepSize: Float, bc2Sqrt: Float)) {
+                    let lo = r * width, hi = lo + width
+                    var touched = false
+                    for i in lo..<hi where pg[i] != 0 { touched = true; break }
+                    if !touched { return }
+                    let t = Int(ps[r]) + 1
+                    ps[r] = Float(t)
+                    if t != cachedStep {
+                        terms = Adam.biasTerms(step: t, lr: lr, beta1: b1, beta2: b2)
+                        cachedStep = t
+                    }
+                    Adam.update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
+                                negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+                }
+                if let tracked = grad.touchedRows {
+                    // The kernel that wrote this gradient listed the rows it touched (each once):
+                    // visit only those, O(touched) instead of O(table). Rows on the list whose
+                    // gradient came out exactly zero are still skipped, so the result is the same
+                    // as the full scan.
+                    tracked.rows.withUnsafeBufferPointer { list in
+                        Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
+                            var cachedStep = -1
+                            var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
+                            for k in range { updateRow(Int(list[k]), &cachedStep, &terms) }
                         }
-                        Adam.update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
-                                    negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+                    }
+                } else {
+                    Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { rowRange in
+                        var cachedStep = -1
+                        var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
+                        for r in rowRange { updateRow(r, &cachedStep, &terms) }
                     }
                 }
             } else {

@@ -1,0 +1,240 @@
+import Foundation
+import NN
+import TensorCore
+
+// DVT stage 1 as a training task: settings, per-step batch sampling, the phase switch and the
+// per-image outputs. The loop itself (optimiser, schedule, checkpoints) is the Trainer's.
+// Letters: V views (the last one the whole image), h × w token grid, C channels, B batch, T = V·h·w tokens.
+
+/// Stage-1 settings under DVT's names (`denoise_an_image` arguments and its
+/// `NeuralFeatureField`), Codable with exactly those snake_case keys. Missing keys take the
+/// defaults below, which are DVT's.
+public struct Stage1Settings: Codable, Sendable, Equatable {
+    /// Optimisation steps per image (DVT `--num_iters` 25000).
+    public var numIters = 25_000
+    /// Linear-warmup steps; nil = numIters / 10 (DVT's 2500 of 25000, and the PyTorch port's default).
+    public var warmupIters: Int? = nil
+    /// Peak learning rate (DVT 0.01).
+    public var lr = 0.01
+    /// Floor of the cosine decay (DVT 0.001).
+    public var minLR = 0.001
+    /// Adam's L2 weight decay (DVT 1e-5; torch Adam adds wd·p to the gradient).
+    public var weightDecay = 1e-5
+    /// Tokens sampled (with replacement) per step (DVT 2048).
+    public var pixelBsz = 2048
+    /// Fraction of numIters after which G freezes and h switches on (DVT 0.5).
+    public var freezeSharedArtifactsAfter = 0.5
+    /// Hash-grid levels (DVT 16).
+    public var nLevels = 16
+    /// Features per level (DVT's tiny-cuda-nn config: 8).
+    public var nFeaturesPerLevel = 8
+    /// log2 of the per-level table size (DVT 20).
+    public var log2HashmapSize = 20
+    /// Coarsest grid resolution (DVT 16).
+    public var baseResolution = 16
+    /// Finest grid resolution (DVT 1024; growth factor derived from it).
+    public var maxResolution = 1024
+    /// Whether the second phase trains the residual predictor h (DVT: yes).
+    public var enableResidualPredictor = true
+
+    public init() {}
+
+    /// The warmup actually used.
+    public var effectiveWarmupIters: Int { warmupIters ?? numIters / 10 }
+
+    /// The hash-grid layout these settings describe.
+    public var layout: HashGridLayout {
+        HashGridLayout(levels: nLevels, featuresPerLevel: nFeaturesPerLevel, log2TableSize: log2HashmapSize,
+                       baseResolution: baseResolution, finestResolution: maxResolution)
+    }
+
+    /// Step from which the second phase runs: DVT switches when `step > int(f · num_iters)`.
+    public var residualPhaseStart: Int { Int(freezeSharedArtifactsAfter * Double(numIters)) + 1 }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case numIters = "num_iters", warmupIters = "warmup_iters", lr, minLR = "min_lr", weightDecay = "weight_decay"
+        case pixelBsz = "pixel_bsz", freezeSharedArtifactsAfter = "freeze_shared_artifacts_after"
+        case nLevels = "n_levels", nFeaturesPerLevel = "n_features_per_level", log2HashmapSize = "log2_hashmap_size"
+        case baseResolution = "base_resolution", maxResolution = "max_resolution"
+        case enableResidualPredictor = "enable_residual_predictor"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var s = Stage1Settings()
+        s.numIters = try c.decodeIfPresent(Int.self, forKey: .numIters) ?? s.numIters
+        s.warmupIters = try c.decodeIfPresent(Int.self, forKey: .warmupIters)
+        s.lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? s.lr
+        s.minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? s.minLR
+        s.weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? s.weightDecay
+        s.pixelBsz = try c.decodeIfPresent(Int.self, forKey: .pixelBsz) ?? s.pixelBsz
+        s.freezeSharedArtifactsAfter = try c.decodeIfPresent(Double.self, forKey: .freezeSharedArtifactsAfter) ?? s.freezeSharedArtifactsAfter
+        s.nLevels = try c.decodeIfPresent(Int.self, forKey: .nLevels) ?? s.nLevels
+        s.nFeaturesPerLevel = try c.decodeIfPresent(Int.self, forKey: .nFeaturesPerLevel) ?? s.nFeaturesPerLevel
+        s.log2HashmapSize = try c.decodeIfPresent(Int.self, forKey: .log2HashmapSize) ?? s.log2HashmapSize
+        s.baseResolution = try c.decodeIfPresent(Int.self, forKey: .baseResolution) ?? s.baseResolution
+        s.maxResolution = try c.decodeIfPresent(Int.self, forKey: .maxResolution) ?? s.maxResolution
+        s.enableResidualPredictor = try c.decodeIfPresent(Bool.self, forKey: .enableResidualPredictor) ?? s.enableResidualPredictor
+        self = s
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(numIters, forKey: .numIters)
+        try c.encodeIfPresent(warmupIters, forKey: .warmupIters)
+        try c.encode(lr, forKey: .lr)
+        try c.encode(minLR, forKey: .minLR)
+        try c.encode(weightDecay, forKey: .weightDecay)
+        try c.encode(pixelBsz, forKey: .pixelBsz)
+        try c.encode(freezeSharedArtifactsAfter, forKey: .freezeSharedArtifactsAfter)
+        try c.encode(nLevels, forKey: .nLevels)
+        try c.encode(nFeaturesPerLevel, forKey: .nFeaturesPerLevel)
+        try c.encode(log2HashmapSize, forKey: .log2HashmapSize)
+        try c.encode(baseResolution, forKey: .baseResolution)
+        try c.encode(maxResolution, forKey: .maxResolution)
+        try c.encode(enableResidualPredictor, forKey: .enableResidualPredictor)
+    }
+
+    /// Checks ranges, naming the offending key.
+    public func validate() throws {
+        func fail(_ key: CodingKeys, _ why: String) -> Stage1Error { Stage1Error("stage1 setting \(key.rawValue): \(why)") }
+        if numIters < 1 { throw fail(.numIters, "must be >= 1, got \(numIters)") }
+        if let w = warmupIters, w < 0 || w > numIters { throw fail(.warmupIters, "must be in 0...num_iters (\(numIters)), got \(w)") }
+        if !(lr > 0) { throw fail(.lr, "must be > 0, got \(lr)") }
+        if !(minLR >= 0) { throw fail(.minLR, "must be >= 0, got \(minLR)") }
+        if !(weightDecay >= 0) { throw fail(.weightDecay, "must be >= 0, got \(weightDecay)") }
+        if pixelBsz < 1 { throw fail(.pixelBsz, "must be >= 1, got \(pixelBsz)") }
+        if !(0...1).contains(freezeSharedArtifactsAfter) { throw fail(.freezeSharedArtifactsAfter, "must be in [0, 1], got \(freezeSharedArtifactsAfter)") }
+        if nLevels < 1 { throw fail(.nLevels, "must be >= 1, got \(nLevels)") }
+        if nFeaturesPerLevel < 1 { throw fail(.nFeaturesPerLevel, "must be >= 1, got \(nFeaturesPerLevel)") }
+        if !(4...30).contains(log2HashmapSize) { throw fail(.log2HashmapSize, "must be in 4...30, got \(log2HashmapSize)") }
+        if baseResolution < 2 { throw fail(.baseResolution, "must be >= 2, got \(baseResolution)") }
+        if maxResolution < baseResolution { throw fail(.maxResolution, "must be >= base_resolution (\(baseResolution)), got \(maxResolution)") }
+    }
+}
+
+public struct Stage1Error: Error, CustomStringConvertible, LocalizedError {
+    public var description: String
+    public init(_ d: String) { description = d }
+    public var errorDescription: String? { description }
+}
+
+/// What stage 1 produces for one image.
+public struct Stage1Output {
+    /// (h, w, C): F on the whole-image token grid, the denoised features.
+    public var denoised: Tensor
+    /// (h, w, C): the raw features of the whole image (the last view).
+    public var raw: Tensor
+    /// (h, w, C): the learnt shared artifact map G.
+    public var sharedArtifacts: Tensor
+    /// (h, w, C): h(raw) of the whole image, when the residual predictor was on.
+    public var residual: Tensor?
+}
+
+/// DVT stage 1 on one image, in the shape of a Trainer task (`Trainer.TrainingTask` conformance
+/// lives in the Trainer module): it owns F, G and h, samples `pixelBsz` tokens per step from all
+/// views and computes `SingleImageDenoiser.loss`.
+///
+/// Parameter keys: `field.` + `NeuralFeatureField` keys (`field.grid.params` is row-sparse, row
+/// width = features per level), `denoiser.` + `SingleImageDenoiser` keys.
+///
+/// Randomness: `seed` initialises the models (field table, field MLP, then G, then h, in that
+/// order); the token batches come from the generator the trainer passes to `loss`.
+public final class Stage1Task {
+    public let settings: Stage1Settings
+    public let field: NeuralFeatureField
+    public let denoiser: SingleImageDenoiser
+    public let views: Int
+    public let height: Int
+    public let width: Int
+    public let dim: Int
+    /// (T, C)
+    let flatRaw: Tensor
+    /// (T, 2), global (x, y) in [0, 1]
+    let flatCoords: Tensor
+    /// (h·w, 2): each token's (x, y) in [−1, 1] on its view's grid (the same for every view).
+    let viewGrid: Tensor
+
+    public static let tableParameter = "field." + NeuralFeatureField.tableKey
+    public static let artifactParameter = "denoiser." + SingleImageDenoiser.sharedArtifactsKey
+
+    /// - Parameters:
+    ///   - raw: (V, h, w, C) raw features of every view; the last view is the whole image.
+    ///   - coords: (V, h, w, 2) each token's (x, y) in [0, 1] of the whole image.
+    public init(raw: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64) throws {
+        try settings.validate()
+        guard raw.rank == 4, raw.shape[0] >= 1 else { throw Stage1Error("stage1: raw features must be (V, h, w, C), got \(raw.shape)") }
+        let (v, h, w, c) = (raw.shape[0], raw.shape[1], raw.shape[2], raw.shape[3])
+        guard coords.shape == [v, h, w, 2] else {
+            throw Stage1Error("stage1: coords must be (V, h, w, 2) = \([v, h, w, 2]) to match raw \(raw.shape), got \(coords.shape)")
+        }
+        guard c >= 4 else { throw Stage1Error("stage1: feature dimension must be >= 4, got \(c) (raw \(raw.shape))") }
+        self.settings = settings
+        views = v; height = h; width = w; dim = c
+        flatRaw = raw.copy().reshape([v * h * w, c])          // (T, C)
+        flatCoords = coords.copy().reshape([v * h * w, 2])    // (T, 2)
+        viewGrid = Stage1Grid.coordinates(height: h, width: w, lo: -1, hi: 1)  // (h·w, 2)
+        var rng = RandomGenerator(seed: seed)
+        field = NeuralFeatureField(dim: c, layout: settings.layout, rng: &rng)
+        denoiser = SingleImageDenoiser(height: h, width: w, dim: c, rng: &rng)
+    }
+
+    public var parameters: [(String, Tensor)] {
+        prefixed("field", field.namedParameters()) + prefixed("denoiser", denoiser.namedParameters())
+    }
+
+    public var rowSparseParameters: [String: Int] { [Self.tableParameter: settings.nFeaturesPerLevel] }
+
+    /// DVT's phase switch: before step `step`, if `step > int(freeze_shared_artifacts_after · total)`,
+    /// freeze G and switch h on. Depends on `step` only, so a resumed run lands in the right phase.
+    public func willStep(_ step: Int, total: Int) {
+        if step > Int(settings.freezeSharedArtifactsAfter * Double(total)) && !isResidualPhase {
+            denoiser.startResidualPhase(enableResidualPredictor: settings.enableResidualPredictor)
+        }
+    }
+
+    /// Whether the second phase (G frozen) has started.
+    public var isResidualPhase: Bool { !denoiser.sharedArtifacts.requiresGrad }
+
+    /// Draws `pixelBsz` token indices uniformly from all V·h·w tokens, with replacement
+    /// (DVT: `np.random.randint(0, T, pixel_bsz)`), and gathers their raw features, global
+    /// coordinates and view coordinates.
+    public func sampleBatch(rng: inout RandomGenerator) -> (raw: Tensor, globalCoords: Tensor, viewCoords: Tensor) {
+        let b = settings.pixelBsz, c = dim, total = views * height * width, perView = height * width
+        let raw = Tensor(zeros: [b, c])          // (B, C)
+        let gc = Tensor(zeros: [b, 2])           // (B, 2)
+        let vc = Tensor(zeros: [b, 2])           // (B, 2)
+        let pr = raw.ptr, pg = gc.ptr, pv = vc.ptr
+        let sr = flatRaw.ptr, sc = flatCoords.ptr, sv = viewGrid.ptr
+        for i in 0..<b {
+            let t = rng.randint(total)
+            (pr + i * c).update(from: sr + t * c, count: c)
+            pg[2 * i] = sc[2 * t]; pg[2 * i + 1] = sc[2 * t + 1]
+            let k = t % perView
+            pv[2 * i] = sv[2 * k]; pv[2 * i + 1] = sv[2 * k + 1]
+        }
+        return (raw, gc, vc)
+    }
+
+    /// One step's loss on a fresh batch.
+    public func loss(step: Int, rng: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
+        let batch = sampleBatch(rng: &rng)
+        let terms = denoiser.loss(raw: batch.raw, globalCoords: batch.globalCoords, viewCoords: batch.viewCoords, field: field)
+        return (terms.total, terms.metrics)
+    }
+
+    /// The per-image results: F on the whole-image grid, the last view's raw features, G, and
+    /// h(raw) of the whole image when h is on.
+    public func output() -> Stage1Output {
+        let perView = height * width
+        let last = Tensor(zeros: [height, width, dim])  // (h, w, C)
+        last.ptr.update(from: flatRaw.ptr + (views - 1) * perView * dim, count: perView * dim)
+        let denoised = field.evaluateGrid(height: height, width: width)  // (h, w, C)
+        var residual: Tensor? = nil
+        if denoiser.residualOn {
+            residual = withNoGrad { denoiser.residualPredictor(last.reshape([perView, dim])) }.reshape([height, width, dim])
+        }
+        return Stage1Output(denoised: denoised, raw: last, sharedArtifacts: denoiser.sharedArtifacts.detach().copy(),
+                            residual: residual)
+    }
+}

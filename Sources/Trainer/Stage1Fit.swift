@@ -1,0 +1,62 @@
+import DVT
+import Foundation
+import NN
+import TensorCore
+
+// DVT stage 1 run through the Trainer: the task comes from the DVT module, the loop from here.
+
+extension Stage1Task: TrainingTask {}
+
+/// Stage 1 of one image, with its training record.
+public struct Stage1Result {
+    public var output: Stage1Output
+    /// (step, loss) at every logged step (`printFreq`, the first and the last).
+    public var lossHistory: [LossPoint]
+    public var finalLoss: Double
+    public var msPerStep: Double
+    public var seconds: Double
+    public var lastMetrics: [String: Double]
+}
+
+public enum Stage1 {
+    /// DVT's stage-1 optimiser: torch Adam, betas (0.9, 0.99), eps 1e-15 (`denoise_an_image`),
+    /// L2 weight decay, warmup then half-cycle cosine to `min_lr`.
+    public static func optimizerSettings(_ s: Stage1Settings) -> OptimizerSettings {
+        var o = OptimizerSettings()
+        o.kind = .adam
+        o.lr = s.lr
+        o.minLR = s.minLR
+        o.warmupIters = s.effectiveWarmupIters
+        o.beta1 = 0.9      // DVT stage 1
+        o.beta2 = 0.99     // DVT stage 1 (tiny-cuda-nn's usual β2 for hash grids)
+        o.eps = 1e-15      // DVT stage 1 (keeps Adam's step size for the tiny hash-grid gradients)
+        o.weightDecay = s.weightDecay
+        return o
+    }
+
+    /// The sampler's seed, derived from the model seed so the two streams differ (the same
+    /// seed would make the first batch indices a function of the table's initial values).
+    public static func samplerSeed(_ seed: UInt64) -> UInt64 { seed ^ 0x5354_4147_4531_5F42 }  // "STAGE1_B"
+
+    /// Fits stage 1 on one image's views.
+    /// - Parameters:
+    ///   - views: (V, h, w, C) raw features; the last view is the whole image.
+    ///   - coords: (V, h, w, 2) every token's (x, y) in [0, 1] of the whole image.
+    ///   - seed: model initialisation; batches use `samplerSeed(seed)`.
+    ///   - printFreq: progress/metrics cadence (0: every numIters/10 steps).
+    /// - Throws: `Stage1Error` for bad shapes or settings, `TrainerError.nonFiniteLoss` when the
+    ///   loss turns NaN/Inf.
+    public static func fit(views: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64 = 0,
+                           runDirectory: URL? = nil, label: String = "stage1", quiet: Bool = true,
+                           printFreq: Int = 0) throws -> Stage1Result {
+        let task = try Stage1Task(raw: views, coords: coords, settings: settings, seed: seed)
+        var loop = LoopSettings(numIters: settings.numIters)
+        loop.seed = samplerSeed(seed)
+        loop.printFreq = printFreq > 0 ? printFreq : max(1, settings.numIters / 10)
+        let trainer = Trainer(task: task, optimizer: optimizerSettings(settings), loop: loop,
+                              runDirectory: runDirectory, label: label, quiet: quiet)
+        let summary = try trainer.run()
+        return Stage1Result(output: task.output(), lossHistory: summary.lossHistory, finalLoss: summary.finalLoss,
+                            msPerStep: summary.msPerStep, seconds: summary.seconds, lastMetrics: summary.lastMetrics)
+    }
+}
