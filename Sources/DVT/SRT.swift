@@ -62,6 +62,13 @@ public struct SRTError: Error, CustomStringConvertible {
 /// list, so the unshifted view counts twice. `uniform` drops the extra view (N = (2dy+1)(2dx+1)).
 /// The repeated view is computed once: its features are reused, not recomputed.
 ///
+/// Fast variant (`fast: true`, mean only): pooling is linear, so the pooled mean of a view is a
+/// separable, bilinear-like mix of each token and its neighbours with overlap weights (for the
+/// token grid and 0 ≤ i, j < S: (S−i)(S−j)/S² on the token, i(S−j)/S² on the one below, …; see
+/// `poolWeights`, which covers any shift, |i| ≥ S included). It gives the token and fine outputs
+/// exactly, without building the (Hp, Wp, C) map. A median has no such form (the median of
+/// pooled values is not the pooled median), so the median always takes the pixel path.
+///
 /// Stride S < P (DVT's overlapping patches): tokens are S pixels apart, so the pixel map has S
 /// pixels per token and token (a, b) covers the S×S cell around its receptive-field centre
 /// (a·S + P/2, b·S + P/2); the map starts (P − S)/2 pixels into the image. Translations only
