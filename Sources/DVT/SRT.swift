@@ -86,7 +86,10 @@ public struct SRT {
         /// Views per ViT forward.
         public var batchSize = 8
         /// Forward batches concurrently, one single-threaded forward per core (see `viewFeatures`).
-        public var parallelViews = true
+        /// Off by default because it switches the engine and OpenBLAS to one thread process-wide
+        /// while it runs, which other work in the same process would feel (and whose low result
+        /// bits depend on the thread count); `dvt srt` and `dvt bench srt` turn it on.
+        public var parallelViews = false
         /// 0-based block index.
         public var layer = 0
         /// Apply the final LayerNorm to the features (DVT and SRT do).
