@@ -115,6 +115,9 @@ public enum ArtifactMetrics {
     /// to the small positive bias of any plug-in MI), 1 for a noiseless monotone relation. It
     /// avoids MIC's dynamic programme and needs no third-party code; with a position axis that is
     /// already uniform (every position appears M times) quantile cuts are natural cuts anyway.
+    /// Like MIC under the same grid bound, it sees a position pattern only as finely as its x
+    /// bins: a token-level checkerboard over P ≫ B(n)/2 positions is mostly averaged away (the
+    /// position-variance ratio has no such limit).
     public static func equipartitionMIC(_ x: [Float], _ y: [Float]) -> Float {
         precondition(x.count == y.count, "equipartitionMIC: \(x.count) x values, \(y.count) y values")
         let n = x.count

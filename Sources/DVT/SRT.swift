@@ -62,6 +62,13 @@ public struct SRTError: Error, CustomStringConvertible {
 /// list, so the unshifted view counts twice. `uniform` drops the extra view (N = (2dy+1)(2dx+1)).
 /// The repeated view is computed once: its features are reused, not recomputed.
 ///
+/// Fast variant (`fast: true`, mean only): pooling is linear, so the pooled mean of a view is a
+/// separable, bilinear-like mix of each token and its neighbours with overlap weights (for the
+/// token grid and 0 ≤ i, j < S: (S−i)(S−j)/S² on the token, i(S−j)/S² on the one below, …; see
+/// `poolWeights`, which covers any shift, |i| ≥ S included). It gives the token and fine outputs
+/// exactly, without building the (Hp, Wp, C) map. A median has no such form (the median of
+/// pooled values is not the pooled median), so the median always takes the pixel path.
+///
 /// Stride S < P (DVT's overlapping patches): tokens are S pixels apart, so the pixel map has S
 /// pixels per token and token (a, b) covers the S×S cell around its receptive-field centre
 /// (a·S + P/2, b·S + P/2); the map starts (P − S)/2 pixels into the image. Translations only
@@ -78,6 +85,11 @@ public struct SRT {
         public var uniform = false
         /// Views per ViT forward.
         public var batchSize = 8
+        /// Forward batches concurrently, one single-threaded forward per core (see `viewFeatures`).
+        /// Off by default because it switches the engine and OpenBLAS to one thread process-wide
+        /// while it runs, which other work in the same process would feel (and whose low result
+        /// bits depend on the thread count); `dvt srt` and `dvt bench srt` turn it on.
+        public var parallelViews = false
         /// 0-based block index.
         public var layer = 0
         /// Apply the final LayerNorm to the features (DVT and SRT do).
@@ -150,14 +162,19 @@ public struct SRT {
     }
 
     /// Features of every distinct shift, forwarded `batchSize` views at a time.
+    ///
+    /// With `parallelViews` and more than one worker thread, batches are forwarded concurrently,
+    /// one single-threaded forward per core, instead of one multi-threaded forward at a time: the
+    /// views are independent, so this drops the per-op fork/join of every kernel and BLAS call
+    /// (which, with small per-op work and a busy machine, costs more than it parallelises).
     public func viewFeatures(_ image: Tensor) -> Views {
         precondition(image.rank == 3 && image.shape[0] == 3, "SRT input must be a normalised (3, H, W) image, got \(image.shape)")
         let h = image.shape[1], w = image.shape[2]
         let distinct = SRT.shifts(dx: options.dx, dy: options.dy, uniform: true)
-        var out: [Tensor] = []
-        var start = 0
-        while start < distinct.count {
-            let chunk = Array(distinct[start..<min(distinct.count, start + options.batchSize)])
+        let batches = Swift.stride(from: 0, to: distinct.count, by: options.batchSize).map {
+            Array(distinct[$0..<min(distinct.count, $0 + options.batchSize)])
+        }
+        func forward(_ chunk: [(Int, Int)]) -> [Tensor] {
             let batch = Tensor(zeros: [chunk.count, 3, h, w])  // (B, 3, H, W)
             for (k, (i, j)) in chunk.enumerated() {
                 SRT.translate(image.ptr, channels: 3, height: h, width: w, down: i, right: j, into: batch.ptr + k * 3 * h * w)
@@ -165,14 +182,55 @@ public struct SRT {
             let feats = model.features(batch, layers: [options.layer], norm: options.norm, stride: stride)[options.layer]!.patch  // (B, Gh, Gw, C)
             let per = feats.count / chunk.count
             let gh = feats.shape[1], gw = feats.shape[2], c = feats.shape[3]
-            for k in 0..<chunk.count {
+            return (0..<chunk.count).map { k in
                 let t = Tensor(zeros: [gh, gw, c])  // (Gh, Gw, C)
                 t.ptr.update(from: feats.ptr + k * per, count: per)
-                out.append(t)
+                return t
             }
-            start += chunk.count
         }
-        return Views(dx: options.dx, dy: options.dy, maps: out)
+        let workers = options.parallelViews ? min(Parallel.threads, batches.count) : 1
+        if workers <= 1 {
+            return Views(dx: options.dx, dy: options.dy, maps: batches.flatMap(forward))
+        }
+        // Workers take the next batch from a shared counter; every kernel inside runs inline.
+        var results = [[Tensor]](repeating: [], count: batches.count)
+        let lock = NSLock()
+        var next = 0
+        SRT.singleThreadedKernels {
+            results.withUnsafeMutableBufferPointer { slots in
+                DispatchQueue.concurrentPerform(iterations: workers) { _ in
+                    while true {
+                        lock.lock()
+                        let b = next
+                        next += 1
+                        lock.unlock()
+                        if b >= batches.count { return }
+                        slots[b] = forward(batches[b])
+                    }
+                }
+            }
+        }
+        return Views(dx: options.dx, dy: options.dy, maps: results.flatMap { $0 })
+    }
+
+    nonisolated(unsafe) private static var singleThreadDepth = 0
+    nonisolated(unsafe) private static var savedThreads = 1
+    private static let threadsLock = NSLock()
+
+    /// Runs `body` with engine kernels and BLAS single-threaded (`Parallel.threads` = 1; the
+    /// setting is process-wide, so overlapping scopes share one save/restore).
+    static func singleThreadedKernels(_ body: () -> Void) {
+        threadsLock.lock()
+        if singleThreadDepth == 0 { savedThreads = Parallel.threads; Parallel.threads = 1 }
+        singleThreadDepth += 1
+        threadsLock.unlock()
+        defer {
+            threadsLock.lock()
+            singleThreadDepth -= 1
+            if singleThreadDepth == 0 { Parallel.threads = savedThreads }
+            threadsLock.unlock()
+        }
+        body()
     }
 
     /// The view list in aggregation order, with repeats sharing one tensor.
@@ -321,10 +379,33 @@ public struct SRT {
                 }
             }
         case .median:
-            Parallel.forEach(hp) { y in
+            // Pixels whose rows map to the same source token row in every view (and likewise
+            // columns) see the same N values, so the median is computed once per (row class,
+            // column class) and copied: with S = 14 and dy = 3 a token's 14 rows fall into 7
+            // classes, a 4x saving overall.
+            func classes(_ src: [[Int]], _ count: Int) -> (classOf: [Int], representative: [Int]) {
+                var index: [[Int]: Int] = [:]
+                var classOf = [Int](repeating: 0, count: count), reps: [Int] = []
+                for p in 0..<count {
+                    let signature = src.map { $0[p] }
+                    if let k = index[signature] { classOf[p] = k } else {
+                        index[signature] = reps.count
+                        classOf[p] = reps.count
+                        reps.append(p)
+                    }
+                }
+                return (classOf, reps)
+            }
+            let rows = classes(rowSrc, hp), cols = classes(colSrc, wp)
+            let nr = rows.representative.count, nc = cols.representative.count
+            let medians = UnsafeMutablePointer<Float>.allocate(capacity: nr * nc * c)  // (rows, cols, C)
+            defer { medians.deallocate() }
+            Parallel.forEach(nr) { a in
+                let y = rows.representative[a]
                 let buf = UnsafeMutablePointer<Float>.allocate(capacity: n * c)  // (C, N)
                 defer { buf.deallocate() }
-                for x in 0..<wp {
+                for b in 0..<nc {
+                    let x = cols.representative[b]
                     for k in 0..<n {
                         let ty = rowSrc[k][y], tx = colSrc[k][x]
                         if ty < 0 || tx < 0 {
@@ -334,8 +415,14 @@ public struct SRT {
                             for ch in 0..<c { buf[ch * n + k] = f[ch] }
                         }
                     }
-                    let o = dst + (y * wp + x) * c
+                    let o = medians + (a * nc + b) * c
                     for ch in 0..<c { o[ch] = lowerMedian(buf + ch * n, n) }
+                }
+            }
+            Parallel.forEach(hp) { y in
+                let a = rows.classOf[y]
+                for x in 0..<wp {
+                    (dst + (y * wp + x) * c).update(from: medians + (a * nc + cols.classOf[x]) * c, count: c)
                 }
             }
         }

@@ -95,12 +95,16 @@ extension DVTCommand.BenchCommand {
         @Option var dy = 3
         @Option var batch = 8
         @Option(help: "Timed runs of each path (medians).") var rounds = 1
+        @Flag(help: "One multi-threaded forward at a time instead of concurrent single-threaded forwards.")
+        var serialViews = false
 
         func run() throws {
             compute.apply()
-            let r = try Bench.srtSecondsPerImage(arch: arch, size: size, dx: dx, dy: dy, batch: batch, rounds: rounds)
+            let r = try Bench.srt(arch: arch, size: size, dx: dx, dy: dy, batch: batch, rounds: rounds, parallelViews: !serialViews)
             print(String(format: "SRT %@ %dx%d dx %d dy %d: %d views, %d forwards (the repeated unshifted view is reused)",
-                         arch as NSString, size, size, dx, dy, r.views, r.forwards))
+                         arch as NSString, size, size, dx, dy, r.views, r.forwardCount))
+            print(String(format: "forwards %.2f s; aggregation to tokens: pixel path %.3f s, fast %.3f s",
+                         r.forwards, r.pixelAggregate, r.fastAggregate))
             var line = String(format: "seconds per image: pixel path %.2f  fast %.2f", r.pixel, r.fast)
             if let runner = ref.runner {
                 let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch

@@ -42,6 +42,8 @@ extension DVTCommand {
         @Flag(help: "Compute token/fine means on the token grid directly, without pixel maps (mean only).")
         var fast = false
         @Option(help: "Views per ViT forward.") var batchSize = 8
+        @Flag(help: "One multi-threaded forward at a time (default: concurrent single-threaded forwards, one per core).")
+        var serialViews = false
         @Flag(help: "Also write OUT/<image path>.png: raw PCA | SRT PCA (same basis) | norm of the difference.")
         var vis = false
         @Flag(help: "No progress line.") var quiet = false
@@ -58,7 +60,7 @@ extension DVTCommand {
             compute.apply()
             let model = try backbone.load()
             var o = SRT.Options()
-            o.dx = dx; o.dy = dy; o.uniform = uniform; o.batchSize = batchSize
+            o.dx = dx; o.dy = dy; o.uniform = uniform; o.batchSize = batchSize; o.parallelViews = !serialViews
             o.aggregate = aggregate == .mean ? .mean : .median
             o.layer = try model.resolveLayer(backbone.layer)
             o.stride = backbone.stride

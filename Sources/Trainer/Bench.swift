@@ -156,24 +156,49 @@ public enum Bench {
 }
 
 extension Bench {
-    /// Seconds per image of one SRT ensemble at token resolution, as `dvt_torch.py srt-bench`
-    /// times it (from the normalised image to the pooled map: translations, forwards,
-    /// aggregation): the pixel path and the fast variant, each with its own forwards,
-    /// alternated `rounds` times; medians. Random weights and a seeded random image.
-    public static func srtSecondsPerImage(arch: String, size: Int, dx: Int, dy: Int, batch: Int,
-                                          rounds: Int = 1) throws -> (pixel: Double, fast: Double, views: Int, forwards: Int) {
+    /// Timing of one SRT ensemble at token resolution, split as `dvt srt` runs it.
+    public struct SRTTiming: Sendable {
+        /// Translating the views and running the ViT on them (shared by both paths).
+        public var forwards: Double
+        /// Pixel-map mean pooled to tokens, and the fast token-grid mean.
+        public var pixelAggregate: Double
+        public var fastAggregate: Double
+        public var views: Int
+        public var forwardCount: Int
+        /// Seconds per image from the normalised image to the pooled map, as
+        /// `dvt_torch.py srt-bench` times it.
+        public var pixel: Double { forwards + pixelAggregate }
+        public var fast: Double { forwards + fastAggregate }
+    }
+
+    /// Seconds per image of SRT (random weights, a seeded random image): the forwards once per
+    /// round, then both aggregations on the same views, so the paths differ only by what really
+    /// differs; medians over `rounds`.
+    public static func srt(arch: String, size: Int, dx: Int, dy: Int, batch: Int,
+                           rounds: Int = 1, parallelViews: Bool = true) throws -> SRTTiming {
         guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
         let model = VisionTransformer(config: cfg, seed: 0)
         var rng = RandomGenerator(seed: 1)
         let image = Tensor.normal([3, size, size], rng: &rng)  // (3, H, W)
         var o = SRT.Options()
-        o.dx = dx; o.dy = dy; o.batchSize = batch; o.layer = cfg.depth - 1
+        o.dx = dx; o.dy = dy; o.batchSize = batch; o.layer = cfg.depth - 1; o.parallelViews = parallelViews
         let srt = try SRT(model: model, options: o)
         _ = model.features(Tensor.normal([1, 3, size, size], rng: &rng), layers: [o.layer])  // position-embedding cache, allocator
-        let (tp, tf) = interleaved(warmup: 0, rounds: rounds,
-                                   { _ = try! srt.run(image, resolution: .token, fast: false) },
-                                   { _ = try! srt.run(image, resolution: .token, fast: true) })
-        return (tp, tf, srt.shifts.count, (2 * dx + 1) * (2 * dy + 1))
+        func seconds(_ body: () throws -> Void) rethrows -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        var tv: [Double] = [], tp: [Double] = [], tf: [Double] = []
+        for _ in 0..<max(1, rounds) {
+            var views: SRT.Views?
+            tv.append(seconds { views = srt.viewFeatures(image) })
+            tp.append(try seconds { _ = try srt.ensemble(views!, resolution: .token) })
+            tf.append(try seconds { _ = try srt.ensemble(views!, resolution: .token, fast: true) })
+        }
+        func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
+        return SRTTiming(forwards: median(tv), pixelAggregate: median(tp), fastAggregate: median(tf),
+                         views: srt.shifts.count, forwardCount: (2 * dx + 1) * (2 * dy + 1))
     }
 }
 
