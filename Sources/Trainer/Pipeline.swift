@@ -54,6 +54,7 @@ public final class Pipeline {
     @discardableResult
     public func run() throws -> URL {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        for path in AtomicFile.removeStaleTemporaries(under: root) { log("removed a partial file left by a killed run: \(path)") }
         try writeRunRecord()
         guard let trainList = config.string("data_list") else { throw ConfigError("dvt run needs data_list (the training images)") }
         let train = try ImageSource.items(from: trainList, root: config.string("data_root"))

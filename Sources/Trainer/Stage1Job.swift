@@ -149,6 +149,7 @@ public final class Stage1Job {
     public func run(items: [ImageItem]) throws -> JobReport {
         let out = tree.root
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        for path in AtomicFile.removeStaleTemporaries(under: out) { log("removed a partial file left by a killed run: \(path)") }
         try AtomicFile.write(Data(config.yaml.utf8), to: out.appendingPathComponent("stage1_config.yaml"))
         if let seed = model.randomInitSeed {
             try AtomicFile.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8),

@@ -98,6 +98,7 @@ public enum Stage2Runner {
                                   batchSize: config.int("stage2.batch_size"), seed: seed)
         let runDir = runDirectory(config: config)
         try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
+        for path in AtomicFile.removeStaleTemporaries(under: runDir) { log("removed a partial file left by a killed run: \(path)") }
         try AtomicFile.write(Data(config.yaml.utf8), to: runDir.appendingPathComponent("resolved.yaml"))
 
         let optim = optimizerSettings(config: config)

@@ -200,11 +200,12 @@ struct Stage2KillTests {
             usleep(useconds_t(killer.randint(400_000)))
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
-            let files = try FileManager.default.subpathsOfDirectory(atPath: killDir.appendingPathComponent("out").path)
-            #expect(!files.contains { $0.contains(".tmp") }, "partial files: \(files.filter { $0.contains(".tmp") })")
         }
         let (s1, t1) = try runExecutable(["stage2", killCfg.path, "--quiet", "--threads", "1", "--resume"])
         #expect(s1 == 0, "\(t1)")
+        // A kill can land inside an atomic write and leave its temporary file; the rerun removes it.
+        let files = try FileManager.default.subpathsOfDirectory(atPath: killDir.appendingPathComponent("out").path)
+        #expect(!files.contains { $0.contains(".tmp-") }, "partial files: \(files.filter { $0.contains(".tmp-") })")
         let a = try SafeTensorsFile(url: refDir.appendingPathComponent("out/stage2/denoiser.safetensors")).loadAll()
         let b = try SafeTensorsFile(url: killDir.appendingPathComponent("out/stage2/denoiser.safetensors")).loadAll()
         #expect(a.keys.sorted() == b.keys.sorted())
