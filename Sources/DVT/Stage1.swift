@@ -7,8 +7,9 @@ import TensorCore
 // Letters: V views (the last one the whole image), h × w token grid, C channels, B batch, T = V·h·w tokens.
 
 /// Stage-1 settings under DVT's names (`denoise_an_image` arguments and its
-/// `NeuralFeatureField`), Codable with exactly those snake_case keys. Missing keys take the
-/// defaults below, which are DVT's.
+/// `NeuralFeatureField`), Codable with exactly those snake_case keys, plus our `hash_table_adam`
+/// and `coord_jitter`.
+/// Missing keys take the defaults below, which are DVT's.
 public struct Stage1Settings: Codable, Sendable, Equatable {
     /// Optimisation steps per image (DVT `--num_iters` 25000).
     public var numIters = 25_000
@@ -36,6 +37,32 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
     public var maxResolution = 1024
     /// Whether the second phase trains the residual predictor h (DVT: yes).
     public var enableResidualPredictor = true
+    /// Coordinate jitter for F, as a fraction of the sampled token's own view's token spacing
+    /// (not a DVT option; 0 = DVT). A token summarises a patch, not a point, so each step feeds
+    /// F a uniformly random point within ±j spacings of the token centre (j = 0.5: the patch
+    /// footprint of non-overlapping patches). Without it the fine hash levels (finest resolution
+    /// ≫ token grid) give every sampled token its own vertices and F memorises each token, its
+    /// artifact and noise included; evaluated on the whole image's own token grid, it then
+    /// reproduces part of that view's artifacts.
+    public var coordJitter = 0.0
+    /// How Adam updates the hash table (not a DVT option; DVT's behaviour is torch's dense Adam,
+    /// which `deferred` reproduces at the cost of the touched rows). See `HashTableAdam`.
+    public var hashTableAdam = HashTableAdam.deferred
+
+    /// The hash table's optimiser. DVT optimises it with torch's dense `Adam`: every step every
+    /// row's moments decay and rows keep moving along their momentum even when no sample touched
+    /// them, at O(table) cost per step.
+    public enum HashTableAdam: String, Codable, Sendable, CaseIterable {
+        /// Dense Adam's result, computed for touched rows only: idle steps are caught up in closed
+        /// form when a row is next touched (`Adam.RowSparseMode.deferred`). Default.
+        case deferred
+        /// tiny-cuda-nn's Adam: untouched rows do not move at all and keep per-row step counts.
+        /// Fine rows are touched on a fraction q of steps and then advance ~q·lr per step instead
+        /// of dense Adam's ~√q·lr plus momentum, so the fine levels learn markedly slower.
+        case lazy
+        /// Literal dense Adam over the whole table (O(table) per step; for checking `deferred`).
+        case dense
+    }
 
     public init() {}
 
@@ -57,6 +84,8 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         case nLevels = "n_levels", nFeaturesPerLevel = "n_features_per_level", log2HashmapSize = "log2_hashmap_size"
         case baseResolution = "base_resolution", maxResolution = "max_resolution"
         case enableResidualPredictor = "enable_residual_predictor"
+        case hashTableAdam = "hash_table_adam"
+        case coordJitter = "coord_jitter"
     }
 
     public init(from decoder: Decoder) throws {
@@ -75,6 +104,8 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         s.baseResolution = try c.decodeIfPresent(Int.self, forKey: .baseResolution) ?? s.baseResolution
         s.maxResolution = try c.decodeIfPresent(Int.self, forKey: .maxResolution) ?? s.maxResolution
         s.enableResidualPredictor = try c.decodeIfPresent(Bool.self, forKey: .enableResidualPredictor) ?? s.enableResidualPredictor
+        s.hashTableAdam = try c.decodeIfPresent(HashTableAdam.self, forKey: .hashTableAdam) ?? s.hashTableAdam
+        s.coordJitter = try c.decodeIfPresent(Double.self, forKey: .coordJitter) ?? s.coordJitter
         self = s
     }
 
@@ -93,6 +124,8 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         try c.encode(baseResolution, forKey: .baseResolution)
         try c.encode(maxResolution, forKey: .maxResolution)
         try c.encode(enableResidualPredictor, forKey: .enableResidualPredictor)
+        try c.encode(hashTableAdam, forKey: .hashTableAdam)
+        try c.encode(coordJitter, forKey: .coordJitter)
     }
 
     /// Checks ranges, naming the offending key.
@@ -110,6 +143,7 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         if !(4...30).contains(log2HashmapSize) { throw fail(.log2HashmapSize, "must be in 4...30, got \(log2HashmapSize)") }
         if baseResolution < 2 { throw fail(.baseResolution, "must be >= 2, got \(baseResolution)") }
         if maxResolution < baseResolution { throw fail(.maxResolution, "must be >= base_resolution (\(baseResolution)), got \(maxResolution)") }
+        if !(0...2).contains(coordJitter) { throw fail(.coordJitter, "must be in [0, 2] token spacings, got \(coordJitter)") }
     }
 }
 
@@ -155,6 +189,10 @@ public final class Stage1Task {
     /// (h·w, 2): each token's (x, y) in [−1, 1] on its view's grid (the same for every view).
     let viewGrid: Tensor
 
+    /// Optional held-out scoring (e.g. against a planted truth), run by `validate` every
+    /// `valFreq` steps of the trainer; receives the current outputs.
+    public var validation: ((Stage1Output) -> [String: Double])?
+
     public static let tableParameter = "field." + NeuralFeatureField.tableKey
     public static let artifactParameter = "denoiser." + SingleImageDenoiser.sharedArtifactsKey
 
@@ -183,7 +221,10 @@ public final class Stage1Task {
         prefixed("field", field.namedParameters()) + prefixed("denoiser", denoiser.namedParameters())
     }
 
-    public var rowSparseParameters: [String: Int] { [Self.tableParameter: settings.nFeaturesPerLevel] }
+    /// The hash table, unless `hashTableAdam` is `.dense` (then every parameter is dense).
+    public var rowSparseParameters: [String: Int] {
+        settings.hashTableAdam == .dense ? [:] : [Self.tableParameter: settings.nFeaturesPerLevel]
+    }
 
     /// DVT's phase switch: before step `step`, if `step > int(freeze_shared_artifacts_after · total)`,
     /// freeze G and switch h on. Depends on `step` only, so a resumed run lands in the right phase.
@@ -196,9 +237,32 @@ public final class Stage1Task {
     /// Whether the second phase (G frozen) has started.
     public var isResidualPhase: Bool { !denoiser.sharedArtifacts.requiresGrad }
 
+    /// `settings.coordJitter` as Float.
+    var jitter: Float { Float(settings.coordJitter) }
+
+    /// Folds a jittered coordinate back into [0, 1] by reflection at the borders (keeps the
+    /// sample density uniform there, where clamping would pile samples onto the edge).
+    @inline(__always) static func reflect(_ x: Float) -> Float {
+        x < 0 ? Swift.min(-x, 1) : (x > 1 ? Swift.max(2 - x, 0) : x)
+    }
+
+    /// Per view: the spacing of adjacent tokens in global coordinates (x, y), the scale of
+    /// `coordJitter`.
+    lazy var viewSpacing: [(Float, Float)] = {
+        let c = flatCoords.ptr, per = height * width
+        return (0..<views).map { v in
+            let base = v * per
+            let dx = width > 1 ? Swift.abs(c[2 * (base + 1)] - c[2 * base]) : 0
+            let dy = height > 1 ? Swift.abs(c[2 * (base + width) + 1] - c[2 * base + 1]) : 0
+            return (dx, dy)
+        }
+    }()
+
     /// Draws `pixelBsz` token indices uniformly from all V·h·w tokens, with replacement
     /// (DVT: `np.random.randint(0, T, pixel_bsz)`), and gathers their raw features, global
-    /// coordinates and view coordinates.
+    /// coordinates and view coordinates. With `coordJitter` j > 0 each global coordinate is
+    /// moved by U(−j, j) times its view's token spacing (then reflected into [0, 1]); the view
+    /// coordinates, where G is sampled, stay on the grid.
     public func sampleBatch(rng: inout RandomGenerator) -> (raw: Tensor, globalCoords: Tensor, viewCoords: Tensor) {
         let b = settings.pixelBsz, c = dim, total = views * height * width, perView = height * width
         let raw = Tensor(zeros: [b, c])          // (B, C)
@@ -206,12 +270,20 @@ public final class Stage1Task {
         let vc = Tensor(zeros: [b, 2])           // (B, 2)
         let pr = raw.ptr, pg = gc.ptr, pv = vc.ptr
         let sr = flatRaw.ptr, sc = flatCoords.ptr, sv = viewGrid.ptr
-        for i in 0..<b {
-            let t = rng.randint(total)
+        // All indices first, then the jitter draws: the tokens of a batch do not depend on coordJitter.
+        let tokens = (0..<b).map { _ in rng.randint(total) }
+        for (i, t) in tokens.enumerated() {
             (pr + i * c).update(from: sr + t * c, count: c)
             pg[2 * i] = sc[2 * t]; pg[2 * i + 1] = sc[2 * t + 1]
             let k = t % perView
             pv[2 * i] = sv[2 * k]; pv[2 * i + 1] = sv[2 * k + 1]
+        }
+        if jitter > 0 {
+            for (i, t) in tokens.enumerated() {
+                let (dx, dy) = viewSpacing[t / perView]
+                pg[2 * i] = Self.reflect(pg[2 * i] + dx * jitter * (2 * rng.uniform() - 1))
+                pg[2 * i + 1] = Self.reflect(pg[2 * i + 1] + dy * jitter * (2 * rng.uniform() - 1))
+            }
         }
         return (raw, gc, vc)
     }
@@ -221,6 +293,12 @@ public final class Stage1Task {
         let batch = sampleBatch(rng: &rng)
         let terms = denoiser.loss(raw: batch.raw, globalCoords: batch.globalCoords, viewCoords: batch.viewCoords, field: field)
         return (terms.total, terms.metrics)
+    }
+
+    /// `validation` applied to the current outputs ([:] without one).
+    public func validate(step: Int) throws -> [String: Double] {
+        guard let validation else { return [:] }
+        return validation(output())
     }
 
     /// The per-image results: F on the whole-image grid, the last view's raw features, G, and

@@ -146,7 +146,12 @@ extension DVTCommand.BenchCommand {
         @Option var lr = 0.01
         @Option var minLR = 0.001
         @Option(help: "Model seed.") var seed: UInt64 = 0
+        @Option(help: "Hash-table Adam: deferred (dense Adam's result, touched rows only), lazy (tiny-cuda-nn) or dense.")
+        var hashTableAdam = "deferred"
+        @Option(help: "F's coordinate jitter in token spacings (0 = DVT; 0.5 = the patch footprint, our recommendation).")
+        var coordJitter = 0.5
         @Flag(help: "Print the trainer's progress lines.") var verbose = false
+        @Option(help: "Also score the outputs every N steps (printed with --verbose as val_*).") var valEvery = 0
 
         func validate() throws {
             if (file == nil) == (generateSeed == nil) { throw ValidationError("give either FILE or --generate-seed") }
@@ -159,6 +164,11 @@ extension DVTCommand.BenchCommand {
             s.nLevels = nLevels; s.nFeaturesPerLevel = nFeaturesPerLevel; s.log2HashmapSize = log2HashmapSize
             s.baseResolution = baseResolution; s.maxResolution = finestResolution
             s.numIters = numIters; s.warmupIters = warmupIters; s.pixelBsz = pixelBsz; s.lr = lr; s.minLR = minLR
+            guard let mode = Stage1Settings.HashTableAdam(rawValue: hashTableAdam) else {
+                throw ValidationError("--hash-table-adam must be one of \(Stage1Settings.HashTableAdam.allCases.map(\.rawValue)), got \(hashTableAdam)")
+            }
+            s.hashTableAdam = mode
+            s.coordJitter = coordJitter
             try s.validate()
             let data: PlantedData
             var path = file
@@ -184,8 +194,8 @@ extension DVTCommand.BenchCommand {
             let v = data.raw.shape
             print("planted \(generateSeed.map { "generated seed \($0)" } ?? file!): \(v[0]) views, \(v[1])x\(v[2]) tokens, C \(v[3]); "
                   + "levels \(s.nLevels)x\(s.nFeaturesPerLevel), table 2^\(s.log2HashmapSize), res \(s.baseResolution)..\(s.maxResolution), "
-                  + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), seed \(seed), threads \(Parallel.threads)")
-            let (ours, _) = try PlantedBench.run(data, settings: s, seed: seed, quiet: !verbose)
+                  + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), table Adam \(s.hashTableAdam.rawValue), coord jitter \(s.coordJitter), seed \(seed), threads \(Parallel.threads)")
+            let (ours, _) = try PlantedBench.run(data, settings: s, seed: seed, quiet: !verbose, valFreq: valEvery)
             print(PlantedBench.header)
             print(PlantedBench.format(ours))
             if let runner = ref.runner, let path {

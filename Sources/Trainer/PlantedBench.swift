@@ -35,8 +35,18 @@ public enum PlantedBench {
     }
 
     /// Runs our stage 1 on `data` and scores it.
-    public static func run(_ data: PlantedData, settings: Stage1Settings, seed: UInt64, quiet: Bool = true) throws -> (Row, Stage1Result) {
-        let result = try Stage1.fit(views: data.raw, coords: data.coords, settings: settings, seed: seed, quiet: quiet)
+    /// With `valFreq > 0` the recovery metrics are also logged during training (`val_denoised_cos`,
+    /// `val_artifact_cos`), which shows how each phase contributes.
+    public static func run(_ data: PlantedData, settings: Stage1Settings, seed: UInt64, quiet: Bool = true,
+                           valFreq: Int = 0) throws -> (Row, Stage1Result) {
+        let validation: (Stage1Output) -> [String: Double] = { out in
+            ["denoised_cos": Double(Metrics.centeredCosine(out.denoised, data.cleanFull)),
+             "artifact_cos": Double(Metrics.flatCenteredCosine(out.sharedArtifacts, data.artifact)),
+             // How much of the whole image's own raw tokens (artifact included) F reproduces.
+             "denoised_raw_cos": Double(Metrics.centeredCosine(out.denoised, out.raw))]
+        }
+        let result = try Stage1.fit(views: data.raw, coords: data.coords, settings: settings, seed: seed, quiet: quiet,
+                                    valFreq: valFreq, validation: valFreq > 0 ? validation : nil)
         return (score(result.output, truth: data, label: "ours", msPerStep: result.msPerStep), result)
     }
 
@@ -60,7 +70,7 @@ public enum PlantedBench {
     public static let header = "            raw_cos  denoised_cos  artifact_cos   ms/step"
 
     public static func format(_ r: Row) -> String {
-        String(format: "%-10@  %7.4f  %12.4f  %12.4f  %8.2f", r.label as NSString, r.rawCosine, r.denoisedCosine,
+        String(format: "%@  %7.4f  %12.4f  %12.4f  %8.2f", r.label.padding(toLength: 10, withPad: " ", startingAt: 0) as NSString, r.rawCosine, r.denoisedCosine,
                r.artifactCosine, r.msPerStep)
     }
 }

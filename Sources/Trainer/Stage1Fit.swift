@@ -34,6 +34,29 @@ public enum Stage1 {
         return o
     }
 
+    /// A Trainer for a stage-1 task: DVT's optimiser settings, and the hash table declared
+    /// row-sparse in the mode `hashTableAdam` asks for. (The Trainer itself declares row-sparse
+    /// parameters in lazy mode; this re-declares them before any step.)
+    public static func makeTrainer(task: Stage1Task, loop: LoopSettings, runDirectory: URL? = nil,
+                                   label: String = "stage1", quiet: Bool = true) -> Trainer {
+        let trainer = Trainer(task: task, optimizer: optimizerSettings(task.settings), loop: loop,
+                              runDirectory: runDirectory, label: label, quiet: quiet)
+        if task.settings.hashTableAdam == .deferred {
+            for (name, width) in task.rowSparseParameters {
+                trainer.optimizer.setRowSparse(name, rowWidth: width, mode: .deferred)
+            }
+        }
+        return trainer
+    }
+
+    /// Runs a `makeTrainer` trainer and then brings deferred table rows up to date, so the
+    /// table equals what dense Adam would hold (see `Adam.flushDeferredRows`).
+    public static func run(_ trainer: Trainer, resume: Bool = false) throws -> TrainingSummary {
+        let summary = try trainer.run(resume: resume)
+        trainer.optimizer.flushDeferredRows()
+        return summary
+    }
+
     /// The sampler's seed, derived from the model seed so the two streams differ (the same
     /// seed would make the first batch indices a function of the table's initial values).
     public static func samplerSeed(_ seed: UInt64) -> UInt64 { seed ^ 0x5354_4147_4531_5F42 }  // "STAGE1_B"
@@ -44,18 +67,21 @@ public enum Stage1 {
     ///   - coords: (V, h, w, 2) every token's (x, y) in [0, 1] of the whole image.
     ///   - seed: model initialisation; batches use `samplerSeed(seed)`.
     ///   - printFreq: progress/metrics cadence (0: every numIters/10 steps).
+    ///   - valFreq, validation: score the current outputs every `valFreq` steps (logged as `val_*`).
     /// - Throws: `Stage1Error` for bad shapes or settings, `TrainerError.nonFiniteLoss` when the
     ///   loss turns NaN/Inf.
     public static func fit(views: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64 = 0,
                            runDirectory: URL? = nil, label: String = "stage1", quiet: Bool = true,
-                           printFreq: Int = 0) throws -> Stage1Result {
+                           printFreq: Int = 0, valFreq: Int = 0,
+                           validation: ((Stage1Output) -> [String: Double])? = nil) throws -> Stage1Result {
         let task = try Stage1Task(raw: views, coords: coords, settings: settings, seed: seed)
+        task.validation = validation
         var loop = LoopSettings(numIters: settings.numIters)
         loop.seed = samplerSeed(seed)
         loop.printFreq = printFreq > 0 ? printFreq : max(1, settings.numIters / 10)
-        let trainer = Trainer(task: task, optimizer: optimizerSettings(settings), loop: loop,
-                              runDirectory: runDirectory, label: label, quiet: quiet)
-        let summary = try trainer.run()
+        loop.valFreq = valFreq
+        let trainer = makeTrainer(task: task, loop: loop, runDirectory: runDirectory, label: label, quiet: quiet)
+        let summary = try run(trainer)
         return Stage1Result(output: task.output(), lossHistory: summary.lossHistory, finalLoss: summary.finalLoss,
                             msPerStep: summary.msPerStep, seconds: summary.seconds, lastMetrics: summary.lastMetrics)
     }

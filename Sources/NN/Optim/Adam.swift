@@ -28,6 +28,22 @@ import TensorCore
 /// whole gradient is scanned for non-zero rows. The list must name every row with a non-zero
 /// gradient (kernels that track rows guarantee it).
 ///
+/// **Row-sparse deferred mode** (`setRowSparse(name, rowWidth:, mode: .deferred)`): torch's *dense*
+/// Adam, computed lazily. In dense Adam a row with zero gradient still moves: its moments decay
+/// (m ← β1·m, v ← β2·v) and it keeps stepping along its old momentum. Deferred mode skips such
+/// rows like lazy mode, but when a row is next touched (or at `flushDeferredRows()`) it first
+/// applies the k steps it missed, in closed form:
+///
+/// ```
+/// p ← p − (m/√v) · Σ_{j=1..k} c_{t0+j} · ρ^j      c_s = lr_s·√(1 − β2^s)/(1 − β1^s),  ρ = β1/√β2
+/// m ← β1^k · m,   v ← β2^k · v
+/// ```
+/// then the normal update with the global step's bias correction. The sums Σ c·ρ^j are kept per
+/// step (`tail_sum`, truncated after ρ^j < 1e-9), so a catch-up costs O(1) per row. This equals
+/// dense Adam except for two terms it drops on idle steps: the weight-decay gradient wd·p (and
+/// AdamW's decoupled decay), and ε next to √v (exact for ε ≪ √v, e.g. DVT's ε = 1e-15).
+/// Requires β1² < β2 (ρ < 1), as every usual setting has.
+///
 /// - Paper: Kingma & Ba, "Adam: A Method for Stochastic Optimization" (ICLR 2015);
 ///   Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019) for AdamW.
 /// - Reference: https://pytorch.org/docs/stable/generated/torch.optim.Adam.html
@@ -46,7 +62,9 @@ public class Adam: Optimizer {
         let expAvg: Tensor     // same shape as the parameter
         let expAvgSq: Tensor   // same shape as the parameter
         var step: Int          // updates applied to this parameter
-        var rowSteps: Tensor?  // (rows): per-row step counts, row-sparse parameters only
+        var rowSteps: Tensor?  // (rows): per-row step counts (lazy) or last-updated step (deferred)
+        /// Deferred mode: entry t holds Σ_{j=1..J} c_{t+j}·ρ^j over the steps seen so far (step + 1 entries).
+        var tailSum: [Float] = [0]
 
         init(expAvg: Tensor, expAvgSq: Tensor, step: Int, rowSteps: Tensor?) {
             self.expAvg = expAvg
@@ -56,9 +74,22 @@ public class Adam: Optimizer {
         }
     }
 
+    /// How a row-sparse parameter treats rows whose gradient is zero on a step.
+    public enum RowSparseMode: String, Sendable, Codable, CaseIterable {
+        /// Leave them alone (tiny-cuda-nn's Adam): values, moments and the row's own step count stay.
+        case lazy
+        /// Catch them up when next touched, as torch's dense Adam would have moved them.
+        case deferred
+    }
+
     var states: [String: State] = [:]
     /// Row width of each parameter declared row-sparse.
     public private(set) var rowWidths: [String: Int] = [:]
+    /// Mode of each parameter declared row-sparse.
+    public private(set) var rowModes: [String: RowSparseMode] = [:]
+    /// (1 − β1^t, √(1 − β2^t)) for t = 0, 1, …, cached for the lazy mode's per-row step counts.
+    private var biasCache: [(Double, Double)] = []
+    private var biasCacheBetas: (Double, Double) = (.nan, .nan)
 
     /// - Parameters:
     ///   - parameters: named parameters (`module.namedParameters()`); frozen ones may be included,
@@ -85,16 +116,42 @@ public class Adam: Optimizer {
     }
 
     /// Declares `name` row-sparse: its elements are rows of `rowWidth` values (e.g. a (T, F) table
-    /// with `rowWidth` F). If the parameter already has dense state, every row inherits its step count.
-    public func setRowSparse(_ name: String, rowWidth: Int) {
+    /// with `rowWidth` F). Declare before the first step; if the parameter already has dense state,
+    /// every row inherits its step count (lazy) or counts as updated on the last step (deferred).
+    public func setRowSparse(_ name: String, rowWidth: Int, mode: RowSparseMode = .lazy) {
         guard let p = parameters.first(where: { $0.0 == name })?.1 else {
             preconditionFailure("setRowSparse: no parameter named '\(name)' (have \(parameters.map(\.0)))")
         }
         precondition(rowWidth > 0 && p.count % rowWidth == 0,
                      "setRowSparse: '\(name)' has \(p.count) elements (shape \(p.shape)), not a multiple of row width \(rowWidth)")
+        precondition(mode == .lazy || beta1 * beta1 < beta2,
+                     "setRowSparse: deferred mode needs β1² < β2 so missed momentum steps shrink, got β1 \(beta1), β2 \(beta2)")
+        if let s = states[name], let old = rowModes[name], old != mode {
+            preconditionFailure("setRowSparse: '\(name)' already has \(old) state after \(s.step) steps; cannot switch to \(mode)")
+        }
         rowWidths[name] = rowWidth
+        rowModes[name] = mode
         if let s = states[name], s.rowSteps == nil {
             s.rowSteps = Tensor(repeating: Float(s.step), shape: [p.count / rowWidth])
+            if mode == .deferred { s.tailSum = [Float](repeating: 0, count: s.step + 1) }
+        }
+    }
+
+    /// Momentum steps a deferred catch-up looks back: ρ^J < 1e-9 (ρ = β1/√β2).
+    var deferredWindow: Int {
+        let rho = beta1 / beta2.squareRoot()
+        return min(10_000, max(1, Int((Foundation.log(1e-9) / Foundation.log(rho)).rounded(.up))))
+    }
+
+    /// (1 − β1^t, √(1 − β2^t)) for t = 0…upTo, computed once per β pair.
+    private func ensureBiasCache(upTo t: Int) {
+        if biasCacheBetas != (beta1, beta2) {
+            biasCache = []
+            biasCacheBetas = (beta1, beta2)
+        }
+        while biasCache.count <= t {
+            let k = Double(biasCache.count)
+            biasCache.append((1 - Foundation.pow(beta1, k), (1 - Foundation.pow(beta2, k)).squareRoot()))
         }
     }
 
@@ -154,43 +211,49 @@ public class Adam: Optimizer {
             let s = state(for: name, p)
             s.step += 1
             let pp = p.ptr, pg = grad.ptr, pm = s.expAvg.ptr, pv = s.expAvgSq.ptr
-            if let width = rowWidths[name], let rowSteps = s.rowSteps {
+            if let width = rowWidths[name], let rowSteps = s.rowSteps, rowModes[name] == .deferred {
+                stepDeferred(s, p: p, grad: grad, width: width, rowSteps: rowSteps, c: c)
+            } else if let width = rowWidths[name], let rowSteps = s.rowSteps {
                 let rows = p.count / width
                 let ps = rowSteps.ptr
-                let (lr, b1, b2) = (self.lr, beta1, beta2)
-                // Rows touched on the same steps share a step count: reuse the last bias terms.
-                @inline(__always) func updateRow(_ r: Int, _ cachedStep: inout Int,
-                                                 _ terms: inout (negStepSize: Float, bc2Sqrt: Float)) {
-                    let lo = r * width, hi = lo + width
-                    var touched = false
-                    for i in lo..<hi where pg[i] != 0 { touched = true; break }
-                    if !touched { return }
-                    let t = Int(ps[r]) + 1
-                    ps[r] = Float(t)
-                    if t != cachedStep {
-                        terms = Adam.biasTerms(step: t, lr: lr, beta1: b1, beta2: b2)
-                        cachedStep = t
+                let lr = self.lr
+                ensureBiasCache(upTo: s.step)
+                biasCache.withUnsafeBufferPointer { bias in
+                    // Per-row step counts: bias terms from the cache (the same Double arithmetic as
+                    // `biasTerms`), reused while consecutive rows share a count.
+                    @inline(__always) func updateRow(_ r: Int, _ cachedStep: inout Int,
+                                                     _ terms: inout (negStepSize: Float, bc2Sqrt: Float)) {
+                        let lo = r * width, hi = lo + width
+                        var touched = false
+                        for i in lo..<hi where pg[i] != 0 { touched = true; break }
+                        if !touched { return }
+                        let t = Int(ps[r]) + 1
+                        ps[r] = Float(t)
+                        if t != cachedStep {
+                            terms = (Float(-(lr / bias[t].0)), Float(bias[t].1))
+                            cachedStep = t
+                        }
+                        Adam.update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
+                                    negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
                     }
-                    Adam.update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
-                                negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
-                }
-                if let tracked = grad.touchedRows {
-                    // The kernel that wrote this gradient listed the rows it touched (each once):
-                    // visit only those, O(touched) instead of O(table). Rows on the list whose
-                    // gradient came out exactly zero are still skipped, so the result is the same
-                    // as the full scan.
-                    tracked.rows.withUnsafeBufferPointer { list in
-                        Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
+                    if let tracked = grad.touchedRows {
+                        // The kernel that wrote this gradient listed the rows it touched (each once):
+                        // visit only those, O(touched) instead of O(table). Rows on the list whose
+                        // gradient came out exactly zero are still skipped, so the result is the same
+                        // as the full scan.
+                        tracked.rows.withUnsafeBufferPointer { list in
+                            Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
+                                var cachedStep = -1
+                                var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
+                                for k in range { updateRow(Int(list[k]), &cachedStep, &terms) }
+                            }
+                        }
+                    } else {
+                        Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { rowRange in
                             var cachedStep = -1
                             var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
-                            for k in range { updateRow(Int(list[k]), &cachedStep, &terms) }
+                            for r in rowRange { updateRow(r, &cachedStep, &terms) }
                         }
-                    }
-                } else {
-                    Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { rowRange in
-                        var cachedStep = -1
-                        var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
-                        for r in rowRange { updateRow(r, &cachedStep, &terms) }
                     }
                 }
             } else {
@@ -198,6 +261,124 @@ public class Adam: Optimizer {
                 Parallel.forRanges(p.count, grain: 16_384) { range in
                     Adam.update(range, p: pp, g: pg, m: pm, v: pv, c: c,
                                 negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+                }
+            }
+        }
+    }
+
+    /// One deferred-mode step of a row-sparse parameter (see the type's documentation).
+    private func stepDeferred(_ s: State, p: Tensor, grad: Tensor, width: Int, rowSteps: Tensor, c: Coefficients) {
+        let now = s.step, rows = p.count / width
+        let pp = p.ptr, pg = grad.ptr, pm = s.expAvg.ptr, pv = s.expAvgSq.ptr, ps = rowSteps.ptr
+        let terms = Adam.biasTerms(step: now, lr: lr, beta1: beta1, beta2: beta2)
+        let decoupled = decoupledWeightDecay
+        let powers = decayPowers()
+        let beta = (beta1, beta2)
+        s.tailSum.withUnsafeBufferPointer { tail in
+            @inline(__always) func updateRow(_ r: Int) {
+                let lo = r * width, hi = lo + width
+                var touched = false
+                for i in lo..<hi where pg[i] != 0 { touched = true; break }
+                if !touched { return }
+                Adam.catchUp(row: r, width: width, to: now - 1, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
+                             powers: powers, betas: beta)
+                ps[r] = Float(now)
+                Adam.update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
+                            negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+            }
+            if let tracked = grad.touchedRows {
+                tracked.rows.withUnsafeBufferPointer { list in
+                    Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
+                        for k in range { updateRow(Int(list[k])) }
+                    }
+                }
+            } else {
+                Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { range in
+                    for r in range { updateRow(r) }
+                }
+            }
+        }
+        // This step's displacement coefficient, added to the sums of the rows last updated at
+        // each of the previous J steps; rows updated now start a fresh sum.
+        let rho = beta1 / beta2.squareRoot()
+        let cNow = lr * (1 - Foundation.pow(beta2, Double(now))).squareRoot() / (1 - Foundation.pow(beta1, Double(now)))
+        var w = cNow
+        var t = now - 1
+        let window = deferredWindow
+        while t >= 1 && now - t <= window {
+            w *= rho
+            s.tailSum[t] += Float(w)
+            t -= 1
+        }
+        s.tailSum.append(0)
+    }
+
+    /// Applies the idle steps t0+1…`to` that row `r` (last updated at t0) missed: the momentum
+    /// displacement from the tail sum, then the moments' decay. Rows never updated have m = 0: no move.
+    @inline(__always)
+    static func catchUp(row r: Int, width: Int, to last: Int, p: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+                        v: UnsafeMutablePointer<Float>, rowSteps: UnsafeMutablePointer<Float>, tail: UnsafeBufferPointer<Float>,
+                        powers: DecayPowers, betas: (Double, Double)) {
+        let t0 = Int(rowSteps[r])
+        let k = last - t0
+        guard t0 > 0, k > 0 else { return }
+        let n = powers.b1.count
+        let f1 = k < n ? powers.b1[k] : Float(Foundation.pow(betas.0, Double(k)))
+        let f2 = k < n ? powers.b2[k] : Float(Foundation.pow(betas.1, Double(k)))
+        let d = tail[t0]
+        for i in (r * width)..<((r + 1) * width) {
+            let vi = v[i]
+            if vi > 0 { p[i] -= d * m[i] / vi.squareRoot() }
+            m[i] *= f1
+            v[i] *= f2
+        }
+    }
+
+    /// β1^k and β2^k as Float, k = 0, 1, … until both underflow to 0 (capped at 2^16 entries;
+    /// `catchUp` computes longer idle spans directly).
+    final class DecayPowers {
+        let beta1: Double, beta2: Double
+        let b1: [Float], b2: [Float]
+        init(beta1: Double, beta2: Double) {
+            self.beta1 = beta1
+            self.beta2 = beta2
+            var a: [Float] = [], b: [Float] = []
+            var k = 0
+            repeat {
+                a.append(Float(Foundation.pow(beta1, Double(k))))
+                b.append(Float(Foundation.pow(beta2, Double(k))))
+                k += 1
+            } while (a.last! != 0 || b.last! != 0) && k < 1 << 16
+            b1 = a
+            b2 = b
+        }
+    }
+    private var powerCache: DecayPowers?
+    private func decayPowers() -> DecayPowers {
+        if let c = powerCache, c.beta1 == beta1, c.beta2 == beta2 { return c }
+        let c = DecayPowers(beta1: beta1, beta2: beta2)
+        powerCache = c
+        return c
+    }
+
+    /// Brings every deferred-mode row up to the current step, so the parameters equal what dense
+    /// Adam would hold now. Call before reading a deferred table (the end of training); further
+    /// steps continue correctly afterwards. A no-op for other modes and when nothing is pending.
+    public func flushDeferredRows() {
+        for (name, p) in parameters {
+            guard rowModes[name] == .deferred, let width = rowWidths[name], let s = states[name],
+                  let rowSteps = s.rowSteps else { continue }
+            let now = s.step, rows = p.count / width
+            let pp = p.ptr, pm = s.expAvg.ptr, pv = s.expAvgSq.ptr, ps = rowSteps.ptr
+            let powers = decayPowers()
+            let beta = (beta1, beta2)
+            s.tailSum.withUnsafeBufferPointer { tail in
+                Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { range in
+                    for r in range where Int(ps[r]) > 0 && Int(ps[r]) < now {
+                        Adam.catchUp(row: r, width: width, to: now, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
+                                     powers: powers, betas: beta)
+                        ps[r] = Float(now)
+                    }
                 }
             }
         }
@@ -217,8 +398,10 @@ public class Adam: Optimizer {
     // MARK: Checkpointing
 
     /// Keys: `<name>.exp_avg`, `<name>.exp_avg_sq` (parameter shape), `<name>.step` (scalar),
-    /// and `<name>.row_step` ((rows)) for row-sparse parameters. Step counts are stored as Float,
-    /// exact up to 2^24 ≈ 16.7 M steps. Parameters that were never updated have no keys.
+    /// and `<name>.row_step` ((rows)) for lazy row-sparse parameters; deferred ones have
+    /// `<name>.row_last_step` ((rows), the step each row was last updated at) and `<name>.tail_sum`
+    /// ((step + 1), the pending momentum sums). Step counts are stored as Float, exact up to
+    /// 2^24 ≈ 16.7 M steps. Parameters that were never updated have no keys.
     public func stateDict() -> [String: Tensor] {
         var out: [String: Tensor] = [:]
         for (name, _) in parameters {
@@ -226,7 +409,14 @@ public class Adam: Optimizer {
             out["\(name).exp_avg"] = s.expAvg.copy()
             out["\(name).exp_avg_sq"] = s.expAvgSq.copy()
             out["\(name).step"] = Tensor.scalar(Float(s.step))
-            if let rs = s.rowSteps { out["\(name).row_step"] = rs.copy() }
+            if let rs = s.rowSteps {
+                if rowModes[name] == .deferred {
+                    out["\(name).row_last_step"] = rs.copy()
+                    out["\(name).tail_sum"] = Tensor(s.tailSum, shape: [s.tailSum.count])
+                } else {
+                    out["\(name).row_step"] = rs.copy()
+                }
+            }
         }
         return out
     }
@@ -237,9 +427,14 @@ public class Adam: Optimizer {
         var loaded: [String: State] = [:]
         for (name, p) in parameters {
             let width = rowWidths[name]
+            let deferred = rowModes[name] == .deferred
+            let rowKey = deferred ? "\(name).row_last_step" : "\(name).row_step"
             var expected: [(String, [Int])] = [("\(name).exp_avg", p.shape), ("\(name).exp_avg_sq", p.shape),
                                                ("\(name).step", [])]
-            if let width { expected.append(("\(name).row_step", [p.count / width])) }
+            if let width { expected.append((rowKey, [p.count / width])) }
+            // The tail sums have one entry per step taken (+1): their length follows the step count.
+            let savedStep = dict["\(name).step"].map { Int($0.item) }
+            if width != nil && deferred { expected.append(("\(name).tail_sum", [(savedStep ?? 0) + 1])) }
             let present = expected.filter { dict[$0.0] != nil }
             consumed.formUnion(present.map(\.0))
             if present.isEmpty { continue }  // never updated when saved: starts fresh
@@ -261,8 +456,10 @@ public class Adam: Optimizer {
                 error.invalid.append("\(name).step")
                 continue
             }
-            loaded[name] = State(expAvg: dict["\(name).exp_avg"]!.copy(), expAvgSq: dict["\(name).exp_avg_sq"]!.copy(),
-                                 step: Int(stepValue), rowSteps: width == nil ? nil : dict["\(name).row_step"]!.copy())
+            let state = State(expAvg: dict["\(name).exp_avg"]!.copy(), expAvgSq: dict["\(name).exp_avg_sq"]!.copy(),
+                              step: Int(stepValue), rowSteps: width == nil ? nil : dict[rowKey]!.copy())
+            if width != nil && deferred { state.tailSum = dict["\(name).tail_sum"]!.scalars }
+            loaded[name] = state
         }
         error.unexpected = dict.keys.filter { !consumed.contains($0) }.sorted()
         guard error.isEmpty else { throw error }
