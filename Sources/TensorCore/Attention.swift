@@ -86,27 +86,15 @@ extension Tensor {
         }
     }
 
-    /// Runs `body` over disjoint ranges of the (batch, head) pairs, one range per worker.
-    /// Different pairs write disjoint blocks of the output and of the qkv gradient, so the
-    /// ranges need no locking, and each worker allocates its scratch once per range.
+    /// Runs `body` over the (batch, head) pairs, one pair after another, each sgemm threaded by
+    /// OpenBLAS itself.
     ///
-    /// Why pairs across workers with OpenBLAS pinned to one thread, rather than one pair at a
-    /// time with OpenBLAS threading each sgemm: the per-pair products are small (N×N×D with
-    /// D = 64) and OpenBLAS splits them poorly, while the softmax between them would run on
-    /// one core. Measured in a release build on the 2-core box at (B 8, N 256, C 384, 6 heads):
-    /// forward 17 ms vs 30 ms, forward+backward 41 ms vs 59 ms. Inside the region OpenBLAS is
-    /// set to one thread so two workers don't each fan out into two more BLAS threads
-    /// (concurrent sgemm calls are safe in the pthreads build). The setting is process-wide:
-    /// a BLAS call on another thread during this region also runs single-threaded.
+    /// Pairs across two workers with OpenBLAS pinned to one thread was faster (measured at
+    /// (B 8, N 256, C 384, 6 heads) on 2 cores: forward+backward 41 ms vs 59 ms), but the pinning
+    /// is process-wide, and OpenBLAS 0.3.21 gives different low bits with one thread than with
+    /// two: any other thread's matmul during the region changed results, which broke bit-exact
+    /// resume and run-to-run equality. Determinism wins; the cost is about 3% of a stage-2 step.
     private static func attentionPairs(_ pairs: Int, _ body: (Range<Int>) -> Void) {
-        let workers = Swift.min(Parallel.threads, pairs)
-        if workers <= 1 {
-            body(0..<pairs)
-            return
-        }
-        let saved = openblas_get_num_threads()
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(saved) }
-        Parallel.forRanges(pairs, grain: 1, body)
+        body(0..<pairs)
     }
 }
