@@ -22,6 +22,8 @@ extension Stage1Settings {
         baseResolution = c.int("stage1.base_resolution")
         maxResolution = c.int("stage1.max_resolution")
         enableResidualPredictor = c.bool("stage1.enable_residual_predictor")
+        coordJitter = c.double("stage1.coord_jitter")
+        hashTableAdam = HashTableAdam(rawValue: c.string("stage1.hash_table_adam")!) ?? .deferred
     }
 }
 
