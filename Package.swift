@@ -32,7 +32,7 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
         .target(name: "Vision", dependencies: ["NN", "TensorCore", "CImageCodecs", "CLapacke"],
                 swiftSettings: kernelSettings),
-        .target(name: "DVT", dependencies: ["Vision", "NN", "TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "DVT", dependencies: ["Vision", "NN", "TensorCore", "CLapacke"], swiftSettings: kernelSettings),
         .target(name: "Trainer", dependencies: [
             "DVT", "Vision", "NN", "TensorCore", "COpenBLAS",
             .product(name: "Logging", package: "swift-log"),
@@ -51,6 +51,10 @@ let package = Package(
         .testTarget(name: "VisionTests", dependencies: ["Vision", "TestSupport"]),
         .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Vision", "NN", "TestSupport"]),
         .testTarget(name: "DVTTests", dependencies: ["DVT", "Trainer", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: [
+            "DVTCommands", "Trainer", "DVT", "Vision", "TestSupport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to DispatchQueue.concurrentPerform workers,
     // which Swift 6's strict Sendable checking rejects without wrapping every pointer.

@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 swift build -c release --product dvt
-exec .build/release/dvt demo "$@"
+exec .build/release/dvt run Configs/demo.yaml "$@"

@@ -17,10 +17,9 @@ struct BackboneOptions: ParsableArguments {
     @Option(help: "Patch stride (DVT's stride option; default the patch size).")
     var stride: Int?
 
+    // "Neither --weights nor --random-init" is reported by `load()` (VisionTransformer.load),
+    // not here: commands with a ViT-free mode (`dvt denoise --features`) carry these options too.
     func validate() throws {
-        if weights == nil && randomInit == nil {
-            throw ValidationError("give either --weights FILE (a timm safetensors checkpoint) or --random-init SEED")
-        }
         if weights != nil && randomInit != nil { throw ValidationError("give only one of --weights and --random-init") }
         if !(size.isEmpty || size.count == 2) || size.contains(where: { $0 < 1 }) {
             throw ValidationError("--size takes two positive numbers, H W; got \(size)")

@@ -22,7 +22,7 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
-            subcommands: [Engine.self, ViT.self, Planted.self])
+            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, DenoiserBench.self])
     }
 }
 
@@ -46,7 +46,9 @@ extension DVTCommand.BenchCommand {
             print(String(format: "Adam step, 10M parameters: %.2f ms", 1000 * Bench.adamStep()))
             for (dim, grid, batch) in [(384, 16, 8), (768, 37, 1)] {
                 let ours = Bench.denoiserStep(dim: dim, grid: grid, batch: batch)
-                var line = String(format: "stage-2 block step dim %d grid %d batch %d: %.2f ms", dim, grid, batch, 1000 * ours)
+                let ph = Bench.lastDenoiserPhases.map { 1000 * $0 }
+                var line = String(format: "stage-2 block step dim %d grid %d batch %d: %.2f ms (fwd %.1f, bwd %.1f, AdamW %.1f)",
+                                  dim, grid, batch, 1000 * ours, ph[0], ph[1], ph[2])
                 if let runner = ref.runner {
                     let theirs = try runner.run(["stage2-bench", "--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)"],
                                                 key: "ms_per_step") / 1000
@@ -76,6 +78,39 @@ extension DVTCommand.BenchCommand {
                 let theirs = try runner.run(["vit-bench", "--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)",
                                              "--steps", "\(steps)"], key: "images_per_s")
                 line += String(format: "  torch %.2f images/s  ratio %.2fx", theirs, ours / theirs)
+            }
+            print(line)
+        }
+    }
+
+    struct SRT: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "srt",
+            abstract: "Seconds per image of one SRT ensemble (token resolution; pixel path and --fast), vs the PyTorch reference.")
+        @OptionGroup var compute: ComputeOptions
+        @OptionGroup var ref: ReferenceOptions
+        @Option var arch = "vit_small_patch14_dinov2"
+        @Option var size = 224
+        @Option var dx = 3
+        @Option var dy = 3
+        @Option var batch = 8
+        @Option(help: "Timed runs of each path (medians).") var rounds = 1
+        @Flag(help: "One multi-threaded forward at a time instead of concurrent single-threaded forwards.")
+        var serialViews = false
+
+        func run() throws {
+            compute.apply()
+            let r = try Bench.srt(arch: arch, size: size, dx: dx, dy: dy, batch: batch, rounds: rounds, parallelViews: !serialViews)
+            print(String(format: "SRT %@ %dx%d dx %d dy %d: %d views, %d forwards (the repeated unshifted view is reused)",
+                         arch as NSString, size, size, dx, dy, r.views, r.forwardCount))
+            print(String(format: "forwards %.2f s; aggregation to tokens: pixel path %.3f s, fast %.3f s",
+                         r.forwards, r.pixelAggregate, r.fastAggregate))
+            var line = String(format: "seconds per image: pixel path %.2f  fast %.2f", r.pixel, r.fast)
+            if let runner = ref.runner {
+                let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
+                let theirs = try runner.run(["srt-bench", "--arch", torchArch, "--size", "\(size)", "--dx", "\(dx)", "--dy", "\(dy)",
+                                             "--batch", "\(batch)"], key: "seconds_per_image")
+                line += String(format: "  torch %.2f  speed-up pixel %.2fx  fast %.2fx", theirs, theirs / r.pixel, theirs / r.fast)
             }
             print(line)
         }

@@ -14,7 +14,7 @@ public struct DVTCommand: ParsableCommand {
         random weights mean nothing, and every output says so).
         """,
         version: DVTVersion.string,
-        subcommands: [Demo.self, EngineDemo.self, BenchCommand.self]
+        subcommands: [Run.self, ConfigCommand.self, Models.self, EngineDemo.self, Extract.self, Stage1Command.self, Stage2.self, Export.self, Denoise.self, SRTCommand.self, MetricsCommand.self, BenchCommand.self]
     )
 
     public init() {}
@@ -41,28 +41,6 @@ public struct ComputeOptions: ParsableArguments {
 }
 
 extension DVTCommand {
-    /// The README's demo. For now: the engine demo (the pipeline demo grows from it).
-    struct Demo: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Run the demo: trains a small MLP with the engine and prints its loss falling.")
-
-        @OptionGroup var compute: ComputeOptions
-        @Option(help: "Training steps.") var steps = 300
-        @Option(help: "Random seed.") var seed: UInt64 = 0
-
-        func validate() throws {
-            if steps < 1 { throw ValidationError("--steps must be >= 1, got \(steps)") }
-        }
-
-        func run() throws {
-            compute.apply()
-            let result = runEngineDemo(steps: steps, logEvery: max(1, steps / 10), seed: seed) { print($0) }
-            if !(result.finalLoss < result.initialLoss) {
-                throw ValidationError("the demo's loss did not fall (\(result.initialLoss) → \(result.finalLoss))")
-            }
-        }
-    }
-
     struct EngineDemo: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "engine-demo",

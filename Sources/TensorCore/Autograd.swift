@@ -77,7 +77,8 @@ extension Tensor {
         }
         let g = gradBuffer()
         if let seed {
-            for i in 0..<count { g[i] += seed[flat: i] }
+            let ps = seed.ptr
+            for i in 0..<count { g[i] += ps[i] }
         } else {
             g[0] += 1
         }

@@ -38,11 +38,11 @@ extension Tensor {
                 }
             }
         }
-        // The backward reads the points again: hold their storage (the closure must not rely on
-        // the caller keeping `coords` alive until backward; a batch tensor often isn't).
-        let points = coords.detach()
+        // The backward reads the coordinates again: hold the tensor, not just its pointer, or
+        // a caller that drops its coords after the forward pass leaves us reading freed memory.
+        let heldCoords = coords.detach()
         return out.record("gridSample", [map]) { g in
-            let gm = map.gradBuffer(), pg = g.ptr, pc = points.ptr
+            let gm = map.gradBuffer(), pg = g.ptr, pc = heldCoords.ptr
             // Several points can hit the same pixel, so splitting points across threads would
             // race. Splitting the channels instead gives each worker disjoint columns of the
             // map gradient: race-free without per-thread copies of an (H, W, C) buffer.

@@ -1,5 +1,6 @@
 // Similarity and regression losses with hand-written backward passes (no intermediate
-// tensors). Sums accumulate in Double: the DVT losses average over ~10⁶ feature values.
+// tensors). Means over all elements add Float block sums in Double: the DVT losses average
+// over ~10⁶ feature values.
 // O = product of the dimensions before `axis`, K = size of `axis`, I = product after it.
 
 extension Tensor {
@@ -32,11 +33,18 @@ extension Tensor {
                 let o = idx / inner, i = idx % inner
                 let base = o * k * inner + i
                 var dot: Float = 0, aa: Float = 0, bb: Float = 0
-                for j in 0..<k {
-                    let x = pa[base + j * inner], y = pb[base + j * inner]
-                    dot += x * y
-                    aa += x * x
-                    bb += y * y
+                if inner == 1 {  // the usual last-axis case: contiguous, vectorised
+                    let ra = pa + base, rb = pb + base
+                    dot = RowKernels.dot(ra, rb, k)
+                    aa = RowKernels.dot(ra, ra, k)
+                    bb = RowKernels.dot(rb, rb, k)
+                } else {
+                    for j in 0..<k {
+                        let x = pa[base + j * inner], y = pb[base + j * inner]
+                        dot += x * y
+                        aa += x * x
+                        bb += y * y
+                    }
                 }
                 let na = aa.squareRoot(), nb = bb.squareRoot()
                 py[idx] = dot / (Swift.max(na, eps) * Swift.max(nb, eps))
@@ -65,10 +73,16 @@ extension Tensor {
                     // constant once clamped at eps.
                     let selfA: Float = na > eps ? gy * y / (na * na) : 0
                     let selfB: Float = nb > eps ? gy * y / (nb * nb) : 0
-                    for j in 0..<k {
-                        let e = base + j * inner
-                        if let ga { ga[e] += cross * pb[e] - selfA * pa[e] }
-                        if let gb { gb[e] += cross * pa[e] - selfB * pb[e] }
+                    if inner == 1 {
+                        let ra = pa + base, rb = pb + base
+                        if let ga { let d = ga + base; for j in 0..<k { d[j] += cross * rb[j] - selfA * ra[j] } }
+                        if let gb { let d = gb + base; for j in 0..<k { d[j] += cross * ra[j] - selfB * rb[j] } }
+                    } else {
+                        for j in 0..<k {
+                            let e = base + j * inner
+                            if let ga { ga[e] += cross * pb[e] - selfA * pa[e] }
+                            if let gb { gb[e] += cross * pa[e] - selfB * pb[e] }
+                        }
                     }
                 }
             }
@@ -82,11 +96,7 @@ extension Tensor {
                      "mseLoss: prediction \(prediction.shape) and target \(target.shape) differ")
         let n = prediction.count
         let pp = prediction.ptr, pt = target.ptr
-        var total: Double = 0
-        for i in 0..<n {
-            let d = pp[i] - pt[i]
-            total += Double(d * d)
-        }
+        let total = RowKernels.blockedSum(n) { RowKernels.squaredDistance(pp + $0, pt + $0, $1) }
         let out = Tensor.scalar(n == 0 ? .nan : Float(total / Double(n)))
         return out.record("mseLoss", [prediction, target]) { g in
             let s = 2 * g.ptr[0] / Float(n)
@@ -106,8 +116,7 @@ extension Tensor {
     public static func l1Mean(_ x: Tensor) -> Tensor {
         let n = x.count
         let px = x.ptr
-        var total: Double = 0
-        for i in 0..<n { total += Double(Swift.abs(px[i])) }
+        let total = RowKernels.blockedSum(n) { RowKernels.absSum(px + $0, $1) }
         let out = Tensor.scalar(n == 0 ? .nan : Float(total / Double(n)))
         return out.record("l1Mean", [x]) { g in
             let s = g.ptr[0] / Float(n)

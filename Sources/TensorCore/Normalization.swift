@@ -34,13 +34,10 @@ extension Tensor {
         Parallel.forRanges(rows, grain: grain) { range in
             for r in range {
                 let x = px + r * c, y = py + r * c
-                // Two passes (mean, then centred variance): one-pass E[x²] − E[x]² loses all
-                // precision on ViT features with large outlier channels.
-                var sum: Float = 0
-                for j in 0..<c { sum += x[j] }
-                let mean = sum * invC
-                var sq: Float = 0
-                for j in 0..<c { let d = x[j] - mean; sq += d * d }
+                // Two passes (mean, then centred variance): one-pass E[x²] − E[x]² cancels badly
+                // on ViT features with large outlier channels.
+                let mean = RowKernels.sum(x, c) * invC
+                let sq = RowKernels.centredSquareSum(x, c, mean: mean)
                 let rstd = 1 / (sq * invC + eps).squareRoot()
                 switch (pw, pb) {
                 case let (w?, b?): for j in 0..<c { y[j] = (x[j] - mean) * rstd * w[j] + b[j] }
@@ -93,19 +90,7 @@ extension Tensor {
                     if needB { for j in 0..<c { db[j] += gr[j] } }
                     guard let gx else { continue }
                     // mean(d) and mean(d · x̂), with d = dy · weight
-                    var dMean: Float = 0, dxhatMean: Float = 0
-                    if let pw {
-                        for j in 0..<c {
-                            let d = gr[j] * pw[j]
-                            dMean += d
-                            dxhatMean += d * (xr[j] - mean)
-                        }
-                    } else {
-                        for j in 0..<c {
-                            dMean += gr[j]
-                            dxhatMean += gr[j] * (xr[j] - mean)
-                        }
-                    }
+                    var (dMean, dxhatMean) = RowKernels.layerNormGradSums(gr, pw, xr, c, mean: mean)
                     dMean *= invC
                     dxhatMean *= invC * rstd
                     let gxr = gx + r * c

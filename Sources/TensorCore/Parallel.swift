@@ -5,8 +5,11 @@ import Foundation
 /// Splits loop work across cores for kernels that BLAS isn't already parallelising.
 public enum Parallel {
     nonisolated(unsafe) private static var _threads: Int = {
-        if let s = ProcessInfo.processInfo.environment["DVT_NUM_THREADS"], let n = Int(s), n > 0 { return n }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        var n = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        if let s = ProcessInfo.processInfo.environment["DVT_NUM_THREADS"], let v = Int(s), v > 0 { n = v }
+        // OpenBLAS reads OPENBLAS_NUM_THREADS itself; keep it in step with DVT_NUM_THREADS.
+        openblas_set_num_threads(Int32(n))
+        return n
     }()
 
     /// Worker threads for engine kernels (and OpenBLAS). Defaults to the core count, or

@@ -1,7 +1,6 @@
-import Foundation
-
 // Softmax over the last axis, fused: the forward subtracts the row maximum (so exp never
-// overflows) and the backward uses only the cached output.
+// overflows) and the backward uses only the cached output. exp is RowKernels' vectorised
+// polynomial (a few ulp from libm's expf).
 // R = number of rows, C = last dimension.
 
 extension Tensor {
@@ -25,8 +24,7 @@ extension Tensor {
             Parallel.forRanges(rows, grain: Swift.max(1, 4096 / Swift.max(c, 1))) { range in
                 for r in range {
                     let yr = py + r * c, gr = pg + r * c, dx = gx + r * c
-                    var dot: Float = 0
-                    for j in 0..<c { dot += gr[j] * yr[j] }
+                    let dot = RowKernels.dot(gr, yr, c)
                     for j in 0..<c { dx[j] += yr[j] * (gr[j] - dot) }
                 }
             }
@@ -37,15 +35,8 @@ extension Tensor {
     @inline(__always)
     static func softmaxRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         if n == 0 { return }
-        var m = -Float.infinity
-        for j in 0..<n { m = Swift.max(m, src[j]) }
-        var s: Float = 0
-        for j in 0..<n {
-            let e = Foundation.exp(src[j] - m)
-            dst[j] = e
-            s += e
-        }
-        let inv = 1 / s
-        for j in 0..<n { dst[j] *= inv }
+        let m = RowKernels.max(src, n)
+        let s = RowKernels.expShiftedSum(src, dst, n, shift: m)
+        RowKernels.scale(dst, n, by: 1 / s)
     }
 }

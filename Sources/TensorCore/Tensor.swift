@@ -1,4 +1,12 @@
 import Foundation
+#if os(Linux)
+import Glibc
+#endif
+
+#if os(Linux)
+/// glibc's mallopt (declared in <malloc.h>, which the Glibc module does not export).
+@_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
 
 /// Contiguous float32 storage. A class so that views (`reshape`, `detach`) can share it and so
 /// that hot loops never trigger Array copy-on-write.
@@ -8,12 +16,37 @@ public final class TensorStorage: @unchecked Sendable {
 
     init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "negative element count \(count)")
+        _ = TensorStorage.allocatorTuned
         self.count = count
         base = .allocate(capacity: max(count, 1))
-        if zeroed { base.initialize(repeating: 0, count: max(count, 1)) }
+        if zeroed {
+            base.initialize(repeating: 0, count: max(count, 1))
+        } else if TensorStorage.poisonUninitialized {
+            // Debug builds fill "uninitialised" buffers with NaN, so a kernel that reads before
+            // writing fails loudly in the tests instead of depending on what malloc returned.
+            base.initialize(repeating: .nan, count: max(count, 1))
+        }
     }
 
     deinit { base.deallocate() }
+
+    #if DEBUG
+    static let poisonUninitialized = ProcessInfo.processInfo.environment["DVT_NO_POISON"] == nil
+    #else
+    static let poisonUninitialized = ProcessInfo.processInfo.environment["DVT_POISON_UNINITIALIZED"] != nil
+    #endif
+
+    /// glibc serves blocks above M_MMAP_THRESHOLD with fresh mmaps and returns them on free, so
+    /// every large activation of every step page-faults its whole buffer in again (thousands of
+    /// faults per layer). Raising the threshold to its 32 MiB maximum and the trim threshold
+    /// keeps freed activations in the heap for the next step to reuse.
+    static let allocatorTuned: Void = {
+        #if os(Linux)
+        // <malloc.h>: M_TRIM_THRESHOLD = -1, M_MMAP_THRESHOLD = -3 (macros Swift does not import).
+        _ = glibcMallopt(-3, 32 << 20)
+        _ = glibcMallopt(-1, 512 << 20)
+        #endif
+    }()
 }
 
 /// An n-dimensional float32 tensor with row-major contiguous storage, and a node in the

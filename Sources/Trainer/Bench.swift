@@ -1,4 +1,5 @@
 import COpenBLAS
+import DVT
 import Foundation
 import NN
 import TensorCore
@@ -113,18 +114,30 @@ public enum Bench {
         let opt = AdamW(parameters: block.namedParameters() + [("pos_embed", pos)], lr: 1e-4, betas: (0.9, 0.999), weightDecay: 1e-5)
         let x = Tensor.normal([batch, n, dim], rng: &rng)
         let y = Tensor.normal([batch, n, dim], rng: &rng)
+        var phases = [0.0, 0.0, 0.0]
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
         func step() {
+            let t0 = now()
             let p = block(x + pos)  // (B, N, C)
             let loss = Tensor.mseLoss(p, y) + (1 - Tensor.cosineSimilarity(p, y).mean())
+            let t1 = now()
             opt.zeroGrad()
             loss.backward()
+            let t2 = now()
             opt.step()
+            let t3 = now()
+            phases[0] += t1 - t0; phases[1] += t2 - t1; phases[2] += t3 - t2
         }
         step(); step()
+        phases = [0, 0, 0]
         let t0 = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<steps { step() }
+        lastDenoiserPhases = phases.map { $0 / Double(steps) }
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
     }
+
+    /// Forward, backward and optimiser seconds of the last `denoiserStep` run.
+    nonisolated(unsafe) public static var lastDenoiserPhases: [Double] = []
 
     /// ViT feature extraction throughput (last block, final norm), images per second, as
     /// `dvt_torch.py vit-bench` measures it.
@@ -139,6 +152,53 @@ public enum Bench {
         for _ in 0..<steps { _ = model.features(x, layers: [last]) }
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         return Double(batch * steps) / dt
+    }
+}
+
+extension Bench {
+    /// Timing of one SRT ensemble at token resolution, split as `dvt srt` runs it.
+    public struct SRTTiming: Sendable {
+        /// Translating the views and running the ViT on them (shared by both paths).
+        public var forwards: Double
+        /// Pixel-map mean pooled to tokens, and the fast token-grid mean.
+        public var pixelAggregate: Double
+        public var fastAggregate: Double
+        public var views: Int
+        public var forwardCount: Int
+        /// Seconds per image from the normalised image to the pooled map, as
+        /// `dvt_torch.py srt-bench` times it.
+        public var pixel: Double { forwards + pixelAggregate }
+        public var fast: Double { forwards + fastAggregate }
+    }
+
+    /// Seconds per image of SRT (random weights, a seeded random image): the forwards once per
+    /// round, then both aggregations on the same views, so the paths differ only by what really
+    /// differs; medians over `rounds`.
+    public static func srt(arch: String, size: Int, dx: Int, dy: Int, batch: Int,
+                           rounds: Int = 1, parallelViews: Bool = true) throws -> SRTTiming {
+        guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
+        let model = VisionTransformer(config: cfg, seed: 0)
+        var rng = RandomGenerator(seed: 1)
+        let image = Tensor.normal([3, size, size], rng: &rng)  // (3, H, W)
+        var o = SRT.Options()
+        o.dx = dx; o.dy = dy; o.batchSize = batch; o.layer = cfg.depth - 1; o.parallelViews = parallelViews
+        let srt = try SRT(model: model, options: o)
+        _ = model.features(Tensor.normal([1, 3, size, size], rng: &rng), layers: [o.layer])  // position-embedding cache, allocator
+        func seconds(_ body: () throws -> Void) rethrows -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        var tv: [Double] = [], tp: [Double] = [], tf: [Double] = []
+        for _ in 0..<max(1, rounds) {
+            var views: SRT.Views?
+            tv.append(seconds { views = srt.viewFeatures(image) })
+            tp.append(try seconds { _ = try srt.ensemble(views!, resolution: .token) })
+            tf.append(try seconds { _ = try srt.ensemble(views!, resolution: .token, fast: true) })
+        }
+        func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
+        return SRTTiming(forwards: median(tv), pixelAggregate: median(tp), fastAggregate: median(tf),
+                         views: srt.shifts.count, forwardCount: (2 * dx + 1) * (2 * dy + 1))
     }
 }
 

@@ -106,6 +106,28 @@ public enum AtomicFile {
         try write(to: url) { try $0.write(bytes) }
     }
 
+    /// Removes temporary files that writers killed mid-write (SIGKILL, power loss) left behind
+    /// under `directory` (recursively): names `.<file>.tmp-<pid>-<n>` whose process is gone.
+    /// Jobs call this when they start, so a rerun after a kill leaves no partial files.
+    /// Returns the paths removed.
+    @discardableResult
+    public static func removeStaleTemporaries(under directory: URL) -> [String] {
+        guard let e = FileManager.default.enumerator(atPath: directory.path) else { return [] }
+        var removed: [String] = []
+        while let rel = e.nextObject() as? String {
+            let name = (rel as NSString).lastPathComponent
+            guard name.hasPrefix("."), let r = name.range(of: ".tmp-", options: .backwards) else { continue }
+            let parts = name[r.upperBound...].split(separator: "-")
+            guard parts.count == 2, let pid = Int32(parts[0]), UInt64(parts[1]) != nil else { continue }
+            // kill(pid, 0) fails with ESRCH when no such process exists: the writer is dead.
+            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH {
+                let full = directory.appendingPathComponent(rel).path
+                if unlink(full) == 0 { removed.append(full) }
+            }
+        }
+        return removed
+    }
+
     /// Atomically replaces `url` with whatever `body` streams into the writer. If `body` throws,
     /// the temporary file is removed and the destination is left untouched.
     public static func write(to url: URL, _ body: (Writer) throws -> Void) throws {

@@ -13,6 +13,30 @@ struct ActivationsTests {
                     rtol: 1e-6, atol: 1e-7, "gelu")
     }
 
+    @Test("gelu and its derivative stay within float precision of a Double reference on [−12, 12]")
+    func geluDense() {
+        // 2401 points (not a multiple of 8, so the vector tail is covered too).
+        let xs = (0...2400).map { Float($0) / 100 - 12 }
+        let x = Tensor(xs, shape: [xs.count], requiresGrad: true)
+        let y = x.gelu()
+        y.sum().backward()
+        var value: [Float] = [], slope: [Float] = []
+        for xf in xs {
+            let v = Double(xf)
+            let cdf = 0.5 * erfc(-v / 2.0.squareRoot())
+            value.append(Float(v * cdf))
+            slope.append(Float(cdf + v * exp(-0.5 * v * v) / (2 * Double.pi).squareRoot()))
+        }
+        let got = y.scalars, gotSlope = x.grad!.scalars
+        let core = xs.indices.filter { abs(xs[$0]) <= 4 }, tail = xs.indices.filter { abs(xs[$0]) > 4 }
+        expectClose(core.map { got[$0] }, core.map { value[$0] }, rtol: 2e-6, atol: 0, "gelu on [−4, 4]")
+        expectClose(core.map { gotSlope[$0] }, core.map { slope[$0] }, rtol: 2e-6, atol: 1e-7, "gelu' on [−4, 4]")
+        // Far tails: Φ(x) ~ e^(−x²/2) inherits the float rounding of x² (relative |x|²·2⁻²⁴),
+        // so allow ~1e-5 relative; torch's float gelu returns 0 there (1 + erf(x/√2) rounds to 0).
+        expectClose(tail.map { got[$0] }, tail.map { value[$0] }, rtol: 4e-5, atol: 0, "gelu tails")
+        expectClose(tail.map { gotSlope[$0] }, tail.map { slope[$0] }, rtol: 4e-5, atol: 0, "gelu' tails")
+    }
+
     @Test("quickGelu equals x·sigmoid(1.702x)")
     func quickGeluValues() {
         let x = Tensor([1.0, -0.5, 2.0, -3.0, 0.1, 0], shape: [6])

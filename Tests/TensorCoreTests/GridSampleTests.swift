@@ -78,3 +78,31 @@ struct GridSampleTests {
         expectClose(map.grad!.scalars, expected, rtol: 1e-4, atol: 1e-4, "scatter")
     }
 }
+
+@Suite("Grid sample keeps its inputs alive")
+struct GridSampleLifetimeTests {
+    @Test("backward after the caller dropped its coordinates reads the right values")
+    func coordsDroppedBeforeBackward() {
+        var rng = RandomGenerator(seed: 1)
+        let gout = Tensor.normal([64, 8], rng: &rng)
+        func run() -> [Float] {
+            var r = RandomGenerator(seed: 5)
+            let map = Tensor.normal([6, 6, 8], rng: &r, requiresGrad: true)
+            var y: Tensor
+            do {
+                let coords = Tensor.uniform([64, 2], -1, 1, rng: &r)  // released at the end of this scope
+                y = Tensor.gridSample(map, coords)
+            }
+            // Churn the allocator so freed coordinate memory gets reused.
+            for k in 0..<20 { _ = Tensor(repeating: Float(k), shape: [128]) }
+            y.backward(seed: gout)
+            return map.grad!.scalars
+        }
+        #expect(run() == run())
+        var r = RandomGenerator(seed: 5)
+        let map = Tensor.normal([6, 6, 8], rng: &r, requiresGrad: true)
+        let coords = Tensor.uniform([64, 2], -1, 1, rng: &r)
+        Tensor.gridSample(map, coords).backward(seed: gout)
+        #expect(run() == map.grad!.scalars)
+    }
+}

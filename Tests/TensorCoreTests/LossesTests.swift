@@ -55,6 +55,20 @@ struct LossesTests {
                                   composed: { ($0[0] - $0[1]).square().mean() })
     }
 
+    @Test("mse and l1 on many blocks equal their compositions (parallel block sums)")
+    func largeReductions() {
+        let a = randn([37, 1001], seed: 6), b = randn([37, 1001], seed: 7)
+        FusedOpSupport.expectSame("large mseLoss", [a, b], rtol: 1e-5, atol: 1e-7,
+                                  fused: { Tensor.mseLoss($0[0], $0[1]) },
+                                  composed: { ($0[0] - $0[1]).square().mean() })
+        FusedOpSupport.expectSame("large l1Mean", [a], rtol: 1e-5, atol: 1e-7,
+                                  fused: { Tensor.l1Mean($0[0]) }, composed: { $0[0].abs().mean() })
+        let c = randn([300, 384], seed: 8), d = randn([300, 384], seed: 9)
+        FusedOpSupport.expectSame("wide cosine", [c, d], rtol: 1e-4, atol: 1e-7,
+                                  fused: { Tensor.cosineSimilarity($0[0], $0[1]) },
+                                  composed: { Self.composedCosine($0[0], $0[1], axis: -1) })
+    }
+
     @Test("l1 mean value and gradient")
     func l1() {
         let x = Tensor([-2, 0, 1, 3], shape: [4], requiresGrad: true)

@@ -53,6 +53,18 @@ struct NormalizationTests {
                                   composed: { Self.composed($0[0], nil, nil, eps: 1e-5) })
     }
 
+    @Test("row counts that leave empty trailing backward blocks", arguments: [17, 33, 40, 50])
+    func awkwardRowCounts(rows: Int) {
+        // rows < 16·⌈rows/16⌉ − ⌈rows/16⌉ leaves the last of the 16 ceil-sized blocks empty
+        // (40 rows → blocks of 3, blocks 14 and 15 hold none): they must be skipped, not trap.
+        let x = randn([rows, 12], seed: 14)
+        let w = randn([12], seed: 15)
+        let b = randn([12], seed: 16)
+        FusedOpSupport.expectSame("layerNorm \(rows) rows", [x, w, b], rtol: 1e-3, atol: 1e-4,
+                                  fused: { $0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-6) },
+                                  composed: { Self.composed($0[0], $0[1], $0[2], eps: 1e-6) })
+    }
+
     @Test("a frozen weight gets no gradient while the input does")
     func frozenParameters() {
         let x = randn([4, 6], seed: 11)

@@ -15,6 +15,32 @@ struct SoftmaxAttentionTests {
         expectClose(y.scalars, expected + expected, rtol: 1e-6, atol: 1e-7, "softmax")
     }
 
+    @Test("softmax keeps full float precision across the exp range")
+    func softmaxPrecision() {
+        // Rows (x, 0): y₀ = eˣ/(eˣ + 1) ≈ eˣ for very negative x, so this checks the relative
+        // accuracy of the vectorised exp from e⁻⁸⁶ (near the smallest normal float) to e⁰, for
+        // row lengths that do and do not fill 8-lane vectors.
+        let xs = stride(from: Float(-86), through: 20, by: 0.0123).map { $0 }
+        let rows = Tensor(xs.flatMap { [$0, 0] }, shape: [xs.count, 2])
+        let expected = xs.map { x -> Float in let e = exp(Double(x)); return Float(e / (e + 1)) }
+        let y = rows.softmax()
+        expectClose((0..<xs.count).map { y[flat: 2 * $0] }, expected, rtol: 1e-6, atol: 0, "softmax (x, 0)")
+        // Long rows with logits spread over ±60, against a Double reference. The shift x − max
+        // is rounded in Float first, as the kernel must (that rounding alone costs up to
+        // |x − max|·2⁻²⁴ relative, which is not the kernel's error).
+        let wide = randn([3, 37], seed: 9, scale: 20, requiresGrad: false)
+        var reference: [Float] = []
+        for r in 0..<3 {
+            let row = (0..<37).map { wide[flat: r * 37 + $0] }
+            let m = row.max()!
+            let e = row.map { exp(Double($0 - m)) }
+            let s = e.reduce(0, +)
+            reference += e.map { Float($0 / s) }
+        }
+        let got = wide.softmax().scalars
+        expectClose(got, reference, rtol: 1e-6, atol: 1e-30, "wide softmax")
+    }
+
     @Test("softmax gradient matches finite differences and the exp/sum/div composition")
     func softmaxGradients() {
         let x = randn([3, 4, 6], seed: 1)

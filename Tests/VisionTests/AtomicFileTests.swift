@@ -96,3 +96,22 @@ struct AtomicFileTests {
         #expect(other.description.contains("fsync"))
     }
 }
+
+@Suite("Stale temporaries")
+struct StaleTemporaryTests {
+    @Test("temporaries of dead writers are removed; live writers' and ordinary files are kept")
+    func cleanup() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-stale-\(UUID().uuidString)/sub")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir.deletingLastPathComponent()) }
+        // A PID that cannot exist (above Linux's pid_max limit of 2^22).
+        let dead = dir.appendingPathComponent(".a.npy.tmp-99999999-123")
+        let live = dir.appendingPathComponent(".b.npy.tmp-\(getpid())-5")
+        let normal = dir.appendingPathComponent("c.npy")
+        for u in [dead, live, normal] { try Data([1]).write(to: u) }
+        let removed = AtomicFile.removeStaleTemporaries(under: dir.deletingLastPathComponent())
+        #expect(removed == [dead.path])
+        #expect(!FileManager.default.fileExists(atPath: dead.path))
+        #expect(FileManager.default.fileExists(atPath: live.path) && FileManager.default.fileExists(atPath: normal.path))
+    }
+}

@@ -4,6 +4,7 @@
 //   swift package --disable-sandbox benchmark --target EngineBenchmarks
 import Benchmark
 import COpenBLAS
+import NN
 import TensorCore
 
 /// Row-major sgemm straight on OpenBLAS: the peak the engine is measured against.
@@ -59,6 +60,52 @@ let benchmarks: @Sendable () -> Void = {
             }
             benchmark.stopMeasurement()
             blackHole(x.grad)
+        }
+    }
+
+    // Fused kernels at a stage-2 shape: (B 8, N 256, C 384), 6 heads.
+    Benchmark("layerNorm fwd+bwd (8, 256, 384)") { benchmark in
+        var rng = RandomGenerator(seed: 2)
+        let x = Tensor.normal([8, 256, 384], rng: &rng, requiresGrad: true)
+        let ln = LayerNorm(384, eps: 1e-6)
+        let dy = Tensor.normal([8, 256, 384], rng: &rng)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            x.zeroGrad(); ln.zeroGrad()
+            ln(x).backward(seed: dy)
+        }
+    }
+    Benchmark("attention fwd+bwd (8, 256, 384) 6 heads") { benchmark in
+        var rng = RandomGenerator(seed: 3)
+        let qkv = Tensor.normal([8, 256, 3 * 384], rng: &rng, requiresGrad: true)
+        let dy = Tensor.normal([8, 256, 384], rng: &rng)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            qkv.zeroGrad()
+            Tensor.multiHeadAttention(qkv: qkv, heads: 6).backward(seed: dy)
+        }
+    }
+    Benchmark("Adam step, 10M parameters") { benchmark in
+        var rng = RandomGenerator(seed: 4)
+        let p = Tensor.normal([10_000_000], std: 0.02, rng: &rng, requiresGrad: true)
+        p.grad = Tensor.normal([10_000_000], rng: &rng)
+        let opt = Adam(parameters: [("p", p)], lr: 1e-3)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { opt.step() }
+    }
+    Benchmark("timm block fwd+bwd+AdamW (8, 256, 384)") { benchmark in
+        var rng = RandomGenerator(seed: 0)
+        let block = Block(384, heads: 6, rng: &rng)
+        let pos = Tensor.normal([1, 256, 384], std: 0.02, rng: &rng, requiresGrad: true)
+        let opt = AdamW(parameters: block.namedParameters() + [("pos_embed", pos)], lr: 1e-4, weightDecay: 1e-5)
+        let x = Tensor.normal([8, 256, 384], rng: &rng), y = Tensor.normal([8, 256, 384], rng: &rng)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            let out = block(x + pos)
+            let loss = Tensor.mseLoss(out, y) + (1 - Tensor.cosineSimilarity(out, y).mean())
+            opt.zeroGrad()
+            loss.backward()
+            opt.step()
         }
     }
 }

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import Trainer
+import Vision
+
+/// Thrown to end a command with a nonzero status after its summary was printed.
+struct JobFailed: Error, CustomStringConvertible {
+    var description: String
+}
+
+extension DVTCommand {
+    struct Extract: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Extract ViT features: one (H, W, C) float32 .npy per image, mirroring the input tree.")
+
+        @OptionGroup var compute: ComputeOptions
+        @OptionGroup var backbone: BackboneOptions
+        @Option(help: "Image list (VOC-style, first field per line) or a directory.") var images: String
+        @Option(help: "Folder list entries are relative to (default: the list's folder).") var root: String?
+        @Option(help: "Output directory.") var out: String
+        @Option(help: "Images per forward pass.") var batchSize = 4
+        @Flag(help: "Skip the final norm (DVT uses it).") var noNorm = false
+        @Flag(help: "Rewrite outputs that already exist.") var overwrite = false
+
+        func validate() throws {
+            if batchSize < 1 { throw ValidationError("--batch-size must be >= 1, got \(batchSize)") }
+        }
+
+        func run() throws {
+            compute.apply()
+            let model = try backbone.load()
+            let items = try ImageSource.items(from: images, root: root)
+            var job = ExtractJob(model: model, layer: try model.resolveLayer(backbone.layer),
+                                 inputSize: backbone.inputSize(for: model), stride: backbone.stride)
+            job.batchSize = batchSize
+            job.norm = !noNorm
+            job.overwrite = overwrite
+            let report = try job.run(items: items, output: URL(fileURLWithPath: out))
+            print(report.summary)
+            if let seed = model.randomInitSeed { print(VisionTransformer.randomWeightsWarning(seed: seed)) }
+            if !report.failures.isEmpty { throw JobFailed(description: "\(report.failures.count) image(s) failed") }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import DVT
+import Foundation
+import Trainer
+import Vision
+
+/// Options shared by the config-driven commands.
+struct ConfigOptions: ParsableArguments {
+    @Argument(help: "YAML config (see Configs/ and docs/config.md).") var config: String
+    @Option(name: .customLong("set"), parsing: .upToNextOption, help: "Override config keys: --set stage1.num_iters=500 seed=3")
+    var overrides: [String] = []
+    @Option(help: "Override the run directory (config key output_dir).") var outputDir: String?
+    @Option(help: "timm safetensors checkpoint (config key weights).") var weights: String?
+    @Option(name: .customLong("random-init"), help: "Random-weights seed (config key random_init).") var randomInit: UInt64?
+
+    func resolve() throws -> ResolvedConfig {
+        var all = overrides
+        if let outputDir { all.append("output_dir=\(outputDir)") }
+        if let weights { all.append("weights=\(weights)"); all.append("random_init=null") }
+        if let randomInit { all.append("random_init=\(randomInit)"); all.append("weights=null") }
+        return try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: all)
+    }
+}
+
+/// Builds the ViT a config names, announcing random weights loudly.
+func loadBackbone(_ c: ResolvedConfig) throws -> VisionTransformer {
+    let seed = c.optionalInt("random_init").map { UInt64($0) }
+    let model = try VisionTransformer.load(arch: c.string("model")!, weights: c.string("weights"), randomInit: seed)
+    if let s = model.randomInitSeed {
+        FileHandle.standardError.write(Data((VisionTransformer.randomWeightsWarning(seed: s) + "\n").utf8))
+    }
+    return model
+}
+
+extension DVTCommand {
+    struct Stage1Command: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stage1",
+            abstract: "DVT stage 1: per-image decomposition into clean features F, shared artifacts G and residual h.",
+            discussion: """
+            Writes OUT/raw_features/<model>/<rel>.npy and OUT/denoised_features/<model>/<rel>.npy, (H, W, C) float32, \
+            one pair per image, plus stage1_manifest.jsonl. Images whose outputs exist are skipped, so a killed job \
+            can simply be rerun. Shard with --shard K/N, or under Slurm arrays (SLURM_ARRAY_TASK_ID/COUNT) or \
+            Kubernetes indexed jobs (JOB_COMPLETION_INDEX with DVT_NUM_SHARDS).
+            """)
+
+        @OptionGroup var compute: ComputeOptions
+        @OptionGroup var options: ConfigOptions
+        @Option(help: "Image list or directory (default: the config's data_list).") var images: String?
+        @Option(help: "First image index of this run (after sharding).") var start = 0
+        @Option(help: "Number of images of this run (default: all).") var count: Int?
+        @Option(help: "This process's shard, K/N (0-based).") var shard: String?
+        @Option(help: "Fit a precomputed feature file instead of images (safetensors with raw (V+1,H,W,C) and coords (V+1,H,W,2), the planted layout).")
+        var features: String?
+
+        func validate() throws {
+            if start < 0 { throw ValidationError("--start must be >= 0") }
+            if let count, count < 1 { throw ValidationError("--count must be >= 1") }
+            if let shard { _ = try ShardSpec.parse(shard) }
+        }
+
+        func run() throws {
+            compute.apply()
+            let config = try options.resolve()
+            if let features {
+                try runOnFeatureFile(features, config: config)
+                return
+            }
+            let model = try loadBackbone(config)
+            let job = try Stage1Job(config: config, model: model)
+            guard let source = images ?? config.string("data_list") else {
+                throw ValidationError("no images: pass --images or set data_list in the config")
+            }
+            var items = try ImageSource.items(from: source, root: config.string("data_root"))
+            if let spec = try shard.map(ShardSpec.parse) ?? ShardSpec.fromEnvironment() {
+                items = ImageSource.shard(items, index: spec.index, count: spec.count)
+            }
+            items = Array(items.dropFirst(start).prefix(count ?? Int.max))
+            let report = try job.run(items: items)
+            print("stage1: " + report.summary)
+            if let seed = model.randomInitSeed { print(VisionTransformer.randomWeightsWarning(seed: seed)) }
+            if !report.failures.isEmpty { throw JobFailed(description: "\(report.failures.count) image(s) failed") }
+        }
+
+        func runOnFeatureFile(_ path: String, config: ResolvedConfig) throws {
+            let url = URL(fileURLWithPath: path)
+            let file = try SafeTensorsFile(url: url)
+            for key in ["raw", "coords"] where !file.contains(key) {
+                throw ValidationError("\(path): no tensor '\(key)'; a feature file needs raw (V+1, H, W, C) and coords (V+1, H, W, 2) (the planted layout)")
+            }
+            let raw = try file.tensor("raw"), coords = try file.tensor("coords")
+            let settings = Stage1Settings(config: config)
+            try settings.validate()
+            let r = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: UInt64(config.int("seed")),
+                                   quiet: false, printFreq: config.int("stage1.print_freq"))
+            let out = URL(fileURLWithPath: config.string("output_dir")!)
+            let stem = url.deletingPathExtension().lastPathComponent
+            let tree = RunPaths(root: out, model: "features")
+            for (t, dst) in [(r.output.raw, tree.raw(stem)), (r.output.denoised, tree.denoised(stem)),
+                             (r.output.sharedArtifacts, tree.extra("shared_artifacts", stem))] {
+                try FileManager.default.createDirectory(at: dst.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try Npy.write(t, to: dst)
+            }
+            print(String(format: "stage1 on %@: final loss %.5f, %.2f ms/step; outputs under %@", path, r.finalLoss, r.msPerStep, out.path))
+            if file.contains("clean_full") && file.contains("artifact") {
+                let clean = try file.tensor("clean_full"), artifact = try file.tensor("artifact")
+                print(String(format: "ground truth: centred cosine raw %.4f, denoised %.4f; artifact cosine %.4f",
+                             Metrics.centeredCosine(r.output.raw, clean), Metrics.centeredCosine(r.output.denoised, clean),
+                             Metrics.flatCenteredCosine(r.output.sharedArtifacts, artifact)))
+            }
+        }
+    }
+}

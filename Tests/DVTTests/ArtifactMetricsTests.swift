@@ -1,0 +1,100 @@
+import DVT
+import Foundation
+import TensorCore
+import Testing
+import TestSupport
+
+@Suite struct ArtifactMetricsTests {
+    @Test func positionVarianceRatioIsOneForPurePositionMaps() throws {
+        let pattern = randn([5, 6, 8], seed: 1)
+        let maps = (0..<4).map { _ in pattern.copy() }
+        let r = try ArtifactMetrics.positionVarianceRatio(maps)
+        #expect(abs(r - 1) < 1e-6, "identical maps: \(r)")
+    }
+
+    @Test func positionVarianceRatioIsZeroWithoutPositionDependence() throws {
+        // Each map is constant over the grid (its own random vector): nothing depends on position.
+        var rng = RandomGenerator(seed: 2)
+        let maps = (0..<6).map { _ -> Tensor in
+            let v = Tensor.normal([1, 1, 8], rng: &rng)
+            return v.broadcast(to: [5, 6, 8]).copy()
+        }
+        let r = try ArtifactMetrics.positionVarianceRatio(maps)
+        #expect(r < 1e-6, "constant maps: \(r)")
+        // Noise maps: about 1/M.
+        let noise = (0..<50).map { randn([8, 8, 16], seed: UInt64(100 + $0)) }
+        let rn = try ArtifactMetrics.positionVarianceRatio(noise)
+        #expect(rn > 0.01 && rn < 0.04, "noise: \(rn), expected ≈ 1/50")
+        // Half position, half noise, equal variance: about one half (plus the 1/M noise share).
+        let pattern = randn([8, 8, 16], seed: 7)
+        let mixed = noise.map { $0 + pattern }
+        let rm = try ArtifactMetrics.positionVarianceRatio(mixed)
+        #expect(rm > 0.4 && rm < 0.6, "mixed: \(rm)")
+        #expect(throws: ArtifactMetricsError.self) { try ArtifactMetrics.positionVarianceRatio([pattern, randn([8, 8, 15], seed: 1)]) }
+    }
+
+    @Test func micIsHighForAPositionChannelAndLowForNoise() throws {
+        // Channel 0: a smooth function of the patch index (+ small noise); channel 1: noise.
+        let h = 16, w = 16
+        var rng = RandomGenerator(seed: 3)
+        let maps = (0..<8).map { _ -> Tensor in
+            let m = Tensor(zeros: [h, w, 2])
+            for p in 0..<(h * w) {
+                m[flat: p * 2] = Float(sin(Double(p) / 40)) + 0.05 * rng.normal()
+                m[flat: p * 2 + 1] = rng.normal()
+            }
+            return m
+        }
+        func channel(_ k: Int) -> [Tensor] {
+            maps.map { m in Tensor((0..<(h * w)).map { m[flat: $0 * 2 + k] }, shape: [h, w, 1]) }
+        }
+        let pos = try ArtifactMetrics.positionMIC(channel(0))
+        let noise = try ArtifactMetrics.positionMIC(channel(1))
+        #expect(pos > 0.6, "position channel MIC \(pos)")
+        #expect(noise < 0.15, "noise channel MIC \(noise)")
+        let both = try ArtifactMetrics.positionMIC(maps)
+        #expect(abs(both - (pos + noise) / 2) < 1e-5, "channel average")
+    }
+
+    @Test func equipartitionMICBasics() {
+        let x = (0..<400).map { Float($0) }
+        #expect(ArtifactMetrics.equipartitionMIC(x, x.map { $0 * $0 }) > 0.99, "noiseless monotone")
+        #expect(ArtifactMetrics.equipartitionMIC(x, x.map { _ in 1 }) == 0, "constant y: ties stay in one bin")
+        var rng = RandomGenerator(seed: 4)
+        let noise = x.map { _ in rng.normal() }
+        #expect(ArtifactMetrics.equipartitionMIC(x, noise) < 0.2)
+        // Non-monotone but functional: still far above noise.
+        let wave = x.map { Float(sin(Double($0) / 20)) }
+        #expect(ArtifactMetrics.equipartitionMIC(x, wave) > 0.5)
+    }
+
+    @Test func plantedScoresMatchTheMetrics() throws {
+        var o = PlantedData.Options()
+        o.grid = 8; o.dim = 16; o.views = 3
+        let d = PlantedData.generate(seed: 1, options: o)
+        // Denoising perfectly (whole view minus the artifact) scores far above the raw baseline.
+        let whole = d.raw.slice(axis: 0, 3..<4).reshape([8, 8, 16])
+        let perfect = whole - d.artifact
+        let good = try ArtifactMetrics.plantedScores(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: perfect)
+        let base = try ArtifactMetrics.plantedScores(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: whole)
+        #expect(good.cleanCosine == Metrics.centeredCosine(perfect, d.cleanFull))
+        #expect(abs(good.artifactCosine - 1) < 1e-5)
+        #expect(good.cleanCosine > base.cleanCosine)
+        #expect(base.artifactCosine == 0)
+        // A (V+1, H, W, C) stack uses its last view.
+        let stack = try ArtifactMetrics.plantedScores(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: d.raw)
+        #expect(stack.cleanCosine == base.cleanCosine)
+        #expect(throws: ArtifactMetricsError.self) {
+            try ArtifactMetrics.plantedScores(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: randn([4, 4, 16], seed: 1))
+        }
+    }
+
+    @Test func tableRows() throws {
+        let maps = (0..<3).map { randn([4, 4, 6], seed: UInt64($0)) }
+        let row = try ArtifactMetrics.row(label: "raw", maps: maps)
+        #expect(row.maps == 3 && row.grid == [4, 4, 6])
+        let table = ArtifactMetrics.markdown([row])
+        #expect(table.contains("| raw | 3 | 4×4×6 |"))
+        #expect(table.split(separator: "\n").count == 3)
+    }
+}
