@@ -267,6 +267,26 @@ struct Stage1Tests {
         #expect(table.grad!.scalars.allSatisfy { $0 == 0 } && table.grad!.touchedRows!.rows.isEmpty)
     }
 
+    @Test("makeTrainer: DVT's Adam (β 0.9/0.99, ε 1e-15, wd, warmup) and the table in the chosen row-sparse mode")
+    func trainerSetup() throws {
+        let data = PlantedData.generate(seed: 1, options: { var o = PlantedData.Options(); o.grid = 4; o.dim = 8; o.views = 2; return o }())
+        for mode in Stage1Settings.HashTableAdam.allCases {
+            var s = tinySettings()
+            s.numIters = 50; s.hashTableAdam = mode
+            let task = try Stage1Task(raw: data.raw, coords: data.coords, settings: s, seed: 0)
+            let trainer = Stage1.makeTrainer(task: task, loop: LoopSettings(numIters: 50))
+            let opt = trainer.optimizer
+            #expect(opt.beta1 == 0.9 && opt.beta2 == 0.99 && opt.eps == 1e-15 && opt.weightDecay == 1e-5 && !opt.decoupledWeightDecay)
+            #expect(trainer.optimizerSettings.warmupIters == 5 && trainer.optimizerSettings.minLR == 0.001)
+            let declared = opt.rowModes[Stage1Task.tableParameter]
+            switch mode {
+            case .deferred: #expect(declared == .deferred)
+            case .lazy: #expect(declared == .lazy)
+            case .dense: #expect(declared == nil && opt.rowWidths.isEmpty)
+            }
+        }
+    }
+
     @Test("Settings decode DVT's snake_case keys, default the rest, and reject bad values by key")
     func settingsCodable() throws {
         let json = #"{"num_iters": 300, "pixel_bsz": 512, "n_levels": 8, "log2_hashmap_size": 16, "max_resolution": 256, "enable_residual_predictor": false}"#
