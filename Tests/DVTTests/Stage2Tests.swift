@@ -216,6 +216,24 @@ extension DVTSuites {
             }
         }
 
+        @Test("stage 2 trains on SRT targets (self-distillation) from the srt_features tree")
+        func srtTargets() throws {
+            let tree = try SyntheticFeatureTree()
+            defer { tree.remove() }
+            // The SRT tree holds the clean maps; the stage-1 tree is removed so only SRT targets exist.
+            for name in tree.trainNames + tree.valNames {
+                let target = try Npy.read(FeatureTree.path(root: tree.root, tree: FeatureTree.denoised, model: tree.model, relativeStem: name))
+                try SyntheticFeatureTree.write(target, FeatureTree.path(root: tree.root, tree: FeatureTree.srt, model: tree.model, relativeStem: name))
+            }
+            try FileManager.default.removeItem(at: tree.root.appendingPathComponent(FeatureTree.denoised))
+            let cfg = try ConfigSchema.load(file: nil, overrides: tree.overrides(iters: 150, extra: ["stage2.targets=srt"]))
+            let out = try Stage2Runner.run(config: cfg, quiet: true, log: { _ in })
+            let v = out.summary.lastValidation
+            let loss = try #require(v["loss"]), identity = try #require(v["identity_loss"])
+            #expect(out.train.pairs.count == 12 && out.train.pairs.allSatisfy { $0.target.path.contains(FeatureTree.srt) })
+            #expect(loss < 0.7 * identity, "val loss \(loss) vs identity \(identity)")
+        }
+
         @Test("a map with another grid or width stops the run with the file named")
         func misShaped() throws {
             let tree = try SyntheticFeatureTree(train: 3, val: 1)
