@@ -33,12 +33,7 @@ public final class Pipeline {
         paths = RunPaths(root: root, model: config.string("model")!)
     }
 
-    var layer: Int {
-        if let ratio = config.optionalDouble("layer_depth_ratio") {
-            return max(0, Int((ratio * Double(model.config.depth)).rounded(.up)) - 1)
-        }
-        return (try? model.resolveLayer(config.int("layer"))) ?? model.config.depth - 1
-    }
+    var layer: Int { (try? Stage1Job.layer(config: config, model: model)) ?? model.config.depth - 1 }
 
     func timed<T>(_ step: String, _ body: () throws -> (T, String)) rethrows -> T {
         let t0 = Date()

@@ -101,12 +101,17 @@ public final class Stage1Job {
         self.model = model
         settings = Stage1Settings(config: config)
         try settings.validate()
-        if let ratio = config.optionalDouble("layer_depth_ratio") {
-            layer = max(0, Int((ratio * Double(model.config.depth)).rounded(.up)) - 1)
-        } else {
-            layer = try model.resolveLayer(config.int("layer"))
-        }
+        layer = try Stage1Job.layer(config: config, model: model)
         tree = RunPaths(root: URL(fileURLWithPath: config.string("output_dir")!), model: config.string("model")!)
+    }
+
+    /// The block a config selects: `layer_depth_ratio` when set (block = ceil(ratio · depth) − 1),
+    /// else `layer` (negative counts from the end).
+    public static func layer(config: ResolvedConfig, model: VisionTransformer) throws -> Int {
+        if let ratio = config.optionalDouble("layer_depth_ratio") {
+            return max(0, Int((ratio * Double(model.config.depth)).rounded(.up)) - 1)
+        }
+        return try model.resolveLayer(config.int("layer"))
     }
 
     var inputSize: (Int, Int) { let s = config.ints("input_size"); return (s[0], s[1]) }
