@@ -30,6 +30,11 @@ public struct PlantedData {
         public var artifactScale: Float = 0.6
         public var residualScale: Float = 2.0
         public var noise: Float = 0.05
+        /// When set, G and the residual direction are those that `generate(seed: artifactSeed)`
+        /// draws (scaled to that case's own field), so every case made with the same
+        /// `artifactSeed` carries the same artifact: many images seen through one "ViT", which
+        /// is what stage 2 needs to learn from. F, the views and the noise still come from `seed`.
+        public var artifactSeed: UInt64?
         public init() {}
     }
 
@@ -40,19 +45,13 @@ public struct PlantedData {
 
     public static let layoutDescription = "raw (V+1,H,W,C); coords (V+1,H,W,2) as (x,y) in [0,1], last view = whole image; clean_full (H,W,C) = F at the whole-image grid; artifact (H,W,C) = G (zero-mean per channel)"
 
-    /// Generates a planted case; the same seed and options always give the same tensors.
-    public static func generate(seed: UInt64, options o: Options = Options()) -> PlantedData {
-        var rng = RandomGenerator(seed: seed)
-        let g = o.grid, c = o.dim, k = 7, nSmooth = 6
-        func normals(_ n: Int, _ scale: Double) -> [Double] { (0..<n).map { _ in Double(rng.normal()) * scale } }
-        let centers = (0..<(2 * k)).map { _ in 0.05 + 0.9 * rng.uniformDouble() }          // (k, 2)
-        let regionEmbed = normals(k * c, 1.5)                                                // (k, C)
-        let freqs = normals(nSmooth * 2, 3.0)                                                // (6, 2)
-        let phases = (0..<nSmooth).map { _ in 2 * Double.pi * rng.uniformDouble() }          // (6)
-        let smoothEmbed = normals(nSmooth * c, 0.4)                                          // (6, C)
+    /// F's parameters: the field is evaluated at any point of the image.
+    struct Field {
+        let c: Int, k = 7, nSmooth = 6
+        var centers: [Double] = [], regionEmbed: [Double] = [], freqs: [Double] = [], phases: [Double] = [], smoothEmbed: [Double] = []
 
         /// F at one point: softmax-like region weights (temperature 0.002) plus sinusoids.
-        func field(_ u: Double, _ v: Double, into out: UnsafeMutablePointer<Float>) {
+        func eval(_ u: Double, _ v: Double, into out: UnsafeMutablePointer<Float>) {
             var d2 = [Double](repeating: 0, count: k)
             for r in 0..<k {
                 let du = u - centers[2 * r], dv = v - centers[2 * r + 1]
@@ -70,15 +69,35 @@ public struct PlantedData {
                 out[ch] = Float(acc)
             }
         }
+    }
 
-        func linspace(_ a: Double, _ b: Double, _ n: Int) -> [Double] {
-            n == 1 ? [a] : (0..<n).map { a + (b - a) * Double($0) / Double(n - 1) }
-        }
+    /// What one seed draws before its views: F, F on the whole-image grid, G and the residual vector.
+    struct Parts {
+        var field: Field
+        var cleanFull: Tensor   // (H, W, C)
+        var artifact: Tensor    // (H, W, C)
+        var hot: [Double]       // (C)
+        var fscale: Double      // mean token norm of cleanFull
+    }
+
+    static func linspace(_ a: Double, _ b: Double, _ n: Int) -> [Double] {
+        n == 1 ? [a] : (0..<n).map { a + (b - a) * Double($0) / Double(n - 1) }
+    }
+
+    static func drawParts(_ rng: inout RandomGenerator, _ o: Options) -> Parts {
+        let g = o.grid, c = o.dim
+        func normals(_ n: Int, _ scale: Double) -> [Double] { (0..<n).map { _ in Double(rng.normal()) * scale } }
+        var field = Field(c: c)
+        field.centers = (0..<(2 * field.k)).map { _ in 0.05 + 0.9 * rng.uniformDouble() }    // (k, 2)
+        field.regionEmbed = normals(field.k * c, 1.5)                                        // (k, C)
+        field.freqs = normals(field.nSmooth * 2, 3.0)                                        // (6, 2)
+        field.phases = (0..<field.nSmooth).map { _ in 2 * Double.pi * rng.uniformDouble() }  // (6)
+        field.smoothEmbed = normals(field.nSmooth * c, 0.4)                                  // (6, C)
 
         // Whole-image field and its mean token norm, the scale everything else is tied to.
         let full = linspace(0, 1, g)
         let cleanFull = Tensor(zeros: [g, g, c])  // (H, W, C)
-        for i in 0..<g { for j in 0..<g { field(full[j], full[i], into: cleanFull.ptr + (i * g + j) * c) } }
+        for i in 0..<g { for j in 0..<g { field.eval(full[j], full[i], into: cleanFull.ptr + (i * g + j) * c) } }
         var fscale = 0.0
         for t in 0..<(g * g) {
             var s = 0.0
@@ -86,7 +105,6 @@ public struct PlantedData {
             fscale += s.squareRoot()
         }
         fscale /= Double(g * g)
-
         // G: stripes, a checkerboard, a diagonal wave and a low-frequency bump, plus 3 hot spots.
         let nb = 5
         let mix = normals(nb * c, 1.0)
@@ -128,6 +146,22 @@ public struct PlantedData {
         let hn = hot.map { $0 * $0 }.reduce(0, +).squareRoot()
         hot = hot.map { $0 / hn * Double(o.residualScale) * fscale }
 
+        return Parts(field: field, cleanFull: cleanFull, artifact: artifact, hot: hot, fscale: fscale)
+    }
+
+    /// Generates a planted case; the same seed and options always give the same tensors.
+    public static func generate(seed: UInt64, options o: Options = Options()) -> PlantedData {
+        var rng = RandomGenerator(seed: seed)
+        let g = o.grid, c = o.dim
+        var parts = drawParts(&rng, o)
+        if let a = o.artifactSeed, a != seed {
+            var other = RandomGenerator(seed: a)
+            let shared = drawParts(&other, o)
+            parts.artifact = shared.artifact
+            parts.hot = shared.hot
+        }
+        let (field, cleanFull, artifact, hot, fscale) = (parts.field, parts.cleanFull, parts.artifact, parts.hot, parts.fscale)
+
         let nv = o.views + 1
         let raw = Tensor(zeros: [nv, g, g, c])      // (V+1, H, W, C)
         let coords = Tensor(zeros: [nv, g, g, 2])   // (V+1, H, W, 2)
@@ -157,7 +191,7 @@ public struct PlantedData {
                 for j in 0..<g {
                     cv[(i * g + j) * 2] = Float(xs[j])
                     cv[(i * g + j) * 2 + 1] = Float(ys[i])
-                    field(xs[j], ys[i], into: f + (i * g + j) * c)
+                    field.eval(xs[j], ys[i], into: f + (i * g + j) * c)
                 }
             }
             // Residual: the 2 tokens whose features change least towards their 4 neighbours.

@@ -22,7 +22,7 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
-            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, DenoiserBench.self])
+            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, DenoiserBench.self])
     }
 }
 
@@ -203,6 +203,58 @@ extension DVTCommand.BenchCommand {
                 print(PlantedBench.format(theirs))
                 print(String(format: "speed-up (torch ms/step / ours): %.2fx", theirs.msPerStep / ours.msPerStep))
             }
+        }
+    }
+}
+
+extension DVTCommand.BenchCommand {
+    /// `dvt bench planted-stage2`: both DVT stages on planted cases with known truth.
+    struct PlantedStage2Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "planted-stage2",
+            abstract: "Stage 1 on planted cases that share one artifact, then stage 2 on their pairs, scored against the truth.",
+            discussion: """
+            Generates TRAIN_CASES + VAL_CASES planted cases (each its own clean field, all with the artifact of \
+            --artifact-seed), runs stage 1 on each with the config's stage1.* settings and writes the usual feature \
+            trees under output_dir (model name 'planted'), then trains stage 2 with the config's stage2.* settings on \
+            the first TRAIN_CASES and validates on the rest. Prints the validation loss against the identity baseline \
+            and the centred cosine to the planted truth of raw, stage-1 and stage-2 features; writes \
+            output_dir/planted_stage2.json. Finished stage-1 cases are reused, so a killed run continues.
+            """)
+
+        @Argument(help: "YAML configuration (stage1.*, stage2.*, seed, output_dir).")
+        var config = "Configs/planted.yaml"
+        @Option(name: .customLong("set"), parsing: .upToNextOption, help: "Override config keys: --set stage2.num_iters=500")
+        var overrides: [String] = []
+        @Option(help: "Cases stage 2 trains on.") var trainCases = 10
+        @Option(help: "Held-out cases stage 2 is validated and scored on.") var valCases = 3
+        @Option(help: "Seed of the first case (case i uses FIRST_SEED + i).") var firstSeed: UInt64 = 1000
+        @Option(help: "Seed of the shared artifact (the 'ViT').") var artifactSeed: UInt64 = 0
+        @Option(help: "Token grid side.") var grid = 16
+        @Option(help: "Feature channels (multiple of 64: stage 2 uses C/64 heads).") var dim = 64
+        @Option(help: "Views per case besides the whole image.") var views = 96
+        @Flag(help: "Continue stage 2 from its latest checkpoint (stage-1 cases are always reused).") var resume = false
+        @Flag(help: "No progress lines.") var quiet = false
+        @OptionGroup var compute: ComputeOptions
+
+        func validate() throws {
+            if trainCases < 1 || valCases < 1 { throw ValidationError("--train-cases and --val-cases must be at least 1") }
+            if grid < 2 || views < 0 { throw ValidationError("--grid must be at least 2 and --views at least 0") }
+            if dim < 64 || dim % 64 != 0 { throw ValidationError("--dim must be a positive multiple of 64 (stage 2 uses C/64 heads), got \(dim)") }
+        }
+
+        func run() throws {
+            compute.apply()
+            let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
+            var o = PlantedStage2.Options()
+            o.trainCases = trainCases; o.valCases = valCases; o.firstSeed = firstSeed; o.artifactSeed = artifactSeed
+            o.planted.grid = grid; o.planted.dim = dim; o.planted.views = views
+            o.resume = resume; o.quiet = quiet
+            print("planted stage 2: \(trainCases) training + \(valCases) validation cases (seeds \(firstSeed)..., artifact seed \(artifactSeed)), "
+                  + "\(grid)x\(grid) tokens, C \(dim), \(views) views; stage 1 \(cfg.int("stage1.num_iters")) iters per case, "
+                  + "stage 2 \(cfg.int("stage2.num_iters")) iters; output \(cfg.string("output_dir") ?? "?")")
+            let report = try PlantedStage2.run(config: cfg, options: o, log: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } })
+            print(PlantedStage2.format(report))
         }
     }
 }

@@ -89,6 +89,23 @@ import TestSupport
         }
     }
 
+    @Test("planted cases with one artifact seed share G exactly, and the seed's own case is unchanged")
+    func sharedArtifact() throws {
+        var o = PlantedData.Options()
+        o.grid = 6; o.dim = 8; o.views = 4
+        let own = PlantedData.generate(seed: 3, options: o)
+        var shared = o
+        shared.artifactSeed = 3
+        #expect(PlantedData.generate(seed: 3, options: shared).raw.scalars == own.raw.scalars, "artifactSeed == seed changes nothing")
+        let a = PlantedData.generate(seed: 7, options: shared), b = PlantedData.generate(seed: 8, options: shared)
+        #expect(a.artifact.scalars == own.artifact.scalars && b.artifact.scalars == own.artifact.scalars)
+        #expect(a.cleanFull.scalars != b.cleanFull.scalars, "each case keeps its own field")
+        // Views and field come from `seed` alone: only G (and the residual) differ from the unshared case.
+        let unshared = PlantedData.generate(seed: 7, options: o)
+        #expect(unshared.cleanFull.scalars == a.cleanFull.scalars && unshared.coords.scalars == a.coords.scalars)
+        #expect(unshared.artifact.scalars != a.artifact.scalars)
+    }
+
     @Test func tableRows() throws {
         let maps = (0..<3).map { randn([4, 4, 6], seed: UInt64($0)) }
         let row = try ArtifactMetrics.row(label: "raw", maps: maps)

@@ -112,4 +112,16 @@ struct ConfigDocsTests {
         #expect(doc == ConfigSchema.referenceMarkdown)
         for key in ConfigSchema.keys { #expect(doc.contains("`\(key.path)`")) }
     }
+
+    @Test("every shipped config in Configs/ loads and validates")
+    func shippedConfigs() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Configs")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(files.contains("planted.yaml") && files.contains("demo.yaml") && files.count >= 4)
+        for f in files {
+            let cfg = try ConfigSchema.load(file: dir.appendingPathComponent(f))
+            #expect(cfg.int("stage1.num_iters") > 0, "\(f)")
+        }
+    }
 }
