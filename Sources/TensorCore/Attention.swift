@@ -49,10 +49,10 @@ extension Tensor {
                 let q = pqkv + bi * n * c3 + h * d, k = q + c, v = q + 2 * c
                 let p = scratch ?? (pp + pair * n * n)
                 // S = scale · Q Kᵀ  (N, N)
-                BLAS.gemm(false, true, n, n, d, scale, q, c3, k, c3, 0, p, n)
+                BLAS.gemm(false, true, n, n, d, scale, q, c3, k, c3, 0, p, n, split: false)
                 for i in 0..<n { softmaxRow(p + i * n, p + i * n, n) }
                 // O = P V  (N, D), written into head h's columns of the output
-                BLAS.gemm(false, false, n, d, n, 1, p, n, v, c3, 0, po + bi * n * c + h * d, c)
+                BLAS.gemm(false, false, n, d, n, 1, p, n, v, c3, 0, po + bi * n * c + h * d, c, split: false)
             }
         }
         return out.record("multiHeadAttention", [qkv]) { g in
@@ -69,9 +69,9 @@ extension Tensor {
                     let p = pp + pair * n * n
                     let dout = pg + bi * n * c + h * d
                     // dV += Pᵀ dO
-                    BLAS.gemm(true, false, n, d, n, 1, p, n, dout, c, 1, dv, c3)
+                    BLAS.gemm(true, false, n, d, n, 1, p, n, dout, c, 1, dv, c3, split: false)
                     // dP = dO Vᵀ
-                    BLAS.gemm(false, true, n, n, d, 1, dout, c, v, c3, 0, dp, n)
+                    BLAS.gemm(false, true, n, n, d, 1, dout, c, v, c3, 0, dp, n, split: false)
                     // dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place over dP
                     for i in 0..<n {
                         let pr = p + i * n, dr = dp + i * n
@@ -79,22 +79,20 @@ extension Tensor {
                         for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) }
                     }
                     // dQ += scale · dS K,  dK += scale · dSᵀ Q
-                    BLAS.gemm(false, false, n, d, n, scale, dp, n, k, c3, 1, dq, c3)
-                    BLAS.gemm(true, false, n, d, n, scale, dp, n, q, c3, 1, dk, c3)
+                    BLAS.gemm(false, false, n, d, n, scale, dp, n, k, c3, 1, dq, c3, split: false)
+                    BLAS.gemm(true, false, n, d, n, scale, dp, n, q, c3, 1, dk, c3, split: false)
                 }
             }
         }
     }
 
-    /// Runs `body` over the (batch, head) pairs, one pair after another, each sgemm threaded by
-    /// OpenBLAS itself.
-    ///
-    /// Pairs across two workers with OpenBLAS pinned to one thread was faster (measured at
-    /// (B 8, N 256, C 384, 6 heads) on 2 cores: forward+backward 41 ms vs 59 ms), but the pinning
-    /// is process-wide, and OpenBLAS 0.3.21 gives different low bits with one thread than with
-    /// two: any other thread's matmul during the region changed results, which broke bit-exact
-    /// resume and run-to-run equality. Determinism wins; the cost is about 3% of a stage-2 step.
+    /// Runs `body` over the (batch, head) pairs. With the engine's sgemm threading (OpenBLAS
+    /// single-threaded, see `BLAS.Threading`) pairs are spread over the workers and each product
+    /// runs unsplit; every pair writes only its own head's columns, so the result does not depend
+    /// on which worker took which pair. With `DVT_GEMM=openblas` pairs run one after another and
+    /// OpenBLAS threads each product (measured at (B 8, N 256, C 384, 6 heads) on 2 cores:
+    /// forward+backward 41 ms spread over workers vs 59 ms).
     private static func attentionPairs(_ pairs: Int, _ body: (Range<Int>) -> Void) {
-        body(0..<pairs)
+        if BLAS.threading == .engine { Parallel.forRanges(pairs, grain: 1, body) } else { body(0..<pairs) }
     }
 }

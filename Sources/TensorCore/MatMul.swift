@@ -1,20 +1,77 @@
 import COpenBLAS
+import Dispatch
+import Foundation
 
 // Matrix products through cblas_sgemm. Transposes are BLAS flags, never copies, and every
 // backward product accumulates straight into the gradient buffer with beta = 1.
 
 enum BLAS {
+    /// Who parallelises sgemm. `.engine` (the default): OpenBLAS runs single-threaded and large
+    /// products are split into row (or column) blocks across `Parallel.threads` Dispatch workers.
+    /// `.openblas` (`DVT_GEMM=openblas`): OpenBLAS's own threads, as before.
+    ///
+    /// Why the engine split: OpenBLAS's idle threads spin in `sched_yield` between calls, and on
+    /// 2 cores they take the core our elementwise kernels and attention need (perf: ~18% of a
+    /// stage-2 step in the scheduler). The split also makes results independent of the thread
+    /// count: each block runs the same single-threaded kernel with the same k order, block edges
+    /// fall on multiples of `rowBlock`, so the bits match an unsplit call (tested).
+    enum Threading: String { case engine, openblas }
+
+    nonisolated(unsafe) static var threading: Threading = {
+        let mode = ProcessInfo.processInfo.environment["DVT_GEMM"].flatMap(Threading.init(rawValue:)) ?? .engine
+        return mode
+    }()
+
+    /// OpenBLAS's own thread count for `Parallel.threads` engine workers.
+    static func openBLASThreads(for workers: Int) -> Int32 {
+        threading == .engine ? 1 : Int32(workers)
+    }
+
+    /// Products below this many multiply-adds are not worth a fork/join.
+    static let splitThreshold = 1 << 20
+
+    /// Row-block granularity of the split. OpenBLAS 0.3.21's Haswell sgemm gives the same bits
+    /// for a row range computed alone as inside a larger call only when the range starts on a
+    /// multiple of 12 (measured: splits at 156 or 1020 changed ~7% of elements, any multiple of
+    /// 12 changed none); 48 also covers 16- and 24-row kernels. Column splits changed bits at
+    /// every offset tried, so products are only split by rows (M ≥ 2 · rowBlock).
+    static let rowBlock = 48
+
     /// Row-major C = alpha · op(A) · op(B) + beta · C, with op(A) (M, K) and op(B) (K, N).
     @inline(__always)
     static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
                      _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
                      _ b: UnsafePointer<Float>, _ ldb: Int,
-                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true) {
+        // `split: false` is for callers that already run products on several workers (attention).
         if m == 0 || n == 0 { return }
         if k == 0 {
             if beta != 1 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } } }
             return
         }
+        let workers = Parallel.threads
+        if threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold {
+            // Row blocks of C (rows of op(A)); each boundary is the multiple of `rowBlock`
+            // nearest to an even share, so small M (e.g. 128 = 48 + 80) stays balanced.
+            let bounds = (0...workers).map { w in
+                w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
+            }
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let lo = bounds[w], hi = bounds[w + 1]
+                if lo < hi {
+                    raw(transA, transB, hi - lo, n, k, alpha, transA ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc)
+                }
+            }
+            return
+        }
+        raw(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+
+    @inline(__always)
+    static func raw(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+                    _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+                    _ b: UnsafePointer<Float>, _ ldb: Int,
+                    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }

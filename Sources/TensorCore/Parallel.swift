@@ -7,20 +7,29 @@ public enum Parallel {
     nonisolated(unsafe) private static var _threads: Int = {
         var n = max(1, ProcessInfo.processInfo.activeProcessorCount)
         if let s = ProcessInfo.processInfo.environment["DVT_NUM_THREADS"], let v = Int(s), v > 0 { n = v }
-        // OpenBLAS reads OPENBLAS_NUM_THREADS itself; keep it in step with DVT_NUM_THREADS.
-        openblas_set_num_threads(Int32(n))
+        // OpenBLAS reads OPENBLAS_NUM_THREADS itself; set it from our count (see BLAS.Threading).
+        openblas_set_num_threads(BLAS.openBLASThreads(for: n))
         return n
     }()
 
-    /// Worker threads for engine kernels (and OpenBLAS). Defaults to the core count, or
+    /// Worker threads for engine kernels and sgemm blocks. Defaults to the core count, or
     /// `DVT_NUM_THREADS` when set.
     public static var threads: Int {
         get { _threads }
         set {
             precondition(newValue >= 1, "thread count must be >= 1, got \(newValue)")
             _threads = newValue
-            openblas_set_num_threads(Int32(newValue))
+            openblas_set_num_threads(BLAS.openBLASThreads(for: newValue))
         }
+    }
+
+    /// Runs `body` with OpenBLAS threaded by itself over `threads` cores, whatever the engine's
+    /// sgemm threading (see `BLAS.Threading`); for benchmarks that time raw `cblas_sgemm` calls.
+    /// The setting is process-wide: run nothing else concurrently.
+    public static func withOpenBLASThreads<R>(_ body: () throws -> R) rethrows -> R {
+        openblas_set_num_threads(Int32(threads))
+        defer { openblas_set_num_threads(BLAS.openBLASThreads(for: threads)) }
+        return try body()
     }
 
     /// Calls `body` on disjoint sub-ranges of `0..<count` covering it exactly, in parallel

@@ -23,13 +23,15 @@ public enum Bench {
     }
 
     /// Two bodies timed alternately (a, b, a, b, …) so drift hits both equally; medians.
-    public static func interleaved(warmup: Int = 1, rounds: Int = 7, _ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
+    public static func interleaved(warmup: Int = 1, rounds: Int = 7, settle: Double = 0,
+                                   _ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
         for _ in 0..<warmup { a(); b() }
         var ta: [Double] = [], tb: [Double] = []
         for _ in 0..<max(rounds, 1) {
             var t0 = DispatchTime.now().uptimeNanoseconds
             a()
             ta.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            if settle > 0 { Thread.sleep(forTimeInterval: settle) }
             t0 = DispatchTime.now().uptimeNanoseconds
             b()
             tb.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
@@ -59,7 +61,9 @@ public enum Bench {
         let w = Tensor.normal([k, n], rng: &rng, requiresGrad: true)
         let dy = Tensor.normal([m, n], rng: &rng)
         let y = Tensor(zeros: [m, n]), dx = Tensor(zeros: [m, k]), dw = Tensor(zeros: [k, n])
-        func raw() {
+        // Raw = what a caller of OpenBLAS gets: its own threads over the same cores.
+        func raw() { Parallel.withOpenBLASThreads(rawCalls) }
+        func rawCalls() {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, x.ptr, Int32(k), w.ptr, Int32(n), 0, y.ptr, Int32(n))
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(k), Int32(n), 1, dy.ptr, Int32(n), w.ptr, Int32(n), 0, dx.ptr, Int32(k))
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(m), 1, x.ptr, Int32(k), dy.ptr, Int32(n), 0, dw.ptr, Int32(n))
@@ -68,7 +72,9 @@ public enum Bench {
             x.zeroGrad(); w.zeroGrad()
             Tensor.matmul(x, w).backward(seed: dy)
         }
-        let (tr, te) = interleaved(rounds: rounds, raw, engine)
+        // OpenBLAS's threads keep spinning for a while after a threaded call; let them go to sleep
+        // before timing the engine, or they steal its cores.
+        let (tr, te) = interleaved(rounds: rounds, settle: 0.2, raw, engine)
         return MatmulResult(label: "\(m)x\(k)x\(n)", flops: 3 * 2 * Double(m) * Double(k) * Double(n), rawSeconds: tr, engineSeconds: te)
     }
 

@@ -1,5 +1,5 @@
 import Testing
-import TensorCore
+@testable import TensorCore
 import TestSupport
 
 @Suite("Matrix products")
@@ -49,5 +49,34 @@ struct MatMulTests {
         expectClose(fused, composed, rtol: 1e-5, atol: 1e-5, "linear")
         gradCheck("linear", [x, w, b]) { Tensor.linear($0[0], $0[1], $0[2]) }
         gradCheck("linear no bias", [x, w]) { Tensor.linear($0[0], $0[1]) }
+    }
+
+    @Test("the engine's sgemm split gives the bits of one unsplit single-threaded call, for every transpose and beta")
+    func splitInvariance() {
+        // Without two workers (DVT_NUM_THREADS=1) or with DVT_GEMM=openblas there is no split to check.
+        guard BLAS.threading == .engine, Parallel.threads > 1 else { return }
+        // Shapes above the split threshold, M not a multiple of the row block, odd N.
+        for (m, n, k) in [(301, 97, 64), (96, 517, 40), (256, 256, 64), (1000, 33, 48), (2048, 37, 384)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for beta: Float in [0, 1] {
+                    let a = randn(ta ? [k, m] : [m, k], seed: 1, requiresGrad: false)
+                    let b = randn(tb ? [n, k] : [k, n], seed: 2, requiresGrad: false)
+                    let split = randn([m, n], seed: 3, requiresGrad: false), whole = randn([m, n], seed: 3, requiresGrad: false)
+                    #expect(m * n * k >= BLAS.splitThreshold)
+                    BLAS.gemm(ta, tb, m, n, k, 0.5, a.ptr, ta ? m : k, b.ptr, tb ? k : n, beta, split.ptr, n)
+                    BLAS.gemm(ta, tb, m, n, k, 0.5, a.ptr, ta ? m : k, b.ptr, tb ? k : n, beta, whole.ptr, n, split: false)
+                    let differing = zip(split.scalars, whole.scalars).filter { $0 != $1 }.count
+                    #expect(differing == 0, "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) beta \(beta): \(differing) elements differ")
+                    // And the product itself is right: row 0 against a naive sum.
+                    let c0 = randn([m, n], seed: 3, requiresGrad: false)
+                    let row0 = (0..<n).map { j in
+                        0.5 * (0..<k).reduce(Float(0)) { acc, l in
+                            acc + (ta ? a[flat: l * m] : a[flat: l]) * (tb ? b[flat: j * k + l] : b[flat: l * n + j])
+                        } + beta * c0[flat: j]
+                    }
+                    expectClose(Array(split.scalars.prefix(n)), row0, rtol: 1e-4, atol: 1e-4, "row 0 vs naive")
+                }
+            }
+        }
     }
 }
