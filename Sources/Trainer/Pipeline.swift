@@ -76,6 +76,7 @@ public final class Pipeline {
                 options.aggregate = SRTAggregate(rawValue: config.string("srt.aggregate")!) ?? .mean
                 options.uniform = config.bool("srt.uniform")
                 options.batchSize = config.int("srt.batch_size")
+                options.parallelViews = true  // the pipeline runs nothing else meanwhile
                 options.layer = layer
                 options.stride = config.optionalInt("stride_size")
                 let size = config.ints("input_size")

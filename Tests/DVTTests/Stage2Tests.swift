@@ -345,3 +345,31 @@ extension DVTSuites {
         }
     }
 }
+
+extension DVTSuites {
+    @Suite("Thread-count invariance")
+    struct ThreadInvarianceTests {
+        /// A stage-2 step large enough that every product is split into row blocks and attention
+        /// spreads its pairs over workers gives the bits of the same step on one thread. In a child
+        /// process, because the thread count is process-wide.
+        @Test("a stage-2 training step (forward, loss, all gradients) is bit-identical on 1 and on 2 threads")
+        func stepBitsIndependentOfThreads() async {
+            await #expect(processExitsWith: .success) {
+                func step(threads: Int) -> [[Float]] {
+                    Parallel.threads = threads
+                    let d = try! Denoiser(config: DenoiserConfig(dim: 128, grid: (16, 16)), seed: 3)
+                    var rng = RandomGenerator(seed: 4)
+                    let x = Tensor.normal([2, 16, 16, 128], rng: &rng)  // (B, H, W, C): 512 token rows
+                    let y = Tensor.normal([2, 16, 16, 128], rng: &rng)
+                    let out = d(x)
+                    let loss = denoiserLoss(out, y).loss
+                    loss.backward()
+                    return [out.scalars, loss.scalars] + d.namedParameters().map { $0.1.grad!.scalars }
+                }
+                guard Parallel.threads > 1 else { exit(0) }  // a 1-core machine has nothing to compare
+                let two = step(threads: 2), one = step(threads: 1)
+                exit(two == one ? 0 : 1)
+            }
+        }
+    }
+}
