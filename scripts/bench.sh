@@ -25,3 +25,5 @@ done
 run bench planted --generate-seed 3 --dim 768 --views 16 --n-levels 16 --log2-hashmap-size 20 --finest-resolution 1024 --num-iters 20 --pixel-bsz 2048
 run bench srt --arch vit_small_patch14_dinov2 --size 224 --dx 3 --dy 3
 run bench denoiser
+# Both stages on planted data (ours only: the reference has no stage-2-on-planted command).
+run bench planted-stage2 Configs/planted.yaml --quiet --set output_dir=/tmp/dvt-planted-stage2
