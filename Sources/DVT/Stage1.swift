@@ -45,21 +45,24 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
     /// artifact and noise included; evaluated on the whole image's own token grid, it then
     /// reproduces part of that view's artifacts.
     public var coordJitter = 0.0
-    /// How Adam updates the hash table (not a DVT option; DVT's behaviour is torch's dense Adam,
-    /// which `deferred` reproduces at the cost of the touched rows). See `HashTableAdam`.
-    public var hashTableAdam = HashTableAdam.deferred
+    /// How Adam updates the hash table (not a DVT option). Default `dense`: torch's dense Adam,
+    /// DVT's behaviour. See `HashTableAdam`.
+    public var hashTableAdam = HashTableAdam.dense
 
     /// The hash table's optimiser. DVT optimises it with torch's dense `Adam`: every step every
     /// row's moments decay and rows keep moving along their momentum even when no sample touched
     /// them, at O(table) cost per step.
     ///
     /// Measured on the planted benchmark (seed-0 file, 8 levels, 2^16, finest 256, 3000 steps;
-    /// denoised / artifact centred cosine): without coordinate jitter dense 0.960 / 0.981 (the
-    /// PyTorch port: 0.963 / 0.983), deferred 0.949 / 0.976, lazy 0.931 / 0.945; with
-    /// `coord_jitter` 0.5 all three reach 0.988 / 0.998.
+    /// denoised / artifact centred cosine): without coordinate jitter dense 0.960 / 0.980 (the
+    /// PyTorch port: 0.963 / 0.983), deferred 0.949 / 0.977, lazy 0.931 / 0.945; with
+    /// `coord_jitter` 0.5 dense 0.985 / 0.998 and deferred 0.987 / 0.998. Cost: dense adds O(table)
+    /// per step, nothing at that size (11.0 vs 10.6 ms/step) and +47% with DVT's 16 levels of
+    /// 2^20 at C 768 (173 vs 118 ms/step; the PyTorch port takes ~2800).
     public enum HashTableAdam: String, Codable, Sendable, CaseIterable {
-        /// Dense Adam's result, computed for touched rows only: idle steps are caught up in closed
-        /// form when a row is next touched (`Adam.RowSparseMode.deferred`). Default. It drops the
+        /// Dense Adam's momentum, computed for touched rows only: idle steps are caught up in closed
+        /// form when a row is next touched (`Adam.RowSparseMode.deferred`). A speed option for
+        /// large tables, not DVT-exact: it drops the
         /// weight-decay gradient on idle steps; with DVT's ε = 1e-15, dense Adam normalises that
         /// tiny gradient into real steps on long-idle rows, an implicit shrinkage of rarely seen
         /// fine-level rows which deferred lacks (hence the gap above without jitter).
@@ -68,7 +71,7 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         /// Fine rows are touched on a fraction q of steps and then advance ~q·lr per step instead
         /// of dense Adam's ~√q·lr plus momentum, so the fine levels learn markedly slower.
         case lazy
-        /// Literal dense Adam over the whole table (O(table) per step; for checking `deferred`).
+        /// Literal dense Adam over the whole table, as DVT (O(table) per step). Default.
         case dense
     }
 

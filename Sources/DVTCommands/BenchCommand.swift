@@ -146,8 +146,8 @@ extension DVTCommand.BenchCommand {
         @Option var lr = 0.01
         @Option var minLR = 0.001
         @Option(help: "Model seed.") var seed: UInt64 = 0
-        @Option(help: "Hash-table Adam: deferred (dense Adam's result, touched rows only), lazy (tiny-cuda-nn) or dense.")
-        var hashTableAdam = "deferred"
+        @Option(help: "Hash-table Adam: dense (torch's, as DVT), deferred (touched rows only, no weight decay on idle rows) or lazy (tiny-cuda-nn).")
+        var hashTableAdam = "dense"
         @Option(help: "F's coordinate jitter in token spacings (0 = DVT; 0.5 = the patch footprint, our recommendation).")
         var coordJitter = 0.5
         @Flag(help: "Print the trainer's progress lines.") var verbose = false

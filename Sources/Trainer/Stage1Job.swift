@@ -23,7 +23,7 @@ extension Stage1Settings {
         maxResolution = c.int("stage1.max_resolution")
         enableResidualPredictor = c.bool("stage1.enable_residual_predictor")
         coordJitter = c.double("stage1.coord_jitter")
-        hashTableAdam = HashTableAdam(rawValue: c.string("stage1.hash_table_adam")!) ?? .deferred
+        hashTableAdam = HashTableAdam(rawValue: c.string("stage1.hash_table_adam")!) ?? .dense
     }
 }
 
