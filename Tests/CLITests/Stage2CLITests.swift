@@ -215,3 +215,34 @@ struct Stage2KillTests {
         }
     }
 }
+
+@Suite("dvt bench planted-stage2")
+struct PlantedStage2CLITests {
+    @Test("end to end on tiny cases: prints the scores, writes the trees and planted_stage2.json; bad --dim is rejected")
+    func tiny() throws {
+        let dir = temporaryDirectory("planted-stage2")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect { try runDVT(["bench", "planted-stage2", "--dim", "48"]) } throws: {
+            DVTCommand.message(for: $0).contains("multiple of 64")
+        }
+        guard dvtExecutable != nil else { return }
+        let cfg = dir.appendingPathComponent("planted.yaml")
+        try Data("""
+        output_dir: \(dir.appendingPathComponent("out").path)
+        stage1: {num_iters: 30, pixel_bsz: 128, n_levels: 4, n_features_per_level: 2, log2_hashmap_size: 10, base_resolution: 4, max_resolution: 32}
+        stage2: {num_iters: 20, batch_size: 2, val_freq: 10, save_freq: 10, print_freq: 10}
+        """.utf8).write(to: cfg)
+        let (status, out) = try runExecutable(["bench", "planted-stage2", cfg.path, "--train-cases", "2", "--val-cases", "1",
+                                               "--grid", "6", "--views", "4", "--quiet"])
+        #expect(status == 0, "\(out)")
+        #expect(out.contains("validation (1 held-out cases; stage 2 trained on 2 for 20 steps)"))
+        #expect(out.contains("centred cosine to truth"))
+        let root = dir.appendingPathComponent("out")
+        for path in ["raw_features/planted/case_000.npy", "denoised_features/planted/case_002.npy",
+                     "truth_features/planted/case_001.npy", "train.txt", "val.txt", "stage2/denoiser.safetensors",
+                     "planted_stage2.json"] {
+            #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent(path).path), "\(path)")
+        }
+        #expect(try String(contentsOf: root.appendingPathComponent("val.txt"), encoding: .utf8) == "case_002\n")
+    }
+}
