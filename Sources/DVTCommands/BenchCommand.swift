@@ -148,6 +148,8 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Model seed.") var seed: UInt64 = 0
         @Option(help: "Hash-table Adam: dense (torch's, as DVT), deferred (touched rows only, no weight decay on idle rows) or lazy (tiny-cuda-nn).")
         var hashTableAdam = "dense"
+        @Option(help: "Weight decay of G alone (default: the same as the rest, as DVT; 0 = none).")
+        var sharedArtifactsWeightDecay: Double?
         @Option(help: "F's coordinate jitter in token spacings (0 = DVT; 0.5 = the patch footprint, our recommendation).")
         var coordJitter = 0.5
         @Flag(help: "Print the trainer's progress lines.") var verbose = false
@@ -169,6 +171,7 @@ extension DVTCommand.BenchCommand {
             }
             s.hashTableAdam = mode
             s.coordJitter = coordJitter
+            s.sharedArtifactsWeightDecay = sharedArtifactsWeightDecay
             try s.validate()
             let data: PlantedData
             var path = file

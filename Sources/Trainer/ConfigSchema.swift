@@ -54,6 +54,8 @@ public enum ConfigSchema {
                   "F sees a random point within ±jitter token spacings of each sampled token (0 = DVT; 0.5 = the patch footprint, which lifts planted accuracy, docs/stage1.md)."),
         ConfigKey("stage1.hash_table_adam", .choice(["deferred", "lazy", "dense"]), .string("dense"), dvt: nil,
                   "Hash-table Adam: dense = torch's dense Adam over the whole table (DVT's behaviour); deferred = dense Adam's momentum for touched rows only, without weight decay on idle rows (faster on 2^20 tables, not DVT-exact: docs/stage1.md); lazy = tiny-cuda-nn's."),
+        ConfigKey("stage1.shared_artifacts_weight_decay", .double(0...1), .null, nullable: true, dvt: nil,
+                  "Weight decay of the shared artifact map G alone (null = weight_decay, as DVT; 0 lets G hold the whole artifact: planted accuracy 0.996 vs 0.960 without jitter, docs/stage1.md)."),
         ConfigKey("stage1.save_extras", .bool, .bool(false), dvt: nil,
                   "Also write G, h(raw) and the view features per image."),
         ConfigKey("stage1.vis_every", .int(0...1_000_000), .int(1), dvt: "num_vis_samples (differs)",

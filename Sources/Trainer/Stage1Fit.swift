@@ -34,13 +34,17 @@ public enum Stage1 {
         return o
     }
 
-    /// A Trainer for a stage-1 task: DVT's optimiser settings, and the hash table declared
+    /// A Trainer for a stage-1 task: DVT's optimiser settings (G's own weight decay when
+    /// `sharedArtifactsWeightDecay` is set, like a torch parameter group), and the hash table declared
     /// row-sparse in the mode `hashTableAdam` asks for. (The Trainer itself declares row-sparse
     /// parameters in lazy mode; this re-declares them before any step.)
     public static func makeTrainer(task: Stage1Task, loop: LoopSettings, runDirectory: URL? = nil,
                                    label: String = "stage1", quiet: Bool = true) -> Trainer {
         let trainer = Trainer(task: task, optimizer: optimizerSettings(task.settings), loop: loop,
                               runDirectory: runDirectory, label: label, quiet: quiet)
+        if let wd = task.settings.sharedArtifactsWeightDecay {
+            trainer.optimizer.weightDecayOverrides[Stage1Task.artifactParameter] = wd
+        }
         if task.settings.hashTableAdam == .deferred {
             for (name, width) in task.rowSparseParameters {
                 trainer.optimizer.setRowSparse(name, rowWidth: width, mode: .deferred)

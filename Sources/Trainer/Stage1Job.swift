@@ -24,6 +24,7 @@ extension Stage1Settings {
         enableResidualPredictor = c.bool("stage1.enable_residual_predictor")
         coordJitter = c.double("stage1.coord_jitter")
         hashTableAdam = HashTableAdam(rawValue: c.string("stage1.hash_table_adam")!) ?? .dense
+        sharedArtifactsWeightDecay = c.optionalDouble("stage1.shared_artifacts_weight_decay")
     }
 }
 

@@ -284,7 +284,14 @@ struct Stage1Tests {
             case .lazy: #expect(declared == .lazy)
             case .dense: #expect(declared == nil && opt.rowWidths.isEmpty)
             }
+            #expect(opt.weightDecayOverrides.isEmpty, "DVT: one weight decay for every parameter")
         }
+        var s = tinySettings()
+        s.numIters = 50; s.sharedArtifactsWeightDecay = 0
+        let trainer = Stage1.makeTrainer(task: try Stage1Task(raw: data.raw, coords: data.coords, settings: s, seed: 0),
+                                         loop: LoopSettings(numIters: 50))
+        #expect(trainer.optimizer.weightDecayOverrides == [Stage1Task.artifactParameter: 0])
+        #expect(trainer.optimizer.parameters.contains { $0.0 == Stage1Task.artifactParameter })
     }
 
     @Test("Settings decode DVT's snake_case keys, default the rest, and reject bad values by key")

@@ -57,6 +57,23 @@ struct AdamTests {
         #expect(opt.stepCount("p") == 3)
     }
 
+    @Test("weightDecayOverrides: the named parameter uses its own decay, the others the default")
+    func perParameterWeightDecay() {
+        let a = Tensor(p0, shape: [3], requiresGrad: true), b = Tensor(p0, shape: [3], requiresGrad: true)
+        let opt = Adam(parameters: [("a", a), ("b", b)], lr: 0.1, weightDecay: 0.1)
+        opt.weightDecayOverrides["b"] = 0
+        for g in grads {
+            a.grad = Tensor(g, shape: [3]); b.grad = Tensor(g, shape: [3])
+            opt.step()
+        }
+        let wantA = referenceAdam(p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
+                                  weightDecay: 0.1, decoupled: false).last!
+        let wantB = referenceAdam(p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
+                                  weightDecay: 0, decoupled: false).last!
+        expectClose(a.scalars, wantA.map(Float.init), rtol: 1e-6, atol: 1e-6, "default decay")
+        expectClose(b.scalars, wantB.map(Float.init), rtol: 1e-6, atol: 1e-6, "overridden decay")
+    }
+
     @Test("AdamW decoupled decay matches torch's formula on a 3-element example")
     func adamWMatchesFormula() {
         let p = Tensor(p0, shape: [3], requiresGrad: true)

@@ -199,14 +199,19 @@ public class Adam: Optimizer {
         }
     }
 
+    /// Per-parameter weight decay replacing `weightDecay` for the named parameters (torch's
+    /// per-parameter-group `weight_decay`). Empty: every parameter uses `weightDecay`.
+    public var weightDecayOverrides: [String: Double] = [:]
+
     public func step() {
-        let c = Coefficients(oneMinusBeta1: Float(1 - beta1), beta2: Float(beta2), oneMinusBeta2: Float(1 - beta2),
-                             l2: decoupledWeightDecay ? 0 : Float(weightDecay),
-                             decay: decoupledWeightDecay ? Float(1 - lr * weightDecay) : 1,
-                             eps: Float(eps))
         let decoupled = decoupledWeightDecay
         for (name, p) in parameters {
             guard p.requiresGrad, let grad = p.grad else { continue }
+            let wd = weightDecayOverrides[name] ?? weightDecay
+            let c = Coefficients(oneMinusBeta1: Float(1 - beta1), beta2: Float(beta2), oneMinusBeta2: Float(1 - beta2),
+                                 l2: decoupled ? 0 : Float(wd),
+                                 decay: decoupled ? Float(1 - lr * wd) : 1,
+                                 eps: Float(eps))
             precondition(grad.shape == p.shape, "Adam: gradient of '\(name)' has shape \(grad.shape), parameter \(p.shape)")
             let s = state(for: name, p)
             s.step += 1
