@@ -153,6 +153,8 @@ public struct PlantedData {
     public static func generate(seed: UInt64, options o: Options = Options()) -> PlantedData {
         var rng = RandomGenerator(seed: seed)
         let g = o.grid, c = o.dim
+        // This seed's own G is drawn even when it is replaced below, so the views and noise that
+        // follow come from the same random stream as without `artifactSeed`.
         var parts = drawParts(&rng, o)
         if let a = o.artifactSeed, a != seed {
             var other = RandomGenerator(seed: a)

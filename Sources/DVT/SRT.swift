@@ -89,7 +89,8 @@ public struct SRT {
         /// Off by default because it switches the engine to one thread process-wide while it runs,
         /// which other work in the same process would feel as a slowdown (never in its results:
         /// the engine's bits do not depend on the thread count). `dvt srt`, `dvt run` and
-        /// `dvt bench srt` turn it on (~15% faster for ViT-S/14 at 224² on 2 cores).
+        /// `dvt bench srt` turn it on (ViT-S/14 at 224² on 2 cores: 7.7 s per image against 9.1 s
+        /// with `dvt bench srt --serial-views`, two runs each).
         public var parallelViews = false
         /// 0-based block index.
         public var layer = 0

@@ -7,20 +7,18 @@ import Foundation
 
 enum BLAS {
     /// Who parallelises sgemm. `.engine` (the default): OpenBLAS runs single-threaded and large
-    /// products are split into row (or column) blocks across `Parallel.threads` Dispatch workers.
+    /// products are split into row blocks across `Parallel.threads` Dispatch workers.
     /// `.openblas` (`DVT_GEMM=openblas`): OpenBLAS's own threads, as before.
     ///
     /// Why the engine split: OpenBLAS's idle threads spin in `sched_yield` between calls, and on
-    /// 2 cores they take the core our elementwise kernels and attention need (perf: ~18% of a
-    /// stage-2 step in the scheduler). The split also makes results independent of the thread
+    /// 2 cores they take the core our elementwise kernels and attention need (`perf record -g
+    /// dvt bench denoiser`: ~18% of a stage-2 step's samples in sched_yield and the scheduler). The split also makes results independent of the thread
     /// count: each block runs the same single-threaded kernel with the same k order, block edges
     /// fall on multiples of `rowBlock`, so the bits match an unsplit call (tested).
     enum Threading: String { case engine, openblas }
 
-    nonisolated(unsafe) static var threading: Threading = {
-        let mode = ProcessInfo.processInfo.environment["DVT_GEMM"].flatMap(Threading.init(rawValue:)) ?? .engine
-        return mode
-    }()
+    nonisolated(unsafe) static var threading: Threading =
+        ProcessInfo.processInfo.environment["DVT_GEMM"].flatMap(Threading.init(rawValue:)) ?? .engine
 
     /// OpenBLAS's own thread count for `Parallel.threads` engine workers.
     static func openBLASThreads(for workers: Int) -> Int32 {
@@ -53,11 +51,11 @@ enum BLAS {
         if threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold {
             // Row blocks of C (rows of op(A)); each boundary is the multiple of `rowBlock`
             // nearest to an even share, so small M (e.g. 128 = 48 + 80) stays balanced.
-            let bounds = (0...workers).map { w in
+            func bound(_ w: Int) -> Int {
                 w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
             }
             DispatchQueue.concurrentPerform(iterations: workers) { w in
-                let lo = bounds[w], hi = bounds[w + 1]
+                let lo = bound(w), hi = bound(w + 1)
                 if lo < hi {
                     raw(transA, transB, hi - lo, n, k, alpha, transA ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc)
                 }
