@@ -206,14 +206,11 @@ extension Denoiser {
         try SafeTensors.write(stateDict(), metadata: metadata(provenance: provenance), to: url)
     }
 
-    /// Loads an exported denoiser, or any file in the official key layout (e.g. converted from
-    /// a PyTorch checkpoint): the architecture comes from the metadata where present, else from
-    /// the tensors (grid square, as timm assumes; heads C/64).
+    /// Loads an exported denoiser, or any file in the official key layout: safetensors, or an
+    /// official .pth checkpoint (see DenoiserTorch.swift). The architecture comes from the
+    /// metadata where present, else from the tensors (grid square, as timm assumes; heads C/64).
     public static func load(_ url: URL) throws -> Denoiser {
-        let file = try SafeTensorsFile(url: url)
-        var dict: [String: Tensor] = [:]
-        for key in file.keys { dict[key] = try file.tensor(key) }
-        return try Denoiser(stateDict: dict, metadata: file.metadata, source: url.path)
+        try loadAnyFormat(url)
     }
 
     /// Builds a denoiser from a state dict in the official layout; every key must fit.

@@ -6,7 +6,7 @@ import Vision
 struct BackboneOptions: ParsableArguments {
     @Option(help: "timm architecture name (see `dvt models`).")
     var arch = "vit_small_patch14_dinov2.lvd142m"
-    @Option(help: "timm safetensors checkpoint for --arch.")
+    @Option(help: "timm checkpoint for --arch: .safetensors or .pth (timm or DINOv2 hub names).")
     var weights: String?
     @Option(name: .customLong("random-init"), help: "Use seeded random weights instead of a checkpoint (demos and tests only).")
     var randomInit: UInt64?

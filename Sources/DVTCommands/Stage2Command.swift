@@ -46,15 +46,22 @@ extension DVTCommand {
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "export",
-            abstract: "Write a stage-2 checkpoint's denoiser in the official DVT layout (pos_embed, denoiser.*) as safetensors.")
+            abstract: "Write a stage-2 checkpoint's denoiser in the official DVT layout (pos_embed, denoiser.*) as safetensors or as an official .pth.")
 
         @Argument(help: "A stage-2 checkpoint (OUTPUT_DIR/stage2/checkpoints/*.safetensors).")
         var checkpoint: String
-        @Option(help: "Output .safetensors file.")
+        @Option(help: "Output file.")
         var out: String
+        @Option(help: "safetensors, or pth: {\"denoiser\": state dict} for the official code (torch.load(path, weights_only=True)). Default: pth for a .pth/.pt --out, else safetensors.")
+        var format: String?
 
         func run() throws {
-            let d = try Stage2Runner.export(checkpoint: URL(fileURLWithPath: checkpoint), to: URL(fileURLWithPath: out))
+            let ext = URL(fileURLWithPath: out).pathExtension.lowercased()
+            let name = format ?? (ext == "pth" || ext == "pt" ? "pth" : "safetensors")
+            guard let fmt = DenoiserFileFormat(rawValue: name) else {
+                throw ValidationError("--format must be one of \(DenoiserFileFormat.allCases.map(\.rawValue).joined(separator: ", ")); got \(name)")
+            }
+            let d = try Stage2Runner.export(checkpoint: URL(fileURLWithPath: checkpoint), to: URL(fileURLWithPath: out), format: fmt)
             let c = d.config
             print("wrote \(out): \(c.numBlocks) block(s), C \(c.dim), grid \(c.gridHeight)x\(c.gridWidth), pos_embed \(c.enablePE ? "on" : "off"), \(d.parameterCount) parameters")
         }
@@ -71,7 +78,7 @@ extension DVTCommand {
             --vis adds OUT/vis/<relative path>.png: [image |] raw PCA | denoised PCA | raw norms | denoised norms.
             """)
 
-        @Option(help: "Denoiser weights (.safetensors, official DVT layout, e.g. from `dvt export`).")
+        @Option(help: "Denoiser weights: .safetensors (official DVT layout, e.g. from `dvt export`) or an official .pth checkpoint.")
         var denoiser: String
         @Option(help: "Images: a VOC-style list file or a folder (needs the backbone options).")
         var images: String?
@@ -149,7 +156,7 @@ extension DVTCommand {
                 try Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8)
                     .write(to: outDir.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
             }
-            if let trained = try SafeTensorsFile(url: URL(fileURLWithPath: denoiser)).metadata["vit_model"], trained != vit.config.name {
+            if let trained = try WeightFiles.metadata(URL(fileURLWithPath: denoiser))["vit_model"], trained != vit.config.name {
                 FileHandle.standardError.write(Data("warning: the denoiser was trained on \(trained) features, but --arch is \(vit.config.name)\n".utf8))
             }
             guard vit.config.embedDim == model.config.dim else {

@@ -151,9 +151,10 @@ public enum Stage2Runner {
     }
 
     /// `dvt export`: the denoiser weights of a stage-2 checkpoint in the official layout, with
-    /// the architecture and provenance in the metadata. Returns the loaded denoiser.
+    /// the architecture and provenance in the metadata (safetensors), or as the official .pth
+    /// {"denoiser": state dict}. Returns the loaded denoiser.
     @discardableResult
-    public static func export(checkpoint: URL, to out: URL) throws -> Denoiser {
+    public static func export(checkpoint: URL, to out: URL, format: DenoiserFileFormat = .safetensors) throws -> Denoiser {
         let file = try SafeTensorsFile(url: checkpoint)
         var dict: [String: Tensor] = [:]
         for key in file.keys where key.hasPrefix("model.") { dict[String(key.dropFirst(6))] = try file.tensor(key) }
@@ -172,7 +173,7 @@ public enum Stage2Runner {
         }
         if let step = file.metadata["step"] { provenance["steps"] = step }
         let denoiser = try Denoiser(stateDict: dict, metadata: metadata, source: checkpoint.path)
-        try denoiser.export(to: out, provenance: provenance)
+        try denoiser.export(to: out, format: format, provenance: provenance)
         return denoiser
     }
 }

@@ -56,13 +56,13 @@ public final class VisionTransformer: Module {
         for (_, t) in namedParameters() { t.requiresGrad = false }
     }
 
-    /// Loads a timm checkpoint (safetensors). Classifier heads and other keys the feature path
-    /// never reads (`head.*`, `fc_norm.*`, `mask_token`, …) are ignored; every other missing,
-    /// unexpected or mis-shaped tensor is reported, all in one error.
+    /// Loads a timm checkpoint: safetensors, or a torch.save .pth (format from the magic bytes;
+    /// DINOv2 hub names mapped to timm's, see `TimmCheckpointNames`). Classifier heads and other
+    /// keys the feature path never reads (`head.*`, `fc_norm.*`, `mask_token`, …) are ignored;
+    /// every other missing, unexpected or mis-shaped tensor is reported, all in one error.
     public convenience init(config: ViTConfig, weights url: URL) throws {
-        let file = try SafeTensorsFile(url: url)
-        var dict: [String: Tensor] = [:]
-        for key in file.keys where !VisionTransformer.isIgnoredKey(key) { dict[key] = try file.tensor(key) }
+        let raw = try WeightFiles.load(url, stateDict: TimmCheckpointNames.unwrap, keep: { !$0.hasPrefix("head.") }).tensors
+        let dict = try TimmCheckpointNames.fromDINOv2Hub(raw).filter { !VisionTransformer.isIgnoredKey($0.key) }
         self.init(config: config, seed: 0)
         try load(stateDict: dict, strict: true, source: url.path)
         randomInitSeed = nil
@@ -203,7 +203,7 @@ extension VisionTransformer {
         switch (weights, randomInit) {
         case (let w?, nil): return try VisionTransformer(config: cfg, weights: URL(fileURLWithPath: w))
         case (nil, let s?): return VisionTransformer(config: cfg, seed: s)
-        case (nil, nil): throw ViTError("give either --weights FILE (a timm safetensors checkpoint) or --random-init SEED")
+        case (nil, nil): throw ViTError("give either --weights FILE (a timm checkpoint: .safetensors or .pth) or --random-init SEED")
         default: throw ViTError("give only one of --weights and --random-init")
         }
     }
