@@ -74,6 +74,13 @@ struct Stage2CLITests {
         #expect(file.keys.contains("pos_embed") && file.keys.contains("denoiser.attn.qkv.weight"))
         for k in file.keys { #expect(try file.tensor(k).scalars == ckpt.tensor("model." + k).scalars, "\(k)") }
         #expect(file.metadata["vit_model"] == model && file.metadata["steps"] == "10" && file.metadata["noise_map_height"] == "6")
+        // A .pth --out exports the official {"denoiser": state dict} archive (--format pth): same weights.
+        let pth = url("denoiser10.pth")
+        try runDVT(["export", dir.appendingPathComponent("checkpoints/step_0000010.safetensors").path, "--out", pth.path])
+        let fromPth = try Denoiser.load(pth).namedParameters(), fromST = try Denoiser.load(exported).namedParameters()
+        #expect(fromPth.map(\.0) == fromST.map(\.0))
+        for ((k, a), (_, b)) in zip(fromPth, fromST) { #expect(a.scalars == b.scalars, "\(k)") }
+        #expect(throws: (any Error).self) { try runDVT(["export", exported.path, "--out", pth.path, "--format", "onnx"]) }
 
         // Denoise the raw tree (plus one unreadable and one mis-shaped map): outputs mirror it,
         // equal the library call, and the bad inputs are listed with a nonzero exit.
