@@ -7,7 +7,7 @@ public enum ConfigSchema {
         ConfigKey("model", .string, .string("vit_base_patch14_dinov2.lvd142m"), dvt: "model / vit_type",
                   "timm architecture name of the ViT (see `dvt models`)."),
         ConfigKey("weights", .string, .null, nullable: true, dvt: nil,
-                  "timm safetensors checkpoint for `model`. Exactly one of weights / random_init."),
+                  "timm checkpoint for `model` (.safetensors or .pth; DINOv2 hub names are mapped). Exactly one of weights / random_init."),
         ConfigKey("random_init", .int(0...Int(Int32.max)), .null, nullable: true,
                   "Seed for random ViT weights instead of a checkpoint: demos and tests only, every output says so."),
         ConfigKey("input_size", .ints(count: 2, 14...4096), .ints([518, 518]), dvt: "input_size",
