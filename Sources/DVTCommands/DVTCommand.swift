@@ -9,7 +9,7 @@ public struct DVTCommand: ParsableCommand {
         commandName: "dvt",
         abstract: "Remove position artifacts from Vision Transformer features (DVT and SRT), on the CPU.",
         discussion: """
-        Every command that builds a ViT takes either --weights FILE (a timm safetensors checkpoint) \
+        Every command that builds a ViT takes either --weights FILE (a timm checkpoint: .safetensors or .pth) \
         or --random-init SEED (seeded random weights, for demos and tests only: features from \
         random weights mean nothing, and every output says so).
         """,

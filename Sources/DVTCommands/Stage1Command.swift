@@ -10,7 +10,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("set"), parsing: .upToNextOption, help: "Override config keys: --set stage1.num_iters=500 seed=3")
     var overrides: [String] = []
     @Option(help: "Override the run directory (config key output_dir).") var outputDir: String?
-    @Option(help: "timm safetensors checkpoint (config key weights).") var weights: String?
+    @Option(help: "timm checkpoint, .safetensors or .pth (config key weights).") var weights: String?
     @Option(name: .customLong("random-init"), help: "Random-weights seed (config key random_init).") var randomInit: UInt64?
 
     func resolve() throws -> ResolvedConfig {

@@ -91,6 +91,12 @@ public final class TorchArchive: @unchecked Sendable {
             out.withUnsafeMutableBufferPointer { dst in
                 guard dst.count > 0 else { return }
                 if ref.isContiguous {
+                    #if _endian(little)
+                    if ref.dtype == .float32 {  // the bytes already are the floats
+                        UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: bytes.baseAddress! + 4 * ref.offset, byteCount: 4 * dst.count)
+                        return
+                    }
+                    #endif
                     for i in 0..<dst.count { dst[i] = Self.element(bytes, ref.dtype, ref.offset + i) }
                     return
                 }

@@ -138,6 +138,9 @@ struct RestrictedUnpickler {
     let storage: (TorchDType, String, Int) throws -> Void
     let fail: (String) -> TorchFormatError
 
+    /// Runs the pickle to its STOP. One function with one switch over the opcodes (longer than
+    /// our usual limit): each case is a line or two, and the stack, memo and position they share
+    /// would otherwise have to be threaded through a dozen helpers.
     func run() throws -> PickleValue {
         var stack: [Item] = []
         var memo: [Int: Item] = [:]

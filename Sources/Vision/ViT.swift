@@ -192,7 +192,7 @@ public final class VisionTransformer: Module {
 extension VisionTransformer {
     /// The banner every output of a random-weights model carries.
     public static func randomWeightsWarning(seed: UInt64) -> String {
-        "WARNING: RANDOM WEIGHTS (--random-init \(seed)). These features come from a randomly initialised ViT and carry no semantics; they exercise the pipeline only. Pass --weights FILE (a timm safetensors checkpoint, e.g. vit_small_patch14_dinov2.safetensors) for real features."
+        "WARNING: RANDOM WEIGHTS (--random-init \(seed)). These features come from a randomly initialised ViT and carry no semantics; they exercise the pipeline only. Pass --weights FILE (a timm checkpoint, .safetensors or .pth, e.g. vit_small_patch14_dinov2.safetensors) for real features."
     }
 
     /// A backbone from a timm name and either a checkpoint or a random-init seed.

@@ -168,3 +168,32 @@ struct TorchArchiveTests {
         #expect(try bf16.tensors(in: bf16.root).count == 34)
     }
 }
+
+extension TorchArchiveTests {
+    @Test("zip64 end records are followed when the classic record says 0xFFFF…; CRC matches zlib's check value")
+    func zip64() throws {
+        var b = [UInt8](try Data(contentsOf: Self.dir.appendingPathComponent("denoiser_official.pth")))
+        let eocd = (0...(b.count - 22)).reversed().first { b[$0] == 0x50 && b[$0 + 1] == 0x4B && b[$0 + 2] == 5 && b[$0 + 3] == 6 }!
+        for i in 8..<20 { b[eocd + i] = 0xFF }  // entry counts, directory size and offset
+        let archive = try TorchArchive(data: Data(b))
+        #expect(archive.root["step"] == .int(1234))
+        // A zip64 record pointing nowhere is an error, not a crash.
+        let loc = eocd - 20
+        for i in 8..<16 { b[loc + i] = 0x7F }
+        #expect(errorText { _ = try TorchArchive(data: Data(b)) } != nil)
+        #expect(Array("123456789".utf8).withUnsafeBytes { CRC32.checksum($0) } == 0xCBF4_3926)
+        let long = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        // Slicing-by-8 equals the bitwise definition.
+        var bitwise: UInt32 = 0xFFFF_FFFF
+        for x in long {
+            bitwise ^= UInt32(x)
+            for _ in 0..<8 { bitwise = (bitwise & 1) != 0 ? 0xEDB8_8320 ^ (bitwise >> 1) : bitwise >> 1 }
+        }
+        #expect(long.withUnsafeBytes { CRC32.checksum($0) } == ~bitwise)
+        // Split checksums must agree with one pass (seeded continuation).
+        let whole = long.withUnsafeBytes { CRC32.checksum($0) }
+        let part = long.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<333])) }
+        let rest = long.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[333...]), seed: part) }
+        #expect(rest == whole)
+    }
+}
