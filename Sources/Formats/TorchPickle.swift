@@ -132,7 +132,7 @@ struct RestrictedUnpickler {
     /// Budget for turning the shared graph into plain values: a pickle can make a list hold
     /// itself, or nest shared lists so the tree is exponentially larger than the file.
     static let maxDepth = 200
-    static let maxNodes = 20_000_000
+    static let maxNodes = 2_000_000
 
     let bytes: UnsafeRawBufferPointer
     let storage: (TorchDType, String, Int) throws -> Void
@@ -344,6 +344,11 @@ struct RestrictedUnpickler {
             guard !o1, !o2, !o3 else { throw fail("tensor of shape \(shape) strides \(strides) overflows") }
             count = c
             last = l
+        }
+        // More elements than the storage holds needs overlapping (e.g. stride-0, expanded) views,
+        // which state dicts do not use; refusing them bounds every allocation by the file size.
+        if count > s.count {
+            throw fail("tensor of shape \(shape) has \(count) elements but its storage \"\(s.key)\" holds \(s.count) (an expanded, overlapping view); refused")
         }
         if count > 0, last >= s.count {
             throw fail("tensor of shape \(shape), strides \(strides), offset \(offset) reaches element \(last) of storage \"\(s.key)\", which holds \(s.count)")

@@ -197,3 +197,35 @@ extension TorchArchiveTests {
         #expect(rest == whole)
     }
 }
+
+extension TorchArchiveTests {
+    /// module_state_dict.pth comes from real torch (make_module_fixture.py next to it): a module's
+    /// state_dict() (an OrderedDict whose _metadata arrives through BUILD), an nn.Parameter, strided
+    /// views sharing one storage, fp16/int64/bool storages and plain Python values.
+    @Test("a real torch.save of state_dict(), Parameter, strided views, fp16/int64/bool and Python values")
+    func realTorchFile() throws {
+        let a = try TorchArchive(url: Self.dir.appendingPathComponent("module_state_dict.pth"))
+        let sd = try a.tensors(in: a.root["state_dict"]!)
+        #expect(sd.keys.sorted() == ["0.bias", "0.weight", "1.bias", "1.weight"])
+        #expect(sd["0.weight"]!.shape == [4, 3])
+        expectClose(Array(sd["0.weight"]!.scalars.prefix(4)), [-0.004322517663240433, 0.3097158372402191, -0.4751853346824646, -0.4248946011066437])
+        expectClose(sd["0.bias"]!.scalars, [-0.55157071352005, -0.3823687434196472, -0.2379971146583557, 0.021387115120887756])
+        let all = try a.tensors(in: a.root)
+        #expect(all["param"]!.scalars == [1.5, -2.0])
+        #expect(all["transposed"]!.shape == [6, 4])
+        #expect(all["transposed"]!.scalars == (0..<6).flatMap { i in (0..<4).map { j in Float(i + 6 * j) } })
+        #expect(all["slice"]!.scalars == [6, 8, 10, 12, 14, 16])
+        #expect(all["half"]!.scalars == [0.0999755859375, 65504, Float(-5.960464477539063e-08)])
+        #expect(all["long"]!.scalars == [3, -7, 1_099_511_627_776])
+        #expect(all["flags"]!.scalars == [1, 0, 1])
+        #expect(a.root["nested"] == .list([.int(1), .float(2.5), .string("x"), .none, .tuple([.bool(true), .bool(false)])]))
+    }
+
+    @Test("expanded (overlapping) views are refused, bounding allocations by the file size")
+    func expandedViews() throws {
+        var b = PickleBuilder()
+        b.tensor(key: "0", count: 1, offset: 0, shape: [1_000_000_000], strides: [0])
+        let msg = errorText { _ = try TorchArchive(data: try b.archive(["0": floatBytes([1])])) }
+        #expect(msg?.contains("overlapping view") == true, "\(msg ?? "no error")")
+    }
+}
