@@ -17,6 +17,16 @@ public enum DenoiserFileFormat: String, Sendable, CaseIterable {
     case safetensors
     /// A torch.save zip archive {"denoiser": state dict}, as the official code loads it.
     case pth
+
+    /// `explicit` when given (must name a case), else pth for a `.pth`/`.pt` output, else safetensors.
+    public static func forOutput(_ url: URL, explicit: String?) throws -> DenoiserFileFormat {
+        let ext = url.pathExtension.lowercased()
+        let name = explicit ?? (ext == "pth" || ext == "pt" ? "pth" : "safetensors")
+        guard let f = DenoiserFileFormat(rawValue: name) else {
+            throw DenoiserError("format must be one of \(allCases.map(\.rawValue).joined(separator: ", ")); got \(name)")
+        }
+        return f
+    }
 }
 
 extension Denoiser {

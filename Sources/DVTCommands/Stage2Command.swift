@@ -56,11 +56,7 @@ extension DVTCommand {
         var format: String?
 
         func run() throws {
-            let ext = URL(fileURLWithPath: out).pathExtension.lowercased()
-            let name = format ?? (ext == "pth" || ext == "pt" ? "pth" : "safetensors")
-            guard let fmt = DenoiserFileFormat(rawValue: name) else {
-                throw ValidationError("--format must be one of \(DenoiserFileFormat.allCases.map(\.rawValue).joined(separator: ", ")); got \(name)")
-            }
+            let fmt = try DenoiserFileFormat.forOutput(URL(fileURLWithPath: out), explicit: format)
             let d = try Stage2Runner.export(checkpoint: URL(fileURLWithPath: checkpoint), to: URL(fileURLWithPath: out), format: fmt)
             let c = d.config
             print("wrote \(out): \(c.numBlocks) block(s), C \(c.dim), grid \(c.gridHeight)x\(c.gridWidth), pos_embed \(c.enablePE ? "on" : "off"), \(d.parameterCount) parameters")
