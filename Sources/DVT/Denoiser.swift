@@ -241,6 +241,11 @@ extension Denoiser {
         var gh: Int, gw: Int
         let enablePE = dict["pos_embed"] != nil
         if let mh = metadata["noise_map_height"].flatMap(Int.init), let mw = metadata["noise_map_width"].flatMap(Int.init) {
+            // Crafted metadata once overflowed gh·gw (a trap); a grid side beyond 4096 tokens is
+            // not a denoiser anyone trained, so refuse it before any arithmetic.
+            guard (1...4096).contains(mh), (1...4096).contains(mw) else {
+                throw DenoiserError("\(origin): metadata noise_map_height × noise_map_width = \(mh) × \(mw) is out of range (each 1…4096)")
+            }
             (gh, gw) = (mh, mw)
         } else if let pos = dict["pos_embed"] {
             guard pos.rank == 3, pos.shape[0] == 1, pos.shape[2] == dim else {

@@ -33,13 +33,21 @@ public struct StateDictError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         var parts: [String] = []
-        if !missing.isEmpty { parts.append("missing keys (\(missing.count)): \(missing.joined(separator: ", "))") }
-        if !unexpected.isEmpty { parts.append("unexpected keys (\(unexpected.count)): \(unexpected.joined(separator: ", "))") }
+        if !missing.isEmpty { parts.append("missing keys (\(missing.count)): \(Self.summarise(missing))") }
+        if !unexpected.isEmpty { parts.append("unexpected keys (\(unexpected.count)): \(Self.summarise(unexpected))") }
         if !mismatched.isEmpty {
-            parts.append("mis-shaped keys (\(mismatched.count)): \(mismatched.map(\.description).joined(separator: "; "))")
+            parts.append("mis-shaped keys (\(mismatched.count)): \(Self.summarise(mismatched.map(\.description), separator: "; "))")
         }
         let origin = source.isEmpty ? "" : " from \(source)"
         return "cannot load state dict\(origin): " + parts.joined(separator: "; ")
+    }
+
+    /// The first few names, each cut to 120 characters: a crafted checkpoint with 10^5 keys or a
+    /// 1 MB key name made this message megabytes long (issue 18).
+    static func summarise(_ names: [String], separator: String = ", ", first: Int = 12) -> String {
+        let shown = names.prefix(first).map { $0.count > 120 ? String($0.prefix(120)) + "…" : $0 }
+        let rest = names.count > first ? "\(separator)… and \(names.count - first) more" : ""
+        return shown.joined(separator: separator) + rest
     }
 }
 

@@ -171,14 +171,8 @@ extension ConfigSchema {
         var values: [String: ConfigValue] = [:], sources: [String: String] = [:]
         for k in keys { values[k.path] = k.defaultValue; sources[k.path] = "default" }
         if let file {
-            let text: String
-            do { text = try String(contentsOf: file, encoding: .utf8) } catch {
-                throw ConfigError("cannot read config \(file.path): \(error.localizedDescription)")
-            }
-            let node: Any?
-            do { node = try Yams.load(yaml: text) } catch {
-                throw ConfigError("config \(file.path) is not valid YAML: \(error)")
-            }
+            let text = try YAMLGuard.readText(file)
+            let node = try YAMLGuard.compose(text, file: file.path)?.any
             guard let root = node as? [String: Any] else {
                 if node == nil { return ResolvedConfig(values: values, sources: sources) }
                 throw ConfigError("config \(file.path) must be a mapping of keys to values at the top level")
@@ -238,7 +232,7 @@ extension ConfigSchema {
     }
 
     static func bad(_ key: ConfigKey, _ value: Any?, _ file: String) -> ConfigError {
-        ConfigError("\(file): config key '\(key.path)' = \(value.map { "\($0)" } ?? "null") is invalid: expected \(key.kind.allowed)\(key.nullable ? " or null" : "")")
+        ConfigError("\(file): config key '\(key.path)' = \(value.map { YAMLGuard.clip("\($0)") } ?? "null") is invalid: expected \(key.kind.allowed)\(key.nullable ? " or null" : "")")
     }
 
     /// Converts a YAML-decoded value (Int, Double, Bool, String, [Any], nil) and checks its range.
@@ -274,8 +268,14 @@ extension ConfigSchema {
 
     /// Parses a command-line override value with YAML's scalar rules.
     static func parse(_ text: String, for key: ConfigKey, file: String) throws -> ConfigValue {
-        let decoded: Any?
-        do { decoded = try Yams.load(yaml: text) } catch { decoded = text }
+        // Overrides pass the same guard as files: `--set stage1.num_iters=010` must not become 8.
+        try YAMLGuard.prescanNesting(text, file: file)
+        let node: Node?
+        do { node = try Yams.compose(yaml: text) } catch {
+            return try convert(text, for: key, file: file)  // not YAML: the text itself, as before
+        }
+        if let node { try YAMLGuard.validate(node, file: file) }
+        let decoded = node?.any
         return try convert(decoded is NSNull ? nil : decoded, for: key, file: file)
     }
 }

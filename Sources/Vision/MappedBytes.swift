@@ -41,14 +41,19 @@ final class ReadOnlyBytes: @unchecked Sendable {
     /// precisely so that never happens to our own files.
     static func map(_ url: URL) throws -> ReadOnlyBytes {
         let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; the
+        // file type is checked on the descriptor right after (no window between check and open).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             throw FileReadError(path: path, message: String(cString: strerror(errno)))
         }
         defer { close(fd) }
         var st = stat()
         if fstat(fd, &st) != 0 { throw FileReadError(path: path, message: String(cString: strerror(errno))) }
-        if (st.st_mode & S_IFMT) != S_IFREG { throw FileReadError(path: path, message: "not a regular file") }
+        if (st.st_mode & S_IFMT) != S_IFREG {
+            let kind = FileKind.of(path)
+            throw FileReadError(path: path, message: "it is \(kind.noun), not a regular file")
+        }
         let size = Int(st.st_size)
         if size == 0 {
             return ReadOnlyBytes(copying: UnsafeRawBufferPointer(start: nil, count: 0))

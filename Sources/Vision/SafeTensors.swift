@@ -11,7 +11,7 @@ public struct SafeTensorsError: Error, CustomStringConvertible, LocalizedError {
 
     public var description: String {
         var s = "safetensors file \(path)"
-        if let key { s += ", tensor \"\(key)\"" }
+        if let key { s += ", tensor \"\(key.count > 120 ? String(key.prefix(120)) + "…" : key)\"" }
         if let shape { s += " (shape \(shape))" }
         return s + ": " + message
     }
@@ -179,10 +179,26 @@ public final class SafeTensorsFile: @unchecked Sendable {
             }
             entries[key] = SafeTensorsEntry(key: key, dtype: dtype, shape: shape, dataRange: begin..<end)
         }
-        // Overlap check on the non-empty ranges, in offset order.
+        // The format requires the data section to be indexed entirely, without holes or overlaps.
+        // Checking that exactly is what catches a header length that is off by a few bytes: the
+        // JSON still parses (the header is padded with spaces) but every tensor would be read
+        // shifted, i.e. as garbage or NaN (issue 18).
         let sorted = entries.values.filter { !$0.dataRange.isEmpty }.sorted { $0.dataRange.lowerBound < $1.dataRange.lowerBound }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.dataRange.upperBound > b.dataRange.lowerBound {
             throw fail("data range \(b.dataRange) overlaps tensor \"\(a.key)\" at \(a.dataRange)", key: b.key, shape: b.shape)
+        }
+        var covered = 0
+        for e in sorted {
+            guard e.dataRange.lowerBound == covered else {
+                throw fail("data section has a gap of \(e.dataRange.lowerBound - covered) bytes before this tensor "
+                           + "(offsets must cover the data section without holes; corrupt or misaligned header?)",
+                           key: e.key, shape: e.shape)
+            }
+            covered = e.dataRange.upperBound
+        }
+        guard covered == dataLength else {
+            throw fail("tensors cover \(covered) bytes but the data section after the \(headerLength)-byte header has "
+                       + "\(dataLength) (header length field off, or bytes appended/truncated?)")
         }
         self.metadata = metadata
         self.entries = entries

@@ -105,6 +105,13 @@ extension DVTSuites {
             dict.removeValue(forKey: "denoiser.norm1.weight")
             #expect { try Denoiser(stateDict: dict) } throws: { "\($0)".contains("denoiser.norm1.weight") }
             #expect { try Denoiser(config: DenoiserConfig(dim: 200, grid: (4, 4)), seed: 0) } throws: { "\($0)".contains("not divisible by 3") }
+            // Issue 18: crafted grid metadata overflowed h·w (a trap) before any check.
+            dict = d.stateDict()
+            dict.removeValue(forKey: "pos_embed")
+            for (h, w) in [("4611686018427387904", "4"), ("0", "6"), ("-3", "6"), ("6", "100000")] {
+                #expect { try Denoiser(stateDict: dict, metadata: ["noise_map_height": h, "noise_map_width": w], source: "crafted.safetensors") }
+                    throws: { "\($0)".contains("crafted.safetensors") && "\($0)".contains("out of range") }
+            }
         }
 
         @Test("training on the native grid moves pos_embed and every block weight")

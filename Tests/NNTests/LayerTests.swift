@@ -117,6 +117,24 @@ struct LayerTests {
         #expect(block.norm1.bias.scalars == before[1], "missing keys keep their values")
     }
 
+    @Test("a state dict with thousands of stray keys, or a huge key name, gives a short error")
+    func loadErrorIsSummarised() throws {
+        var rng = RandomGenerator(seed: 7)
+        let block = Block(8, heads: 2, rng: &rng)
+        var dict: [String: Tensor] = [:]
+        for (name, p) in block.namedParameters() { dict[name] = Tensor(repeating: 0.25, shape: p.shape) }
+        for i in 0..<5000 { dict["stray.\(i)"] = Tensor(zeros: [1]) }
+        dict[String(repeating: "x", count: 1_000_000)] = Tensor(zeros: [1])
+        do {
+            try block.load(stateDict: dict, source: "crafted.safetensors")
+            Issue.record("load should have thrown")
+        } catch let error as StateDictError {
+            #expect(error.unexpected.count == 5001)
+            #expect(error.description.count < 3000, "message is \(error.description.count) characters")
+            #expect(error.description.contains("unexpected keys (5001)") && error.description.contains("more"))
+        }
+    }
+
     @Test("load(stateDict:) copies values into the existing parameter tensors")
     func loadInPlace() throws {
         var a = RandomGenerator(seed: 1), b = RandomGenerator(seed: 2)

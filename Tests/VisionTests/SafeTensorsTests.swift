@@ -219,6 +219,35 @@ struct SafeTensorsTests {
         }
     }
 
+    /// Issue 18: a header length one byte short still parses (the JSON is padded with spaces) but
+    /// shifts every tensor by a byte; gaps and trailing bytes are refused the same way.
+    @Test func dataSectionMustBeCoveredExactly() throws {
+        func open(_ d: Data) throws { _ = try SafeTensorsFile(data: d, name: "shifted.safetensors") }
+        let header = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}    "
+        let data: [UInt8] = [0, 0, 0x80, 0x3F, 0, 0, 0x80, 0x3F]
+        #expect(try SafeTensorsFile(data: rawSafeTensors(header: header, data: data)).tensor("w").scalars == [1, 1])
+        expectSafeTensorsError(["shifted.safetensors", "cover 8 bytes", "has 9"]) {
+            try open(rawSafeTensors(header: header, data: data, declaredLength: UInt64(header.utf8.count - 1)))
+        }
+        expectSafeTensorsError(["cover 8 bytes", "has 12"]) { try open(rawSafeTensors(header: header, data: data + [0, 0, 0, 0])) }
+        expectSafeTensorsError(["\"b\"", "gap of 4 bytes"]) {
+            try open(rawSafeTensors(header: """
+            {"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}
+            """, data: data + [0, 0, 0, 0]))
+        }
+    }
+
+    @Test func errorMessagesStaySmallForHugeKeys() throws {
+        let key = String(repeating: "k", count: 1_000_000)
+        do {
+            _ = try SafeTensorsFile(data: rawSafeTensors(header: "{\"\(key)\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
+                                                         data: [UInt8](repeating: 0, count: 8)), name: "big.st")
+            Issue.record("expected an error")
+        } catch {
+            #expect(String(describing: error).count < 500, "error is \(String(describing: error).count) characters")
+        }
+    }
+
     @Test func zeroSizedTensorsMayShareOffsets() throws {
         let header = """
         {"a":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},\

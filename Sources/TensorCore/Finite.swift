@@ -1,0 +1,19 @@
+/// Finite-value checks, for validating inputs where they are read (issue 18, item 11: one NaN in a
+/// feature map spread into a fully NaN output with exit 0).
+extension Tensor {
+    /// The multi-index of the first NaN or ±Inf element in row-major order, or nil when all are
+    /// finite. Returns the index rather than a flag so that errors can name where the bad value is.
+    public func firstNonFinite() -> (index: [Int], value: Float)? {
+        let flat: Int? = withUnsafeBufferPointer { b in
+            for i in 0..<b.count where !b[i].isFinite { return i }
+            return nil
+        }
+        guard let flat else { return nil }
+        var index = [Int](repeating: 0, count: shape.count), rest = flat
+        for d in stride(from: shape.count - 1, through: 0, by: -1) {
+            index[d] = rest % shape[d]
+            rest /= shape[d]
+        }
+        return (index, withUnsafeBufferPointer { $0[flat] })
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+import Testing
+import TensorCore
+import Vision
+@testable import DVT
+
+/// Issue 18: inputs with NaN/Inf are refused where they are read, naming the file and the index.
+@Suite("Input validation")
+struct InputValidationTests {
+    @Test("firstNonFinite finds the first NaN or Inf and its multi-index")
+    func firstNonFinite() {
+        var values = [Float](repeating: 1, count: 2 * 3 * 4)
+        #expect(Tensor(values, shape: [2, 3, 4]).firstNonFinite() == nil)
+        values[1 * 12 + 2 * 4 + 3] = .infinity
+        values[23] = .nan
+        let bad = Tensor(values, shape: [2, 3, 4]).firstNonFinite()
+        #expect(bad?.index == [1, 2, 3] && bad?.value == .infinity)
+    }
+
+    @Test("a planted file with a NaN coordinate is refused with the tensor and index named")
+    func plantedNaN() throws {
+        var o = PlantedData.Options()
+        o.grid = 4; o.dim = 8; o.views = 2
+        var named = PlantedData.generate(seed: 3, options: o).namedTensors
+        var coords = named["coords"]!.scalars
+        coords[5] = .nan
+        named["coords"] = Tensor(coords, shape: named["coords"]!.shape)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("planted-nan-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensors.write(named, to: url)
+        do {
+            _ = try PlantedData.load(contentsOf: url)
+            Issue.record("expected an error")
+        } catch {
+            let m = String(describing: error)
+            #expect(m.contains(url.path) && m.contains("'coords'") && m.contains("non-finite") && m.contains("[0, 0, 2, 1]"), "\(m)")
+        }
+    }
+}
