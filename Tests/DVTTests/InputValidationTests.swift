@@ -11,10 +11,12 @@ struct InputValidationTests {
     func firstNonFinite() {
         var values = [Float](repeating: 1, count: 2 * 3 * 4)
         #expect(Tensor(values, shape: [2, 3, 4]).firstNonFinite() == nil)
-        values[1 * 12 + 2 * 4 + 3] = .infinity
+        values[1 * 12 + 0 * 4 + 1] = .infinity
         values[23] = .nan
         let bad = Tensor(values, shape: [2, 3, 4]).firstNonFinite()
-        #expect(bad?.index == [1, 2, 3] && bad?.value == .infinity)
+        #expect(bad?.index == [1, 0, 1] && bad?.value == .infinity)
+        values[13] = 1
+        #expect(Tensor(values, shape: [2, 3, 4]).firstNonFinite()?.index == [1, 2, 3])
     }
 
     @Test("a planted file with a NaN coordinate is refused with the tensor and index named")
