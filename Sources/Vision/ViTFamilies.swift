@@ -65,3 +65,28 @@ extension ViTPresets {
         return list
     }()
 }
+
+extension ViTConfig {
+    /// What sets this architecture apart, for `dvt models`: MLP, attention, positions, tokens.
+    public var familySummary: String {
+        var parts: [String] = []
+        switch mlp {
+        case .mlp: parts.append(activation == .quickGelu ? "QuickGELU MLP" : "GELU MLP")
+        case .swigluPacked: parts.append("SwiGLU (packed)")
+        case .swiglu: parts.append("SwiGLU (split, sub-LN)")
+        }
+        if separateQKV { parts.append("q/k/v (no k bias)") }
+        if !qkvBias && !separateQKV { parts.append("qkv no bias") }
+        if attentionNorm { parts.append("attn sub-LN") }
+        if layerScale { parts.append("layer scale") }
+        if preNorm { parts.append("norm_pre") }
+        switch rope {
+        case .eva?: parts.append("RoPE (EVA-02)")
+        case .dinov3?: parts.append("RoPE (DINOv3)")
+        case nil: break
+        }
+        if absolutePositionEmbedding { parts.append(noEmbedClass ? "pos_embed (patches only)" : "pos_embed") }
+        if !classToken { parts.append("no class token") }
+        return parts.joined(separator: ", ")
+    }
+}
