@@ -64,12 +64,18 @@ public final class VisionTransformer: Module {
         let file = try SafeTensorsFile(url: url)
         var dict: [String: Tensor] = [:]
         for key in file.keys where !VisionTransformer.isIgnoredKey(key) { dict[key] = try file.tensor(key) }
+        try self.init(config: config, stateDict: dict, source: url.path)
+    }
+
+    /// A model from a timm state dict already in memory (keys as timm names them, ignored keys
+    /// already dropped); `source` names the file in errors.
+    public convenience init(config: ViTConfig, stateDict dict: [String: Tensor], source: String) throws {
         var config = config
         // The MLP width comes from the weights, never from mlp_ratio: timm's own ratios do not
         // always reproduce it (ViT-g's 5.33334, EVA's 8/3 after int()).
         if let fc2 = dict["blocks.0.mlp.fc2.weight"], fc2.rank == 2 { config.mlpHidden = fc2.shape[1] }
         self.init(config: config, seed: 0)
-        try load(stateDict: dict, strict: true, source: url.path)
+        try load(stateDict: dict, strict: true, source: source)
         randomInitSeed = nil
         posCache.removeAll()
         ropeCache.removeAll()
