@@ -5,11 +5,13 @@ import Vision
 @testable import DVTCommands
 
 /// The whole pipeline (stage 1 with its random views, SRT with its shifted views, stage 2, metrics)
-/// on the backbones whose positions are not a resampled `pos_embed` (DINOv3: RoPE from each
-/// input's own grid, no pos_embed) or that have no class token (SigLIP), on a non-square input.
+/// on the backbones whose positions are not (only) a resampled `pos_embed` (DINOv3: RoPE from
+/// each input's own grid, no pos_embed; EVA-02: RoPE on top of pos_embed, SwiGLU) or that have
+/// no class token (SigLIP), on a non-square input.
 @Suite("dvt run on RoPE and no-class-token backbones")
 struct FamiliesCLITests {
-    @Test("stage 1, SRT and stage 2 run end to end", arguments: ["vit_small_patch16_dinov3.lvd1689m", "vit_base_patch16_siglip_224.webli"])
+    @Test("stage 1, SRT and stage 2 run end to end", arguments: ["vit_small_patch16_dinov3.lvd1689m", "eva02_base_patch16_clip_224.merged2b",
+                                                          "vit_base_patch16_siglip_224.webli"])
     func pipeline(_ model: String) throws {
         let dir = temporaryDirectory("families")
         defer { try? FileManager.default.removeItem(at: dir) }
