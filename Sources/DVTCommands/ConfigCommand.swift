@@ -28,9 +28,9 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(abstract: "List the ViT architecture presets (timm names).")
 
         func run() throws {
-            print("name | patch | dim | depth | heads | prefix tokens | pretraining size")
+            print("name | patch | dim | depth | heads | prefix tokens | pretraining size | family")
             for c in ViTPresets.all {
-                print("\(c.name) | \(c.patchSize) | \(c.embedDim) | \(c.depth) | \(c.heads) | \(c.prefixTokens) | \(c.imageSize)")
+                print("\(c.name) | \(c.patchSize) | \(c.embedDim) | \(c.depth) | \(c.heads) | \(c.prefixTokens) | \(c.imageSize) | \(c.familySummary)")
             }
         }
     }

@@ -9,12 +9,14 @@ import TensorCore
 public struct ViTFeatures {
     /// (B, Gh, Gw, C) patch-token features.
     public var patch: Tensor
-    /// (B, R, C) prefix tokens (cls first, then registers), same normalisation as `patch`.
+    /// (B, R, C) prefix tokens (cls first, then registers), same normalisation as `patch`;
+    /// (B, 0, C) for a model without prefix tokens (SigLIP).
     public var prefix: Tensor
 }
 
-/// A timm `VisionTransformer` with timm's state-dict names, so a timm safetensors checkpoint
-/// loads by name. Forward runs without recording a graph.
+/// A timm `VisionTransformer`, or one of timm's `Eva` ViTs (EVA-02, DINOv3), with timm's
+/// state-dict names, so a timm safetensors checkpoint loads by name. One class for every family:
+/// what differs is in `ViTConfig` (see ViTFamilies.swift). Forward runs without recording a graph.
 public final class VisionTransformer: Module {
     public let config: ViTConfig
     /// `patch_embed.proj.weight` (C, 3, P, P) and `.bias` (C) — a strided convolution.
@@ -22,14 +24,15 @@ public final class VisionTransformer: Module {
     public let patchBias: Tensor?
     public let clsToken: Tensor?      // (1, 1, C)
     public let regToken: Tensor?      // (1, R_reg, C)
-    public let posEmbed: Tensor       // (1, prefixRows + G0², C)
+    public let posEmbed: Tensor?      // (1, prefixRows + G0², C); nil for RoPE-only models (DINOv3)
     public let normPre: LayerNorm?
-    public let blocks: [Block]
+    let blocks: [ViTBlock]
     public let norm: LayerNorm
     /// Set when the weights are random (`--random-init`): every output must say so.
     public private(set) var randomInitSeed: UInt64?
 
     private var posCache: [String: Tensor] = [:]
+    private var ropeCache: [String: RopeTables] = [:]
     private let posCacheLock = NSLock()
 
     /// A model with seeded random weights (timm-like init: truncated normal σ 0.02 for weights
@@ -43,14 +46,12 @@ public final class VisionTransformer: Module {
         clsToken = config.classToken ? Tensor.truncatedNormal([1, 1, c], std: 0.02, rng: &rng) : nil
         regToken = config.registerTokens > 0 ? Tensor.truncatedNormal([1, config.registerTokens, c], std: 0.02, rng: &rng) : nil
         let g0 = config.pretrainGrid
-        posEmbed = Tensor.truncatedNormal([1, config.positionPrefixRows + g0 * g0, c], std: 0.02, rng: &rng)
+        posEmbed = config.absolutePositionEmbedding
+            ? Tensor.truncatedNormal([1, config.positionPrefixRows + g0 * g0, c], std: 0.02, rng: &rng) : nil
         normPre = config.preNorm ? LayerNorm(c, eps: config.normEps) : nil
         // A random network with timm's 1e-5 layer-scale init would be the patch embedding plus
         // noise; 0.1 keeps the blocks (and their mixing of positions) visible in the features.
-        blocks = (0..<config.depth).map { _ in
-            Block(c, heads: config.heads, mlpRatio: config.mlpRatio, activation: config.activation,
-                  layerScale: config.layerScale ? 0.1 : nil, normEps: config.normEps, rng: &rng)
-        }
+        blocks = (0..<config.depth).map { _ in ViTBlock(config, layerScale: config.layerScale ? 0.1 : nil, rng: &rng) }
         norm = LayerNorm(c, eps: config.normEps)
         randomInitSeed = seed
         for (_, t) in namedParameters() { t.requiresGrad = false }
@@ -63,10 +64,21 @@ public final class VisionTransformer: Module {
     public convenience init(config: ViTConfig, weights url: URL) throws {
         let raw = try WeightFiles.load(url, stateDict: TimmCheckpointNames.unwrap, keep: { !$0.hasPrefix("head.") }).tensors
         let dict = try TimmCheckpointNames.fromDINOv2Hub(raw).filter { !VisionTransformer.isIgnoredKey($0.key) }
+        try self.init(config: config, stateDict: dict, source: url.path)
+    }
+
+    /// A model from a timm state dict already in memory (keys as timm names them, ignored keys
+    /// already dropped); `source` names the file in errors.
+    public convenience init(config: ViTConfig, stateDict dict: [String: Tensor], source: String) throws {
+        var config = config
+        // The MLP width comes from the weights, never from mlp_ratio: timm's own ratios do not
+        // always reproduce it (ViT-g's 5.33334, EVA's 8/3 after int()).
+        if let fc2 = dict["blocks.0.mlp.fc2.weight"], fc2.rank == 2 { config.mlpHidden = fc2.shape[1] }
         self.init(config: config, seed: 0)
-        try load(stateDict: dict, strict: true, source: url.path)
+        try load(stateDict: dict, strict: true, source: source)
         randomInitSeed = nil
         posCache.removeAll()
+        ropeCache.removeAll()
     }
 
     /// Checkpoint keys with no role in feature extraction.
@@ -79,7 +91,7 @@ public final class VisionTransformer: Module {
         var out: [(String, Tensor)] = []
         if let clsToken { out.append(("cls_token", clsToken)) }
         if let regToken { out.append(("reg_token", regToken)) }
-        out.append(("pos_embed", posEmbed))
+        if let posEmbed { out.append(("pos_embed", posEmbed)) }
         out.append(("patch_embed.proj.weight", patchWeight))
         if let patchBias { out.append(("patch_embed.proj.bias", patchBias)) }
         if let normPre { out += prefixed("norm_pre", normPre.namedParameters()) }
@@ -96,7 +108,8 @@ public final class VisionTransformer: Module {
 
     /// Patch-token position embedding resampled to a grid, as timm's `resample_abs_pos_embed`
     /// (bicubic, align_corners=False, antialias=True, from the square pretraining grid). Cached.
-    func patchPositions(_ gh: Int, _ gw: Int) -> Tensor {
+    func patchPositions(_ gh: Int, _ gw: Int) -> Tensor? {
+        guard let posEmbed else { return nil }
         let key = "\(gh)x\(gw)"
         posCacheLock.lock()
         defer { posCacheLock.unlock() }
@@ -110,6 +123,21 @@ public final class VisionTransformer: Module {
             : Resize.bicubicAntialiased(patchPart, height: gh, width: gw, layout: .hwc)                   // (Gh, Gw, C)
         let out = resized.reshape([gh * gw, c])                                                            // (T, C)
         posCache[key] = out
+        return out
+    }
+
+    /// RoPE tables for a token grid, computed from the grid itself (timm `rope.get_embed(shape=
+    /// (H, W))` in `Eva._pos_embed`, eva.py line 976), so every view, crop or shifted copy gets
+    /// the positions of its own grid. Cached per grid; nil without RoPE.
+    func ropeTables(_ gh: Int, _ gw: Int) -> RopeTables? {
+        guard let rope = config.rope else { return nil }
+        let key = "\(gh)x\(gw)"
+        posCacheLock.lock()
+        defer { posCacheLock.unlock() }
+        if let hit = ropeCache[key] { return hit }
+        let (sin, cos) = rope.tables(gridHeight: gh, gridWidth: gw, headDim: config.headDim)
+        let out = RopeTables(sin: sin, cos: cos, layout: rope.layout)
+        ropeCache[key] = out
         return out
     }
 
@@ -159,25 +187,26 @@ public final class VisionTransformer: Module {
             let b = images.shape[0], c = config.embedDim
             var (x, gh, gw) = embedPatches(images, stride: s)                      // (B, T, C)
             let t = gh * gw
-            let pos = patchPositions(gh, gw)                                       // (T, C)
+            let pos = patchPositions(gh, gw)                                       // (T, C) or nil
             var prefix: [Tensor] = []
             if let clsToken { prefix.append(clsToken.broadcast(to: [b, 1, c])) }  // (B, 1, C)
             if let regToken { prefix.append(regToken.broadcast(to: [b, config.registerTokens, c])) }
-            if config.noEmbedClass {
-                x = x + pos
-                x = Tensor.concat(prefix + [x], axis: 1)                           // (B, R + T, C)
-            } else {
+            if let pos, let posEmbed, !config.noEmbedClass {
                 x = Tensor.concat(prefix + [x], axis: 1)
                 let r = config.positionPrefixRows
                 let prefixPos = posEmbed.reshape([posEmbed.shape[1], c]).slice(axis: 0, 0..<r)  // (R, C)
                 x = x + Tensor.concat([prefixPos, pos], axis: 0)
+            } else {
+                if let pos { x = x + pos }
+                if !prefix.isEmpty { x = Tensor.concat(prefix + [x], axis: 1) }   // (B, R + T, C)
             }
             if let normPre { x = normPre(x) }
             let r = config.prefixTokens
+            let rope = ropeTables(gh, gw)
             var out: [Int: ViTFeatures] = [:]
             let last = layers.max() ?? -1
             for i in 0...max(last, 0) where i <= last {
-                x = blocks[i](x)                                                   // (B, R + T, C)
+                x = blocks[i](x, rope: rope, prefix: r)                           // (B, R + T, C)
                 if layers.contains(i) {
                     let y = applyNorm ? norm(x) : x
                     out[i] = ViTFeatures(patch: y.slice(axis: 1, r..<(r + t)).reshape([b, gh, gw, c]),

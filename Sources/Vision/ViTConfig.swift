@@ -27,6 +27,35 @@ public struct ViTConfig: Sendable, Codable, Equatable {
     public var mean: [Float] = ImageNormalization.imagenetMean
     public var std: [Float] = ImageNormalization.imagenetStd
 
+    // Families beyond the plain timm VisionTransformer (see ViTFamilies.swift for the timm
+    // sources of each). The defaults are the plain ViT.
+    /// The block's MLP.
+    public var mlp: ViTMlp = .mlp
+    /// MLP hidden width H (fc2's input). nil: timm's `int(C · mlp_ratio)` (halved for the packed
+    /// SwiGLU). A checkpoint's own shapes override it when it loads.
+    public var mlpHidden: Int?
+    /// Separate `q_proj`/`k_proj`/`v_proj` (EVA-02, k without bias) instead of a fused `qkv`.
+    public var separateQKV = false
+    /// Bias on the fused `qkv` projection (DINOv3 has none).
+    public var qkvBias = true
+    /// EVA `scale_attn_inner`: LayerNorm `attn.norm` on the attention output before `proj`.
+    public var attentionNorm = false
+    /// Rotary position embedding in every block's attention, or nil.
+    public var rope: ViTRope?
+    /// A learned `pos_embed` added after the patch embedding (false for DINOv3).
+    public var absolutePositionEmbedding = true
+    /// timm's `Eva` key names for layer scale: `blocks.i.gamma_1`/`gamma_2` instead of
+    /// `ls1.gamma`/`ls2.gamma`.
+    public var evaLayerScaleKeys = false
+
+    /// H for the MLP built before a checkpoint is read.
+    public var mlpHiddenWidth: Int {
+        if let mlpHidden { return mlpHidden }
+        let packed = Int(Double(embedDim) * mlpRatio)  // timm Block: hidden_features = int(dim * mlp_ratio)
+        return mlp == .swigluPacked ? packed / 2 : packed
+    }
+    public var headDim: Int { embedDim / heads }
+
     public var prefixTokens: Int { (classToken ? 1 : 0) + registerTokens }
     /// Rows of `pos_embed` that belong to prefix tokens (0 with `no_embed_class`).
     public var positionPrefixRows: Int { noEmbedClass ? 0 : prefixTokens }
@@ -42,6 +71,16 @@ public struct ViTConfig: Sendable, Codable, Equatable {
     }
 }
 
+/// The MLP of a ViT block.
+public enum ViTMlp: String, Sendable, Codable {
+    /// timm `Mlp`: fc1 → activation → fc2.
+    case mlp
+    /// timm `SwiGLUPacked`: packed fc1, first half SiLU-gated (DINOv2 giant).
+    case swigluPacked
+    /// timm `SwiGLU` with separate `fc1_g`/`fc1_x` and a LayerNorm inside (EVA-02, `scale_mlp`).
+    case swiglu
+}
+
 /// Per-channel normalisation constants of the checkpoints.
 public enum ImageNormalization {
     /// timm IMAGENET_DEFAULT_MEAN / STD (DINO, DINOv2, DeiT-III, MAE).
@@ -55,10 +94,9 @@ public enum ImageNormalization {
     public static let inceptionStd: [Float] = [0.5, 0.5, 0.5]
 }
 
-/// Architecture presets by timm name: every plain timm VisionTransformer in DVT's model list,
-/// plus the CLIP OpenAI ViT-B/16. (DVT's list also has EVA-02, which is not a plain
-/// VisionTransformer (RoPE, SwiGLU), and the giant DINOv2 models, whose MLP is SwiGLU; neither
-/// is supported.)
+/// Architecture presets by timm name: every ViT in DVT's model list (`dvt/models/vit_wrapper.py`
+/// MODEL_LIST), plus CLIP's QuickGELU variant, DINOv3 and SigLIP. The families beyond the plain
+/// VisionTransformer (SwiGLU, EVA-02, DINOv3, SigLIP) are in ViTFamilies.swift.
 public enum ViTPresets {
     public static let all: [ViTConfig] = {
         var list: [ViTConfig] = []
@@ -91,11 +129,20 @@ public enum ViTPresets {
         clipLaion.mean = ImageNormalization.clipMean
         clipLaion.std = ImageNormalization.clipStd
         list.append(clipLaion)
+        // timm 1.0.31 vision_transformer.py: `vit_base_patch16_clip_224` (line 3785) sets no
+        // act_layer, so VisionTransformer's default nn.GELU (exact, line 842) applies, and that is
+        // what DVT loads for `vit_base_patch16_clip_224.openai` (its cfg, line 2599, notes
+        // "natively QuickGELU, use quickgelu model variant for original results").
+        // `vit_base_patch16_clip_quickgelu_224` (line 3928) sets act_layer='quick_gelu'; its
+        // `.openai` tag is generated from the notes (`_quick_gelu_cfgs`, line 3334).
         var clipOpenAI = clipLaion
         clipOpenAI.name = "vit_base_patch16_clip_224.openai"
         clipOpenAI.imageSize = 224
-        clipOpenAI.activation = .quickGelu
         list.append(clipOpenAI)
+        var clipQuickGelu = clipOpenAI
+        clipQuickGelu.name = "vit_base_patch16_clip_quickgelu_224.openai"
+        clipQuickGelu.activation = .quickGelu
+        list.append(clipQuickGelu)
         // DeiT-III
         var deit3 = ViTConfig(name: "deit3_base_patch16_224.fb_in1k", patchSize: 16, embedDim: 768, depth: 12, heads: 12, imageSize: 224)
         deit3.noEmbedClass = true
@@ -107,7 +154,8 @@ public enum ViTPresets {
         augreg.mean = ImageNormalization.inceptionMean
         augreg.std = ImageNormalization.inceptionStd
         list.append(augreg)
-        return list
+        return list + ViTPresets.families
+
     }()
 
     /// The preset for a timm name. Accepts the name with or without its pretrained tag

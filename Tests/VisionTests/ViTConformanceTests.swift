@@ -11,16 +11,23 @@ import TestSupport
 @Suite("ViT matches timm")
 struct ViTConformanceTests {
     static let families = ["dinov2_small_tiny", "dinov2_reg4_tiny", "dinov2_stride7_tiny", "vit_b16_tiny",
-                           "deit3_b16_tiny", "clip_b16_tiny"]
+                           "deit3_b16_tiny", "clip_b16_tiny", "dinov2_giant_swiglu_tiny", "dinov2_giant_reg4_tiny",
+                           "eva02_b16_clip_tiny", "dinov3_s16_tiny", "siglip_b16_tiny"]
 
-    /// The architecture a fixture was made with: the preset of its timm family, resized.
+    static func meta(_ name: String) throws -> [String: Any] {
+        let url = fixturesDirectory.appendingPathComponent("vit/\(name)/meta.json")
+        return try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+    }
+
+    /// The architecture a fixture was made with: the preset of its timm family (found by the
+    /// timm name itself), resized. Only the sizes come from the fixture; everything that makes
+    /// the family (MLP, attention, RoPE, prefix tokens, eps) comes from the preset.
     static func config(_ meta: [String: Any]) throws -> ViTConfig {
         let arch = meta["timm_arch"] as! String
         let kw = meta["timm_kwargs"] as! [String: Any]
         var base: ViTConfig
-        if arch.contains("clip") {
-            base = ViTPresets.named("vit_base_patch16_clip_224.openai")!
-            base.activation = arch.contains("quickgelu") ? .quickGelu : .gelu
+        if let preset = ViTPresets.named(arch) {
+            base = preset
         } else if arch.contains("reg4_dinov2") {
             base = ViTPresets.named("vit_small_patch14_reg4_dinov2")!
         } else if arch.contains("dinov2") {
@@ -39,6 +46,10 @@ struct ViTConformanceTests {
         #expect(base.registerTokens == meta["num_reg_tokens"] as! Int, "\(arch): register tokens")
         #expect(base.noEmbedClass == meta["no_embed_class"] as! Bool, "\(arch): no_embed_class")
         #expect(base.prefixTokens == meta["num_prefix_tokens"] as! Int, "\(arch): prefix tokens")
+        if let eps = (meta["ln_eps"] ?? (meta["eva_flags"] as? [String: Any])?["ln_eps"]) as? Double {
+            #expect(base.normEps == Float(eps), "\(arch): LayerNorm eps")
+        }
+        if let abs = meta["abs_pos_embed"] as? Bool { #expect(base.absolutePositionEmbedding == abs, "\(arch): abs pos-embed") }
         return base
     }
 
@@ -55,7 +66,7 @@ struct ViTConformanceTests {
     @Test("features, prefix tokens, resampled position embeddings and stride", arguments: families)
     func family(_ name: String) throws {
         let dir = fixturesDirectory.appendingPathComponent("vit/\(name)")
-        let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("meta.json"))) as! [String: Any]
+        let meta = try Self.meta(name)
         let cfg = try Self.config(meta)
         let model = try VisionTransformer(config: cfg, weights: dir.appendingPathComponent("weights.safetensors"))
         #expect(model.randomInitSeed == nil)
@@ -71,7 +82,12 @@ struct ViTConformanceTests {
             let raw = model.features(x, layers: layers, norm: false, stride: stride)
             for l in layers {
                 Self.check(normed[l]!.patch, try io.tensor("\(input).layer\(l).norm.patch"), "\(name) \(input) layer \(l) norm patch")
-                Self.check(normed[l]!.prefix, try io.tensor("\(input).layer\(l).norm.prefix"), "\(name) \(input) layer \(l) norm prefix")
+                if cfg.prefixTokens > 0 {
+                    Self.check(normed[l]!.prefix, try io.tensor("\(input).layer\(l).norm.prefix"), "\(name) \(input) layer \(l) norm prefix")
+                } else {
+                    #expect(normed[l]!.prefix.shape == [x.shape[0], 0, cfg.embedDim])
+                    #expect(!io.keys.contains("\(input).layer\(l).norm.prefix"))
+                }
                 Self.check(raw[l]!.patch, try io.tensor("\(input).layer\(l).raw.patch"), "\(name) \(input) layer \(l) raw patch")
             }
         }
@@ -108,12 +124,27 @@ struct ViTConformanceTests {
                      "vit_small_patch8_224.dino", "vit_base_patch8_224.dino", "vit_base_patch16_224.dino",
                      "vit_base_patch14_dinov2.lvd142m", "vit_large_patch14_dinov2.lvd142m", "vit_small_patch14_reg4_dinov2.lvd142m",
                      "vit_large_patch14_reg4_dinov2.lvd142m", "vit_large_patch16_224.mae", "vit_huge_patch14_224.mae",
-                     "vit_base_patch16_clip_384.laion2b_ft_in12k_in1k", "vit_base_patch16_384.augreg_in21k_ft_in1k"] {
+                     "vit_base_patch16_clip_384.laion2b_ft_in12k_in1k", "vit_base_patch16_384.augreg_in21k_ft_in1k",
+                     "vit_giant_patch14_dinov2.lvd142m", "vit_giant_patch14_reg4_dinov2.lvd142m",
+                     "eva02_base_patch16_clip_224.merged2b", "vit_base_patch16_clip_quickgelu_224.openai",
+                     "vit_small_patch16_dinov3.lvd1689m", "vit_base_patch16_dinov3.lvd1689m",
+                     "vit_large_patch16_dinov3.lvd1689m", "vit_large_patch16_dinov3.sat493m",
+                     "vit_base_patch16_siglip_224.webli"] {
             #expect(ViTPresets.named(name) != nil, "missing preset \(name)")
         }
         let s = ViTPresets.named("vit_small_patch14_dinov2")!
         #expect(s.embedDim == 384 && s.depth == 12 && s.heads == 6 && s.patchSize == 14 && s.imageSize == 518)
         #expect(ViTPresets.named("vit_base_patch14_reg4_dinov2")!.prefixTokens == 5)
+        // timm 1.0.31: the `clip_224` arch keeps exact GELU, its `clip_quickgelu_224` twin sets QuickGELU.
+        #expect(ViTPresets.named("vit_base_patch16_clip_224.openai")!.activation == .gelu)
+        #expect(ViTPresets.named("vit_base_patch16_clip_quickgelu_224.openai")!.activation == .quickGelu)
+        // Real ViT-g/14: fc1 int(1536 · 5.33334) = 8192 = 2 · 4096 (timm's comment in vit_giant_patch14_dinov2).
+        #expect(ViTPresets.named("vit_giant_patch14_dinov2")!.mlpHiddenWidth == 4096)
+        // Real EVA-02 B: int(768 · 8/3) = 2048.
+        #expect(ViTPresets.named("eva02_base_patch16_clip_224")!.mlpHiddenWidth == 2048)
+        let d3 = ViTPresets.named("vit_small_patch16_dinov3")!
+        #expect(d3.prefixTokens == 5 && !d3.absolutePositionEmbedding && d3.rope == .dinov3(temperature: 100))
+        #expect(ViTPresets.named("vit_base_patch16_siglip_224")!.prefixTokens == 0)
     }
 
     @Test("random init is seeded and says so")
@@ -122,12 +153,44 @@ struct ViTConformanceTests {
         (cfg.embedDim, cfg.depth, cfg.heads, cfg.imageSize) = (32, 2, 2, 56)
         let a = VisionTransformer(config: cfg, seed: 5), b = VisionTransformer(config: cfg, seed: 5)
         #expect(a.randomInitSeed == 5)
-        #expect(a.posEmbed.scalars == b.posEmbed.scalars)
+        #expect(a.posEmbed!.scalars == b.posEmbed!.scalars)
         var rng = RandomGenerator(seed: 1)
         let x = Tensor.normal([2, 3, 70, 56], rng: &rng)
         let f = a.features(x, layers: [1])[1]!
         #expect(f.patch.shape == [2, 5, 4, 32])
         #expect(f.prefix.shape == [2, 1, 32])
         #expect(f.patch.scalars == b.features(x, layers: [1])[1]!.patch.scalars)
+    }
+
+    @Test("RoPE tables equal timm's rope.get_embed for every fixture grid", arguments: ["eva02_b16_clip_tiny", "dinov3_s16_tiny"])
+    func ropeTables(_ name: String) throws {
+        let meta = try Self.meta(name)
+        let cfg = try Self.config(meta)
+        let io = try SafeTensorsFile(url: fixturesDirectory.appendingPathComponent("vit/\(name)/io.safetensors"))
+        for case_ in meta["cases"] as! [[String: Any]] {
+            let input = case_["input"] as! String, grid = case_["grid"] as! [Int]
+            let expected = try io.tensor("\(input).rope_sincos")  // (T, 2D) = [sin | cos]
+            let (sin, cos) = cfg.rope!.tables(gridHeight: grid[0], gridWidth: grid[1], headDim: cfg.headDim)
+            let d = cfg.headDim
+            expectClose(Tensor.concat([sin, cos], axis: 1), expected, rtol: 0, atol: 2e-6, "\(name) \(input) rope table")
+            #expect(expected.shape == [grid[0] * grid[1], 2 * d])
+        }
+    }
+
+    @Test("the CLIP fixture is QuickGELU: the exact-GELU preset on its weights misses it by more than the tolerance")
+    func clipActivation() throws {
+        let dir = fixturesDirectory.appendingPathComponent("vit/clip_b16_tiny")
+        let meta = try Self.meta("clip_b16_tiny")
+        #expect(meta["timm_arch"] as? String == "vit_base_patch16_clip_quickgelu_224")
+        var cfg = try Self.config(meta)
+        #expect(cfg.activation == .quickGelu)
+        cfg.activation = ViTPresets.named("vit_base_patch16_clip_224.openai")!.activation
+        let model = try VisionTransformer(config: cfg, weights: dir.appendingPathComponent("weights.safetensors"))
+        let io = try SafeTensorsFile(url: dir.appendingPathComponent("io.safetensors"))
+        let l = (meta["layers"] as! [Int]).max()!
+        let got = model.features(try io.tensor("input0"), layers: [l])[l]!.patch.scalars
+        let want = try io.tensor("input0.layer\(l).norm.patch").scalars
+        let worst = zip(got, want).map { abs($0 - $1) }.max()!
+        #expect(worst > 1e-4 * max(1, want.map { abs($0) }.max()!), "exact GELU should not reproduce the QuickGELU fixture (max error \(worst))")
     }
 }
