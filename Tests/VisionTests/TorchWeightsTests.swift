@@ -44,6 +44,11 @@ struct TorchWeightsTests {
         try Self.features("dinov2_small_tiny", weights: Self.pth.appendingPathComponent("dinov2_small_tiny_hub.pth"), tolerance: nil)
     }
 
+    @Test("DINOv2 giant SwiGLU hub checkpoint (w12/w3 names) gives the timm features")
+    func swigluHubFeatures() throws {
+        try Self.features("dinov2_giant_swiglu_tiny", weights: Self.pth.appendingPathComponent("dinov2_giant_swiglu_tiny_hub.pth"), tolerance: nil)
+    }
+
     @Test("bf16 timm state dict gives the timm features within bf16 rounding (2e-2 relative, meta.json)")
     func bf16() throws {
         try Self.features("deit3_b16_tiny", weights: Self.pth.appendingPathComponent("deit3_b16_tiny_bf16.pth"), tolerance: 2e-2)
