@@ -53,7 +53,7 @@ mkdir -p "$tmp/joblogs"
 
 # Four photos, in sorted order: task 0 (shard 0/2) gets brick and chelsea, task 1 camera and coffee.
 printf '%s\n' brick.jpg camera.jpg chelsea.jpg coffee.jpg > "$tmp/list.txt"
-tiny=(model=vit_small_patch14_dinov2.lvd142m random_init=1 input_size=[56,56] stride_size=14 layer=2
+tiny=(model=vit_small_patch14_dinov2.lvd142m input_size=[56,56] stride_size=14 layer=2
       "data_root=$repo/Datasets/photos" "data_list=$tmp/list.txt"
       stage1.num_views=3 stage1.num_iters=${DVT_SLURM_TEST_ITERS:-150} stage1.pixel_bsz=64 stage1.n_levels=4
       stage1.log2_hashmap_size=8 stage1.max_resolution=32 stage1.print_freq=50)
@@ -69,12 +69,12 @@ cat > "$tmp/stage1-array.sh" <<SCRIPT
 #SBATCH --time=00:10:00
 #SBATCH --requeue
 export DVT_NUM_THREADS=\$SLURM_CPUS_PER_TASK
-srun dvt stage1 Configs/dvt-default.yaml \\
+srun dvt stage1 Configs/dvt-default.yaml --random-init 1 \\
      --set ${tiny[*]} output_dir=\$OUT
 SCRIPT
 
 echo "test-slurm: local reference run"
-DVT_NUM_THREADS=1 dvt stage1 Configs/dvt-default.yaml --set "${tiny[@]}" "output_dir=$tmp/ref" >"$tmp/joblogs/ref.log" 2>&1 \
+DVT_NUM_THREADS=1 dvt stage1 Configs/dvt-default.yaml --random-init 1 --set "${tiny[@]}" "output_dir=$tmp/ref" >"$tmp/joblogs/ref.log" 2>&1 \
   || fail "the local reference run failed (see $tmp/joblogs/ref.log)"
 
 model=vit_small_patch14_dinov2.lvd142m
