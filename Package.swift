@@ -45,7 +45,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: kernelSettings),
         .target(name: "DVTCommands", dependencies: [
-            "Trainer", "DVT", "Vision", "NN", "TensorCore",
+            "Trainer", "DVT", "Vision", "NN", "TensorCore", "Distributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),

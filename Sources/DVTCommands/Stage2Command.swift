@@ -35,6 +35,7 @@ extension DVTCommand {
                 Stage2Runner.abortOtherRanksIfParallel(after: error)
                 throw error
             }
+            guard Stage2Runner.isRootProcess else { return }  // MPI ranks > 0 report nothing
             let s = outcome.summary
             var line = String(format: "stage2 done: %d steps, final loss %.5f, %.1f ms/step", s.steps, s.finalLoss, s.msPerStep)
             if let v = s.lastValidation["loss"], let id = s.lastValidation["identity_loss"] {

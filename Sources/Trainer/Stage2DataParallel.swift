@@ -39,6 +39,10 @@ extension Stage2Runner {
         return averager
     }
 
+    /// Whether this process writes the outputs and the final report: rank 0 of an MPI job, or a
+    /// single-process run.
+    public static var isRootProcess: Bool { ((try? Communicator.world())??.rank ?? 0) == 0 }
+
     /// Under MPI, a rank that fails ends the whole job (MPI_Abort) after saying why, so the other
     /// ranks never wait forever in the next allreduce. Returns for single-process runs.
     public static func abortOtherRanksIfParallel(after error: Error) {

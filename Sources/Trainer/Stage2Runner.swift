@@ -112,7 +112,7 @@ public enum Stage2Runner {
         let trainer = Trainer(task: task, optimizer: optim, loop: loopSettings(config: config),
                               runDirectory: runDir, label: "stage2", quiet: quiet)
         trainer.log = log
-        if let communicator { try attachDataParallel(communicator, task: task, trainer: trainer, log: everyRank) }
+        let averager = try communicator.map { try attachDataParallel($0, task: task, trainer: trainer, log: everyRank) }
         let prov = provenance(config: config)
         trainer.configJSON = try checkpointJSON(config: config, denoiser: dconfig, provenance: prov)
         log(String(format: "stage2: denoiser %d block(s), C %d, %d heads, grid %dx%d, pos_embed %@, %d parameters; AdamW lr %.3g (base %.3g · sqrt(%d/256)), warmup %d of %d steps",
@@ -123,6 +123,11 @@ public enum Stage2Runner {
             log("stage2: --resume given but \(latest.path) does not exist; starting at step 0")
         }
         let summary = try trainer.run(resume: resume)
+        if let averager, averager.steps > 0 {
+            log(String(format: "stage2: %d ranks; MPI_Allreduce took %.1f ms per step, %.1f%% of the %.1f ms step",
+                       averager.communicator.size, 1000 * averager.allreduceSeconds / Double(averager.steps),
+                       100 * averager.allreduceSeconds / Double(averager.steps) / (summary.msPerStep / 1000), summary.msPerStep))
+        }
         if let id = task.identityBaseline, let loss = summary.lastValidation["loss"], let cos = summary.lastValidation["cos"] {
             log(String(format: "stage2: validation loss %.5f (identity %.5f), cosine %.4f (identity %.4f): the denoiser %@ the identity baseline",
                        loss, id.loss, cos, id.cos, loss < id.loss ? "beats" : "does NOT beat"))
