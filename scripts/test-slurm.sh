@@ -4,7 +4,8 @@
 #   1. docs/slurm.md's array script, shrunk (4 photos, --array=0-1, tiny stage-1 settings), under
 #      `sbatch --wait` gives byte-identical feature files and one manifest line per image;
 #   2. the same job with array task 1 cancelled (scancel) after its first image, then resubmitted,
-#      finishes the set with no duplicate manifest line and no partial file.
+#      finishes the set with no duplicate manifest line and no partial file;
+#   3. docs/slurm.md's stage-2 scripts, shrunk: one task, and 2 MPI ranks under srun --mpi=pmix.
 # Installs slurm-wlm and munge when missing (needs root). Without root, or when the daemons do
 # not start, it is skipped with a message naming what is missing; with CI=true it fails instead.
 # Uses the debug build the suite made (.build/debug/dvt), or $DVT_BIN.
@@ -120,4 +121,41 @@ fi
 OUT=$tmp/cancel sbatch --wait -o "$tmp/joblogs/resubmit_%A_%a.out" "$tmp/stage1-array.sh" >/dev/null \
   || fail "the resubmitted array job failed (see $tmp/joblogs)"
 check_run "$tmp/cancel" "cancelled and resubmitted job"
-echo "test-slurm: OK (array, cancel + resubmit; $(( $(date +%s) - t0 )) s of jobs)"
+
+# docs/slurm.md's stage-2 scripts, shrunk, on the stage-1 outputs above: one task, then two MPI
+# ranks started by srun --mpi=pmix (rank 0 writes; every rank logs its start line).
+s2=(val_list=null stage2.batch_size=2 stage2.num_iters=4 stage2.save_freq=2 stage2.print_freq=1)
+cat > "$tmp/stage2.sh" <<SCRIPT
+#!/bin/bash
+#SBATCH --job-name=dvt-stage2
+#SBATCH --cpus-per-task=2
+#SBATCH --time=00:10:00
+#SBATCH --requeue
+export DVT_NUM_THREADS=\$SLURM_CPUS_PER_TASK
+srun dvt stage2 Configs/dvt-default.yaml --set ${tiny[*]} ${s2[*]} output_dir=\$OUT --resume
+SCRIPT
+cat > "$tmp/stage2-mpi.sh" <<SCRIPT
+#!/bin/bash
+#SBATCH --job-name=dvt-stage2-mpi
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=2
+#SBATCH --cpus-per-task=1
+#SBATCH --time=00:10:00
+#SBATCH --requeue
+export DVT_NUM_THREADS=\$SLURM_CPUS_PER_TASK
+srun --mpi=pmix dvt stage2 Configs/dvt-default.yaml --set ${tiny[*]} ${s2[*]} output_dir=\$OUT --resume
+SCRIPT
+check_stage2() {
+  local out=$1 log=$2 what=$3
+  [ -f "$out/stage2/denoiser.safetensors" ] || { cat "$log" >&2; fail "$what: no stage2/denoiser.safetensors"; }
+  [ "$(wc -l < "$out/stage2/metrics.jsonl")" -eq 4 ] || { cat "$log" >&2; fail "$what: metrics.jsonl does not have 4 lines"; }
+}
+echo "test-slurm: stage 2, one task"
+OUT=$tmp/array sbatch --wait -o "$tmp/joblogs/stage2.out" "$tmp/stage2.sh" >/dev/null || { cat "$tmp/joblogs/stage2.out" >&2; fail "the stage-2 job failed"; }
+check_stage2 "$tmp/array" "$tmp/joblogs/stage2.out" "stage-2 job"
+echo "test-slurm: stage 2, 2 MPI ranks (srun --mpi=pmix)"
+OUT=$tmp/cancel sbatch --wait -o "$tmp/joblogs/stage2-mpi.out" "$tmp/stage2-mpi.sh" >/dev/null || { cat "$tmp/joblogs/stage2-mpi.out" >&2; fail "the MPI stage-2 job failed"; }
+check_stage2 "$tmp/cancel" "$tmp/joblogs/stage2-mpi.out" "MPI stage-2 job"
+grep -q "rank 0 of 2" "$tmp/joblogs/stage2-mpi.out" && grep -q "rank 1 of 2" "$tmp/joblogs/stage2-mpi.out" \
+  || { cat "$tmp/joblogs/stage2-mpi.out" >&2; fail "MPI stage-2 job: not every rank logged its start line"; }
+echo "test-slurm: OK (array, cancel + resubmit, stage 2 with 1 task and 2 MPI ranks; $(( $(date +%s) - t0 )) s of jobs)"
