@@ -112,6 +112,35 @@ struct Stage1ConcurrencyCLITests {
         #expect(try String(contentsOf: url, encoding: .utf8) == "{\"image\":\"c\",\"status\":\"ok\"}\n")
     }
 
+    @Test("fuzz: a manifest cut or corrupted anywhere reads without crashing, and the next append leaves only whole lines")
+    func manifestFuzz() throws {
+        let dir = temporaryDirectory("stage1-manifest-fuzz")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("m.jsonl")
+        let stems = (0..<6).map { "dir/img_\($0)" }
+        let whole = Data(stems.map { "{\"image\":\"\($0)\",\"status\":\"ok\",\"final_loss\":0.5}\n" }.joined().utf8)
+        var rng = SystemRandomNumberGenerator()
+        for trial in 0..<200 {
+            var bytes = [UInt8](whole.prefix(Int.random(in: 0...whole.count, using: &rng)))
+            if trial % 2 == 1, !bytes.isEmpty {
+                for _ in 0..<Int.random(in: 1...4, using: &rng) { bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            }
+            try Data(bytes).write(to: url)
+            let done = Stage1Manifest.completed(url)
+            // A cut loses at most the torn line; flipped bytes may rename a stem, never crash.
+            if trial % 2 == 0 { #expect(done.isSubset(of: Set(stems)) && done.count >= bytes.filter { $0 == 10 }.count, "trial \(trial): \(done)") }
+            try appendJSONLine(["image": "new", "status": "ok"], to: url)
+            let text = try Data(contentsOf: url)
+            #expect(text.last == UInt8(ascii: "\n"))
+            #expect(Stage1Manifest.completed(url).contains("new"), "trial \(trial)")
+            if trial % 2 == 0 {  // cut only (no flips): every line is whole JSON
+                for line in text.split(separator: UInt8(ascii: "\n")) {
+                    #expect((try? JSONSerialization.jsonObject(with: Data(line))) != nil, "trial \(trial): torn line \(String(decoding: line, as: UTF8.self))")
+                }
+            }
+        }
+    }
+
     @Test("an image claimed by another process is left to it; the claim is released when its holder goes")
     func claims() throws {
         let dir = temporaryDirectory("stage1-claim")
