@@ -70,6 +70,9 @@ struct Stage2MPICLITests {
         p.arguments = args
         var env = ProcessInfo.processInfo.environment
         env["DVT_NUM_THREADS"] = "1"
+        // Containers often forbid the cross-memory attach OpenMPI's shared-memory transport tries
+        // first (ptrace scope); copy through the shared segment instead.
+        env["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
         p.environment = env
         p.standardOutput = pipe
         p.standardError = pipe
