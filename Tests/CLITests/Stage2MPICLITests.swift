@@ -89,7 +89,8 @@ struct Stage2MPICLITests {
     }
 
     func mpi(_ mpirun: String, _ exe: URL, ranks: Int, _ args: [String]) -> [String] {
-        ["--allow-run-as-root", "--oversubscribe", "-np", String(ranks), exe.path] + args
+        // As docs/slurm.md writes it.
+        ["--allow-run-as-root", "--oversubscribe", "-np", String(ranks), "-x", "DVT_NUM_THREADS=1", exe.path] + args
     }
 
     func tensors(_ url: URL, prefix: String) throws -> [String: [Float]] {
