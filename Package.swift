@@ -3,6 +3,7 @@
 //   COpenBLAS / CLapacke / CImageCodecs (system libraries)
 //   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
 //   → Vision (safetensors/npy, images, ViT) → DVT (stage 1, stage 2, SRT, metrics, visuals)
+//   → Distributed (MPI communicator, over COpenMPI; needs only TensorCore)
 //   → Trainer (config-driven trainer, jobs) → DVTCommands (CLI) → dvt (executable, no logic)
 import PackageDescription
 
@@ -34,13 +35,18 @@ let package = Package(
         .target(name: "Vision", dependencies: ["Formats", "NN", "TensorCore", "CImageCodecs", "CLapacke"],
                 swiftSettings: kernelSettings),
         .target(name: "DVT", dependencies: ["Formats", "Vision", "NN", "TensorCore", "CLapacke"], swiftSettings: kernelSettings),
+        // OpenMPI (Debian's libopenmpi-dev; pkg-config ompi-c gives mpi.h's folder) and the
+        // communicator over it: stage 2 data parallelism under mpirun / srun --mpi=pmix.
+        .systemLibrary(name: "COpenMPI", path: "Sources/COpenMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "Distributed", dependencies: ["COpenMPI", "TensorCore"]),
         .target(name: "Trainer", dependencies: [
-            "DVT", "Vision", "NN", "TensorCore", "COpenBLAS",
+            "DVT", "Vision", "NN", "TensorCore", "COpenBLAS", "Distributed",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
         ], swiftSettings: kernelSettings),
         .target(name: "DVTCommands", dependencies: [
-            "Trainer", "DVT", "Vision", "NN", "TensorCore",
+            "Trainer", "DVT", "Vision", "NN", "TensorCore", "Distributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),

@@ -5,3 +5,5 @@ cd "$(dirname "$0")/.."
 source scripts/deps.sh
 swift build --build-tests
 swift test --skip-build "$@"
+# Stage 1 as a Slurm array on a real one-node cluster (skipped with a reason off CI).
+if [ $# -eq 0 ]; then ./scripts/test-slurm.sh; fi

@@ -30,7 +30,12 @@ extension DVTCommand {
         func run() throws {
             compute.apply()
             let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
-            let outcome = try Stage2Runner.run(config: cfg, resume: resume, quiet: quiet)
+            let outcome: Stage2Outcome
+            do { outcome = try Stage2Runner.run(config: cfg, resume: resume, quiet: quiet) } catch {
+                Stage2Runner.abortOtherRanksIfParallel(after: error)
+                throw error
+            }
+            guard Stage2Runner.isRootProcess else { return }  // MPI ranks > 0 report nothing
             let s = outcome.summary
             var line = String(format: "stage2 done: %d steps, final loss %.5f, %.1f ms/step", s.steps, s.finalLoss, s.msPerStep)
             if let v = s.lastValidation["loss"], let id = s.lastValidation["identity_loss"] {

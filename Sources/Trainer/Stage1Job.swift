@@ -165,12 +165,31 @@ public final class Stage1Job {
         }
         let manifest = out.appendingPathComponent("stage1_manifest.jsonl")
         var report = JobReport()
-        let todo = items.filter { !FileManager.default.fileExists(atPath: tree.denoised($0.relativeStem).path) }
+        // Done = the denoised file and an ok record both exist (a kill between the two redoes the image).
+        var recorded = Stage1Manifest.completed(manifest)
+        let todo = items.filter { !isDone($0.relativeStem, recorded) }
         report.skipped = items.count - todo.count
         if report.skipped > 0 { log("stage1: \(report.skipped) of \(items.count) images already done, skipping them") }
         let progress = Progress(total: todo.count, label: "stage1", every: 1, quiet: quiet)
         let visEvery = config.int("stage1.vis_every")
         for (n, item) in todo.enumerated() {
+            // Another process (a concurrent task on the same shard) holds it: leave it to that one.
+            guard let claim = try ImageClaim.tryAcquire(root: out, stem: item.relativeStem) else {
+                log("stage1: \(item.relativeStem) is being fitted by another process, skipping it")
+                report.skipped += 1
+                progress.advance(note: "\(item.relativeStem) claimed elsewhere")
+                continue
+            }
+            defer { withExtendedLifetime(claim) {} }
+            // It may have been finished between the listing and the claim.
+            if FileManager.default.fileExists(atPath: tree.denoised(item.relativeStem).path) {
+                recorded = Stage1Manifest.completed(manifest)
+                if isDone(item.relativeStem, recorded) {
+                    report.skipped += 1
+                    progress.advance(note: "\(item.relativeStem) done elsewhere")
+                    continue
+                }
+            }
             let t0 = Date()
             var entry: [String: Any] = ["image": item.relativeStem, "time": ISO8601DateFormatter().string(from: t0)]
             do {
@@ -195,6 +214,10 @@ public final class Stage1Job {
             progress.advance(note: "\(item.relativeStem) \(String(format: "%.1fs", Date().timeIntervalSince(t0)))")
         }
         return report
+    }
+
+    func isDone(_ stem: String, _ recorded: Set<String>) -> Bool {
+        recorded.contains(stem) && FileManager.default.fileExists(atPath: tree.denoised(stem).path)
     }
 
     /// raw and denoised (always), G / h / views (with save_extras), the visual strip.
@@ -240,16 +263,4 @@ public final class Stage1Job {
                      Visuals.upsampleNearest(Visuals.normHeatmap(artifacts), width: tw, height: th)]
         return Visuals.hstrip(tiles)
     }
-}
-
-/// Appends one JSON object as a line (a single write on an O_APPEND descriptor, so a killed
-/// process leaves whole lines).
-public func appendJSONLine(_ object: [String: Any], to url: URL) throws {
-    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-    let fd = open(url.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    guard fd >= 0 else { throw ConfigError("cannot append to \(url.path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    let line = data + Data("\n".utf8)
-    let written = line.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-    if written != line.count { throw ConfigError("cannot append to \(url.path): \(String(cString: strerror(errno)))") }
 }

@@ -199,6 +199,11 @@ public final class Stage2Task: TrainingTask {
     public private(set) var sampler: ShuffledSampler
     /// Identity baseline on the validation pairs: loss and mean cosine of raw vs target.
     public private(set) var identityBaseline: (loss: Double, cos: Double)?
+    /// Data-parallel runs (`Stage2Runner.attachDataParallel`): this rank takes slice `rank` of
+    /// `size` equal slices of every global batch and every size-th validation pair.
+    public var shard: (rank: Int, size: Int) = (0, 1)
+    /// Sums validation totals over the ranks (nil: one process).
+    public var reduceSums: ((inout [Double]) throws -> Void)?
 
     public init(denoiser: Denoiser, train: [FeaturePair], validation: [FeaturePair], batchSize: Int, seed: UInt64) throws {
         guard !train.isEmpty else { throw Stage2Error("stage 2 has no training pairs") }
@@ -216,7 +221,7 @@ public final class Stage2Task: TrainingTask {
     public var parameters: [(String, Tensor)] { denoiser.namedParameters() }
 
     public func loss(step: Int, rng: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
-        let idx = sampler.next(batchSize)
+        let idx = Stage2Task.slice(sampler.next(batchSize), rank: shard.rank, of: shard.size)
         let raw = try reader.batch(idx.map { train[$0].raw })        // (B, H, W, C)
         let target = try reader.batch(idx.map { train[$0].target })  // (B, H, W, C)
         let (loss, mse, cos) = denoiserLoss(denoiser(raw), target)
@@ -226,7 +231,8 @@ public final class Stage2Task: TrainingTask {
 
     /// Mean loss and cosine over `pairs` (map-weighted; every map has the same grid), with
     /// `predict` (the denoiser, or the identity).
-    func evaluate(_ pairs: [FeaturePair], predict: (Tensor) -> Tensor) throws -> (loss: Double, mse: Double, cos: Double) {
+    func evaluate(_ allPairs: [FeaturePair], predict: (Tensor) -> Tensor) throws -> (loss: Double, mse: Double, cos: Double) {
+        let pairs = shard.size == 1 ? allPairs : stride(from: shard.rank, to: allPairs.count, by: shard.size).map { allPairs[$0] }
         var loss = 0.0, mse = 0.0, cos = 0.0
         for start in stride(from: 0, to: pairs.count, by: batchSize) {
             let chunk = Array(pairs[start..<min(start + batchSize, pairs.count)])
@@ -236,8 +242,19 @@ public final class Stage2Task: TrainingTask {
             let n = Double(chunk.count)
             loss += n * Double(r.loss.item); mse += n * Double(r.mse.item); cos += n * Double(r.cos.item)
         }
-        let n = Double(max(pairs.count, 1))
+        if let reduceSums {
+            var sums = [loss, mse, cos]
+            try reduceSums(&sums)
+            (loss, mse, cos) = (sums[0], sums[1], sums[2])
+        }
+        let n = Double(max(allPairs.count, 1))
         return (loss / n, mse / n, cos / n)
+    }
+
+    /// This rank's contiguous slice of a global batch (all of it for one process).
+    public static func slice(_ global: [Int], rank: Int, of size: Int) -> [Int] {
+        let per = global.count / size
+        return Array(global[(rank * per)..<((rank + 1) * per)])
     }
 
     public func validate(step: Int) throws -> [String: Double] {

@@ -1,4 +1,5 @@
 import DVT
+import Distributed
 import Foundation
 import NN
 import TensorCore
@@ -62,7 +63,11 @@ public enum Stage2Runner {
 
     /// Trains (or with `resume` continues) the denoiser described by `config`.
     public static func run(config: ResolvedConfig, resume: Bool = false, quiet: Bool = false,
-                           log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> Stage2Outcome {
+                           log everyRank: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> Stage2Outcome {
+        // Under an MPI launcher: rank 0 alone logs and writes (see Stage2DataParallel.swift).
+        let communicator = try Communicator.world()
+        let isRoot = (communicator?.rank ?? 0) == 0
+        let log: (String) -> Void = isRoot ? everyRank : { _ in }
         guard let dataList = config.string("data_list") else {
             throw Stage2Error("stage 2 needs data_list: the images whose stage-1 features to train on (set data_list in the config or --set data_list=PATH)")
         }
@@ -98,13 +103,16 @@ public enum Stage2Runner {
                                   batchSize: config.int("stage2.batch_size"), seed: seed)
         let runDir = runDirectory(config: config)
         try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
-        for path in AtomicFile.removeStaleTemporaries(under: runDir) { log("removed a partial file left by a killed run: \(path)") }
-        try AtomicFile.write(Data(config.yaml.utf8), to: runDir.appendingPathComponent("resolved.yaml"))
+        if isRoot {
+            for path in AtomicFile.removeStaleTemporaries(under: runDir) { log("removed a partial file left by a killed run: \(path)") }
+            try AtomicFile.write(Data(config.yaml.utf8), to: runDir.appendingPathComponent("resolved.yaml"))
+        }
 
         let optim = optimizerSettings(config: config)
         let trainer = Trainer(task: task, optimizer: optim, loop: loopSettings(config: config),
                               runDirectory: runDir, label: "stage2", quiet: quiet)
         trainer.log = log
+        let averager = try communicator.map { try attachDataParallel($0, task: task, trainer: trainer, log: everyRank) }
         let prov = provenance(config: config)
         trainer.configJSON = try checkpointJSON(config: config, denoiser: dconfig, provenance: prov)
         log(String(format: "stage2: denoiser %d block(s), C %d, %d heads, grid %dx%d, pos_embed %@, %d parameters; AdamW lr %.3g (base %.3g · sqrt(%d/256)), warmup %d of %d steps",
@@ -115,14 +123,22 @@ public enum Stage2Runner {
             log("stage2: --resume given but \(latest.path) does not exist; starting at step 0")
         }
         let summary = try trainer.run(resume: resume)
+        if let averager, averager.steps > 0 {
+            log(String(format: "stage2: %d ranks; MPI_Allreduce took %.1f ms per step, %.1f%% of the %.1f ms step",
+                       averager.communicator.size, 1000 * averager.allreduceSeconds / Double(averager.steps),
+                       100 * averager.allreduceSeconds / Double(averager.steps) / (summary.msPerStep / 1000), summary.msPerStep))
+        }
         if let id = task.identityBaseline, let loss = summary.lastValidation["loss"], let cos = summary.lastValidation["cos"] {
             log(String(format: "stage2: validation loss %.5f (identity %.5f), cosine %.4f (identity %.4f): the denoiser %@ the identity baseline",
                        loss, id.loss, cos, id.cos, loss < id.loss ? "beats" : "does NOT beat"))
         }
         let out = runDir.appendingPathComponent("denoiser.safetensors")
+        let curve = runDir.appendingPathComponent("loss_curve.png")
+        guard isRoot else {
+            return Stage2Outcome(summary: summary, runDirectory: runDir, denoiserFile: out, lossCurve: curve, train: train, validation: validation)
+        }
         try denoiser.export(to: out, provenance: prov.merging(["steps": String(summary.steps)]) { $1 })
         log("stage2: wrote \(out.path)")
-        let curve = runDir.appendingPathComponent("loss_curve.png")
         let history = try LossCurve.read(metrics: runDir.appendingPathComponent("metrics.jsonl"))
         try LossCurve.render(history, title: "stage 2").write(to: curve)
         log("stage2: wrote \(curve.path)")

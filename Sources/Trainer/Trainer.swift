@@ -102,6 +102,12 @@ public final class Trainer {
     public var configJSON: String = "{}"
     /// Receives the human progress lines (default: stderr).
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    /// Called after every backward pass, before the optimiser step, with the step's loss and
+    /// metrics: the data-parallel seam (MPI runs average the gradients and these values over the
+    /// ranks here, see `Stage2Runner.attachDataParallel`). The finite-loss check sees its result.
+    public var afterBackward: ((_ loss: inout Double, _ metrics: inout [String: Double]) throws -> Void)?
+    /// Whether this process writes metrics.jsonl and checkpoints (false on MPI ranks other than 0).
+    public var writesOutputs = true
 
     public init(task: TrainingTask, optimizer settings: OptimizerSettings, loop: LoopSettings,
                 runDirectory: URL? = nil, label: String = "train", quiet: Bool = false) {
@@ -141,7 +147,7 @@ public final class Trainer {
             log("\(label): resumed from \(latest.path) at step \(start)")
         }
         var metricsFile: FileHandle?
-        if let dir = runDirectory {
+        if let dir = runDirectory, writesOutputs {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let path = dir.appendingPathComponent("metrics.jsonl")
             if !FileManager.default.fileExists(atPath: path.path) || start == 0 {
@@ -168,13 +174,15 @@ public final class Trainer {
         for step in start..<total {
             task.willStep(step, total: total)
             optimizer.lr = learningRate(at: step)
-            let (loss, metrics) = try task.loss(step: step, rng: &rng)
-            let value = Double(loss.item)
+            let (loss, stepMetrics) = try task.loss(step: step, rng: &rng)
+            var metrics = stepMetrics
+            var value = Double(loss.item)
+            optimizer.zeroGrad()
+            loss.backward()
+            try afterBackward?(&value, &metrics)
             guard value.isFinite else {
                 throw TrainerError.nonFiniteLoss(step: step, value: value, checkpoint: lastSaved)
             }
-            optimizer.zeroGrad()
-            loss.backward()
             optimizer.step()
             lastLoss = value
             lastMetrics = metrics
@@ -200,7 +208,7 @@ public final class Trainer {
                     log(line)
                 }
             }
-            if runDirectory != nil && ((loop.saveFreq > 0 && (step + 1) % loop.saveFreq == 0) || isLast) {
+            if runDirectory != nil && writesOutputs && ((loop.saveFreq > 0 && (step + 1) % loop.saveFreq == 0) || isLast) {
                 lastSaved = try saveCheckpoint(step: step + 1, rng: rng).path
             }
         }
