@@ -1,8 +1,13 @@
 import ArgumentParser
+import Bench
 import DVT
+import Formats
 import Foundation
+import Jobs
+import Settings
 import TensorCore
-import Trainer
+import Training
+import Vision
 
 /// Where the PyTorch reference lives, for side-by-side ratios.
 struct ReferenceOptions: ParsableArguments {

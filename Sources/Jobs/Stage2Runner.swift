@@ -1,7 +1,11 @@
 import DVT
+import Formats
 import Foundation
 import NN
+import Report
+import Settings
 import TensorCore
+import Training
 import Vision
 
 /// What a stage-2 run produced.

@@ -4,7 +4,8 @@ import Testing
 import TensorCore
 import TestSupport
 import Vision
-@testable import Trainer
+import Formats
+@testable import Training
 
 /// A small regression task: y = x·w* + noise, fitted by a Linear layer; the batch is drawn from the trainer's RNG.
 final class RegressionTask: TrainingTask {

@@ -1,16 +1,9 @@
+import Formats
 import Foundation
 import Testing
 import TensorCore
 import TestSupport
-import Vision
 
-/// A fresh empty directory under the system temp dir, removed by the caller.
-func makeTempDirectory(_ tag: String) throws -> URL {
-    let dir = FileManager.default.temporaryDirectory
-        .appendingPathComponent("dvt-vision-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return dir
-}
 
 /// Builds a raw safetensors image from a header string and data bytes (for malformed inputs).
 func rawSafeTensors(header: String, data: [UInt8], declaredLength: UInt64? = nil) -> Data {

@@ -1,7 +1,8 @@
-import DVT
+import Formats
 import Foundation
 import NN
 import TensorCore
+import Training
 import Vision
 
 // Stage 2: train DVT's generalizable denoiser on (raw, target) feature pairs that stage 1 (or
@@ -13,59 +14,16 @@ public struct Stage2Error: Error, CustomStringConvertible, LocalizedError {
     public init(_ d: String) { description = d }
 }
 
-/// Where the feature trees live. Stage 1 writes `OUT/raw_features/<model>/<rel>.npy` and
-/// `OUT/denoised_features/<model>/<rel>.npy`, SRT `OUT/srt_features/<model>/<rel>.npy`, each an
-/// (H, W, C) float32 map; `<rel>` is the image's path in its list or folder without extension.
-public enum FeatureTree {
-    public static let raw = "raw_features"
-    public static let denoised = "denoised_features"
-    public static let srt = "srt_features"
-
-    public static func path(root: URL, tree: String, model: String, relativeStem: String) -> URL {
-        root.appendingPathComponent(tree).appendingPathComponent(model).appendingPathComponent(relativeStem + ".npy")
-    }
-}
-
 /// One training example: a raw ViT feature map and the map the denoiser should produce.
 public struct FeaturePair: Sendable, Equatable {
     public var name: String
     public var raw: URL
     public var target: URL
-}
 
-/// Feature pairs of an image list, with the ones that could not be used.
-public struct FeaturePairIndex: Sendable {
-    public var pairs: [FeaturePair]
-    /// Images whose raw or target map is missing, with what is missing.
-    public var missing: [(name: String, files: [String])]
-
-    /// Pairs for every image of `list` (a list file or a folder, as `ImageSource` reads it).
-    /// An image whose raw or target file does not exist is skipped and recorded in `missing`.
-    public static func build(list: String, dataRoot: String?, featureRoot: URL, model: String,
-                             targetTree: String) throws -> FeaturePairIndex {
-        let items = try ImageSource.items(from: list, root: dataRoot)
-        var out = FeaturePairIndex(pairs: [], missing: [])
-        let fm = FileManager.default
-        for item in items {
-            let raw = FeatureTree.path(root: featureRoot, tree: FeatureTree.raw, model: model, relativeStem: item.relativeStem)
-            let target = FeatureTree.path(root: featureRoot, tree: targetTree, model: model, relativeStem: item.relativeStem)
-            let absent = [raw, target].filter { !fm.fileExists(atPath: $0.path) }.map(\.path)
-            if absent.isEmpty {
-                out.pairs.append(FeaturePair(name: item.relativeStem, raw: raw, target: target))
-            } else {
-                out.missing.append((item.relativeStem, absent))
-            }
-        }
-        return out
-    }
-
-    /// One line for the log: how many pairs were found and how many skipped (never silent).
-    public func summary(label: String) -> String {
-        var s = "\(label): \(pairs.count) feature pairs, \(missing.count) skipped (missing files)"
-        if let first = missing.first {
-            s += "; e.g. \(first.name): no \(first.files.joined(separator: ", "))"
-        }
-        return s
+    public init(name: String, raw: URL, target: URL) {
+        self.name = name
+        self.raw = raw
+        self.target = target
     }
 }
 

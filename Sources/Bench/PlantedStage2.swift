@@ -1,6 +1,11 @@
 import DVT
+import Formats
 import Foundation
+import Jobs
+import NN
+import Settings
 import TensorCore
+import Training
 import Vision
 
 /// Both DVT stages on planted data with known truth (`dvt bench planted-stage2`).

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import TensorCore
-@testable import Trainer
+@testable import Settings
 
 @Suite("YAML config")
 struct ConfigTests {

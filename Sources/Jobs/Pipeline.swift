@@ -1,6 +1,11 @@
 import DVT
+import Formats
 import Foundation
+import NN
+import Report
+import Settings
 import TensorCore
+import Training
 import Vision
 
 /// `dvt run CONFIG`: stage 1 over the training and validation images, SRT features, stage 2,
@@ -129,11 +134,22 @@ public final class Pipeline {
             return (rows, "\(rows.count) methods over \(evalItems.count) images")
         }
         let report = try timed("report") { () -> (URL, String) in
-            let url = try Report(pipeline: self, items: evalItems, rows: rows).write()
+            let url = try Report(run: reportRun, items: evalItems.map { ($0.relativeStem, $0.url) }, rows: rows).write()
             return (url, url.path)
         }
         try writeRunRecord()
         return report
+    }
+
+    /// What the report shows of this run.
+    var reportRun: Report.Run {
+        let p = paths
+        return Report.Run(
+            root: root, title: config.string("output_dir") ?? "", model: config.string("model")!, layer: layer,
+            inputSize: config.ints("input_size"), seed: config.int("seed"), randomInitSeed: model.randomInitSeed,
+            configYAML: config.yaml, stage2Metrics: Stage2Runner.runDirectory(config: config).appendingPathComponent("metrics.jsonl"),
+            timings: timings.map { ($0.step, $0.seconds, $0.note) },
+            featureMaps: { [p.raw($0), p.srt($0), p.denoised($0), p.extra("stage2_features", $0)] })
     }
 
     /// The metrics table over the evaluation images: raw, SRT, stage 1 and stage 2.

@@ -8,12 +8,12 @@ import Darwin
 /// An immutable byte region: a read-only memory map of a file, or a private copy of some bytes.
 /// Parsers take one of these so the same validation code runs on files and on in-memory data
 /// (the fuzz tests feed thousands of mutated buffers without touching the disk).
-final class ReadOnlyBytes: @unchecked Sendable {
-    let base: UnsafeRawPointer
-    let count: Int
+package final class ReadOnlyBytes: @unchecked Sendable {
+    package let base: UnsafeRawPointer
+    package let count: Int
     private let release: () -> Void
 
-    var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    package var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     private init(base: UnsafeRawPointer, count: Int, release: @escaping () -> Void) {
         self.base = base
@@ -24,14 +24,14 @@ final class ReadOnlyBytes: @unchecked Sendable {
     deinit { release() }
 
     /// Copies `bytes` into a private allocation.
-    convenience init(copying bytes: UnsafeRawBufferPointer) {
+    package convenience init(copying bytes: UnsafeRawBufferPointer) {
         let n = bytes.count
         let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1), alignment: 16)
         if n > 0 { p.copyMemory(from: bytes.baseAddress!, byteCount: n) }
         self.init(base: UnsafeRawPointer(p), count: n, release: { p.deallocate() })
     }
 
-    static func copy(_ data: Data) -> ReadOnlyBytes {
+    package static func copy(_ data: Data) -> ReadOnlyBytes {
         data.withUnsafeBytes { ReadOnlyBytes(copying: $0) }
     }
 
@@ -39,7 +39,7 @@ final class ReadOnlyBytes: @unchecked Sendable {
     /// guaranteed to be seen; truncating the file while mapped would fault (SIGBUS) on access,
     /// which no reader of memory-mapped files can prevent; we write files atomically (rename)
     /// precisely so that never happens to our own files.
-    static func map(_ url: URL) throws -> ReadOnlyBytes {
+    package static func map(_ url: URL) throws -> ReadOnlyBytes {
         let path = url.path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {

@@ -1,4 +1,5 @@
 import Foundation
+import Training
 import Vision
 
 /// A training run's loss history, drawn as a PNG: training loss as a line, validation loss as

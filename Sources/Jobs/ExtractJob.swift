@@ -1,5 +1,11 @@
+import DVT
+import Formats
 import Foundation
+import NN
+import Report
+import Settings
 import TensorCore
+import Training
 import Vision
 
 /// What a batch job over images did: how many were written, skipped (already complete) or

@@ -1,7 +1,7 @@
-import DVT
 import Foundation
 import NN
 import TensorCore
+import Training
 
 // DVT stage 1 run through the Trainer: the task comes from the DVT module, the loop from here.
 

@@ -1,4 +1,7 @@
+import Formats
 import Foundation
+import NN
+import TensorCore
 
 /// A one-line progress report with rate and ETA, for long loops (images, training steps).
 /// Writes to stderr so stdout stays clean for results; redraws in place on a terminal and

@@ -1,7 +1,12 @@
 import DVT
+import Formats
 import Foundation
+import Jobs
 import NN
+import Settings
 import TensorCore
+import Training
+import Vision
 
 extension Bench {
     /// One stage-2 training step as the Trainer runs it — the real `Denoiser` (pos_embed + one

@@ -1,4 +1,12 @@
+import DVT
+import Formats
 import Foundation
+import NN
+import Report
+import Settings
+import TensorCore
+import Training
+import Vision
 
 /// One input image: where it is, and the relative path its outputs mirror.
 public struct ImageItem: Sendable, Equatable {

@@ -1,7 +1,7 @@
+import Formats
 import Foundation
 import NN
 import TensorCore
-import Vision
 
 /// What the trainer trains: stage 1 (per-image decomposition) and stage 2 (the denoiser) are
 /// both tasks of this one loop.
@@ -86,6 +86,11 @@ public struct TrainingSummary: Sendable {
 public struct LossPoint: Sendable, Codable, Equatable {
     public var step: Int
     public var loss: Double
+
+    public init(step: Int, loss: Double) {
+        self.step = step
+        self.loss = loss
+    }
 }
 
 /// The one training loop of the toolkit: schedule, optimiser, logging, validation, atomic

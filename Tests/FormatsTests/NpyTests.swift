@@ -1,8 +1,8 @@
+import Formats
 import Foundation
 import Testing
 import TensorCore
 import TestSupport
-import Vision
 
 /// Runs `python3 -c script args…`; returns (exit status, stdout, stderr), or nil if python3 cannot
 /// be started.

@@ -1,6 +1,11 @@
 import DVT
+import Formats
 import Foundation
+import NN
+import Report
+import Settings
 import TensorCore
+import Training
 import Vision
 
 /// The work of `dvt srt` over a list of images, as a library function (the CLI parses flags and

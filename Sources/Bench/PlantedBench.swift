@@ -1,6 +1,12 @@
 import DVT
+import Formats
 import Foundation
+import Jobs
+import NN
+import Settings
 import TensorCore
+import Training
+import Vision
 
 /// `dvt bench planted`: stage 1 on a planted-artifact case with known truth, scored the way
 /// `dvt_torch.py stage1` scores it, optionally side by side with that reference.

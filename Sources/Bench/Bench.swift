@@ -1,8 +1,12 @@
 import COpenBLAS
 import DVT
+import Formats
 import Foundation
+import Jobs
 import NN
+import Settings
 import TensorCore
+import Training
 import Vision
 
 /// Timing harness behind `dvt bench`. Times are medians over repeated runs after warm-up;

@@ -1,6 +1,7 @@
+import Formats
 import Foundation
 import Testing
-import Vision
+import TestSupport
 
 @Suite("AtomicFile")
 struct AtomicFileTests {

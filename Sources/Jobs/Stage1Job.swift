@@ -1,88 +1,14 @@
 import DVT
+import Formats
 import Foundation
+import NN
+import Report
+import Settings
 import TensorCore
+import Training
 import Vision
 
 // `dvt stage1`: DVT stage 1 over an image list. Letters: V views, Gh × Gw grid, C channels.
-
-extension Stage1Settings {
-    /// The `stage1.*` keys of a configuration.
-    public init(config c: ResolvedConfig) {
-        self.init()
-        numIters = c.int("stage1.num_iters")
-        warmupIters = c.optionalInt("stage1.warmup_iters")
-        lr = c.double("stage1.lr")
-        minLR = c.double("stage1.min_lr")
-        weightDecay = c.double("stage1.weight_decay")
-        pixelBsz = c.int("stage1.pixel_bsz")
-        freezeSharedArtifactsAfter = c.double("stage1.freeze_shared_artifacts_after")
-        nLevels = c.int("stage1.n_levels")
-        nFeaturesPerLevel = c.int("stage1.n_features_per_level")
-        log2HashmapSize = c.int("stage1.log2_hashmap_size")
-        baseResolution = c.int("stage1.base_resolution")
-        maxResolution = c.int("stage1.max_resolution")
-        enableResidualPredictor = c.bool("stage1.enable_residual_predictor")
-        coordJitter = c.double("stage1.coord_jitter")
-        hashTableAdam = HashTableAdam(rawValue: c.string("stage1.hash_table_adam")!) ?? .dense
-        sharedArtifactsWeightDecay = c.optionalDouble("stage1.shared_artifacts_weight_decay")
-    }
-}
-
-/// Paths of one run's outputs, in DVT's layout (`FeatureTree`), keyed by the config's model name.
-public struct RunPaths: Sendable {
-    public var root: URL
-    public var model: String
-
-    public init(root: URL, model: String) {
-        self.root = root
-        self.model = model
-    }
-
-    public func raw(_ stem: String) -> URL { FeatureTree.path(root: root, tree: FeatureTree.raw, model: model, relativeStem: stem) }
-    public func denoised(_ stem: String) -> URL { FeatureTree.path(root: root, tree: FeatureTree.denoised, model: model, relativeStem: stem) }
-    public func srt(_ stem: String) -> URL { FeatureTree.path(root: root, tree: FeatureTree.srt, model: model, relativeStem: stem) }
-    public func extra(_ tree: String, _ stem: String) -> URL { FeatureTree.path(root: root, tree: tree, model: model, relativeStem: stem) }
-    public func visual(_ kind: String, _ stem: String) -> URL { root.appendingPathComponent("visuals/\(kind)/\(stem).png") }
-}
-
-/// Which slice of the image list this process handles.
-public struct ShardSpec: Sendable, Equatable {
-    public var index: Int
-    public var count: Int
-
-    public init(index: Int, count: Int) {
-        self.index = index
-        self.count = count
-    }
-
-    /// `K/N` (0-based K).
-    public static func parse(_ s: String) throws -> ShardSpec {
-        let parts = s.split(separator: "/")
-        guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]), n >= 1, k >= 0, k < n else {
-            throw ConfigError("--shard must be K/N with 0 <= K < N, got '\(s)'")
-        }
-        return ShardSpec(index: k, count: n)
-    }
-
-    /// From the scheduler's environment: Slurm array jobs (SLURM_ARRAY_TASK_ID, _MIN, _COUNT) or
-    /// Kubernetes indexed jobs (JOB_COMPLETION_INDEX with DVT_NUM_SHARDS).
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> ShardSpec? {
-        if let id = env["SLURM_ARRAY_TASK_ID"].flatMap(Int.init), let n = env["SLURM_ARRAY_TASK_COUNT"].flatMap(Int.init) {
-            let lo = env["SLURM_ARRAY_TASK_MIN"].flatMap(Int.init) ?? 0
-            guard n >= 1, id - lo >= 0, id - lo < n else {
-                throw ConfigError("Slurm array task \(id) (min \(lo), count \(n)) does not give a valid shard")
-            }
-            return ShardSpec(index: id - lo, count: n)
-        }
-        if let k = env["JOB_COMPLETION_INDEX"].flatMap(Int.init) {
-            guard let n = env["DVT_NUM_SHARDS"].flatMap(Int.init), n > k else {
-                throw ConfigError("JOB_COMPLETION_INDEX=\(k) is set but DVT_NUM_SHARDS (the number of completions) is missing or <= \(k)")
-            }
-            return ShardSpec(index: k, count: n)
-        }
-        return nil
-    }
-}
 
 /// Stage 1 over a list of images: ViT features of random views, the per-image fit, and the
 /// raw / denoised feature files. Images whose outputs exist are skipped, so a killed job rerun
@@ -242,14 +168,3 @@ public final class Stage1Job {
     }
 }
 
-/// Appends one JSON object as a line (a single write on an O_APPEND descriptor, so a killed
-/// process leaves whole lines).
-public func appendJSONLine(_ object: [String: Any], to url: URL) throws {
-    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-    let fd = open(url.path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    guard fd >= 0 else { throw ConfigError("cannot append to \(url.path): \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    let line = data + Data("\n".utf8)
-    let written = line.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
-    if written != line.count { throw ConfigError("cannot append to \(url.path): \(String(cString: strerror(errno)))") }
-}
