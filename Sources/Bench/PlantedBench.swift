@@ -11,6 +11,13 @@ import Vision
 /// `dvt bench planted`: stage 1 on a planted-artifact case with known truth, scored the way
 /// `dvt_torch.py stage1` scores it, optionally side by side with that reference.
 public enum PlantedBench {
+    /// The bench's stage-1 settings over the schema defaults: Configs/planted.yaml's stage 1
+    /// (small table and grid, 3000 steps, coordinate jitter), the values of the bench's former flags.
+    public static let stage1Preset = [
+        "stage1.num_iters=3000", "stage1.n_levels=8", "stage1.log2_hashmap_size=16",
+        "stage1.max_resolution=256", "stage1.coord_jitter=0.5",
+    ]
+
     /// One scored run.
     public struct Row: Sendable {
         public var label: String

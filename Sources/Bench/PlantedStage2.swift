@@ -64,12 +64,12 @@ public enum PlantedStage2 {
         guard o.trainCases >= 1, o.valCases >= 1 else {
             throw Stage2Error("planted stage 2 needs at least 1 training and 1 validation case (got \(o.trainCases) and \(o.valCases))")
         }
-        let root = URL(fileURLWithPath: base.string("output_dir") ?? "runs/planted")
+        let root = URL(fileURLWithPath: base.settings.run.outputDir ?? "runs/planted")
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for path in AtomicFile.removeStaleTemporaries(under: root) { log("removed a partial file left by a killed run: \(path)") }
         let settings = Stage1Settings(config: base)
         try settings.validate()
-        let seed = UInt64(base.int("seed"))
+        let seed = UInt64(base.settings.run.seed)
         var planted = o.planted
         planted.artifactSeed = o.artifactSeed
         let total = o.trainCases + o.valCases
@@ -130,7 +130,7 @@ public enum PlantedStage2 {
         func mean(_ x: [Double]) -> Double { x.reduce(0, +) / Double(max(1, x.count)) }
         let v = outcome.summary.lastValidation
         guard let loss = v["loss"], let identity = v["identity_loss"] else {
-            throw Stage2Error("stage 2 reported no validation loss (val_freq \(config.int("stage2.val_freq")), num_iters \(config.int("stage2.num_iters")))")
+            throw Stage2Error("stage 2 reported no validation loss (val_freq \(config.settings.stage2.valFreq), num_iters \(config.settings.stage2.numIters))")
         }
         let report = Report(trainCases: o.trainCases, valCases: o.valCases, stage2Steps: outcome.summary.steps,
                             identityLoss: identity, stage2Loss: loss, rawVsTruth: mean(raws), stage1VsTruth: mean(s1),

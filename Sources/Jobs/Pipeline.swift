@@ -34,8 +34,8 @@ public final class Pipeline {
     public init(config: ResolvedConfig, model: VisionTransformer) {
         self.config = config
         self.model = model
-        root = URL(fileURLWithPath: config.string("output_dir")!)
-        paths = RunPaths(root: root, model: config.string("model")!)
+        root = URL(fileURLWithPath: config.settings.run.outputDir!)
+        paths = RunPaths(root: root, model: config.settings.run.model!)
     }
 
     var layer: Int { (try? Stage1Job.layer(config: config, model: model)) ?? model.config.depth - 1 }
@@ -56,9 +56,9 @@ public final class Pipeline {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for path in AtomicFile.removeStaleTemporaries(under: root) { log("removed a partial file left by a killed run: \(path)") }
         try writeRunRecord()
-        guard let trainList = config.string("data_list") else { throw ConfigError("dvt run needs data_list (the training images)") }
-        let train = try ImageSource.items(from: trainList, root: config.string("data_root"))
-        let val = try config.string("val_list").map { try ImageSource.items(from: $0, root: config.string("data_root")) } ?? []
+        guard let trainList = config.settings.run.dataList else { throw ConfigError("dvt run needs data_list (the training images)") }
+        let train = try ImageSource.items(from: trainList, root: config.settings.run.dataRoot)
+        let val = try config.settings.run.valList.map { try ImageSource.items(from: $0, root: config.settings.run.dataRoot) } ?? []
         let all = train + val.filter { v in !train.contains { $0.relativeStem == v.relativeStem } }
 
         // 1. Stage 1 on every image (validation images too: their stage-1 maps are the
@@ -73,18 +73,18 @@ public final class Pipeline {
         if !stage1.failures.isEmpty { log("stage 1: \(stage1.failures.count) image(s) failed; they are left out of what follows") }
 
         // 2. SRT on the same images, as a baseline and as stage-2 targets when asked.
-        if config.bool("srt.enabled") || config.string("stage2.targets") == "srt" {
+        if config.settings.srt.enabled || config.settings.stage2.targets == "srt" {
             try timed("SRT") { () -> ((), String) in
                 var options = SRT.Options()
-                options.dx = config.int("srt.dx")
-                options.dy = config.int("srt.dy")
-                options.aggregate = SRTAggregate(rawValue: config.string("srt.aggregate")!) ?? .mean
-                options.uniform = config.bool("srt.uniform")
-                options.batchSize = config.int("srt.batch_size")
+                options.dx = config.settings.srt.dx
+                options.dy = config.settings.srt.dy
+                options.aggregate = SRTAggregate(rawValue: config.settings.srt.aggregate!) ?? .mean
+                options.uniform = config.settings.srt.uniform
+                options.batchSize = config.settings.srt.batchSize
                 options.parallelViews = true  // the pipeline runs nothing else meanwhile
                 options.layer = layer
-                options.stride = config.optionalInt("stride_size")
-                let size = config.ints("input_size")
+                options.stride = config.settings.run.strideSize
+                let size = config.settings.run.inputSize
                 var job = SRTJob(srt: try SRT(model: model, options: options), resolution: .token, height: size[0], width: size[1])
                 job.fast = options.aggregate == .mean
                 let todo = all.filter { !FileManager.default.fileExists(atPath: paths.srt($0.relativeStem).path) }
@@ -145,8 +145,8 @@ public final class Pipeline {
     var reportRun: Report.Run {
         let p = paths
         return Report.Run(
-            root: root, title: config.string("output_dir") ?? "", model: config.string("model")!, layer: layer,
-            inputSize: config.ints("input_size"), seed: config.int("seed"), randomInitSeed: model.randomInitSeed,
+            root: root, title: config.settings.run.outputDir ?? "", model: config.settings.run.model!, layer: layer,
+            inputSize: config.settings.run.inputSize, seed: config.settings.run.seed, randomInitSeed: model.randomInitSeed,
             configYAML: config.yaml, stage2Metrics: Stage2Runner.runDirectory(config: config).appendingPathComponent("metrics.jsonl"),
             timings: timings.map { ($0.step, $0.seconds, $0.note) },
             featureMaps: { [p.raw($0), p.srt($0), p.denoised($0), p.extra("stage2_features", $0)] })
@@ -176,9 +176,9 @@ public final class Pipeline {
             "working_directory": FileManager.default.currentDirectoryPath,
             "dvt_version": TrainerVersion.string,
             "swift": TrainerVersion.compiler,
-            "seed": config.int("seed"),
-            "model": config.string("model")!,
-            "weights": config.string("weights") ?? NSNull(),
+            "seed": config.settings.run.seed,
+            "model": config.settings.run.model!,
+            "weights": config.settings.run.weights ?? NSNull(),
             "threads": Parallel.threads,
             "host": ProcessInfo.processInfo.hostName,
             "timings": timings.map { ["step": $0.step, "seconds": $0.seconds, "note": $0.note] },

@@ -29,20 +29,20 @@ public final class Stage1Job {
         settings = Stage1Settings(config: config)
         try settings.validate()
         layer = try Stage1Job.layer(config: config, model: model)
-        tree = RunPaths(root: URL(fileURLWithPath: config.string("output_dir")!), model: config.string("model")!)
+        tree = RunPaths(root: URL(fileURLWithPath: config.settings.run.outputDir!), model: config.settings.run.model!)
     }
 
     /// The block a config selects: `layer_depth_ratio` when set (block = ceil(ratio · depth) − 1),
     /// else `layer` (negative counts from the end).
     public static func layer(config: ResolvedConfig, model: VisionTransformer) throws -> Int {
-        if let ratio = config.optionalDouble("layer_depth_ratio") {
+        if let ratio = config.settings.run.layerDepthRatio {
             return max(0, Int((ratio * Double(model.config.depth)).rounded(.up)) - 1)
         }
-        return try model.resolveLayer(config.int("layer"))
+        return try model.resolveLayer(config.settings.run.layer)
     }
 
-    var inputSize: (Int, Int) { let s = config.ints("input_size"); return (s[0], s[1]) }
-    var stride: Int { config.optionalInt("stride_size") ?? model.config.patchSize }
+    var inputSize: (Int, Int) { let s = config.settings.run.inputSize; return (s[0], s[1]) }
+    var stride: Int { config.settings.run.strideSize ?? model.config.patchSize }
 
     /// A stable per-image seed: the run seed mixed with the image's relative path (FNV-1a), so
     /// an image gets the same views and init whatever shard or order it runs in.
@@ -62,7 +62,7 @@ public final class Stage1Job {
         var sampler = ViewSampler(size: (h, w), grid: (grid.0, grid.1))
         sampler.horizontalFlip = true
         var rng = RandomGenerator(seed: seed)
-        let views = config.int("stage1.num_views")
+        let views = config.settings.stage1.numViews
         let (images, coords) = sampler.sample(base, count: views, mean: model.config.mean, std: model.config.std, rng: &rng)
         let c = model.config.embedDim, per = 3 * h * w
         let raw = Tensor(zeros: [views + 1, grid.0, grid.1, c])  // (V+1, Gh, Gw, C)
@@ -95,15 +95,15 @@ public final class Stage1Job {
         report.skipped = items.count - todo.count
         if report.skipped > 0 { log("stage1: \(report.skipped) of \(items.count) images already done, skipping them") }
         let progress = Progress(total: todo.count, label: "stage1", every: 1, quiet: quiet)
-        let visEvery = config.int("stage1.vis_every")
+        let visEvery = config.settings.stage1.visEvery
         for (n, item) in todo.enumerated() {
             let t0 = Date()
             var entry: [String: Any] = ["image": item.relativeStem, "time": ISO8601DateFormatter().string(from: t0)]
             do {
-                let seed = Stage1Job.imageSeed(config.int("seed"), item.relativeStem)
+                let seed = Stage1Job.imageSeed(config.settings.run.seed, item.relativeStem)
                 let (raw, coords) = try viewFeatures(item.url, seed: seed)
                 let result = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: seed, label: "stage1 \(item.relativeStem)",
-                                            quiet: true, printFreq: config.int("stage1.print_freq"))
+                                            quiet: true, printFreq: config.settings.stage1.printFreq)
                 try write(result.output, item: item, views: raw, visual: visEvery > 0 && n % visEvery == 0)
                 report.written += 1
                 entry["status"] = "ok"
@@ -130,7 +130,7 @@ public final class Stage1Job {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Npy.write(t, to: url)
         }
-        if config.bool("stage1.save_extras") {
+        if config.settings.stage1.saveExtras {
             try put(o.sharedArtifacts, tree.extra("shared_artifacts", stem))
             if let r = o.residual { try put(r, tree.extra("residual", stem)) }
             try put(views, tree.extra("view_features", stem))

@@ -26,7 +26,7 @@ public struct Stage2Outcome {
 /// `stage2/loss_curve.png`.
 public enum Stage2Runner {
     public static func runDirectory(config: ResolvedConfig) -> URL {
-        URL(fileURLWithPath: config.string("output_dir") ?? "runs/dvt").appendingPathComponent("stage2")
+        URL(fileURLWithPath: config.settings.run.outputDir ?? "runs/dvt").appendingPathComponent("stage2")
     }
 
     /// The optimiser settings of DVT's stage 2: AdamW, lr = base_lr · sqrt(batch / 256), linear
@@ -34,46 +34,46 @@ public enum Stage2Runner {
     public static func optimizerSettings(config: ResolvedConfig) -> OptimizerSettings {
         var o = OptimizerSettings()
         o.kind = .adamw
-        let batch = Double(config.int("stage2.batch_size"))
-        o.lr = config.double("stage2.base_lr") * (batch / 256).squareRoot()  // DVT's sqrt batch scaling
-        o.minLR = config.double("stage2.min_lr")
-        o.warmupIters = Int(Double(config.int("stage2.num_iters")) * config.double("stage2.warmup_ratio"))
-        o.beta1 = config.double("stage2.adamw_beta1")
-        o.beta2 = config.double("stage2.adamw_beta2")
+        let batch = Double(config.settings.stage2.batchSize)
+        o.lr = config.settings.stage2.baseLR * (batch / 256).squareRoot()  // DVT's sqrt batch scaling
+        o.minLR = config.settings.stage2.minLR
+        o.warmupIters = Int(Double(config.settings.stage2.numIters) * config.settings.stage2.warmupRatio)
+        o.beta1 = config.settings.stage2.adamwBeta1
+        o.beta2 = config.settings.stage2.adamwBeta2
         o.eps = 1e-8  // torch.optim.AdamW default
-        o.weightDecay = config.double("stage2.weight_decay")
+        o.weightDecay = config.settings.stage2.weightDecay
         return o
     }
 
     public static func loopSettings(config: ResolvedConfig) -> LoopSettings {
-        var l = LoopSettings(numIters: config.int("stage2.num_iters"))
-        l.printFreq = config.int("stage2.print_freq")
-        l.saveFreq = config.int("stage2.save_freq")
-        l.valFreq = config.value("val_list") == .null ? 0 : config.int("stage2.val_freq")
-        l.seed = UInt64(config.int("seed"))
+        var l = LoopSettings(numIters: config.settings.stage2.numIters)
+        l.printFreq = config.settings.stage2.printFreq
+        l.saveFreq = config.settings.stage2.saveFreq
+        l.valFreq = config.settings.run.valList == nil ? 0 : config.settings.stage2.valFreq
+        l.seed = UInt64(config.settings.run.seed)
         return l
     }
 
     /// Where the features came from, for the metadata of exported weights.
     public static func provenance(config: ResolvedConfig) -> [String: String] {
-        var p: [String: String] = ["vit_model": config.string("model") ?? "?",
-                                   "input_size": config.ints("input_size").map(String.init).joined(separator: ","),
-                                   "stage2_targets": config.string("stage2.targets") ?? "stage1"]
-        if let r = config.optionalDouble("layer_depth_ratio") { p["layer_depth_ratio"] = String(r) } else { p["layer"] = String(config.int("layer")) }
-        if let s = config.optionalInt("stride_size") { p["stride_size"] = String(s) }
+        var p: [String: String] = ["vit_model": config.settings.run.model ?? "?",
+                                   "input_size": config.settings.run.inputSize.map(String.init).joined(separator: ","),
+                                   "stage2_targets": config.settings.stage2.targets ?? "stage1"]
+        if let r = config.settings.run.layerDepthRatio { p["layer_depth_ratio"] = String(r) } else { p["layer"] = String(config.settings.run.layer) }
+        if let s = config.settings.run.strideSize { p["stride_size"] = String(s) }
         return p
     }
 
     /// Trains (or with `resume` continues) the denoiser described by `config`.
     public static func run(config: ResolvedConfig, resume: Bool = false, quiet: Bool = false,
                            log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> Stage2Outcome {
-        guard let dataList = config.string("data_list") else {
+        guard let dataList = config.settings.run.dataList else {
             throw Stage2Error("stage 2 needs data_list: the images whose stage-1 features to train on (set data_list in the config or --set data_list=PATH)")
         }
-        let featureRoot = URL(fileURLWithPath: config.string("output_dir") ?? "runs/dvt")
-        let model = config.string("model") ?? ""
-        let targetTree = config.string("stage2.targets") == "srt" ? FeatureTree.srt : FeatureTree.denoised
-        let train = try FeaturePairIndex.build(list: dataList, dataRoot: config.string("data_root"), featureRoot: featureRoot,
+        let featureRoot = URL(fileURLWithPath: config.settings.run.outputDir ?? "runs/dvt")
+        let model = config.settings.run.model ?? ""
+        let targetTree = config.settings.stage2.targets == "srt" ? FeatureTree.srt : FeatureTree.denoised
+        let train = try FeaturePairIndex.build(list: dataList, dataRoot: config.settings.run.dataRoot, featureRoot: featureRoot,
                                                model: model, targetTree: targetTree)
         log(train.summary(label: "stage2 train (\(dataList))"))
         guard let first = train.pairs.first else {
@@ -81,8 +81,8 @@ public enum Stage2Runner {
             throw Stage2Error("stage 2 found no feature pairs under \(featureRoot.path)/{\(FeatureTree.raw),\(targetTree)}/\(model)/ for the \(train.missing.count) images of \(dataList)\(example); run stage 1\(targetTree == FeatureTree.srt ? " and SRT" : "") first")
         }
         var validation: FeaturePairIndex?
-        if let valList = config.string("val_list") {
-            let v = try FeaturePairIndex.build(list: valList, dataRoot: config.string("data_root"), featureRoot: featureRoot,
+        if let valList = config.settings.run.valList {
+            let v = try FeaturePairIndex.build(list: valList, dataRoot: config.settings.run.dataRoot, featureRoot: featureRoot,
                                                model: model, targetTree: targetTree)
             log(v.summary(label: "stage2 val (\(valList))"))
             validation = v
@@ -94,12 +94,12 @@ public enum Stage2Runner {
         guard targetShape == (h, w, c) else {
             throw Stage2Error("\(first.name): raw map is (\(h), \(w), \(c)) but its target \(first.target.path) is \(targetShape)")
         }
-        let dconfig = DenoiserConfig(dim: c, grid: (h, w), numBlocks: config.int("stage2.num_blocks"),
-                                     enablePE: config.bool("stage2.enable_pe"))
-        let seed = UInt64(config.int("seed"))
+        let dconfig = DenoiserConfig(dim: c, grid: (h, w), numBlocks: config.settings.stage2.numBlocks,
+                                     enablePE: config.settings.stage2.enablePe)
+        let seed = UInt64(config.settings.run.seed)
         let denoiser = try Denoiser(config: dconfig, seed: seed)
         let task = try Stage2Task(denoiser: denoiser, train: train.pairs, validation: validation?.pairs ?? [],
-                                  batchSize: config.int("stage2.batch_size"), seed: seed)
+                                  batchSize: config.settings.stage2.batchSize, seed: seed)
         let runDir = runDirectory(config: config)
         try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
         for path in AtomicFile.removeStaleTemporaries(under: runDir) { log("removed a partial file left by a killed run: \(path)") }
@@ -113,7 +113,7 @@ public enum Stage2Runner {
         trainer.configJSON = try checkpointJSON(config: config, denoiser: dconfig, provenance: prov)
         log(String(format: "stage2: denoiser %d block(s), C %d, %d heads, grid %dx%d, pos_embed %@, %d parameters; AdamW lr %.3g (base %.3g · sqrt(%d/256)), warmup %d of %d steps",
                    dconfig.numBlocks, c, dconfig.numHeads, h, w, dconfig.enablePE ? "on" : "off", denoiser.parameterCount,
-                   optim.lr, config.double("stage2.base_lr"), task.batchSize, optim.warmupIters, config.int("stage2.num_iters")))
+                   optim.lr, config.settings.stage2.baseLR, task.batchSize, optim.warmupIters, config.settings.stage2.numIters))
 
         if resume, let latest = trainer.latestCheckpoint, !FileManager.default.fileExists(atPath: latest.path) {
             log("stage2: --resume given but \(latest.path) does not exist; starting at step 0")
