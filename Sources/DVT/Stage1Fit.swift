@@ -5,7 +5,21 @@ import Training
 
 // DVT stage 1 run through the Trainer: the task comes from the DVT module, the loop from here.
 
-extension Stage1Task: TrainingTask {}
+extension Stage1Task: TrainingTask {
+    /// The hash table row-sparse in the mode `hash_table_adam` asks for (none when dense), and
+    /// G's own weight decay when `shared_artifacts_weight_decay` is set (a torch parameter group).
+    public var parameterGroups: [ParameterGroup] {
+        var groups: [ParameterGroup] = []
+        let mode: Adam.RowSparseMode = settings.hashTableAdam == .deferred ? .deferred : .lazy
+        for (name, width) in rowSparseParameters.sorted(by: { $0.key < $1.key }) {
+            groups.append(ParameterGroup(names: [name], rowSparse: .init(rowWidth: width, mode: mode)))
+        }
+        if let wd = settings.sharedArtifactsWeightDecay {
+            groups.append(ParameterGroup(names: [Stage1Task.artifactParameter], weightDecay: wd))
+        }
+        return groups
+    }
+}
 
 /// Stage 1 of one image, with its training record.
 public struct Stage1Result {
@@ -34,31 +48,13 @@ public enum Stage1 {
         return o
     }
 
-    /// A Trainer for a stage-1 task: DVT's optimiser settings (G's own weight decay when
-    /// `sharedArtifactsWeightDecay` is set, like a torch parameter group), and the hash table declared
-    /// row-sparse in the mode `hashTableAdam` asks for. (The Trainer itself declares row-sparse
-    /// parameters in lazy mode; this re-declares them before any step.)
+    /// A Trainer for a stage-1 task with DVT's optimiser settings; the task's parameter groups
+    /// carry G's weight decay and the table's row-sparse mode, and the Trainer flushes deferred
+    /// rows when training ends.
     public static func makeTrainer(task: Stage1Task, loop: LoopSettings, runDirectory: URL? = nil,
                                    label: String = "stage1", quiet: Bool = true) -> Trainer {
-        let trainer = Trainer(task: task, optimizer: optimizerSettings(task.settings), loop: loop,
-                              runDirectory: runDirectory, label: label, quiet: quiet)
-        if let wd = task.settings.sharedArtifactsWeightDecay {
-            trainer.optimizer.weightDecayOverrides[Stage1Task.artifactParameter] = wd
-        }
-        if task.settings.hashTableAdam == .deferred {
-            for (name, width) in task.rowSparseParameters {
-                trainer.optimizer.setRowSparse(name, rowWidth: width, mode: .deferred)
-            }
-        }
-        return trainer
-    }
-
-    /// Runs a `makeTrainer` trainer and then brings deferred table rows up to date, so the
-    /// table equals what dense Adam would hold (see `Adam.flushDeferredRows`).
-    public static func run(_ trainer: Trainer, resume: Bool = false) throws -> TrainingSummary {
-        let summary = try trainer.run(resume: resume)
-        trainer.optimizer.flushDeferredRows()
-        return summary
+        Trainer(task: task, optimizer: optimizerSettings(task.settings), loop: loop,
+                runDirectory: runDirectory, label: label, quiet: quiet)
     }
 
     /// The sampler's seed, derived from the model seed so the two streams differ (the same
@@ -85,7 +81,7 @@ public enum Stage1 {
         loop.printFreq = printFreq > 0 ? printFreq : max(1, settings.numIters / 10)
         loop.valFreq = valFreq
         let trainer = makeTrainer(task: task, loop: loop, runDirectory: runDirectory, label: label, quiet: quiet)
-        let summary = try run(trainer)
+        let summary = try trainer.run()
         return Stage1Result(output: task.output(), lossHistory: summary.lossHistory, finalLoss: summary.finalLoss,
                             msPerStep: summary.msPerStep, seconds: summary.seconds, lastMetrics: summary.lastMetrics)
     }

@@ -11,6 +11,12 @@ public protocol TrainingTask: AnyObject {
     var parameters: [(String, Tensor)] { get }
     /// Parameters updated with the row-sparse (lazy) Adam: name → row width.
     var rowSparseParameters: [String: Int] { get }
+    /// How the optimiser treats named parameters, like torch parameter groups: their own weight
+    /// decay, and the row-sparse mode. Default: `rowSparseParameters` in lazy mode.
+    var parameterGroups: [ParameterGroup] { get }
+    /// Called once when training has reached its last step, after the optimiser's deferred rows
+    /// are flushed (so parameters are final): e.g. to cache outputs.
+    func didFinishTraining()
     /// Called before step `step` (0-based) of `total`: phase switches.
     func willStep(_ step: Int, total: Int)
     /// One step's forward pass. Draws its own batch from `rng`; returns the scalar loss and
@@ -23,8 +29,38 @@ public protocol TrainingTask: AnyObject {
     func loadExtraState(_ state: [String: Tensor]) throws
 }
 
+/// A torch-style parameter group: parameters that share an optimiser treatment.
+public struct ParameterGroup: Sendable, Equatable {
+    public var names: [String]
+    /// Weight decay of these parameters (nil: the optimiser's).
+    public var weightDecay: Double?
+    /// Row-sparse update: the row width and the mode (nil: dense).
+    public var rowSparse: RowSparse?
+
+    public struct RowSparse: Sendable, Equatable {
+        public var rowWidth: Int
+        public var mode: Adam.RowSparseMode
+        public init(rowWidth: Int, mode: Adam.RowSparseMode) {
+            self.rowWidth = rowWidth
+            self.mode = mode
+        }
+    }
+
+    public init(names: [String], weightDecay: Double? = nil, rowSparse: RowSparse? = nil) {
+        self.names = names
+        self.weightDecay = weightDecay
+        self.rowSparse = rowSparse
+    }
+}
+
 extension TrainingTask {
     public var rowSparseParameters: [String: Int] { [:] }
+    public var parameterGroups: [ParameterGroup] {
+        rowSparseParameters.sorted { $0.key < $1.key }.map {
+            ParameterGroup(names: [$0.key], rowSparse: .init(rowWidth: $0.value, mode: .lazy))
+        }
+    }
+    public func didFinishTraining() {}
     public func willStep(_ step: Int, total: Int) {}
     public func validate(step: Int) throws -> [String: Double] { [:] }
     public func extraState() -> [String: Tensor] { [:] }
@@ -125,7 +161,12 @@ public final class Trainer {
             optimizer = AdamW(parameters: params, lr: settings.lr, betas: (settings.beta1, settings.beta2),
                               eps: settings.eps, weightDecay: settings.weightDecay)
         }
-        for (name, width) in task.rowSparseParameters { optimizer.setRowSparse(name, rowWidth: width) }
+        for group in task.parameterGroups {
+            for name in group.names {
+                if let wd = group.weightDecay { optimizer.weightDecayOverrides[name] = wd }
+                if let r = group.rowSparse { optimizer.setRowSparse(name, rowWidth: r.rowWidth, mode: r.mode) }
+            }
+        }
     }
 
     /// DVT's `adjust_learning_rate`: linear warmup from 0, then half-cycle cosine to the floor.
@@ -209,6 +250,10 @@ public final class Trainer {
                 lastSaved = try saveCheckpoint(step: step + 1, rng: rng).path
             }
         }
+        // Deferred rows are brought up to date so the parameters equal dense Adam's (a no-op
+        // for other modes), then the task's end-of-training hook runs.
+        optimizer.flushDeferredRows()
+        task.didFinishTraining()
         let seconds = Date().timeIntervalSince(t0)
         let steps = total - start
         return TrainingSummary(steps: total, finalLoss: lastLoss, lossHistory: history, seconds: seconds,
