@@ -2,9 +2,10 @@
 // Layers, each depending only on those below it:
 //   COpenBLAS / CLapacke / CImageCodecs (system libraries)
 //   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
-//   → Vision (safetensors/npy, images, ViT) → DVT (stage 1, stage 2, SRT, metrics, visuals)
-//   → Distributed (MPI communicator, over COpenMPI; needs only TensorCore)
-//   → Trainer (config-driven trainer, jobs) → DVTCommands (CLI) → dvt (executable, no logic)
+//   → Formats (safetensors, npy, .pth, atomic files, JSON header) → Vision (images, resizes, views, ViT)
+//   → Training (the loop, checkpoints, task protocol) → DVT (stage 1, stage 2 tasks, SRT, metrics, visuals)
+//   → Settings (config, schema) → Report (HTML, plots) → Jobs (image sources, sharding, feature tree,
+//   jobs, pipeline; MPI through Distributed, which needs only TensorCore) → Bench (benchmarks, PyTorch reference) → DVTCommands (CLI) → dvt (executable, no logic)
 import PackageDescription
 
 // Kernels are compiled with optimisation even in debug builds: the test suite runs debug
@@ -31,22 +32,32 @@ let package = Package(
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
         .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
-        .target(name: "Formats", dependencies: ["TensorCore"], path: "Sources/Formats", swiftSettings: kernelSettings),
+        // Formats: file formats and atomic writes (safetensors, npy, PyTorch .pth, JSON header),
+        // below everything that reads or writes files.
+        .target(name: "Formats", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
         .target(name: "Vision", dependencies: ["Formats", "NN", "TensorCore", "CImageCodecs", "CLapacke"],
                 swiftSettings: kernelSettings),
-        .target(name: "DVT", dependencies: ["Formats", "Vision", "NN", "TensorCore", "CLapacke"], swiftSettings: kernelSettings),
+        // Training sits below DVT so that DVT's tasks can conform to its TrainingTask protocol.
+        .target(name: "Training", dependencies: ["Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "DVT", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "CLapacke"],
+                swiftSettings: kernelSettings),
+        .target(name: "Settings", dependencies: ["DVT", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Report", dependencies: ["DVT", "Training", "Vision", "Formats", "TensorCore"],
+                swiftSettings: kernelSettings),
         // OpenMPI (Debian's libopenmpi-dev; pkg-config ompi-c gives mpi.h's folder) and the
         // communicator over it: stage 2 data parallelism under mpirun / srun --mpi=pmix.
         .systemLibrary(name: "COpenMPI", path: "Sources/COpenMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "Distributed", dependencies: ["COpenMPI", "TensorCore"]),
-        .target(name: "Trainer", dependencies: [
-            "DVT", "Vision", "NN", "TensorCore", "COpenBLAS", "Distributed",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Yams", package: "Yams"),
+        .target(name: "Jobs", dependencies: [
+            "Distributed", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
+        ], swiftSettings: kernelSettings),
+        // Benchmarks that spawn the PyTorch reference and call cblas: only the CLI depends on them.
+        .target(name: "Bench", dependencies: [
+            "Distributed", "Jobs", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "COpenBLAS",
         ], swiftSettings: kernelSettings),
         .target(name: "DVTCommands", dependencies: [
-            "Trainer", "DVT", "Vision", "NN", "TensorCore", "Distributed",
+            "Distributed", "Bench", "Jobs", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
@@ -55,12 +66,13 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
-        .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "TensorCore", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Formats", "TestSupport"]),
-        .testTarget(name: "TrainerTests", dependencies: ["Trainer", "Vision", "NN", "TestSupport"]),
-        .testTarget(name: "DVTTests", dependencies: ["DVT", "Formats", "Trainer", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Vision", "NN", "TestSupport"]),
+        .testTarget(name: "SettingsTests", dependencies: ["Settings", "TestSupport"]),
+        .testTarget(name: "DVTTests", dependencies: ["DVT", "Training", "Bench", "Jobs", "Report", "Settings", "Formats", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: [
-            "DVTCommands", "Trainer", "DVT", "Vision", "TestSupport",
+            "DVTCommands", "Bench", "Jobs", "Settings", "Training", "DVT", "Vision", "Formats", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     ],

@@ -17,7 +17,7 @@ run() { echo "\$ dvt $*"; "$dvt" "$@"; echo; }
 run bench engine
 run bench vit --arch vit_small_patch14_dinov2 --size 224 --batch 8 --steps 5
 run bench vit --arch vit_base_patch14_dinov2 --size 518 --batch 1 --steps 3
-run bench planted "$PLANTED" --n-levels 8 --log2-hashmap-size 16 --finest-resolution 256 --num-iters 3000 --pixel-bsz 2048
+run bench planted "$PLANTED" --set stage1.n_levels=8 --set stage1.log2_hashmap_size=16 --set stage1.max_resolution=256 --set stage1.num_iters=3000 --set stage1.pixel_bsz=2048
 for seed in 1 2; do
   "$dvt" bench planted --generate-seed "$seed" --save-generated "/tmp/planted_seed$seed.safetensors" --n-levels 8 \
     --log2-hashmap-size 16 --finest-resolution 256 --num-iters 3000 --pixel-bsz 2048 | sed "s/^/seed $seed: /"

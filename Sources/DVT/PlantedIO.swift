@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import TensorCore
 import Vision

@@ -1,6 +1,7 @@
 import Foundation
 import NN
 import TensorCore
+import Training
 
 // DVT stage 1 as a training task: settings, per-step batch sampling, the phase switch and the
 // per-image outputs. The loop itself (optimiser, schedule, checkpoints) is the Trainer's.

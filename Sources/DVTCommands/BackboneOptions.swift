@@ -1,5 +1,11 @@
 import ArgumentParser
+import Bench
+import DVT
+import Formats
 import Foundation
+import Jobs
+import Settings
+import Training
 import Vision
 
 /// How to build the ViT: the same flags for every command that extracts features.

@@ -1,8 +1,13 @@
 import ArgumentParser
+import Bench
 import DVT
+import Formats
 import Foundation
+import Jobs
+import Settings
 import TensorCore
-import Trainer
+import Training
+import Vision
 
 /// Where the PyTorch reference lives, for side-by-side ratios.
 struct ReferenceOptions: ParsableArguments {
@@ -135,25 +140,53 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Generated case: feature channels.") var dim = 64
         @Option(help: "Generated case: views besides the whole image.") var views = 96
         @Option(help: "Write the generated case to this file.") var saveGenerated: String?
-        @Option var nLevels = 8
-        @Option var nFeaturesPerLevel = 8
-        @Option var log2HashmapSize = 16
-        @Option var baseResolution = 16
-        @Option(help: "Finest hash-grid resolution (DVT max_resolution).") var finestResolution = 256
-        @Option var numIters = 3000
-        @Option(help: "Warmup steps (default num-iters / 10).") var warmupIters: Int?
-        @Option var pixelBsz = 2048
-        @Option var lr = 0.01
-        @Option var minLR = 0.001
+        @Option(help: "Stage-1 setting of the bench (any stage1.* key, docs/config.md), applied over the bench's preset (PlantedBench.stage1Preset = Configs/planted.yaml's stage 1): --set stage1.num_iters=500")
+        var set: [String] = []
         @Option(help: "Model seed.") var seed: UInt64 = 0
-        @Option(help: "Hash-table Adam: dense (torch's, as DVT), deferred (touched rows only, no weight decay on idle rows) or lazy (tiny-cuda-nn).")
-        var hashTableAdam = "dense"
-        @Option(help: "Weight decay of G alone (default: the same as the rest, as DVT; 0 = none).")
-        var sharedArtifactsWeightDecay: Double?
-        @Option(help: "F's coordinate jitter in token spacings (0 = DVT; 0.5 = the patch footprint, our recommendation).")
-        var coordJitter = 0.5
+        // Deprecated aliases of `--set stage1.KEY=VALUE`, kept so existing scripts keep working.
+        @Option(help: "Deprecated: --set stage1.n_levels=N.") var nLevels: Int?
+        @Option(help: "Deprecated: --set stage1.n_features_per_level=N.") var nFeaturesPerLevel: Int?
+        @Option(help: "Deprecated: --set stage1.log2_hashmap_size=N.") var log2HashmapSize: Int?
+        @Option(help: "Deprecated: --set stage1.base_resolution=N.") var baseResolution: Int?
+        @Option(help: "Deprecated: --set stage1.max_resolution=N.") var finestResolution: Int?
+        @Option(help: "Deprecated: --set stage1.num_iters=N.") var numIters: Int?
+        @Option(help: "Deprecated: --set stage1.warmup_iters=N.") var warmupIters: Int?
+        @Option(help: "Deprecated: --set stage1.pixel_bsz=N.") var pixelBsz: Int?
+        @Option(help: "Deprecated: --set stage1.lr=X.") var lr: Double?
+        @Option(help: "Deprecated: --set stage1.min_lr=X.") var minLR: Double?
+        @Option(help: "Deprecated: --set stage1.hash_table_adam=MODE.") var hashTableAdam: String?
+        @Option(help: "Deprecated: --set stage1.shared_artifacts_weight_decay=X.") var sharedArtifactsWeightDecay: Double?
+        @Option(help: "Deprecated: --set stage1.coord_jitter=X.") var coordJitter: Double?
         @Flag(help: "Print the trainer's progress lines.") var verbose = false
         @Option(help: "Also score the outputs every N steps (printed with --verbose as val_*).") var valEvery = 0
+
+        /// The deprecated flags given, as `stage1.KEY=VALUE` overrides.
+        var aliasOverrides: [(flag: String, set: String)] {
+            let pairs: [(String, String, Any?)] = [
+                ("n-levels", "n_levels", nLevels), ("n-features-per-level", "n_features_per_level", nFeaturesPerLevel),
+                ("log2-hashmap-size", "log2_hashmap_size", log2HashmapSize), ("base-resolution", "base_resolution", baseResolution),
+                ("finest-resolution", "max_resolution", finestResolution), ("num-iters", "num_iters", numIters),
+                ("warmup-iters", "warmup_iters", warmupIters), ("pixel-bsz", "pixel_bsz", pixelBsz), ("lr", "lr", lr),
+                ("min-lr", "min_lr", minLR), ("hash-table-adam", "hash_table_adam", hashTableAdam),
+                ("shared-artifacts-weight-decay", "shared_artifacts_weight_decay", sharedArtifactsWeightDecay),
+                ("coord-jitter", "coord_jitter", coordJitter),
+            ]
+            return pairs.compactMap { flag, key, value in value.map { (flag, "stage1.\(key)=\($0)") } }
+        }
+
+        /// Stage-1 settings from the one schema: the bench preset, then --set, then the deprecated flags.
+        func stage1Settings() throws -> Stage1Settings {
+            let aliases = aliasOverrides
+            for a in aliases {
+                FileHandle.standardError.write(Data("warning: --\(a.flag) is deprecated; use --set \(a.set)\n".utf8))
+            }
+            let overrides = set + aliases.map(\.set)
+            if let bad = overrides.first(where: { !$0.hasPrefix("stage1.") }) {
+                throw ValidationError("bench planted takes stage1.* settings only, got '\(bad)'")
+            }
+            let config = try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset + overrides)
+            return Stage1Settings(config: config)
+        }
 
         func validate() throws {
             if (file == nil) == (generateSeed == nil) { throw ValidationError("give either FILE or --generate-seed") }
@@ -162,16 +195,7 @@ extension DVTCommand.BenchCommand {
 
         func run() throws {
             compute.apply()
-            var s = Stage1Settings()
-            s.nLevels = nLevels; s.nFeaturesPerLevel = nFeaturesPerLevel; s.log2HashmapSize = log2HashmapSize
-            s.baseResolution = baseResolution; s.maxResolution = finestResolution
-            s.numIters = numIters; s.warmupIters = warmupIters; s.pixelBsz = pixelBsz; s.lr = lr; s.minLR = minLR
-            guard let mode = Stage1Settings.HashTableAdam(rawValue: hashTableAdam) else {
-                throw ValidationError("--hash-table-adam must be one of \(Stage1Settings.HashTableAdam.allCases.map(\.rawValue)), got \(hashTableAdam)")
-            }
-            s.hashTableAdam = mode
-            s.coordJitter = coordJitter
-            s.sharedArtifactsWeightDecay = sharedArtifactsWeightDecay
+            let s = try stage1Settings()
             try s.validate()
             let data: PlantedData
             var path = file
@@ -254,8 +278,8 @@ extension DVTCommand.BenchCommand {
             o.planted.grid = grid; o.planted.dim = dim; o.planted.views = views
             o.resume = resume; o.quiet = quiet
             print("planted stage 2: \(trainCases) training + \(valCases) validation cases (seeds \(firstSeed)..., artifact seed \(artifactSeed)), "
-                  + "\(grid)x\(grid) tokens, C \(dim), \(views) views; stage 1 \(cfg.int("stage1.num_iters")) iters per case, "
-                  + "stage 2 \(cfg.int("stage2.num_iters")) iters; output \(cfg.string("output_dir") ?? "?")")
+                  + "\(grid)x\(grid) tokens, C \(dim), \(views) views; stage 1 \(cfg.settings.stage1.numIters) iters per case, "
+                  + "stage 2 \(cfg.settings.stage2.numIters) iters; output \(cfg.settings.run.outputDir ?? "?")")
             let report = try PlantedStage2.run(config: cfg, options: o, log: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } })
             print(PlantedStage2.format(report))
         }

@@ -1,6 +1,11 @@
 import ArgumentParser
+import Bench
+import DVT
+import Formats
 import Foundation
-import Trainer
+import Jobs
+import Settings
+import Training
 import Vision
 
 extension DVTCommand {

@@ -1,7 +1,14 @@
 import ArgumentParser
+import Bench
+import DVT
+import Formats
 import Foundation
+import Jobs
 import NN
+import Settings
 import TensorCore
+import Training
+import Vision
 
 /// The `dvt` command-line tool.
 public struct DVTCommand: ParsableCommand {

@@ -2,7 +2,9 @@ import ArgumentParser
 import Distributed
 import Foundation
 import TensorCore
-import Trainer
+import Jobs
+import Bench
+import Formats
 
 extension DVTCommand.BenchCommand {
     /// `dvt bench denoiser-ranks`: the data-parallel stage-2 step, run under mpirun (or alone).

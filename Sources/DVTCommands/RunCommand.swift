@@ -1,6 +1,11 @@
 import ArgumentParser
+import Bench
+import DVT
+import Formats
 import Foundation
-import Trainer
+import Jobs
+import Settings
+import Training
 import Vision
 
 extension DVTCommand {
@@ -26,7 +31,7 @@ extension DVTCommand {
             pipeline.quiet = quiet
             pipeline.configFile = options.config
             let report = try pipeline.run()
-            print(try String(contentsOf: URL(fileURLWithPath: config.string("output_dir")!).appendingPathComponent("metrics.md"), encoding: .utf8))
+            print(try String(contentsOf: URL(fileURLWithPath: config.settings.run.outputDir!).appendingPathComponent("metrics.md"), encoding: .utf8))
             print("report: \(report.path)")
             if let seed = model.randomInitSeed {
                 print(VisionTransformer.randomWeightsWarning(seed: seed))

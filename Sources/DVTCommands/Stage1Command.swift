@@ -1,7 +1,11 @@
 import ArgumentParser
+import Bench
 import DVT
+import Formats
 import Foundation
-import Trainer
+import Jobs
+import Settings
+import Training
 import Vision
 
 /// Options shared by the config-driven commands.
@@ -24,8 +28,8 @@ struct ConfigOptions: ParsableArguments {
 
 /// Builds the ViT a config names, announcing random weights loudly.
 func loadBackbone(_ c: ResolvedConfig) throws -> VisionTransformer {
-    let seed = c.optionalInt("random_init").map { UInt64($0) }
-    let model = try VisionTransformer.load(arch: c.string("model")!, weights: c.string("weights"), randomInit: seed)
+    let seed = c.settings.run.randomInit.map { UInt64($0) }
+    let model = try VisionTransformer.load(arch: c.settings.run.model!, weights: c.settings.run.weights, randomInit: seed)
     if let s = model.randomInitSeed {
         FileHandle.standardError.write(Data((VisionTransformer.randomWeightsWarning(seed: s) + "\n").utf8))
     }
@@ -68,10 +72,10 @@ extension DVTCommand {
             }
             let model = try loadBackbone(config)
             let job = try Stage1Job(config: config, model: model)
-            guard let source = images ?? config.string("data_list") else {
+            guard let source = images ?? config.settings.run.dataList else {
                 throw ValidationError("no images: pass --images or set data_list in the config")
             }
-            var items = try ImageSource.items(from: source, root: config.string("data_root"))
+            var items = try ImageSource.items(from: source, root: config.settings.run.dataRoot)
             if let spec = try shard.map(ShardSpec.parse) ?? ShardSpec.fromEnvironment() {
                 items = ImageSource.shard(items, index: spec.index, count: spec.count)
             }
@@ -91,9 +95,9 @@ extension DVTCommand {
             let raw = try file.tensor("raw"), coords = try file.tensor("coords")
             let settings = Stage1Settings(config: config)
             try settings.validate()
-            let r = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: UInt64(config.int("seed")),
-                                   quiet: false, printFreq: config.int("stage1.print_freq"))
-            let out = URL(fileURLWithPath: config.string("output_dir")!)
+            let r = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: UInt64(config.settings.run.seed),
+                                   quiet: false, printFreq: config.settings.stage1.printFreq)
+            let out = URL(fileURLWithPath: config.settings.run.outputDir!)
             let stem = url.deletingPathExtension().lastPathComponent
             let tree = RunPaths(root: out, model: "features")
             for (t, dst) in [(r.output.raw, tree.raw(stem)), (r.output.denoised, tree.denoised(stem)),

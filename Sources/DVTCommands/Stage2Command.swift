@@ -1,8 +1,12 @@
 import ArgumentParser
+import Bench
 import DVT
+import Formats
 import Foundation
+import Jobs
+import Settings
 import TensorCore
-import Trainer
+import Training
 import Vision
 
 extension DVTCommand {

@@ -1,4 +1,5 @@
 import CImageCodecs
+import Formats
 import Foundation
 import TensorCore
 

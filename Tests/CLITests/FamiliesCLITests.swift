@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import Formats
 import Vision
 @testable import DVTCommands
 

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
-import Trainer
+import Jobs
 @testable import DVTCommands
 
 /// Many stage-1 processes on one output folder, as Slurm array tasks (and a requeued task that

@@ -5,7 +5,11 @@ import Foundation
 import TensorCore
 import Testing
 import TestSupport
-import Trainer
+import Bench
+import Formats
+import Jobs
+import Settings
+import Training
 import Vision
 
 @Suite("dvt stage2 / export / denoise")

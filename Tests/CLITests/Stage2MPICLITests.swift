@@ -2,7 +2,9 @@ import Foundation
 import Testing
 import TestSupport
 import TensorCore
-import Trainer
+import Jobs
+import Bench
+import Formats
 import Vision
 
 /// `mpirun -np 2 dvt stage2` against the single-process run. Needs OpenMPI's mpirun

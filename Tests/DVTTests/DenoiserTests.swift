@@ -1,4 +1,5 @@
 import DVT
+import Formats
 import Foundation
 import NN
 import TensorCore

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TensorCore
+import Formats
 import Vision
 @testable import DVT
 

@@ -3,7 +3,9 @@ import Foundation
 import TensorCore
 import Testing
 import TestSupport
-import Trainer
+import Formats
+import Jobs
+import Settings
 import Vision
 
 /// `dvt srt` end to end through its library function: two bundled photos and a truncated JPEG.

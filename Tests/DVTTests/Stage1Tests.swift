@@ -4,7 +4,10 @@ import NN
 import TensorCore
 import Testing
 import TestSupport
-import Trainer
+import Bench
+import Formats
+import Settings
+import Training
 import Vision
 
 /// The tiny layout of the golden fixture (scripts/make_stage1_fixture.py): 3 levels of 2

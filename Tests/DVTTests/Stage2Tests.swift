@@ -4,7 +4,12 @@ import NN
 import TensorCore
 import Testing
 import TestSupport
-@testable import Trainer
+import Bench
+import Formats
+@testable import Jobs
+import Report
+import Settings
+import Training
 import Vision
 
 /// A stage-1-style feature tree in a temp folder: target maps are random content, raw maps are

@@ -93,3 +93,11 @@ public func randn(_ shape: [Int], seed: UInt64, scale: Float = 1, requiresGrad: 
     var rng = RandomGenerator(seed: seed)
     return Tensor.normal(shape, std: scale, rng: &rng, requiresGrad: requiresGrad)
 }
+
+/// A fresh empty directory under the system temp dir, removed by the caller.
+public func makeTempDirectory(_ tag: String) throws -> URL {
+    let dir = FileManager.default.temporaryDirectory
+        .appendingPathComponent("dvt-vision-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir
+}

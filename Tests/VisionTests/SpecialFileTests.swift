@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import Vision
+import Formats
+import Vision
 
 /// Issue 18, item 8: a FIFO named like an image or a checkpoint hung the tool forever, because it
 /// was opened for reading before its type was checked. Each reader must refuse it at once.

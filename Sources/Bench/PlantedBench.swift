@@ -1,0 +1,89 @@
+import DVT
+import Formats
+import Foundation
+import Jobs
+import NN
+import Settings
+import TensorCore
+import Training
+import Vision
+
+/// `dvt bench planted`: stage 1 on a planted-artifact case with known truth, scored the way
+/// `dvt_torch.py stage1` scores it, optionally side by side with that reference.
+public enum PlantedBench {
+    /// The bench's stage-1 settings over the schema defaults: Configs/planted.yaml's stage 1
+    /// (small table and grid, 3000 steps, coordinate jitter), the values of the bench's former flags.
+    public static let stage1Preset = [
+        "stage1.num_iters=3000", "stage1.n_levels=8", "stage1.log2_hashmap_size=16",
+        "stage1.max_resolution=256", "stage1.coord_jitter=0.5",
+    ]
+
+    /// One scored run.
+    public struct Row: Sendable {
+        public var label: String
+        /// Centred cosine, whole-image raw features vs the clean truth.
+        public var rawCosine: Double
+        /// Centred cosine, F on the whole-image grid vs the clean truth.
+        public var denoisedCosine: Double
+        /// Cosine of the flattened, per-channel-centred G vs the planted artifact.
+        public var artifactCosine: Double
+        public var msPerStep: Double
+
+        public init(label: String, rawCosine: Double, denoisedCosine: Double, artifactCosine: Double, msPerStep: Double) {
+            self.label = label
+            self.rawCosine = rawCosine
+            self.denoisedCosine = denoisedCosine
+            self.artifactCosine = artifactCosine
+            self.msPerStep = msPerStep
+        }
+    }
+
+    /// Scores a stage-1 output against the planted truth.
+    public static func score(_ output: Stage1Output, truth: PlantedData, label: String, msPerStep: Double) -> Row {
+        Row(label: label,
+            rawCosine: Double(Metrics.centeredCosine(output.raw, truth.cleanFull)),
+            denoisedCosine: Double(Metrics.centeredCosine(output.denoised, truth.cleanFull)),
+            artifactCosine: Double(Metrics.flatCenteredCosine(output.sharedArtifacts, truth.artifact)),
+            msPerStep: msPerStep)
+    }
+
+    /// Runs our stage 1 on `data` and scores it.
+    /// With `valFreq > 0` the recovery metrics are also logged during training (`val_denoised_cos`,
+    /// `val_artifact_cos`), which shows how each phase contributes.
+    public static func run(_ data: PlantedData, settings: Stage1Settings, seed: UInt64, quiet: Bool = true,
+                           valFreq: Int = 0) throws -> (Row, Stage1Result) {
+        let validation: (Stage1Output) -> [String: Double] = { out in
+            ["denoised_cos": Double(Metrics.centeredCosine(out.denoised, data.cleanFull)),
+             "artifact_cos": Double(Metrics.flatCenteredCosine(out.sharedArtifacts, data.artifact)),
+             // How much of the whole image's own raw tokens (artifact included) F reproduces.
+             "denoised_raw_cos": Double(Metrics.centeredCosine(out.denoised, out.raw))]
+        }
+        let result = try Stage1.fit(views: data.raw, coords: data.coords, settings: settings, seed: seed, quiet: quiet,
+                                    valFreq: valFreq, validation: valFreq > 0 ? validation : nil)
+        return (score(result.output, truth: data, label: "ours", msPerStep: result.msPerStep), result)
+    }
+
+    /// The `dvt_torch.py stage1` arguments equivalent to `settings` (the reference has no
+    /// switch for the residual predictor or the freeze fraction: it always uses DVT's 0.5).
+    public static func referenceArguments(file: String, settings s: Stage1Settings, seed: UInt64) -> [String] {
+        ["stage1", file, "--iters", "\(s.numIters)", "--warmup", "\(s.effectiveWarmupIters)", "--batch", "\(s.pixelBsz)",
+         "--lr", "\(s.lr)", "--min-lr", "\(s.minLR)", "--weight-decay", "\(s.weightDecay)",
+         "--levels", "\(s.nLevels)", "--feats", "\(s.nFeaturesPerLevel)", "--log2-table", "\(s.log2HashmapSize)",
+         "--base-res", "\(s.baseResolution)", "--finest-res", "\(s.maxResolution)", "--seed", "\(seed)"]
+    }
+
+    /// Runs the PyTorch reference on `file` and reads its row.
+    public static func runReference(_ runner: TorchReference, file: String, settings: Stage1Settings, seed: UInt64) throws -> Row {
+        let keys = ["ms_per_step", "raw_vs_clean_centered_cos", "denoised_vs_clean_centered_cos", "artifact_vs_truth_cos"]
+        let v = try runner.values(referenceArguments(file: file, settings: settings, seed: seed), required: keys)
+        return Row(label: "torch", rawCosine: v[keys[1]]!, denoisedCosine: v[keys[2]]!, artifactCosine: v[keys[3]]!,
+                   msPerStep: v[keys[0]]!)
+    }
+
+    public static let header = "            raw_cos  denoised_cos  artifact_cos   ms/step"
+
+    public static func format(_ r: Row) -> String {
+        String(format: "%@  %7.4f  %12.4f  %12.4f  %8.2f", r.label.padding(toLength: 10, withPad: " ", startingAt: 0) as NSString, r.rawCosine, r.denoisedCosine,
+               r.artifactCosine, r.msPerStep)
+    }
+}

@@ -1,0 +1,204 @@
+import DVT
+import Formats
+import Foundation
+import NN
+import Report
+import Settings
+import TensorCore
+import Training
+import Vision
+
+/// `dvt run CONFIG`: stage 1 over the training and validation images, SRT features, stage 2,
+/// export, denoising of the validation images, the metrics table and the HTML report. Each
+/// step skips work whose outputs are complete, so rerunning after a crash resumes.
+public final class Pipeline {
+    public let config: ResolvedConfig
+    public let model: VisionTransformer
+    public let root: URL
+    public let paths: RunPaths
+    public var quiet = false
+    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    /// The command line that started the run, for the run record.
+    public var commandLine: [String] = CommandLine.arguments
+    /// The config file the run was started from (also copied, resolved, to config.yaml).
+    public var configFile: String?
+
+    public struct StepTiming: Sendable, Codable {
+        public var step: String
+        public var seconds: Double
+        public var note: String
+    }
+
+    public private(set) var timings: [StepTiming] = []
+
+    public init(config: ResolvedConfig, model: VisionTransformer) {
+        self.config = config
+        self.model = model
+        root = URL(fileURLWithPath: config.settings.run.outputDir!)
+        paths = RunPaths(root: root, model: config.settings.run.model!)
+    }
+
+    var layer: Int { (try? Stage1Job.layer(config: config, model: model)) ?? model.config.depth - 1 }
+
+    func timed<T>(_ step: String, _ body: () throws -> (T, String)) rethrows -> T {
+        let t0 = Date()
+        log("== \(step)")
+        let (value, note) = try body()
+        let dt = Date().timeIntervalSince(t0)
+        timings.append(StepTiming(step: step, seconds: dt, note: note))
+        log(String(format: "== %@ done in %@%@", step as NSString, Progress.format(seconds: dt) as NSString, note.isEmpty ? "" : ": \(note)"))
+        return value
+    }
+
+    /// Runs every step; returns the report's path.
+    @discardableResult
+    public func run() throws -> URL {
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        for path in AtomicFile.removeStaleTemporaries(under: root) { log("removed a partial file left by a killed run: \(path)") }
+        try writeRunRecord()
+        guard let trainList = config.settings.run.dataList else { throw ConfigError("dvt run needs data_list (the training images)") }
+        let train = try ImageSource.items(from: trainList, root: config.settings.run.dataRoot)
+        let val = try config.settings.run.valList.map { try ImageSource.items(from: $0, root: config.settings.run.dataRoot) } ?? []
+        let all = train + val.filter { v in !train.contains { $0.relativeStem == v.relativeStem } }
+
+        // 1. Stage 1 on every image (validation images too: their stage-1 maps are the
+        //    stage-2 validation targets and a row of the metrics table).
+        let stage1 = try timed("stage 1 (\(all.count) images)") { () -> (JobReport, String) in
+            let job = try Stage1Job(config: config, model: model)
+            job.quiet = quiet
+            job.log = log
+            let r = try job.run(items: all)
+            return (r, r.summary)
+        }
+        if !stage1.failures.isEmpty { log("stage 1: \(stage1.failures.count) image(s) failed; they are left out of what follows") }
+
+        // 2. SRT on the same images, as a baseline and as stage-2 targets when asked.
+        if config.settings.srt.enabled || config.settings.stage2.targets == "srt" {
+            try timed("SRT") { () -> ((), String) in
+                var options = SRT.Options()
+                options.dx = config.settings.srt.dx
+                options.dy = config.settings.srt.dy
+                options.aggregate = SRTAggregate(rawValue: config.settings.srt.aggregate!) ?? .mean
+                options.uniform = config.settings.srt.uniform
+                options.batchSize = config.settings.srt.batchSize
+                options.parallelViews = true  // the pipeline runs nothing else meanwhile
+                options.layer = layer
+                options.stride = config.settings.run.strideSize
+                let size = config.settings.run.inputSize
+                var job = SRTJob(srt: try SRT(model: model, options: options), resolution: .token, height: size[0], width: size[1])
+                job.fast = options.aggregate == .mean
+                let todo = all.filter { !FileManager.default.fileExists(atPath: paths.srt($0.relativeStem).path) }
+                let out = root.appendingPathComponent("\(FeatureTree.srt)/\(paths.model)")
+                let r = try job.run(items: todo, outDir: out, showProgress: !quiet, log: log)
+                return ((), "\(r.written.count) written, \(all.count - todo.count) already present, \(r.failures.count) failed")
+            }
+        }
+
+        // 3. Stage 2, resumed from its last checkpoint if one exists; skipped when its
+        //    exported denoiser is newer than every checkpoint.
+        let stage2Dir = Stage2Runner.runDirectory(config: config)
+        let denoiserFile = stage2Dir.appendingPathComponent("denoiser.safetensors")
+        if FileManager.default.fileExists(atPath: denoiserFile.path) {
+            timings.append(StepTiming(step: "stage 2", seconds: 0, note: "skipped: \(denoiserFile.path) exists"))
+            log("== stage 2: skipped, \(denoiserFile.path) exists")
+        } else {
+            try timed("stage 2") { () -> ((), String) in
+                let latest = stage2Dir.appendingPathComponent("checkpoints/latest.safetensors")
+                let outcome = try Stage2Runner.run(config: config, resume: FileManager.default.fileExists(atPath: latest.path),
+                                                   quiet: quiet, log: log)
+                return ((), String(format: "final loss %.5f, %.1f ms/step", outcome.summary.finalLoss, outcome.summary.msPerStep))
+            }
+        }
+
+        // 4. Denoise the validation images' raw maps with the exported denoiser.
+        let denoiser = try Denoiser.load(denoiserFile)
+        let evalItems = val.isEmpty ? train : val
+        try timed("denoise (\(evalItems.count) images)") { () -> ((), String) in
+            var written = 0
+            for item in evalItems {
+                let dst = paths.extra("stage2_features", item.relativeStem)
+                let src = paths.raw(item.relativeStem)
+                if FileManager.default.fileExists(atPath: dst.path) || !FileManager.default.fileExists(atPath: src.path) { continue }
+                let raw = try Npy.read(src)
+                try FileManager.default.createDirectory(at: dst.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try Npy.write(withNoGrad { denoiser.denoise(raw) }, to: dst)
+                written += 1
+            }
+            return ((), "\(written) written")
+        }
+
+        // 5. Metrics and 6. the report.
+        let rows = try timed("metrics") { () -> ([ArtifactMetrics.Row], String) in
+            let rows = try metrics(evalItems)
+            try AtomicFile.write(Data(ArtifactMetrics.markdown(rows).utf8), to: root.appendingPathComponent("metrics.md"))
+            return (rows, "\(rows.count) methods over \(evalItems.count) images")
+        }
+        let report = try timed("report") { () -> (URL, String) in
+            let url = try Report(run: reportRun, items: evalItems.map { ($0.relativeStem, $0.url) }, rows: rows).write()
+            return (url, url.path)
+        }
+        try writeRunRecord()
+        return report
+    }
+
+    /// What the report shows of this run.
+    var reportRun: Report.Run {
+        let p = paths
+        return Report.Run(
+            root: root, title: config.settings.run.outputDir ?? "", model: config.settings.run.model!, layer: layer,
+            inputSize: config.settings.run.inputSize, seed: config.settings.run.seed, randomInitSeed: model.randomInitSeed,
+            configYAML: config.yaml, stage2Metrics: Stage2Runner.runDirectory(config: config).appendingPathComponent("metrics.jsonl"),
+            timings: timings.map { ($0.step, $0.seconds, $0.note) },
+            featureMaps: { [p.raw($0), p.srt($0), p.denoised($0), p.extra("stage2_features", $0)] })
+    }
+
+    /// The metrics table over the evaluation images: raw, SRT, stage 1 and stage 2.
+    func metrics(_ items: [ImageItem]) throws -> [ArtifactMetrics.Row] {
+        var rows: [ArtifactMetrics.Row] = []
+        for (label, tree) in [("raw ViT", FeatureTree.raw), ("SRT", FeatureTree.srt),
+                              ("DVT stage 1", FeatureTree.denoised), ("DVT stage 2", "stage2_features")] {
+            let maps = try items.compactMap { item -> Tensor? in
+                let url = paths.extra(tree, item.relativeStem)
+                return FileManager.default.fileExists(atPath: url.path) ? try Npy.read(url) : nil
+            }
+            if maps.count >= 2 { rows.append(try ArtifactMetrics.row(label: label, maps: maps)) }
+        }
+        return rows
+    }
+
+    /// run.json: the exact command, the resolved config, versions and seed, so any result can be
+    /// reproduced; timings are added as steps finish.
+    func writeRunRecord() throws {
+        try AtomicFile.write(Data(config.yaml.utf8), to: root.appendingPathComponent("config.yaml"))
+        var record: [String: Any] = [
+            "command": commandLine,
+            "config_file": configFile ?? NSNull(),
+            "working_directory": FileManager.default.currentDirectoryPath,
+            "dvt_version": TrainerVersion.string,
+            "swift": TrainerVersion.compiler,
+            "seed": config.settings.run.seed,
+            "model": config.settings.run.model!,
+            "weights": config.settings.run.weights ?? NSNull(),
+            "threads": Parallel.threads,
+            "host": ProcessInfo.processInfo.hostName,
+            "timings": timings.map { ["step": $0.step, "seconds": $0.seconds, "note": $0.note] },
+        ]
+        if let seed = model.randomInitSeed {
+            record["random_init"] = seed
+            record["warning"] = VisionTransformer.randomWeightsWarning(seed: seed)
+        }
+        let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
+        try AtomicFile.write(data, to: root.appendingPathComponent("run.json"))
+    }
+}
+
+public enum TrainerVersion {
+    public static let string = "0.1.0"
+    public static var compiler: String {
+        #if compiler(>=6.3)
+        return "Swift 6.3+"
+        #else
+        return "Swift < 6.3"
+        #endif
+    }
+}

@@ -1,0 +1,119 @@
+/// Every configuration key, its type and range, its default (DVT's own value where DVT has
+/// one) and the name the official DVT code uses for it. docs/config.md is generated from this
+/// table (`dvt config --reference`).
+public enum ConfigSchema {
+    public static let keys: [ConfigKey] = [
+        // Backbone and data (shared by every stage)
+        ConfigKey("model", .string, .string("vit_base_patch14_dinov2.lvd142m"), dvt: "model / vit_type",
+                  "timm architecture name of the ViT (see `dvt models`)."),
+        ConfigKey("weights", .string, .null, nullable: true, dvt: nil,
+                  "timm checkpoint for `model` (.safetensors or .pth; DINOv2 hub names are mapped). Exactly one of weights / random_init."),
+        ConfigKey("random_init", .int(0...Int(Int32.max)), .null, nullable: true,
+                  "Seed for random ViT weights instead of a checkpoint: demos and tests only, every output says so."),
+        ConfigKey("input_size", .ints(count: 2, 14...4096), .ints([518, 518]), dvt: "input_size",
+                  "Network input size [H, W] (a single number means square)."),
+        ConfigKey("stride_size", .int(1...64), .null, nullable: true, dvt: "stride_size / stride",
+                  "Patch stride; null = the patch size. DVT uses the patch size or half of it."),
+        ConfigKey("layer", .int(-64...63), .int(-1), dvt: nil,
+                  "Block whose output is denoised (0-based; -1 = last). Ignored when layer_depth_ratio is set."),
+        ConfigKey("layer_depth_ratio", .double(0...1), .null, nullable: true, dvt: "layer_depth_ratio",
+                  "Pick the block at this fraction of the depth: block = ceil(ratio · depth) − 1."),
+        ConfigKey("data_root", .string, .null, nullable: true, dvt: "data_root",
+                  "Folder list entries are relative to (default: the list file's folder)."),
+        ConfigKey("data_list", .string, .null, nullable: true, dvt: "data_list / image_list",
+                  "Training images: a VOC-style list (first field per line) or a directory."),
+        ConfigKey("val_list", .string, .null, nullable: true,
+                  "Held-out images for stage-2 validation, denoising and metrics (list or directory)."),
+        ConfigKey("output_dir", .string, .string("runs/dvt"), dvt: "feat_root / output_dir",
+                  "Run directory: features, checkpoints, logs, report."),
+        ConfigKey("seed", .int(0...Int(Int32.max)), .int(18), dvt: "seed",
+                  "Seed of every random draw (views, sampling, init, shuffling)."),
+
+        // Stage 1
+        ConfigKey("stage1.num_views", .int(1...100_000), .int(768), dvt: "num_views / num_patches",
+                  "Random crop/flip views per image (the whole image is added as one more)."),
+        ConfigKey("stage1.num_iters", .int(1...10_000_000), .int(20000), dvt: "num_iters",
+                  "Optimisation steps per image."),
+        ConfigKey("stage1.warmup_iters", .int(0...10_000_000), .null, nullable: true, dvt: "warmup_iters",
+                  "Linear warmup steps; null = num_iters / 10."),
+        ConfigKey("stage1.lr", .double(0...10), .double(0.01), dvt: "lr", "Peak learning rate (Adam)."),
+        ConfigKey("stage1.min_lr", .double(0...10), .double(0.001), dvt: "min_lr", "Floor of the cosine decay."),
+        ConfigKey("stage1.weight_decay", .double(0...1), .double(1e-5), dvt: "weight_decay", "Adam L2 weight decay."),
+        ConfigKey("stage1.pixel_bsz", .int(1...1_000_000), .int(2048), dvt: "pixel_bsz",
+                  "Tokens sampled (from all views) per step."),
+        ConfigKey("stage1.freeze_shared_artifacts_after", .double(0...1), .double(0.5), dvt: "freeze_shared_artifacts_after",
+                  "Fraction of num_iters after which G is frozen and the residual predictor switches on."),
+        ConfigKey("stage1.enable_residual_predictor", .bool, .bool(true), dvt: "enable_residual_predictor",
+                  "Fit the residual term h(x, pos) in the second phase."),
+        ConfigKey("stage1.n_levels", .int(1...32), .int(16), dvt: "n_levels", "Hash-grid levels."),
+        ConfigKey("stage1.n_features_per_level", .int(1...32), .int(8), dvt: "n_features_per_level", "Features per level."),
+        ConfigKey("stage1.log2_hashmap_size", .int(4...26), .int(20), dvt: "log2_hashmap_size", "log2 of each level's table size."),
+        ConfigKey("stage1.base_resolution", .int(2...4096), .int(16), dvt: "base_resolution", "Coarsest grid resolution."),
+        ConfigKey("stage1.max_resolution", .int(2...65536), .int(1024), dvt: "max_resolution", "Finest grid resolution."),
+        ConfigKey("stage1.coord_jitter", .double(0...2), .double(0), dvt: nil,
+                  "F sees a random point within ±jitter token spacings of each sampled token (0 = DVT; 0.5 = the patch footprint, which lifts planted accuracy, docs/stage1.md)."),
+        ConfigKey("stage1.hash_table_adam", .choice(["deferred", "lazy", "dense"]), .string("dense"), dvt: nil,
+                  "Hash-table Adam: dense = torch's dense Adam over the whole table (DVT's behaviour); deferred = dense Adam's momentum for touched rows only, without weight decay on idle rows (faster on 2^20 tables, not DVT-exact: docs/stage1.md); lazy = tiny-cuda-nn's."),
+        ConfigKey("stage1.shared_artifacts_weight_decay", .double(0...1), .null, nullable: true, dvt: nil,
+                  "Weight decay of the shared artifact map G alone (null = weight_decay, as DVT; 0 lets G hold the whole artifact: planted accuracy 0.996 vs 0.960 without jitter, docs/stage1.md)."),
+        ConfigKey("stage1.save_extras", .bool, .bool(false), dvt: nil,
+                  "Also write G, h(raw) and the view features per image."),
+        ConfigKey("stage1.vis_every", .int(0...1_000_000), .int(1), dvt: "num_vis_samples (differs)",
+                  "Write a visual strip for every k-th image (0 = none)."),
+        ConfigKey("stage1.print_freq", .int(1...10_000_000), .int(1000), dvt: "print_freq", "Steps between loss lines."),
+
+        // Stage 2
+        ConfigKey("stage2.targets", .choice(["stage1", "srt"]), .string("stage1"), dvt: nil,
+                  "Training targets: stage-1 denoised features, or SRT ensembles (self-distillation)."),
+        ConfigKey("stage2.num_iters", .int(1...10_000_000), .int(40000), dvt: "num_iters", "Training steps."),
+        ConfigKey("stage2.batch_size", .int(1...4096), .int(64), dvt: "batch_size", "Feature maps per step."),
+        ConfigKey("stage2.base_lr", .double(0...10), .double(2e-4), dvt: "base_lr",
+                  "Learning rate for a batch of 256: lr = base_lr · sqrt(batch_size / 256)."),
+        ConfigKey("stage2.min_lr", .double(0...10), .double(1e-6), dvt: "min_lr", "Floor of the cosine decay."),
+        ConfigKey("stage2.warmup_ratio", .double(0...1), .double(0.15), dvt: nil,
+                  "Fraction of num_iters of linear warmup from 0 (DVT: 15%)."),
+        ConfigKey("stage2.weight_decay", .double(0...1), .double(1e-5), dvt: "weight_decay", "AdamW decoupled weight decay."),
+        ConfigKey("stage2.adamw_beta1", .double(0...1), .double(0.9), dvt: "adamw_beta1", "AdamW β1."),
+        ConfigKey("stage2.adamw_beta2", .double(0...1), .double(0.999), dvt: "adamw_beta2", "AdamW β2."),
+        ConfigKey("stage2.num_blocks", .int(1...24), .int(1), dvt: nil, "Transformer blocks in the denoiser."),
+        ConfigKey("stage2.enable_pe", .bool, .bool(true), dvt: "enable_pe", "Learnable position embedding before the block(s)."),
+        ConfigKey("stage2.save_freq", .int(0...10_000_000), .int(5000), dvt: "save_freq", "Steps between checkpoints (0 = end only)."),
+        ConfigKey("stage2.val_freq", .int(0...10_000_000), .int(1000), dvt: nil, "Steps between validation passes (0 = none)."),
+        ConfigKey("stage2.print_freq", .int(1...10_000_000), .int(50), dvt: "print_freq", "Steps between loss lines."),
+
+        // SRT
+        ConfigKey("srt.dx", .int(0...64), .int(3), dvt: nil, "Horizontal shifts −dx…dx pixels."),
+        ConfigKey("srt.dy", .int(0...64), .int(3), dvt: nil, "Vertical shifts −dy…dy pixels."),
+        ConfigKey("srt.aggregate", .choice(["mean", "median"]), .string("mean"), dvt: nil, "How shifted views are combined."),
+        ConfigKey("srt.uniform", .bool, .bool(false), dvt: nil,
+                  "Weight every shift equally (default: the official code's, which counts the unshifted view twice)."),
+        ConfigKey("srt.batch_size", .int(1...1024), .int(8), dvt: nil, "Shifted images per ViT forward."),
+        ConfigKey("srt.enabled", .bool, .bool(true), dvt: nil, "Compute SRT features in `dvt run` (for metrics and srt targets)."),
+    ]
+}
+
+extension ConfigSchema {
+    /// docs/config.md: every key with its type, default and DVT's name, grouped by section.
+    public static var referenceMarkdown: String {
+        var s = """
+        # Configuration reference
+
+        Generated by `dvt config --reference` from the schema in Sources/Settings/ConfigSchema.swift.
+        A config is YAML; section keys can be nested (`stage1:` then `  num_iters: 300`) or dotted on
+        the command line (`--set stage1.num_iters=300`). Unknown keys and out-of-range values are
+        errors that name the key, the value and the allowed range. Defaults are DVT's own values.
+
+        """
+        var section: String? = nil
+        for key in keys {
+            if key.section != section {
+                section = key.section
+                s += "\n## \(section!.isEmpty ? "Backbone, data and run" : "`\(section!)`")\n\n"
+                s += "| key | type / range | default | DVT name | meaning |\n|---|---|---|---|---|\n"
+            }
+            let type = key.kind.allowed + (key.nullable ? ", or null" : "")
+            s += "| `\(key.path)` | \(type) | `\(key.defaultValue)` | \(key.dvtName.map { "`\($0)`" } ?? "—") | \(key.doc) |\n"
+        }
+        return s
+    }
+}

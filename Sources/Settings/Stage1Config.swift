@@ -1,0 +1,29 @@
+import DVT
+import Foundation
+
+extension Stage1Settings {
+    /// The method's stage-1 settings from the typed `stage1.*` section of a configuration.
+    public init(config c: ResolvedConfig) {
+        self.init(c.settings.stage1)
+    }
+
+    public init(_ t: DVTSettings.Stage1) {
+        self.init()
+        numIters = t.numIters
+        warmupIters = t.warmupIters
+        lr = t.lr
+        minLR = t.minLR
+        weightDecay = t.weightDecay
+        pixelBsz = t.pixelBsz
+        freezeSharedArtifactsAfter = t.freezeSharedArtifactsAfter
+        nLevels = t.nLevels
+        nFeaturesPerLevel = t.nFeaturesPerLevel
+        log2HashmapSize = t.log2HashmapSize
+        baseResolution = t.baseResolution
+        maxResolution = t.maxResolution
+        enableResidualPredictor = t.enableResidualPredictor
+        coordJitter = t.coordJitter
+        hashTableAdam = t.hashTableAdam.flatMap(HashTableAdam.init(rawValue:)) ?? .dense
+        sharedArtifactsWeightDecay = t.sharedArtifactsWeightDecay
+    }
+}
