@@ -21,6 +21,13 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
     public var minLR = 0.001
     /// Adam's L2 weight decay (DVT 1e-5; torch Adam adds wd·p to the gradient).
     public var weightDecay = 1e-5
+    /// Factor the loss is multiplied by before the backward pass, never divided out again:
+    /// DVT's `torch.amp.GradScaler("cuda", 2**10)` followed by `grad_scaler.scale(loss).backward()`
+    /// and a plain `optimizer.step()` (main_img_denoising.py lines 55 and 88-89; the scaler's
+    /// `unscale_`/`step` are never called). Adam's update is invariant to the gradient's scale
+    /// except for its two additive terms, so the official run's effective L2 decay is
+    /// weight_decay / 1024 and its ε is 1e-15 / 1024. 1 = the literal optimiser.
+    public var lossScale = 1024.0
     /// Tokens sampled (with replacement) per step (DVT 2048).
     public var pixelBsz = 2048
     /// Fraction of numIters after which G freezes and h switches on (DVT 0.5).
@@ -97,6 +104,7 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case numIters = "num_iters", warmupIters = "warmup_iters", lr, minLR = "min_lr", weightDecay = "weight_decay"
+        case lossScale = "loss_scale"
         case pixelBsz = "pixel_bsz", freezeSharedArtifactsAfter = "freeze_shared_artifacts_after"
         case nLevels = "n_levels", nFeaturesPerLevel = "n_features_per_level", log2HashmapSize = "log2_hashmap_size"
         case baseResolution = "base_resolution", maxResolution = "max_resolution"
@@ -114,6 +122,7 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         s.lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? s.lr
         s.minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? s.minLR
         s.weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? s.weightDecay
+        s.lossScale = try c.decodeIfPresent(Double.self, forKey: .lossScale) ?? s.lossScale
         s.pixelBsz = try c.decodeIfPresent(Int.self, forKey: .pixelBsz) ?? s.pixelBsz
         s.freezeSharedArtifactsAfter = try c.decodeIfPresent(Double.self, forKey: .freezeSharedArtifactsAfter) ?? s.freezeSharedArtifactsAfter
         s.nLevels = try c.decodeIfPresent(Int.self, forKey: .nLevels) ?? s.nLevels
@@ -135,6 +144,7 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         try c.encode(lr, forKey: .lr)
         try c.encode(minLR, forKey: .minLR)
         try c.encode(weightDecay, forKey: .weightDecay)
+        try c.encode(lossScale, forKey: .lossScale)
         try c.encode(pixelBsz, forKey: .pixelBsz)
         try c.encode(freezeSharedArtifactsAfter, forKey: .freezeSharedArtifactsAfter)
         try c.encode(nLevels, forKey: .nLevels)
@@ -156,6 +166,7 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         if !(lr > 0) { throw fail(.lr, "must be > 0, got \(lr)") }
         if !(minLR >= 0) { throw fail(.minLR, "must be >= 0, got \(minLR)") }
         if !(weightDecay >= 0) { throw fail(.weightDecay, "must be >= 0, got \(weightDecay)") }
+        if !(lossScale > 0 && lossScale.isFinite) { throw fail(.lossScale, "must be a finite number > 0, got \(lossScale)") }
         if let w = sharedArtifactsWeightDecay, !(w >= 0) { throw fail(.sharedArtifactsWeightDecay, "must be >= 0, got \(w)") }
         if pixelBsz < 1 { throw fail(.pixelBsz, "must be >= 1, got \(pixelBsz)") }
         if !(0...1).contains(freezeSharedArtifactsAfter) { throw fail(.freezeSharedArtifactsAfter, "must be in [0, 1], got \(freezeSharedArtifactsAfter)") }

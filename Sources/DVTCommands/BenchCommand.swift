@@ -150,8 +150,11 @@ extension DVTCommand.BenchCommand {
         var hashTableAdam = "dense"
         @Option(help: "Weight decay of G alone (default: the same as the rest, as DVT; 0 = none).")
         var sharedArtifactsWeightDecay: Double?
-        @Option(help: "F's coordinate jitter in token spacings (0 = DVT; 0.5 = the patch footprint, our recommendation).")
+        @Option(help: "F's coordinate jitter in token spacings (0 = DVT; 0.5 = the patch footprint).")
         var coordJitter = 0.5
+        @Option(help: "Loss scale, never unscaled (DVT's GradScaler 2**10 = 1024; 1 = the literal optimiser).")
+        var lossScale = 1024.0
+        @Option var weightDecay = 1e-5
         @Flag(help: "Print the trainer's progress lines.") var verbose = false
         @Option(help: "Also score the outputs every N steps (printed with --verbose as val_*).") var valEvery = 0
 
@@ -171,6 +174,7 @@ extension DVTCommand.BenchCommand {
             }
             s.hashTableAdam = mode
             s.coordJitter = coordJitter
+            s.lossScale = lossScale; s.weightDecay = weightDecay
             s.sharedArtifactsWeightDecay = sharedArtifactsWeightDecay
             try s.validate()
             let data: PlantedData
@@ -197,8 +201,9 @@ extension DVTCommand.BenchCommand {
             let v = data.raw.shape
             print("planted \(generateSeed.map { "generated seed \($0)" } ?? file!): \(v[0]) views, \(v[1])x\(v[2]) tokens, C \(v[3]); "
                   + "levels \(s.nLevels)x\(s.nFeaturesPerLevel), table 2^\(s.log2HashmapSize), res \(s.baseResolution)..\(s.maxResolution), "
-                  + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), table Adam \(s.hashTableAdam.rawValue), coord jitter \(s.coordJitter), seed \(seed), threads \(Parallel.threads)")
-            let (ours, _) = try PlantedBench.run(data, settings: s, seed: seed, quiet: !verbose, valFreq: valEvery)
+                  + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), table Adam \(s.hashTableAdam.rawValue), loss scale \(s.lossScale), wd \(s.weightDecay), coord jitter \(s.coordJitter), seed \(seed), threads \(Parallel.threads)")
+            let (ours, result) = try PlantedBench.run(data, settings: s, seed: seed, quiet: !verbose, valFreq: valEvery)
+            print(String(format: "ours final loss %.6f", result.finalLoss))
             print(PlantedBench.header)
             print(PlantedBench.format(ours))
             if let runner = ref.runner, let path {

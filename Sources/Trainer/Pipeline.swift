@@ -79,8 +79,9 @@ public final class Pipeline {
                 options.parallelViews = true  // the pipeline runs nothing else meanwhile
                 options.layer = layer
                 options.stride = config.optionalInt("stride_size")
-                let size = config.ints("input_size")
-                var job = SRTJob(srt: try SRT(model: model, options: options), resolution: .token, height: size[0], width: size[1])
+                let (sh, sw) = InputGeometry.inputSize(config.ints("input_size"),
+                                                       stride: InputGeometry.stride(options.stride, patchSize: model.config.patchSize))
+                var job = SRTJob(srt: try SRT(model: model, options: options), resolution: .token, height: sh, width: sw)
                 job.fast = options.aggregate == .mean
                 let todo = all.filter { !FileManager.default.fileExists(atPath: paths.srt($0.relativeStem).path) }
                 let out = root.appendingPathComponent("\(FeatureTree.srt)/\(paths.model)")

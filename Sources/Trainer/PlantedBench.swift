@@ -54,7 +54,7 @@ public enum PlantedBench {
     /// switch for the residual predictor or the freeze fraction: it always uses DVT's 0.5).
     public static func referenceArguments(file: String, settings s: Stage1Settings, seed: UInt64) -> [String] {
         ["stage1", file, "--iters", "\(s.numIters)", "--warmup", "\(s.effectiveWarmupIters)", "--batch", "\(s.pixelBsz)",
-         "--lr", "\(s.lr)", "--min-lr", "\(s.minLR)", "--weight-decay", "\(s.weightDecay)",
+         "--lr", "\(s.lr)", "--min-lr", "\(s.minLR)", "--weight-decay", "\(s.weightDecay)", "--loss-scale", "\(s.lossScale)",
          "--levels", "\(s.nLevels)", "--feats", "\(s.nFeaturesPerLevel)", "--log2-table", "\(s.log2HashmapSize)",
          "--base-res", "\(s.baseResolution)", "--finest-res", "\(s.maxResolution)", "--seed", "\(seed)"]
     }
