@@ -151,7 +151,7 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Weight decay of G alone (default: the same as the rest, as DVT; 0 = none).")
         var sharedArtifactsWeightDecay: Double?
         @Option(help: "F's coordinate jitter in token spacings (0 = DVT; 0.5 = the patch footprint).")
-        var coordJitter = 0.5
+        var coordJitter = 0.0
         @Option(help: "Loss scale, never unscaled (DVT's GradScaler 2**10 = 1024; 1 = the literal optimiser).")
         var lossScale = 1024.0
         @Option var weightDecay = 1e-5

@@ -32,7 +32,7 @@ public enum ConfigSchema {
         // Stage 1
         ConfigKey("stage1.num_views", .int(1...100_000), .int(768), dvt: "num_views / num_patches",
                   "Random crop/flip views per image (the whole image is added as one more)."),
-        ConfigKey("stage1.num_iters", .int(1...10_000_000), .int(20000), dvt: "num_iters",
+        ConfigKey("stage1.num_iters", .int(1...10_000_000), .int(25000), dvt: "num_iters",
                   "Optimisation steps per image (DVT v2: 25000, main_img_denoising.py line 181)."),
         ConfigKey("stage1.warmup_iters", .int(0...10_000_000), .null, nullable: true, dvt: "warmup_iters",
                   "Linear warmup steps; null = num_iters / 10, which is DVT's fixed 2500 at the default 25000 steps (main_img_denoising.py line 182) and keeps short runs' warmup in proportion."),
@@ -67,9 +67,9 @@ public enum ConfigSchema {
         // Stage 2
         ConfigKey("stage2.targets", .choice(["stage1", "srt"]), .string("stage1"), dvt: nil,
                   "Training targets: stage-1 denoised features, or SRT ensembles (self-distillation)."),
-        ConfigKey("stage2.num_iters", .int(1...10_000_000), .int(40000), dvt: "num_iterations",
+        ConfigKey("stage2.num_iters", .int(1...10_000_000), .int(50000), dvt: "num_iterations",
                   "Training steps (the released run, sample_scripts/stage2.sh: 50000)."),
-        ConfigKey("stage2.batch_size", .int(1...4096), .int(64), dvt: "batch_size × world size",
+        ConfigKey("stage2.batch_size", .int(1...4096), .int(128), dvt: "batch_size × world size",
                   "Global batch: feature maps per step over all processes (the released run: 16 per GPU × 8 GPUs = 128)."),
         ConfigKey("stage2.base_lr", .double(0...10), .double(2e-4), dvt: "base_lr",
                   "Learning rate for a batch of 256: lr = base_lr · sqrt(batch_size / 256)."),

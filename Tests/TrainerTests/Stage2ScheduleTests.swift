@@ -35,4 +35,13 @@ struct Stage2ScheduleTests {
             #expect(t.learningRate(at: w - 1) == t.learningRate(at: w))
         }
     }
+
+    @Test("stage-2 defaults are the released run's: 50000 steps, global batch 128")
+    func releasedDefaults() throws {
+        // sample_scripts/stage2.sh: --num_iterations 50000, --batch_size 16 on 8 GPUs.
+        let config = try ConfigSchema.load(file: nil)
+        #expect(config.int("stage2.num_iters") == 50_000)
+        #expect(config.int("stage2.batch_size") == 16 * 8)
+        #expect(abs(Stage2Runner.optimizerSettings(config: config).lr - 2e-4 * (128.0 / 256).squareRoot()) < 1e-18)
+    }
 }
