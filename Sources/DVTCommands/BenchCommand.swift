@@ -147,7 +147,7 @@ extension DVTCommand.BenchCommand {
         @Option var minLR = 0.001
         @Option(help: "Model seed.") var seed: UInt64 = 0
         @Option(help: "Hash-table Adam: dense (torch's, as DVT), deferred (touched rows only, no weight decay on idle rows) or lazy (tiny-cuda-nn).")
-        var hashTableAdam = "dense"
+        var hashTableAdam = "deferred"
         @Option(help: "Weight decay of G alone (default: the same as the rest, as DVT; 0 = none).")
         var sharedArtifactsWeightDecay: Double?
         @Option(help: "F's coordinate jitter in token spacings (0 = DVT; 0.5 = the patch footprint).")

@@ -35,6 +35,7 @@ struct Stage1LossScaleTests {
         #expect(try ConfigSchema.load(file: nil).double("stage1.loss_scale") == 1024)
         var s = Self.tinySettings()
         s.weightDecay = 0.05  // large, so the decay term is visible in a few steps
+        s.hashTableAdam = .dense
         let scaled = Stage1.optimizerSettings(s)
         #expect(scaled.lossScale == 1024)
         // Scaling the gradient by 2^10 is exact in float, so Adam with the scaled loss equals
