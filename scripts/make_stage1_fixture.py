@@ -12,7 +12,16 @@ Contents (float32):
   raw (B, C), global_coords (B, 2), view_coords (B, 2)   a loss batch
   loss_phase1, loss_phase2 (1)                           SingleImageDenoiser loss, residual off / on
   grad_phase1.<key>, grad_phase2.<key>                   gradients of that loss (G channel-last)
-The layout (levels 3, 2 features, 2^6 table, base 4, finest 32) has dense and hashed levels.
+  train.raw (S, B, C), train.global_coords (S, B, 2),    S steps of batches for a short training run
+  train.view_coords (S, B, 2)
+  train_final.<key>                                      every parameter after those S steps
+  train_loss (S)                                         the loss of each step
+The training run starts from the parameters above and follows DVT's stage-1 optimiser exactly as
+main_img_denoising.py does it (lines 48-55, 88-89): torch Adam, betas (0.9, 0.99), eps 1e-15,
+weight decay 1e-5, and the loss multiplied by GradScaler's 2**10 before backward and never
+unscaled; phase 1 (G trained, residual predictor off), constant lr 0.01.
+The layout (levels 3, 2 features, 2^6 table, base 4, finest 32) has dense and hashed levels; its
+float32 (tiny-cuda-nn) and float64 level geometry agree.
 """
 import importlib.util
 import os
@@ -73,6 +82,30 @@ for phase, on in (("phase1", False), ("phase2", True)):
         if k == "shared_artifacts":
             g = g[0].permute(1, 2, 0)
         tensors[f"grad_{phase}.{k}"] = g.contiguous().clone()
+
+# A short training run from the same initialisation with DVT's optimiser and loss scale.
+S, LOSS_SCALE = 20, 2.0 ** 10
+train_raw = torch.randn(S, B, C)
+train_gc = torch.rand(S, B, 2)
+train_vc = torch.rand(S, B, 2) * 2 - 1
+den.residual_on = False
+params = list(den.parameters()) + list(field.parameters())
+opt = torch.optim.Adam(params, lr=0.01, eps=1e-15, weight_decay=1e-5, betas=(0.9, 0.99))
+losses = []
+for t in range(S):
+    opt.zero_grad(set_to_none=True)
+    loss = den(train_raw[t], train_gc[t], field, train_vc[t])
+    (loss * LOSS_SCALE).backward()
+    opt.step()
+    losses.append(loss.item())
+tensors["train.raw"], tensors["train.global_coords"], tensors["train.view_coords"] = train_raw, train_gc, train_vc
+tensors["train_loss"] = torch.tensor(losses)
+tensors["train_final.grid.params"] = field.grid.params.detach().clone()
+for k, v in field.mlp.state_dict().items():
+    tensors["train_final.mlp." + k] = v.clone()
+tensors["train_final.shared_artifacts"] = den.shared_artifacts.detach()[0].permute(1, 2, 0).contiguous()
+for k, v in den.residual_predictor.state_dict().items():
+    tensors["train_final.residual_predictor." + k] = v.clone()
 
 save_file({k: v.contiguous().float() for k, v in tensors.items()}, out)
 print("wrote", out, {k: tuple(v.shape) for k, v in tensors.items()})

@@ -11,11 +11,11 @@ import Vision
 /// `dvt bench planted`: stage 1 on a planted-artifact case with known truth, scored the way
 /// `dvt_torch.py stage1` scores it, optionally side by side with that reference.
 public enum PlantedBench {
-    /// The bench's stage-1 settings over the schema defaults: Configs/planted.yaml's stage 1
-    /// (small table and grid, 3000 steps, coordinate jitter), the values of the bench's former flags.
+    /// The bench's stage-1 settings over the schema defaults (which are DVT's: loss scale 1024, no
+    /// coordinate jitter): the small table and grid and 3000 steps of the planted budget.
     public static let stage1Preset = [
         "stage1.num_iters=3000", "stage1.n_levels=8", "stage1.log2_hashmap_size=16",
-        "stage1.max_resolution=256", "stage1.coord_jitter=0.5",
+        "stage1.max_resolution=256", "stage1.coord_jitter=0",
     ]
 
     /// One scored run.
@@ -67,7 +67,7 @@ public enum PlantedBench {
     /// switch for the residual predictor or the freeze fraction: it always uses DVT's 0.5).
     public static func referenceArguments(file: String, settings s: Stage1Settings, seed: UInt64) -> [String] {
         ["stage1", file, "--iters", "\(s.numIters)", "--warmup", "\(s.effectiveWarmupIters)", "--batch", "\(s.pixelBsz)",
-         "--lr", "\(s.lr)", "--min-lr", "\(s.minLR)", "--weight-decay", "\(s.weightDecay)",
+         "--lr", "\(s.lr)", "--min-lr", "\(s.minLR)", "--weight-decay", "\(s.weightDecay)", "--loss-scale", "\(s.lossScale)",
          "--levels", "\(s.nLevels)", "--feats", "\(s.nFeaturesPerLevel)", "--log2-table", "\(s.log2HashmapSize)",
          "--base-res", "\(s.baseResolution)", "--finest-res", "\(s.maxResolution)", "--seed", "\(seed)"]
     }

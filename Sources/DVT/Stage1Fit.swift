@@ -45,6 +45,7 @@ public enum Stage1 {
         o.beta2 = 0.99     // DVT stage 1 (tiny-cuda-nn's usual β2 for hash grids)
         o.eps = 1e-15      // DVT stage 1 (keeps Adam's step size for the tiny hash-grid gradients)
         o.weightDecay = s.weightDecay
+        o.lossScale = s.lossScale  // DVT's never-unscaled GradScaler (main_img_denoising.py lines 55, 88-89)
         return o
     }
 

@@ -140,7 +140,7 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Generated case: feature channels.") var dim = 64
         @Option(help: "Generated case: views besides the whole image.") var views = 96
         @Option(help: "Write the generated case to this file.") var saveGenerated: String?
-        @Option(help: "Stage-1 setting of the bench (any stage1.* key, docs/config.md), applied over the bench's preset (PlantedBench.stage1Preset = Configs/planted.yaml's stage 1): --set stage1.num_iters=500")
+        @Option(help: "Stage-1 setting of the bench (any stage1.* key, docs/config.md), applied over the bench's preset (PlantedBench.stage1Preset: the planted budget over DVT's defaults): --set stage1.num_iters=500")
         var set: [String] = []
         @Option(help: "Model seed.") var seed: UInt64 = 0
         // Deprecated aliases of `--set stage1.KEY=VALUE`, kept so existing scripts keep working.
@@ -221,8 +221,9 @@ extension DVTCommand.BenchCommand {
             let v = data.raw.shape
             print("planted \(generateSeed.map { "generated seed \($0)" } ?? file!): \(v[0]) views, \(v[1])x\(v[2]) tokens, C \(v[3]); "
                   + "levels \(s.nLevels)x\(s.nFeaturesPerLevel), table 2^\(s.log2HashmapSize), res \(s.baseResolution)..\(s.maxResolution), "
-                  + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), table Adam \(s.hashTableAdam.rawValue), coord jitter \(s.coordJitter), seed \(seed), threads \(Parallel.threads)")
-            let (ours, _) = try PlantedBench.run(data, settings: s, seed: seed, quiet: !verbose, valFreq: valEvery)
+                  + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), table Adam \(s.hashTableAdam.rawValue), loss scale \(s.lossScale), wd \(s.weightDecay), coord jitter \(s.coordJitter), seed \(seed), threads \(Parallel.threads)")
+            let (ours, result) = try PlantedBench.run(data, settings: s, seed: seed, quiet: !verbose, valFreq: valEvery)
+            print(String(format: "ours final loss %.6f", result.finalLoss))
             print(PlantedBench.header)
             print(PlantedBench.format(ours))
             if let runner = ref.runner, let path {

@@ -84,8 +84,9 @@ public final class Pipeline {
                 options.parallelViews = true  // the pipeline runs nothing else meanwhile
                 options.layer = layer
                 options.stride = config.settings.run.strideSize
-                let size = config.settings.run.inputSize
-                var job = SRTJob(srt: try SRT(model: model, options: options), resolution: .token, height: size[0], width: size[1])
+                let (sh, sw) = InputGeometry.inputSize(config.settings.run.inputSize,
+                                                       stride: InputGeometry.stride(options.stride, patchSize: model.config.patchSize))
+                var job = SRTJob(srt: try SRT(model: model, options: options), resolution: .token, height: sh, width: sw)
                 job.fast = options.aggregate == .mean
                 let todo = all.filter { !FileManager.default.fileExists(atPath: paths.srt($0.relativeStem).path) }
                 let out = root.appendingPathComponent("\(FeatureTree.srt)/\(paths.model)")

@@ -32,17 +32,24 @@ public final class Stage1Job {
         tree = RunPaths(root: URL(fileURLWithPath: config.settings.run.outputDir!), model: config.settings.run.model!)
     }
 
-    /// The block a config selects: `layer_depth_ratio` when set (block = ceil(ratio · depth) − 1),
-    /// else `layer` (negative counts from the end).
+    /// The block a config selects: `layer_depth_ratio` when set (`depthRatioLayer`), else
+    /// `layer` (negative counts from the end).
     public static func layer(config: ResolvedConfig, model: VisionTransformer) throws -> Int {
         if let ratio = config.settings.run.layerDepthRatio {
-            return max(0, Int((ratio * Double(model.config.depth)).rounded(.up)) - 1)
+            return depthRatioLayer(ratio, depth: model.config.depth)
         }
         return try model.resolveLayer(config.settings.run.layer)
     }
 
-    var inputSize: (Int, Int) { let s = config.settings.run.inputSize; return (s[0], s[1]) }
-    var stride: Int { config.settings.run.strideSize ?? model.config.patchSize }
+    /// DVT's block for a depth ratio: int(ratio · last_layer_index) with last_layer_index =
+    /// depth − 1 (main_img_denoising.py line 241, dvt/models/vit_wrapper.py lines 101-103);
+    /// Python's int() truncates toward zero.
+    public static func depthRatioLayer(_ ratio: Double, depth: Int) -> Int {
+        Int((ratio * Double(depth - 1)).rounded(.towardZero))
+    }
+
+    var inputSize: (Int, Int) { InputGeometry.inputSize(config.settings.run.inputSize, stride: stride) }
+    var stride: Int { InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize) }
 
     /// A stable per-image seed: the run seed mixed with the image's relative path (FNV-1a), so
     /// an image gets the same views and init whatever shard or order it runs in.
@@ -57,7 +64,10 @@ public final class Stage1Job {
     public func viewFeatures(_ url: URL, seed: UInt64) throws -> (Tensor, Tensor) {
         let (h, w) = inputSize
         let image = try RGBImage(contentsOf: url)
-        let base = (image.width == w && image.height == h ? image : image.resized(width: w, height: h)).tensor()  // (3, H, W)
+        // DVT's base image: torchvision `transforms.Resize(input_size)` on a PIL image, i.e. Pillow
+        // bilinear (main_img_denoising.py line 283); the dataset's later bicubic F.resize to the same
+        // size returns early (dvt/dataset/single_image_dataset.py lines 33-37).
+        let base = (image.width == w && image.height == h ? image : Resize.pilBilinear(image, width: w, height: h)).tensor()  // (3, H, W)
         let grid = model.grid(height: h, width: w, stride: stride)
         var sampler = ViewSampler(size: (h, w), grid: (grid.0, grid.1))
         sampler.horizontalFlip = true

@@ -30,8 +30,11 @@ public enum Stage2Runner {
         URL(fileURLWithPath: config.settings.run.outputDir ?? "runs/dvt").appendingPathComponent("stage2")
     }
 
-    /// The optimiser settings of DVT's stage 2: AdamW, lr = base_lr · sqrt(batch / 256), linear
-    /// warmup from 0 over `warmup_ratio` of the steps (DVT: int(0.15 · num_iters)), cosine to min_lr.
+    /// The optimiser settings of DVT's stage 2 (main_denoiser.py lines 176-190): AdamW betas
+    /// (0.9, 0.999), lr = base_lr · sqrt(global batch / 256), and DVT's `CosineScheduler` table:
+    /// a linspace warmup from 0 over W = int(warmup_ratio · num_iters) steps that reaches the
+    /// peak at step W − 1, then a cosine towards min_lr. `stage2.batch_size` is the global batch
+    /// (DVT's per-GPU batch_size × world size).
     public static func optimizerSettings(config: ResolvedConfig) -> OptimizerSettings {
         var o = OptimizerSettings()
         o.kind = .adamw
@@ -43,6 +46,7 @@ public enum Stage2Runner {
         o.beta2 = config.settings.stage2.adamwBeta2
         o.eps = 1e-8  // torch.optim.AdamW default
         o.weightDecay = config.settings.stage2.weightDecay
+        o.schedule = .cosineScheduler
         return o
     }
 

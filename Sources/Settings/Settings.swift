@@ -94,6 +94,8 @@ public struct DVTSettings: Sendable, Equatable {
         public var minLR: Double
         /// `stage1.weight_decay`
         public var weightDecay: Double
+        /// `stage1.loss_scale`
+        public var lossScale: Double
         /// `stage1.pixel_bsz`
         public var pixelBsz: Int
         /// `stage1.freeze_shared_artifacts_after`
@@ -130,6 +132,7 @@ public struct DVTSettings: Sendable, Equatable {
             lr = c.double("stage1.lr")
             minLR = c.double("stage1.min_lr")
             weightDecay = c.double("stage1.weight_decay")
+            lossScale = c.double("stage1.loss_scale")
             pixelBsz = c.int("stage1.pixel_bsz")
             freezeSharedArtifactsAfter = c.double("stage1.freeze_shared_artifacts_after")
             enableResidualPredictor = c.bool("stage1.enable_residual_predictor")
@@ -154,6 +157,7 @@ public struct DVTSettings: Sendable, Equatable {
             "stage1.lr": "lr",
             "stage1.min_lr": "minLR",
             "stage1.weight_decay": "weightDecay",
+            "stage1.loss_scale": "lossScale",
             "stage1.pixel_bsz": "pixelBsz",
             "stage1.freeze_shared_artifacts_after": "freezeSharedArtifactsAfter",
             "stage1.enable_residual_predictor": "enableResidualPredictor",

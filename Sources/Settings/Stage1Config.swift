@@ -14,6 +14,7 @@ extension Stage1Settings {
         lr = t.lr
         minLR = t.minLR
         weightDecay = t.weightDecay
+        lossScale = t.lossScale
         pixelBsz = t.pixelBsz
         freezeSharedArtifactsAfter = t.freezeSharedArtifactsAfter
         nLevels = t.nLevels
@@ -23,7 +24,7 @@ extension Stage1Settings {
         maxResolution = t.maxResolution
         enableResidualPredictor = t.enableResidualPredictor
         coordJitter = t.coordJitter
-        hashTableAdam = t.hashTableAdam.flatMap(HashTableAdam.init(rawValue:)) ?? .dense
+        hashTableAdam = t.hashTableAdam.flatMap(HashTableAdam.init(rawValue:)) ?? .deferred
         sharedArtifactsWeightDecay = t.sharedArtifactsWeightDecay
     }
 }

@@ -6,12 +6,19 @@ import Foundation
 /// Level geometry of a 2-D hash grid, following tiny-cuda-nn's `GridEncoding`:
 ///
 /// ```
-/// scale_l = base · growth^l − 1          growth = exp((ln finest − ln base) / (L − 1))
+/// growth  = exp((ln finest − ln base) / (L − 1))     (DVT's `per_level_scale`, numpy float64)
+/// scale_l = exp2f(l · log2f(Float(growth))) · base − 1      (float32 arithmetic)
 /// res_l   = ceil(scale_l) + 1            (vertices per side)
 /// size_l  = min(roundUp8(res_l²), 2^log2TableSize)
 /// ```
-/// The "−1" makes `base` count grid vertices rather than cells (tiny-cuda-nn's
-/// `grid_scale`). A level is indexed densely while res² fits its table, hashed otherwise.
+/// The "−1" makes `base` count grid vertices rather than cells. The float32 arithmetic is
+/// tiny-cuda-nn's (`grid_scale` and `grid_resolution` in include/tiny-cuda-nn/common_device.h;
+/// the JSON `per_level_scale` is read into a float and `std::log2` of it taken in float in
+/// encodings/grid.h) and it matters: at DVT's default (16 levels, 16…1024) levels 5, 10 and 15
+/// come out at 63.000008, 255.00009 and 1023.0004, so their resolutions are 65, 257 and 1025
+/// rather than the 64, 256 and 1024 exact arithmetic gives, and level 15 (1025² > 2^20) is
+/// hashed. DVT builds the grid in dvt/models/neural_feature_field.py (lines 25-37).
+/// A level is indexed densely while res² fits its table, hashed otherwise.
 public struct HashGridLayout: Sendable, Equatable {
     public let levels: Int
     public let featuresPerLevel: Int
@@ -38,14 +45,14 @@ public struct HashGridLayout: Sendable, Equatable {
         self.log2TableSize = log2TableSize
         self.baseResolution = baseResolution
         self.finestResolution = finestResolution
-        let growth = levels > 1 ? Foundation.exp((Foundation.log(Double(finestResolution)) - Foundation.log(Double(baseResolution))) / Double(levels - 1)) : 1.0
         let cap = 1 << log2TableSize
         var scales: [Float] = [], res: [Int] = [], sizes: [Int] = [], offsets = [0]
+        let log2Growth = HashGridLayout.log2PerLevelScale(levels: levels, base: baseResolution, finest: finestResolution)
         for l in 0..<levels {
-            let scale = Double(baseResolution) * Foundation.pow(growth, Double(l)) - 1.0
+            let scale = HashGridLayout.gridScale(level: l, log2PerLevelScale: log2Growth, base: baseResolution)
             let r = Int(scale.rounded(.up)) + 1
             let size = min((r * r + 7) / 8 * 8, cap)
-            scales.append(Float(scale))
+            scales.append(scale)
             res.append(r)
             sizes.append(size)
             offsets.append(offsets[l] + size)
@@ -54,6 +61,19 @@ public struct HashGridLayout: Sendable, Equatable {
         resolutions = res
         self.sizes = sizes
         self.offsets = offsets
+    }
+
+    /// log2f of DVT's `per_level_scale` (computed in float64 by numpy, stored as a float by
+    /// tiny-cuda-nn).
+    public static func log2PerLevelScale(levels: Int, base: Int, finest: Int) -> Float {
+        guard levels > 1 else { return 0 }
+        let growth = Foundation.exp((Foundation.log(Double(finest)) - Foundation.log(Double(base))) / Double(levels - 1))
+        return Foundation.log2(Float(growth))
+    }
+
+    /// tiny-cuda-nn's `grid_scale`, in float32: exp2f(level · log2_per_level_scale) · base − 1.
+    public static func gridScale(level: Int, log2PerLevelScale: Float, base: Int) -> Float {
+        Foundation.exp2(Float(level) * log2PerLevelScale) * Float(base) - 1
     }
 
     /// Whether level `l` is indexed densely (its full vertex grid fits in its table).

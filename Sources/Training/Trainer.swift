@@ -79,7 +79,21 @@ public struct OptimizerSettings: Codable, Sendable, Equatable {
     public var beta2: Double = 0.999
     public var eps: Double = 1e-8
     public var weightDecay: Double = 0
+    /// The loss is multiplied by this before the backward pass and the gradients are never
+    /// unscaled (DVT stage 1's GradScaler use; see `Stage1Settings.lossScale`). 1 = none.
+    public var lossScale: Double = 1
+    /// Which of DVT's two warmup-cosine spellings sets the learning rate (see Schedule.swift).
+    public var schedule: LRSchedule = .adjustLearningRate
     public init() {}
+}
+
+/// DVT's two learning-rate schedules, which differ in their endpoints.
+public enum LRSchedule: String, Codable, Sendable, CaseIterable {
+    /// `adjust_learning_rate` (dvt/utils/misc.py lines 306-322): stage 1.
+    case adjustLearningRate
+    /// The precomputed `CosineScheduler` table (dvt/utils/misc.py lines 211-241): stage 2,
+    /// whose linspace warmup reaches the peak at step W − 1.
+    case cosineScheduler
 }
 
 /// Loop length, logging and checkpoint cadence, and the seed of every draw the loop makes.
@@ -139,6 +153,8 @@ public final class Trainer {
     public let label: String
     public let quiet: Bool
     public let optimizer: Adam
+    /// The stage-2 schedule's table when `optimizerSettings.schedule` is `.cosineScheduler`.
+    private let cosineTable: CosineScheduler?
     /// Resolved configuration stored in every checkpoint (JSON), for reproduction.
     public var configJSON: String = "{}"
     /// Receives the human progress lines (default: stderr).
@@ -158,6 +174,10 @@ public final class Trainer {
         self.runDirectory = runDirectory
         self.label = label
         self.quiet = quiet
+        cosineTable = settings.schedule == .cosineScheduler
+            ? CosineScheduler(baseValue: settings.lr, finalValue: settings.minLR, totalIters: loop.numIters,
+                              warmupIters: settings.warmupIters, startWarmupValue: 0)
+            : nil
         let params = task.parameters
         switch settings.kind {
         case .adam:
@@ -177,7 +197,8 @@ public final class Trainer {
 
     /// DVT's `adjust_learning_rate`: linear warmup from 0, then half-cycle cosine to the floor.
     public func learningRate(at step: Int) -> Double {
-        adjustLearningRate(step: Double(step), baseLR: optimizerSettings.lr, minLR: optimizerSettings.minLR,
+        if let cosineTable { return cosineTable[step] }
+        return adjustLearningRate(step: Double(step), baseLR: optimizerSettings.lr, minLR: optimizerSettings.minLR,
                            warmupSteps: Double(optimizerSettings.warmupIters), totalSteps: Double(loop.numIters))
     }
 
@@ -224,7 +245,8 @@ public final class Trainer {
             var metrics = stepMetrics
             var value = Double(loss.item)
             optimizer.zeroGrad()
-            loss.backward()
+            // Scaling the loss itself, as DVT's `grad_scaler.scale(loss).backward()` does.
+            (optimizerSettings.lossScale == 1 ? loss : loss * Float(optimizerSettings.lossScale)).backward()
             try afterBackward?(&value, &metrics)
             guard value.isFinite else {
                 throw TrainerError.nonFiniteLoss(step: step, value: value, checkpoint: lastSaved)

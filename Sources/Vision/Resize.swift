@@ -57,11 +57,23 @@ public enum Resize {
         var maxTaps: Int
     }
 
+    /// Pillow's resampling filters (Resample.c): kernel and support radius.
+    public enum PilFilter: Sendable {
+        case bicubic, bilinear
+        var support: Double { self == .bicubic ? 2 : 1 }
+        @inline(__always) func weight(_ x: Double) -> Double {
+            switch self {
+            case .bicubic: return Resize.cubic(x)
+            case .bilinear: let a = abs(x); return a < 1 ? 1 - a : 0  // Pillow's bilinear_filter (triangle)
+            }
+        }
+    }
+
     /// Pillow's precompute_coeffs (double precision).
-    static func pilTaps(inSize: Int, outSize: Int) -> Taps {
+    static func pilTaps(inSize: Int, outSize: Int, filter: PilFilter = .bicubic) -> Taps {
         let scale = Double(inSize) / Double(outSize)
         let filterScale = max(scale, 1)
-        let support = 2 * filterScale  // bicubic support 2, widened when shrinking
+        let support = filter.support * filterScale  // widened when shrinking (antialiasing)
         let maxTaps = Int(support.rounded(.up)) * 2 + 1
         var taps = Taps(start: [], count: [], weights: [Double](repeating: 0, count: outSize * maxTaps), maxTaps: maxTaps)
         let ss = 1 / filterScale
@@ -71,7 +83,7 @@ public enum Resize {
             let xmax = min(Int(center + support + 0.5), inSize) - xmin
             var total = 0.0
             for x in 0..<xmax {
-                let w = cubic((Double(x + xmin) - center + 0.5) * ss)
+                let w = filter.weight((Double(x + xmin) - center + 0.5) * ss)
                 taps.weights[i * maxTaps + x] = w
                 total += w
             }
@@ -95,8 +107,9 @@ public enum Resize {
     /// `lines` independent lines, each with `inSize` samples at stride `sampleStride` (elements),
     /// lines `lineStride` apart, `channels` interleaved channels per sample.
     static func pilPass(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePointer<UInt8>, lines: Int, inSize: Int, outSize: Int,
-                        srcSampleStride: Int, srcLineStride: Int, dstSampleStride: Int, dstLineStride: Int, channels: Int) {
-        let taps = pilTaps(inSize: inSize, outSize: outSize)
+                        srcSampleStride: Int, srcLineStride: Int, dstSampleStride: Int, dstLineStride: Int, channels: Int,
+                        filter: PilFilter = .bicubic) {
+        let taps = pilTaps(inSize: inSize, outSize: outSize, filter: filter)
         let k = pilFixedPoint(taps)
         let half = 1 << (pilPrecisionBits - 1)
         Parallel.forRanges(lines, grain: max(1, 16384 / max(outSize * channels, 1))) { range in
@@ -123,6 +136,17 @@ public enum Resize {
     /// Pillow `Image.resize((width, height), Image.BICUBIC)` of an RGB image: horizontal pass,
     /// then vertical pass, each skipped when that dimension is unchanged.
     public static func pilBicubic(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
+        pil(image, width: width, height: height, filter: .bicubic)
+    }
+
+    /// Pillow `Image.resize((width, height), Image.BILINEAR)` of an RGB image (antialiased when
+    /// shrinking, like every Pillow filter): torchvision's default `transforms.Resize` on a PIL
+    /// image, which DVT's stage 1 uses for its base image.
+    public static func pilBilinear(_ image: RGBImage, width: Int, height: Int) -> RGBImage {
+        pil(image, width: width, height: height, filter: .bilinear)
+    }
+
+    static func pil(_ image: RGBImage, width: Int, height: Int, filter: PilFilter) -> RGBImage {
         precondition(width > 0 && height > 0, "pilBicubic: target size \(width)x\(height) must be positive")
         precondition(image.width > 0 && image.height > 0, "pilBicubic: empty source image \(image.width)x\(image.height)")
         var current = image
@@ -131,7 +155,8 @@ public enum Resize {
             current.pixels.withUnsafeBufferPointer { s in
                 out.withUnsafeMutableBufferPointer { d in
                     pilPass(s.baseAddress!, d.baseAddress!, lines: image.height, inSize: image.width, outSize: width,
-                            srcSampleStride: 3, srcLineStride: image.width * 3, dstSampleStride: 3, dstLineStride: width * 3, channels: 3)
+                            srcSampleStride: 3, srcLineStride: image.width * 3, dstSampleStride: 3, dstLineStride: width * 3, channels: 3,
+                            filter: filter)
                 }
             }
             current = RGBImage(width: width, height: image.height, pixels: out)
@@ -142,7 +167,8 @@ public enum Resize {
             current.pixels.withUnsafeBufferPointer { s in
                 out.withUnsafeMutableBufferPointer { d in
                     pilPass(s.baseAddress!, d.baseAddress!, lines: width, inSize: image.height, outSize: height,
-                            srcSampleStride: width * 3, srcLineStride: 3, dstSampleStride: width * 3, dstLineStride: 3, channels: 3)
+                            srcSampleStride: width * 3, srcLineStride: 3, dstSampleStride: width * 3, dstLineStride: 3, channels: 3,
+                            filter: filter)
                 }
             }
             current = RGBImage(width: width, height: height, pixels: out)

@@ -12,13 +12,14 @@ struct BenchPlantedCLITests {
         try DVTCommand.BenchCommand.Planted.parse(["--generate-seed", "0"] + args).stage1Settings()
     }
 
-    @Test("without flags: the bench's former defaults, exactly")
+    @Test("without flags: the planted budget over DVT's defaults (issue 13: no jitter, loss scale 1024, deferred table Adam)")
     func preset() throws {
         let s = try settings([])
         #expect(s.numIters == 3000 && s.warmupIters == nil && s.nLevels == 8 && s.nFeaturesPerLevel == 8)
         #expect(s.log2HashmapSize == 16 && s.baseResolution == 16 && s.maxResolution == 256)
-        #expect(s.pixelBsz == 2048 && s.lr == 0.01 && s.minLR == 0.001 && s.coordJitter == 0.5)
-        #expect(s.hashTableAdam == .dense && s.sharedArtifactsWeightDecay == nil && s.weightDecay == 1e-5)
+        #expect(s.pixelBsz == 2048 && s.lr == 0.01 && s.minLR == 0.001 && s.coordJitter == 0)
+        #expect(s.hashTableAdam == .deferred && s.sharedArtifactsWeightDecay == nil && s.weightDecay == 1e-5)
+        #expect(s.lossScale == 1024)
         #expect(s.freezeSharedArtifactsAfter == 0.5 && s.enableResidualPredictor)
     }
 

@@ -14,8 +14,8 @@ struct ConfigTests {
     @Test("defaults are DVT's, file values and overrides win in order")
     func layering() throws {
         let d = try ConfigSchema.load(file: nil)
-        #expect(d.int("stage1.num_iters") == 20000 && d.double("stage1.lr") == 0.01 && d.int("stage1.pixel_bsz") == 2048)
-        #expect(d.double("stage2.base_lr") == 2e-4 && d.int("stage2.batch_size") == 64)
+        #expect(d.int("stage1.num_iters") == 25000 && d.double("stage1.lr") == 0.01 && d.int("stage1.pixel_bsz") == 2048)
+        #expect(d.double("stage2.base_lr") == 2e-4 && d.int("stage2.batch_size") == 128)
         let url = write("""
         model: vit_small_patch14_dinov2.lvd142m
         input_size: 224

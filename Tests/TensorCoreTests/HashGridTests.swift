@@ -5,17 +5,59 @@ import TestSupport
 
 @Suite("Hash-grid encoding")
 struct HashGridTests {
-    @Test("level geometry follows tiny-cuda-nn (counts and offsets)")
-    func layout() {
-        // DVT defaults: 16 levels, 2^20 table, base 16, finest 1024.
+    /// tiny-cuda-nn's level geometry, recomputed here step by step in float32 as
+    /// include/tiny-cuda-nn/common_device.h (`grid_scale`, `grid_resolution`) and
+    /// encodings/grid.h (`params_in_level`, rounded up to 8, capped at the table) do it.
+    static func float32Geometry(levels: Int, log2Table: Int, base: Int, finest: Int)
+        -> (res: [Int], sizes: [Int], offsets: [Int], dense: [Bool]) {
+        let perLevelScale = Float(exp((log(Double(finest)) - log(Double(base))) / Double(levels - 1)))  // numpy float64 → JSON → float
+        let log2Scale: Float = log2f(perLevelScale)
+        var res: [Int] = [], sizes: [Int] = [], offsets = [0], dense: [Bool] = []
+        for l in 0..<levels {
+            let lf = Float(l)
+            let scale: Float = exp2f(lf * log2Scale) * Float(base) - Float(1)
+            let r = Int(ceilf(scale)) + 1
+            let full = r * r, cap = 1 << log2Table
+            let size = (min(full, cap) + 7) / 8 * 8
+            res.append(r); sizes.append(size); offsets.append(offsets[l] + size); dense.append(full <= size)
+        }
+        return (res, sizes, offsets, dense)
+    }
+
+    static func expectGeometry(_ g: HashGridLayout, levels: Int, log2Table: Int, base: Int, finest: Int) {
+        let e = float32Geometry(levels: levels, log2Table: log2Table, base: base, finest: finest)
+        #expect(g.resolutions == e.res)
+        #expect(g.sizes == e.sizes)
+        #expect(g.offsets == e.offsets)
+        #expect((0..<levels).map(g.isDense) == e.dense)
+    }
+
+    @Test("level geometry is tiny-cuda-nn's float32 one: DVT's default grid")
+    func layoutDVTDefault() {
+        // DVT defaults (dvt/models/neural_feature_field.py with main_img_denoising.py's n_levels 16):
+        // 16 levels, 2^20 table, base 16, finest 1024.
         let d = HashGridLayout()
-        #expect(d.resolutions[0] == 16 && d.sizes[0] == 256)          // scale 15 → res 16, 16² = 256
-        #expect(d.resolutions[1] == 22 && d.sizes[1] == 488)          // scale 20.11 → res 22, 484 → rounded up to 488
-        #expect(d.resolutions[15] == 1024 && d.sizes[15] == 1 << 20)  // scale 1023 → res 1024, exactly the cap
-        #expect((0..<16).allSatisfy { d.isDense($0) })                // 1024² fits 2^20, so no level hashes
-        #expect(d.offsets[1] == 256 && d.offsets[2] == 256 + 488)
+        Self.expectGeometry(d, levels: 16, log2Table: 20, base: 16, finest: 1024)
+        // Pinned: float32 rounding puts levels 5, 10 and 15 just above an integer scale
+        // (63.000008, 255.00009, 1023.0004), one vertex more than exact arithmetic gives.
+        #expect(d.resolutions[0] == 16 && d.sizes[0] == 256)
+        #expect(d.resolutions[1] == 22 && d.sizes[1] == 488)          // 484 rounded up to 488
+        #expect(d.resolutions[5] == 65 && d.resolutions[10] == 257 && d.resolutions[15] == 1025)
+        #expect(d.sizes[15] == 1 << 20 && !d.isDense(15))            // 1025² > 2^20: the finest level hashes
+        #expect((0..<15).allSatisfy { d.isDense($0) })
+        #expect(d.offsets[1] == 256 && d.offsets[2] == 256 + 488 && d.totalRows == 2_467_720)
+    }
+
+    @Test("level geometry is tiny-cuda-nn's float32 one: planted and small grids")
+    func layoutSmall() {
+        // The planted benchmark's grid: 8 levels, 2^16, base 16, finest 256 (every level dense).
+        let p = HashGridLayout(levels: 8, featuresPerLevel: 8, log2TableSize: 16, baseResolution: 16, finestResolution: 256)
+        Self.expectGeometry(p, levels: 8, log2Table: 16, base: 16, finest: 256)
+        #expect(p.resolutions == [16, 24, 36, 53, 79, 116, 173, 256])
+        #expect(p.totalRows == 120_120 && (0..<8).allSatisfy { p.isDense($0) })
         // A small table forces hashing on the fine levels.
         let s = HashGridLayout(levels: 4, featuresPerLevel: 2, log2TableSize: 8, baseResolution: 4, finestResolution: 64)
+        Self.expectGeometry(s, levels: 4, log2Table: 8, base: 4, finest: 64)
         #expect(s.resolutions == [4, 11, 26, 64])  // scales 3, 9.08, 24.4, 63
         #expect(s.sizes == [16, 128, 256, 256])
         #expect(s.isDense(0) && s.isDense(1) && !s.isDense(2) && !s.isDense(3))
