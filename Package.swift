@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // Layers, each depending only on those below it:
-//   COpenBLAS / CLapacke / CImageCodecs (system libraries)
+//   COpenBLAS / COneDNN / CLapacke / CImageCodecs (system libraries)
 //   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
 //   → Vision (safetensors/npy, images, ViT) → DVT (stage 1, stage 2, SRT, metrics, visuals)
 //   → Trainer (config-driven trainer, jobs) → DVTCommands (CLI) → dvt (executable, no logic)
@@ -26,7 +26,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CLapacke", path: "Sources/CLapacke"),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
+        .systemLibrary(name: "COneDNN", path: "Sources/COneDNN"),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "COneDNN"], swiftSettings: kernelSettings),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
         .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),

@@ -2,7 +2,7 @@
 # Installs the Debian packages the build links against, when they are missing (needs root).
 # Sourced by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
-pkgs=(libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev)
+pkgs=(libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev libdnnl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
