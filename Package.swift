@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // Layers, each depending only on those below it:
-//   COpenBLAS / CLapacke / CImageCodecs (system libraries)
+//   COpenBLAS / COneDNN / CLapacke / CImageCodecs (system libraries)
 //   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
 //   → Formats (safetensors, npy, .pth, atomic files, JSON header) → Vision (images, resizes, views, ViT)
 //   → Training (the loop, checkpoints, task protocol) → DVT (stage 1, stage 2 tasks, SRT, metrics, visuals)
@@ -28,7 +28,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CLapacke", path: "Sources/CLapacke"),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: kernelSettings),
+        .systemLibrary(name: "COneDNN", path: "Sources/COneDNN"),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "COneDNN"], swiftSettings: kernelSettings),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
         .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),

@@ -2,9 +2,10 @@
 # Installs the Debian packages the build links against, when they are missing (needs root).
 # Sourced by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
-# libopenmpi-dev (linked, found through pkg-config) and openmpi-bin (mpirun): stage 2 over MPI.
+# libdnnl-dev: oneDNN, the engine's matmul backend.
+# libopenmpi-dev (linked, found through pkg-config libdnnl-dev) and openmpi-bin (mpirun): stage 2 over MPI.
 # The Slurm test installs slurm-wlm and munge itself (scripts/test-slurm.sh): the build needs neither.
-pkgs=(libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev libopenmpi-dev openmpi-bin pkg-config)
+pkgs=(libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev libopenmpi-dev openmpi-bin pkg-config libdnnl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

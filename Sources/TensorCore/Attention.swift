@@ -89,7 +89,7 @@ extension Tensor {
     /// Runs `body` over the (batch, head) pairs. With the engine's sgemm threading (OpenBLAS
     /// single-threaded, see `BLAS.Threading`) pairs are spread over the workers and each product
     /// runs unsplit; every pair writes only its own head's columns, so the result does not depend
-    /// on which worker took which pair. With `DVT_GEMM=openblas` pairs run one after another and
+    /// on which worker took which pair. With `DVT_GEMM=openblas-threads` pairs run one after another and
     /// OpenBLAS threads each product (measured at (B 8, N 256, C 384, 6 heads) on 2 cores:
     /// forward+backward 41 ms spread over workers vs 59 ms).
     private static func attentionPairs(_ pairs: Int, _ body: (Range<Int>) -> Void) {

@@ -2,23 +2,40 @@ import COpenBLAS
 import Dispatch
 import Foundation
 
-// Matrix products through cblas_sgemm. Transposes are BLAS flags, never copies, and every
-// backward product accumulates straight into the gradient buffer with beta = 1.
+// Matrix products through oneDNN's matmul primitive (OneDNN.swift), or cblas_sgemm as the
+// reference backend. Transposes are flags/strides, never copies, and every backward product
+// accumulates straight into the gradient buffer with beta = 1.
 
 enum BLAS {
-    /// Who parallelises sgemm. `.engine` (the default): OpenBLAS runs single-threaded and large
-    /// products are split into row blocks across `Parallel.threads` Dispatch workers.
-    /// `.openblas` (`DVT_GEMM=openblas`): OpenBLAS's own threads, as before.
+    /// Whose kernels run the products. `.onednn` (the default) needs no environment variable to
+    /// reach AVX2/AVX-512/AMX kernels; `.openblas` is the reference the tests compare against
+    /// (Debian's OpenBLAS 0.3.21 falls back to SSE3 `Prescott` kernels on CPUs it does not know
+    /// unless OPENBLAS_CORETYPE is set).
+    enum Backend: String { case onednn, openblas }
+
+    /// Who parallelises the products. `.engine` (the default): the kernels run single-threaded
+    /// and large products are split into row blocks across `Parallel.threads` Dispatch workers.
+    /// `.openblas` (`DVT_GEMM=openblas-threads`): OpenBLAS kernels on OpenBLAS's own threads.
     ///
     /// Why the engine split: OpenBLAS's idle threads spin in `sched_yield` between calls, and on
     /// 2 cores they take the core our elementwise kernels and attention need (`perf record -g
-    /// dvt bench denoiser`: ~18% of a stage-2 step's samples in sched_yield and the scheduler). The split also makes results independent of the thread
-    /// count: each block runs the same single-threaded kernel with the same k order, block edges
-    /// fall on multiples of `rowBlock`, so the bits match an unsplit call (tested).
+    /// dvt bench denoiser`: ~18% of a stage-2 step's samples in sched_yield and the scheduler);
+    /// libgomp's team under oneDNN spins the same way (see OneDNN.swift). The split also makes
+    /// results independent of the thread count when block edges fall where the kernel's own
+    /// blocking does (tested).
     enum Threading: String { case engine, openblas }
 
+    /// `DVT_GEMM`: `onednn` (default), `openblas` (OpenBLAS kernels under the engine split), or
+    /// `openblas-threads` (OpenBLAS kernels and threads, the engine's behaviour before oneDNN).
+    nonisolated(unsafe) static var backend: Backend = {
+        switch ProcessInfo.processInfo.environment["DVT_GEMM"] {
+        case "openblas", "openblas-threads", "engine": return .openblas
+        default: return .onednn
+        }
+    }()
+
     nonisolated(unsafe) static var threading: Threading =
-        ProcessInfo.processInfo.environment["DVT_GEMM"].flatMap(Threading.init(rawValue:)) ?? .engine
+        ProcessInfo.processInfo.environment["DVT_GEMM"] == "openblas-threads" ? .openblas : .engine
 
     /// OpenBLAS's own thread count for `Parallel.threads` engine workers.
     static func openBLASThreads(for workers: Int) -> Int32 {
@@ -40,7 +57,8 @@ enum BLAS {
     static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
                      _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
                      _ b: UnsafePointer<Float>, _ ldb: Int,
-                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true) {
+                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true,
+                     backend: Backend = BLAS.backend) {
         // `split: false` is for callers that already run products on several workers (attention).
         if m == 0 || n == 0 { return }
         if k == 0 {
@@ -57,19 +75,24 @@ enum BLAS {
             DispatchQueue.concurrentPerform(iterations: workers) { w in
                 let lo = bound(w), hi = bound(w + 1)
                 if lo < hi {
-                    raw(transA, transB, hi - lo, n, k, alpha, transA ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc)
+                    raw(transA, transB, hi - lo, n, k, alpha, transA ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc, backend: backend)
                 }
             }
             return
         }
-        raw(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        raw(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, backend: backend)
     }
 
     @inline(__always)
     static func raw(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
                     _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
                     _ b: UnsafePointer<Float>, _ ldb: Int,
-                    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+                    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+                    backend: Backend = BLAS.backend) {
+        if backend == .onednn {
+            OneDNN.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }

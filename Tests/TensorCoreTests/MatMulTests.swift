@@ -51,10 +51,24 @@ struct MatMulTests {
         gradCheck("linear no bias", [x, w]) { Tensor.linear($0[0], $0[1]) }
     }
 
-    @Test("the engine's sgemm split gives the bits of one unsplit single-threaded call, for every transpose and beta")
+    /// Why two standards: OpenBLAS's kernels give the bits of an unsplit call for row blocks on
+    /// multiples of 48 (see BLAS.rowBlock), so the split is bit-exact there. oneDNN 2.6's
+    /// `gemm:jit` packs a transposed B (N, K) by panels whose blocking depends on M, so a row
+    /// block computed alone rounds differently from the same rows inside a larger call (measured:
+    /// 60-875 of up to 65536 elements differ in the last bits, only with transposeB). Issue 12
+    /// allows restating the invariance as: identical bits at a fixed thread count (a repeated
+    /// call, which is what bit-exact resume needs), within 1e-6 relative across thread counts (per product; a whole stage-2 step is
+    /// held to 1e-5, see Stage2Tests.stepBitsIndependentOfThreads).
+    @Test("the engine's sgemm split: bit-exact on OpenBLAS; on oneDNN identical when repeated, ≤ 1e-6 relative to an unsplit call")
     func splitInvariance() {
-        // Without two workers (DVT_NUM_THREADS=1) or with DVT_GEMM=openblas there is no split to check.
+        // Without two workers (DVT_NUM_THREADS=1) or with DVT_GEMM=openblas-threads there is no split to check.
         guard BLAS.threading == .engine, Parallel.threads > 1 else { return }
+        // The backend is passed per call, never switched process-wide (tests run concurrently).
+        for backend in [BLAS.Backend.openblas, .onednn] { splitInvariance(backend) }
+    }
+
+    func splitInvariance(_ backend: BLAS.Backend) {
+        let exact = backend == .openblas
         // Shapes above the split threshold, M not a multiple of the row block, odd N.
         for (m, n, k) in [(301, 97, 64), (96, 517, 40), (256, 256, 64), (1000, 33, 48), (2048, 37, 384)] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -62,11 +76,22 @@ struct MatMulTests {
                     let a = randn(ta ? [k, m] : [m, k], seed: 1, requiresGrad: false)
                     let b = randn(tb ? [n, k] : [k, n], seed: 2, requiresGrad: false)
                     let split = randn([m, n], seed: 3, requiresGrad: false), whole = randn([m, n], seed: 3, requiresGrad: false)
+                    let again = randn([m, n], seed: 3, requiresGrad: false)
                     #expect(m * n * k >= BLAS.splitThreshold)
-                    BLAS.gemm(ta, tb, m, n, k, 0.5, a.ptr, ta ? m : k, b.ptr, tb ? k : n, beta, split.ptr, n)
-                    BLAS.gemm(ta, tb, m, n, k, 0.5, a.ptr, ta ? m : k, b.ptr, tb ? k : n, beta, whole.ptr, n, split: false)
-                    let differing = zip(split.scalars, whole.scalars).filter { $0 != $1 }.count
-                    #expect(differing == 0, "m \(m) n \(n) k \(k) ta \(ta) tb \(tb) beta \(beta): \(differing) elements differ")
+                    BLAS.gemm(ta, tb, m, n, k, 0.5, a.ptr, ta ? m : k, b.ptr, tb ? k : n, beta, split.ptr, n, backend: backend)
+                    BLAS.gemm(ta, tb, m, n, k, 0.5, a.ptr, ta ? m : k, b.ptr, tb ? k : n, beta, again.ptr, n, backend: backend)
+                    BLAS.gemm(ta, tb, m, n, k, 0.5, a.ptr, ta ? m : k, b.ptr, tb ? k : n, beta, whole.ptr, n, split: false, backend: backend)
+                    let label = "\(backend) m \(m) n \(n) k \(k) ta \(ta) tb \(tb) beta \(beta)"
+                    #expect(split.scalars == again.scalars ? true : false, "\(label): a repeated call changed bits")
+                    if exact {
+                        let differing = zip(split.scalars, whole.scalars).filter { $0 != $1 }.count
+                        #expect(differing == 0, "\(label): \(differing) elements differ")
+                    } else {
+                        let w = whole.scalars
+                        let rms = (w.reduce(Float(0)) { $0 + $1 * $1 } / Float(w.count)).squareRoot()
+                        let err = zip(split.scalars, w).reduce(Float(0)) { max($0, abs($1.0 - $1.1) / max(abs($1.1), rms)) }
+                        #expect(err <= 1e-6, "\(label): split vs unsplit \(err) relative")
+                    }
                     // And the product itself is right: row 0 against a naive sum.
                     let c0 = randn([m, n], seed: 3, requiresGrad: false)
                     let row0 = (0..<n).map { j in

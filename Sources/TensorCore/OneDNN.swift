@@ -1,0 +1,199 @@
+import COneDNN
+import Foundation
+
+// The engine's matrix products through oneDNN's matmul primitive (BLAS.gemm's default backend).
+//
+// Transposes are memory strides, never copies: a row-major (M, K) operand with leading
+// dimension lda has strides (lda, 1), its transpose stored (K, M) has strides (1, lda).
+// alpha is the primitive's output scale and beta the sum post-op, so C = alpha·op(A)op(B) + beta·C
+// in one pass (beta = 1 accumulates straight into gradient buffers).
+//
+// Threading: Debian's libdnnl is built with the OpenMP runtime (dnnl_config.h:
+// DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP). oneDNN sizes its parallel region from the calling
+// thread's omp_get_max_threads(), so every thread that calls in is set to one OpenMP thread and
+// the engine splits large products over its own Dispatch workers (BLAS.gemm), as it did for
+// OpenBLAS: one pool for the process, and no libgomp team spinning while Dispatch works.
+
+enum OneDNN {
+    /// A created primitive and the memory descriptors its arguments are bound with.
+    final class Entry: @unchecked Sendable {
+        let primitive: dnnl_primitive_t
+        var src = dnnl_memory_desc_t(), weights = dnnl_memory_desc_t(), dst = dnnl_memory_desc_t()
+        init(primitive: dnnl_primitive_t) { self.primitive = primitive }
+    }
+
+    /// Everything that selects a primitive: shape, layout (strides), alpha, beta, data type.
+    struct Key: Hashable {
+        var transA: Bool, transB: Bool
+        var m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
+        var alpha: UInt32, beta: UInt32
+        var bf16: Bool
+    }
+
+    nonisolated(unsafe) static let engine: dnnl_engine_t = {
+        var e: dnnl_engine_t?
+        check(dnnl_engine_create(&e, dnnl_cpu, 0), "dnnl_engine_create")
+        return e!
+    }()
+
+    nonisolated(unsafe) private static var cache: [Key: Entry] = [:]
+    private static let lock = NSLock()
+
+    /// Primitives are created once per key and kept for the process (they are small, and ViT
+    /// and denoiser shapes repeat every step). Creation happens outside the lock; when two
+    /// threads race for one key, the loser's primitive is destroyed.
+    static func entry(_ key: Key) -> Entry {
+        lock.lock()
+        if let e = cache[key] { lock.unlock(); return e }
+        lock.unlock()
+        let made = create(key)
+        lock.lock()
+        defer { lock.unlock() }
+        if let e = cache[key] { dnnl_primitive_destroy(made.primitive); return e }
+        cache[key] = made
+        return made
+    }
+
+    /// Number of primitives created so far (for tests of the cache).
+    static var cachedCount: Int { lock.lock(); defer { lock.unlock() }; return cache.count }
+
+    private static func create(_ key: Key) -> Entry {
+        let type = key.bf16 ? dnnl_bf16 : dnnl_f32
+        var src = dnnl_memory_desc_t(), wei = dnnl_memory_desc_t(), dst = dnnl_memory_desc_t()
+        var dims: [Int64] = [Int64(key.m), Int64(key.k)]
+        var strides: [Int64] = key.transA ? [1, Int64(key.lda)] : [Int64(key.lda), 1]
+        check(dnnl_memory_desc_init_by_strides(&src, 2, &dims, type, &strides), "src desc")
+        dims = [Int64(key.k), Int64(key.n)]
+        strides = key.transB ? [1, Int64(key.ldb)] : [Int64(key.ldb), 1]
+        check(dnnl_memory_desc_init_by_strides(&wei, 2, &dims, type, &strides), "weights desc")
+        dims = [Int64(key.m), Int64(key.n)]
+        strides = [Int64(key.ldc), 1]
+        check(dnnl_memory_desc_init_by_strides(&dst, 2, &dims, dnnl_f32, &strides), "dst desc")
+        var desc = dnnl_matmul_desc_t()
+        check(dnnl_matmul_desc_init(&desc, &src, &wei, nil, &dst), "dnnl_matmul_desc_init")
+        var attr: dnnl_primitive_attr_t?
+        check(dnnl_primitive_attr_create(&attr), "attr")
+        defer { dnnl_primitive_attr_destroy(attr) }
+        let alpha = Float(bitPattern: key.alpha), beta = Float(bitPattern: key.beta)
+        if alpha != 1 {
+            var scale = alpha
+            check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "output scales")
+        }
+        if beta != 0 {
+            var ops: dnnl_post_ops_t?
+            check(dnnl_post_ops_create(&ops), "post ops")
+            defer { dnnl_post_ops_destroy(ops) }
+            check(dnnl_post_ops_append_sum(ops, beta), "sum post-op")
+            check(dnnl_primitive_attr_set_post_ops(attr, ops), "set post ops")
+        }
+        var pd: dnnl_primitive_desc_t?
+        check(dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil),
+              "matmul primitive (\(key.m)×\(key.k))·(\(key.k)×\(key.n)) \(key.bf16 ? "bf16" : "f32")")
+        defer { dnnl_primitive_desc_destroy(pd) }
+        var prim: dnnl_primitive_t?
+        check(dnnl_primitive_create(&prim, pd), "dnnl_primitive_create")
+        let e = Entry(primitive: prim!)
+        e.src = src; e.weights = wei; e.dst = dst
+        return e
+    }
+
+    /// Row-major C = alpha · op(A) · op(B) + beta · C on the calling thread (one OpenMP thread).
+    /// With `bf16`, `a` and `b` point to bf16 values (UInt16 bit patterns) and C stays fp32.
+    static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+                     _ alpha: Float, _ a: UnsafeRawPointer, _ lda: Int,
+                     _ b: UnsafeRawPointer, _ ldb: Int,
+                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, bf16: Bool = false) {
+        OpenMP.singleThreaded()
+        let key = Key(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                      alpha: alpha.bitPattern, beta: beta.bitPattern, bf16: bf16)
+        let e = entry(key)
+        var ms: dnnl_memory_t?, mw: dnnl_memory_t?, md: dnnl_memory_t?
+        check(dnnl_memory_create(&ms, &e.src, engine, UnsafeMutableRawPointer(mutating: a)), "src memory")
+        check(dnnl_memory_create(&mw, &e.weights, engine, UnsafeMutableRawPointer(mutating: b)), "weights memory")
+        check(dnnl_memory_create(&md, &e.dst, engine, UnsafeMutableRawPointer(c)), "dst memory")
+        defer { dnnl_memory_destroy(ms); dnnl_memory_destroy(mw); dnnl_memory_destroy(md) }
+        var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: ms),
+                    dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: mw),
+                    dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: md)]
+        let stream = Streams.current()
+        check(dnnl_primitive_execute(e.primitive, stream, 3, &args), "dnnl_primitive_execute")
+        check(dnnl_stream_wait(stream), "dnnl_stream_wait")
+    }
+
+    static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {
+        precondition(status == dnnl_success, "oneDNN: \(what()) failed with status \(status.rawValue)")
+    }
+
+    /// One stream per thread: oneDNN does not promise that a stream may be used by several
+    /// threads at once, and Dispatch workers call in concurrently.
+    enum Streams {
+        nonisolated(unsafe) static let key: pthread_key_t = {
+            var k = pthread_key_t()
+            pthread_key_create(&k) { p in dnnl_stream_destroy(OpaquePointer(p)) }
+            return k
+        }()
+
+        static func current() -> dnnl_stream_t {
+            if let p = pthread_getspecific(key) { return OpaquePointer(p) }
+            var s: dnnl_stream_t?
+            check(dnnl_stream_create(&s, engine, UInt32(dnnl_stream_default_flags.rawValue)), "dnnl_stream_create")
+            pthread_setspecific(key, UnsafeRawPointer(s!))
+            return s!
+        }
+    }
+
+    /// The ISA oneDNN dispatches to on this CPU (dnnl_get_effective_cpu_isa).
+    static var isaName: String {
+        switch dnnl_get_effective_cpu_isa() {
+        case dnnl_cpu_isa_sse41: return "sse41"
+        case dnnl_cpu_isa_avx: return "avx"
+        case dnnl_cpu_isa_avx2: return "avx2"
+        case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni"
+        case dnnl_cpu_isa_avx512_mic: return "avx512_mic"
+        case dnnl_cpu_isa_avx512_mic_4ops: return "avx512_mic_4ops"
+        case dnnl_cpu_isa_avx512_core: return "avx512_core"
+        case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni"
+        case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16"
+        case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx"
+        case let other: return "isa 0x\(String(other.rawValue, radix: 16))"
+        }
+    }
+
+    /// The implementation oneDNN picks for an fp32 (or bf16) product of this shape, e.g.
+    /// `gemm:jit` or `brg:avx512_core_amx` (dnnl_query_impl_info_str); nil when none exists.
+    static func implementation(m: Int, n: Int, k: Int, bf16: Bool) -> String? {
+        let type = bf16 ? dnnl_bf16 : dnnl_f32
+        var src = dnnl_memory_desc_t(), wei = dnnl_memory_desc_t(), dst = dnnl_memory_desc_t()
+        var d1: [Int64] = [Int64(m), Int64(k)], d2: [Int64] = [Int64(k), Int64(n)], d3: [Int64] = [Int64(m), Int64(n)]
+        var s1: [Int64] = [Int64(k), 1], s2: [Int64] = [Int64(n), 1], s3: [Int64] = [Int64(n), 1]
+        guard dnnl_memory_desc_init_by_strides(&src, 2, &d1, type, &s1) == dnnl_success,
+              dnnl_memory_desc_init_by_strides(&wei, 2, &d2, type, &s2) == dnnl_success,
+              dnnl_memory_desc_init_by_strides(&dst, 2, &d3, dnnl_f32, &s3) == dnnl_success else { return nil }
+        var desc = dnnl_matmul_desc_t()
+        guard dnnl_matmul_desc_init(&desc, &src, &wei, nil, &dst) == dnnl_success else { return nil }
+        var pd: dnnl_primitive_desc_t?
+        guard dnnl_primitive_desc_create(&pd, &desc, nil, engine, nil) == dnnl_success else { return nil }
+        defer { dnnl_primitive_desc_destroy(pd) }
+        var info: UnsafePointer<CChar>?
+        guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &info) == dnnl_success, let info else { return nil }
+        return String(cString: info)
+    }
+}
+
+/// libgomp's per-thread thread count, looked up at run time from the libgomp that libdnnl
+/// already loads (Debian ships no unversioned libgomp.so in the default link path).
+enum OpenMP {
+    private typealias SetThreads = @convention(c) (Int32) -> Void
+    private typealias GetThreads = @convention(c) () -> Int32
+    nonisolated(unsafe) private static let set: SetThreads? =
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads").map { unsafeBitCast($0, to: SetThreads.self) }
+    nonisolated(unsafe) private static let get: GetThreads? =
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_get_max_threads").map { unsafeBitCast($0, to: GetThreads.self) }
+
+    /// Makes oneDNN calls from this thread run on this thread only (the ICV is per thread, so
+    /// it must be set on every Dispatch worker; once set, the check is one call).
+    @inline(__always)
+    static func singleThreaded() {
+        if let get, let set, get() != 1 { set(1) }
+    }
+}
