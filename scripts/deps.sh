@@ -3,7 +3,7 @@
 # Sourced by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
 # libdnnl-dev: oneDNN, the engine's matmul backend.
-# libopenmpi-dev (linked, found through pkg-config libdnnl-dev) and openmpi-bin (mpirun): stage 2 over MPI.
+# libopenmpi-dev (linked, found through pkg-config) and openmpi-bin (mpirun): stage 2 over MPI.
 # The Slurm test installs slurm-wlm and munge itself (scripts/test-slurm.sh): the build needs neither.
 pkgs=(libopenblas-dev liblapacke-dev libjpeg-dev libpng-dev libopenmpi-dev openmpi-bin pkg-config libdnnl-dev)
 missing=()
