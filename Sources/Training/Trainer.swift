@@ -111,6 +111,7 @@ public struct LoopSettings: Codable, Sendable, Equatable {
 public enum TrainerError: Error, CustomStringConvertible {
     case nonFiniteLoss(step: Int, value: Double, checkpoint: String?)
     case badCheckpoint(path: String, reason: String)
+    case busy(directory: String)
 
     public var description: String {
         switch self {
@@ -119,6 +120,9 @@ public enum TrainerError: Error, CustomStringConvertible {
                 + "Lower the learning rate, check the inputs for NaN/Inf, or raise warmup."
         case let .badCheckpoint(path, reason):
             return "checkpoint \(path): \(reason)"
+        case let .busy(directory):
+            return "another dvt process is training in \(directory) (it holds \(directory)/.lock); "
+                + "wait for it to finish, or give this run another output_dir"
         }
     }
 }
@@ -213,23 +217,27 @@ public final class Trainer {
             (start, rng) = try loadCheckpoint(latest)
             log("\(label): resumed from \(latest.path) at step \(start)")
         }
-        var metricsFile: FileHandle?
+        // Appended a whole line at a time (LineAppender): a full disk gives "cannot write PATH: no
+        // space left on device" instead of the trap FileHandle.write(_:) raised, and a second
+        // process on the same folder is refused by the run lock below rather than tearing lines.
+        var metricsFile: URL?
+        var runLock: FileLock?
         if let dir = runDirectory, writesOutputs {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            runLock = try FileLock.tryAcquire(dir.appendingPathComponent(".lock"))
+            guard runLock != nil else {
+                throw TrainerError.busy(directory: dir.path)
+            }
             let path = dir.appendingPathComponent("metrics.jsonl")
             if !FileManager.default.fileExists(atPath: path.path) || start == 0 {
-                try Data().write(to: path)
-            }
-            metricsFile = try FileHandle(forWritingTo: path)
-            // A resumed run drops records from after the checkpoint it resumes from.
-            if start > 0 {
-                try metricsFile?.close()
+                try AtomicFile.write(Data(), to: path)
+            } else {
+                // A resumed run drops records from after the checkpoint it resumes from.
                 try truncateMetrics(path, after: start)
-                metricsFile = try FileHandle(forWritingTo: path)
             }
-            try metricsFile?.seekToEnd()
+            metricsFile = path
         }
-        defer { try? metricsFile?.close() }
+        defer { withExtendedLifetime(runLock) {} }
 
         let total = loop.numIters
         var history: [LossPoint] = []
@@ -268,7 +276,7 @@ public final class Trainer {
                 var record: [String: Double] = ["step": Double(step + 1), "loss": value, "lr": optimizer.lr, "it_s": itPerSec]
                 for (k, v) in metrics { record[k] = v }
                 for (k, v) in lastVal { record["val_\(k)"] = v }
-                if let metricsFile { metricsFile.write(Data((jsonLine(record) + "\n").utf8)) }
+                if let metricsFile { try LineAppender.append(Data((jsonLine(record) + "\n").utf8), to: metricsFile) }
                 if !quiet {
                     var line = String(format: "%@ step %d/%d  loss %.5f  lr %.3g  %.1f it/s  ETA %@", label as NSString, step + 1, total,
                                       value, optimizer.lr, itPerSec, Progress.format(seconds: eta) as NSString)

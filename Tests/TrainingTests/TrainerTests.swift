@@ -105,6 +105,21 @@ struct TrainerTests {
         #expect(c.parameters[0].1.scalars != straight.parameters[0].1.scalars)
     }
 
+    @Test("a second process on the same run folder is refused with a clear error (issue 18)")
+    func runFolderLock() throws {
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (o, l) = settings()
+        // Another live holder of the folder's lock (flock is per open file, so this stands in for
+        // a second process).
+        let other = try FileLock.tryAcquire(dir.appendingPathComponent(".lock"))
+        #expect(other != nil)
+        #expect { _ = try Trainer(task: RegressionTask(seed: 1), optimizer: o, loop: l, runDirectory: dir, quiet: true).run() }
+            throws: { "\($0)".contains("another dvt process is training in \(dir.path)") }
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("metrics.jsonl").path))
+        withExtendedLifetime(other) {}
+    }
+
     @Test("a non-finite loss stops training with a clear error and keeps the last good checkpoint")
     func nonFinite() throws {
         let dir = tempDir()
