@@ -57,7 +57,7 @@ printf '%s\n' brick.jpg camera.jpg chelsea.jpg coffee.jpg > "$tmp/list.txt"
 tiny=(model=vit_small_patch14_dinov2.lvd142m input_size=[56,56] stride_size=14 layer=2
       "data_root=$repo/Datasets/photos" "data_list=$tmp/list.txt"
       stage1.num_views=3 stage1.num_iters=${DVT_SLURM_TEST_ITERS:-150} stage1.pixel_bsz=64 stage1.n_levels=4
-      stage1.log2_hashmap_size=8 stage1.max_resolution=32 stage1.print_freq=50)
+      stage1.log2_hashmap_size=8 stage1.max_resolution=32 stage1.print_freq=50 stage1.warmup_iters=null)
 export PATH="$(dirname "$dvt"):$PATH"
 
 # docs/slurm.md's array script, shrunk: 2 tasks of 1 CPU, tiny settings, output folder from $OUT.

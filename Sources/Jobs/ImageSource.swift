@@ -20,10 +20,18 @@ public struct ImageSourceError: Error, CustomStringConvertible {
     public var description: String
 }
 
-/// Image inputs as users have them: a VOC-style list file (first whitespace-separated field of
-/// each line is a path, relative to `root` or to the list's folder; `#` comments and blank lines
-/// skipped), or a directory searched recursively for .jpg/.jpeg/.png. Sorted, so indices and
-/// shards are stable across runs and machines.
+/// Image inputs as users have them: a VOC-style list file (one entry per line, relative to `root`
+/// or to the list's folder; `#` comments and blank lines skipped), or a directory searched
+/// recursively for .jpg/.jpeg/.png. Sorted, so indices and shards are stable across runs and
+/// machines.
+///
+/// A list line's path is its first field: the text before the first tab when the line has one
+/// (so names with spaces work, as in tab-separated lists), the text between double quotes when
+/// the line starts with one, else the first whitespace-separated word (VOC's `name label`).
+///
+/// Refused up front, with every offending entry named (issue 18): entries that resolve outside
+/// the list's root (`../x.jpg` would write `x.npy` outside `--out`), inputs whose outputs would
+/// share a name (`a.jpg` and `a.png` both map to `a.npy`), and an empty list or folder.
 public enum ImageSource {
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png"]
 
@@ -35,28 +43,82 @@ public enum ImageSource {
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
             throw ImageSourceError(description: "image source \(path) does not exist (expected a list file or a directory)")
         }
-        if isDir.boolValue { return try directoryItems(url) }
+        let items = try isDir.boolValue ? directoryItems(url) : listItems(url, path: path, root: root)
+        guard !items.isEmpty else {
+            throw ImageSourceError(description: "image source \(path) holds no images (\(isDir.boolValue ? "no .jpg/.jpeg/.png files below it" : "no entries"))")
+        }
+        try checkCollisions(items, source: path)
+        return items
+    }
+
+    static func listItems(_ url: URL, path: String, root: String?) throws -> [ImageItem] {
         let base = root.map { URL(fileURLWithPath: $0) } ?? url.deletingLastPathComponent()
+        _ = try FileKind.requireRegular(url.path, what: "image list") { ImageSourceError(description: $0) }
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
             throw ImageSourceError(description: "cannot read image list \(path): \(error.localizedDescription)")
         }
         var items: [ImageItem] = []
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }
-            guard let first = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).first else { continue }
-            let entry = String(first)
+            let entry = try pathField(line, at: "\(path):\(n + 1)")
             let file = entry.hasPrefix("/") ? URL(fileURLWithPath: entry) : base.appendingPathComponent(entry)
             let ext = file.pathExtension.lowercased()
             guard imageExtensions.contains(ext) || ext.isEmpty else {
                 throw ImageSourceError(description: "\(path):\(n + 1): '\(entry)' is not a .jpg/.jpeg/.png path")
             }
-            let rel = entry.hasPrefix("/") ? file.deletingPathExtension().lastPathComponent
-                                           : (entry as NSString).deletingPathExtension
+            let rel: String
+            if entry.hasPrefix("/") {
+                rel = file.deletingPathExtension().lastPathComponent
+            } else {
+                guard let inside = normalisedInside((entry as NSString).deletingPathExtension) else {
+                    throw ImageSourceError(description: "\(path):\(n + 1): '\(entry)' resolves outside the list's root \(base.path); "
+                                           + "refused, because its outputs would be written outside the output folder")
+                }
+                rel = inside
+            }
             items.append(ImageItem(url: file, relativeStem: rel))
         }
         return items
+    }
+
+    /// The path field of a list line (see the type's comment).
+    static func pathField(_ line: String, at place: String) throws -> String {
+        if line.hasPrefix("\"") {
+            let rest = line.dropFirst()
+            guard let close = rest.firstIndex(of: "\"") else { throw ImageSourceError(description: "\(place): unclosed quote in '\(line)'") }
+            return String(rest[..<close])
+        }
+        if let tab = line.firstIndex(of: "\t") { return String(line[..<tab]).trimmingCharacters(in: .whitespaces) }
+        return String(line.split(separator: " ").first ?? Substring(line))
+    }
+
+    /// `rel` with `.` and `..` resolved, or nil when it climbs above its root.
+    static func normalisedInside(_ rel: String) -> String? {
+        var parts: [Substring] = []
+        for c in rel.split(separator: "/") where c != "." {
+            if c == ".." {
+                guard !parts.isEmpty else { return nil }
+                parts.removeLast()
+            } else {
+                parts.append(c)
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "/")
+    }
+
+    /// Refuses inputs whose outputs would share a name: `a.jpg`, `a.png` and `a.JPEG` all
+    /// become `a.npy`, so only one would survive while the job reported all written.
+    static func checkCollisions(_ items: [ImageItem], source: String) throws {
+        let groups = Dictionary(grouping: items, by: \.relativeStem).filter { $0.value.count > 1 }
+        guard !groups.isEmpty else { return }
+        let listed = groups.keys.sorted().prefix(10).map { stem in
+            "\(stem): " + groups[stem]!.map(\.url.lastPathComponent).joined(separator: ", ")
+        }
+        throw ImageSourceError(description: "image source \(source): \(groups.count) output name(s) would be shared by several inputs "
+                               + "(outputs drop the extension): \(listed.joined(separator: "; "))"
+                               + (groups.count > 10 ? "; …" : "") + ". Rename or remove the duplicates")
     }
 
     static func directoryItems(_ dir: URL) throws -> [ImageItem] {

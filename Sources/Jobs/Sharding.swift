@@ -38,6 +38,9 @@ public struct ShardSpec: Sendable, Equatable {
             return ShardSpec(index: id - lo, count: n)
         }
         if let k = env["JOB_COMPLETION_INDEX"].flatMap(Int.init) {
+            guard k >= 0 else {
+                throw ConfigError("JOB_COMPLETION_INDEX=\(k) is negative; Kubernetes indexed jobs count completions from 0")
+            }
             guard let n = env["DVT_NUM_SHARDS"].flatMap(Int.init), n > k else {
                 throw ConfigError("JOB_COMPLETION_INDEX=\(k) is set but DVT_NUM_SHARDS (the number of completions) is missing or <= \(k)")
             }
