@@ -37,6 +37,7 @@ extension DVTCommand {
                 print(VisionTransformer.randomWeightsWarning(seed: seed))
                 print("To use real features: dvt run \(options.config) --weights vit_small_patch14_dinov2.safetensors (a timm checkpoint you download on your own machine).")
             }
+            if let incomplete = pipeline.incomplete { throw incomplete }
         }
     }
 }

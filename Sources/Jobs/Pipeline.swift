@@ -30,6 +30,8 @@ public final class Pipeline {
     }
 
     public private(set) var timings: [StepTiming] = []
+    /// Images that failed in stage 1 or SRT; `dvt run` exits non-zero when there are any.
+    public private(set) var failures: [(path: String, error: String)] = []
 
     public init(config: ResolvedConfig, model: VisionTransformer) {
         self.config = config
@@ -71,6 +73,7 @@ public final class Pipeline {
             return (r, r.summary)
         }
         if !stage1.failures.isEmpty { log("stage 1: \(stage1.failures.count) image(s) failed; they are left out of what follows") }
+        failures += stage1.failures
 
         // 2. SRT on the same images, as a baseline and as stage-2 targets when asked.
         if config.settings.srt.enabled || config.settings.stage2.targets == "srt" {
@@ -91,6 +94,7 @@ public final class Pipeline {
                 let todo = all.filter { !FileManager.default.fileExists(atPath: paths.srt($0.relativeStem).path) }
                 let out = root.appendingPathComponent("\(FeatureTree.srt)/\(paths.model)")
                 let r = try job.run(items: todo, outDir: out, showProgress: !quiet, log: log)
+                failures += r.failures.map { (path: $0.image, error: $0.error) }
                 return ((), "\(r.written.count) written, \(all.count - todo.count) already present, \(r.failures.count) failed")
             }
         }
@@ -99,14 +103,18 @@ public final class Pipeline {
         //    exported denoiser is newer than every checkpoint.
         let stage2Dir = Stage2Runner.runDirectory(config: config)
         let denoiserFile = stage2Dir.appendingPathComponent("denoiser.safetensors")
+        let inputs = stage2Inputs(train)
+        let inputsFile = stage2Dir.appendingPathComponent("inputs.json")
         if FileManager.default.fileExists(atPath: denoiserFile.path) {
+            try checkStage2Inputs(inputs, recorded: inputsFile, denoiser: denoiserFile)
             timings.append(StepTiming(step: "stage 2", seconds: 0, note: "skipped: \(denoiserFile.path) exists"))
-            log("== stage 2: skipped, \(denoiserFile.path) exists")
+            log("== stage 2: skipped, \(denoiserFile.path) exists and was trained on these inputs")
         } else {
             try timed("stage 2") { () -> ((), String) in
                 let latest = stage2Dir.appendingPathComponent("checkpoints/latest.safetensors")
                 let outcome = try Stage2Runner.run(config: config, resume: FileManager.default.fileExists(atPath: latest.path),
                                                    quiet: quiet, log: log)
+                try AtomicFile.write(try JSONSerialization.data(withJSONObject: inputs, options: [.prettyPrinted, .sortedKeys]), to: inputsFile)
                 return ((), String(format: "final loss %.5f, %.1f ms/step", outcome.summary.finalLoss, outcome.summary.msPerStep))
             }
         }
@@ -140,6 +148,40 @@ public final class Pipeline {
         }
         try writeRunRecord()
         return report
+    }
+
+    /// The error a finished run with failed images ends with (a non-zero exit status), or nil.
+    public var incomplete: PipelineIncomplete? { failures.isEmpty ? nil : PipelineIncomplete(failures: failures) }
+
+    /// What stage 2 is trained on: the training images whose stage-1 maps exist, and a hash of
+    /// the resolved config. Recorded beside the denoiser so that a rerun can tell whether the
+    /// denoiser it finds is still the one this run would train (issue 18, item 5: after a failed
+    /// image was fixed, the old denoiser trained on 2 of 3 images was silently kept).
+    func stage2Inputs(_ train: [ImageItem]) -> [String: Any] {
+        let stems = train.map(\.relativeStem).filter { FileManager.default.fileExists(atPath: paths.denoised($0).path) }.sorted()
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in config.yaml.utf8 { h = (h ^ UInt64(b)) &* 0x0100_0000_01b3 }
+        return ["images": stems, "config_fnv1a": String(h, radix: 16)]
+    }
+
+    /// Stops with a clear message when the denoiser on disk was trained on other inputs.
+    func checkStage2Inputs(_ inputs: [String: Any], recorded url: URL, denoiser: URL) throws {
+        let dir = url.deletingLastPathComponent().path
+        let remedy = "remove \(dir) to retrain stage 2, or set another output_dir"
+        guard let data = FileManager.default.contents(atPath: url.path),
+              let old = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ConfigError("\(denoiser.path) exists but \(url.path) does not record what it was trained on; \(remedy)")
+        }
+        let was = old["images"] as? [String] ?? [], now = inputs["images"] as? [String] ?? []
+        if was != now {
+            let added = Set(now).subtracting(was).sorted(), gone = Set(was).subtracting(now).sorted()
+            throw ConfigError("\(denoiser.path) was trained on \(was.count) image(s), this run has \(now.count) with stage-1 maps"
+                              + (added.isEmpty ? "" : "; new: \(added.prefix(5).joined(separator: ", "))")
+                              + (gone.isEmpty ? "" : "; missing now: \(gone.prefix(5).joined(separator: ", "))") + "; \(remedy)")
+        }
+        if old["config_fnv1a"] as? String != inputs["config_fnv1a"] as? String {
+            throw ConfigError("\(denoiser.path) was trained with another configuration (config.yaml changed since); \(remedy)")
+        }
     }
 
     /// What the report shows of this run.
@@ -201,5 +243,14 @@ public enum TrainerVersion {
         #else
         return "Swift < 6.3"
         #endif
+    }
+}
+
+/// A run that finished but left failed images out (issue 18, item 5: it used to exit 0).
+public struct PipelineIncomplete: Error, CustomStringConvertible {
+    public var failures: [(path: String, error: String)]
+    public var description: String {
+        "\(failures.count) image(s) failed and were left out (the rest of the run is complete; fix them and rerun):\n"
+            + failures.map { "  FAILED \($0.path): \($0.error)" }.joined(separator: "\n")
     }
 }
