@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TensorCore", "TestSupport"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Formats", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Jobs", "Settings", "Vision", "NN", "TestSupport"]),
-        .testTarget(name: "SettingsTests", dependencies: ["Settings", "TestSupport"]),
+        .testTarget(name: "SettingsTests", dependencies: ["Settings", "TensorCore", "TestSupport"]),
         .testTarget(name: "DVTTests", dependencies: ["DVT", "Training", "Bench", "Jobs", "Report", "Settings", "Formats", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: [
             "DVTCommands", "Bench", "Jobs", "Settings", "Training", "DVT", "Vision", "Formats", "TestSupport",

@@ -1,17 +1,9 @@
 import Formats
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
-// Many stage-1 processes can share one output folder: Slurm array tasks, and two tasks on the
-// same shard when a requeued task overlaps its predecessor. Two small pieces keep that safe:
-// a per-image claim (so one process fits an image while the others move on) and a manifest
-// append under an exclusive lock (so lines never interleave and a torn line left by a killed or
-// disk-full writer is cut before the next record). Both use flock(2), which the kernel drops when
-// the holder dies (SIGKILL, scancel), so a dead process never leaves a stale lock.
+// Many stage-1 processes can share one output folder (Slurm array tasks, a requeued task
+// overlapping its predecessor): a per-image claim lets one process fit an image while the others
+// move on, and manifest records go through LineAppender. Both are flock-based (Formats/FileLock).
 
 /// An exclusive, non-blocking claim on one image of a run folder: `OUT/.claims/<rel>.lock`.
 public enum ImageClaim {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TensorCore
 @testable import Settings
 
 /// Regression tests for the YAML defects of issue 18 (alias and depth bombs, duplicate keys,
@@ -128,7 +129,7 @@ struct YAMLGuardTests {
     /// one either loads or gives a ConfigError of bounded length; none may crash or run away.
     @Test("fuzz: random documents with anchors and aliases load or fail cleanly")
     func fuzzAnchors() {
-        var rng = SplitMix(seed: 18)
+        var rng = RandomGenerator(seed: 18)
         let keys = ["seed", "model", "input_size", "stage1", "stage2", "num_iters", "lr", "x"]
         let scalars = ["1", "0.5", "1e-5", "010", "1:20", "null", "true", "abc", "'q'", "\"[\""]
         func value(_ depth: Int, _ anchors: inout [String]) -> String {
@@ -159,18 +160,5 @@ struct YAMLGuardTests {
             if rng.next() % 3 == 0 { doc += Self.aliasBomb(levels: Int(1 + rng.next() % 8)) }
             if let err = loadError(doc) { #expect(err.count < 1200, "\(err.prefix(300))") }
         }
-    }
-}
-
-/// A tiny seeded generator for the fuzz test (SplitMix64).
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
     }
 }
