@@ -49,7 +49,9 @@ enum BLAS {
     /// for a row range computed alone as inside a larger call only when the range starts on a
     /// multiple of 12 (measured: splits at 156 or 1020 changed ~7% of elements, any multiple of
     /// 12 changed none); 48 also covers 16- and 24-row kernels. Column splits changed bits at
-    /// every offset tried, so products are only split by rows (M ≥ 2 · rowBlock).
+    /// every offset tried, so products are only split by rows (M ≥ 2 · rowBlock). On an AVX-512
+    /// CPU OpenBLAS picks Cooperlake/SkylakeX kernels, which are not split-exact at any block
+    /// (MatMulTests.splitInvariance holds the split to 1e-6 relative instead).
     static let rowBlock = 48
 
     /// Row-major C = alpha · op(A) · op(B) + beta · C, with op(A) (M, K) and op(B) (K, N).

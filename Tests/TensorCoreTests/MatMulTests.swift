@@ -51,15 +51,17 @@ struct MatMulTests {
         gradCheck("linear no bias", [x, w]) { Tensor.linear($0[0], $0[1]) }
     }
 
-    /// Why two standards: OpenBLAS's kernels give the bits of an unsplit call for row blocks on
-    /// multiples of 48 (see BLAS.rowBlock), so the split is bit-exact there. oneDNN 2.6's
-    /// `gemm:jit` packs a transposed B (N, K) by panels whose blocking depends on M, so a row
-    /// block computed alone rounds differently from the same rows inside a larger call (measured:
-    /// 60-875 of up to 65536 elements differ in the last bits, only with transposeB). Issue 12
-    /// allows restating the invariance as: identical bits at a fixed thread count (a repeated
-    /// call, which is what bit-exact resume needs), within 1e-6 relative across thread counts (per product; a whole stage-2 step is
-    /// held to 1e-5, see Stage2Tests.stepBitsIndependentOfThreads).
-    @Test("the engine's sgemm split: bit-exact on OpenBLAS; on oneDNN identical when repeated, ≤ 1e-6 relative to an unsplit call")
+    /// Why not bit-exact: a row block computed alone may round differently from the same rows
+    /// inside a larger call, on both backends. oneDNN 2.6's `gemm:jit` packs a transposed B (N, K)
+    /// by panels whose blocking depends on M (measured: 60-875 of up to 65536 elements differ in
+    /// the last bits). OpenBLAS 0.3.21 gave the unsplit bits for row blocks on multiples of 48 with
+    /// its Haswell/Zen kernels, but on an AVX-512 CPU it picks the Cooperlake/SkylakeX kernels
+    /// (OPENBLAS_CORETYPE unset), whose choice of kernel depends on the size: 754-842 of 33000
+    /// elements differed at m 1000 n 33 k 48 (measured 2026-12-02). Issue 12 allows restating the
+    /// invariance as: identical bits at a fixed thread count (a repeated call, which is what
+    /// bit-exact resume needs), within 1e-6 relative across thread counts (per product; a whole
+    /// stage-2 step is held to 1e-5, see Stage2Tests.stepBitsIndependentOfThreads).
+    @Test("the engine's sgemm split: identical when repeated, ≤ 1e-6 relative to an unsplit call, on both backends")
     func splitInvariance() {
         // Without two workers (DVT_NUM_THREADS=1) or with DVT_GEMM=openblas-threads there is no split to check.
         guard BLAS.threading == .engine, Parallel.threads > 1 else { return }
@@ -68,7 +70,6 @@ struct MatMulTests {
     }
 
     func splitInvariance(_ backend: BLAS.Backend) {
-        let exact = backend == .openblas
         // Shapes above the split threshold, M not a multiple of the row block, odd N.
         for (m, n, k) in [(301, 97, 64), (96, 517, 40), (256, 256, 64), (1000, 33, 48), (2048, 37, 384)] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -83,15 +84,10 @@ struct MatMulTests {
                     BLAS.gemm(ta, tb, m, n, k, 0.5, a.ptr, ta ? m : k, b.ptr, tb ? k : n, beta, whole.ptr, n, split: false, backend: backend)
                     let label = "\(backend) m \(m) n \(n) k \(k) ta \(ta) tb \(tb) beta \(beta)"
                     #expect(split.scalars == again.scalars ? true : false, "\(label): a repeated call changed bits")
-                    if exact {
-                        let differing = zip(split.scalars, whole.scalars).filter { $0 != $1 }.count
-                        #expect(differing == 0, "\(label): \(differing) elements differ")
-                    } else {
-                        let w = whole.scalars
-                        let rms = (w.reduce(Float(0)) { $0 + $1 * $1 } / Float(w.count)).squareRoot()
-                        let err = zip(split.scalars, w).reduce(Float(0)) { max($0, abs($1.0 - $1.1) / max(abs($1.1), rms)) }
-                        #expect(err <= 1e-6, "\(label): split vs unsplit \(err) relative")
-                    }
+                    let w = whole.scalars
+                    let rms = (w.reduce(Float(0)) { $0 + $1 * $1 } / Float(w.count)).squareRoot()
+                    let err = zip(split.scalars, w).reduce(Float(0)) { max($0, abs($1.0 - $1.1) / max(abs($1.1), rms)) }
+                    #expect(err <= 1e-6, "\(label): split vs unsplit \(err) relative")
                     // And the product itself is right: row 0 against a naive sum.
                     let c0 = randn([m, n], seed: 3, requiresGrad: false)
                     let row0 = (0..<n).map { j in
