@@ -1,0 +1,189 @@
+import DVT
+import Formats
+import Foundation
+import NN
+import Report
+import Settings
+import TensorCore
+import Training
+import Vision
+
+/// The resolved recipe of a fine-tuning run: every `finetune.*` null filled in from the
+/// teacher's official recipe (docs/finetune.md).
+public struct FinetuneRecipe: Sendable, Equatable {
+    public var teacher: String
+    public var thaw: ThawMode
+    public var loss: FinetuneLoss
+    public var batchSize: Int
+    public var steps: Int
+    public var stepsPerEpoch: Int
+    public var optimizer: OptimizerSettings
+    public var l2Penalty: Double
+
+    /// - Parameters:
+    ///   - teacher: `--teacher` (overrides `finetune.teacher`).
+    ///   - images: training images, for the epoch length.
+    public init(config: ResolvedConfig, teacher override: String?, images: Int) throws {
+        let f = config.settings.finetune
+        teacher = override ?? f.teacher ?? "dvt"
+        guard teacher == "dvt" || teacher == "srt" else { throw FinetuneError("--teacher must be dvt or srt, got '\(teacher)'") }
+        let isDVT = teacher == "dvt"
+        thaw = ThawMode(rawValue: f.thaw ?? "all") ?? .all
+        loss = FinetuneLoss(rawValue: f.loss ?? (isDVT ? "mse_cosine" : "mse")) ?? .mseCosine
+        // DVT: 64 per GPU × 8 GPUs (sample_scripts/stage3.sh); SRT: one frame per step (distill_utils.py line 80).
+        batchSize = f.batchSize ?? (isDVT ? 512 : 1)
+        // DVT: len(dataset) // global batch (main_distillation.py line 186); at least one step.
+        let perEpoch = max(1, images / batchSize)
+        stepsPerEpoch = perEpoch
+        let epochs = f.epochs ?? (isDVT ? 5 : 50)
+        steps = f.numIters ?? epochs * perEpoch
+        var o = OptimizerSettings()
+        o.kind = .adamw
+        o.beta1 = 0.9
+        o.beta2 = 0.999          // main_distillation.py line 203; SRT get_optim momentum 0.9, 0.999
+        o.eps = 1e-8             // torch.optim.AdamW default
+        o.weightDecay = f.weightDecay ?? (isDVT ? 1e-5 : 0)
+        o.lr = f.lr ?? (isDVT ? f.baseLR * (Double(batchSize) / 256).squareRoot() : 3e-4)
+        o.minLR = f.minLR
+        switch f.schedule ?? (isDVT ? "cosine" : "step") {
+        case "cosine":
+            o.schedule = .cosineScheduler
+            o.warmupIters = Int(Double(steps) * f.warmupRatio)  // int(num_iterations · 0.15), line 210
+        default:
+            o.schedule = .multiStep
+            // SRT decays once `step_epoch < epoch` (distill_utils.py line 10): from epoch s + 1 on.
+            o.lrMilestones = f.lrSteps.map { ($0 + 1) * perEpoch }
+            o.lrDecay = f.lrDecay
+        }
+        self.optimizer = o
+        l2Penalty = f.l2Penalty ?? (isDVT ? 0 : 1e-5)
+    }
+}
+
+public struct FinetuneOutcome {
+    public var summary: TrainingSummary
+    public var recipe: FinetuneRecipe
+    public var runDirectory: URL
+    /// The fine-tuned ViT as a timm state dict (safetensors).
+    public var exported: URL
+}
+
+/// Resized, normalised training inputs by image index (used from the training thread only).
+final class PreparedImages {
+    var images: [Int: Tensor] = [:]
+}
+
+/// `dvt finetune`: the student ViT, the frozen teacher, the images, and the one trainer.
+public enum FinetuneRunner {
+    public static func runDirectory(config: ResolvedConfig) -> URL {
+        URL(fileURLWithPath: config.settings.run.outputDir ?? "runs/dvt").appendingPathComponent("finetune")
+    }
+
+    /// Trains (or with `resume` continues) the ViT towards `teacher` (dvt or srt).
+    public static func run(config: ResolvedConfig, teacher override: String? = nil, resume: Bool = false, quiet: Bool = false,
+                           log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> FinetuneOutcome {
+        let run = config.settings.run
+        guard let dataList = run.dataList else {
+            throw FinetuneError("dvt finetune needs data_list: the training images (a list file or a folder; set data_list in the config or --set data_list=PATH)")
+        }
+        let items = try ImageSource.items(from: dataList, root: run.dataRoot)
+        let recipe = try FinetuneRecipe(config: config, teacher: override, images: items.count)
+        let arch = run.model ?? ""
+        let randomInit = run.randomInit.map { UInt64($0) }
+        // Two copies of the backbone: the student trains, the teacher's stays the pretrained one
+        // (main_distillation.py lines 115 and 131).
+        let student = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit)
+        let frozen = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit)
+        let stride = InputGeometry.stride(run.strideSize, patchSize: student.config.patchSize)
+        let (h, w) = InputGeometry.inputSize(run.inputSize, stride: stride)
+        let teacher = try makeTeacher(recipe.teacher, config: config, vit: frozen, stride: stride, log: log)
+        let trained = student.thaw(recipe.thaw)
+
+        var options = FinetuneOptions()
+        options.loss = recipe.loss
+        options.l2Penalty = recipe.l2Penalty
+        options.batchSize = recipe.batchSize
+        options.stride = stride
+        options.horizontalFlip = config.settings.finetune.flip
+        options.checkpointBlocks = config.settings.finetune.gradientCheckpointing
+        options.cacheTeacher = config.settings.finetune.cacheTeacher
+        // Resize bicubic (Pillow's, antialiased) to the input size, then normalise
+        // (main_distillation.py lines 163-169); the flip is drawn per step by the task.
+        // Decoding and resizing a photo costs more than a small step: the resized inputs are kept
+        // when they all fit in 1 GiB (they never change; the flip is applied after).
+        let keep = items.count * 3 * h * w * 4 <= 1 << 30
+        let cache = PreparedImages()
+        let task = try FinetuneTask(student: student, teacher: teacher, imageCount: items.count, options: options,
+                                    seed: UInt64(run.seed)) { i in
+            if let hit = cache.images[i] { return hit }
+            let x: Tensor
+            do { x = try student.preprocess(items[i].url, height: h, width: w) } catch {
+                throw FinetuneError("cannot read training image \(items[i].url.path): \(error)")
+            }
+            if keep { cache.images[i] = x }
+            return x
+        }
+
+        let runDir = runDirectory(config: config)
+        try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
+        for path in AtomicFile.removeStaleTemporaries(under: runDir) { log("removed a partial file left by a killed run: \(path)") }
+        try AtomicFile.write(Data(config.yaml.utf8), to: runDir.appendingPathComponent("resolved.yaml"))
+        var loop = LoopSettings(numIters: recipe.steps)
+        loop.printFreq = config.settings.finetune.printFreq
+        loop.saveFreq = config.settings.finetune.saveFreq
+        loop.seed = UInt64(run.seed)
+        let trainer = Trainer(task: task, optimizer: recipe.optimizer, loop: loop, runDirectory: runDir, label: "finetune", quiet: quiet)
+        trainer.log = log
+        trainer.configJSON = String(decoding: try JSONSerialization.data(withJSONObject: ["teacher": recipe.teacher, "config": config.yaml],
+                                                                         options: [.sortedKeys]), as: UTF8.self)
+        let o = recipe.optimizer
+        log(String(format: "finetune: %@ towards the %@ teacher, %d images at %dx%d, stride %d; thaw %@ (%d of %d tensors); loss %@%@; batch %d, %d steps (%d per epoch); AdamW lr %.3g, wd %.3g, %@",
+                   student.config.name as NSString, recipe.teacher as NSString, items.count, h, w, stride, recipe.thaw.rawValue as NSString,
+                   trained.count, student.namedParameters().count, recipe.loss.rawValue as NSString,
+                   recipe.l2Penalty > 0 ? String(format: " + %.3g·‖θ‖₂", recipe.l2Penalty) as NSString : "" as NSString,
+                   recipe.batchSize, recipe.steps, recipe.stepsPerEpoch, o.lr, o.weightDecay,
+                   (o.schedule == .cosineScheduler ? "cosine to \(o.minLR), warmup \(o.warmupIters)" : "×\(o.lrDecay) at steps \(o.lrMilestones)") as NSString))
+        if resume, let latest = trainer.latestCheckpoint, !FileManager.default.fileExists(atPath: latest.path) {
+            log("finetune: --resume given but \(latest.path) does not exist; starting at step 0")
+        }
+        let summary = try trainer.run(resume: resume)
+        let out = config.settings.finetune.export.map { URL(fileURLWithPath: $0) } ?? runDir.appendingPathComponent("vit.safetensors")
+        try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
+        var meta = ["dvt_finetune_teacher": recipe.teacher, "dvt_finetune_steps": String(summary.steps),
+                    "dvt_finetune_thaw": recipe.thaw.rawValue, "input_size": "\(h),\(w)"]
+        if let seed = student.randomInitSeed { meta["random_init"] = String(seed) }
+        try student.exportTimm(to: out, metadata: meta)
+        log("finetune: wrote \(out.path) (timm state dict: load with timm.create_model('\(student.config.name)', num_classes=0, dynamic_img_size=True).load_state_dict(..., strict=True))")
+        if let history = try? LossCurve.read(metrics: runDir.appendingPathComponent("metrics.jsonl")) {
+            try? LossCurve.render(history, title: "fine-tuning (\(recipe.teacher) teacher)").write(to: runDir.appendingPathComponent("loss_curve.png"))
+        }
+        return FinetuneOutcome(summary: summary, recipe: recipe, runDirectory: runDir, exported: out)
+    }
+
+    /// The frozen teacher: the ViT + the stage-2 denoiser (dvt), or the ViT's SRT ensemble (srt).
+    static func makeTeacher(_ kind: String, config: ResolvedConfig, vit: VisionTransformer, stride: Int,
+                            log: (String) -> Void) throws -> FinetuneTeacher {
+        if kind == "dvt" {
+            let path = config.settings.finetune.denoiser
+                ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw FinetuneError("the dvt teacher needs the stage-2 denoiser: \(path) does not exist (run `dvt stage2` first, or set finetune.denoiser)")
+            }
+            let denoiser = try Denoiser.load(URL(fileURLWithPath: path))
+            log("finetune: teacher = frozen \(vit.config.name) + denoiser \(path)")
+            return try DenoiserTeacher(vit: vit, denoiser: denoiser, stride: stride)
+        }
+        let s = config.settings.srt
+        var options = SRT.Options()
+        options.dx = s.dx
+        options.dy = s.dy
+        options.aggregate = SRTAggregate(rawValue: s.aggregate ?? "mean") ?? .mean
+        options.uniform = s.uniform
+        options.batchSize = s.batchSize
+        options.layer = vit.config.depth - 1
+        options.norm = true
+        options.stride = stride
+        log("finetune: teacher = SRT ensemble of frozen \(vit.config.name), dx \(s.dx), dy \(s.dy), \(options.aggregate)")
+        return SRTTeacher(srt: try SRT(model: vit, options: options))
+    }
+}
