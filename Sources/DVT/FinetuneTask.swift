@@ -84,7 +84,7 @@ public final class FixedTeacher: FinetuneTeacher {
 public struct FinetuneOptions: Sendable, Equatable {
     public var loss: FinetuneLoss = .mseCosine
     /// SRT's regulariser weight: `loss += l2Penalty · ‖θ‖₂` over the trainable parameters, the
-    /// unsquared norm (distill_utils.py `l2_penalty`, lines 66-71 and 87-88). 0 = off (DVT).
+    /// unsquared norm (distill_utils.py `l2_penalty`, lines 65-70, added at line 92). 0 = off (DVT).
     public var l2Penalty: Double = 0
     /// Images per step.
     public var batchSize: Int = 1

@@ -30,7 +30,7 @@ public struct FinetuneRecipe: Sendable, Equatable {
         let isDVT = teacher == "dvt"
         thaw = ThawMode(rawValue: f.thaw ?? "all") ?? .all
         loss = FinetuneLoss(rawValue: f.loss ?? (isDVT ? "mse_cosine" : "mse")) ?? .mseCosine
-        // DVT: 64 per GPU × 8 GPUs (sample_scripts/stage3.sh); SRT: one frame per step (distill_utils.py line 80).
+        // DVT: 64 per GPU × 8 GPUs (sample_scripts/stage3.sh); SRT: one frame per step, `frame.unsqueeze(0)` (distill_utils.py line 88).
         batchSize = f.batchSize ?? (isDVT ? 512 : 1)
         // DVT: len(dataset) // global batch (main_distillation.py line 186); at least one step.
         let perEpoch = max(1, images / batchSize)

@@ -115,7 +115,7 @@ public enum ConfigSchema {
         ConfigKey("finetune.weight_decay", .double(0...1), .null, nullable: true, dvt: "weight_decay",
                   "AdamW decoupled weight decay. null: dvt → 1e-5, srt → 0 (SRT's optimiser has none, distill_utils.py line 19)."),
         ConfigKey("finetune.l2_penalty", .double(0...10), .null, nullable: true, dvt: "wd (SRT)",
-                  "Adds l2_penalty · ‖θ‖₂ (unsquared, over the trainable parameters) to the loss (distill_utils.py lines 66-71). null: dvt → 0, srt → 1e-5."),
+                  "Adds l2_penalty · ‖θ‖₂ (unsquared, over the trainable parameters) to the loss (distill_utils.py lines 65-70, line 92). null: dvt → 0, srt → 1e-5."),
         ConfigKey("finetune.flip", .bool, .bool(true), dvt: "RandomHorizontalFlip",
                   "Random horizontal flip (p = 0.5) of every training image (main_distillation.py line 166)."),
         ConfigKey("finetune.gradient_checkpointing", .bool, .bool(false), dvt: "grad_checkpointing",

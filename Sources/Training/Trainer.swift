@@ -98,7 +98,7 @@ public enum LRSchedule: String, Codable, Sendable, CaseIterable {
     /// whose linspace warmup reaches the peak at step W − 1.
     case cosineScheduler
     /// A constant rate multiplied by `lrDecay` once per milestone reached (step >= milestone):
-    /// SRT's `adjust_lr(sched_type='step')` (donglao/srt distill_utils.py lines 7-11).
+    /// SRT's `adjust_lr(sched_type='step')` (donglao/srt distill_utils.py lines 7-10).
     case multiStep
 }
 

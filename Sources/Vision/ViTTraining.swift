@@ -6,7 +6,7 @@ import TensorCore
 // forward that records the graph, and the export as a timm state dict. Letters as in ViT.swift.
 
 /// Which ViT parameters a fine-tuning run updates: SRT's `thaw` modes (donglao/srt
-/// distill_utils.py lines 29-44). SRT hard-codes `blocks.11`/`blocks.10` (a 12-block ViT-S/B);
+/// distill_utils.py lines 28-44). SRT hard-codes `blocks.11`/`blocks.10` (a 12-block ViT-S/B);
 /// here `last` and `last2` mean the last one and two blocks of whatever depth the model has.
 public enum ThawMode: String, Codable, Sendable, CaseIterable {
     /// Every parameter (DVT stage 3 trains `model.parameters()`, main_distillation.py line 202).
@@ -54,7 +54,7 @@ extension VisionTransformer {
     /// The features of block `layer` (after the final norm when `norm`), recording the graph
     /// back into the trainable parameters: the student's forward (main_distillation.py line 237,
     /// `get_intermediate_layers` with n=1, norm=True; SRT's `get_intermediate_layers(n=1)`,
-    /// distill_utils.py line 83). With `checkpointBlocks`, each block's activations are
+    /// distill_utils.py line 88). With `checkpointBlocks`, each block's activations are
     /// recomputed in backward (timm `set_grad_checkpointing`, main_distillation.py line 152).
     public func trainingFeatures(_ images: Tensor, layer: Int, norm applyNorm: Bool = true, stride: Int? = nil,
                                  checkpointBlocks: Bool = false) -> ViTFeatures {
