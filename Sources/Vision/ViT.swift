@@ -68,7 +68,7 @@ public final class VisionTransformer: Module {
     /// every other missing, unexpected or mis-shaped tensor is reported, all in one error.
     public convenience init(config: ViTConfig, weights url: URL) throws {
         let raw = try WeightFiles.load(url, stateDict: TimmCheckpointNames.unwrap, keep: { !$0.hasPrefix("head.") }).tensors
-        let all = try TimmCheckpointNames.fromDINOv2Hub(raw)
+        let all = try TimmCheckpointNames.fromDINOv2Hub(TimmCheckpointNames.fromDVTWrapper(raw))
         let dict = all.filter { !VisionTransformer.isIgnoredKey($0.key) }
         try self.init(config: config, stateDict: dict, source: url.path)
         passthroughTensors = all.filter { VisionTransformer.isIgnoredKey($0.key) }

@@ -112,3 +112,21 @@ struct ViTGradientTests {
         }
     }
 }
+
+@Suite("DVT stage-3 checkpoints")
+struct DVTWrapperCheckpointTests {
+    @Test("keys under DVT's wrapper prefix `model.` load as the timm model; other keys are untouched")
+    func wrapperPrefix() throws {
+        let dir = fixturesDirectory.appendingPathComponent("vit/dinov2_small_tiny")
+        let plain = try SafeTensorsFile(url: dir.appendingPathComponent("weights.safetensors")).loadAll()
+        let wrapped = Dictionary(uniqueKeysWithValues: plain.map { ("model." + $0.key, $0.value) })
+        let tmp = try makeTempDirectory("dvt-wrapper").appendingPathComponent("latest.safetensors")
+        try SafeTensors.write(wrapped, to: tmp)
+        let model = try ViTGradientTests.model("dinov2_small_tiny")
+        let loaded = try VisionTransformer(config: model.config, weights: tmp)
+        for ((k, a), (_, b)) in zip(model.namedParameters(), loaded.namedParameters()) { #expect(a.scalars == b.scalars, "\(k)") }
+        // A dict that is not all under `model.` is left alone.
+        let mixed = wrapped.merging(["other": Tensor(zeros: [1])]) { a, _ in a }
+        #expect(TimmCheckpointNames.fromDVTWrapper(mixed).keys.contains("model.pos_embed"))
+    }
+}
