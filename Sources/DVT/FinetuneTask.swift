@@ -111,6 +111,10 @@ public final class FinetuneTask: TrainingTask {
     public let imageCount: Int
     public private(set) var sampler: ShuffledSampler
     private var teacherCache: [Int: Tensor] = [:]
+    /// Data-parallel runs (`FinetuneRunner`, under mpirun): this rank takes slice `rank` of
+    /// `size` equal slices of every global batch. Every rank draws the whole global batch and
+    /// all its flips, so the sampler and RNG streams stay those of one process.
+    public var shard: (rank: Int, size: Int) = (0, 1)
 
     public init(student: VisionTransformer, teacher: FinetuneTeacher, imageCount: Int, options: FinetuneOptions,
                 seed: UInt64, loadImage: @escaping (Int) throws -> Tensor) throws {
@@ -142,8 +146,9 @@ public final class FinetuneTask: TrainingTask {
     func batch(_ indices: [Int], rng: inout RandomGenerator) throws -> (images: Tensor, targets: Tensor) {
         var inputs: [Tensor] = [], targets: [Tensor?] = [], keys: [Int] = []
         var missing: [Int] = []
-        for (k, i) in indices.enumerated() {
-            let flip = options.horizontalFlip && rng.uniformDouble() < 0.5
+        let flips = indices.map { _ in options.horizontalFlip && rng.uniformDouble() < 0.5 }  // the global batch's
+        let per = indices.count / shard.size, mine = (shard.rank * per)..<((shard.rank + 1) * per)
+        for (k, (i, flip)) in zip(indices[mine], flips[mine]).enumerated() {
             var x = try loadImage(i)                                                      // (3, H, W)
             if flip { x = Self.flipped(x) }
             inputs.append(x.reshape([1] + x.shape))
@@ -153,7 +158,7 @@ public final class FinetuneTask: TrainingTask {
         }
         let images = Tensor.concat(inputs, axis: 0)                                       // (B, 3, H, W)
         if !missing.isEmpty {
-            let sub = missing.count == indices.count ? images : Tensor.concat(missing.map { inputs[$0] }, axis: 0)
+            let sub = missing.count == inputs.count ? images : Tensor.concat(missing.map { inputs[$0] }, axis: 0)
             let computed = try withNoGrad { try teacher.targets(sub) }                      // (b, Gh, Gw, C)
             for (j, k) in missing.enumerated() {
                 let t = computed.slice(axis: 0, j..<(j + 1))

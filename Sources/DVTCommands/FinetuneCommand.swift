@@ -40,7 +40,12 @@ extension DVTCommand {
         func run() throws {
             compute.apply()
             let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
-            let outcome = try FinetuneRunner.run(config: cfg, teacher: teacher, resume: resume, quiet: quiet)
+            let outcome: FinetuneOutcome
+            do { outcome = try FinetuneRunner.run(config: cfg, teacher: teacher, resume: resume, quiet: quiet) } catch {
+                Stage2Runner.abortOtherRanksIfParallel(after: error)  // one failing rank ends the MPI job
+                throw error
+            }
+            guard Stage2Runner.isRootProcess else { return }  // MPI ranks > 0 report nothing
             let s = outcome.summary
             print(String(format: "finetune done (%@ teacher): %d steps, final loss %.5f, %.1f ms/step",
                          outcome.recipe.teacher as NSString, s.steps, s.finalLoss, s.msPerStep))

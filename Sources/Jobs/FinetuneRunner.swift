@@ -1,3 +1,4 @@
+import Distributed
 import DVT
 import Formats
 import Foundation
@@ -81,7 +82,11 @@ public enum FinetuneRunner {
 
     /// Trains (or with `resume` continues) the ViT towards `teacher` (dvt or srt).
     public static func run(config: ResolvedConfig, teacher override: String? = nil, resume: Bool = false, quiet: Bool = false,
-                           log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> FinetuneOutcome {
+                           log everyRank: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> FinetuneOutcome {
+        // Under an MPI launcher: data-parallel as stage 2 (Stage2DataParallel.swift); rank 0 logs and writes.
+        let communicator = try Communicator.world()
+        let isRoot = (communicator?.rank ?? 0) == 0
+        let log: (String) -> Void = isRoot ? everyRank : { _ in }
         let run = config.settings.run
         guard let dataList = run.dataList else {
             throw FinetuneError("dvt finetune needs data_list: the training images (a list file or a folder; set data_list in the config or --set data_list=PATH)")
@@ -126,14 +131,17 @@ public enum FinetuneRunner {
 
         let runDir = runDirectory(config: config)
         try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
-        for path in AtomicFile.removeStaleTemporaries(under: runDir) { log("removed a partial file left by a killed run: \(path)") }
-        try AtomicFile.write(Data(config.yaml.utf8), to: runDir.appendingPathComponent("resolved.yaml"))
+        if isRoot {
+            for path in AtomicFile.removeStaleTemporaries(under: runDir) { log("removed a partial file left by a killed run: \(path)") }
+            try AtomicFile.write(Data(config.yaml.utf8), to: runDir.appendingPathComponent("resolved.yaml"))
+        }
         var loop = LoopSettings(numIters: recipe.steps)
         loop.printFreq = config.settings.finetune.printFreq
         loop.saveFreq = config.settings.finetune.saveFreq
         loop.seed = UInt64(run.seed)
         let trainer = Trainer(task: task, optimizer: recipe.optimizer, loop: loop, runDirectory: runDir, label: "finetune", quiet: quiet)
         trainer.log = log
+        if let communicator, communicator.size > 1 { try attachDataParallel(communicator, task: task, trainer: trainer, log: everyRank) }
         trainer.configJSON = String(decoding: try JSONSerialization.data(withJSONObject: ["teacher": recipe.teacher, "config": config.yaml],
                                                                          options: [.sortedKeys]), as: UTF8.self)
         let o = recipe.optimizer
@@ -147,7 +155,9 @@ public enum FinetuneRunner {
             log("finetune: --resume given but \(latest.path) does not exist; starting at step 0")
         }
         let summary = try trainer.run(resume: resume)
-        let out = config.settings.finetune.export.map { URL(fileURLWithPath: $0) } ?? runDir.appendingPathComponent("vit.safetensors")
+        let out0 = config.settings.finetune.export.map { URL(fileURLWithPath: $0) } ?? runDir.appendingPathComponent("vit.safetensors")
+        guard isRoot else { return FinetuneOutcome(summary: summary, recipe: recipe, runDirectory: runDir, exported: out0) }
+        let out = out0
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         var meta = ["dvt_finetune_teacher": recipe.teacher, "dvt_finetune_steps": String(summary.steps),
                     "dvt_finetune_thaw": recipe.thaw.rawValue, "input_size": "\(h),\(w)"]
@@ -158,6 +168,29 @@ public enum FinetuneRunner {
             try? LossCurve.render(history, title: "fine-tuning (\(recipe.teacher) teacher)").write(to: runDir.appendingPathComponent("loss_curve.png"))
         }
         return FinetuneOutcome(summary: summary, recipe: recipe, runDirectory: runDir, exported: out)
+    }
+
+    /// Data-parallel fine-tuning: `finetune.batch_size` is the global batch, split evenly over
+    /// the ranks; the ranks' gradients (and logged values) are averaged after every backward;
+    /// rank 0 alone writes checkpoints, metrics and the export. The loss is a mean over equal
+    /// slices, so the average of the slice gradients is the global batch's (SRT's penalty is the
+    /// same on every rank and averages to itself).
+    static func attachDataParallel(_ communicator: Communicator, task: FinetuneTask, trainer: Trainer, log: (String) -> Void) throws {
+        let r = communicator.rank, n = communicator.size
+        guard task.options.batchSize % n == 0 else {
+            throw FinetuneError("finetune.batch_size \(task.options.batchSize) is the global batch and must divide evenly over the \(n) MPI ranks; set it to a multiple of \(n)")
+        }
+        log("finetune: rank \(r) of \(n) on \(ProcessInfo.processInfo.hostName) (pid \(getpid())): \(task.options.batchSize / n) of every global batch of \(task.options.batchSize)\(r == 0 ? "; rank 0 writes the outputs" : "")")
+        task.shard = (r, n)
+        let averager = GradientAverager(communicator: communicator)
+        trainer.afterBackward = { loss, metrics in
+            let keys = metrics.keys.sorted()  // one order on every rank
+            var scalars = [loss] + keys.map { metrics[$0]! }
+            try averager.average(task.parameters, scalars: &scalars)
+            loss = scalars[0]
+            for (i, k) in keys.enumerated() { metrics[k] = scalars[i + 1] }
+        }
+        trainer.writesOutputs = r == 0
     }
 
     /// The frozen teacher: the ViT + the stage-2 denoiser (dvt), or the ViT's SRT ensemble (srt).

@@ -162,3 +162,30 @@ struct FinetuneTests {
         #expect(FinetuneTask.flipped(x).scalars == [5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6])
     }
 }
+
+@Suite("ViT fine-tuning, data-parallel shards")
+struct FinetuneShardTests {
+    @Test("the mean of two ranks' slice gradients is the global batch's gradient, with the same flips")
+    func shards() throws {
+        let target = FinetuneTests.tinyViT(seed: 2)
+        let data = FinetuneTests.images(4, seed: 3)
+        func gradients(_ shard: (Int, Int)) throws -> [String: [Float]] {
+            let s = FinetuneTests.tinyViT(seed: 1)
+            s.thaw(.all)
+            var options = FinetuneOptions()
+            options.batchSize = 4
+            options.l2Penalty = 1e-3
+            let task = try FinetuneTask(student: s, teacher: FinetuneTests.teacher(target), imageCount: 4, options: options, seed: 5) { data[$0] }
+            task.shard = shard
+            var rng = RandomGenerator(seed: 6)
+            try task.loss(step: 0, rng: &rng).loss.backward()
+            return Dictionary(uniqueKeysWithValues: s.namedParameters().map { ($0.0, $0.1.grad!.scalars) })
+        }
+        let whole = try gradients((0, 1)), a = try gradients((0, 2)), b = try gradients((1, 2))
+        #expect(a["norm.weight"]! != whole["norm.weight"]! && a["norm.weight"]! != b["norm.weight"]!, "each rank must see its own slice")
+        for (k, g) in whole {
+            let mean = zip(a[k]!, b[k]!).map { ($0 + $1) / 2 }
+            expectClose(mean, g, rtol: 1e-4, atol: 1e-6, k)
+        }
+    }
+}
