@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import NN
 import TensorCore
@@ -115,6 +116,10 @@ public final class FinetuneTask: TrainingTask {
     /// `size` equal slices of every global batch. Every rank draws the whole global batch and
     /// all its flips, so the sampler and RNG streams stay those of one process.
     public var shard: (rank: Int, size: Int) = (0, 1)
+    /// When set, teacher maps are also kept here as `<image>_<flip>.npy` (float32, exact), so a
+    /// later run or a resumed one skips the teacher: the caller makes the folder specific to the
+    /// teacher, its weights and the input geometry (`FinetuneRunner`, finetune.cache_teacher: disk).
+    public var teacherCacheDirectory: URL?
 
     public init(student: VisionTransformer, teacher: FinetuneTeacher, imageCount: Int, options: FinetuneOptions,
                 seed: UInt64, loadImage: @escaping (Int) throws -> Tensor) throws {
@@ -154,7 +159,7 @@ public final class FinetuneTask: TrainingTask {
             inputs.append(x.reshape([1] + x.shape))
             let key = 2 * i + (flip ? 1 : 0)
             keys.append(key)
-            if options.cacheTeacher, let hit = teacherCache[key] { targets.append(hit) } else { targets.append(nil); missing.append(k) }
+            if let hit = try cachedTarget(key) { targets.append(hit) } else { targets.append(nil); missing.append(k) }
         }
         let images = Tensor.concat(inputs, axis: 0)                                       // (B, 3, H, W)
         if !missing.isEmpty {
@@ -164,9 +169,26 @@ public final class FinetuneTask: TrainingTask {
                 let t = computed.slice(axis: 0, j..<(j + 1))
                 targets[k] = t
                 if options.cacheTeacher { teacherCache[keys[k]] = t }
+                if let dir = teacherCacheDirectory {
+                    try Npy.write(t.reshape(Array(t.shape.dropFirst())), to: dir.appendingPathComponent(Self.cacheName(keys[k])))
+                }
             }
         }
         return (images, Tensor.concat(targets.map { $0! }, axis: 0))                      // (B, Gh, Gw, C)
+    }
+
+    static func cacheName(_ key: Int) -> String { "\(key / 2)_\(key % 2).npy" }
+
+    /// The teacher map of (image, flip) `key` from memory or the cache folder, as (1, Gh, Gw, C).
+    func cachedTarget(_ key: Int) throws -> Tensor? {
+        if options.cacheTeacher, let hit = teacherCache[key] { return hit }
+        guard let dir = teacherCacheDirectory else { return nil }
+        let url = dir.appendingPathComponent(Self.cacheName(key))
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        let map = try Npy.read(url)                                                       // (Gh, Gw, C)
+        let t = map.reshape([1] + map.shape)
+        if options.cacheTeacher { teacherCache[key] = t }
+        return t
     }
 
     public func loss(step: Int, rng: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {

@@ -111,7 +111,8 @@ public enum FinetuneRunner {
         options.stride = stride
         options.horizontalFlip = config.settings.finetune.flip
         options.checkpointBlocks = config.settings.finetune.gradientCheckpointing
-        options.cacheTeacher = config.settings.finetune.cacheTeacher
+        let cacheMode = config.settings.finetune.cacheTeacher ?? "none"
+        options.cacheTeacher = cacheMode != "none"
         // Resize bicubic (Pillow's, antialiased) to the input size, then normalise
         // (main_distillation.py lines 163-169); the flip is drawn per step by the task.
         // Decoding and resizing a photo costs more than a small step: the resized inputs are kept
@@ -131,6 +132,11 @@ public enum FinetuneRunner {
 
         let runDir = runDirectory(config: config)
         try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
+        if cacheMode == "disk" {
+            let dir = try teacherCacheDirectory(runDir, config: config, teacher: recipe.teacher, size: (h, w), stride: stride, images: items)
+            task.teacherCacheDirectory = dir
+            log("finetune: teacher maps cached in \(dir.path)")
+        }
         if isRoot {
             for path in AtomicFile.removeStaleTemporaries(under: runDir) { log("removed a partial file left by a killed run: \(path)") }
             try AtomicFile.write(Data(config.yaml.utf8), to: runDir.appendingPathComponent("resolved.yaml"))
@@ -191,6 +197,28 @@ public enum FinetuneRunner {
             for (i, k) in keys.enumerated() { metrics[k] = scalars[i + 1] }
         }
         trainer.writesOutputs = r == 0
+    }
+
+    /// The disk cache of one teacher: a folder named by a fingerprint of everything the maps
+    /// depend on (teacher, ViT and its weights file's size and date, denoiser file likewise, SRT
+    /// options, input size, stride, the image list), so a changed input never reads stale maps.
+    static func teacherCacheDirectory(_ runDir: URL, config: ResolvedConfig, teacher: String, size: (Int, Int), stride: Int,
+                                      images: [ImageItem]) throws -> URL {
+        func stamp(_ path: String?) -> String {
+            guard let path, let a = try? FileManager.default.attributesOfItem(atPath: path) else { return path ?? "-" }
+            return "\(path):\((a[.size] as? Int) ?? -1):\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        }
+        let run = config.settings.run, f = config.settings.finetune, s = config.settings.srt
+        var parts = [teacher, run.model ?? "", stamp(run.weights), run.randomInit.map(String.init) ?? "-",
+                     "\(size.0)x\(size.1)", "\(stride)", images.map(\.url.path).joined(separator: "|")]
+        if teacher == "dvt" { parts.append(stamp(f.denoiser ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path)) }
+        else { parts += ["\(s.dx)", "\(s.dy)", s.aggregate ?? "mean", "\(s.uniform)"] }
+        // FNV-1a 64 over the parts: a short, stable folder name.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in parts.joined(separator: "\n").utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let dir = runDir.appendingPathComponent("teacher_cache/\(String(hash, radix: 16))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
     }
 
     /// The frozen teacher: the ViT + the stage-2 denoiser (dvt), or the ViT's SRT ensemble (srt).

@@ -39,7 +39,7 @@ extension DVTSettings {
         /// `finetune.gradient_checkpointing`
         public var gradientCheckpointing: Bool
         /// `finetune.cache_teacher`
-        public var cacheTeacher: Bool
+        public var cacheTeacher: String?
         /// `finetune.export`
         public var export: String?
         /// `finetune.save_freq`
@@ -66,7 +66,7 @@ extension DVTSettings {
             l2Penalty = c.optionalDouble("finetune.l2_penalty")
             flip = c.bool("finetune.flip")
             gradientCheckpointing = c.bool("finetune.gradient_checkpointing")
-            cacheTeacher = c.bool("finetune.cache_teacher")
+            cacheTeacher = c.string("finetune.cache_teacher")
             export = c.string("finetune.export")
             saveFreq = c.int("finetune.save_freq")
             printFreq = c.int("finetune.print_freq")

@@ -71,8 +71,13 @@ struct FinetuneCLITests {
         expectClose(feats, direct, rtol: 1e-5, atol: 1e-5, "extract --weights features")
 
         // The SRT teacher, the last block only (SRT's thaw mode 'last').
-        try runDVT(["finetune", cfg.path, "--teacher", "srt", "--set", "finetune.num_iters=1", "finetune.thaw=last",
+        try runDVT(["finetune", cfg.path, "--teacher", "srt", "--set", "finetune.num_iters=1", "finetune.thaw=last", "finetune.cache_teacher=disk",
                     "finetune.export=\(dir.appendingPathComponent("srt.safetensors").path)", "output_dir=\(dir.appendingPathComponent("out2").path)", "--quiet"])
+        let cache = dir.appendingPathComponent("out2/finetune/teacher_cache")
+        let folders = try FileManager.default.contentsOfDirectory(atPath: cache.path)
+        #expect(folders.count == 1, "one fingerprint folder: \(folders)")
+        let maps = try folders.first.map { try FileManager.default.contentsOfDirectory(atPath: cache.appendingPathComponent($0).path) } ?? []
+        #expect(maps.count == 2, "the step's two maps: \(maps)")
         let srt = try SafeTensorsFile(url: dir.appendingPathComponent("srt.safetensors"))
         #expect(srt.metadata["dvt_finetune_teacher"] == "srt")
         #expect(try srt.tensor("blocks.0.attn.qkv.weight").scalars == reference.namedParameters().first { $0.0 == "blocks.0.attn.qkv.weight" }!.1.scalars,

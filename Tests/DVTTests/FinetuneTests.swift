@@ -189,3 +189,33 @@ struct FinetuneShardTests {
         }
     }
 }
+
+@Suite("ViT fine-tuning, teacher cache on disk")
+struct FinetuneTeacherCacheTests {
+    struct TeacherCalled: Error {}
+
+    @Test("a second run reads every teacher map from the cache folder and trains to the same weights")
+    func diskCache() throws {
+        let target = FinetuneTests.tinyViT(seed: 2)
+        let data = FinetuneTests.images(3, seed: 3)
+        let dir = try makeTempDirectory("teacher-cache")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func train(_ teacher: FinetuneTeacher) throws -> VisionTransformer {
+            let s = FinetuneTests.tinyViT(seed: 1)
+            s.thaw(.all)
+            var options = FinetuneOptions()
+            options.batchSize = 3
+            let task = try FinetuneTask(student: s, teacher: teacher, imageCount: 3, options: options, seed: 4) { data[$0] }
+            task.teacherCacheDirectory = dir
+            var loop = LoopSettings(numIters: 8)
+            loop.seed = 7
+            _ = try Trainer(task: task, optimizer: FinetuneTests.optimizer(lr: 1e-3), loop: loop, quiet: true).run()
+            return s
+        }
+        let first = try train(FinetuneTests.teacher(target))
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".npy") }
+        #expect(files.count >= 3 && files.count <= 6, "\(files)")  // 3 images × the flips drawn
+        let second = try train(FixedTeacher { _ in throw TeacherCalled() })
+        for ((k, a), (_, b)) in zip(first.namedParameters(), second.namedParameters()) { #expect(a.scalars == b.scalars, "\(k)") }
+    }
+}
