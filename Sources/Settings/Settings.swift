@@ -12,12 +12,14 @@ public struct DVTSettings: Sendable, Equatable {
     public var stage1: Stage1
     public var stage2: Stage2
     public var srt: SRT
+    public var finetune: Finetune
 
     public init(_ c: ResolvedConfig) {
         run = Run(c)
         stage1 = Stage1(c)
         stage2 = Stage2(c)
         srt = SRT(c)
+        finetune = Finetune(c)
     }
 
 

@@ -84,6 +84,9 @@ public struct OptimizerSettings: Codable, Sendable, Equatable {
     public var lossScale: Double = 1
     /// Which of DVT's two warmup-cosine spellings sets the learning rate (see Schedule.swift).
     public var schedule: LRSchedule = .adjustLearningRate
+    /// `.multiStep` only: the steps from which the rate is multiplied by one more `lrDecay`.
+    public var lrMilestones: [Int] = []
+    public var lrDecay: Double = 0.1
     public init() {}
 }
 
@@ -94,6 +97,9 @@ public enum LRSchedule: String, Codable, Sendable, CaseIterable {
     /// The precomputed `CosineScheduler` table (dvt/utils/misc.py lines 211-241): stage 2,
     /// whose linspace warmup reaches the peak at step W − 1.
     case cosineScheduler
+    /// A constant rate multiplied by `lrDecay` once per milestone reached (step >= milestone):
+    /// SRT's `adjust_lr(sched_type='step')` (donglao/srt distill_utils.py lines 7-10).
+    case multiStep
 }
 
 /// Loop length, logging and checkpoint cadence, and the seed of every draw the loop makes.
@@ -202,6 +208,10 @@ public final class Trainer {
     /// DVT's `adjust_learning_rate`: linear warmup from 0, then half-cycle cosine to the floor.
     public func learningRate(at step: Int) -> Double {
         if let cosineTable { return cosineTable[step] }
+        if optimizerSettings.schedule == .multiStep {
+            let reached = optimizerSettings.lrMilestones.filter { step >= $0 }.count
+            return optimizerSettings.lr * pow(optimizerSettings.lrDecay, Double(reached))
+        }
         return adjustLearningRate(step: Double(step), baseLR: optimizerSettings.lr, minLR: optimizerSettings.minLR,
                            warmupSteps: Double(optimizerSettings.warmupIters), totalSteps: Double(loop.numIters))
     }

@@ -32,6 +32,10 @@ public final class VisionTransformer: Module {
     /// Set when the weights are random (`--random-init`): every output must say so.
     public private(set) var randomInitSeed: UInt64?
 
+    /// Checkpoint tensors the feature path ignores (`isIgnoredKey`, e.g. SigLIP's `attn_pool.*`),
+    /// kept as loaded so an exported timm state dict still loads with strict=True.
+    public internal(set) var passthroughTensors: [String: Tensor] = [:]
+
     private var posCache: [String: Tensor] = [:]
     private var ropeCache: [String: RopeTables] = [:]
     private let posCacheLock = NSLock()
@@ -64,8 +68,10 @@ public final class VisionTransformer: Module {
     /// every other missing, unexpected or mis-shaped tensor is reported, all in one error.
     public convenience init(config: ViTConfig, weights url: URL) throws {
         let raw = try WeightFiles.load(url, stateDict: TimmCheckpointNames.unwrap, keep: { !$0.hasPrefix("head.") }).tensors
-        let dict = try TimmCheckpointNames.fromDINOv2Hub(raw).filter { !VisionTransformer.isIgnoredKey($0.key) }
+        let all = try TimmCheckpointNames.fromDINOv2Hub(TimmCheckpointNames.fromDVTWrapper(raw))
+        let dict = all.filter { !VisionTransformer.isIgnoredKey($0.key) }
         try self.init(config: config, stateDict: dict, source: url.path)
+        passthroughTensors = all.filter { VisionTransformer.isIgnoredKey($0.key) }
     }
 
     /// A model from a timm state dict already in memory (keys as timm names them, ignored keys
@@ -111,6 +117,8 @@ public final class VisionTransformer: Module {
     /// (bicubic, align_corners=False, antialias=True, from the square pretraining grid). Cached.
     func patchPositions(_ gh: Int, _ gw: Int) -> Tensor? {
         guard let posEmbed else { return nil }
+        // Fine-tuning: a resample that records the graph into `pos_embed` (ViTTraining.swift).
+        if isGradEnabled && posEmbed.requiresGrad { return differentiablePatchPositions(gh, gw) }
         let key = "\(gh)x\(gw)"
         posCacheLock.lock()
         defer { posCacheLock.unlock() }
@@ -125,6 +133,14 @@ public final class VisionTransformer: Module {
         let out = resized.reshape([gh * gw, c])                                                            // (T, C)
         posCache[key] = out
         return out
+    }
+
+    /// Drops the resampled position embeddings cached from `pos_embed`: call after the weights
+    /// change (fine-tuning), so later features use the new values.
+    public func invalidatePositionCache() {
+        posCacheLock.lock()
+        defer { posCacheLock.unlock() }
+        posCache.removeAll()
     }
 
     /// RoPE tables for a token grid, computed from the grid itself (timm `rope.get_embed(shape=
@@ -182,9 +198,16 @@ public final class VisionTransformer: Module {
         for l in layers {
             precondition(l >= 0 && l < config.depth, "layer \(l) out of range 0..<\(config.depth) for \(config.name)")
         }
+        return withNoGrad { forward(images, layers: layers, norm: applyNorm, stride: stride, checkpointBlocks: false) }
+    }
+
+    /// The forward pass behind `features`, recording the graph when grad mode is on and some
+    /// parameter requires a gradient (`trainingFeatures`, ViTTraining.swift). With
+    /// `checkpointBlocks`, each block's activations are recomputed in backward instead of kept.
+    func forward(_ images: Tensor, layers: [Int], norm applyNorm: Bool, stride: Int?, checkpointBlocks: Bool) -> [Int: ViTFeatures] {
         let s = stride ?? config.patchSize
         precondition(s >= 1 && s <= config.patchSize, "stride \(s) must be in 1...\(config.patchSize)")
-        return withNoGrad {
+        do {
             let b = images.shape[0], c = config.embedDim
             var (x, gh, gw) = embedPatches(images, stride: s)                      // (B, T, C)
             let t = gh * gw
@@ -207,7 +230,12 @@ public final class VisionTransformer: Module {
             var out: [Int: ViTFeatures] = [:]
             let last = layers.max() ?? -1
             for i in 0...max(last, 0) where i <= last {
-                x = blocks[i](x, rope: rope, prefix: r)                           // (B, R + T, C)
+                if checkpointBlocks {
+                    let block = blocks[i]
+                    x = Tensor.checkpoint(x, parameters: block.namedParameters().map(\.1)) { block($0, rope: rope, prefix: r) }
+                } else {
+                    x = blocks[i](x, rope: rope, prefix: r)                       // (B, R + T, C)
+                }
                 if layers.contains(i) {
                     let y = applyNorm ? norm(x) : x
                     out[i] = ViTFeatures(patch: y.slice(axis: 1, r..<(r + t)).reshape([b, gh, gw, c]),

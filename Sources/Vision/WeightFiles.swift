@@ -83,6 +83,16 @@ public enum TimmCheckpointNames {
         return v
     }
 
+    /// DVT's stage-3 checkpoints (`{"model": PretrainedViTWrapper.state_dict(), …}`,
+    /// main_distillation.py lines 267-273) name the timm model's keys `model.<timm key>`, the
+    /// wrapper's attribute (vit_wrapper.py line 108); evaluate_dense_tasks.py line 186 loads them
+    /// back into the wrapper. When every key has that prefix and the rest is a ViT, it is dropped.
+    public static func fromDVTWrapper(_ dict: [String: Tensor]) -> [String: Tensor] {
+        guard !dict.isEmpty, dict.keys.allSatisfy({ $0.hasPrefix("model.") }),
+              dict["model.patch_embed.proj.weight"] != nil else { return dict }
+        return Dictionary(uniqueKeysWithValues: dict.map { (String($0.key.dropFirst(6)), $0.value) })
+    }
+
     /// facebookresearch/dinov2 hub names → timm names, as timm's `_convert_dinov2` does (it is
     /// applied when the checkpoint has a `mask_token`): `mask_token` dropped; with registers,
     /// `register_tokens` → `reg_token`, the class token's position row folded into `cls_token`

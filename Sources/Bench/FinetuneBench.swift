@@ -1,0 +1,58 @@
+import DVT
+import Foundation
+import NN
+import TensorCore
+import Vision
+
+extension Bench {
+    /// One `dvt bench finetune` measurement: a DVT stage-3 step's phases and the process peak.
+    public struct FinetuneTiming: Sendable {
+        /// Median seconds of a whole step (forward + loss, backward, AdamW).
+        public var step: Double
+        /// Mean forward, backward and optimiser seconds.
+        public var forward: Double, backward: Double, optimizer: Double
+        /// Peak resident set of this process after the steps, MiB (getrusage ru_maxrss).
+        public var peakRSSMiB: Double
+    }
+
+    /// A DVT stage-3 training step of a random-weights ViT, as scripts/bench_finetune_torch.py
+    /// times it: last-block patch features after the final norm, MSE + (1 − cos) against a
+    /// fixed target, backward through every parameter, AdamW (0.9, 0.999), wd 1e-5; fp32.
+    public static func finetuneStep(arch: String, size: Int, batch: Int, steps: Int, checkpointBlocks: Bool) throws -> FinetuneTiming {
+        guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
+        let model = VisionTransformer(config: cfg, seed: 0)
+        var rng = RandomGenerator(seed: 1)
+        let x = Tensor.normal([batch, 3, size, size], rng: &rng)  // (B, 3, H, W)
+        let last = cfg.depth - 1
+        let target = withNoGrad { model.features(x, layers: [last])[last]!.patch * 0.5 }  // (B, Gh, Gw, C)
+        model.thaw(.all)
+        let opt = AdamW(parameters: model.namedParameters(), lr: 1e-4, betas: (0.9, 0.999), weightDecay: 1e-5)
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+        var phases = [0.0, 0.0, 0.0], totals: [Double] = []
+        func step() {
+            let t0 = now()
+            let p = model.trainingFeatures(x, layer: last, checkpointBlocks: checkpointBlocks).patch
+            let loss = denoiserLoss(p, target).loss
+            let t1 = now()
+            opt.zeroGrad()
+            loss.backward()
+            let t2 = now()
+            opt.step()
+            let t3 = now()
+            phases[0] += t1 - t0; phases[1] += t2 - t1; phases[2] += t3 - t2
+            totals.append(t3 - t0)
+        }
+        step()
+        phases = [0, 0, 0]; totals = []
+        for _ in 0..<steps { step() }
+        var usage = rusage()
+        #if os(Linux)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)  // ru_maxrss in KiB
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        #endif
+        let n = Double(steps)
+        return FinetuneTiming(step: totals.sorted()[totals.count / 2], forward: phases[0] / n, backward: phases[1] / n,
+                              optimizer: phases[2] / n, peakRSSMiB: Double(usage.ru_maxrss) / 1024)
+    }
+}
