@@ -9,6 +9,7 @@ struct TypedSettingsTests {
     static let sections: [String: [String: String]] = [
         "": DVTSettings.Run.keyNames, "stage1": DVTSettings.Stage1.keyNames,
         "stage2": DVTSettings.Stage2.keyNames, "srt": DVTSettings.SRT.keyNames,
+        "probe": DVTSettings.Probe.keyNames,
     ]
 
     @Test("every schema key has its property, and every property its schema key")
