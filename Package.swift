@@ -79,6 +79,7 @@ let package = Package(
         .testTarget(name: "DVTTests", dependencies: ["DVT", "Training", "Bench", "Jobs", "Report", "Settings", "Formats", "TestSupport"]),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "DVT", "Vision", "NN", "TensorCore", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: [
+            "Probe",
             "DVTCommands", "Bench", "Jobs", "Settings", "Training", "DVT", "Vision", "Formats", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

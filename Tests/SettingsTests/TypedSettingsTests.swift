@@ -34,7 +34,8 @@ struct TypedSettingsTests {
         #expect(s.stage1.warmupIters == nil && s.run.inputSize == c.ints("input_size"))
         // Each property holds its key's value: compare through Mirror against the resolved value.
         let mirrors: [String: Mirror] = ["": Mirror(reflecting: s.run), "stage1": Mirror(reflecting: s.stage1),
-                                         "stage2": Mirror(reflecting: s.stage2), "srt": Mirror(reflecting: s.srt)]
+                                         "stage2": Mirror(reflecting: s.stage2), "srt": Mirror(reflecting: s.srt),
+                                         "probe": Mirror(reflecting: s.probe)]
         for key in ConfigSchema.keys {
             let name = Self.sections[key.section]![key.path]!
             let child = mirrors[key.section]!.children.first { $0.label == name }
