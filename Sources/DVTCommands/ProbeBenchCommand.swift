@@ -33,7 +33,6 @@ extension DVTCommand.BenchCommand {
 
         func run() throws {
             compute.apply()
-            let c = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
             var o = PlantedProbeBench.Options()
             o.strengths = try strengths.split(separator: ",").map {
                 guard let v = Float($0.trimmingCharacters(in: .whitespaces)), v >= 0 else {
@@ -41,6 +40,7 @@ extension DVTCommand.BenchCommand {
                 }
                 return v
             }
+            let c = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
             o.trainCases = trainCases
             o.valCases = valCases
             o.classes = classes

@@ -116,3 +116,29 @@ struct ProbeCLITests {
         #expect(message(["probe", cfg.path, voc.path, "--set", "probe.iterations=0"]).contains("probe.iterations"))
     }
 }
+
+@Suite("dvt bench probe")
+struct ProbeBenchCLITests {
+    @Test("planted segmentation on tiny cases writes the table with every strength × method")
+    func tinyPlanted() throws {
+        let dir = temporaryDirectory("bench-probe")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let json = dir.appendingPathComponent("probe/planted.json")
+        try runDVT(["bench", "probe", repositoryRoot.appendingPathComponent("Configs/planted.yaml").path,
+                    "--set", "stage1.num_iters=20", "stage1.pixel_bsz=256", "stage2.num_iters=4", "stage2.batch_size=2",
+                    "stage2.save_freq=2", "stage2.val_freq=2", "output_dir=\(dir.path)",
+                    "--strengths", "0.2,1.5", "--train-cases", "2", "--val-cases", "1", "--views", "3",
+                    "--probe-iterations", "5", "--json", json.path, "--threads", "1"])
+        let obj = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
+        let methods = (obj["methods"] as! [[String: Any]]).map { $0["method"] as! String }
+        #expect(methods.count == 8 && methods.contains("strength 1.50 · stage2") && methods.contains("strength 0.20 · truth"))
+        let figures = obj["figures"] as! [[String: String]]
+        #expect(figures.count == 2)
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("probe/" + figures[0]["file"]!).path))
+        #expect(try message { try runDVT(["bench", "probe", "--strengths", "x"]) }.contains("not a non-negative number"))
+    }
+
+    func message(_ body: () throws -> Void) throws -> String {
+        do { try body(); return "" } catch { return "\(error)" }
+    }
+}
