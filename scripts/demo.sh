@@ -10,5 +10,5 @@ swift build -c release --product dvt
 # full-size numbers): 6 + 3 cases each, stage 1 500 steps, stage 2 800 steps.
 .build/release/dvt bench probe Configs/planted.yaml \
     --set stage1.num_iters=500 stage2.num_iters=800 output_dir=runs/demo-planted \
-    --strengths 0.3,1.2 --train-cases 6 --val-cases 3 --views 48 --json runs/demo/probe/planted.json
+    --strengths 1,4 --train-cases 6 --val-cases 3 --views 48 --json runs/demo/probe/planted.json
 exec .build/release/dvt run Configs/demo.yaml "$@"

@@ -15,7 +15,7 @@ import Vision
 /// ground truth: the raw features' mIoU falls as the artifact grows, the denoised ones' holds.
 public enum PlantedProbeBench {
     public struct Options: Sendable {
-        public var strengths: [Float] = [0.3, 0.6, 1.2]
+        public var strengths: [Float] = [0.5, 1, 2, 4]
         public var trainCases = 10
         public var valCases = 4
         public var classes = 5
@@ -23,7 +23,7 @@ public enum PlantedProbeBench {
         public var artifactSeed: UInt64 = 0
         public var probeIterations = 300
         public var grid = 16
-        public var dim = 64
+        public var dim = 16
         public var views = 96
         public var quiet = true
         public init() {}

@@ -22,12 +22,14 @@ extension DVTCommand.BenchCommand {
         @Option(name: .customLong("set"), parsing: .upToNextOption, help: "Override config keys: --set stage1.num_iters=500")
         var overrides: [String] = []
         @Option(help: "Comma-separated artifact strengths (the planted artifact's mean token norm relative to the clean field's).")
-        var strengths = "0.3,0.6,1.2"
+        var strengths = "0.5,1,2,4"
         @Option(help: "Cases the heads (and stage 2) train on.") var trainCases = 10
         @Option(help: "Held-out cases the heads are scored on.") var valCases = 4
         @Option(help: "Classes shared by the cases' regions.") var classes = 5
         @Option(help: "Head training steps.") var probeIterations = 300
         @Option(help: "Stage-1 views per case besides the whole image.") var views = 96
+        @Option(help: "Feature channels of the planted cases. A linear head can project out a low-rank artifact when channels are many, so the effect shows at a few channels per artifact pattern.")
+        var dim = 16
         @Option(help: "Where to write the table as JSON (default OUTPUT_DIR/probe/planted.json).") var json: String?
         @Flag(help: "Per-case progress lines.") var verbose = false
 
@@ -46,6 +48,7 @@ extension DVTCommand.BenchCommand {
             o.classes = classes
             o.probeIterations = probeIterations
             o.views = views
+            o.dim = dim
             o.quiet = !verbose
             let out = json.map { URL(fileURLWithPath: $0) }
                 ?? URL(fileURLWithPath: c.settings.run.outputDir ?? "runs/planted").appendingPathComponent("probe/planted.json")
