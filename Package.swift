@@ -4,6 +4,7 @@
 //   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
 //   → Formats (safetensors, npy, .pth, atomic files, JSON header) → Vision (images, resizes, views, ViT)
 //   → Training (the loop, checkpoints, task protocol) → DVT (stage 1, stage 2 tasks, SRT, metrics, visuals)
+//   → Probe (downstream linear probes: metrics, heads, dataset readers, synthetic scenes)
 //   → Settings (config, schema) → Report (HTML, plots) → Jobs (image sources, sharding, feature tree,
 //   jobs, pipeline; MPI through Distributed, which needs only TensorCore) → Bench (benchmarks, PyTorch reference) → DVTCommands (CLI) → dvt (executable, no logic)
 import PackageDescription
@@ -42,6 +43,10 @@ let package = Package(
         .target(name: "Training", dependencies: ["Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
         .target(name: "DVT", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "CLapacke"],
                 swiftSettings: kernelSettings),
+        // Probe: downstream evaluation (DVT's linear-probe protocol): mmseg/DINOv2 metrics, the
+        // BN + 1×1 heads and their losses, dataset readers, the synthetic labelled scenes.
+        .target(name: "Probe", dependencies: ["DVT", "Training", "Vision", "Formats", "NN", "TensorCore"],
+                swiftSettings: kernelSettings),
         .target(name: "Settings", dependencies: ["DVT", .product(name: "Yams", package: "Yams")]),
         .target(name: "Report", dependencies: ["DVT", "Training", "Vision", "Formats", "TensorCore"],
                 swiftSettings: kernelSettings),
@@ -51,14 +56,14 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "Distributed", dependencies: ["COpenMPI", "TensorCore"]),
         .target(name: "Jobs", dependencies: [
-            "Distributed", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
+            "Probe", "Distributed", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
         ], swiftSettings: kernelSettings),
         // Benchmarks that spawn the PyTorch reference and call cblas: only the CLI depends on them.
         .target(name: "Bench", dependencies: [
-            "Distributed", "Jobs", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "COpenBLAS",
+            "Probe", "Distributed", "Jobs", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "COpenBLAS",
         ], swiftSettings: kernelSettings),
         .target(name: "DVTCommands", dependencies: [
-            "Distributed", "Bench", "Jobs", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
+            "Probe", "Distributed", "Bench", "Jobs", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
@@ -72,7 +77,9 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Jobs", "Settings", "Vision", "NN", "TestSupport"]),
         .testTarget(name: "SettingsTests", dependencies: ["Settings", "TensorCore", "TestSupport"]),
         .testTarget(name: "DVTTests", dependencies: ["DVT", "Training", "Bench", "Jobs", "Report", "Settings", "Formats", "TestSupport"]),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "DVT", "Vision", "NN", "TensorCore", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: [
+            "Probe",
             "DVTCommands", "Bench", "Jobs", "Settings", "Training", "DVT", "Vision", "Formats", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

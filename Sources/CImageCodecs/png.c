@@ -212,3 +212,180 @@ int cic_png_encode(const uint8_t *pixels, int width, int height, int components,
     free(writer);
     return 0;
 }
+
+int cic_png_decode_samples(const uint8_t *data, size_t size, uint64_t max_pixels,
+                           uint16_t **out_samples, int *out_width, int *out_height,
+                           int *out_color_type, int *out_bit_depth, char *err, size_t errlen) {
+    cic_png_error perr;
+    cic_png_reader reader = {data, size, 0};
+    png_structp png = NULL;
+    png_infop info = NULL;
+    uint8_t *volatile pixels = NULL;
+    png_bytep *volatile rows = NULL;
+    uint16_t *volatile samples = NULL;
+
+    *out_samples = NULL;
+    *out_width = 0;
+    *out_height = 0;
+    *out_color_type = -1;
+    *out_bit_depth = 0;
+    perr.message[0] = 0;
+    if (data == NULL || size < 8 || png_sig_cmp((png_const_bytep)data, 0, 8) != 0) {
+        cic_set_error(err, errlen, "not a PNG file (bad signature)");
+        return 1;
+    }
+    png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr, cic_png_error_fn, cic_png_warning_fn);
+    if (png == NULL) { cic_set_error(err, errlen, "cannot create PNG reader"); return 1; }
+    info = png_create_info_struct(png);
+    if (info == NULL) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        cic_set_error(err, errlen, "cannot create PNG info");
+        return 1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "corrupt PNG data");
+        png_destroy_read_struct(&png, &info, NULL);
+        free(rows);
+        free(pixels);
+        free(samples);
+        return 1;
+    }
+    png_set_user_limits(png, CIC_PNG_MAX_SIDE, CIC_PNG_MAX_SIDE);
+    png_set_read_fn(png, &reader, cic_png_read_fn);
+    png_read_info(png, info);
+
+    png_uint_32 w = 0, h = 0;
+    int bit_depth = 0, color_type = 0;
+    png_get_IHDR(png, info, &w, &h, &bit_depth, &color_type, NULL, NULL, NULL);
+    *out_color_type = color_type;
+    *out_bit_depth = bit_depth;
+    if (color_type != PNG_COLOR_TYPE_PALETTE && color_type != PNG_COLOR_TYPE_GRAY) {
+        png_destroy_read_struct(&png, &info, NULL);
+        cic_set_error(err, errlen, "PNG colour type %d has no single sample per pixel", color_type);
+        return 2;
+    }
+    if (w == 0 || h == 0) png_error(png, "PNG has empty dimensions");
+    if ((uint64_t)w * (uint64_t)h > max_pixels) {
+        snprintf(perr.message, sizeof perr.message, "PNG dimensions %ux%u exceed the limit of %llu pixels",
+                 (unsigned)w, (unsigned)h, (unsigned long long)max_pixels);
+        png_longjmp(png, 1);
+    }
+    // One byte per sample for depths below 8, values unscaled (palette indices stay indices).
+    if (bit_depth < 8) png_set_packing(png);
+    (void)png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    const size_t rowbytes = png_get_rowbytes(png, info);
+    const size_t bytes_per_sample = bit_depth == 16 ? 2 : 1;
+    if (png_get_channels(png, info) != 1 || rowbytes != (size_t)w * bytes_per_sample) {
+        png_error(png, "unexpected PNG layout for a one-sample-per-pixel image");
+    }
+    pixels = (uint8_t *)malloc(rowbytes * (size_t)h);
+    rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)h);
+    samples = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)w * (size_t)h);
+    if (pixels == NULL || rows == NULL || samples == NULL) png_error(png, "out of memory for PNG samples");
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * rowbytes;
+    png_read_image(png, rows);
+    png_destroy_read_struct(&png, &info, NULL);
+    const size_t n = (size_t)w * (size_t)h;
+    if (bytes_per_sample == 2) {
+        // PNG stores 16-bit samples big-endian.
+        for (size_t i = 0; i < n; i++) samples[i] = (uint16_t)((pixels[2 * i] << 8) | pixels[2 * i + 1]);
+    } else {
+        for (size_t i = 0; i < n; i++) samples[i] = pixels[i];
+    }
+    free(rows);
+    free(pixels);
+    *out_samples = samples;
+    *out_width = (int)w;
+    *out_height = (int)h;
+    return 0;
+}
+
+int cic_png_encode_samples(const uint16_t *samples, int width, int height, int mode,
+                           const uint8_t *palette, int palette_len,
+                           uint8_t **out_data, size_t *out_size, char *err, size_t errlen) {
+    cic_png_error perr;
+    png_structp png = NULL;
+    png_infop info = NULL;
+    cic_png_writer *writer = NULL;
+    png_bytep *rows = NULL;
+    uint8_t *bytes = NULL;
+
+    *out_data = NULL;
+    *out_size = 0;
+    perr.message[0] = 0;
+    if (samples == NULL || width <= 0 || height <= 0 || (unsigned)width > CIC_PNG_MAX_SIDE || (unsigned)height > CIC_PNG_MAX_SIDE) {
+        cic_set_error(err, errlen, "cannot encode a %dx%d image as PNG", width, height);
+        return 1;
+    }
+    if (mode < 0 || mode > 2 || (mode == 0 && (palette == NULL || palette_len < 1 || palette_len > 256))) {
+        cic_set_error(err, errlen, "bad sample PNG mode %d (palette of %d entries)", mode, palette_len);
+        return 1;
+    }
+    const size_t n = (size_t)width * (size_t)height;
+    const size_t bps = mode == 2 ? 2 : 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned limit = mode == 0 ? (unsigned)palette_len : (mode == 1 ? 256u : 65536u);
+        if (samples[i] >= limit) {
+            cic_set_error(err, errlen, "sample %u at pixel %zu does not fit (limit %u)", (unsigned)samples[i], i, limit);
+            return 1;
+        }
+    }
+    writer = (cic_png_writer *)calloc(1, sizeof *writer);
+    rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)height);
+    bytes = (uint8_t *)malloc(n * bps);
+    if (writer == NULL || rows == NULL || bytes == NULL) {
+        free(writer);
+        free(rows);
+        free(bytes);
+        cic_set_error(err, errlen, "out of memory");
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (bps == 2) { bytes[2 * i] = (uint8_t)(samples[i] >> 8); bytes[2 * i + 1] = (uint8_t)(samples[i] & 0xFF); }
+        else bytes[i] = (uint8_t)samples[i];
+    }
+    for (int y = 0; y < height; y++) rows[y] = (png_bytep)(bytes + (size_t)y * (size_t)width * bps);
+    png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr, cic_png_error_fn, cic_png_warning_fn);
+    if (png != NULL) info = png_create_info_struct(png);
+    if (png == NULL || info == NULL) {
+        png_destroy_write_struct(&png, NULL);
+        free(writer);
+        free(rows);
+        free(bytes);
+        cic_set_error(err, errlen, "cannot create PNG writer");
+        return 1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "PNG encoding failed");
+        png_destroy_write_struct(&png, &info);
+        free(writer->data);
+        free(writer);
+        free(rows);
+        free(bytes);
+        return 1;
+    }
+    png_set_write_fn(png, writer, cic_png_write_fn, cic_png_flush_fn);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, mode == 2 ? 16 : 8,
+                 mode == 0 ? PNG_COLOR_TYPE_PALETTE : PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (mode == 0) {
+        png_color entries[256];
+        for (int i = 0; i < palette_len; i++) {
+            entries[i].red = palette[3 * i];
+            entries[i].green = palette[3 * i + 1];
+            entries[i].blue = palette[3 * i + 2];
+        }
+        png_set_PLTE(png, info, entries, palette_len);
+    }
+    png_write_info(png, info);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(rows);
+    free(bytes);
+    *out_data = writer->data;
+    *out_size = writer->size;
+    free(writer);
+    return 0;
+}

@@ -35,6 +35,11 @@ public struct PlantedData {
         /// `artifactSeed` carries the same artifact: many images seen through one "ViT", which
         /// is what stage 2 needs to learn from. F, the views and the noise still come from `seed`.
         public var artifactSeed: UInt64?
+        /// Planted segmentation (PlantedSegmentation.swift): each region of F takes one of this
+        /// many classes, with class embeddings shared by every case; nil = the usual planted F.
+        public var segmentationClasses: Int?
+        /// Seed of the shared class embeddings.
+        public var classDictionarySeed: UInt64 = 0
         public init() {}
     }
 
@@ -156,6 +161,7 @@ public struct PlantedData {
         // This seed's own G is drawn even when it is replaced below, so the views and noise that
         // follow come from the same random stream as without `artifactSeed`.
         var parts = drawParts(&rng, o)
+        applyClasses(&parts, seed: seed, options: o)
         if let a = o.artifactSeed, a != seed {
             var other = RandomGenerator(seed: a)
             let shared = drawParts(&other, o)

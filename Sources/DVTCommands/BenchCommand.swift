@@ -27,7 +27,7 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
-            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, DenoiserBench.self, DenoiserRanksBench.self, FinetuneBench.self])
+            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, ProbeBench.self, DenoiserBench.self, DenoiserRanksBench.self, FinetuneBench.self])
     }
 }
 

@@ -142,6 +142,15 @@ public final class Pipeline {
             try AtomicFile.write(Data(ArtifactMetrics.markdown(rows).utf8), to: root.appendingPathComponent("metrics.md"))
             return (rows, "\(rows.count) methods over \(evalItems.count) images")
         }
+        if config.settings.probe.enabled {
+            try timed("probe") { () -> ((), String) in
+                var probe = try ProbeRun(config: config, model: model)
+                probe.log = log
+                let outcome = try probe.run()
+                log(outcome.table)
+                return ((), outcome.json.path)
+            }
+        }
         let report = try timed("report") { () -> (URL, String) in
             let url = try Report(run: reportRun, items: evalItems.map { ($0.relativeStem, $0.url) }, rows: rows).write()
             return (url, url.path)

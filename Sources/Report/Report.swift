@@ -147,6 +147,7 @@ public struct Report {
         for (name, file) in strips {
             h += "<figure><img src=\"\(esc(file))\" alt=\"\(esc(name))\"><figcaption>\(esc(name))</figcaption></figure>\n"
         }
+        h += Downstream.html(root: run.root, reportDir: dir)
         h += "<h2>Training</h2>\n"
         for (title, file) in curves {
             h += "<figure><img src=\"\(esc(file))\" alt=\"\(esc(title))\"><figcaption>\(esc(title))</figcaption></figure>\n"

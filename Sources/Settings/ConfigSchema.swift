@@ -135,6 +135,30 @@ public enum ConfigSchema {
                   "Weight every shift equally (default: the official code's, which counts the unshifted view twice)."),
         ConfigKey("srt.batch_size", .int(1...1024), .int(8), dvt: nil, "Shifted images per ViT forward."),
         ConfigKey("srt.enabled", .bool, .bool(true), dvt: nil, "Compute SRT features in `dvt run` (for metrics and srt targets)."),
+
+        // Downstream linear probes (`dvt probe`, and the optional probe step of `dvt run`)
+        ConfigKey("probe.enabled", .bool, .bool(false), dvt: nil,
+                  "Run the probe step at the end of `dvt run` (needs probe.root)."),
+        ConfigKey("probe.task", .choice(["segmentation", "depth"]), .string("segmentation"), dvt: "--task (evaluate_dense_tasks.py)",
+                  "Downstream task: semantic segmentation (mIoU) or monocular depth (RMSE)."),
+        ConfigKey("probe.dataset", .choice(["voc", "ade20k", "nyu", "folder"]), .string("voc"), dvt: "dataset_type",
+                  "Dataset layout under probe.root (docs/probe.md)."),
+        ConfigKey("probe.root", .string, .null, nullable: true, dvt: "data_root",
+                  "Dataset root folder."),
+        ConfigKey("probe.methods", .string, .string("raw,srt,stage1,stage2"), dvt: nil,
+                  "Comma-separated feature sources, one head each: raw, srt, stage1 (the run tree's denoised features), stage2 (the run's denoiser), or a denoiser file."),
+        ConfigKey("probe.official", .bool, .bool(false), dvt: nil,
+                  "Train with the official protocol's numbers (40000 / 38400 iterations, batch 16) instead of the CPU preset."),
+        ConfigKey("probe.iterations", .int(1...10_000_000), .null, nullable: true, dvt: "max_iters",
+                  "Head training steps; null = the preset's (CPU 1000; official 40000 segmentation, 38400 depth)."),
+        ConfigKey("probe.batch_size", .int(1...4096), .null, nullable: true, dvt: "samples_per_gpu × GPUs",
+                  "Feature maps per step; null = the preset's (CPU 8; official 16)."),
+        ConfigKey("probe.lr", .double(0...10), .null, nullable: true, dvt: "optimizer.lr",
+                  "AdamW learning rate; null = DVT's (1e-3 segmentation, 5e-3 depth)."),
+        ConfigKey("probe.max_train", .int(1...10_000_000), .null, nullable: true, dvt: nil,
+                  "Use at most this many training images (the first in split order); null = all."),
+        ConfigKey("probe.max_val", .int(1...10_000_000), .null, nullable: true, dvt: nil,
+                  "Evaluate on at most this many validation images; null = all."),
     ]
 }
 

@@ -13,6 +13,7 @@ public struct DVTSettings: Sendable, Equatable {
     public var stage2: Stage2
     public var srt: SRT
     public var finetune: Finetune
+    public var probe: Probe
 
     public init(_ c: ResolvedConfig) {
         run = Run(c)
@@ -20,6 +21,7 @@ public struct DVTSettings: Sendable, Equatable {
         stage2 = Stage2(c)
         srt = SRT(c)
         finetune = Finetune(c)
+        probe = Probe(c)
     }
 
 
@@ -276,6 +278,55 @@ public struct DVTSettings: Sendable, Equatable {
             "srt.uniform": "uniform",
             "srt.batch_size": "batchSize",
             "srt.enabled": "enabled",
+        ]
+    }
+}
+
+extension DVTSettings {
+    /// The `probe.*` keys.
+    public struct Probe: Sendable, Equatable {
+        /// `probe.enabled`
+        public var enabled: Bool
+        /// `probe.task`
+        public var task: String?
+        /// `probe.dataset`
+        public var dataset: String?
+        /// `probe.root`
+        public var root: String?
+        /// `probe.methods`
+        public var methods: String?
+        /// `probe.official`
+        public var official: Bool
+        /// `probe.iterations`
+        public var iterations: Int?
+        /// `probe.batch_size`
+        public var batchSize: Int?
+        /// `probe.lr`
+        public var lr: Double?
+        /// `probe.max_train`
+        public var maxTrain: Int?
+        /// `probe.max_val`
+        public var maxVal: Int?
+
+        public init(_ c: ResolvedConfig) {
+            enabled = c.bool("probe.enabled")
+            task = c.string("probe.task")
+            dataset = c.string("probe.dataset")
+            root = c.string("probe.root")
+            methods = c.string("probe.methods")
+            official = c.bool("probe.official")
+            iterations = c.optionalInt("probe.iterations")
+            batchSize = c.optionalInt("probe.batch_size")
+            lr = c.optionalDouble("probe.lr")
+            maxTrain = c.optionalInt("probe.max_train")
+            maxVal = c.optionalInt("probe.max_val")
+        }
+
+        /// Schema key → property name, for the consistency test.
+        public static let keyNames: [String: String] = [
+            "probe.enabled": "enabled", "probe.task": "task", "probe.dataset": "dataset", "probe.root": "root",
+            "probe.methods": "methods", "probe.official": "official", "probe.iterations": "iterations",
+            "probe.batch_size": "batchSize", "probe.lr": "lr", "probe.max_train": "maxTrain", "probe.max_val": "maxVal",
         ]
     }
 }

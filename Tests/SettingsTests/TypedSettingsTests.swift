@@ -10,6 +10,7 @@ struct TypedSettingsTests {
         "": DVTSettings.Run.keyNames, "stage1": DVTSettings.Stage1.keyNames,
         "stage2": DVTSettings.Stage2.keyNames, "srt": DVTSettings.SRT.keyNames,
         "finetune": DVTSettings.Finetune.keyNames,
+        "probe": DVTSettings.Probe.keyNames,
     ]
 
     @Test("every schema key has its property, and every property its schema key")
@@ -35,7 +36,8 @@ struct TypedSettingsTests {
         // Each property holds its key's value: compare through Mirror against the resolved value.
         let mirrors: [String: Mirror] = ["": Mirror(reflecting: s.run), "stage1": Mirror(reflecting: s.stage1),
                                          "stage2": Mirror(reflecting: s.stage2), "srt": Mirror(reflecting: s.srt),
-                                         "finetune": Mirror(reflecting: s.finetune)]
+                                         "finetune": Mirror(reflecting: s.finetune),
+                                         "probe": Mirror(reflecting: s.probe)]
         for key in ConfigSchema.keys {
             let name = Self.sections[key.section]![key.path]!
             let child = mirrors[key.section]!.children.first { $0.label == name }

@@ -43,6 +43,22 @@ int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
 int cic_png_encode(const uint8_t *pixels, int width, int height, int components,
                    uint8_t **out_data, size_t *out_size, char *err, size_t errlen);
 
+/// Decodes a PNG held in memory *without* colour conversion, for label masks and depth maps:
+/// a palette PNG gives its palette indices (not the colours), a grayscale PNG its gray values
+/// (1/2/4/8-bit samples unscaled, 16-bit samples as 0...65535). One uint16 per pixel.
+/// `out_color_type` / `out_bit_depth` always report the file's IHDR (PNG_COLOR_TYPE_*: 0 gray,
+/// 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA). Returns 0 on success, 2 when the file is a valid PNG
+/// of another colour type (RGB, alpha) that has no single sample per pixel, 1 on other errors.
+int cic_png_decode_samples(const uint8_t *data, size_t size, uint64_t max_pixels,
+                           uint16_t **out_samples, int *out_width, int *out_height,
+                           int *out_color_type, int *out_bit_depth, char *err, size_t errlen);
+
+/// Encodes one sample per pixel: `mode` 0 = 8-bit palette PNG with `palette` (palette_len RGB
+/// triplets, 1...256; samples must be below palette_len), 1 = 8-bit gray, 2 = 16-bit gray.
+int cic_png_encode_samples(const uint16_t *samples, int width, int height, int mode,
+                           const uint8_t *palette, int palette_len,
+                           uint8_t **out_data, size_t *out_size, char *err, size_t errlen);
+
 /// Releases a buffer returned by one of the functions above.
 void cic_free(void *p);
 

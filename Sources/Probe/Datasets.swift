@@ -1,0 +1,215 @@
+import Foundation
+import Vision
+
+/// A dataset layout the probe reads, or a problem with one; messages name the file and what
+/// was found.
+public struct ProbeDataError: Error, CustomStringConvertible, LocalizedError {
+    public var description: String
+    public var errorDescription: String? { description }
+    public init(_ d: String) { description = d }
+}
+
+public enum ProbeTask: String, Sendable, CaseIterable, Codable { case segmentation, depth }
+
+/// The dataset layouts `dvt probe --dataset` reads (docs/probe.md has the trees).
+public enum DatasetLayout: String, Sendable, CaseIterable, Codable {
+    /// VOC2012: JPEGImages/<id>.jpg, SegmentationClass/<id>.png (palette PNG, read as palette
+    /// *indices*; 255 = boundary, ignored), ImageSets/Segmentation/{train,val}.txt; 21 classes
+    /// (vitb_voc2012_linear_config.py:47-51).
+    case voc
+    /// ADEChallengeData2016: images/{training,validation}/*.jpg, annotations/{training,validation}/
+    /// *.png (gray, 0 = other), 150 classes with reduce_zero_label (vitb_ade20k_linear_config.py).
+    case ade20k
+    /// NYUv2 as DINOv2's depth code reads it (evaluation/depth/datasets/nyu.py:96-131):
+    /// ROOT/nyu_train.txt and ROOT/nyu_test.txt, one "rgb depth focal" line per image with paths
+    /// relative to ROOT (a leading / is dropped), depth "None" lines skipped; the depth PNG is
+    /// 16-bit grayscale in millimetres (depth_scale 1000, vitb_nyu_linear_config.py:103).
+    case nyu
+    /// A generic folder: images/<stem>.{jpg,jpeg,png}, masks/<stem>.png (palette or gray index
+    /// PNG), classes.txt (one class name per line, line k = class k), optional train.txt /
+    /// val.txt (one stem per line; without them every 5th image in name order is validation).
+    case folder
+}
+
+/// One labelled image.
+public struct ProbeSample: Sendable, Equatable {
+    public var name: String
+    public var image: URL
+    public var target: URL
+}
+
+/// A labelled dataset: its splits, classes and label conventions.
+public struct ProbeDataset: Sendable {
+    public var layout: DatasetLayout
+    public var root: URL
+    public var task: ProbeTask
+    public var classNames: [String]
+    public var reduceZeroLabel: Bool
+    public var train: [ProbeSample]
+    public var val: [ProbeSample]
+    public static let ignoreIndex: Int32 = 255
+    /// NYU's depth PNGs hold millimetres.
+    public static let depthScale: Float = 1000
+
+    public var classes: Int { classNames.count }
+
+    public static let vocClasses = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+                                    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+                                    "sheep", "sofa", "train", "tvmonitor"]
+
+    /// Opens the layout at `root`, listing both splits and checking that every listed file exists.
+    public static func open(_ layout: DatasetLayout, root: URL) throws -> ProbeDataset {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: root.path, isDirectory: &isDir), isDir.boolValue else {
+            throw ProbeDataError("dataset root \(root.path) is not a directory")
+        }
+        var ds: ProbeDataset
+        switch layout {
+        case .voc:
+            func split(_ name: String) throws -> [ProbeSample] {
+                let list = root.appendingPathComponent("ImageSets/Segmentation/\(name).txt")
+                return try stems(list).map {
+                    ProbeSample(name: $0, image: root.appendingPathComponent("JPEGImages/\($0).jpg"),
+                                target: root.appendingPathComponent("SegmentationClass/\($0).png"))
+                }
+            }
+            // classes.txt at the root (one name per line) replaces VOC's 21 classes, so a set in the
+            // VOC layout with other classes (the shipped synthetic scenes) reads the same way.
+            let names = (try? String(contentsOf: root.appendingPathComponent("classes.txt"), encoding: .utf8))
+                .map { $0.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+            ds = ProbeDataset(layout: layout, root: root, task: .segmentation, classNames: names ?? vocClasses, reduceZeroLabel: false,
+                              train: try split("train"), val: try split("val"))
+        case .ade20k:
+            func split(_ name: String) throws -> [ProbeSample] {
+                let dir = root.appendingPathComponent("images/\(name)")
+                return try imageFiles(dir).map { url in
+                    let stem = url.deletingPathExtension().lastPathComponent
+                    return ProbeSample(name: "\(name)/\(stem)", image: url,
+                                       target: root.appendingPathComponent("annotations/\(name)/\(stem).png"))
+                }
+            }
+            ds = ProbeDataset(layout: layout, root: root, task: .segmentation,
+                              classNames: (1...150).map { "class\($0)" }, reduceZeroLabel: true,
+                              train: try split("training"), val: try split("validation"))
+        case .nyu:
+            func split(_ name: String) throws -> [ProbeSample] {
+                let list = root.appendingPathComponent(name)
+                guard let text = try? String(contentsOf: list, encoding: .utf8) else {
+                    throw ProbeDataError("NYU split file \(list.path) is missing (DINOv2's layout: ROOT/nyu_train.txt and ROOT/nyu_test.txt)")
+                }
+                var out: [ProbeSample] = []
+                for (n, line) in text.split(whereSeparator: \.isNewline).enumerated() {
+                    let f = line.split(separator: " ").map(String.init)
+                    if f.isEmpty { continue }
+                    guard f.count >= 2 else {
+                        throw ProbeDataError("\(list.path) line \(n + 1): expected \"rgb_path depth_path [focal]\", got \"\(line)\"")
+                    }
+                    if f[1] == "None" { continue }  // nyu.py:113-115
+                    func strip(_ s: String) -> String { s.hasPrefix("/") ? String(s.dropFirst()) : s }
+                    out.append(ProbeSample(name: strip(f[0]).replacingOccurrences(of: "/", with: "_"),
+                                           image: root.appendingPathComponent(strip(f[0])), target: root.appendingPathComponent(strip(f[1]))))
+                }
+                return out.sorted { $0.image.path < $1.image.path }  // nyu.py:126
+            }
+            ds = ProbeDataset(layout: layout, root: root, task: .depth, classNames: [], reduceZeroLabel: false,
+                              train: try split("nyu_train.txt"), val: try split("nyu_test.txt"))
+        case .folder:
+            let classFile = root.appendingPathComponent("classes.txt")
+            guard let text = try? String(contentsOf: classFile, encoding: .utf8) else {
+                throw ProbeDataError("folder dataset: \(classFile.path) is missing (one class name per line; line k is class k)")
+            }
+            let names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !names.isEmpty, names.count <= 255 else {
+                throw ProbeDataError("\(classFile.path): \(names.count) classes; 1...255 are allowed (255 is the ignore label)")
+            }
+            let images = try imageFiles(root.appendingPathComponent("images"))
+            var byStem: [String: URL] = [:]
+            for url in images { byStem[url.deletingPathExtension().lastPathComponent] = url }
+            func sample(_ stem: String) throws -> ProbeSample {
+                guard let url = byStem[stem] else {
+                    throw ProbeDataError("folder dataset: \(stem) is listed but \(root.appendingPathComponent("images").path) has no \(stem).jpg/.jpeg/.png")
+                }
+                return ProbeSample(name: stem, image: url, target: root.appendingPathComponent("masks/\(stem).png"))
+            }
+            let trainList = root.appendingPathComponent("train.txt"), valList = root.appendingPathComponent("val.txt")
+            let train: [ProbeSample], val: [ProbeSample]
+            if fm.fileExists(atPath: trainList.path) || fm.fileExists(atPath: valList.path) {
+                train = try stems(trainList).map(sample)
+                val = try stems(valList).map(sample)
+            } else {
+                let all = byStem.keys.sorted()
+                train = try all.enumerated().filter { $0.offset % 5 != 4 }.map { try sample($0.element) }
+                val = try all.enumerated().filter { $0.offset % 5 == 4 }.map { try sample($0.element) }
+            }
+            ds = ProbeDataset(layout: layout, root: root, task: .segmentation, classNames: names, reduceZeroLabel: false,
+                              train: train, val: val)
+        }
+        try ds.checkFiles()
+        return ds
+    }
+
+    /// Every listed image and target exists; both splits are non-empty.
+    func checkFiles() throws {
+        for (split, list) in [("train", train), ("val", val)] where list.isEmpty {
+            throw ProbeDataError("\(layout.rawValue) dataset at \(root.path): the \(split) split is empty")
+        }
+        let missing = (train + val).flatMap { [$0.image, $0.target] }.filter { !FileManager.default.fileExists(atPath: $0.path) }
+        if let first = missing.first {
+            throw ProbeDataError("\(layout.rawValue) dataset at \(root.path): \(missing.count) listed file(s) missing, e.g. \(first.path)")
+        }
+    }
+
+    static func stems(_ list: URL) throws -> [String] {
+        guard let text = try? String(contentsOf: list, encoding: .utf8) else {
+            throw ProbeDataError("split list \(list.path) is missing or unreadable")
+        }
+        return text.split(whereSeparator: \.isNewline).compactMap { $0.split(separator: " ").first.map(String.init) }
+    }
+
+    static func imageFiles(_ dir: URL) throws -> [URL] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.path) else {
+            throw ProbeDataError("image directory \(dir.path) is missing")
+        }
+        return names.filter { ["jpg", "jpeg", "png"].contains(($0 as NSString).pathExtension.lowercased()) }.sorted()
+            .map { dir.appendingPathComponent($0) }
+    }
+
+    /// The class index of every pixel of `sample`'s mask (reduce_zero_label applied when the
+    /// layout uses it), checked against the image size and the class count.
+    public func labels(_ sample: ProbeSample, width: Int, height: Int) throws -> [Int32] {
+        let mask = try SampleImage(contentsOf: sample.target)
+        try ProbeDataset.checkMask(mask, path: sample.target.path, width: width, height: height,
+                                   classes: classes, reduceZeroLabel: reduceZeroLabel)
+        let raw = mask.samples.map { Int32($0) }
+        return reduceZeroLabel ? Probe.reduceZeroLabel(raw) : raw
+    }
+
+    /// The mask checks, separate so the fuzz test can drive them with arbitrary bytes.
+    public static func checkMask(_ mask: SampleImage, path: String, width: Int, height: Int, classes: Int,
+                                 reduceZeroLabel: Bool) throws {
+        guard mask.width == width && mask.height == height else {
+            throw ProbeDataError("mask \(path) is \(mask.width)×\(mask.height) but its image is \(width)×\(height)")
+        }
+        // Allowed raw values: 0..<K (or 0...K before reduce_zero_label) and the ignore label.
+        let top = reduceZeroLabel ? classes : classes - 1
+        var bad: [UInt16: Int] = [:]
+        for v in mask.samples where Int(v) > top && Int32(v) != ignoreIndex { bad[v, default: 0] += 1 }
+        if let worst = bad.keys.max() {
+            let kind = mask.kind == .palette ? "palette-index" : "\(mask.bitDepth)-bit gray index"
+            throw ProbeDataError("mask \(path) (\(kind) PNG) has labels outside 0...\(top) and the ignore label 255: values \(bad.keys.sorted().prefix(8).map(String.init).joined(separator: ", ")) (\(bad.values.reduce(0, +)) pixels, largest \(worst)); the dataset has \(classes) classes")
+        }
+    }
+
+    /// The depth map of `sample` in metres (16-bit PNG / 1000), checked against the image size.
+    public func depth(_ sample: ProbeSample, width: Int, height: Int) throws -> [Float] {
+        let map = try SampleImage(contentsOf: sample.target)
+        guard map.kind == .gray, map.bitDepth == 16 else {
+            throw ProbeDataError("depth map \(sample.target.path) is a \(map.bitDepth)-bit \(map.kind.rawValue) PNG; NYU depth maps are 16-bit grayscale PNGs in millimetres")
+        }
+        guard map.width == width && map.height == height else {
+            throw ProbeDataError("depth map \(sample.target.path) is \(map.width)×\(map.height) but its image is \(width)×\(height)")
+        }
+        return map.samples.map { Float($0) / ProbeDataset.depthScale }
+    }
+}

@@ -1,0 +1,209 @@
+import Foundation
+import NN
+import TensorCore
+
+/// One image's cached inputs to a probe: its frozen feature map and its targets.
+public struct ProbeExample: @unchecked Sendable {
+    public var name: String
+    /// (Gh, Gw, C): patch tokens (‖ class token for depth).
+    public var features: Tensor
+    /// Training target at (trainHeight, trainWidth): class indices (segmentation) or metres.
+    public var trainLabels: [Int32] = []
+    public var trainDepth: [Float] = []
+    public var trainHeight: Int, trainWidth: Int
+    /// Evaluation target at the original resolution.
+    public var evalLabels: [Int32] = []
+    public var evalDepth: [Float] = []
+    public var evalHeight: Int, evalWidth: Int
+
+    public init(name: String, features: Tensor, trainHeight: Int, trainWidth: Int, evalHeight: Int, evalWidth: Int) {
+        self.name = name
+        self.features = features
+        self.trainHeight = trainHeight
+        self.trainWidth = trainWidth
+        self.evalHeight = evalHeight
+        self.evalWidth = evalWidth
+    }
+}
+
+/// Nearest-neighbour resize of a row-major map, PIL's NEAREST convention (source index
+/// ⌊(o + 0.5)·in/out⌋), the way mmseg resizes label maps.
+public func nearestResize<T>(_ v: [T], height: Int, width: Int, toHeight oh: Int, toWidth ow: Int) -> [T] {
+    if oh == height && ow == width { return v }
+    var out: [T] = []
+    out.reserveCapacity(oh * ow)
+    for i in 0..<oh {
+        let si = min(Int((Double(i) + 0.5) * Double(height) / Double(oh)), height - 1)
+        for j in 0..<ow {
+            out.append(v[si * width + min(Int((Double(j) + 0.5) * Double(width) / Double(ow)), width - 1)])
+        }
+    }
+    return out
+}
+
+/// What training a probe produced.
+public struct ProbeTrainingSummary: Sendable, Codable {
+    public var iterations: Int
+    public var seconds: Double
+    public var mapsPerSecond: Double
+    public var finalLoss: Double
+}
+
+/// Trains linear heads on cached feature maps (the CPU default: features are computed once,
+/// the head trains on them with random flips) and evaluates them.
+public enum ProbeTrainer {
+    /// Flips a (Gh, Gw, C) map left–right.
+    static func flipped(_ x: Tensor) -> Tensor {
+        let h = x.shape[0], w = x.shape[1], c = x.shape[2], v = x.scalars
+        var out = [Float](repeating: 0, count: v.count)
+        for i in 0..<h { for j in 0..<w { for k in 0..<c { out[(i * w + j) * c + k] = v[(i * w + (w - 1 - j)) * c + k] } } }
+        return Tensor(out, shape: x.shape)
+    }
+
+    static func flippedRows<T>(_ v: [T], height: Int, width: Int) -> [T] {
+        var out = v
+        for i in 0..<height { for j in 0..<width { out[i * width + j] = v[i * width + (width - 1 - j)] } }
+        return out
+    }
+
+    /// Shuffled passes over 0..<n, as mmcv's infinite sampler draws batches.
+    struct Batches {
+        var rng: RandomGenerator
+        let n: Int
+        var order: [Int] = []
+        mutating func next(_ b: Int) -> [Int] {
+            (0..<b).map { _ in
+                if order.isEmpty {
+                    order = Array(0..<n)
+                    for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, rng.randint(i + 1)) }
+                }
+                return order.removeLast()
+            }
+        }
+    }
+
+    static func clip(_ params: [(String, Tensor)], maxNorm: Double) {
+        var total = 0.0
+        for (_, p) in params { if let g = p.grad { for i in 0..<g.count { total += Double(g[flat: i]) * Double(g[flat: i]) } } }
+        let norm = total.squareRoot()
+        guard norm > maxNorm else { return }
+        let s = Float(maxNorm / (norm + 1e-6))
+        for (_, p) in params { if let g = p.grad { for i in 0..<g.count { g[flat: i] *= s } } }
+    }
+
+    /// Trains a segmentation head on `train`.
+    public static func trainSegmentation(_ train: [ProbeExample], classes: Int, options o: ProbeOptions,
+                                         log: (String) -> Void = { _ in }) -> (SegmentationHead, ProbeTrainingSummary) {
+        precondition(!train.isEmpty, "trainSegmentation: no training examples")
+        let c = train[0].features.shape[2]
+        let head = SegmentationHead(channels: c, classes: classes, seed: o.seed &+ 1)
+        let opt = AdamW(parameters: head.parameters, lr: o.lr, betas: (o.beta1, o.beta2), weightDecay: o.weightDecay)
+        var batches = Batches(rng: RandomGenerator(seed: o.seed &+ 2), n: train.count)
+        var flipRng = RandomGenerator(seed: o.seed &+ 3)
+        let t0 = Date()
+        var last = Double.nan
+        for step in 0..<o.iterations {
+            opt.lr = o.learningRate(at: step)
+            let idx = batches.next(o.batchSize)
+            var maps: [Tensor] = [], labels: [Int32] = []
+            for i in idx {
+                let e = train[i]
+                let flip = o.flip && flipRng.uniformDouble() < 0.5
+                maps.append(flip ? flipped(e.features) : e.features)
+                labels += flip ? flippedRows(e.trainLabels, height: e.trainHeight, width: e.trainWidth) : e.trainLabels
+            }
+            let batch = Tensor.concat(maps.map { $0.reshape([1] + $0.shape) }, axis: 0)  // (B, Gh, Gw, C)
+            let logits = head.tokenLogits(batch, training: true)
+            let up = Tensor.concat((0..<idx.count).map {
+                SegmentationHead.upsample(logits, image: $0, height: train[idx[$0]].trainHeight, width: train[idx[$0]].trainWidth)
+            }, axis: 0)  // (B·H·W, K)
+            let loss = Tensor.crossEntropy(up, labels: labels, ignoreIndex: ProbeDataset.ignoreIndex)
+            if loss.item.isFinite {
+                loss.backward()
+                if let m = o.gradClip { clip(head.parameters, maxNorm: m) }
+                opt.step()
+            }
+            opt.zeroGrad()
+            last = Double(loss.item)
+            if step % max(o.iterations / 5, 1) == 0 || step == o.iterations - 1 {
+                log(String(format: "  step %d/%d loss %.4f lr %.2e", step + 1, o.iterations, last, opt.lr))
+            }
+        }
+        let dt = Date().timeIntervalSince(t0)
+        return (head, ProbeTrainingSummary(iterations: o.iterations, seconds: dt,
+                                           mapsPerSecond: Double(o.iterations * o.batchSize) / max(dt, 1e-9), finalLoss: last))
+    }
+
+    /// Predicted classes of one example at its evaluation resolution.
+    public static func predict(_ head: SegmentationHead, _ e: ProbeExample) -> [Int32] {
+        withNoGrad {
+            let logits = head.tokenLogits(e.features.reshape([1] + e.features.shape), training: false)
+            return SegmentationHead.argmax(SegmentationHead.upsample(logits, image: 0, height: e.evalHeight, width: e.evalWidth))
+        }
+    }
+
+    public static func evaluateSegmentation(_ head: SegmentationHead, _ val: [ProbeExample], classes: Int) -> SegmentationMetrics {
+        var m = SegmentationMetrics(classes: classes, ignoreIndex: ProbeDataset.ignoreIndex)
+        for e in val { m.add(prediction: predict(head, e), label: e.evalLabels) }
+        return m
+    }
+
+    /// Trains a depth head on `train` (SigLoss + weight · GradientLoss, mean over the batch).
+    public static func trainDepth(_ train: [ProbeExample], options o: ProbeOptions, minDepth: Float = 0.001, maxDepth: Float = 10,
+                                  log: (String) -> Void = { _ in }) -> (DepthHead, ProbeTrainingSummary) {
+        precondition(!train.isEmpty, "trainDepth: no training examples")
+        let head = DepthHead(channels: train[0].features.shape[2], minDepth: minDepth, maxDepth: maxDepth, seed: o.seed &+ 1)
+        let opt = AdamW(parameters: head.parameters, lr: o.lr, betas: (o.beta1, o.beta2), weightDecay: o.weightDecay)
+        var batches = Batches(rng: RandomGenerator(seed: o.seed &+ 2), n: train.count)
+        var flipRng = RandomGenerator(seed: o.seed &+ 3)
+        let t0 = Date()
+        var last = Double.nan
+        var sigCalls = 0
+        for step in 0..<o.iterations {
+            opt.lr = o.learningRate(at: step)
+            var terms: [Tensor] = []
+            for i in batches.next(o.batchSize) {
+                let e = train[i]
+                let flip = o.flip && flipRng.uniformDouble() < 0.5
+                let f = flip ? flipped(e.features) : e.features
+                let gt = flip ? flippedRows(e.trainDepth, height: e.trainHeight, width: e.trainWidth) : e.trainDepth
+                let pred = head.depth(f, height: e.trainHeight, width: e.trainWidth)  // (H·W, 1)
+                // sigloss.py:56-61: the first 100 calls use the warm-up form.
+                if let s = DepthLosses.sigLoss(pred: pred, gt: gt, warmUp: sigCalls < 100) { terms.append(s) }
+                sigCalls += 1
+                if o.gradientLossWeight > 0,
+                   let g = DepthLosses.gradientLoss(pred: pred, gt: gt, height: e.trainHeight, width: e.trainWidth) {
+                    terms.append(g * Float(o.gradientLossWeight))
+                }
+            }
+            guard !terms.isEmpty else { continue }
+            let loss = terms.dropFirst().reduce(terms[0], +) * (1 / Float(o.batchSize))
+            if loss.item.isFinite {
+                loss.backward()
+                if let m = o.gradClip { clip(head.parameters, maxNorm: m) }
+                opt.step()
+            }
+            opt.zeroGrad()
+            last = Double(loss.item)
+            if step % max(o.iterations / 5, 1) == 0 || step == o.iterations - 1 {
+                log(String(format: "  step %d/%d loss %.4f lr %.2e", step + 1, o.iterations, last, opt.lr))
+            }
+        }
+        let dt = Date().timeIntervalSince(t0)
+        return (head, ProbeTrainingSummary(iterations: o.iterations, seconds: dt,
+                                           mapsPerSecond: Double(o.iterations * o.batchSize) / max(dt, 1e-9), finalLoss: last))
+    }
+
+    public static func predictDepth(_ head: DepthHead, _ e: ProbeExample) -> [Float] {
+        withNoGrad { head.depth(e.features, height: e.evalHeight, width: e.evalWidth).scalars }
+    }
+
+    /// DINOv2's NYU evaluation: eigen crop on 480×640 frames (elsewhere the whole frame), caps
+    /// min/max depth, nanmean over images.
+    public static func evaluateDepth(_ head: DepthHead, _ val: [ProbeExample], minDepth: Double = 0.001, maxDepth: Double = 10) -> DepthMetrics {
+        DepthMetrics.mean(val.map { e in
+            let crop = (e.evalHeight == 480 && e.evalWidth == 640) ? DepthMetrics.eigenCrop(height: 480, width: 640) : nil
+            return DepthMetrics.image(gt: e.evalDepth, pred: predictDepth(head, e), crop: crop, minDepth: minDepth, maxDepth: maxDepth)
+        })
+    }
+}
