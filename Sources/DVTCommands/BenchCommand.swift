@@ -16,10 +16,32 @@ struct ReferenceOptions: ParsableArguments {
     @Option(help: "Path of dvt_torch.py, the PyTorch reference (env DVT_TORCH_REFERENCE).")
     var reference: String? = ProcessInfo.processInfo.environment["DVT_TORCH_REFERENCE"]
 
+    @Option(help: "Path of scripts/torch_bench.py (the vit and denoiser cases with --precision; env DVT_TORCH_BENCH; default scripts/torch_bench.py when it exists).")
+    var torchBench: String? = ProcessInfo.processInfo.environment["DVT_TORCH_BENCH"]
+
     var runner: TorchReference? {
         guard let torchPython, let reference else { return nil }
         return TorchReference(python: torchPython, script: reference)
     }
+
+    /// The reference for `dvt bench vit` / `denoiser`: scripts/torch_bench.py, which takes
+    /// --precision (bf16 = torch.autocast), or dvt_torch.py for fp32 when that script is absent.
+    func benchRunner(precision: Precision) throws -> TorchReference? {
+        guard let torchPython else { return nil }
+        let script = torchBench ?? (FileManager.default.fileExists(atPath: "scripts/torch_bench.py") ? "scripts/torch_bench.py" : nil)
+        if let script { return TorchReference(python: torchPython, script: script) }
+        if precision != .fp32 {
+            throw ValidationError("--precision \(precision.rawValue) with a PyTorch reference needs scripts/torch_bench.py (--torch-bench PATH): dvt_torch.py has no precision option")
+        }
+        return runner
+    }
+}
+
+extension TorchReference {
+    /// Whether the script is scripts/torch_bench.py (which has --precision and stage2-infer).
+    var knowsPrecision: Bool { script.hasSuffix("torch_bench.py") }
+
+    func precisionArguments(_ p: Precision) -> [String] { knowsPrecision ? ["--precision", p.rawValue] : [] }
 }
 
 extension DVTCommand {
@@ -73,15 +95,19 @@ extension DVTCommand.BenchCommand {
         @Option var size = 224
         @Option var batch = 8
         @Option var steps = 5
+        @Option(help: "fp32, or bf16 (ours: bf16 operands in the products; PyTorch: torch.autocast bf16).")
+        var precision: Precision = .fp32
 
         func run() throws {
             compute.apply()
-            let ours = try Bench.vitImagesPerSecond(arch: arch, size: size, batch: batch, steps: steps)
-            var line = String(format: "%@ %dx%d batch %d: %.2f images/s", arch as NSString, size, size, batch, ours)
-            if let runner = ref.runner {
+            print("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
+            let ours = try Bench.vitImagesPerSecond(arch: arch, size: size, batch: batch, steps: steps, precision: precision)
+            var line = String(format: "%@ %dx%d batch %d %@: %.2f images/s", arch as NSString, size, size, batch,
+                              precision.rawValue, ours)
+            if let runner = try ref.benchRunner(precision: precision) {
                 let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
                 let theirs = try runner.run(["vit-bench", "--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)",
-                                             "--steps", "\(steps)"], key: "images_per_s")
+                                             "--steps", "\(steps)"] + runner.precisionArguments(precision), key: "images_per_s")
                 line += String(format: "  torch %.2f images/s  ratio %.2fx", theirs, ours / theirs)
             }
             print(line)

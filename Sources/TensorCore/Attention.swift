@@ -35,6 +35,7 @@ extension Tensor {
         let pairs = b * heads
         let out = Tensor.uninitialized([b, n, c])  // (B, N, C)
         let keep = GradMode.enabled && qkv.requiresGrad
+        let precision = Precision.current  // forward and backward products alike
         let probs = Tensor.uninitialized(keep ? [b, heads, n, n] : [0])  // (B, H, N, N) or empty
         let pqkv = qkv.ptr, po = out.ptr, pp = probs.ptr
         if pairs == 0 || n == 0 || d == 0 {
@@ -49,10 +50,10 @@ extension Tensor {
                 let q = pqkv + bi * n * c3 + h * d, k = q + c, v = q + 2 * c
                 let p = scratch ?? (pp + pair * n * n)
                 // S = scale · Q Kᵀ  (N, N)
-                BLAS.gemm(false, true, n, n, d, scale, q, c3, k, c3, 0, p, n, split: false)
+                BLAS.gemm(false, true, n, n, d, scale, q, c3, k, c3, 0, p, n, split: false, precision: precision)
                 for i in 0..<n { softmaxRow(p + i * n, p + i * n, n) }
                 // O = P V  (N, D), written into head h's columns of the output
-                BLAS.gemm(false, false, n, d, n, 1, p, n, v, c3, 0, po + bi * n * c + h * d, c, split: false)
+                BLAS.gemm(false, false, n, d, n, 1, p, n, v, c3, 0, po + bi * n * c + h * d, c, split: false, precision: precision)
             }
         }
         return out.record("multiHeadAttention", [qkv]) { g in
@@ -69,9 +70,9 @@ extension Tensor {
                     let p = pp + pair * n * n
                     let dout = pg + bi * n * c + h * d
                     // dV += Pᵀ dO
-                    BLAS.gemm(true, false, n, d, n, 1, p, n, dout, c, 1, dv, c3, split: false)
+                    BLAS.gemm(true, false, n, d, n, 1, p, n, dout, c, 1, dv, c3, split: false, precision: precision)
                     // dP = dO Vᵀ
-                    BLAS.gemm(false, true, n, n, d, 1, dout, c, v, c3, 0, dp, n, split: false)
+                    BLAS.gemm(false, true, n, n, d, 1, dout, c, v, c3, 0, dp, n, split: false, precision: precision)
                     // dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place over dP
                     for i in 0..<n {
                         let pr = p + i * n, dr = dp + i * n
@@ -79,8 +80,8 @@ extension Tensor {
                         for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) }
                     }
                     // dQ += scale · dS K,  dK += scale · dSᵀ Q
-                    BLAS.gemm(false, false, n, d, n, scale, dp, n, k, c3, 1, dq, c3, split: false)
-                    BLAS.gemm(true, false, n, d, n, scale, dp, n, q, c3, 1, dk, c3, split: false)
+                    BLAS.gemm(false, false, n, d, n, scale, dp, n, k, c3, 1, dq, c3, split: false, precision: precision)
+                    BLAS.gemm(true, false, n, d, n, scale, dp, n, q, c3, 1, dk, c3, split: false, precision: precision)
                 }
             }
         }

@@ -31,6 +31,10 @@ public final class VisionTransformer: Module {
     public let norm: LayerNorm
     /// Set when the weights are random (`--random-init`): every output must say so.
     public private(set) var randomInitSeed: UInt64?
+    /// Operand precision of the forward's matrix products (`precision`, `--precision`): bf16
+    /// rounds the operands of every linear and attention product, accumulating in fp32, and
+    /// leaves everything else fp32 (torch.autocast on a CPU). `features` binds it.
+    public var precision: Precision = .fp32
 
     private var posCache: [String: Tensor] = [:]
     private var ropeCache: [String: RopeTables] = [:]
@@ -184,7 +188,7 @@ public final class VisionTransformer: Module {
         }
         let s = stride ?? config.patchSize
         precondition(s >= 1 && s <= config.patchSize, "stride \(s) must be in 1...\(config.patchSize)")
-        return withNoGrad {
+        return precision.run { withNoGrad {
             let b = images.shape[0], c = config.embedDim
             var (x, gh, gw) = embedPatches(images, stride: s)                      // (B, T, C)
             let t = gh * gw
@@ -215,7 +219,7 @@ public final class VisionTransformer: Module {
                 }
             }
             return out
-        }
+        } }
     }
 }
 
