@@ -29,7 +29,10 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CLapacke", path: "Sources/CLapacke"),
         .systemLibrary(name: "COneDNN", path: "Sources/COneDNN"),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS", "COneDNN"], swiftSettings: kernelSettings),
+        // AVX-512 row kernels (softmax, GELU) behind a runtime CPU check; TensorCore falls back
+        // to its Swift kernels on CPUs without AVX-512.
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "COneDNN", "CKernels"], swiftSettings: kernelSettings),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
         .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),

@@ -49,7 +49,8 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
-            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, DenoiserBench.self, DenoiserRanksBench.self])
+            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, DenoiserBench.self, DenoiserRanksBench.self,
+                          Stage1Image.self])
     }
 }
 
@@ -62,7 +63,24 @@ extension DVTCommand.BenchCommand {
 
         func run() throws {
             compute.apply()
-            print("threads: \(Parallel.threads)")
+            print("threads: \(Parallel.threads), load \(Bench.loadAverage)")
+            let peak = Backends.measuredPeak()
+            print(String(format: "measured per-core peak: fp32 %.1f GFLOP/s (%@ FMA loop), bf16 %@", peak.fp32, peak.fp32ISA,
+                         peak.bf16.map { String(format: "%.1f GFLOP/s (vdpbf16ps loop)", $0) } ?? "n/a (no AVX512_BF16)"))
+            print("one product on one core (GFLOP/s; % of the measured peak):")
+            print("  shape (M×K×N)      oneDNN fp32     oneDNN bf16     OpenBLAS fp32")
+            for (m, k, n) in [(2056, 384, 1536), (1370, 768, 3072), (1370, 3072, 768)] {
+                let flops = 2 * Double(m * k * n)
+                func cell(_ library: String, _ p: Precision, _ ref: Double?) -> String {
+                    guard let ref, ref > 0 else { return "n/a" }
+                    let g = flops / Backends.productSeconds(m: m, n: n, k: k, library: library, precision: p, repeats: 3) / 1e9
+                    return String(format: "%6.1f (%3.0f%%)", g, 100 * g / ref)
+                }
+                let bf16 = Backends.oneDNNImplementation(m: m, n: n, k: k, bf16: true) != nil ? cell("onednn", .bf16, peak.bf16) : "n/a"
+                print("  " + "\(m)×\(k)×\(n)".padding(toLength: 18, withPad: " ", startingAt: 0)
+                      + [cell("onednn", .fp32, peak.fp32), bf16, cell("openblas", .fp32, peak.fp32)]
+                        .map { $0.padding(toLength: 16, withPad: " ", startingAt: 0) }.joined())
+            }
             print("matmul, forward + both backward products (GFLOP/s; raw = the same 3 cblas_sgemm calls):")
             for (m, k, n) in [(2048, 2048, 2048), (2048, 128, 192), (2048, 192, 384)] {
                 let r = Bench.matmul(m: m, k: k, n: n, rounds: m * k * n > 1 << 30 ? 3 : 15)

@@ -17,8 +17,8 @@ extension Tensor {
     /// dQ = scale · dS K,  dK = scale · dSᵀ Q
     /// ```
     /// The probabilities P (B, H, N, N) are kept for backward only when a gradient will be
-    /// needed; otherwise each worker reuses one (N, N) scratch buffer, so inference memory is
-    /// bounded by threads·N² floats whatever B and H are.
+    /// needed; otherwise queries run in blocks of 64 rows and each worker reuses one (64, N)
+    /// score buffer (AttentionInference.swift), so inference never holds an (N, N) matrix.
     /// - Paper: Vaswani et al., "Attention Is All You Need", arXiv:1706.03762 (scale 1/√D).
     /// - Parameters:
     ///   - qkv: (B, N, 3C) packed projections, timm layout.
@@ -42,13 +42,24 @@ extension Tensor {
             out.fill(0)
             return out
         }
+        if !keep {
+            // Inference: query blocks, no (N, N) matrix (AttentionInference.swift).
+            attentionPairs(pairs) { range in
+                let scratch = AttentionScratch(n: n, d: d, bf16: precision == .bf16)
+                for pair in range {
+                    let bi = pair / heads, h = pair % heads
+                    let q = pqkv + bi * n * c3 + h * d
+                    attendBlocked(q: q, k: q + c, v: q + 2 * c, ld: c3, out: po + bi * n * c + h * d, ldo: c,
+                                  n: n, d: d, scale: scale, precision: precision, scratch: scratch)
+                }
+            }
+            return out
+        }
         attentionPairs(pairs) { range in
-            let scratch: UnsafeMutablePointer<Float>? = keep ? nil : .allocate(capacity: n * n)
-            defer { scratch?.deallocate() }
             for pair in range {
                 let bi = pair / heads, h = pair % heads
                 let q = pqkv + bi * n * c3 + h * d, k = q + c, v = q + 2 * c
-                let p = scratch ?? (pp + pair * n * n)
+                let p = pp + pair * n * n
                 // S = scale · Q Kᵀ  (N, N)
                 BLAS.gemm(false, true, n, n, d, scale, q, c3, k, c3, 0, p, n, split: false, precision: precision)
                 for i in 0..<n { softmaxRow(p + i * n, p + i * n, n) }
