@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // Layers, each depending only on those below it:
-//   COpenBLAS / COneDNN / CLapacke / CImageCodecs (system libraries)
+//   COpenBLAS / COneDNN / CLapacke / CImageCodecs (system libraries), CKernels (AVX-512 row kernels)
 //   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
 //   → Formats (safetensors, npy, .pth, atomic files, JSON header) → Vision (images, resizes, views, ViT)
 //   → Training (the loop, checkpoints, task protocol) → DVT (stage 1, stage 2 tasks, SRT, metrics, visuals)
