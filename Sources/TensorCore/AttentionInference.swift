@@ -20,10 +20,10 @@ extension Tensor {
         init(n: Int, d: Int, bf16: Bool) {
             let qb = Tensor.attentionQueryBlock
             scores = .allocate(capacity: Swift.max(1, qb * n))
-            k16 = bf16 ? .allocate(capacity: n * d) : nil
-            v16 = bf16 ? .allocate(capacity: n * d) : nil
-            q16 = bf16 ? .allocate(capacity: qb * d) : nil
-            p16 = bf16 ? .allocate(capacity: qb * n) : nil
+            k16 = bf16 ? BFloat16.allocatePadded(n * d) : nil
+            v16 = bf16 ? BFloat16.allocatePadded(n * d) : nil
+            q16 = bf16 ? BFloat16.allocatePadded(qb * d) : nil
+            p16 = bf16 ? BFloat16.allocatePadded(qb * n) : nil
         }
         deinit {
             scores.deallocate()

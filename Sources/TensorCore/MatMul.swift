@@ -98,8 +98,7 @@ enum BLAS {
                          backend: Backend) {
         let rowsA = transA ? k : m, colsA = transA ? m : k  // A as stored
         let rowsB = transB ? n : k, colsB = transB ? k : n  // B as stored
-        let ha = UnsafeMutablePointer<UInt16>.allocate(capacity: rowsA * colsA)
-        let hb = UnsafeMutablePointer<UInt16>.allocate(capacity: rowsB * colsB)
+        let ha = BFloat16.allocatePadded(rowsA * colsA), hb = BFloat16.allocatePadded(rowsB * colsB)
         defer { ha.deallocate(); hb.deallocate() }
         BFloat16.pack(a, rows: rowsA, cols: colsA, ld: lda, into: ha, parallel: split)
         BFloat16.pack(b, rows: rowsB, cols: colsB, ld: ldb, into: hb, parallel: split)

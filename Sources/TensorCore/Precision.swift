@@ -54,6 +54,19 @@ enum BFloat16 {
     @inline(__always)
     static func float(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
 
+    /// A bf16 buffer of `count` values followed by `padding` zeros. oneDNN's bf16 kernels read
+    /// K in pairs and whole vector blocks, so they may load a few values past the last one
+    /// (multiplied by zero weights); without the zeroed tail such a load can pick up a NaN bit
+    /// pattern from the neighbouring heap block, and NaN · 0 is NaN (seen once in ~800 bf16
+    /// stage-2 steps before this padding).
+    static let padding = 256
+
+    static func allocatePadded(_ count: Int) -> UnsafeMutablePointer<UInt16> {
+        let p = UnsafeMutablePointer<UInt16>.allocate(capacity: count + padding)
+        (p + count).initialize(repeating: 0, count: padding)
+        return p
+    }
+
     /// Packs a (rows, cols) fp32 matrix with leading dimension `ld` into contiguous bf16
     /// (leading dimension `cols`), 16 lanes at a time, split over the workers when large.
     static func pack(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int,
