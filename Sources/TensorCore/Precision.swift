@@ -54,11 +54,10 @@ enum BFloat16 {
     @inline(__always)
     static func float(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
 
-    /// A bf16 buffer of `count` values followed by `padding` zeros. oneDNN's bf16 kernels read
-    /// K in pairs and whole vector blocks, so they may load a few values past the last one
-    /// (multiplied by zero weights); without the zeroed tail such a load can pick up a NaN bit
-    /// pattern from the neighbouring heap block, and NaN · 0 is NaN (seen once in ~800 bf16
-    /// stage-2 steps before this padding).
+    /// A bf16 buffer of `count` values followed by `padding` zeros: a precaution, since
+    /// oneDNN's bf16 kernels read K in pairs and whole vector blocks and a load past the last
+    /// value that met a NaN bit pattern would give NaN · 0 = NaN. (The NaN seen in planted bf16
+    /// stage-2 runs was not this but the shared scratchpad; see OneDNN.Scratch.)
     static let padding = 256
 
     static func allocatePadded(_ count: Int) -> UnsafeMutablePointer<UInt16> {
