@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // Layers, each depending only on those below it:
-//   COpenBLAS / COneDNN / CLapacke / CImageCodecs (system libraries)
+//   COpenBLAS / COneDNN / CLapacke / CImageCodecs (system libraries), CKernels (AVX-512 row kernels)
 //   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
 //   → Formats (safetensors, npy, .pth, atomic files, JSON header) → Vision (images, resizes, views, ViT)
 //   → Training (the loop, checkpoints, task protocol) → DVT (stage 1, stage 2 tasks, SRT, metrics, visuals)
@@ -30,7 +30,10 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
         .systemLibrary(name: "CLapacke", path: "Sources/CLapacke"),
         .systemLibrary(name: "COneDNN", path: "Sources/COneDNN"),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS", "COneDNN"], swiftSettings: kernelSettings),
+        // AVX-512 row kernels (softmax, GELU) behind a runtime CPU check; TensorCore falls back
+        // to its Swift kernels on CPUs without AVX-512.
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "COneDNN", "CKernels"], swiftSettings: kernelSettings),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
         .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
                 linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),

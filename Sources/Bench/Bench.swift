@@ -44,6 +44,13 @@ public enum Bench {
         return (ta[ta.count / 2], tb[tb.count / 2])
     }
 
+    /// The 1-, 5- and 15-minute load averages (/proc/loadavg), for the header of every
+    /// benchmark: timings on a shared machine mean little without it.
+    public static var loadAverage: String {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return "unknown" }
+        return text.split(separator: " ").prefix(3).joined(separator: " ")
+    }
+
     // MARK: Engine
 
     public struct MatmulResult: Sendable {
@@ -151,9 +158,10 @@ public enum Bench {
 
     /// ViT feature extraction throughput (last block, final norm), images per second, as
     /// `dvt_torch.py vit-bench` measures it.
-    public static func vitImagesPerSecond(arch: String, size: Int, batch: Int, steps: Int) throws -> Double {
+    public static func vitImagesPerSecond(arch: String, size: Int, batch: Int, steps: Int, precision: Precision = .fp32) throws -> Double {
         guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
         let model = VisionTransformer(config: cfg, seed: 0)
+        model.precision = precision
         var rng = RandomGenerator(seed: 1)
         let x = Tensor.normal([batch, 3, size, size], rng: &rng)
         let last = cfg.depth - 1

@@ -83,6 +83,11 @@ public final class Denoiser: Layer {
 
     /// Resize matrices per target grid (rows (H, h), columns (W, w)); constants, built once.
     private var resampleCache: [String: (rows: Tensor?, cols: Tensor?)] = [:]
+    /// Operand precision of the block's matrix products (`precision`, `--precision`; see
+    /// `Precision`). Parameters, gradients and optimiser state stay fp32 whatever it is; the
+    /// position-embedding resampling is always fp32 (DVT resamples with F.interpolate, which
+    /// autocast leaves in fp32).
+    public var precision: Precision = .fp32
     private let cacheLock = NSLock()
 
     /// A freshly initialised denoiser: blocks with torch's default Linear init, then the
@@ -158,10 +163,10 @@ public final class Denoiser: Layer {
                      "Denoiser: input must be (B, H, W, \(config.dim)), got \(x.shape)")
         let (b, hh, ww, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         var tokens = x.reshape([b, hh * ww, c])                     // (B, N, C)
-        if let pos = positionEmbedding(height: hh, width: ww) {     // (N, C)
+        if let pos = Precision.fp32.run({ positionEmbedding(height: hh, width: ww) }) {  // (N, C)
             tokens = tokens + pos.reshape([1, hh * ww, c])          // (B, N, C)
         }
-        for block in blocks { tokens = block(tokens) }              // (B, N, C)
+        precision.run { for block in blocks { tokens = block(tokens) } }  // (B, N, C)
         return tokens.reshape([b, hh, ww, c])                       // (B, H, W, C)
     }
 

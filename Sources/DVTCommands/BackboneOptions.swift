@@ -5,6 +5,7 @@ import Formats
 import Foundation
 import Jobs
 import Settings
+import TensorCore
 import Training
 import Vision
 
@@ -22,6 +23,8 @@ struct BackboneOptions: ParsableArguments {
     var layer = -1
     @Option(help: "Patch stride (DVT's stride option; default the patch size).")
     var stride: Int?
+    @Option(help: "Operand precision of the matrix products: fp32, or bf16 (bfloat16 operands, fp32 accumulation and everything else; docs/precision.md).")
+    var precision: Precision = .fp32
 
     // "Neither --weights nor --random-init" is reported by `load()` (VisionTransformer.load),
     // not here: commands with a ViT-free mode (`dvt denoise --features`) carry these options too.
@@ -35,6 +38,7 @@ struct BackboneOptions: ParsableArguments {
 
     func load() throws -> VisionTransformer {
         let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: randomInit)
+        model.precision = precision
         if let s = stride, s > model.config.patchSize {
             throw ValidationError("--stride \(s) is larger than the patch size \(model.config.patchSize)")
         }
@@ -50,3 +54,5 @@ struct BackboneOptions: ParsableArguments {
         return (model.config.imageSize, model.config.imageSize)
     }
 }
+
+extension Precision: ExpressibleByArgument {}

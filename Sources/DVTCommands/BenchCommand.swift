@@ -16,10 +16,32 @@ struct ReferenceOptions: ParsableArguments {
     @Option(help: "Path of dvt_torch.py, the PyTorch reference (env DVT_TORCH_REFERENCE).")
     var reference: String? = ProcessInfo.processInfo.environment["DVT_TORCH_REFERENCE"]
 
+    @Option(help: "Path of scripts/torch_bench.py (the vit and denoiser cases with --precision; env DVT_TORCH_BENCH; default scripts/torch_bench.py when it exists).")
+    var torchBench: String? = ProcessInfo.processInfo.environment["DVT_TORCH_BENCH"]
+
     var runner: TorchReference? {
         guard let torchPython, let reference else { return nil }
         return TorchReference(python: torchPython, script: reference)
     }
+
+    /// The reference for `dvt bench vit` / `denoiser`: scripts/torch_bench.py, which takes
+    /// --precision (bf16 = torch.autocast), or dvt_torch.py for fp32 when that script is absent.
+    func benchRunner(precision: Precision) throws -> TorchReference? {
+        guard let torchPython else { return nil }
+        let script = torchBench ?? (FileManager.default.fileExists(atPath: "scripts/torch_bench.py") ? "scripts/torch_bench.py" : nil)
+        if let script { return TorchReference(python: torchPython, script: script) }
+        if precision != .fp32 {
+            throw ValidationError("--precision \(precision.rawValue) with a PyTorch reference needs scripts/torch_bench.py (--torch-bench PATH): dvt_torch.py has no precision option")
+        }
+        return runner
+    }
+}
+
+extension TorchReference {
+    /// Whether the script is scripts/torch_bench.py (which has --precision and stage2-infer).
+    var knowsPrecision: Bool { script.hasSuffix("torch_bench.py") }
+
+    func precisionArguments(_ p: Precision) -> [String] { knowsPrecision ? ["--precision", p.rawValue] : [] }
 }
 
 extension DVTCommand {
@@ -27,7 +49,8 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
-            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, ProbeBench.self, DenoiserBench.self, DenoiserRanksBench.self, FinetuneBench.self])
+            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, ProbeBench.self, DenoiserBench.self, DenoiserRanksBench.self,
+                          FinetuneBench.self, Stage1Image.self])
     }
 }
 
@@ -40,7 +63,24 @@ extension DVTCommand.BenchCommand {
 
         func run() throws {
             compute.apply()
-            print("threads: \(Parallel.threads)")
+            print("threads: \(Parallel.threads), load \(Bench.loadAverage)")
+            let peak = Backends.measuredPeak()
+            print(String(format: "measured per-core peak: fp32 %.1f GFLOP/s (%@ FMA loop), bf16 %@", peak.fp32, peak.fp32ISA,
+                         peak.bf16.map { String(format: "%.1f GFLOP/s (vdpbf16ps loop)", $0) } ?? "n/a (no AVX512_BF16)"))
+            print("one product on one core (GFLOP/s; % of the measured peak):")
+            print("  shape (M×K×N)      oneDNN fp32     oneDNN bf16     OpenBLAS fp32")
+            for (m, k, n) in [(2056, 384, 1536), (1370, 768, 3072), (1370, 3072, 768)] {
+                let flops = 2 * Double(m * k * n)
+                func cell(_ library: String, _ p: Precision, _ ref: Double?) -> String {
+                    guard let ref, ref > 0 else { return "n/a" }
+                    let g = flops / Backends.productSeconds(m: m, n: n, k: k, library: library, precision: p, repeats: 3) / 1e9
+                    return String(format: "%6.1f (%3.0f%%)", g, 100 * g / ref)
+                }
+                let bf16 = Backends.oneDNNImplementation(m: m, n: n, k: k, bf16: true) != nil ? cell("onednn", .bf16, peak.bf16) : "n/a"
+                print("  " + "\(m)×\(k)×\(n)".padding(toLength: 18, withPad: " ", startingAt: 0)
+                      + [cell("onednn", .fp32, peak.fp32), bf16, cell("openblas", .fp32, peak.fp32)]
+                        .map { $0.padding(toLength: 16, withPad: " ", startingAt: 0) }.joined())
+            }
             print("matmul, forward + both backward products (GFLOP/s; raw = the same 3 cblas_sgemm calls):")
             for (m, k, n) in [(2048, 2048, 2048), (2048, 128, 192), (2048, 192, 384)] {
                 let r = Bench.matmul(m: m, k: k, n: n, rounds: m * k * n > 1 << 30 ? 3 : 15)
@@ -73,15 +113,19 @@ extension DVTCommand.BenchCommand {
         @Option var size = 224
         @Option var batch = 8
         @Option var steps = 5
+        @Option(help: "fp32, or bf16 (ours: bf16 operands in the products; PyTorch: torch.autocast bf16).")
+        var precision: Precision = .fp32
 
         func run() throws {
             compute.apply()
-            let ours = try Bench.vitImagesPerSecond(arch: arch, size: size, batch: batch, steps: steps)
-            var line = String(format: "%@ %dx%d batch %d: %.2f images/s", arch as NSString, size, size, batch, ours)
-            if let runner = ref.runner {
+            print("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
+            let ours = try Bench.vitImagesPerSecond(arch: arch, size: size, batch: batch, steps: steps, precision: precision)
+            var line = String(format: "%@ %dx%d batch %d %@: %.2f images/s", arch as NSString, size, size, batch,
+                              precision.rawValue, ours)
+            if let runner = try ref.benchRunner(precision: precision) {
                 let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
                 let theirs = try runner.run(["vit-bench", "--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)",
-                                             "--steps", "\(steps)"], key: "images_per_s")
+                                             "--steps", "\(steps)"] + runner.precisionArguments(precision), key: "images_per_s")
                 line += String(format: "  torch %.2f images/s  ratio %.2fx", theirs, ours / theirs)
             }
             print(line)

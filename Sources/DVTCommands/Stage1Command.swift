@@ -5,6 +5,7 @@ import Formats
 import Foundation
 import Jobs
 import Settings
+import TensorCore
 import Training
 import Vision
 
@@ -16,12 +17,14 @@ struct ConfigOptions: ParsableArguments {
     @Option(help: "Override the run directory (config key output_dir).") var outputDir: String?
     @Option(help: "timm checkpoint, .safetensors or .pth (config key weights).") var weights: String?
     @Option(name: .customLong("random-init"), help: "Random-weights seed (config key random_init).") var randomInit: UInt64?
+    @Option(help: "fp32 or bf16 (config key precision; docs/precision.md).") var precision: Precision?
 
     func resolve() throws -> ResolvedConfig {
         var all = overrides
         if let outputDir { all.append("output_dir=\(outputDir)") }
         if let weights { all.append("weights=\(weights)"); all.append("random_init=null") }
         if let randomInit { all.append("random_init=\(randomInit)"); all.append("weights=null") }
+        if let precision { all.append("precision=\(precision.rawValue)") }
         return try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: all)
     }
 }
@@ -30,6 +33,7 @@ struct ConfigOptions: ParsableArguments {
 func loadBackbone(_ c: ResolvedConfig) throws -> VisionTransformer {
     let seed = c.settings.run.randomInit.map { UInt64($0) }
     let model = try VisionTransformer.load(arch: c.settings.run.model!, weights: c.settings.run.weights, randomInit: seed)
+    model.precision = c.settings.run.computePrecision
     if let s = model.randomInitSeed {
         FileHandle.standardError.write(Data((VisionTransformer.randomWeightsWarning(seed: s) + "\n").utf8))
     }

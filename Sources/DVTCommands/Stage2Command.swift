@@ -27,13 +27,16 @@ extension DVTCommand {
         var overrides: [String] = []
         @Flag(help: "Continue from OUTPUT_DIR/stage2/checkpoints/latest.safetensors (bit-exact).")
         var resume = false
+        @Option(help: "fp32 or bf16 operands in the denoiser's products (config key precision); weights and AdamW state stay fp32.")
+        var precision: Precision?
         @Flag(help: "No progress lines.")
         var quiet = false
         @OptionGroup var compute: ComputeOptions
 
         func run() throws {
             compute.apply()
-            let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
+            let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config),
+                                            overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
             let outcome: Stage2Outcome
             do { outcome = try Stage2Runner.run(config: cfg, resume: resume, quiet: quiet) } catch {
                 Stage2Runner.abortOtherRanksIfParallel(after: error)
@@ -108,12 +111,14 @@ extension DVTCommand {
         func run() throws {
             compute.apply()
             let model = try DVT.Denoiser.load(URL(fileURLWithPath: denoiser))
+            model.precision = backbone.precision
             let outDir = URL(fileURLWithPath: out)
             try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
             let t0 = Date()
             let (done, bad) = images != nil ? try denoiseImages(model, outDir) : try denoiseFeatures(model, outDir)
             let dt = Date().timeIntervalSince(t0)
-            print(String(format: "denoised %d maps into %@ (%.2f maps/s)", done, outDir.path, dt > 0 ? Double(done) / dt : 0))
+            print(String(format: "denoised %d maps into %@ (%.2f maps/s, %@)", done, outDir.path, dt > 0 ? Double(done) / dt : 0,
+                         backbone.precision.rawValue))
             if !bad.isEmpty {
                 var msg = "\(bad.count) input(s) could not be processed:\n"
                 for (name, why) in bad { msg += "  \(name): \(why)\n" }
@@ -276,21 +281,28 @@ extension DVTCommand.BenchCommand {
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var ref: ReferenceOptions
         @Option var steps = 10
+        @Option(help: "fp32, or bf16 (ours: bf16 operands in the products; PyTorch: torch.autocast bf16).")
+        var precision: Precision = .fp32
 
         func run() throws {
             compute.apply()
-            print("threads: \(Parallel.threads)")
+            print("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
             for (dim, grid, batch) in [(384, 16, 8), (768, 37, 1)] {
-                let ours = try Bench.stage2Step(dim: dim, grid: grid, batch: batch, steps: steps)
+                let ours = try Bench.stage2Step(dim: dim, grid: grid, batch: batch, steps: steps, precision: precision)
                 var line = String(format: "stage-2 train step C %d grid %d batch %d: %.2f ms", dim, grid, batch, 1000 * ours)
-                if let runner = ref.runner {
-                    let theirs = try runner.run(["stage2-bench", "--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)",
-                                                 "--steps", "\(steps)"], key: "ms_per_step") / 1000
+                let args = ["--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)", "--steps", "\(steps)"]
+                if let runner = try ref.benchRunner(precision: precision) {
+                    let theirs = try runner.run(["stage2-bench"] + args + runner.precisionArguments(precision), key: "ms_per_step") / 1000
                     line += String(format: "  torch %.2f ms  torch/ours %.2fx", 1000 * theirs, theirs / ours)
                 }
                 print(line)
-                let maps = try Bench.stage2MapsPerSecond(dim: dim, grid: grid, batch: batch, steps: steps)
-                print(String(format: "stage-2 inference C %d grid %d batch %d: %.1f maps/s", dim, grid, batch, maps))
+                let maps = try Bench.stage2MapsPerSecond(dim: dim, grid: grid, batch: batch, steps: steps, precision: precision)
+                line = String(format: "stage-2 inference C %d grid %d batch %d: %.1f maps/s", dim, grid, batch, maps)
+                if let runner = try ref.benchRunner(precision: precision), runner.knowsPrecision {
+                    let theirs = try runner.run(["stage2-infer"] + args + runner.precisionArguments(precision), key: "maps_per_s")
+                    line += String(format: "  torch %.1f maps/s  ours/torch %.2fx", theirs, maps / theirs)
+                }
+                print(line)
             }
         }
     }

@@ -94,7 +94,8 @@ public struct ExtractJob {
     /// extract_info.json: what produced these features (and a loud flag for random weights).
     func writeInfo(_ output: URL) throws {
         var info: [String: Any] = ["model": model.config.name, "layer": layer, "input_size": [inputSize.0, inputSize.1],
-                                   "stride": stride ?? model.config.patchSize, "norm": norm, "layout": "(H, W, C) float32 per image"]
+                                   "stride": stride ?? model.config.patchSize, "norm": norm, "layout": "(H, W, C) float32 per image",
+                                   "precision": model.precision.rawValue]
         if let seed = model.randomInitSeed {
             info["random_init"] = seed
             info["warning"] = VisionTransformer.randomWeightsWarning(seed: seed)

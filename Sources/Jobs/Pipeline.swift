@@ -121,6 +121,7 @@ public final class Pipeline {
 
         // 4. Denoise the validation images' raw maps with the exported denoiser.
         let denoiser = try Denoiser.load(denoiserFile)
+        denoiser.precision = config.settings.run.computePrecision
         let evalItems = val.isEmpty ? train : val
         try timed("denoise (\(evalItems.count) images)") { () -> ((), String) in
             var written = 0
@@ -232,6 +233,7 @@ public final class Pipeline {
             "model": config.settings.run.model!,
             "weights": config.settings.run.weights ?? NSNull(),
             "threads": Parallel.threads,
+            "precision": config.settings.run.computePrecision.rawValue,
             "host": ProcessInfo.processInfo.hostName,
             "timings": timings.map { ["step": $0.step, "seconds": $0.seconds, "note": $0.note] },
         ]

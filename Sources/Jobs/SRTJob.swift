@@ -51,6 +51,8 @@ public struct SRTJob {
         var weights: String?
         var randomInitSeed: UInt64?
         var warning: String?
+        /// Operand precision of the ViT's products (`fp32` / `bf16`); nil in records older than the key.
+        var precision: String?
         var layer: Int
         var stride: Int
         var inputSize: [Int]
@@ -80,6 +82,7 @@ public struct SRTJob {
         let o = srt.options
         return Record(arch: srt.model.config.name, weights: weightsPath, randomInitSeed: seed,
                       warning: seed.map { VisionTransformer.randomWeightsWarning(seed: $0) },
+                      precision: srt.model.precision.rawValue,
                       layer: o.layer, stride: srt.stride, inputSize: [height, width], dx: o.dx, dy: o.dy,
                       aggregate: o.aggregate.rawValue,
                       weighting: o.uniform ? "uniform over the shift grid" : "unshifted view counted twice (official SRT)",

@@ -63,7 +63,8 @@ public enum Stage2Runner {
     public static func provenance(config: ResolvedConfig) -> [String: String] {
         var p: [String: String] = ["vit_model": config.settings.run.model ?? "?",
                                    "input_size": config.settings.run.inputSize.map(String.init).joined(separator: ","),
-                                   "stage2_targets": config.settings.stage2.targets ?? "stage1"]
+                                   "stage2_targets": config.settings.stage2.targets ?? "stage1",
+                                   "precision": config.settings.run.computePrecision.rawValue]
         if let r = config.settings.run.layerDepthRatio { p["layer_depth_ratio"] = String(r) } else { p["layer"] = String(config.settings.run.layer) }
         if let s = config.settings.run.strideSize { p["stride_size"] = String(s) }
         return p
@@ -107,6 +108,7 @@ public enum Stage2Runner {
                                      enablePE: config.settings.stage2.enablePe)
         let seed = UInt64(config.settings.run.seed)
         let denoiser = try Denoiser(config: dconfig, seed: seed)
+        denoiser.precision = config.settings.run.computePrecision  // products only; weights and AdamW stay fp32
         let task = try Stage2Task(denoiser: denoiser, train: train.pairs, validation: validation?.pairs ?? [],
                                   batchSize: config.settings.stage2.batchSize, seed: seed)
         let runDir = runDirectory(config: config)
@@ -123,8 +125,9 @@ public enum Stage2Runner {
         let averager = try communicator.map { try attachDataParallel($0, task: task, trainer: trainer, log: everyRank) }
         let prov = provenance(config: config)
         trainer.configJSON = try checkpointJSON(config: config, denoiser: dconfig, provenance: prov)
-        log(String(format: "stage2: denoiser %d block(s), C %d, %d heads, grid %dx%d, pos_embed %@, %d parameters; AdamW lr %.3g (base %.3g · sqrt(%d/256)), warmup %d of %d steps",
+        log(String(format: "stage2: denoiser %d block(s), C %d, %d heads, grid %dx%d, pos_embed %@, %d parameters, %@ products; AdamW lr %.3g (base %.3g · sqrt(%d/256)), warmup %d of %d steps",
                    dconfig.numBlocks, c, dconfig.numHeads, h, w, dconfig.enablePE ? "on" : "off", denoiser.parameterCount,
+                   denoiser.precision.rawValue,
                    optim.lr, config.settings.stage2.baseLR, task.batchSize, optim.warmupIters, config.settings.stage2.numIters))
 
         if resume, let latest = trainer.latestCheckpoint, !FileManager.default.fileExists(atPath: latest.path) {

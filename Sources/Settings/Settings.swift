@@ -51,6 +51,8 @@ public struct DVTSettings: Sendable, Equatable {
         public var outputDir: String?
         /// `seed`
         public var seed: Int
+        /// `precision`: `fp32` or `bf16`
+        public var precision: String?
 
         public init(_ c: ResolvedConfig) {
             model = c.string("model")
@@ -65,6 +67,7 @@ public struct DVTSettings: Sendable, Equatable {
             valList = c.string("val_list")
             outputDir = c.string("output_dir")
             seed = c.int("seed")
+            precision = c.string("precision")
         }
 
         /// Schema key → property name, for the consistency test.
@@ -81,6 +84,7 @@ public struct DVTSettings: Sendable, Equatable {
             "val_list": "valList",
             "output_dir": "outputDir",
             "seed": "seed",
+            "precision": "precision",
         ]
     }
 

@@ -1,3 +1,5 @@
+import CKernels
+
 // Pointwise activations with hand-written derivatives: one vectorised pass forward, one pass
 // backward, no intermediate tensors, because they run on every MLP hidden layer of a ViT
 // (B·N·4C elements). The loops are written out here rather than through `unaryMap`, whose
@@ -22,6 +24,27 @@ extension Tensor {
     /// `RowKernels.normalCDF`), within a few float ulp of torch.
     /// - Paper: Hendrycks & Gimpel, "Gaussian Error Linear Units (GELUs)", arXiv:1606.08415.
     public func gelu() -> Tensor {
+        if CPUKernels.avx512 { return geluAVX512() }
+        return geluSIMD8()
+    }
+
+    /// GELU through the AVX-512 C kernels (CPUKernels), same formulas as `geluSIMD8`.
+    func geluAVX512() -> Tensor {
+        let out = Tensor.uninitialized(shape)
+        let px = ptr, py = out.ptr
+        Parallel.forRanges(count, grain: 1 << 14) { r in
+            dvt_gelu_forward_avx512(px + r.lowerBound, py + r.lowerBound, r.count)
+        }
+        return out.record("gelu", [self]) { g in
+            let gx = self.gradBuffer(), pg = g.ptr, px = self.ptr
+            Parallel.forRanges(self.count, grain: 1 << 14) { r in
+                dvt_gelu_backward_avx512(gx + r.lowerBound, pg + r.lowerBound, px + r.lowerBound, r.count)
+            }
+        }
+    }
+
+    /// GELU through the Swift SIMD8 kernels (the reference the AVX-512 path is tested against).
+    func geluSIMD8() -> Tensor {
         let out = activationForward { x in x * RowKernels.normalCDF(x) }
         return out.record("gelu", [self]) { g in
             self.activationBackward(g) { gv, x in

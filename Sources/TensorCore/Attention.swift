@@ -17,8 +17,8 @@ extension Tensor {
     /// dQ = scale · dS K,  dK = scale · dSᵀ Q
     /// ```
     /// The probabilities P (B, H, N, N) are kept for backward only when a gradient will be
-    /// needed; otherwise each worker reuses one (N, N) scratch buffer, so inference memory is
-    /// bounded by threads·N² floats whatever B and H are.
+    /// needed; otherwise queries run in blocks of 64 rows and each worker reuses one (64, N)
+    /// score buffer (AttentionInference.swift), so inference never holds an (N, N) matrix.
     /// - Paper: Vaswani et al., "Attention Is All You Need", arXiv:1706.03762 (scale 1/√D).
     /// - Parameters:
     ///   - qkv: (B, N, 3C) packed projections, timm layout.
@@ -35,24 +35,36 @@ extension Tensor {
         let pairs = b * heads
         let out = Tensor.uninitialized([b, n, c])  // (B, N, C)
         let keep = GradMode.enabled && qkv.requiresGrad
+        let precision = Precision.current  // forward and backward products alike
         let probs = Tensor.uninitialized(keep ? [b, heads, n, n] : [0])  // (B, H, N, N) or empty
         let pqkv = qkv.ptr, po = out.ptr, pp = probs.ptr
         if pairs == 0 || n == 0 || d == 0 {
             out.fill(0)
             return out
         }
+        if !keep {
+            // Inference: query blocks, no (N, N) matrix (AttentionInference.swift).
+            attentionPairs(pairs) { range in
+                let scratch = AttentionScratch(n: n, d: d, bf16: precision == .bf16)
+                for pair in range {
+                    let bi = pair / heads, h = pair % heads
+                    let q = pqkv + bi * n * c3 + h * d
+                    attendBlocked(q: q, k: q + c, v: q + 2 * c, ld: c3, out: po + bi * n * c + h * d, ldo: c,
+                                  n: n, d: d, scale: scale, precision: precision, scratch: scratch)
+                }
+            }
+            return out
+        }
         attentionPairs(pairs) { range in
-            let scratch: UnsafeMutablePointer<Float>? = keep ? nil : .allocate(capacity: n * n)
-            defer { scratch?.deallocate() }
             for pair in range {
                 let bi = pair / heads, h = pair % heads
                 let q = pqkv + bi * n * c3 + h * d, k = q + c, v = q + 2 * c
-                let p = scratch ?? (pp + pair * n * n)
+                let p = pp + pair * n * n
                 // S = scale · Q Kᵀ  (N, N)
-                BLAS.gemm(false, true, n, n, d, scale, q, c3, k, c3, 0, p, n, split: false)
+                BLAS.gemm(false, true, n, n, d, scale, q, c3, k, c3, 0, p, n, split: false, precision: precision)
                 for i in 0..<n { softmaxRow(p + i * n, p + i * n, n) }
                 // O = P V  (N, D), written into head h's columns of the output
-                BLAS.gemm(false, false, n, d, n, 1, p, n, v, c3, 0, po + bi * n * c + h * d, c, split: false)
+                BLAS.gemm(false, false, n, d, n, 1, p, n, v, c3, 0, po + bi * n * c + h * d, c, split: false, precision: precision)
             }
         }
         return out.record("multiHeadAttention", [qkv]) { g in
@@ -69,9 +81,9 @@ extension Tensor {
                     let p = pp + pair * n * n
                     let dout = pg + bi * n * c + h * d
                     // dV += Pᵀ dO
-                    BLAS.gemm(true, false, n, d, n, 1, p, n, dout, c, 1, dv, c3, split: false)
+                    BLAS.gemm(true, false, n, d, n, 1, p, n, dout, c, 1, dv, c3, split: false, precision: precision)
                     // dP = dO Vᵀ
-                    BLAS.gemm(false, true, n, n, d, 1, dout, c, v, c3, 0, dp, n, split: false)
+                    BLAS.gemm(false, true, n, n, d, 1, dout, c, v, c3, 0, dp, n, split: false, precision: precision)
                     // dS = P ⊙ (dP − rowsum(dP ⊙ P)), in place over dP
                     for i in 0..<n {
                         let pr = p + i * n, dr = dp + i * n
@@ -79,8 +91,8 @@ extension Tensor {
                         for j in 0..<n { dr[j] = pr[j] * (dr[j] - dot) }
                     }
                     // dQ += scale · dS K,  dK += scale · dSᵀ Q
-                    BLAS.gemm(false, false, n, d, n, scale, dp, n, k, c3, 1, dq, c3, split: false)
-                    BLAS.gemm(true, false, n, d, n, scale, dp, n, q, c3, 1, dk, c3, split: false)
+                    BLAS.gemm(false, false, n, d, n, scale, dp, n, k, c3, 1, dq, c3, split: false, precision: precision)
+                    BLAS.gemm(true, false, n, d, n, scale, dp, n, q, c3, 1, dk, c3, split: false, precision: precision)
                 }
             }
         }

@@ -60,11 +60,15 @@ enum BLAS {
                      _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
                      _ b: UnsafePointer<Float>, _ ldb: Int,
                      _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true,
-                     backend: Backend = BLAS.backend) {
+                     backend: Backend = BLAS.backend, precision: Precision = .fp32) {
         // `split: false` is for callers that already run products on several workers (attention).
         if m == 0 || n == 0 { return }
         if k == 0 {
             if beta != 1 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } } }
+            return
+        }
+        if precision == .bf16 {
+            gemmBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, split: split, backend: backend)
             return
         }
         let workers = Parallel.threads
@@ -83,6 +87,47 @@ enum BLAS {
             return
         }
         raw(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, backend: backend)
+    }
+
+    /// `gemm` with bf16 operands and fp32 accumulation (`Precision.bf16`). op(A) and op(B) are
+    /// packed once into contiguous bf16 (before any row split, so B is converted once, not per
+    /// worker). oneDNN multiplies them on its bf16 kernels; OpenBLAS gets the rounded values
+    /// back as fp32, which is the same arithmetic up to summation order.
+    static func gemmBF16(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+                         _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+                         _ b: UnsafePointer<Float>, _ ldb: Int,
+                         _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool,
+                         backend: Backend) {
+        let rowsA = transA ? k : m, colsA = transA ? m : k  // A as stored
+        let rowsB = transB ? n : k, colsB = transB ? k : n  // B as stored
+        let ha = BFloat16.allocatePadded(rowsA * colsA), hb = BFloat16.allocatePadded(rowsB * colsB)
+        defer { ha.deallocate(); hb.deallocate() }
+        BFloat16.pack(a, rows: rowsA, cols: colsA, ld: lda, into: ha, parallel: split)
+        BFloat16.pack(b, rows: rowsB, cols: colsB, ld: ldb, into: hb, parallel: split)
+        if backend != .onednn {
+            let fa = UnsafeMutablePointer<Float>.allocate(capacity: rowsA * colsA)
+            let fb = UnsafeMutablePointer<Float>.allocate(capacity: rowsB * colsB)
+            defer { fa.deallocate(); fb.deallocate() }
+            for i in 0..<(rowsA * colsA) { fa[i] = BFloat16.float(ha[i]) }
+            for i in 0..<(rowsB * colsB) { fb[i] = BFloat16.float(hb[i]) }
+            gemm(transA, transB, m, n, k, alpha, fa, colsA, fb, colsB, beta, c, ldc, split: split, backend: backend)
+            return
+        }
+        let workers = Parallel.threads
+        if threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold {
+            func bound(_ w: Int) -> Int {
+                w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
+            }
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                let lo = bound(w), hi = bound(w + 1)
+                if lo < hi {
+                    OneDNN.gemm(transA, transB, hi - lo, n, k, alpha, transA ? ha + lo : ha + lo * colsA, colsA,
+                                hb, colsB, beta, c + lo * ldc, ldc, bf16: true)
+                }
+            }
+            return
+        }
+        OneDNN.gemm(transA, transB, m, n, k, alpha, ha, colsA, hb, colsB, beta, c, ldc, bf16: true)
     }
 
     @inline(__always)
@@ -118,16 +163,17 @@ extension Tensor {
         precondition(batchB.isEmpty || batchA == batchB, "matmul: batch dimensions \(batchA) and \(batchB) differ")
         let batch = batchA.reduce(1, *)
         let shared = batchB.isEmpty
+        let precision = Precision.current  // forward and backward products alike
         let out = Tensor.uninitialized(batchA + [m, n])  // (..., M, N)
         let pa = a.ptr, pb = b.ptr, pc = out.ptr
         let lda = ak, ldb = bn
         let strideA = am * ak, strideB = shared ? 0 : bk * bn, strideC = m * n
         if shared && !transposeA {
             // Fold the batch into M: one large sgemm instead of many small ones.
-            BLAS.gemm(false, transposeB, batch * m, n, k, 1, pa, lda, pb, ldb, 0, pc, n)
+            BLAS.gemm(false, transposeB, batch * m, n, k, 1, pa, lda, pb, ldb, 0, pc, n, precision: precision)
         } else {
             for i in 0..<batch {
-                BLAS.gemm(transposeA, transposeB, m, n, k, 1, pa + i * strideA, lda, pb + i * strideB, ldb, 0, pc + i * strideC, n)
+                BLAS.gemm(transposeA, transposeB, m, n, k, 1, pa + i * strideA, lda, pb + i * strideB, ldb, 0, pc + i * strideC, n, precision: precision)
             }
         }
         return out.record("matmul", [a, b]) { g in
@@ -136,15 +182,15 @@ extension Tensor {
                 let ga = a.gradBuffer()
                 if shared && !transposeA {
                     // dA (B·M, K) += dC · op(B)ᵀ
-                    BLAS.gemm(false, !transposeB, batch * m, k, n, 1, pg, n, pb, ldb, 1, ga, lda)
+                    BLAS.gemm(false, !transposeB, batch * m, k, n, 1, pg, n, pb, ldb, 1, ga, lda, precision: precision)
                 } else {
                     for i in 0..<batch {
                         let gC = pg + i * strideC, bI = pb + i * strideB, gA = ga + i * strideA
                         if transposeA {
                             // A stored (K, M): dA = op(B) · dCᵀ
-                            BLAS.gemm(transposeB, true, k, m, n, 1, bI, ldb, gC, n, 1, gA, lda)
+                            BLAS.gemm(transposeB, true, k, m, n, 1, bI, ldb, gC, n, 1, gA, lda, precision: precision)
                         } else {
-                            BLAS.gemm(false, !transposeB, m, k, n, 1, gC, n, bI, ldb, 1, gA, lda)
+                            BLAS.gemm(false, !transposeB, m, k, n, 1, gC, n, bI, ldb, 1, gA, lda, precision: precision)
                         }
                     }
                 }
@@ -154,19 +200,19 @@ extension Tensor {
                 if shared && !transposeA {
                     if transposeB {
                         // B stored (N, K): dB = dCᵀ · A over the folded batch
-                        BLAS.gemm(true, false, n, k, batch * m, 1, pg, n, pa, lda, 1, gb, ldb)
+                        BLAS.gemm(true, false, n, k, batch * m, 1, pg, n, pa, lda, 1, gb, ldb, precision: precision)
                     } else {
-                        BLAS.gemm(true, false, k, n, batch * m, 1, pa, lda, pg, n, 1, gb, ldb)
+                        BLAS.gemm(true, false, k, n, batch * m, 1, pa, lda, pg, n, 1, gb, ldb, precision: precision)
                     }
                 } else {
                     for i in 0..<batch {
                         let gC = pg + i * strideC, aI = pa + i * strideA, gB = gb + i * strideB
                         if transposeB {
                             // dB (N, K) = dCᵀ · op(A)
-                            BLAS.gemm(true, transposeA, n, k, m, 1, gC, n, aI, lda, 1, gB, ldb)
+                            BLAS.gemm(true, transposeA, n, k, m, 1, gC, n, aI, lda, 1, gB, ldb, precision: precision)
                         } else {
                             // dB (K, N) = op(A)ᵀ · dC
-                            BLAS.gemm(!transposeA, false, k, n, m, 1, aI, lda, gC, n, 1, gB, ldb)
+                            BLAS.gemm(!transposeA, false, k, n, m, 1, aI, lda, gC, n, 1, gB, ldb, precision: precision)
                         }
                     }
                 }
@@ -182,21 +228,22 @@ extension Tensor {
                      "linear: input \(x.shape) does not end in \(inF) (weight \(w.shape))")
         if let b { precondition(b.shape == [outF], "linear: bias \(b.shape) should be [\(outF)]") }
         let rows = x.count / max(inF, 1)
+        let precision = Precision.current  // forward and backward products alike
         let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
         let px = x.ptr, pw = w.ptr, py = out.ptr
         if let b {
             let pb = b.ptr
             for r in 0..<rows { (py + r * outF).update(from: pb, count: outF) }
         }
-        BLAS.gemm(false, true, rows, outF, inF, 1, px, inF, pw, inF, b == nil ? 0 : 1, py, outF)
+        BLAS.gemm(false, true, rows, outF, inF, 1, px, inF, pw, inF, b == nil ? 0 : 1, py, outF, precision: precision)
         let parents = b.map { [x, w, $0] } ?? [x, w]
         return out.record("linear", parents) { g in
             let pg = g.ptr
             if x.requiresGrad {  // dX (rows, In) += dY · W
-                BLAS.gemm(false, false, rows, inF, outF, 1, pg, outF, pw, inF, 1, x.gradBuffer(), inF)
+                BLAS.gemm(false, false, rows, inF, outF, 1, pg, outF, pw, inF, 1, x.gradBuffer(), inF, precision: precision)
             }
             if w.requiresGrad {  // dW (Out, In) += dYᵀ · X
-                BLAS.gemm(true, false, outF, inF, rows, 1, pg, outF, px, inF, 1, w.gradBuffer(), inF)
+                BLAS.gemm(true, false, outF, inF, rows, 1, pg, outF, px, inF, 1, w.gradBuffer(), inF, precision: precision)
             }
             if let b, b.requiresGrad {
                 let gb = b.gradBuffer()

@@ -19,6 +19,9 @@ enum OneDNN {
     final class Entry: @unchecked Sendable {
         let primitive: dnnl_primitive_t
         var src = dnnl_memory_desc_t(), weights = dnnl_memory_desc_t(), dst = dnnl_memory_desc_t()
+        /// The primitive's scratchpad (user mode, see `create`); size 0 when it needs none.
+        var scratch = dnnl_memory_desc_t()
+        var scratchBytes = 0
         init(primitive: dnnl_primitive_t) { self.primitive = primitive }
     }
 
@@ -74,6 +77,13 @@ enum OneDNN {
         var attr: dnnl_primitive_attr_t?
         check(dnnl_primitive_attr_create(&attr), "attr")
         defer { dnnl_primitive_attr_destroy(attr) }
+        // User scratchpad: in the default library mode a primitive takes its scratchpad from
+        // the *creating* thread's global buffer (Debian's build has no
+        // DNNL_ENABLE_CONCURRENT_EXEC), so one cached primitive run by two Dispatch workers at
+        // once shares it. bf16 kernels always reorder B through the scratchpad, and the race
+        // turned a planted bf16 stage-2 run into NaN at a random step. Each calling thread
+        // passes its own buffer instead (`Scratch`).
+        check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad mode")
         let alpha = Float(bitPattern: key.alpha), beta = Float(bitPattern: key.beta)
         if alpha != 1 {
             var scale = alpha
@@ -94,6 +104,10 @@ enum OneDNN {
         check(dnnl_primitive_create(&prim, pd), "dnnl_primitive_create")
         let e = Entry(primitive: prim!)
         e.src = src; e.weights = wei; e.dst = dst
+        if let md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) {
+            e.scratch = md.pointee
+            e.scratchBytes = dnnl_memory_desc_get_size(md)
+        }
         return e
     }
 
@@ -115,8 +129,14 @@ enum OneDNN {
         var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: ms),
                     dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: mw),
                     dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: md)]
+        var mscratch: dnnl_memory_t?
+        if e.scratchBytes > 0 {
+            check(dnnl_memory_create(&mscratch, &e.scratch, engine, Scratch.current(e.scratchBytes)), "scratchpad memory")
+            args.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: mscratch))
+        }
+        defer { if let mscratch { dnnl_memory_destroy(mscratch) } }
         let stream = Streams.current()
-        check(dnnl_primitive_execute(e.primitive, stream, 3, &args), "dnnl_primitive_execute")
+        check(dnnl_primitive_execute(e.primitive, stream, Int32(args.count), &args), "dnnl_primitive_execute")
         check(dnnl_stream_wait(stream), "dnnl_stream_wait")
     }
 
@@ -139,6 +159,37 @@ enum OneDNN {
             check(dnnl_stream_create(&s, engine, UInt32(dnnl_stream_default_flags.rawValue)), "dnnl_stream_create")
             pthread_setspecific(key, UnsafeRawPointer(s!))
             return s!
+        }
+    }
+
+    /// One scratchpad buffer per thread, grown to the largest size asked for (64-byte aligned).
+    enum Scratch {
+        final class Buffer {
+            var pointer: UnsafeMutableRawPointer?
+            var bytes = 0
+            deinit { pointer?.deallocate() }
+        }
+
+        nonisolated(unsafe) static let key: pthread_key_t = {
+            var k = pthread_key_t()
+            pthread_key_create(&k) { p in if let p { Unmanaged<Buffer>.fromOpaque(p).release() } }
+            return k
+        }()
+
+        static func current(_ bytes: Int) -> UnsafeMutableRawPointer {
+            let buffer: Buffer
+            if let p = pthread_getspecific(key) {
+                buffer = Unmanaged<Buffer>.fromOpaque(p).takeUnretainedValue()
+            } else {
+                buffer = Buffer()
+                pthread_setspecific(key, Unmanaged.passRetained(buffer).toOpaque())
+            }
+            if buffer.bytes < bytes {
+                buffer.pointer?.deallocate()
+                buffer.pointer = .allocate(byteCount: bytes, alignment: 64)
+                buffer.bytes = bytes
+            }
+            return buffer.pointer!
         }
     }
 

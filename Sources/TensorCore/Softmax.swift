@@ -1,3 +1,5 @@
+import CKernels
+
 // Softmax over the last axis, fused: the forward subtracts the row maximum (so exp never
 // overflows) and the backward uses only the cached output. exp is RowKernels' vectorised
 // polynomial (a few ulp from libm's expf).
@@ -31,9 +33,17 @@ extension Tensor {
         }
     }
 
-    /// One numerically stable softmax row; `src` and `dst` may be the same buffer.
+    /// One numerically stable softmax row; `src` and `dst` may be the same buffer. AVX-512 C
+    /// when the CPU has it (CPUKernels), else `softmaxRowSIMD8`.
     @inline(__always)
     static func softmaxRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
+        if CPUKernels.avx512 { dvt_softmax_row_avx512(src, dst, n); return }
+        softmaxRowSIMD8(src, dst, n)
+    }
+
+    /// The Swift softmax row (8 lanes; the reference the AVX-512 kernel is tested against).
+    @inline(__always)
+    static func softmaxRowSIMD8(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         if n == 0 { return }
         let m = RowKernels.max(src, n)
         let s = RowKernels.expShiftedSum(src, dst, n, shift: m)

@@ -31,6 +31,10 @@ public final class VisionTransformer: Module {
     public let norm: LayerNorm
     /// Set when the weights are random (`--random-init`): every output must say so.
     public private(set) var randomInitSeed: UInt64?
+    /// Operand precision of the forward's matrix products (`precision`, `--precision`): bf16
+    /// rounds the operands of every linear and attention product, accumulating in fp32, and
+    /// leaves everything else fp32 (torch.autocast on a CPU). `features` binds it.
+    public var precision: Precision = .fp32
 
     /// Checkpoint tensors the feature path ignores (`isIgnoredKey`, e.g. SigLIP's `attn_pool.*`),
     /// kept as loaded so an exported timm state dict still loads with strict=True.
@@ -207,7 +211,8 @@ public final class VisionTransformer: Module {
     func forward(_ images: Tensor, layers: [Int], norm applyNorm: Bool, stride: Int?, checkpointBlocks: Bool) -> [Int: ViTFeatures] {
         let s = stride ?? config.patchSize
         precondition(s >= 1 && s <= config.patchSize, "stride \(s) must be in 1...\(config.patchSize)")
-        do {
+        // The model's matmul precision, bound task-locally (fp32 or bf16, docs/precision.md).
+        return precision.run {
             let b = images.shape[0], c = config.embedDim
             var (x, gh, gw) = embedPatches(images, stride: s)                      // (B, T, C)
             let t = gh * gw

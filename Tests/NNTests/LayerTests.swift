@@ -6,7 +6,7 @@ import TestSupport
 
 /// Minimal F32-only safetensors reader for the block fixture (8-byte little-endian header
 /// length, JSON header, raw data). The toolkit's real reader lives in Vision, above NN.
-private func readF32Safetensors(_ url: URL) throws -> [String: Tensor] {
+func readF32Safetensors(_ url: URL) throws -> [String: Tensor] {
     let data = try Data(contentsOf: url)
     let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
     let headerEnd = 8 + Int(headerLength)

@@ -1,0 +1,32 @@
+// Row kernels with AVX-512 (F) bodies behind a runtime CPU check, for the parts of a ViT
+// forward that run outside the matmuls (softmax rows of attention, GELU). Swift compiles for
+// baseline x86-64 (SSE2), so its SIMD8 kernels run at 4 lanes; these run at 16 with FMA.
+// Callers must check dvt_cpu_has_avx512() first; TensorCore falls back to its Swift kernels.
+#pragma once
+#include <stddef.h>
+
+/// 1 when the CPU and OS support AVX-512 F (checked once by the compiler's cpu model).
+int dvt_cpu_has_avx512(void);
+
+/// dst[i] = softmax(src)[i] over one row of n floats (src may equal dst): subtracts the row
+/// maximum, exp (Cephes expf polynomial, as TensorCore's RowKernels.exp), divides by the sum.
+void dvt_softmax_row_avx512(const float *src, float *dst, ptrdiff_t n);
+
+/// y[i] = x[i] * Phi(x[i]) (exact GELU, erfc Chebyshev fit as RowKernels.normalCDF).
+void dvt_gelu_forward_avx512(const float *x, float *y, ptrdiff_t n);
+
+/// gx[i] += g[i] * (Phi(x[i]) + x[i] * phi(x[i])).
+void dvt_gelu_backward_avx512(float *gx, const float *g, const float *x, ptrdiff_t n);
+
+/// 1 when the CPU supports AVX512_BF16 (vdpbf16ps), 1 when it supports AVX2 + FMA.
+int dvt_cpu_has_avx512_bf16(void);
+int dvt_cpu_has_avx2_fma(void);
+
+/// Peak-throughput loops for `dvt bench engine`: `iters` rounds of 12 independent FMA chains
+/// (enough to cover the FMA latency on every core design we know), returning the floating
+/// point operations done; the result is written to *sink so the loop cannot be removed.
+/// fp32: 16 lanes (AVX-512) or 8 lanes (AVX2), 2 flops per lane; bf16: vdpbf16ps, 16 lanes
+/// of two bf16 products each, 4 flops per lane.
+double dvt_peak_fp32_avx512(long iters, float *sink);
+double dvt_peak_fp32_avx2(long iters, float *sink);
+double dvt_peak_bf16_avx512(long iters, float *sink);

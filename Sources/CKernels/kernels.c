@@ -1,0 +1,185 @@
+// See include/dvt_kernels.h. The constants and formulas are those of TensorCore's RowKernels
+// (Cephes expf, Numerical Recipes' erfcc), so the two paths agree to a few ulp (the tests
+// hold them to 1e-6 relative); only the lane count and FMA contraction differ.
+#include "dvt_kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+int dvt_cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+}
+
+#define AVX512 __attribute__((target("avx512f")))
+
+static inline AVX512 __m512 exp16(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.72283f), lo = _mm512_set1_ps(-87.33654f);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), magic);
+    __m512 k = _mm512_sub_ps(t, magic);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 er = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    // 2^k as 2^k1 * 2^k2 (each a normal float), as RowKernels.exp.
+    __m512i ki = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000));
+    __m512i k1 = _mm512_srai_epi32(ki, 1), k2 = _mm512_sub_epi32(ki, k1);
+    __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k1, _mm512_set1_epi32(127)), 23));
+    __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k2, _mm512_set1_epi32(127)), 23));
+    __m512 y = _mm512_mul_ps(_mm512_mul_ps(er, s1), s2);
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(INFINITY));
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);  // NaN stays NaN
+    return y;
+}
+
+static inline AVX512 __mmask16 tail_mask(ptrdiff_t count) {
+    return (__mmask16)((1u << count) - 1u);
+}
+
+AVX512 void dvt_softmax_row_avx512(const float *src, float *dst, ptrdiff_t n) {
+    if (n <= 0) return;
+    ptrdiff_t i = 0;
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(src + i));
+    if (i < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(n - i), src + i));
+    float m = _mm512_reduce_max_ps(vmax);
+    __m512 shift = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(src + i), shift));
+        _mm512_storeu_ps(dst + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (i < n) {
+        __mmask16 mk = tail_mask(n - i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mk, src + i), shift));
+        _mm512_mask_storeu_ps(dst + i, mk, e);
+        acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(mk, e));
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
+    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_loadu_ps(dst + i), inv));
+    if (i < n) {
+        __mmask16 mk = tail_mask(n - i);
+        _mm512_mask_storeu_ps(dst + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, dst + i), inv));
+    }
+}
+
+/// Phi(x) = erfc(-x/sqrt2)/2 with relative accuracy in both tails (RowKernels.normalCDF).
+static inline AVX512 __m512 normal_cdf16(__m512 x) {
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 z = _mm512_mul_ps(ax, _mm512_set1_ps(0.70710678118654752f));
+    __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.5f), z, _mm512_set1_ps(1.0f)));
+    __m512 p = _mm512_set1_ps(0.17087277f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.82215223f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.48851587f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.13520398f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.27886807f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.18628806f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.09678418f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.37409196f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.00002368f));
+    __m512 arg = _mm512_sub_ps(_mm512_fnmadd_ps(z, z, _mm512_mul_ps(p, t)), _mm512_set1_ps(1.26551223f));
+    __m512 half = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), t), exp16(arg));  // Phi(-|x|)
+    __m512 cdf = _mm512_sub_ps(_mm512_set1_ps(1.0f), half);
+    return _mm512_mask_mov_ps(cdf, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), half);
+}
+
+AVX512 void dvt_gelu_forward_avx512(const float *x, float *y, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        _mm512_storeu_ps(y + i, _mm512_mul_ps(v, normal_cdf16(v)));
+    }
+    if (i < n) {
+        __mmask16 mk = tail_mask(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+        _mm512_mask_storeu_ps(y + i, mk, _mm512_mul_ps(v, normal_cdf16(v)));
+    }
+}
+
+AVX512 void dvt_gelu_backward_avx512(float *gx, const float *g, const float *x, ptrdiff_t n) {
+    const __m512 c = _mm512_set1_ps(0.39894228040143268f), mhalf = _mm512_set1_ps(-0.5f);
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 pdf = _mm512_mul_ps(exp16(_mm512_mul_ps(_mm512_mul_ps(mhalf, v), v)), c);
+        __m512 d = _mm512_fmadd_ps(v, pdf, normal_cdf16(v));
+        _mm512_storeu_ps(gx + i, _mm512_fmadd_ps(_mm512_loadu_ps(g + i), d, _mm512_loadu_ps(gx + i)));
+    }
+    if (i < n) {
+        __mmask16 mk = tail_mask(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(mk, x + i);
+        __m512 pdf = _mm512_mul_ps(exp16(_mm512_mul_ps(_mm512_mul_ps(mhalf, v), v)), c);
+        __m512 d = _mm512_fmadd_ps(v, pdf, normal_cdf16(v));
+        _mm512_mask_storeu_ps(gx + i, mk, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, g + i), d, _mm512_maskz_loadu_ps(mk, gx + i)));
+    }
+}
+
+int dvt_cpu_has_avx512_bf16(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+}
+
+int dvt_cpu_has_avx2_fma(void) {
+    __builtin_cpu_init();
+    return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+}
+
+#define CHAINS(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11)
+
+AVX512 double dvt_peak_fp32_avx512(long iters, float *sink) {
+    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+#define DECL(i) __m512 c##i = _mm512_set1_ps((float)(i));
+#define STEP(i) c##i = _mm512_fmadd_ps(c##i, a, b);
+#define SUM(i) s = _mm512_add_ps(s, c##i);
+    CHAINS(DECL)
+    for (long it = 0; it < iters; it++) { CHAINS(STEP) }
+    __m512 s = _mm512_setzero_ps();
+    CHAINS(SUM)
+    *sink = _mm512_reduce_add_ps(s);
+    return (double)iters * 12 * 16 * 2;
+#undef DECL
+#undef STEP
+#undef SUM
+}
+
+__attribute__((target("avx2,fma"))) double dvt_peak_fp32_avx2(long iters, float *sink) {
+    const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+#define DECL(i) __m256 c##i = _mm256_set1_ps((float)(i));
+#define STEP(i) c##i = _mm256_fmadd_ps(c##i, a, b);
+#define SUM(i) s = _mm256_add_ps(s, c##i);
+    CHAINS(DECL)
+    for (long it = 0; it < iters; it++) { CHAINS(STEP) }
+    __m256 s = _mm256_setzero_ps();
+    CHAINS(SUM)
+    float out[8];
+    _mm256_storeu_ps(out, s);
+    *sink = out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+    return (double)iters * 12 * 8 * 2;
+#undef DECL
+#undef STEP
+#undef SUM
+}
+
+__attribute__((target("avx512f,avx512bf16"))) double dvt_peak_bf16_avx512(long iters, float *sink) {
+    const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3F80), b = (__m512bh)_mm512_set1_epi16(0x3380);
+#define DECL(i) __m512 c##i = _mm512_set1_ps((float)(i));
+#define STEP(i) c##i = _mm512_dpbf16_ps(c##i, a, b);
+#define SUM(i) s = _mm512_add_ps(s, c##i);
+    CHAINS(DECL)
+    for (long it = 0; it < iters; it++) { CHAINS(STEP) }
+    __m512 s = _mm512_setzero_ps();
+    CHAINS(SUM)
+    *sink = _mm512_reduce_add_ps(s);
+    return (double)iters * 12 * 16 * 4;
+#undef DECL
+#undef STEP
+#undef SUM
+}
