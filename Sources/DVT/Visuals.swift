@@ -252,7 +252,7 @@ public enum Visuals {
             guard f >= 1, before.shape[0] * f == after.shape[0], before.shape[1] * f == after.shape[1] else {
                 throw VisualsError("comparisonStrip: grid \(after.shape) is not an integer multiple of \(before.shape)")
             }
-            b = SRT.upsampleNearest(before, factor: f)
+            b = ShiftEnsemble.upsampleNearest(before, factor: f)
         }
         let pca = try FeaturePCA(fitting: before)
         let (dh, dw) = displaySize(height: after.shape[0], width: after.shape[1], target: target)

@@ -117,7 +117,7 @@ public struct ImageJobEngine {
         self.log = log
     }
 
-    public static let standardError: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    public static let standardError: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
 
     /// An input on its way through: claimed and decoded, waiting for its batch.
     private struct Pending<P> {
