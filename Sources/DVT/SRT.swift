@@ -34,11 +34,6 @@ public enum SRTResolution: Sendable, Equatable {
     }
 }
 
-public struct SRTError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ d: String) { description = d }
-}
-
 /// SRT on top of a `VisionTransformer`.
 ///
 /// For every integer offset (i, j) in [−dy, dy] × [−dx, dx] the normalised input is translated

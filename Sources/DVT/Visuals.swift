@@ -7,11 +7,6 @@ import Vision
 // and strips. Letters: H × W map grid, C channels, N = H·W tokens (summed over maps when a PCA is
 // fitted on several).
 
-public struct VisualsError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ d: String) { description = d }
-}
-
 /// Eigendecomposition of a real symmetric matrix with LAPACK's divide-and-conquer `ssyevd`.
 public enum SymmetricEigen {
     /// Eigenvalues in descending order, and the matching unit eigenvectors (one array each).

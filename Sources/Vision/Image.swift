@@ -4,13 +4,6 @@ import Foundation
 import TensorCore
 
 /// An image that could not be read, decoded or encoded; names the file.
-public struct ImageError: Error, CustomStringConvertible, LocalizedError {
-    public let path: String
-    public let message: String
-    public var description: String { "image \(path): \(message)" }
-    public var errorDescription: String? { description }
-}
-
 /// An 8-bit RGB image, rows top to bottom, pixels interleaved: `pixels[(y·width + x)·3 + c]`
 /// (HWC, like a PIL "RGB" image as a numpy array).
 public struct RGBImage: Sendable, Equatable {

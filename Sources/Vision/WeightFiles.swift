@@ -66,12 +66,6 @@ public enum WeightFiles {
     }
 }
 
-public struct WeightFileError: Error, CustomStringConvertible, LocalizedError {
-    public var description: String
-    public var errorDescription: String? { description }
-    public init(_ d: String) { description = d }
-}
-
 /// Checkpoint-name conversions into timm's `VisionTransformer` names.
 public enum TimmCheckpointNames {
     /// timm's `checkpoint_filter_fn` (timm/models/vision_transformer.py) first unwraps
