@@ -130,6 +130,8 @@ public struct ImageJobEngine {
 
     /// Runs `client` over `items`; returns what happened to each. Throws only for what stops
     /// the whole job (the output folder cannot be made, the manifest cannot be appended to).
+    // Long on purpose: this is the skeleton every job shares, kept in one function so the order
+    // of skip → claim → prepare → batch → forward → finish → record → progress reads as one flow.
     public func run<C: ImageJobClient>(_ client: C, items: [ImageItem]) throws -> JobReport {
         let t0 = Date()
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)

@@ -54,6 +54,7 @@ public final class Pipeline {
 
     /// Runs every step; returns the report's path.
     @discardableResult
+    // Long on purpose: the six steps of `dvt run` in order, each a short block with its skip rule.
     public func run() throws -> URL {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for path in AtomicFile.removeStaleTemporaries(under: root) { log("removed a partial file left by a killed run: \(path)") }

@@ -92,6 +92,7 @@ public enum ShiftEnsemble {
     /// The per-pixel aggregate of the views, built straight from the token maps: (Gh·S, Gw·S, C).
     /// Equivalent to upsampling every view, translating it back and stacking, without holding N
     /// pixel maps (the median gathers one pixel's N values at a time).
+    // Long on purpose: the mean and median share the per-view source-index tables built here.
     public static func pixelAggregate(_ views: [(shift: (Int, Int), features: Tensor)], stride s: Int, median: Bool) -> Tensor {
         let gh = views[0].features.shape[0], gw = views[0].features.shape[1], c = views[0].features.shape[2]
         let hp = gh * s, wp = gw * s, n = views.count
