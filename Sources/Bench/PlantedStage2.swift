@@ -59,6 +59,7 @@ public enum PlantedStage2 {
 
     /// Runs (or resumes) the experiment described by `config` (stage1.*, stage2.*, seed,
     /// output_dir) and `options`; `log` gets progress lines.
+    // Long on purpose: the experiment's steps (generate, stage 1 per case, stage 2, score) in order.
     public static func run(config base: ResolvedConfig, options o: Options,
                            log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> Report {
         guard o.trainCases >= 1, o.valCases >= 1 else {

@@ -5,11 +5,6 @@ import TensorCore
 // their numbers sit in one table. Letters: M maps, H × W grid, P = H·W positions, C channels,
 // n = M·P samples.
 
-public struct ArtifactMetricsError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ d: String) { description = d }
-}
-
 public enum ArtifactMetrics {
     static func checkSameGrid(_ maps: [Tensor], _ what: String) throws -> (Int, Int, Int) {
         guard let first = maps.first else { throw ArtifactMetricsError("\(what): no feature maps") }

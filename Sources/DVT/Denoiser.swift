@@ -45,12 +45,6 @@ public struct DenoiserConfig: Codable, Sendable, Equatable {
     }
 }
 
-public struct DenoiserError: Error, CustomStringConvertible, LocalizedError {
-    public var description: String
-    public var errorDescription: String? { description }
-    public init(_ d: String) { description = d }
-}
-
 /// The DVT generalizable denoiser (stage 2):
 /// ```
 /// y = Blocks(x + PE(H, W))        x, y: (B, H, W, C), flattened to (B, N, C) around the blocks

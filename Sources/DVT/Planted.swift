@@ -89,6 +89,7 @@ public struct PlantedData {
         n == 1 ? [a] : (0..<n).map { a + (b - a) * Double($0) / Double(n - 1) }
     }
 
+    // Long on purpose: as `generate`, the order of the random draws is the contract.
     static func drawParts(_ rng: inout RandomGenerator, _ o: Options) -> Parts {
         let g = o.grid, c = o.dim
         func normals(_ n: Int, _ scale: Double) -> [Double] { (0..<n).map { _ in Double(rng.normal()) * scale } }
@@ -155,6 +156,8 @@ public struct PlantedData {
     }
 
     /// Generates a planted case; the same seed and options always give the same tensors.
+    // Long on purpose: the draws are in one function so their order, which fixes every seed's
+    // tensors, is visible in one place.
     public static func generate(seed: UInt64, options o: Options = Options()) -> PlantedData {
         var rng = RandomGenerator(seed: seed)
         let g = o.grid, c = o.dim

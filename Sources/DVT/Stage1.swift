@@ -181,12 +181,6 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
     }
 }
 
-public struct Stage1Error: Error, CustomStringConvertible, LocalizedError {
-    public var description: String
-    public init(_ d: String) { description = d }
-    public var errorDescription: String? { description }
-}
-
 /// What stage 1 produces for one image.
 public struct Stage1Output {
     /// (h, w, C): F on the whole-image token grid, the denoised features.

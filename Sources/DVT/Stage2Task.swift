@@ -8,12 +8,6 @@ import Vision
 // Stage 2: train DVT's generalizable denoiser on (raw, target) feature pairs that stage 1 (or
 // SRT) wrote, through the one Trainer. Letters: B batch, H × W feature grid, C channels.
 
-public struct Stage2Error: Error, CustomStringConvertible, LocalizedError {
-    public var description: String
-    public var errorDescription: String? { description }
-    public init(_ d: String) { description = d }
-}
-
 /// One training example: a raw ViT feature map and the map the denoiser should produce.
 public struct FeaturePair: Sendable, Equatable {
     public var name: String

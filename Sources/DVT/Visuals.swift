@@ -7,11 +7,6 @@ import Vision
 // and strips. Letters: H × W map grid, C channels, N = H·W tokens (summed over maps when a PCA is
 // fitted on several).
 
-public struct VisualsError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ d: String) { description = d }
-}
-
 /// Eigendecomposition of a real symmetric matrix with LAPACK's divide-and-conquer `ssyevd`.
 public enum SymmetricEigen {
     /// Eigenvalues in descending order, and the matching unit eigenvectors (one array each).
@@ -252,7 +247,7 @@ public enum Visuals {
             guard f >= 1, before.shape[0] * f == after.shape[0], before.shape[1] * f == after.shape[1] else {
                 throw VisualsError("comparisonStrip: grid \(after.shape) is not an integer multiple of \(before.shape)")
             }
-            b = SRT.upsampleNearest(before, factor: f)
+            b = ShiftEnsemble.upsampleNearest(before, factor: f)
         }
         let pca = try FeaturePCA(fitting: before)
         let (dh, dw) = displaySize(height: after.shape[0], width: after.shape[1], target: target)

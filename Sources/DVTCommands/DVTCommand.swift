@@ -43,7 +43,7 @@ public struct ComputeOptions: ParsableArguments {
     }
 
     public func apply() {
-        if let threads { Parallel.threads = threads }
+        if let threads { Parallel.setDefaultThreads(threads) }
     }
 }
 

@@ -8,11 +8,6 @@ import Settings
 import Training
 import Vision
 
-/// Thrown to end a command with a nonzero status after its summary was printed.
-struct JobFailed: Error, CustomStringConvertible {
-    var description: String
-}
-
 extension DVTCommand {
     struct Extract: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -43,7 +38,7 @@ extension DVTCommand {
             let report = try job.run(items: items, output: URL(fileURLWithPath: out))
             print(report.summary)
             if let seed = model.randomInitSeed { print(VisionTransformer.randomWeightsWarning(seed: seed)) }
-            if !report.failures.isEmpty { throw JobFailed(description: "\(report.failures.count) image(s) failed") }
+            try report.throwIfFailed()
         }
     }
 }

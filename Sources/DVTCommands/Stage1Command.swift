@@ -87,34 +87,14 @@ extension DVTCommand {
             let report = try job.run(items: items)
             print("stage1: " + report.summary)
             if let seed = model.randomInitSeed { print(VisionTransformer.randomWeightsWarning(seed: seed)) }
-            if !report.failures.isEmpty { throw JobFailed(description: "\(report.failures.count) image(s) failed") }
+            try report.throwIfFailed()
         }
 
         func runOnFeatureFile(_ path: String, config: ResolvedConfig) throws {
-            let url = URL(fileURLWithPath: path)
-            let file = try SafeTensorsFile(url: url)
-            for key in ["raw", "coords"] where !file.contains(key) {
-                throw ValidationError("\(path): no tensor '\(key)'; a feature file needs raw (V+1, H, W, C) and coords (V+1, H, W, 2) (the planted layout)")
-            }
-            let raw = try file.tensor("raw"), coords = try file.tensor("coords")
-            let settings = Stage1Settings(config: config)
-            try settings.validate()
-            let r = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: UInt64(config.settings.run.seed),
-                                   quiet: false, printFreq: config.settings.stage1.printFreq)
-            let out = URL(fileURLWithPath: config.settings.run.outputDir!)
-            let stem = url.deletingPathExtension().lastPathComponent
-            let tree = RunPaths(root: out, model: "features")
-            for (t, dst) in [(r.output.raw, tree.raw(stem)), (r.output.denoised, tree.denoised(stem)),
-                             (r.output.sharedArtifacts, tree.extra("shared_artifacts", stem))] {
-                try FileManager.default.createDirectory(at: dst.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try Npy.write(t, to: dst)
-            }
-            print(String(format: "stage1 on %@: final loss %.5f, %.2f ms/step; outputs under %@", path, r.finalLoss, r.msPerStep, out.path))
-            if file.contains("clean_full") && file.contains("artifact") {
-                let clean = try file.tensor("clean_full"), artifact = try file.tensor("artifact")
-                print(String(format: "ground truth: centred cosine raw %.4f, denoised %.4f; artifact cosine %.4f",
-                             Metrics.centeredCosine(r.output.raw, clean), Metrics.centeredCosine(r.output.denoised, clean),
-                             Metrics.flatCenteredCosine(r.output.sharedArtifacts, artifact)))
+            let r = try Stage1FeatureFile.run(URL(fileURLWithPath: path), config: config)
+            print(String(format: "stage1 on %@: final loss %.5f, %.2f ms/step; outputs under %@", path, r.finalLoss, r.msPerStep, r.output.path))
+            if let g = r.groundTruth {
+                print(String(format: "ground truth: centred cosine raw %.4f, denoised %.4f; artifact cosine %.4f", g.raw, g.denoised, g.artifact))
             }
         }
     }

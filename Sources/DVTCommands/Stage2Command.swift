@@ -112,162 +112,27 @@ extension DVTCommand {
             compute.apply()
             let model = try DVT.Denoiser.load(URL(fileURLWithPath: denoiser))
             model.precision = backbone.precision
-            let outDir = URL(fileURLWithPath: out)
-            try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
-            let t0 = Date()
-            let (done, bad) = images != nil ? try denoiseImages(model, outDir) : try denoiseFeatures(model, outDir)
-            let dt = Date().timeIntervalSince(t0)
-            print(String(format: "denoised %d maps into %@ (%.2f maps/s, %@)", done, outDir.path, dt > 0 ? Double(done) / dt : 0,
-                         backbone.precision.rawValue))
-            if !bad.isEmpty {
-                var msg = "\(bad.count) input(s) could not be processed:\n"
-                for (name, why) in bad { msg += "  \(name): \(why)\n" }
+            var job = DenoiseJob(denoiser: model, output: URL(fileURLWithPath: out))
+            job.batchSize = batch
+            job.visualize = vis
+            let report: JobReport
+            if let images {
+                let vit = try backbone.load()
+                let trained = try WeightFiles.metadata(URL(fileURLWithPath: denoiser))["vit_model"]
+                report = try job.run(images: try ImageSource.items(from: images, root: dataRoot),
+                                     backbone: .init(model: vit, layer: try vit.resolveLayer(backbone.layer), inputSize: backbone.inputSize(for: vit),
+                                                     stride: backbone.stride, trainedOn: trained))
+            } else {
+                report = try job.run(features: URL(fileURLWithPath: features!))
+            }
+            print(String(format: "denoised %d maps into %@ (%.2f maps/s, %@)", report.written, job.output.path,
+                         report.seconds > 0 ? Double(report.written) / report.seconds : 0, backbone.precision.rawValue))
+            if !report.failures.isEmpty {
+                var msg = "\(report.failures.count) input(s) could not be processed:\n"
+                for f in report.failures { msg += "  \(f.image): \(f.error)\n" }
                 FileHandle.standardError.write(Data(msg.utf8))
                 throw ExitCode(1)
             }
-        }
-
-        typealias Failures = [(String, String)]
-
-        func write(_ map: Tensor, _ rel: String, _ outDir: URL) throws {
-            let url = outDir.appendingPathComponent(rel + ".npy")
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try Npy.write(map, to: url)
-        }
-
-        /// The --vis strip of one map. A strip that cannot be drawn (e.g. fewer than 3 tokens
-        /// for the PCA) is a warning, not a failed input: the features were written.
-        func writeVisual(raw: Tensor, denoised: Tensor, image: URL?, _ rel: String, _ outDir: URL) {
-            do {
-                let strip = try Denoise.strip(raw: raw, denoised: denoised, image: try image.map { try RGBImage(contentsOf: $0) })
-                try Visuals.write(strip, to: outDir.appendingPathComponent("vis").appendingPathComponent(rel + ".png"))
-            } catch {
-                FileHandle.standardError.write(Data("warning: no visual for \(rel): \(error)\n".utf8))
-            }
-        }
-
-        /// [image |] raw PCA | denoised PCA | raw norms | denoised norms, one token per square.
-        /// The PCA basis is fitted on the denoised map and colours both, as DVT's training
-        /// visuals do, so what the artifacts did to the raw map shows against a clean basis.
-        static func strip(raw: Tensor, denoised: Tensor, image: RGBImage?) throws -> RGBImage {
-            let pca = try FeaturePCA(fitting: denoised)
-            let (dh, dw) = Visuals.displaySize(height: raw.shape[0], width: raw.shape[1])
-            var tiles = [pca.image(raw), pca.image(denoised), Visuals.normHeatmap(raw), Visuals.normHeatmap(denoised)]
-                .map { Visuals.upsampleNearest($0, width: dw, height: dh) }
-            if let image { tiles.insert(image.resized(width: dw, height: dh), at: 0) }
-            return Visuals.hstrip(tiles)
-        }
-
-        func denoiseImages(_ model: DVT.Denoiser, _ outDir: URL) throws -> (Int, Failures) {
-            let items = try ImageSource.items(from: images!, root: dataRoot)
-            let vit = try backbone.load()
-            if let seed = vit.randomInitSeed {
-                // The .npy maps cannot carry the warning themselves; the folder does.
-                try Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8)
-                    .write(to: outDir.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
-            }
-            if let trained = try WeightFiles.metadata(URL(fileURLWithPath: denoiser))["vit_model"], trained != vit.config.name {
-                FileHandle.standardError.write(Data("warning: the denoiser was trained on \(trained) features, but --arch is \(vit.config.name)\n".utf8))
-            }
-            guard vit.config.embedDim == model.config.dim else {
-                throw ValidationError("the denoiser takes \(model.config.dim)-channel features but \(vit.config.name) has \(vit.config.embedDim) channels")
-            }
-            let layer = try vit.resolveLayer(backbone.layer)
-            let (h, w) = backbone.inputSize(for: vit)
-            let (gh, gw) = vit.grid(height: h, width: w, stride: backbone.stride)
-            if gh != model.config.gridHeight || gw != model.config.gridWidth {
-                FileHandle.standardError.write(Data("note: feature grid \(gh)x\(gw) differs from the denoiser's \(model.config.gridHeight)x\(model.config.gridWidth); its position embedding is resampled bicubically\n".utf8))
-            }
-            let progress = Progress(total: items.count, label: "denoise")
-            var bad: Failures = []
-            var done = 0
-            var pending: [(Tensor, ImageItem)] = []
-            func flush() throws {
-                guard !pending.isEmpty else { return }
-                let x = Tensor.concat(pending.map { $0.0.reshape([1, 3, h, w]) }, axis: 0)  // (B, 3, H, W)
-                let feats = vit.features(x, layers: [layer], stride: backbone.stride)[layer]!.patch  // (B, Gh, Gw, C)
-                let y = model.denoise(feats)                                                          // (B, Gh, Gw, C)
-                let c = model.config.dim
-                for (i, (_, item)) in pending.enumerated() {
-                    let denoised = y.slice(axis: 0, i..<(i + 1)).reshape([gh, gw, c])  // (Gh, Gw, C)
-                    try write(denoised, item.relativeStem, outDir)
-                    if vis {
-                        writeVisual(raw: feats.slice(axis: 0, i..<(i + 1)).reshape([gh, gw, c]), denoised: denoised,
-                                    image: item.url, item.relativeStem, outDir)
-                    }
-                }
-                done += pending.count
-                progress.advance(pending.count)
-                pending.removeAll()
-            }
-            for item in items {
-                do {
-                    pending.append((try vit.preprocess(item.url, height: h, width: w), item))
-                } catch {
-                    bad.append((item.url.path, "\(error)"))
-                    progress.advance(1, note: "skipped \(item.relativeStem)")
-                }
-                if pending.count == batch { try flush() }
-            }
-            try flush()
-            return (done, bad)
-        }
-
-        func denoiseFeatures(_ model: DVT.Denoiser, _ outDir: URL) throws -> (Int, Failures) {
-            let root = URL(fileURLWithPath: features!).standardizedFileURL
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDir), isDir.boolValue else {
-                throw ValidationError("--features \(features!) is not a folder")
-            }
-            var files: [(URL, String)] = []
-            let e = FileManager.default.enumerator(at: root, includingPropertiesForKeys: nil)
-            while let f = e?.nextObject() as? URL {
-                guard f.pathExtension.lowercased() == "npy" else { continue }
-                var rel = f.standardizedFileURL.path
-                if rel.hasPrefix(root.path + "/") { rel.removeFirst(root.path.count + 1) }
-                files.append((f, (rel as NSString).deletingPathExtension))
-            }
-            files.sort { $0.1 < $1.1 }
-            guard !files.isEmpty else { throw ValidationError("no .npy files under \(root.path)") }
-            let progress = Progress(total: files.count, label: "denoise")
-            var bad: Failures = []
-            var done = 0
-            var pending: [(Tensor, String)] = []
-            func flush() throws {
-                guard let first = pending.first?.0 else { return }
-                let x = pending.count == 1 ? first : Tensor.concat(pending.map(\.0), axis: 0)  // (B, H, W, C)
-                let y = model.denoise(x)                                                        // (B, H, W, C)
-                let s = Array(first.shape.dropFirst())
-                for (i, (map, rel)) in pending.enumerated() {
-                    let denoised = y.slice(axis: 0, i..<(i + 1)).reshape(s)  // (H, W, C)
-                    try write(denoised, rel, outDir)
-                    if vis { writeVisual(raw: map.reshape(s), denoised: denoised, image: nil, rel, outDir) }
-                }
-                done += pending.count
-                progress.advance(pending.count)
-                pending.removeAll()
-            }
-            for (url, rel) in files {
-                let map: Tensor
-                do {
-                    let t = try Npy.read(url)
-                    let s = t.rank == 4 && t.shape[0] == 1 ? Array(t.shape.dropFirst()) : t.shape
-                    guard s.count == 3, s[2] == model.config.dim, s[0] > 0, s[1] > 0 else {
-                        throw Stage2Error("shape \(t.shape), expected (H, W, \(model.config.dim))")
-                    }
-                    map = t.reshape([1] + s)  // (1, H, W, C)
-                } catch {
-                    bad.append((url.path, "\(error)"))
-                    progress.advance(1, note: "skipped \(rel)")
-                    continue
-                }
-                // A batch holds maps of one grid.
-                if let p = pending.first?.0, p.shape != map.shape { try flush() }
-                pending.append((map, rel))
-                if pending.count == batch { try flush() }
-            }
-            try flush()
-            return (done, bad)
         }
     }
 }

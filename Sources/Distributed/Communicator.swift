@@ -19,7 +19,9 @@ public struct CommunicatorError: Error, CustomStringConvertible, LocalizedError 
 public final class Communicator: @unchecked Sendable {
     public let rank: Int
     public let size: Int
-    private static var shared: Communicator?
+    // MPI_Init runs once per process; `world()` reads and sets `shared` under `lock`.
+    nonisolated(unsafe) private static var shared: Communicator?
+    private static let lock = NSLock()
 
     private init(rank: Int, size: Int) {
         self.rank = rank
@@ -39,6 +41,8 @@ public final class Communicator: @unchecked Sendable {
     /// The job's communicator when this process was started by an MPI launcher (MPI_Init on
     /// first use, finalised at exit), or nil for a plain single-process run.
     public static func world() throws -> Communicator? {
+        lock.lock()
+        defer { lock.unlock() }
         if let shared { return shared }
         guard launchedWorldSize() != nil else { return nil }
         var argc: Int32 = 0

@@ -46,6 +46,8 @@ public enum Npy {
         try read(bytes: ReadOnlyBytes.copy(data), path: name)
     }
 
+    // Long on purpose: validates magic, version, header and payload size in file order, each
+    // check with its own message.
     static func read(bytes: ReadOnlyBytes, path: String) throws -> Tensor {
         func fail(_ m: String) -> NpyError { NpyError(path: path, message: m) }
         let buf = bytes.buffer

@@ -98,6 +98,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         try self.init(bytes: ReadOnlyBytes.copy(data), path: name)
     }
 
+    // Long on purpose: one pass over an untrusted header that checks each entry (dtype, shape,
+    // offsets, overlaps, bounds) where it is parsed, so every error names its key and shape.
     init(bytes: ReadOnlyBytes, path: String) throws {
         self.bytes = bytes
         self.path = path

@@ -8,22 +8,6 @@ import TensorCore
 import Training
 import Vision
 
-/// What a batch job over images did: how many were written, skipped (already complete) or
-/// failed, and why each failure happened.
-public struct JobReport: Sendable {
-    public var written = 0
-    public var skipped = 0
-    public var failures: [(path: String, error: String)] = []
-    public init() {}
-
-    /// The end-of-job summary; failures are listed one per line.
-    public var summary: String {
-        var s = "\(written) written, \(skipped) already present, \(failures.count) failed"
-        for f in failures { s += "\n  FAILED \(f.path): \(f.error)" }
-        return s
-    }
-}
-
 /// `dvt extract`: ViT features of every image, one (Gh, Gw, C) float32 .npy per image,
 /// mirroring the input tree under `output`.
 public struct ExtractJob {
@@ -47,48 +31,39 @@ public struct ExtractJob {
     public func run(items: [ImageItem], output: URL, quiet: Bool = false) throws -> JobReport {
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         try writeInfo(output)
-        var report = JobReport()
-        let progress = Progress(total: items.count, label: "extract", quiet: quiet)
-        var pending: [(ImageItem, Tensor)] = []
-        func flush() throws {
-            guard !pending.isEmpty else { return }
-            let (h, w) = inputSize
-            let batch = Tensor(zeros: [pending.count, 3, h, w])  // (B, 3, H, W)
-            for (i, (_, x)) in pending.enumerated() { (batch.ptr + i * 3 * h * w).update(from: x.ptr, count: 3 * h * w) }
-            let feats = model.features(batch, layers: [layer], norm: norm, stride: stride)[layer]!.patch  // (B, Gh, Gw, C)
-            let per = feats.count / pending.count
-            for (i, (item, _)) in pending.enumerated() {
-                let one = Tensor(Array(feats.scalars[(i * per)..<((i + 1) * per)]), shape: Array(feats.shape.dropFirst()))
-                let dst = output.appendingPathComponent(item.relativeStem + ".npy")
-                do {
-                    try FileManager.default.createDirectory(at: dst.deletingLastPathComponent(), withIntermediateDirectories: true)
-                    try Npy.write(one, to: dst)
-                    report.written += 1
-                } catch {
-                    report.failures.append((item.url.path, "\(error)"))
-                }
-                progress.advance(note: item.relativeStem)
-            }
-            pending.removeAll()
+        var engine = ImageJobEngine(output: output)
+        engine.quiet = quiet
+        return try engine.run(Client(job: self, output: output), items: items)
+    }
+
+    /// The engine's view of the job: decode, one batched ViT forward, one .npy per image.
+    struct Client: ImageJobClient {
+        let job: ExtractJob
+        let output: URL
+        var label: String { "extract" }
+        var batchSize: Int { job.batchSize }
+
+        func destination(_ item: ImageItem) -> URL { output.appendingPathComponent(item.relativeStem + ".npy") }
+
+        func isDone(_ item: ImageItem) -> Bool {
+            !job.overwrite && FileManager.default.fileExists(atPath: destination(item).path)
         }
-        for item in items {
-            let dst = output.appendingPathComponent(item.relativeStem + ".npy")
-            if !overwrite && FileManager.default.fileExists(atPath: dst.path) {
-                report.skipped += 1
-                progress.advance(note: "\(item.relativeStem) (exists)")
-                continue
-            }
-            do {
-                pending.append((item, try model.preprocess(item.url, height: inputSize.0, width: inputSize.1)))
-            } catch {
-                report.failures.append((item.url.path, "\(error)"))
-                progress.advance(note: "\(item.relativeStem) FAILED")
-                continue
-            }
-            if pending.count == batchSize { try flush() }
+
+        func prepare(_ item: ImageItem) throws -> Tensor {
+            try job.model.preprocess(item.url, height: job.inputSize.0, width: job.inputSize.1)  // (3, H, W)
         }
-        try flush()
-        return report
+
+        func forward(_ batch: [Tensor]) throws -> [Tensor] {
+            let x = Tensor.batched(batch)  // (B, 3, H, W)
+            return job.model.features(x, layers: [job.layer], norm: job.norm, stride: job.stride)[job.layer]!.patch.unbatched()  // B × (Gh, Gw, C)
+        }
+
+        func finish(_ item: ImageItem, _ prepared: Tensor, _ features: Tensor, position: Int) throws -> ImageJobOutput {
+            let dst = destination(item)
+            try FileManager.default.createDirectory(at: dst.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Npy.write(features, to: dst)
+            return ImageJobOutput(files: [dst])
+        }
     }
 
     /// extract_info.json: what produced these features (and a loud flag for random weights).

@@ -16,10 +16,6 @@ public struct ImageItem: Sendable, Equatable {
     public var relativeStem: String
 }
 
-public struct ImageSourceError: Error, CustomStringConvertible {
-    public var description: String
-}
-
 /// Image inputs as users have them: a VOC-style list file (one entry per line, relative to `root`
 /// or to the list's folder; `#` comments and blank lines skipped), or a directory searched
 /// recursively for .jpg/.jpeg/.png. Sorted, so indices and shards are stable across runs and
@@ -41,11 +37,11 @@ public enum ImageSource {
         let url = URL(fileURLWithPath: path)
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-            throw ImageSourceError(description: "image source \(path) does not exist (expected a list file or a directory)")
+            throw JobsError.input("image source \(path) does not exist (expected a list file or a directory)")
         }
         let items = try isDir.boolValue ? directoryItems(url) : listItems(url, path: path, root: root)
         guard !items.isEmpty else {
-            throw ImageSourceError(description: "image source \(path) holds no images (\(isDir.boolValue ? "no .jpg/.jpeg/.png files below it" : "no entries"))")
+            throw JobsError.input("image source \(path) holds no images (\(isDir.boolValue ? "no .jpg/.jpeg/.png files below it" : "no entries"))")
         }
         try checkCollisions(items, source: path)
         return items
@@ -53,10 +49,10 @@ public enum ImageSource {
 
     static func listItems(_ url: URL, path: String, root: String?) throws -> [ImageItem] {
         let base = root.map { URL(fileURLWithPath: $0) } ?? url.deletingLastPathComponent()
-        _ = try FileKind.requireRegular(url.path, what: "image list") { ImageSourceError(description: $0) }
+        _ = try FileKind.requireRegular(url.path, what: "image list") { JobsError.input($0) }
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw ImageSourceError(description: "cannot read image list \(path): \(error.localizedDescription)")
+            throw JobsError.input("cannot read image list \(path): \(error.localizedDescription)")
         }
         var items: [ImageItem] = []
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -66,14 +62,14 @@ public enum ImageSource {
             let file = entry.hasPrefix("/") ? URL(fileURLWithPath: entry) : base.appendingPathComponent(entry)
             let ext = file.pathExtension.lowercased()
             guard imageExtensions.contains(ext) || ext.isEmpty else {
-                throw ImageSourceError(description: "\(path):\(n + 1): '\(entry)' is not a .jpg/.jpeg/.png path")
+                throw JobsError.input("\(path):\(n + 1): '\(entry)' is not a .jpg/.jpeg/.png path")
             }
             let rel: String
             if entry.hasPrefix("/") {
                 rel = file.deletingPathExtension().lastPathComponent
             } else {
                 guard let inside = normalisedInside((entry as NSString).deletingPathExtension) else {
-                    throw ImageSourceError(description: "\(path):\(n + 1): '\(entry)' resolves outside the list's root \(base.path); "
+                    throw JobsError.input("\(path):\(n + 1): '\(entry)' resolves outside the list's root \(base.path); "
                                            + "refused, because its outputs would be written outside the output folder")
                 }
                 rel = inside
@@ -87,7 +83,7 @@ public enum ImageSource {
     static func pathField(_ line: String, at place: String) throws -> String {
         if line.hasPrefix("\"") {
             let rest = line.dropFirst()
-            guard let close = rest.firstIndex(of: "\"") else { throw ImageSourceError(description: "\(place): unclosed quote in '\(line)'") }
+            guard let close = rest.firstIndex(of: "\"") else { throw JobsError.input("\(place): unclosed quote in '\(line)'") }
             return String(rest[..<close])
         }
         if let tab = line.firstIndex(of: "\t") { return String(line[..<tab]).trimmingCharacters(in: .whitespaces) }
@@ -116,14 +112,14 @@ public enum ImageSource {
         let listed = groups.keys.sorted().prefix(10).map { stem in
             "\(stem): " + groups[stem]!.map(\.url.lastPathComponent).joined(separator: ", ")
         }
-        throw ImageSourceError(description: "image source \(source): \(groups.count) output name(s) would be shared by several inputs "
+        throw JobsError.input("image source \(source): \(groups.count) output name(s) would be shared by several inputs "
                                + "(outputs drop the extension): \(listed.joined(separator: "; "))"
                                + (groups.count > 10 ? "; …" : "") + ". Rename or remove the duplicates")
     }
 
     static func directoryItems(_ dir: URL) throws -> [ImageItem] {
         guard let e = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey]) else {
-            throw ImageSourceError(description: "cannot list directory \(dir.path)")
+            throw JobsError.input("cannot list directory \(dir.path)")
         }
         let basePath = dir.standardizedFileURL.path
         var items: [ImageItem] = []

@@ -31,7 +31,7 @@ public final class Pipeline {
 
     public private(set) var timings: [StepTiming] = []
     /// Images that failed in stage 1 or SRT; `dvt run` exits non-zero when there are any.
-    public private(set) var failures: [(path: String, error: String)] = []
+    public private(set) var failures: [JobFailure] = []
 
     public init(config: ResolvedConfig, model: VisionTransformer) {
         self.config = config
@@ -54,11 +54,12 @@ public final class Pipeline {
 
     /// Runs every step; returns the report's path.
     @discardableResult
+    // Long on purpose: the six steps of `dvt run` in order, each a short block with its skip rule.
     public func run() throws -> URL {
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for path in AtomicFile.removeStaleTemporaries(under: root) { log("removed a partial file left by a killed run: \(path)") }
         try writeRunRecord()
-        guard let trainList = config.settings.run.dataList else { throw ConfigError("dvt run needs data_list (the training images)") }
+        guard let trainList = config.settings.run.dataList else { throw JobsError.input("dvt run needs data_list (the training images)") }
         let train = try ImageSource.items(from: trainList, root: config.settings.run.dataRoot)
         let val = try config.settings.run.valList.map { try ImageSource.items(from: $0, root: config.settings.run.dataRoot) } ?? []
         let all = train + val.filter { v in !train.contains { $0.relativeStem == v.relativeStem } }
@@ -94,8 +95,8 @@ public final class Pipeline {
                 let todo = all.filter { !FileManager.default.fileExists(atPath: paths.srt($0.relativeStem).path) }
                 let out = root.appendingPathComponent("\(FeatureTree.srt)/\(paths.model)")
                 let r = try job.run(items: todo, outDir: out, showProgress: !quiet, log: log)
-                failures += r.failures.map { (path: $0.image, error: $0.error) }
-                return ((), "\(r.written.count) written, \(all.count - todo.count) already present, \(r.failures.count) failed")
+                failures += r.failures
+                return ((), "\(r.written) written, \(all.count - todo.count) already present, \(r.failures.count) failed")
             }
         }
 
@@ -124,17 +125,11 @@ public final class Pipeline {
         denoiser.precision = config.settings.run.computePrecision
         let evalItems = val.isEmpty ? train : val
         try timed("denoise (\(evalItems.count) images)") { () -> ((), String) in
-            var written = 0
-            for item in evalItems {
-                let dst = paths.extra("stage2_features", item.relativeStem)
-                let src = paths.raw(item.relativeStem)
-                if FileManager.default.fileExists(atPath: dst.path) || !FileManager.default.fileExists(atPath: src.path) { continue }
-                let raw = try Npy.read(src)
-                try FileManager.default.createDirectory(at: dst.deletingLastPathComponent(), withIntermediateDirectories: true)
-                try Npy.write(withNoGrad { denoiser.denoise(raw) }, to: dst)
-                written += 1
-            }
-            return ((), "\(written) written")
+            var engine = ImageJobEngine(output: root.appendingPathComponent("stage2_features"), log: log)
+            engine.quiet = true
+            let r = try engine.run(DenoiseRawMaps(paths: paths, denoiser: denoiser), items: evalItems)
+            failures += r.failures
+            return ((), "\(r.written) written")
         }
 
         // 5. Metrics and 6. the report.
@@ -161,7 +156,7 @@ public final class Pipeline {
     }
 
     /// The error a finished run with failed images ends with (a non-zero exit status), or nil.
-    public var incomplete: PipelineIncomplete? { failures.isEmpty ? nil : PipelineIncomplete(failures: failures) }
+    public var incomplete: JobsError? { failures.isEmpty ? nil : .incomplete(failures) }
 
     /// What stage 2 is trained on: the training images whose stage-1 maps exist, and a hash of
     /// the resolved config. Recorded beside the denoiser so that a rerun can tell whether the
@@ -180,17 +175,17 @@ public final class Pipeline {
         let remedy = "remove \(dir) to retrain stage 2, or set another output_dir"
         guard let data = FileManager.default.contents(atPath: url.path),
               let old = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ConfigError("\(denoiser.path) exists but \(url.path) does not record what it was trained on; \(remedy)")
+            throw JobsError.mismatch("\(denoiser.path) exists but \(url.path) does not record what it was trained on; \(remedy)")
         }
         let was = old["images"] as? [String] ?? [], now = inputs["images"] as? [String] ?? []
         if was != now {
             let added = Set(now).subtracting(was).sorted(), gone = Set(was).subtracting(now).sorted()
-            throw ConfigError("\(denoiser.path) was trained on \(was.count) image(s), this run has \(now.count) with stage-1 maps"
+            throw JobsError.mismatch("\(denoiser.path) was trained on \(was.count) image(s), this run has \(now.count) with stage-1 maps"
                               + (added.isEmpty ? "" : "; new: \(added.prefix(5).joined(separator: ", "))")
                               + (gone.isEmpty ? "" : "; missing now: \(gone.prefix(5).joined(separator: ", "))") + "; \(remedy)")
         }
         if old["config_fnv1a"] as? String != inputs["config_fnv1a"] as? String {
-            throw ConfigError("\(denoiser.path) was trained with another configuration (config.yaml changed since); \(remedy)")
+            throw JobsError.mismatch("\(denoiser.path) was trained with another configuration (config.yaml changed since); \(remedy)")
         }
     }
 
@@ -257,11 +252,27 @@ public enum TrainerVersion {
     }
 }
 
-/// A run that finished but left failed images out (issue 18, item 5: it used to exit 0).
-public struct PipelineIncomplete: Error, CustomStringConvertible {
-    public var failures: [(path: String, error: String)]
-    public var description: String {
-        "\(failures.count) image(s) failed and were left out (the rest of the run is complete; fix them and rerun):\n"
-            + failures.map { "  FAILED \($0.path): \($0.error)" }.joined(separator: "\n")
+/// Step 4 of `dvt run`: the validation images' stage-1 raw maps through the exported denoiser,
+/// into stage2_features/. Images without a raw map (failed in stage 1) are passed over.
+struct DenoiseRawMaps: ImageJobClient {
+    let paths: RunPaths
+    let denoiser: Denoiser
+    var label: String { "denoise" }
+    var batchSize: Int { 1 }
+
+    func isDone(_ item: ImageItem) -> Bool {
+        FileManager.default.fileExists(atPath: paths.extra("stage2_features", item.relativeStem).path)
+            || !FileManager.default.fileExists(atPath: paths.raw(item.relativeStem).path)
+    }
+
+    func prepare(_ item: ImageItem) throws -> Tensor { try Npy.read(paths.raw(item.relativeStem)) }  // (Gh, Gw, C)
+
+    func forward(_ batch: [Tensor]) throws -> [Tensor] { withNoGrad { batch.map { denoiser.denoise($0) } } }
+
+    func finish(_ item: ImageItem, _ raw: Tensor, _ clean: Tensor, position: Int) throws -> ImageJobOutput {
+        let dst = paths.extra("stage2_features", item.relativeStem)
+        try FileManager.default.createDirectory(at: dst.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Npy.write(clean, to: dst)
+        return ImageJobOutput(files: [dst])
     }
 }

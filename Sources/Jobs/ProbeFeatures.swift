@@ -136,7 +136,7 @@ public struct ProbeFeatures {
         job.log = log
         let its = items(samples)
         let report = try job.run(items: its)
-        if let f = report.failures.first { throw ProbeDataError("stage 1 failed on \(f.path): \(f.error)") }
+        if let f = report.failures.first { throw ProbeDataError("stage 1 failed on \(f.image): \(f.error)") }
         let cls = try raw(samples).map(\.cls)
         return try its.enumerated().map { (try Npy.read(job.tree.denoised($1.relativeStem)), cls[$0]) }
     }

@@ -33,16 +33,8 @@ public struct SRTJob {
         self.width = width
     }
 
-    public struct Failure: Sendable, Codable, Equatable {
-        public var image: String
-        public var error: String
-    }
-
-    public struct Report: Sendable {
-        public var written: [URL] = []
-        public var failures: [Failure] = []
-        public var seconds = 0.0
-    }
+    public typealias Failure = JobFailure
+    public typealias Report = JobReport
 
     /// The run record written next to the outputs.
     struct Record: Codable {
@@ -99,7 +91,7 @@ public struct SRTJob {
     /// Runs over `items`; an image that cannot be read or processed is reported, skipped and
     /// listed in the report (the caller decides the exit status).
     public func run(items: [ImageItem], outDir: URL, showProgress: Bool = true,
-                    log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> Report {
+                    log: @escaping (String) -> Void = ImageJobEngine.standardError) throws -> Report {
         try srt.validate(resolution)
         if fast && srt.options.aggregate != .mean {
             throw SRTError("--fast computes the mean on the token grid directly; it has no median variant")
@@ -109,31 +101,41 @@ public struct SRTJob {
         }
         try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
         try writeRecord(record(images: items.count, completed: false, failed: []), to: outDir)
-        var report = Report()
-        let progress = Progress(total: items.count, label: "srt", quiet: !showProgress)
-        let t0 = Date()
-        for item in items {
-            do {
-                let npy = outDir.appendingPathComponent(item.relativeStem + ".npy")
-                try FileManager.default.createDirectory(at: npy.deletingLastPathComponent(), withIntermediateDirectories: true)
-                let image = try srt.model.preprocess(item.url, height: height, width: width)  // (3, H, W)
-                let result = try srt.run(image, resolution: resolution, fast: fast)
-                try Npy.write(result.output, to: npy)
-                report.written.append(npy)
-                if visualize {
-                    let png = outDir.appendingPathComponent(item.relativeStem + ".png")
-                    try Visuals.write(try Visuals.comparisonStrip(before: result.raw, after: result.output), to: png)
-                    report.written.append(png)
-                }
-            } catch {
-                let f = Failure(image: item.url.path, error: "\(error)")
-                report.failures.append(f)
-                log("skipping \(item.url.path): \(error)")
-            }
-            progress.advance(note: item.relativeStem)
-        }
-        report.seconds = Date().timeIntervalSince(t0)
+        var engine = ImageJobEngine(output: outDir, log: log)
+        engine.quiet = !showProgress
+        let report = try engine.run(Client(job: self, outDir: outDir), items: items)
         try writeRecord(record(images: items.count, completed: true, failed: report.failures), to: outDir)
         return report
+    }
+
+    /// The engine's view of the job: one image at a time (its shifted views are the batch).
+    struct Client: ImageJobClient {
+        let job: SRTJob
+        let outDir: URL
+        var label: String { "srt" }
+        var batchSize: Int { 1 }
+
+        func isDone(_ item: ImageItem) -> Bool { false }
+
+        func prepare(_ item: ImageItem) throws -> Tensor {
+            try job.srt.model.preprocess(item.url, height: job.height, width: job.width)  // (3, H, W)
+        }
+
+        func forward(_ batch: [Tensor]) throws -> [SRT.Result] {
+            try batch.map { try job.srt.run($0, resolution: job.resolution, fast: job.fast) }
+        }
+
+        func finish(_ item: ImageItem, _ image: Tensor, _ result: SRT.Result, position: Int) throws -> ImageJobOutput {
+            let npy = outDir.appendingPathComponent(item.relativeStem + ".npy")
+            try FileManager.default.createDirectory(at: npy.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Npy.write(result.output, to: npy)
+            var files = [npy]
+            if job.visualize {
+                let png = outDir.appendingPathComponent(item.relativeStem + ".png")
+                try Visuals.write(try Visuals.comparisonStrip(before: result.raw, after: result.output), to: png)
+                files.append(png)
+            }
+            return ImageJobOutput(files: files)
+        }
     }
 }

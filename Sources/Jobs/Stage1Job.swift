@@ -59,9 +59,9 @@ public final class Stage1Job {
         return h ^ UInt64(seed)
     }
 
-    /// Raw features of `num_views` random views plus the whole image: (V+1, Gh, Gw, C) and
-    /// their token coordinates (V+1, Gh, Gw, 2).
-    public func viewFeatures(_ url: URL, seed: UInt64) throws -> (Tensor, Tensor) {
+    /// The decoded image's `num_views` random views plus the whole image, normalised:
+    /// (V+1, 3, H, W), and their token coordinates (V+1, Gh, Gw, 2).
+    public func views(_ url: URL, seed: UInt64) throws -> (images: Tensor, coords: Tensor) {
         let (h, w) = inputSize
         let image = try RGBImage(contentsOf: url)
         // DVT's base image: torchvision `transforms.Resize(input_size)` on a PIL image, i.e. Pillow
@@ -72,96 +72,85 @@ public final class Stage1Job {
         var sampler = ViewSampler(size: (h, w), grid: (grid.0, grid.1))
         sampler.horizontalFlip = true
         var rng = RandomGenerator(seed: seed)
-        let views = config.settings.stage1.numViews
-        let (images, coords) = sampler.sample(base, count: views, mean: model.config.mean, std: model.config.std, rng: &rng)
-        let c = model.config.embedDim, per = 3 * h * w
-        let raw = Tensor(zeros: [views + 1, grid.0, grid.1, c])  // (V+1, Gh, Gw, C)
-        let batch = 8
-        var start = 0
-        while start <= views {
-            let n = min(batch, views + 1 - start)
-            let chunk = Tensor(zeros: [n, 3, h, w])
-            (chunk.ptr).update(from: images.ptr + start * per, count: n * per)
-            let f = model.features(chunk, layers: [layer], norm: true, stride: stride)[layer]!.patch  // (n, Gh, Gw, C)
-            (raw.ptr + start * grid.0 * grid.1 * c).update(from: f.ptr, count: f.count)
-            start += n
+        let (images, coords) = sampler.sample(base, count: config.settings.stage1.numViews, mean: model.config.mean,
+                                              std: model.config.std, rng: &rng)
+        return (images, coords)
+    }
+
+    /// ViT features of views (V+1, 3, H, W) → (V+1, Gh, Gw, C), eight views per forward.
+    public func features(ofViews images: Tensor) -> Tensor {
+        let n = images.shape[0], batch = 8
+        let parts = Swift.stride(from: 0, to: n, by: batch).map { start in
+            model.features(images.slice(axis: 0, start..<min(n, start + batch)), layers: [layer], norm: true,
+                           stride: stride)[layer]!.patch  // (b, Gh, Gw, C)
         }
-        return (raw, coords)
+        return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
+    }
+
+    /// Raw features of `num_views` random views plus the whole image: (V+1, Gh, Gw, C) and
+    /// their token coordinates (V+1, Gh, Gw, 2).
+    public func viewFeatures(_ url: URL, seed: UInt64) throws -> (Tensor, Tensor) {
+        let (images, coords) = try views(url, seed: seed)
+        return (features(ofViews: images), coords)
     }
 
     /// Runs stage 1 on `items`; returns what happened to each.
     public func run(items: [ImageItem]) throws -> JobReport {
         let out = tree.root
+        var engine = ImageJobEngine(output: out, log: log)
+        engine.manifest = out.appendingPathComponent("stage1_manifest.jsonl")
+        engine.claims = true
+        engine.quiet = quiet
+        engine.progressEvery = 1
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        for path in AtomicFile.removeStaleTemporaries(under: out) { log("removed a partial file left by a killed run: \(path)") }
         try AtomicFile.write(Data(config.yaml.utf8), to: out.appendingPathComponent("stage1_config.yaml"))
         if let seed = model.randomInitSeed {
             try AtomicFile.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8),
                                  to: out.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
         }
-        let manifest = out.appendingPathComponent("stage1_manifest.jsonl")
-        var report = JobReport()
-        // Done = the denoised file and an ok record both exist (a kill between the two redoes the image).
-        var recorded = Stage1Manifest.completed(manifest)
-        let todo = items.filter { !isDone($0.relativeStem, recorded) }
-        report.skipped = items.count - todo.count
-        if report.skipped > 0 { log("stage1: \(report.skipped) of \(items.count) images already done, skipping them") }
-        let progress = Progress(total: todo.count, label: "stage1", every: 1, quiet: quiet)
-        let visEvery = config.settings.stage1.visEvery
-        for (n, item) in todo.enumerated() {
-            // Another process (a concurrent task on the same shard) holds it: leave it to that one.
-            guard let claim = try ImageClaim.tryAcquire(root: out, stem: item.relativeStem) else {
-                log("stage1: \(item.relativeStem) is being fitted by another process, skipping it")
-                report.skipped += 1
-                progress.advance(note: "\(item.relativeStem) claimed elsewhere")
-                continue
-            }
-            defer { withExtendedLifetime(claim) {} }
-            // It may have been finished between the listing and the claim.
-            if FileManager.default.fileExists(atPath: tree.denoised(item.relativeStem).path) {
-                recorded = Stage1Manifest.completed(manifest)
-                if isDone(item.relativeStem, recorded) {
-                    report.skipped += 1
-                    progress.advance(note: "\(item.relativeStem) done elsewhere")
-                    continue
-                }
-            }
-            let t0 = Date()
-            var entry: [String: Any] = ["image": item.relativeStem, "time": ISO8601DateFormatter().string(from: t0)]
-            do {
-                let seed = Stage1Job.imageSeed(config.settings.run.seed, item.relativeStem)
-                let (raw, coords) = try viewFeatures(item.url, seed: seed)
-                let result = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: seed, label: "stage1 \(item.relativeStem)",
-                                            quiet: true, printFreq: config.settings.stage1.printFreq)
-                try write(result.output, item: item, views: raw, visual: visEvery > 0 && n % visEvery == 0)
-                report.written += 1
-                entry["status"] = "ok"
-                entry["final_loss"] = result.finalLoss
-                entry["ms_per_step"] = result.msPerStep
-                for (k, v) in result.lastMetrics { entry[k] = v }
-            } catch {
-                report.failures.append((item.url.path, "\(error)"))
-                entry["status"] = "failed"
-                entry["error"] = "\(error)"
-                log("stage1: \(item.url.path) failed: \(error)")
-            }
-            entry["seconds"] = Date().timeIntervalSince(t0)
-            try appendJSONLine(entry, to: manifest)
-            progress.advance(note: "\(item.relativeStem) \(String(format: "%.1fs", Date().timeIntervalSince(t0)))")
-        }
-        return report
+        return try engine.run(Client(job: self), items: items)
     }
 
-    func isDone(_ stem: String, _ recorded: Set<String>) -> Bool {
-        recorded.contains(stem) && FileManager.default.fileExists(atPath: tree.denoised(stem).path)
+    /// The engine's view of stage 1: one image at a time (its views are the batch), the fit, the
+    /// files. Done = the denoised file and an ok manifest line both exist (a kill between the two
+    /// redoes the image).
+    struct Client: ImageJobClient {
+        let job: Stage1Job
+        var label: String { "stage1" }
+        var batchSize: Int { 1 }
+
+        func isDone(_ item: ImageItem) -> Bool { FileManager.default.fileExists(atPath: job.tree.denoised(item.relativeStem).path) }
+
+        func prepare(_ item: ImageItem) throws -> (images: Tensor, coords: Tensor) {
+            try job.views(item.url, seed: Stage1Job.imageSeed(job.config.settings.run.seed, item.relativeStem))
+        }
+
+        func forward(_ batch: [(images: Tensor, coords: Tensor)]) throws -> [Tensor] {
+            batch.map { job.features(ofViews: $0.images) }
+        }
+
+        func finish(_ item: ImageItem, _ prepared: (images: Tensor, coords: Tensor), _ raw: Tensor,
+                    position: Int) throws -> ImageJobOutput {
+            let s = job.config.settings.stage1
+            let seed = Stage1Job.imageSeed(job.config.settings.run.seed, item.relativeStem)
+            let result = try Stage1.fit(views: raw, coords: prepared.coords, settings: job.settings, seed: seed,
+                                        label: "stage1 \(item.relativeStem)", quiet: true, printFreq: s.printFreq)
+            let files = try job.write(result.output, item: item, views: raw, visual: s.visEvery > 0 && position % s.visEvery == 0)
+            var record: [String: Any] = ["final_loss": result.finalLoss, "ms_per_step": result.msPerStep]
+            for (k, v) in result.lastMetrics { record[k] = v }
+            return ImageJobOutput(files: files, record: record)
+        }
     }
 
     /// raw and denoised (always), G / h / views (with save_extras), the visual strip.
-    func write(_ o: Stage1Output, item: ImageItem, views: Tensor, visual: Bool) throws {
+    @discardableResult
+    func write(_ o: Stage1Output, item: ImageItem, views: Tensor, visual: Bool) throws -> [URL] {
         let stem = item.relativeStem
+        var files: [URL] = []
         func put(_ t: Tensor, _ url: URL) throws {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Npy.write(t, to: url)
+            files.append(url)
         }
         if config.settings.stage1.saveExtras {
             try put(o.sharedArtifacts, tree.extra("shared_artifacts", stem))
@@ -175,10 +164,12 @@ public final class Stage1Job {
             let image = try RGBImage(contentsOf: item.url)
             try Stage1Job.strip(input: image.resized(width: w, height: h), raw: o.raw, denoised: o.denoised,
                                 artifacts: o.sharedArtifacts).write(to: url)
+            files.append(url)
         }
         // raw first, denoised last: the denoised file's presence marks the image complete.
         try put(o.raw, tree.raw(stem))
         try put(o.denoised, tree.denoised(stem))
+        return files
     }
 
     /// input | raw PCA | denoised PCA | G PCA | norms of raw, denoised and G (one PCA basis for

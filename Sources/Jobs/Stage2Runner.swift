@@ -71,6 +71,8 @@ public enum Stage2Runner {
     }
 
     /// Trains (or with `resume` continues) the denoiser described by `config`.
+    // Long on purpose: builds the pair indices, task, trainer and MPI wiring in the order the
+    // records they write depend on; each step is a few lines.
     public static func run(config: ResolvedConfig, resume: Bool = false, quiet: Bool = false,
                            log everyRank: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> Stage2Outcome {
         // Under an MPI launcher: rank 0 alone logs and writes (see Stage2DataParallel.swift).

@@ -1,5 +1,17 @@
 import TensorCore
 
+/// A key whose tensor has another shape than the one expected (state dicts, optimiser state).
+public struct ShapeMismatch: Equatable, Sendable {
+    public var key: String
+    public var expected: [Int]
+    public var found: [Int]
+    public init(key: String, expected: [Int], found: [Int]) {
+        self.key = key
+        self.expected = expected
+        self.found = found
+    }
+}
+
 /// A weight dictionary that doesn't fit a module. Lists every problem at once, so one failed
 /// load shows the whole mismatch (e.g. a checkpoint from a different architecture).
 public struct StateDictError: Error, CustomStringConvertible, Equatable {
@@ -19,24 +31,14 @@ public struct StateDictError: Error, CustomStringConvertible, Equatable {
         self.source = source
     }
 
-    public struct Mismatch: Equatable, CustomStringConvertible {
-        public var key: String
-        public var expected: [Int]
-        public var found: [Int]
-        public init(key: String, expected: [Int], found: [Int]) {
-            self.key = key
-            self.expected = expected
-            self.found = found
-        }
-        public var description: String { "\(key): module has shape \(expected), state dict has \(found)" }
-    }
+    public typealias Mismatch = ShapeMismatch
 
     public var description: String {
         var parts: [String] = []
         if !missing.isEmpty { parts.append("missing keys (\(missing.count)): \(Self.summarise(missing))") }
         if !unexpected.isEmpty { parts.append("unexpected keys (\(unexpected.count)): \(Self.summarise(unexpected))") }
         if !mismatched.isEmpty {
-            parts.append("mis-shaped keys (\(mismatched.count)): \(Self.summarise(mismatched.map(\.description), separator: "; "))")
+            parts.append("mis-shaped keys (\(mismatched.count)): \(Self.summarise(mismatched.map { "\($0.key): module has shape \($0.expected), state dict has \($0.found)" }, separator: "; "))")
         }
         let origin = source.isEmpty ? "" : " from \(source)"
         return "cannot load state dict\(origin): " + parts.joined(separator: "; ")

@@ -38,6 +38,7 @@ public enum LossCurve {
     static let axisColor: [UInt8] = [0, 0, 0]
     static let gridColor: [UInt8] = [225, 225, 225]
 
+    // Long on purpose: the plot is drawn in layers (axes, grid, curves, labels) in paint order.
     public static func render(_ h: History, title: String = "", width: Int = 800, height: Int = 480) -> RGBImage {
         var canvas = Canvas(width: width, height: height)
         let (left, right, top, bottom) = (84, 28, 36, 48)

@@ -134,6 +134,7 @@ extension Tensor {
     /// it records the touched rows for the sparse Adam. No gradient flows to `coords`.
     ///
     /// - Paper: Müller et al., "Instant Neural Graphics Primitives with a Multiresolution Hash Encoding" (2022).
+    // Long on purpose: forward and backward side by side, as every op here.
     public static func hashGridEncode(_ table: Tensor, coords: Tensor, layout: HashGridLayout) -> Tensor {
         let f = layout.featuresPerLevel, levels = layout.levels
         precondition(table.shape == [layout.totalRows, f],

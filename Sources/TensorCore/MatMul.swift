@@ -78,7 +78,7 @@ enum BLAS {
             func bound(_ w: Int) -> Int {
                 w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
             }
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
+            Parallel.concurrentPerform(workers) { w in
                 let lo = bound(w), hi = bound(w + 1)
                 if lo < hi {
                     raw(transA, transB, hi - lo, n, k, alpha, transA ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc, backend: backend)
@@ -118,7 +118,7 @@ enum BLAS {
             func bound(_ w: Int) -> Int {
                 w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
             }
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
+            Parallel.concurrentPerform(workers) { w in
                 let lo = bound(w), hi = bound(w + 1)
                 if lo < hi {
                     OneDNN.gemm(transA, transB, hi - lo, n, k, alpha, transA ? ha + lo : ha + lo * colsA, colsA,

@@ -220,6 +220,8 @@ public final class Trainer {
     public var latestCheckpoint: URL? { checkpointDirectory?.appendingPathComponent("latest.safetensors") }
 
     /// Trains to `loop.numIters` steps, or continues from `latest.safetensors` with `resume`.
+    // Long on purpose: the one training loop (resume, step, log, validate, checkpoint, stop),
+    // read top to bottom in the order a step happens.
     public func run(resume: Bool = false) throws -> TrainingSummary {
         var rng = RandomGenerator(seed: loop.seed)
         var start = 0

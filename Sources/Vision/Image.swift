@@ -4,13 +4,6 @@ import Foundation
 import TensorCore
 
 /// An image that could not be read, decoded or encoded; names the file.
-public struct ImageError: Error, CustomStringConvertible, LocalizedError {
-    public let path: String
-    public let message: String
-    public var description: String { "image \(path): \(message)" }
-    public var errorDescription: String? { description }
-}
-
 /// An 8-bit RGB image, rows top to bottom, pixels interleaved: `pixels[(y·width + x)·3 + c]`
 /// (HWC, like a PIL "RGB" image as a numpy array).
 public struct RGBImage: Sendable, Equatable {
@@ -123,27 +116,24 @@ public struct RGBImage: Sendable, Equatable {
     /// `package` so tests can build grayscale, CMYK and progressive files.
     package static func encodeJPEG(pixels: [UInt8], width: Int, height: Int, components: Int, quality: Int,
                                    progressive: Bool = false, name: String) throws -> Data {
-        guard pixels.count == width * height * components else {
-            throw ImageError(path: name, message: "\(pixels.count) bytes for \(width)x\(height)x\(components)")
+        try encode(pixels: pixels, width: width, height: height, components: components, format: "JPEG", name: name) { p, out, size, e, n in
+            cic_jpeg_encode(p, Int32(clamping: width), Int32(clamping: height), Int32(components),
+                            Int32(clamping: quality), progressive ? 1 : 0, out, size, e, n)
         }
-        var out: UnsafeMutablePointer<UInt8>?
-        var size = 0
-        var err = [CChar](repeating: 0, count: 512)
-        let rc = err.withUnsafeMutableBufferPointer { e in
-            pixels.withUnsafeBufferPointer { p in
-                cic_jpeg_encode(p.baseAddress, Int32(clamping: width), Int32(clamping: height), Int32(components),
-                                Int32(clamping: quality), progressive ? 1 : 0, &out, &size, e.baseAddress, e.count)
-            }
-        }
-        guard rc == 0, let data = out else {
-            throw ImageError(path: name, message: "JPEG encoding failed: \(String(cString: err))")
-        }
-        defer { cic_free(data) }
-        return Data(bytes: data, count: size)
     }
 
     /// Encodes raw interleaved pixels with 1 (gray), 3 (RGB) or 4 (RGBA) components as PNG.
     package static func encodePNG(pixels: [UInt8], width: Int, height: Int, components: Int, name: String) throws -> Data {
+        try encode(pixels: pixels, width: width, height: height, components: components, format: "PNG", name: name) { p, out, size, e, n in
+            cic_png_encode(p, Int32(clamping: width), Int32(clamping: height), Int32(components), out, size, e, n)
+        }
+    }
+
+    /// The frame both encoders share: the size check, the C call with an error buffer, and
+    /// copying out (then freeing) the buffer the codec allocated.
+    static func encode(pixels: [UInt8], width: Int, height: Int, components: Int, format: String, name: String,
+                       _ call: (UnsafePointer<UInt8>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>,
+                                UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>?, Int) -> Int32) throws -> Data {
         guard pixels.count == width * height * components else {
             throw ImageError(path: name, message: "\(pixels.count) bytes for \(width)x\(height)x\(components)")
         }
@@ -151,13 +141,10 @@ public struct RGBImage: Sendable, Equatable {
         var size = 0
         var err = [CChar](repeating: 0, count: 512)
         let rc = err.withUnsafeMutableBufferPointer { e in
-            pixels.withUnsafeBufferPointer { p in
-                cic_png_encode(p.baseAddress, Int32(clamping: width), Int32(clamping: height), Int32(components),
-                               &out, &size, e.baseAddress, e.count)
-            }
+            pixels.withUnsafeBufferPointer { p in call(p.baseAddress, &out, &size, e.baseAddress, e.count) }
         }
         guard rc == 0, let data = out else {
-            throw ImageError(path: name, message: "PNG encoding failed: \(String(cString: err))")
+            throw ImageError(path: name, message: "\(format) encoding failed: \(String(cString: err))")
         }
         defer { cic_free(data) }
         return Data(bytes: data, count: size)

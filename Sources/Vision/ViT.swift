@@ -289,7 +289,3 @@ extension VisionTransformer {
     }
 }
 
-public struct ViTError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ d: String) { description = d }
-}

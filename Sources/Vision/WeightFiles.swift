@@ -22,6 +22,7 @@ public enum WeightFiles {
         return try format(ofHead: head, path: url.path)
     }
 
+    // Long on purpose: one table of magic numbers, each with the message for its file kind.
     static func format(ofHead b: [UInt8], path: String) throws -> WeightFileFormat {
         if b.count >= 4, b[0] == 0x50, b[1] == 0x4B, b[2] == 0x03, b[3] == 0x04 { return .torch }
         if b.count >= 2, b[0] == 0x80, b[1] <= 5 { return .torch }  // a legacy torch pickle: TorchArchive says so
@@ -64,12 +65,6 @@ public enum WeightFiles {
         }
         return "\(v)".prefix(60).description
     }
-}
-
-public struct WeightFileError: Error, CustomStringConvertible, LocalizedError {
-    public var description: String
-    public var errorDescription: String? { description }
-    public init(_ d: String) { description = d }
 }
 
 /// Checkpoint-name conversions into timm's `VisionTransformer` names.

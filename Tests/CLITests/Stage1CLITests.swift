@@ -1,5 +1,6 @@
 import Formats
 import Foundation
+import Jobs
 import Testing
 import TestSupport
 import Vision
@@ -40,7 +41,8 @@ struct Stage1CLITests {
         let dir = temporaryDirectory("stage1")
         defer { try? FileManager.default.removeItem(at: dir) }
         let cfg = try config(dir, images: ["chelsea.jpg", "rocket.jpg", "missing.jpg"])
-        #expect(throws: JobFailed.self) { try runDVT(["stage1", cfg.path, "--shard", "0/1"]) }
+        #expect { try runDVT(["stage1", cfg.path, "--shard", "0/1"]) }
+            throws: { if case JobsError.imagesFailed(let f) = $0 { return f.count == 1 } else { return false } }
         let out = dir.appendingPathComponent("out")
         let model = "vit_small_patch14_dinov2.lvd142m"
         let raw = try Npy.read(out.appendingPathComponent("raw_features/\(model)/chelsea.npy"))

@@ -25,10 +25,10 @@ func srtOptions(dx: Int = 2, dy: Int = 2, stride: Int? = nil, aggregate: SRTAggr
 func naiveSRTPixelMean(_ model: VisionTransformer, _ image: Tensor, shifts: [(Int, Int)], layer: Int, stride: Int) -> Tensor {
     var acc: Tensor?
     for (i, j) in shifts {
-        let view = SRT.translateImage(image, down: i, right: j).reshape([1] + image.shape)
+        let view = ShiftEnsemble.translateImage(image, down: i, right: j).reshape([1] + image.shape)
         let f = model.features(view, layers: [layer], stride: stride)[layer]!.patch  // (1, Gh, Gw, C)
         let map = f.reshape(Array(f.shape.dropFirst()))
-        let back = SRT.translateMap(SRT.upsampleNearest(map, factor: stride), down: -i, right: -j)
+        let back = ShiftEnsemble.translateMap(ShiftEnsemble.upsampleNearest(map, factor: stride), down: -i, right: -j)
         acc = acc.map { $0 + back } ?? back
     }
     return acc! / Float(shifts.count)
@@ -56,8 +56,8 @@ func naiveSRTPixelMean(_ model: VisionTransformer, _ image: Tensor, shifts: [(In
         #expect(token.shape == [4, 4, 32])
         #expect(fine.shape == [8, 8, 32])
         #expect(pixel.shape == [56, 56, 32])
-        expectClose(token, SRT.avgPool(pixel, window: 14), rtol: 1e-5, atol: 1e-6, "token = avgpool14(pixel)")
-        expectClose(fine, SRT.avgPool(pixel, window: 7), rtol: 1e-5, atol: 1e-6, "fine = avgpool7(pixel)")
+        expectClose(token, ShiftEnsemble.avgPool(pixel, window: 14), rtol: 1e-5, atol: 1e-6, "token = avgpool14(pixel)")
+        expectClose(fine, ShiftEnsemble.avgPool(pixel, window: 7), rtol: 1e-5, atol: 1e-6, "fine = avgpool7(pixel)")
         #expect(views.raw.shape == [4, 4, 32])
         #expect(throws: SRTError.self) { try srt.ensemble(views, resolution: .fine(scaleFactor: 3)) }
     }
@@ -110,8 +110,8 @@ func naiveSRTPixelMean(_ model: VisionTransformer, _ image: Tensor, shifts: [(In
         let shifts = [(0, 0), (4, -4), (-5, 9), (7, 3)]
         let views = zip(shifts, maps).map { (shift: $0.0, features: $0.1) }
         for window in [4, 2] {
-            let fast = SRT.fastMean(views, stride: 4, window: window)
-            let pixel = SRT.avgPool(SRT.pixelAggregate(views, stride: 4, aggregate: .mean), window: window)
+            let fast = ShiftEnsemble.fastMean(views, stride: 4, window: window)
+            let pixel = ShiftEnsemble.avgPool(ShiftEnsemble.pixelAggregate(views, stride: 4, median: false), window: window)
             expectClose(fast, pixel, rtol: 1e-5, atol: 1e-6, "window \(window)")
         }
     }
@@ -131,7 +131,7 @@ func naiveSRTPixelMean(_ model: VisionTransformer, _ image: Tensor, shifts: [(In
     @Test func translateThenUntranslateKeepsTheInterior() {
         let map = randn([9, 11, 5], seed: 2)
         for (i, j) in [(2, -3), (-1, 4), (0, 0), (3, 3)] {
-            let back = SRT.translateMap(SRT.translateMap(map, down: i, right: j), down: -i, right: -j)
+            let back = ShiftEnsemble.translateMap(ShiftEnsemble.translateMap(map, down: i, right: j), down: -i, right: -j)
             for y in 0..<9 {
                 for x in 0..<11 {
                     // A pixel survives the round trip iff its moved position stayed on the map.
@@ -147,11 +147,11 @@ func naiveSRTPixelMean(_ model: VisionTransformer, _ image: Tensor, shifts: [(In
         // Direction: content moves down by i and right by j.
         let one = Tensor(zeros: [4, 4, 1])
         one[flat: 1 * 4 + 1] = 1
-        let moved = SRT.translateMap(one, down: 2, right: 1)
+        let moved = ShiftEnsemble.translateMap(one, down: 2, right: 1)
         #expect(moved[flat: 3 * 4 + 2] == 1 && moved.scalars.reduce(0, +) == 1)
         let img = Tensor(zeros: [1, 4, 4])
         img[flat: 0] = 1
-        #expect(SRT.translateImage(img, down: 1, right: 2)[flat: 1 * 4 + 2] == 1)
+        #expect(ShiftEnsemble.translateImage(img, down: 1, right: 2)[flat: 1 * 4 + 2] == 1)
     }
 
     @Test func medianRunsAndResistsAnOutlierView() throws {
@@ -162,13 +162,13 @@ func naiveSRTPixelMean(_ model: VisionTransformer, _ image: Tensor, shifts: [(In
         outlier[flat: 0] = 1000
         let views = [(shift: (0, 0), features: base), (shift: (0, 0), features: base), (shift: (0, 0), features: outlier),
                      (shift: (0, 0), features: base), (shift: (0, 0), features: base)]
-        let median = SRT.pixelAggregate(views, stride: 2, aggregate: .median)
-        let mean = SRT.pixelAggregate(views, stride: 2, aggregate: .mean)
-        expectClose(SRT.avgPool(median, window: 2), base, rtol: 0, atol: 0, "median ignores the outlier view")
+        let median = ShiftEnsemble.pixelAggregate(views, stride: 2, median: true)
+        let mean = ShiftEnsemble.pixelAggregate(views, stride: 2, median: false)
+        expectClose(ShiftEnsemble.avgPool(median, window: 2), base, rtol: 0, atol: 0, "median ignores the outlier view")
         #expect(abs(mean[flat: 0] - base[flat: 0]) > 100)
         // Lower median for an even count, as torch.median.
         var v: [Float] = [4, 1, 3, 2]
-        #expect(v.withUnsafeMutableBufferPointer { SRT.lowerMedian($0.baseAddress!, 4) } == 2)
+        #expect(ShiftEnsemble.lowerMedian(&v) == 2)
         // And on the real model: runs, right shape, differs from the mean.
         let srtMedian = try SRT(model: model, options: srtOptions(aggregate: .median))
         let srtMean = try SRT(model: model, options: srtOptions())
@@ -188,7 +188,7 @@ func naiveSRTPixelMean(_ model: VisionTransformer, _ image: Tensor, shifts: [(In
         #expect(pixel.shape == [49, 49, 32])
         let token = try srt.ensemble(views, resolution: .token)
         expectClose(token, try srt.ensemble(views, resolution: .token, fast: true), rtol: 1e-5, atol: 1e-5, "stride 7 fast")
-        expectClose(token, SRT.avgPool(pixel, window: 7), rtol: 1e-5, atol: 1e-6, "stride 7 token = pooled pixel")
+        expectClose(token, ShiftEnsemble.avgPool(pixel, window: 7), rtol: 1e-5, atol: 1e-6, "stride 7 token = pooled pixel")
         let naive = naiveSRTPixelMean(model, image, shifts: srt.shifts, layer: 1, stride: 7)
         expectClose(pixel, naive, rtol: 1e-4, atol: 1e-5, "stride 7 vs naive recipe")
         #expect(throws: SRTError.self) { try SRT(model: model, options: srtOptions(stride: 15)) }

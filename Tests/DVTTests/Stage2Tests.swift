@@ -365,7 +365,7 @@ extension DVTSuites {
         func stepBitsIndependentOfThreads() async {
             await #expect(processExitsWith: .success) {
                 func step(threads: Int) -> [[Float]] {
-                    Parallel.threads = threads
+                    Parallel.setDefaultThreads(threads)
                     let d = try! Denoiser(config: DenoiserConfig(dim: 128, grid: (16, 16)), seed: 3)
                     var rng = RandomGenerator(seed: 4)
                     let x = Tensor.normal([2, 16, 16, 128], rng: &rng)  // (B, H, W, C): 512 token rows

@@ -123,7 +123,7 @@ func pearson(_ a: [Float], _ b: [Float]) -> Double {
 
     @Test func comparisonStripWritesAPNG() throws {
         let raw = randn([4, 4, 16], seed: 3)
-        let denoised = SRT.upsampleNearest(raw, factor: 2) * 0.5
+        let denoised = ShiftEnsemble.upsampleNearest(raw, factor: 2) * 0.5
         let strip = try Visuals.comparisonStrip(before: raw, after: denoised, target: 64)
         #expect(strip.height == 64 && strip.width == 3 * 64 + 2 * 4)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-vis-\(UUID().uuidString)")

@@ -93,7 +93,7 @@ struct BF16Tests {
         let outs = (0..<8).map { _ in Tensor(zeros: [m, n]) }
         let pa = a.ptr, pb = b.ptr, pcs = outs.map { $0.ptr }
         for round in 0..<20 {
-            DispatchQueue.concurrentPerform(iterations: 8) { i in
+            Parallel.concurrentPerform(8) { i in
                 BLAS.gemm(false, true, m, n, k, 1, pa, k, pb, k, 0, pcs[i], n, split: false, backend: .onednn, precision: .bf16)
             }
             for (i, o) in outs.enumerated() { #expect(o.scalars == want, "round \(round), thread \(i)") }

@@ -97,7 +97,7 @@ struct OneDNNTests {
         let first = OneDNN.entry(key)
         let outs = (0..<8).map { _ in Tensor(zeros: [m, n]) }
         let pcs = outs.map { $0.ptr }
-        DispatchQueue.concurrentPerform(iterations: 8) { i in
+        Parallel.concurrentPerform(8) { i in  // concurrent callers (the unchecked-Sendable path)
             OneDNN.gemm(false, false, m, n, k, 0.375, pa, k, pb, n, 0, pcs[i], n)
         }
         #expect(OneDNN.entry(key) === first)

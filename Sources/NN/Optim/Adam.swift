@@ -157,48 +157,6 @@ public class Adam: Optimizer {
 
     // MARK: Update
 
-    /// Scalars of one update, as Float, in the form the element loop uses them.
-    struct Coefficients {
-        var oneMinusBeta1: Float
-        var beta2: Float
-        var oneMinusBeta2: Float
-        var l2: Float          // Adam's L2 term (0 for AdamW)
-        var decay: Float       // AdamW's 1 − lr·wd (1 for Adam)
-        var eps: Float
-    }
-
-    /// −lr/(1 − β1^t) and √(1 − β2^t), in Double like torch's Python-side arithmetic, then as Float.
-    @inline(__always)
-    static func biasTerms(step: Int, lr: Double, beta1: Double, beta2: Double) -> (negStepSize: Float, bc2Sqrt: Float) {
-        let t = Double(step)
-        let bc1 = 1 - Foundation.pow(beta1, t)
-        let bc2 = 1 - Foundation.pow(beta2, t)
-        return (Float(-(lr / bc1)), Float(bc2.squareRoot()))
-    }
-
-    /// The element update over `range`. Kept as one function so dense and row-sparse paths
-    /// perform the identical float operations.
-    @inline(__always)
-    static func update(_ range: Range<Int>, p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>,
-                       m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
-                       c: Coefficients, negStepSize: Float, bc2Sqrt: Float, decoupled: Bool) {
-        for i in range {
-            var gi = g[i]
-            var pi = p[i]
-            if decoupled {
-                pi = pi * c.decay
-            } else if c.l2 != 0 {
-                gi = gi + c.l2 * pi
-            }
-            let mi = m[i] + c.oneMinusBeta1 * (gi - m[i])
-            let vi = v[i] * c.beta2 + c.oneMinusBeta2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            let denom = vi.squareRoot() / bc2Sqrt + c.eps
-            p[i] = pi + negStepSize * mi / denom
-        }
-    }
-
     /// Per-parameter weight decay replacing `weightDecay` for the named parameters (torch's
     /// per-parameter-group `weight_decay`). Empty: every parameter uses `weightDecay`.
     public var weightDecayOverrides: [String: Double] = [:]
@@ -208,101 +166,32 @@ public class Adam: Optimizer {
         for (name, p) in parameters {
             guard p.requiresGrad, let grad = p.grad else { continue }
             let wd = weightDecayOverrides[name] ?? weightDecay
-            let c = Coefficients(oneMinusBeta1: Float(1 - beta1), beta2: Float(beta2), oneMinusBeta2: Float(1 - beta2),
+            let c = AdamKernel.Coefficients(oneMinusBeta1: Float(1 - beta1), beta2: Float(beta2), oneMinusBeta2: Float(1 - beta2),
                                  l2: decoupled ? 0 : Float(wd),
                                  decay: decoupled ? Float(1 - lr * wd) : 1,
                                  eps: Float(eps))
             precondition(grad.shape == p.shape, "Adam: gradient of '\(name)' has shape \(grad.shape), parameter \(p.shape)")
             let s = state(for: name, p)
             s.step += 1
-            let pp = p.ptr, pg = grad.ptr, pm = s.expAvg.ptr, pv = s.expAvgSq.ptr
             if let width = rowWidths[name], let rowSteps = s.rowSteps, rowModes[name] == .deferred {
                 stepDeferred(s, p: p, grad: grad, width: width, rowSteps: rowSteps, c: c)
             } else if let width = rowWidths[name], let rowSteps = s.rowSteps {
-                let rows = p.count / width
-                let ps = rowSteps.ptr
-                let lr = self.lr
                 ensureBiasCache(upTo: s.step)
-                biasCache.withUnsafeBufferPointer { bias in
-                    // Per-row step counts: bias terms from the cache (the same Double arithmetic as
-                    // `biasTerms`), reused while consecutive rows share a count.
-                    @inline(__always) func updateRow(_ r: Int, _ cachedStep: inout Int,
-                                                     _ terms: inout (negStepSize: Float, bc2Sqrt: Float)) {
-                        let lo = r * width, hi = lo + width
-                        var touched = false
-                        for i in lo..<hi where pg[i] != 0 { touched = true; break }
-                        if !touched { return }
-                        let t = Int(ps[r]) + 1
-                        ps[r] = Float(t)
-                        if t != cachedStep {
-                            terms = (Float(-(lr / bias[t].0)), Float(bias[t].1))
-                            cachedStep = t
-                        }
-                        Adam.update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
-                                    negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
-                    }
-                    if let tracked = grad.touchedRows {
-                        // The kernel that wrote this gradient listed the rows it touched (each once):
-                        // visit only those, O(touched) instead of O(table). Rows on the list whose
-                        // gradient came out exactly zero are still skipped, so the result is the same
-                        // as the full scan.
-                        tracked.rows.withUnsafeBufferPointer { list in
-                            Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
-                                var cachedStep = -1
-                                var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
-                                for k in range { updateRow(Int(list[k]), &cachedStep, &terms) }
-                            }
-                        }
-                    } else {
-                        Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { rowRange in
-                            var cachedStep = -1
-                            var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
-                            for r in rowRange { updateRow(r, &cachedStep, &terms) }
-                        }
-                    }
-                }
+                AdamKernel.lazyRows(p: p, grad: grad, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, c: c,
+                                    lr: lr, bias: biasCache, decoupled: decoupled)
             } else {
-                let terms = Adam.biasTerms(step: s.step, lr: lr, beta1: beta1, beta2: beta2)
-                Parallel.forRanges(p.count, grain: 16_384) { range in
-                    Adam.update(range, p: pp, g: pg, m: pm, v: pv, c: c,
-                                negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
-                }
+                AdamKernel.dense(p: p, grad: grad, m: s.expAvg, v: s.expAvgSq, c: c,
+                                 terms: AdamKernel.biasTerms(step: s.step, lr: lr, beta1: beta1, beta2: beta2), decoupled: decoupled)
             }
         }
     }
 
     /// One deferred-mode step of a row-sparse parameter (see the type's documentation).
-    private func stepDeferred(_ s: State, p: Tensor, grad: Tensor, width: Int, rowSteps: Tensor, c: Coefficients) {
-        let now = s.step, rows = p.count / width
-        let pp = p.ptr, pg = grad.ptr, pm = s.expAvg.ptr, pv = s.expAvgSq.ptr, ps = rowSteps.ptr
-        let terms = Adam.biasTerms(step: now, lr: lr, beta1: beta1, beta2: beta2)
-        let decoupled = decoupledWeightDecay
-        let powers = decayPowers()
-        let beta = (beta1, beta2)
-        s.tailSum.withUnsafeBufferPointer { tail in
-            @inline(__always) func updateRow(_ r: Int) {
-                let lo = r * width, hi = lo + width
-                var touched = false
-                for i in lo..<hi where pg[i] != 0 { touched = true; break }
-                if !touched { return }
-                Adam.catchUp(row: r, width: width, to: now - 1, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
-                             powers: powers, betas: beta)
-                ps[r] = Float(now)
-                Adam.update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
-                            negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
-            }
-            if let tracked = grad.touchedRows {
-                tracked.rows.withUnsafeBufferPointer { list in
-                    Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
-                        for k in range { updateRow(Int(list[k])) }
-                    }
-                }
-            } else {
-                Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { range in
-                    for r in range { updateRow(r) }
-                }
-            }
-        }
+    private func stepDeferred(_ s: State, p: Tensor, grad: Tensor, width: Int, rowSteps: Tensor, c: AdamKernel.Coefficients) {
+        let now = s.step
+        AdamKernel.deferredRows(p: p, grad: grad, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, now: now, c: c,
+                                terms: AdamKernel.biasTerms(step: now, lr: lr, beta1: beta1, beta2: beta2), tail: s.tailSum,
+                                powers: decayPowers(), betas: (beta1, beta2), decoupled: decoupledWeightDecay)
         // This step's displacement coefficient, added to the sums of the rows last updated at
         // each of the previous J steps; rows updated now start a fresh sum.
         let rho = beta1 / beta2.squareRoot()
@@ -318,50 +207,10 @@ public class Adam: Optimizer {
         s.tailSum.append(0)
     }
 
-    /// Applies the idle steps t0+1…`to` that row `r` (last updated at t0) missed: the momentum
-    /// displacement from the tail sum, then the moments' decay. Rows never updated have m = 0: no move.
-    @inline(__always)
-    static func catchUp(row r: Int, width: Int, to last: Int, p: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                        v: UnsafeMutablePointer<Float>, rowSteps: UnsafeMutablePointer<Float>, tail: UnsafeBufferPointer<Float>,
-                        powers: DecayPowers, betas: (Double, Double)) {
-        let t0 = Int(rowSteps[r])
-        let k = last - t0
-        guard t0 > 0, k > 0 else { return }
-        let n = powers.b1.count
-        let f1 = k < n ? powers.b1[k] : Float(Foundation.pow(betas.0, Double(k)))
-        let f2 = k < n ? powers.b2[k] : Float(Foundation.pow(betas.1, Double(k)))
-        let d = tail[t0]
-        for i in (r * width)..<((r + 1) * width) {
-            let vi = v[i]
-            if vi > 0 { p[i] -= d * m[i] / vi.squareRoot() }
-            m[i] *= f1
-            v[i] *= f2
-        }
-    }
-
-    /// β1^k and β2^k as Float, k = 0, 1, … until both underflow to 0 (capped at 2^16 entries;
-    /// `catchUp` computes longer idle spans directly).
-    final class DecayPowers {
-        let beta1: Double, beta2: Double
-        let b1: [Float], b2: [Float]
-        init(beta1: Double, beta2: Double) {
-            self.beta1 = beta1
-            self.beta2 = beta2
-            var a: [Float] = [], b: [Float] = []
-            var k = 0
-            repeat {
-                a.append(Float(Foundation.pow(beta1, Double(k))))
-                b.append(Float(Foundation.pow(beta2, Double(k))))
-                k += 1
-            } while (a.last! != 0 || b.last! != 0) && k < 1 << 16
-            b1 = a
-            b2 = b
-        }
-    }
-    private var powerCache: DecayPowers?
-    private func decayPowers() -> DecayPowers {
+    private var powerCache: AdamKernel.DecayPowers?
+    private func decayPowers() -> AdamKernel.DecayPowers {
         if let c = powerCache, c.beta1 == beta1, c.beta2 == beta2 { return c }
-        let c = DecayPowers(beta1: beta1, beta2: beta2)
+        let c = AdamKernel.DecayPowers(beta1: beta1, beta2: beta2)
         powerCache = c
         return c
     }
@@ -373,19 +222,8 @@ public class Adam: Optimizer {
         for (name, p) in parameters {
             guard rowModes[name] == .deferred, let width = rowWidths[name], let s = states[name],
                   let rowSteps = s.rowSteps else { continue }
-            let now = s.step, rows = p.count / width
-            let pp = p.ptr, pm = s.expAvg.ptr, pv = s.expAvgSq.ptr, ps = rowSteps.ptr
-            let powers = decayPowers()
-            let beta = (beta1, beta2)
-            s.tailSum.withUnsafeBufferPointer { tail in
-                Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { range in
-                    for r in range where Int(ps[r]) > 0 && Int(ps[r]) < now {
-                        Adam.catchUp(row: r, width: width, to: now, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
-                                     powers: powers, betas: beta)
-                        ps[r] = Float(now)
-                    }
-                }
-            }
+            AdamKernel.flushDeferredRows(p: p, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, now: s.step,
+                                         tail: s.tailSum, powers: decayPowers(), betas: (beta1, beta2))
         }
     }
 

@@ -43,17 +43,7 @@ public struct OptimizerStateError: Error, CustomStringConvertible, Equatable {
         self.invalid = invalid
     }
 
-    public struct Mismatch: Equatable, CustomStringConvertible {
-        public var key: String
-        public var expected: [Int]
-        public var found: [Int]
-        public init(key: String, expected: [Int], found: [Int]) {
-            self.key = key
-            self.expected = expected
-            self.found = found
-        }
-        public var description: String { "\(key): expected shape \(expected), found \(found)" }
-    }
+    public typealias Mismatch = ShapeMismatch
 
     public var isEmpty: Bool { missing.isEmpty && unexpected.isEmpty && mismatched.isEmpty && invalid.isEmpty }
 
@@ -61,7 +51,7 @@ public struct OptimizerStateError: Error, CustomStringConvertible, Equatable {
         var parts: [String] = []
         if !missing.isEmpty { parts.append("missing keys: \(missing.joined(separator: ", "))") }
         if !unexpected.isEmpty { parts.append("unexpected keys: \(unexpected.joined(separator: ", "))") }
-        if !mismatched.isEmpty { parts.append("mis-shaped keys: \(mismatched.map(\.description).joined(separator: "; "))") }
+        if !mismatched.isEmpty { parts.append("mis-shaped keys: \(mismatched.map { "\($0.key): expected shape \($0.expected), found \($0.found)" }.joined(separator: "; "))") }
         if !invalid.isEmpty { parts.append("step counts that are not whole numbers >= 0: \(invalid.joined(separator: ", "))") }
         return "optimizer state does not fit: " + parts.joined(separator: "; ")
     }

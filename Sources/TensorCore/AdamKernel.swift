@@ -1,0 +1,201 @@
+import Foundation
+
+// Adam's element kernels: the update that NN/Optim/Adam.swift documents (torch.optim.Adam term
+// for term), over a dense tensor and over the rows of a row-sparse table (lazy and deferred
+// modes). Parameters and both moments are updated in place; the optimiser keeps the state and the
+// step counts and calls these.
+
+public enum AdamKernel {
+    /// Scalars of one update, as Float, in the form the element loop uses them.
+    public struct Coefficients: Sendable {
+        var oneMinusBeta1: Float
+        var beta2: Float
+        var oneMinusBeta2: Float
+        var l2: Float          // Adam's L2 term (0 for AdamW)
+        var decay: Float       // AdamW's 1 − lr·wd (1 for Adam)
+        var eps: Float
+
+        public init(oneMinusBeta1: Float, beta2: Float, oneMinusBeta2: Float, l2: Float, decay: Float, eps: Float) {
+            (self.oneMinusBeta1, self.beta2, self.oneMinusBeta2, self.l2, self.decay, self.eps) = (oneMinusBeta1, beta2, oneMinusBeta2, l2, decay, eps)
+        }
+    }
+
+    /// −lr/(1 − β1^t) and √(1 − β2^t), in Double like torch's Python-side arithmetic, then as Float.
+    @inline(__always)
+    public static func biasTerms(step: Int, lr: Double, beta1: Double, beta2: Double) -> (negStepSize: Float, bc2Sqrt: Float) {
+        let t = Double(step)
+        let bc1 = 1 - Foundation.pow(beta1, t)
+        let bc2 = 1 - Foundation.pow(beta2, t)
+        return (Float(-(lr / bc1)), Float(bc2.squareRoot()))
+    }
+
+    /// The element update over `range`. Kept as one function so dense and row-sparse paths
+    /// perform the identical float operations.
+    @inline(__always)
+    static func update(_ range: Range<Int>, p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>,
+                       m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                       c: Coefficients, negStepSize: Float, bc2Sqrt: Float, decoupled: Bool) {
+        for i in range {
+            var gi = g[i]
+            var pi = p[i]
+            if decoupled {
+                pi = pi * c.decay
+            } else if c.l2 != 0 {
+                gi = gi + c.l2 * pi
+            }
+            let mi = m[i] + c.oneMinusBeta1 * (gi - m[i])
+            let vi = v[i] * c.beta2 + c.oneMinusBeta2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            let denom = vi.squareRoot() / bc2Sqrt + c.eps
+            p[i] = pi + negStepSize * mi / denom
+        }
+    }
+
+    /// Applies the idle steps t0+1…`to` that row `r` (last updated at t0) missed: the momentum
+    /// displacement from the tail sum, then the moments' decay. Rows never updated have m = 0: no move.
+    @inline(__always)
+    static func catchUp(row r: Int, width: Int, to last: Int, p: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+                        v: UnsafeMutablePointer<Float>, rowSteps: UnsafeMutablePointer<Float>, tail: UnsafeBufferPointer<Float>,
+                        powers: DecayPowers, betas: (Double, Double)) {
+        let t0 = Int(rowSteps[r])
+        let k = last - t0
+        guard t0 > 0, k > 0 else { return }
+        let n = powers.b1.count
+        let f1 = k < n ? powers.b1[k] : Float(Foundation.pow(betas.0, Double(k)))
+        let f2 = k < n ? powers.b2[k] : Float(Foundation.pow(betas.1, Double(k)))
+        let d = tail[t0]
+        for i in (r * width)..<((r + 1) * width) {
+            let vi = v[i]
+            if vi > 0 { p[i] -= d * m[i] / vi.squareRoot() }
+            m[i] *= f1
+            v[i] *= f2
+        }
+    }
+
+    /// β1^k and β2^k as Float, k = 0, 1, … until both underflow to 0 (capped at 2^16 entries;
+    /// `catchUp` computes longer idle spans directly).
+    public final class DecayPowers: Sendable {
+        public let beta1: Double, beta2: Double
+        let b1: [Float], b2: [Float]
+        public init(beta1: Double, beta2: Double) {
+            self.beta1 = beta1
+            self.beta2 = beta2
+            var a: [Float] = [], b: [Float] = []
+            var k = 0
+            repeat {
+                a.append(Float(Foundation.pow(beta1, Double(k))))
+                b.append(Float(Foundation.pow(beta2, Double(k))))
+                k += 1
+            } while (a.last! != 0 || b.last! != 0) && k < 1 << 16
+            b1 = a
+            b2 = b
+        }
+    }
+
+    /// One dense step of every element.
+    public static func dense(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, c: Coefficients,
+                             terms: (negStepSize: Float, bc2Sqrt: Float), decoupled: Bool) {
+        let pp = p.ptr, pg = grad.ptr, pm = m.ptr, pv = v.ptr
+        Parallel.forRanges(p.count, grain: 16_384) { range in
+            update(range, p: pp, g: pg, m: pm, v: pv, c: c,
+                   negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+        }
+    }
+
+    /// One lazy-mode step: rows whose gradient is zero are left alone; a touched row advances its
+    /// own step count in `rowSteps` and is bias-corrected with it (`bias[t]` = (1 − β1^t, √(1 − β2^t))).
+    public static func lazyRows(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, rowSteps: Tensor, width: Int,
+                                c: Coefficients, lr: Double, bias: [(Double, Double)], decoupled: Bool) {
+        let pp = p.ptr, pg = grad.ptr, pm = m.ptr, pv = v.ptr, ps = rowSteps.ptr
+        let rows = p.count / width
+        bias.withUnsafeBufferPointer { bias in
+            // Per-row step counts: bias terms from the cache (the same Double arithmetic as
+            // `biasTerms`), reused while consecutive rows share a count.
+            @inline(__always) func updateRow(_ r: Int, _ cachedStep: inout Int,
+                                             _ terms: inout (negStepSize: Float, bc2Sqrt: Float)) {
+                let lo = r * width, hi = lo + width
+                var touched = false
+                for i in lo..<hi where pg[i] != 0 { touched = true; break }
+                if !touched { return }
+                let t = Int(ps[r]) + 1
+                ps[r] = Float(t)
+                if t != cachedStep {
+                    terms = (Float(-(lr / bias[t].0)), Float(bias[t].1))
+                    cachedStep = t
+                }
+                update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
+                       negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+            }
+            if let tracked = grad.touchedRows {
+                // The kernel that wrote this gradient listed the rows it touched (each once):
+                // visit only those, O(touched) instead of O(table). Rows on the list whose
+                // gradient came out exactly zero are still skipped, so the result is the same
+                // as the full scan.
+                tracked.rows.withUnsafeBufferPointer { list in
+                    Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
+                        var cachedStep = -1
+                        var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
+                        for k in range { updateRow(Int(list[k]), &cachedStep, &terms) }
+                    }
+                }
+            } else {
+                Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { rowRange in
+                    var cachedStep = -1
+                    var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
+                    for r in rowRange { updateRow(r, &cachedStep, &terms) }
+                }
+            }
+        }
+    }
+
+    /// One deferred-mode step at global step `now`: a touched row first catches up the steps it
+    /// missed (`catchUp`, from the tail sums), then takes the normal update; `rowSteps` holds the
+    /// step each row was last updated at.
+    public static func deferredRows(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, rowSteps: Tensor, width: Int, now: Int,
+                                    c: Coefficients, terms: (negStepSize: Float, bc2Sqrt: Float), tail: [Float],
+                                    powers: DecayPowers, betas: (Double, Double), decoupled: Bool) {
+        let pp = p.ptr, pg = grad.ptr, pm = m.ptr, pv = v.ptr, ps = rowSteps.ptr
+        let rows = p.count / width
+        tail.withUnsafeBufferPointer { tail in
+            @inline(__always) func updateRow(_ r: Int) {
+                let lo = r * width, hi = lo + width
+                var touched = false
+                for i in lo..<hi where pg[i] != 0 { touched = true; break }
+                if !touched { return }
+                catchUp(row: r, width: width, to: now - 1, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
+                        powers: powers, betas: betas)
+                ps[r] = Float(now)
+                update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
+                       negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+            }
+            if let tracked = grad.touchedRows {
+                tracked.rows.withUnsafeBufferPointer { list in
+                    Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
+                        for k in range { updateRow(Int(list[k])) }
+                    }
+                }
+            } else {
+                Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { range in
+                    for r in range { updateRow(r) }
+                }
+            }
+        }
+    }
+
+    /// Brings every row last updated before `now` up to `now` (deferred mode's flush).
+    public static func flushDeferredRows(p: Tensor, m: Tensor, v: Tensor, rowSteps: Tensor, width: Int, now: Int,
+                                         tail: [Float], powers: DecayPowers, betas: (Double, Double)) {
+        let pp = p.ptr, pm = m.ptr, pv = v.ptr, ps = rowSteps.ptr
+        let rows = p.count / width
+        tail.withUnsafeBufferPointer { tail in
+            Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { range in
+                for r in range where Int(ps[r]) > 0 && Int(ps[r]) < now {
+                    catchUp(row: r, width: width, to: now, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
+                            powers: powers, betas: betas)
+                    ps[r] = Float(now)
+                }
+            }
+        }
+    }
+}
