@@ -95,6 +95,8 @@ extension DVTCommand {
         var out: String
         @Option(help: "Maps per forward pass.")
         var batch = 8
+        @Flag(help: "With --features: leave out maps holding NaN or Inf with a warning, instead of failing them (exit status 1).")
+        var skipNonFinite = false
         @Flag(help: "Also write OUT/vis/<path>.png: [image |] raw PCA | denoised PCA | raw norms | denoised norms.")
         var vis = false
         @OptionGroup var backbone: BackboneOptions
@@ -109,7 +111,7 @@ extension DVTCommand {
             compute.apply()
             let model = try DVT.Denoiser.load(URL(fileURLWithPath: denoiser))
             let outDir = URL(fileURLWithPath: out)
-            try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+            try FileErrors.createDirectory(outDir)
             let t0 = Date()
             let (done, bad) = images != nil ? try denoiseImages(model, outDir) : try denoiseFeatures(model, outDir)
             let dt = Date().timeIntervalSince(t0)
@@ -168,7 +170,7 @@ extension DVTCommand {
                 throw ValidationError("the denoiser takes \(model.config.dim)-channel features but \(vit.config.name) has \(vit.config.embedDim) channels")
             }
             let layer = try vit.resolveLayer(backbone.layer)
-            let (h, w) = backbone.inputSize(for: vit)
+            let (h, w) = try backbone.checkedInputSize(for: vit, batch: batch)
             let (gh, gw) = vit.grid(height: h, width: w, stride: backbone.stride)
             if gh != model.config.gridHeight || gw != model.config.gridWidth {
                 FileHandle.standardError.write(Data("note: feature grid \(gh)x\(gw) differs from the denoiser's \(model.config.gridHeight)x\(model.config.gridWidth); its position embedding is resampled bicubically\n".utf8))
@@ -251,6 +253,12 @@ extension DVTCommand {
                         throw Stage2Error("shape \(t.shape), expected (H, W, \(model.config.dim))")
                     }
                     map = t.reshape([1] + s)  // (1, H, W, C)
+                    // One NaN used to turn the whole output map NaN with exit 0.
+                    try t.requireFinite(url.path)
+                } catch let e as NonFiniteError where skipNonFinite {
+                    FileHandle.standardError.write(Data("warning: skipped \(e)\n".utf8))
+                    progress.advance(1, note: "skipped \(rel)")
+                    continue
                 } catch {
                     bad.append((url.path, "\(error)"))
                     progress.advance(1, note: "skipped \(rel)")
