@@ -246,7 +246,7 @@ struct ExtractBatchingTests {
         }
         for b in [1, 3] {
             try runDVT(["extract", "--random-init", "5", "--size", "56", "70", "--layer", "2", "--images", input.path,
-                        "--out", dir.appendingPathComponent("b\(b)").path, "--batch-size", "\(b)", "--threads", "2"])
+                        "--out", dir.appendingPathComponent("b\(b)").path, "--batch-size", "\(b)"])
         }
         for n in ["chelsea", "coffee", "rocket"] {
             let a = try Npy.read(dir.appendingPathComponent("b1/\(n).npy")), c = try Npy.read(dir.appendingPathComponent("b3/\(n).npy"))
