@@ -254,3 +254,18 @@ struct ExtractBatchingTests {
         }
     }
 }
+
+extension Stage1CLITests {
+    @Test("stage1 refuses stride_size and input_size the model cannot take, naming the key and the range, before writing")
+    func geometryFromConfig() throws {
+        let dir = temporaryDirectory("stage1-geometry")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cfg = try config(dir, images: ["chelsea.jpg"])
+        for (set, expected) in [("stride_size=20", "stride_size 20 is not allowed"), ("input_size=[4096, 4096]", "input_size 4096 4096 needs about")] {
+            var m = "no error"
+            do { try runDVT(["stage1", cfg.path, "--set", set]) } catch { m = "\(error)" }
+            #expect(m.contains(expected) && m.contains("vit_small_patch14_dinov2"), "\(m)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/denoised_features").path))
+    }
+}
