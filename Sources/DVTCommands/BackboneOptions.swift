@@ -40,7 +40,7 @@ struct BackboneOptions: ParsableArguments {
         let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: randomInit)
         model.precision = precision
         if let s = stride, s > model.config.patchSize {
-            throw ValidationError("--stride \(s) is larger than the patch size \(model.config.patchSize)")
+            throw ConfigError("--stride \(s) is not allowed for \(model.config.name): the stride must be in 1...\(model.config.patchSize) (its patch size)")
         }
         if let seed = model.randomInitSeed {
             FileHandle.standardError.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8))
@@ -52,6 +52,14 @@ struct BackboneOptions: ParsableArguments {
     func inputSize(for model: VisionTransformer) -> (Int, Int) {
         if size.count == 2 { return (size[0], size[1]) }
         return (model.config.imageSize, model.config.imageSize)
+    }
+
+    /// `inputSize(for:)` after checking it and --stride against the model and the memory a
+    /// forward pass of `batch` images needs (InputGeometry.validate).
+    func checkedInputSize(for model: VisionTransformer, batch: Int) throws -> (Int, Int) {
+        let (h, w) = inputSize(for: model)
+        try InputGeometry.validate(height: h, width: w, stride: stride, model: model.config, batch: batch, names: .flags)
+        return (h, w)
     }
 }
 

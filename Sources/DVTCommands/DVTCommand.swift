@@ -25,6 +25,17 @@ public struct DVTCommand: ParsableCommand {
     )
 
     public init() {}
+
+    /// ArgumentParser's `main`, with Foundation file errors that reach the top (from any command)
+    /// put in plain words naming the path, instead of `Error Domain=NSCocoaErrorDomain …` dumps.
+    public static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: FileErrors.describe(error))
+        }
+    }
 }
 
 public enum DVTVersion {

@@ -42,6 +42,8 @@ extension DVTCommand {
         var planted: String?
         @Option(help: "Denoised map (.npy) to score against --planted (repeatable).")
         var denoised: [String] = []
+        @Flag(help: "Leave out --features maps holding NaN or Inf, with a warning, instead of stopping.")
+        var skipNonFinite = false
         @OptionGroup var compute: ComputeOptions
 
         func validate() throws {
@@ -71,14 +73,23 @@ extension DVTCommand {
                 if let limit { files = Array(files.prefix(limit)) }
                 if files.isEmpty { throw ValidationError("no .npy files under \(dir)") }
                 var maps: [Tensor] = []
+                var mapFiles: [URL] = []
                 for f in files {
                     let t = try Npy.read(f)
                     guard t.rank == 3 else { throw ValidationError("\(f.path): shape \(t.shape), expected (H, W, C)") }
+                    // A NaN used to give a silent position-variance ratio of 0.0000.
+                    do { try t.requireFinite(f.path) } catch let e as NonFiniteError {
+                        if !skipNonFinite { throw ValidationError("\(e) (--skip-non-finite leaves such maps out)") }
+                        FileHandle.standardError.write(Data("warning: skipped \(e)\n".utf8))
+                        continue
+                    }
                     if let first = maps.first, first.shape != t.shape {
-                        throw ValidationError("\(f.path): shape \(t.shape) differs from \(files[0].path) \(first.shape); one method's maps must share a grid")
+                        throw ValidationError("\(f.path): shape \(t.shape) differs from \(mapFiles[0].path) \(first.shape); one method's maps must share a grid")
                     }
                     maps.append(t)
+                    mapFiles.append(f)
                 }
+                if maps.isEmpty { throw ValidationError("every .npy file under \(dir) holds NaN or Inf") }
                 rows.append(try ArtifactMetrics.row(label: label, maps: maps, maxSamples: maxSamples))
             }
             print(ArtifactMetrics.markdown(rows), terminator: "")
@@ -106,6 +117,7 @@ extension DVTCommand {
             rows.append(("raw (whole view)", try ArtifactMetrics.plantedScores(raw: raw, cleanFull: clean, artifact: artifact, denoised: whole)))
             for (p, label) in zip(denoised, names(denoised)) {
                 let d = try Npy.read(URL(fileURLWithPath: p))
+                do { try d.requireFinite(p) } catch { throw ValidationError("\(error)") }
                 rows.append((label, try ArtifactMetrics.plantedScores(raw: raw, cleanFull: clean, artifact: artifact, denoised: d)))
             }
             print("| method | centred cosine with clean F | cosine of raw − denoised with artifact G |")

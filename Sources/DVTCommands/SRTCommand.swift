@@ -75,7 +75,7 @@ extension DVTCommand {
             case .fine: res = .fine(scaleFactor: scaleFactor)
             case .pixel: res = .pixel
             }
-            let (h, w) = backbone.inputSize(for: model)
+            let (h, w) = try backbone.checkedInputSize(for: model, batch: batchSize)
             var job = SRTJob(srt: srt, resolution: res, height: h, width: w)
             job.fast = fast
             job.visualize = vis

@@ -98,6 +98,8 @@ extension DVTCommand {
         var out: String
         @Option(help: "Maps per forward pass.")
         var batch = 8
+        @Flag(help: "With --features: leave out maps holding NaN or Inf with a warning, instead of failing them (exit status 1).")
+        var skipNonFinite = false
         @Flag(help: "Also write OUT/vis/<path>.png: [image |] raw PCA | denoised PCA | raw norms | denoised norms.")
         var vis = false
         @OptionGroup var backbone: BackboneOptions
@@ -115,12 +117,13 @@ extension DVTCommand {
             var job = DenoiseJob(denoiser: model, output: URL(fileURLWithPath: out))
             job.batchSize = batch
             job.visualize = vis
+            job.skipNonFinite = skipNonFinite
             let report: JobReport
             if let images {
                 let vit = try backbone.load()
                 let trained = try WeightFiles.metadata(URL(fileURLWithPath: denoiser))["vit_model"]
                 report = try job.run(images: try ImageSource.items(from: images, root: dataRoot),
-                                     backbone: .init(model: vit, layer: try vit.resolveLayer(backbone.layer), inputSize: backbone.inputSize(for: vit),
+                                     backbone: .init(model: vit, layer: try vit.resolveLayer(backbone.layer), inputSize: try backbone.checkedInputSize(for: vit, batch: batch),
                                                      stride: backbone.stride, trainedOn: trained))
             } else {
                 report = try job.run(features: URL(fileURLWithPath: features!))

@@ -14,6 +14,8 @@ public struct DenoiseJob {
     /// Maps per forward pass.
     public var batchSize = 8
     public var visualize = false
+    /// Feature mode: leave out maps holding NaN or Inf with a warning instead of failing them.
+    public var skipNonFinite = false
     public var quiet = false
     public var log: (String) -> Void = ImageJobEngine.standardError
 
@@ -42,7 +44,7 @@ public struct DenoiseJob {
 
     /// Image mode: checks the backbone against the denoiser, then ViT features → denoiser.
     public func run(images items: [ImageItem], backbone b: Backbone) throws -> JobReport {
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        try FileErrors.createDirectory(output)  // a plain `cannot write PATH` message, not a Foundation dump
         if let seed = b.model.randomInitSeed {
             // The .npy maps cannot carry the warning themselves; the folder does.
             try AtomicFile.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8),
@@ -63,7 +65,7 @@ public struct DenoiseJob {
 
     /// Feature mode: every .npy under `folder` (sorted by relative path), batched by grid.
     public func run(features folder: URL) throws -> JobReport {
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        try FileErrors.createDirectory(output)  // a plain `cannot write PATH` message, not a Foundation dump
         return try engine().run(MapClient(job: self), items: try DenoiseJob.featureFiles(under: folder))
     }
 
@@ -165,6 +167,10 @@ public struct DenoiseJob {
             let s = t.rank == 4 && t.shape[0] == 1 ? Array(t.shape.dropFirst()) : t.shape
             guard s.count == 3, s[2] == job.denoiser.config.dim, s[0] > 0, s[1] > 0 else {
                 throw Stage2Error("shape \(t.shape), expected (H, W, \(job.denoiser.config.dim))")
+            }
+            // One NaN used to turn the whole output map NaN with exit 0 (issue 18 item 11).
+            do { try t.requireFinite(item.url.path) } catch let e as NonFiniteError where job.skipNonFinite {
+                throw ImageJobSkip("\(e)")
             }
             return t.reshape(s)  // (H, W, C)
         }

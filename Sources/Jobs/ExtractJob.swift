@@ -18,6 +18,8 @@ public struct ExtractJob {
     public var norm = true
     public var batchSize = 4
     public var overwrite = false
+    /// How the size and stride were given, for the geometry check's message.
+    public var geometryNames = InputGeometry.Names.flags
 
     public init(model: VisionTransformer, layer: Int, inputSize: (Int, Int), stride: Int?) {
         self.model = model
@@ -29,7 +31,11 @@ public struct ExtractJob {
     /// Runs over `items`, writing OUT/<relative stem>.npy atomically. A bad image is recorded and
     /// skipped; existing outputs are kept unless `overwrite`.
     public func run(items: [ImageItem], output: URL, quiet: Bool = false) throws -> JobReport {
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        // Before anything is written: a size or stride the model cannot take used to trap, or abort
+        // on a huge allocation, after extract_info.json was already in place.
+        try InputGeometry.validate(height: inputSize.0, width: inputSize.1, stride: stride, model: model.config,
+                                   batch: batchSize, names: geometryNames)
+        try FileErrors.createDirectory(output)
         try writeInfo(output)
         var engine = ImageJobEngine(output: output)
         engine.quiet = quiet

@@ -31,6 +31,8 @@ public struct JobReport: Sendable {
     /// Inputs whose outputs were already complete (or that another process holds).
     public var skipped = 0
     public var failures: [JobFailure] = []
+    /// Inputs a client left out on purpose (`ImageJobSkip`, e.g. `--skip-non-finite`), with why.
+    public var leftOut: [JobFailure] = []
     /// Every file written, in order (features, then visuals).
     public var outputs: [URL] = []
     public var seconds = 0.0
@@ -40,6 +42,7 @@ public struct JobReport: Sendable {
     /// The end-of-job summary; failures are listed one per line.
     public var summary: String {
         var s = "\(written) written, \(skipped) already present, \(failures.count) failed"
+        if !leftOut.isEmpty { s += ", \(leftOut.count) left out" }
         for f in failures { s += "\n  FAILED \(f.image): \(f.error)" }
         return s
     }
@@ -48,6 +51,13 @@ public struct JobReport: Sendable {
     public func throwIfFailed() throws {
         if !failures.isEmpty { throw JobsError.imagesFailed(failures) }
     }
+}
+
+/// Thrown by a client's `prepare` to leave an input out with a warning instead of failing it
+/// (an explicit option such as `--skip-non-finite`); the job's exit status is unaffected.
+public struct ImageJobSkip: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// What `finish` produced for one image.
@@ -202,6 +212,11 @@ public struct ImageJobEngine {
             let prepared: C.Prepared
             do {
                 prepared = try client.prepare(item)
+            } catch let skip as ImageJobSkip {
+                report.leftOut.append(JobFailure(image: item.url.path, error: skip.description))
+                log("warning: \(client.label): left out \(item.url.path): \(skip)")
+                progress.advance(note: "\(item.relativeStem) left out")
+                continue
             } catch {
                 try fail(item, start, error)
                 continue

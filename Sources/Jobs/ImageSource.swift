@@ -52,7 +52,11 @@ public enum ImageSource {
         _ = try FileKind.requireRegular(url.path, what: "image list") { JobsError.input($0) }
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {
-            throw JobsError.input("cannot read image list \(path): \(error.localizedDescription)")
+            // Foundation only says "the file isn't in the correct format".
+            if imageExtensions.contains(url.pathExtension.lowercased()) {
+                throw JobsError.input("cannot read image list \(path): it is an image, not a list; pass its folder, or a list file that names it")
+            }
+            throw JobsError.input("cannot read image list \(path): it is not UTF-8 text (a list has one image path per line)")
         }
         var items: [ImageItem] = []
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -123,10 +127,19 @@ public enum ImageSource {
         }
         let basePath = dir.standardizedFileURL.path
         var items: [ImageItem] = []
+        var undecodable: [String] = []
         for case let file as URL in e where imageExtensions.contains(file.pathExtension.lowercased()) {
+            // Foundation decodes a non-UTF-8 name with U+FFFD, a path that then does not exist
+            // (it used to fail later as "No such file or directory").
+            if FileKind.of(file.path) == .missing { undecodable.append(file.lastPathComponent); continue }
             var rel = file.standardizedFileURL.path
             if rel.hasPrefix(basePath + "/") { rel.removeFirst(basePath.count + 1) }
             items.append(ImageItem(url: file, relativeStem: (rel as NSString).deletingPathExtension))
+        }
+        if !undecodable.isEmpty {
+            throw JobsError.input("image folder \(dir.path): \(undecodable.count) file name(s) are not valid UTF-8 (shown with \u{FFFD}): "
+                                  + undecodable.prefix(10).joined(separator: ", ") + (undecodable.count > 10 ? ", …" : "")
+                                  + "; dvt needs UTF-8 names, rename them (e.g. convmv -f latin1 -t utf-8 -r --notest \(dir.path))")
         }
         return items.sorted { $0.relativeStem < $1.relativeStem }
     }

@@ -108,6 +108,11 @@ public final class Pipeline {
         let inputsFile = stage2Dir.appendingPathComponent("inputs.json")
         if FileManager.default.fileExists(atPath: denoiserFile.path) {
             try checkStage2Inputs(inputs, recorded: inputsFile, denoiser: denoiserFile)
+            // A run killed after the denoiser but before its curve (older versions wrote them in that order).
+            if !FileManager.default.fileExists(atPath: stage2Dir.appendingPathComponent("loss_curve.png").path) {
+                let curve = try Stage2Runner.writeLossCurve(runDirectory: stage2Dir)
+                log("stage2: wrote \(curve.path) (missing from a stopped run)")
+            }
             timings.append(StepTiming(step: "stage 2", seconds: 0, note: "skipped: \(denoiserFile.path) exists"))
             log("== stage 2: skipped, \(denoiserFile.path) exists and was trained on these inputs")
         } else {

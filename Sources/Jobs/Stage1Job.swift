@@ -28,6 +28,10 @@ public final class Stage1Job {
         self.model = model
         settings = Stage1Settings(config: config)
         try settings.validate()
+        // input_size and stride_size against this model (the views go through it 8 at a time).
+        let size = InputGeometry.inputSize(config.settings.run.inputSize,
+                                           stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
+        try InputGeometry.validate(height: size.0, width: size.1, stride: config.settings.run.strideSize, model: model.config, batch: 8)
         layer = try Stage1Job.layer(config: config, model: model)
         tree = RunPaths(root: URL(fileURLWithPath: config.settings.run.outputDir!), model: config.settings.run.model!)
     }

@@ -150,13 +150,23 @@ public enum Stage2Runner {
         guard isRoot else {
             return Stage2Outcome(summary: summary, runDirectory: runDir, denoiserFile: out, lossCurve: curve, train: train, validation: validation)
         }
+        // The curve first: denoiser.safetensors marks stage 2 done (`dvt run` then skips it), so a
+        // kill between the two writes must not leave a finished run without its curve (issue 18, item 9).
+        try writeLossCurve(runDirectory: runDir)
+        log("stage2: wrote \(curve.path)")
         try denoiser.export(to: out, provenance: prov.merging(["steps": String(summary.steps)]) { $1 })
         log("stage2: wrote \(out.path)")
-        let history = try LossCurve.read(metrics: runDir.appendingPathComponent("metrics.jsonl"))
-        try LossCurve.render(history, title: "stage 2").write(to: curve)
-        log("stage2: wrote \(curve.path)")
         return Stage2Outcome(summary: summary, runDirectory: runDir, denoiserFile: out, lossCurve: curve,
                              train: train, validation: validation)
+    }
+
+    /// Renders `loss_curve.png` of a run folder from its `metrics.jsonl`; returns its path.
+    @discardableResult
+    public static func writeLossCurve(runDirectory runDir: URL) throws -> URL {
+        let curve = runDir.appendingPathComponent("loss_curve.png")
+        let history = try LossCurve.read(metrics: runDir.appendingPathComponent("metrics.jsonl"))
+        try LossCurve.render(history, title: "stage 2").write(to: curve)
+        return curve
     }
 
     /// The JSON stored in every checkpoint's metadata: the resolved config, the denoiser's

@@ -17,3 +17,19 @@ extension Tensor {
         return (index, withUnsafeBufferPointer { $0[flat] })
     }
 }
+
+/// A NaN or ±Inf in an input, with where it came from and where it is.
+public struct NonFiniteError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension Tensor {
+    /// Throws `NonFiniteError` naming `source` (a file, or file and tensor name), the first bad
+    /// value, its index and the shape, when any element is NaN or ±Inf.
+    public func requireFinite(_ source: String) throws {
+        if let bad = firstNonFinite() {
+            throw NonFiniteError("\(source): non-finite value \(bad.value) at index \(bad.index) of shape \(shape)")
+        }
+    }
+}

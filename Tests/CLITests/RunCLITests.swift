@@ -55,11 +55,16 @@ struct RunCLITests {
         #expect(metrics.contains("raw ViT") && metrics.contains("SRT") && metrics.contains("DVT stage 1"))
         let record = try String(contentsOf: out.appendingPathComponent("run.json"), encoding: .utf8)
         #expect(record.contains("\"seed\" : 1") && record.contains("tiny.yaml"))
-        // A rerun finds every step complete.
+        // A rerun finds every step complete. The curve is removed first: the state a kill just after
+        // denoiser.safetensors left (issue 18, item 9); the rerun must draw it again.
+        let curve = out.appendingPathComponent("stage2/loss_curve.png")
+        #expect(fm.fileExists(atPath: curve.path))
+        try fm.removeItem(at: curve)
         let before = try fm.attributesOfItem(atPath: out.appendingPathComponent("stage2/denoiser.safetensors").path)[.modificationDate] as! Date
         try runDVT(["run", cfg.path, "--quiet", "--threads", "1"])
         let after = try fm.attributesOfItem(atPath: out.appendingPathComponent("stage2/denoiser.safetensors").path)[.modificationDate] as! Date
         #expect(before == after)
+        #expect(fm.fileExists(atPath: curve.path), "the rerun did not redraw stage2/loss_curve.png")
         let record2 = try String(contentsOf: out.appendingPathComponent("run.json"), encoding: .utf8)
         #expect(record2.contains("skipped"))
     }

@@ -39,4 +39,20 @@ struct InputValidationTests {
             #expect(m.contains(url.path) && m.contains("'coords'") && m.contains("non-finite") && m.contains("[0, 0, 2, 1]"), "\(m)")
         }
     }
+
+    @Test("stage 2 refuses a feature map with an Inf, naming the file and index, instead of a NaN loss")
+    func stage2NaN() throws {
+        var v = [Float](repeating: 0.5, count: 3 * 4 * 8)
+        v[(1 * 4 + 2) * 8 + 7] = -.infinity
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("stage2-inf-\(UUID().uuidString).npy")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Npy.write(Tensor(v, shape: [3, 4, 8]), to: url)
+        do {
+            _ = try FeatureMapReader(height: 3, width: 4, dim: 8).read(url)
+            Issue.record("expected an error")
+        } catch {
+            let m = String(describing: error)
+            #expect(m.contains(url.path) && m.contains("[1, 2, 7]") && m.contains("-inf") && m.contains("stage 2"), "\(m)")
+        }
+    }
 }

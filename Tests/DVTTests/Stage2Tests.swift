@@ -251,7 +251,7 @@ extension DVTSuites {
             }
         }
 
-        @Test("NaN features stop training with the Trainer's non-finite-loss error")
+        @Test("NaN features stop training at the read, naming the file and index (not only as a NaN loss)")
         func nonFinite() throws {
             let tree = try SyntheticFeatureTree(train: 2, val: 1)
             defer { tree.remove() }
@@ -260,7 +260,9 @@ extension DVTSuites {
                 try Npy.write(Tensor(repeating: .nan, shape: [6, 6, 32]), to: url)
             }
             let cfg = try ConfigSchema.load(file: nil, overrides: tree.overrides(iters: 5))
-            #expect(throws: TrainerError.self) { _ = try Stage2Runner.run(config: cfg, quiet: true, log: { _ in }) }
+            #expect { _ = try Stage2Runner.run(config: cfg, quiet: true, log: { _ in }) } throws: {
+                $0 is Stage2Error && "\($0)".contains("raw_features") && "\($0)".contains("non-finite value nan at index [0, 0, 0]")
+            }
         }
 
         @Test("the shuffled sampler visits every item once per epoch and restores its position exactly")
