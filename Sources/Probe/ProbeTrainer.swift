@@ -47,6 +47,14 @@ public struct ProbeTrainingSummary: Sendable, Codable {
     public var seconds: Double
     public var mapsPerSecond: Double
     public var finalLoss: Double
+
+    /// The summary of a run of `o.iterations` steps of `o.batchSize` maps that started at `start`.
+    init(_ o: ProbeOptions, since start: Date, finalLoss: Double) {
+        iterations = o.iterations
+        seconds = Date().timeIntervalSince(start)
+        mapsPerSecond = Double(o.iterations * o.batchSize) / max(seconds, 1e-9)
+        self.finalLoss = finalLoss
+    }
 }
 
 /// Trains linear heads on cached feature maps (the CPU default: features are computed once,
@@ -102,8 +110,8 @@ public enum ProbeTrainer {
         var flipRng = RandomGenerator(seed: o.seed &+ 3)
         let t0 = Date()
         var last = Double.nan
-        for step in 0..<o.iterations {
-            opt.lr = o.learningRate(at: step)
+        for stepIndex in 0..<o.iterations {
+            opt.lr = o.learningRate(at: stepIndex)
             let idx = batches.next(o.batchSize)
             var maps: [Tensor] = [], labels: [Int32] = []
             for i in idx {
@@ -118,20 +126,27 @@ public enum ProbeTrainer {
                 SegmentationHead.upsample(logits, image: $0, height: train[idx[$0]].trainHeight, width: train[idx[$0]].trainWidth)
             }, axis: 0)  // (B·H·W, K)
             let loss = Tensor.crossEntropy(up, labels: labels, ignoreIndex: ProbeDataset.ignoreIndex)
-            if loss.item.isFinite {
-                loss.backward()
-                if let m = o.gradClip { clip(head.parameters, maxNorm: m) }
-                opt.step()
-            }
-            opt.zeroGrad()
-            last = Double(loss.item)
-            if step % max(o.iterations / 5, 1) == 0 || step == o.iterations - 1 {
-                log(String(format: "  step %d/%d loss %.4f lr %.2e", step + 1, o.iterations, last, opt.lr))
-            }
+            last = step(loss, head.parameters, opt, o, step: stepIndex, log: log)
         }
-        let dt = Date().timeIntervalSince(t0)
-        return (head, ProbeTrainingSummary(iterations: o.iterations, seconds: dt,
-                                           mapsPerSecond: Double(o.iterations * o.batchSize) / max(dt, 1e-9), finalLoss: last))
+        return (head, ProbeTrainingSummary(o, since: t0, finalLoss: last))
+    }
+
+    /// One optimiser step of either head: backward, optional clip and update on a finite loss (a
+    /// non-finite one is skipped so that one bad batch cannot poison the head's weights), then the
+    /// progress line about five times a run. Returns the loss.
+    static func step(_ loss: Tensor, _ parameters: [(String, Tensor)], _ opt: AdamW, _ o: ProbeOptions, step: Int,
+                     log: (String) -> Void) -> Double {
+        if loss.item.isFinite {
+            loss.backward()
+            if let m = o.gradClip { clip(parameters, maxNorm: m) }
+            opt.step()
+        }
+        opt.zeroGrad()
+        let value = Double(loss.item)
+        if step % max(o.iterations / 5, 1) == 0 || step == o.iterations - 1 {
+            log(String(format: "  step %d/%d loss %.4f lr %.2e", step + 1, o.iterations, value, opt.lr))
+        }
+        return value
     }
 
     /// Predicted classes of one example at its evaluation resolution.
@@ -159,8 +174,8 @@ public enum ProbeTrainer {
         let t0 = Date()
         var last = Double.nan
         var sigCalls = 0
-        for step in 0..<o.iterations {
-            opt.lr = o.learningRate(at: step)
+        for stepIndex in 0..<o.iterations {
+            opt.lr = o.learningRate(at: stepIndex)
             var terms: [Tensor] = []
             for i in batches.next(o.batchSize) {
                 let e = train[i]
@@ -178,20 +193,9 @@ public enum ProbeTrainer {
             }
             guard !terms.isEmpty else { continue }
             let loss = terms.dropFirst().reduce(terms[0], +) * (1 / Float(o.batchSize))
-            if loss.item.isFinite {
-                loss.backward()
-                if let m = o.gradClip { clip(head.parameters, maxNorm: m) }
-                opt.step()
-            }
-            opt.zeroGrad()
-            last = Double(loss.item)
-            if step % max(o.iterations / 5, 1) == 0 || step == o.iterations - 1 {
-                log(String(format: "  step %d/%d loss %.4f lr %.2e", step + 1, o.iterations, last, opt.lr))
-            }
+            last = step(loss, head.parameters, opt, o, step: stepIndex, log: log)
         }
-        let dt = Date().timeIntervalSince(t0)
-        return (head, ProbeTrainingSummary(iterations: o.iterations, seconds: dt,
-                                           mapsPerSecond: Double(o.iterations * o.batchSize) / max(dt, 1e-9), finalLoss: last))
+        return (head, ProbeTrainingSummary(o, since: t0, finalLoss: last))
     }
 
     public static func predictDepth(_ head: DepthHead, _ e: ProbeExample) -> [Float] {
