@@ -61,6 +61,32 @@ struct Stage1CLITests {
         #expect(manifest2.split(separator: "\n").count == 3)
     }
 
+    /// Issue 18, item 9: a SIGKILL just after denoised_features/<img>.npy appeared but before its
+    /// manifest line was appended used to leave an image the rerun skipped with no record. That
+    /// window is reproduced exactly by removing the image's ok line after a finished run: the
+    /// maps are there, the record is not, so the image is not done and is fitted again.
+    @Test("an image whose maps exist but whose manifest line is missing (the kill window) is fitted again and recorded")
+    func killBetweenMapsAndManifest() throws {
+        let dir = temporaryDirectory("stage1-window")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cfg = try config(dir, images: ["chelsea.jpg", "rocket.jpg"])
+        try runDVT(["stage1", cfg.path])
+        let out = dir.appendingPathComponent("out")
+        let manifestURL = out.appendingPathComponent("stage1_manifest.jsonl")
+        let denoised = out.appendingPathComponent("denoised_features/vit_small_patch14_dinov2.lvd142m/rocket.npy")
+        let before = try Npy.read(denoised)
+        let lines = try String(contentsOf: manifestURL, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.count == 2)
+        try (lines.filter { !$0.contains("\"image\":\"rocket\"") }.joined(separator: "\n") + "\n")
+            .write(to: manifestURL, atomically: true, encoding: .utf8)
+        try runDVT(["stage1", cfg.path])
+        let after = try String(contentsOf: manifestURL, encoding: .utf8).split(separator: "\n")
+        #expect(after.count == 2, "\(after)")
+        #expect(after.filter { $0.contains("\"image\":\"rocket\"") && $0.contains("\"status\":\"ok\"") }.count == 1, "\(after)")
+        // Refitted from the same seed: the same map as the first time.
+        #expect(try Npy.read(denoised).scalars == before.scalars)
+    }
+
     @Test("a run killed with SIGKILL and rerun loses nothing, leaves no partial files, and equals an uninterrupted run")
     func killAndResume() throws {
         guard dvtExecutable != nil else { return }
