@@ -17,10 +17,13 @@ extension Bench {
 
     /// A DVT stage-3 training step of a random-weights ViT, as scripts/bench_finetune_torch.py
     /// times it: last-block patch features after the final norm, MSE + (1 − cos) against a
-    /// fixed target, backward through every parameter, AdamW (0.9, 0.999), wd 1e-5; fp32.
-    public static func finetuneStep(arch: String, size: Int, batch: Int, steps: Int, checkpointBlocks: Bool) throws -> FinetuneTiming {
+    /// fixed target, backward through every parameter, AdamW (0.9, 0.999), wd 1e-5; the ViT's
+    /// products in `precision` (bf16: torch.autocast's; weights and AdamW state stay fp32).
+    public static func finetuneStep(arch: String, size: Int, batch: Int, steps: Int, checkpointBlocks: Bool,
+                                    precision: Precision = .fp32) throws -> FinetuneTiming {
         guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
         let model = VisionTransformer(config: cfg, seed: 0)
+        model.precision = precision  // bound around forward; ops record it for backward
         var rng = RandomGenerator(seed: 1)
         let x = Tensor.normal([batch, 3, size, size], rng: &rng)  // (B, 3, H, W)
         let last = cfg.depth - 1

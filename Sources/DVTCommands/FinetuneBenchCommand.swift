@@ -8,7 +8,7 @@ extension DVTCommand.BenchCommand {
     struct FinetuneBench: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "finetune",
-            abstract: "A ViT fine-tuning step (DVT stage 3: forward, MSE + (1 − cos), backward, AdamW; fp32), vs PyTorch when --torch-python is given.",
+            abstract: "A ViT fine-tuning step (DVT stage 3: forward, MSE + (1 − cos), backward, AdamW; fp32 or bf16), vs PyTorch when --torch-python is given.",
             discussion: """
             Random weights; the PyTorch side is scripts/bench_finetune_torch.py (--torch-script), run with \
             the same thread count. Each side reports the median step and its process peak RSS; run once with \
@@ -25,17 +25,20 @@ extension DVTCommand.BenchCommand {
         @Option var steps = 3
         @Flag(help: "Per-block gradient checkpointing on both sides.")
         var gradientCheckpointing = false
+        @Option(help: "fp32, or bf16 (ours: the ViT's products in bf16; PyTorch: torch.autocast bf16); weights and AdamW state stay fp32.")
+        var precision: Precision = .fp32
 
         func run() throws {
             compute.apply()
-            let t = try Bench.finetuneStep(arch: arch, size: size, batch: batch, steps: steps, checkpointBlocks: gradientCheckpointing)
-            var line = String(format: "%@ %dx%d batch %d fp32%@, %d threads: %.0f ms/step (fwd %.0f, bwd %.0f, AdamW %.0f), peak RSS %.0f MiB",
-                              arch as NSString, size, size, batch, gradientCheckpointing ? ", checkpointed" : "", Parallel.threads,
+            let t = try Bench.finetuneStep(arch: arch, size: size, batch: batch, steps: steps, checkpointBlocks: gradientCheckpointing,
+                                         precision: precision)
+            var line = String(format: "%@ %dx%d batch %d %@%@, %d threads: %.0f ms/step (fwd %.0f, bwd %.0f, AdamW %.0f), peak RSS %.0f MiB",
+                              arch as NSString, size, size, batch, precision.rawValue as NSString, gradientCheckpointing ? ", checkpointed" : "", Parallel.threads,
                               1000 * t.step, 1000 * t.forward, 1000 * t.backward, 1000 * t.optimizer, t.peakRSSMiB)
             if let torchPython {
                 let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
                 var args = ["--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)", "--steps", "\(steps)",
-                            "--threads", "\(Parallel.threads)"]
+                            "--threads", "\(Parallel.threads)", "--precision", precision.rawValue]
                 if gradientCheckpointing { args.append("--grad-checkpointing") }
                 let v = try TorchReference(python: torchPython, script: torchScript).values(args, required: ["ms_per_step", "peak_rss_mb"])
                 line += String(format: "\n  torch %.0f ms/step, peak RSS %.0f MiB; speed ratio (torch time / ours) %.2fx",

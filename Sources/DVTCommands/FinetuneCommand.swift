@@ -3,6 +3,7 @@ import DVT
 import Foundation
 import Jobs
 import Settings
+import TensorCore
 
 extension DVTCommand {
     /// `dvt finetune CONFIG --teacher dvt|srt`: distil a teacher into the ViT itself (stage 3).
@@ -29,6 +30,8 @@ extension DVTCommand {
         var resume = false
         @Flag(help: "No progress lines.")
         var quiet = false
+        @Option(help: "fp32 or bf16 operands in the student's and teacher's products (config key precision; docs/precision.md); weights and AdamW state stay fp32.")
+        var precision: Precision?
         @OptionGroup var compute: ComputeOptions
 
         func validate() throws {
@@ -39,7 +42,8 @@ extension DVTCommand {
 
         func run() throws {
             compute.apply()
-            let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
+            let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config),
+                                              overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
             let outcome: FinetuneOutcome
             do { outcome = try FinetuneRunner.run(config: cfg, teacher: teacher, resume: resume, quiet: quiet) } catch {
                 Stage2Runner.abortOtherRanksIfParallel(after: error)  // one failing rank ends the MPI job

@@ -99,6 +99,9 @@ public enum FinetuneRunner {
         // (main_distillation.py lines 115 and 131).
         let student = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit)
         let frozen = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit)
+        // `precision`: products only (docs/precision.md); weights and AdamW state stay fp32.
+        student.precision = run.computePrecision
+        frozen.precision = run.computePrecision
         let stride = InputGeometry.stride(run.strideSize, patchSize: student.config.patchSize)
         let (h, w) = InputGeometry.inputSize(run.inputSize, stride: stride)
         let teacher = try makeTeacher(recipe.teacher, config: config, vit: frozen, stride: stride, log: log)
@@ -166,7 +169,8 @@ public enum FinetuneRunner {
         let out = out0
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         var meta = ["dvt_finetune_teacher": recipe.teacher, "dvt_finetune_steps": String(summary.steps),
-                    "dvt_finetune_thaw": recipe.thaw.rawValue, "input_size": "\(h),\(w)"]
+                    "dvt_finetune_thaw": recipe.thaw.rawValue, "input_size": "\(h),\(w)",
+                    "precision": run.computePrecision.rawValue]
         if let seed = student.randomInitSeed { meta["random_init"] = String(seed) }
         try student.exportTimm(to: out, metadata: meta)
         log("finetune: wrote \(out.path) (timm state dict: load with timm.create_model('\(student.config.name)', num_classes=0, dynamic_img_size=True).load_state_dict(..., strict=True))")
@@ -231,6 +235,7 @@ public enum FinetuneRunner {
                 throw FinetuneError("the dvt teacher needs the stage-2 denoiser: \(path) does not exist (run `dvt stage2` first, or set finetune.denoiser)")
             }
             let denoiser = try Denoiser.load(URL(fileURLWithPath: path))
+            denoiser.precision = config.settings.run.computePrecision
             log("finetune: teacher = frozen \(vit.config.name) + denoiser \(path)")
             return try DenoiserTeacher(vit: vit, denoiser: denoiser, stride: stride)
         }

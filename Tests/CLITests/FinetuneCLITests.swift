@@ -84,6 +84,22 @@ struct FinetuneCLITests {
                 "thaw last must leave block 0 untouched")
     }
 
+    @Test("--precision bf16 fine-tunes to a finite loss and records bf16 in the export's metadata")
+    func bf16() throws {
+        let dir = temporaryDirectory("finetune-bf16")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cfg = try setUp(dir)
+        try runDVT(["finetune", cfg.path, "--teacher", "dvt", "--precision", "bf16", "--set", "finetune.num_iters=2",
+                    "finetune.thaw=last2", "--quiet"])
+        let run = dir.appendingPathComponent("out/finetune")
+        let file = try SafeTensorsFile(url: run.appendingPathComponent("vit.safetensors"))
+        #expect(file.metadata["precision"] == "bf16")
+        let resolved = try String(contentsOf: run.appendingPathComponent("resolved.yaml"), encoding: .utf8)
+        #expect(resolved.contains("precision: bf16"), "resolved.yaml records the precision")
+        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        #expect(!metrics.isEmpty && !metrics.contains("nan"), "two finite steps logged")
+    }
+
     @Test("errors name what is missing: the denoiser file, the teacher")
     func errors() throws {
         let dir = temporaryDirectory("finetune-errors")
