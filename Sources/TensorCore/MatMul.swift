@@ -71,22 +71,28 @@ enum BLAS {
             gemmBF16(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, split: split, backend: backend)
             return
         }
-        let workers = Parallel.threads
-        if threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold {
-            // Row blocks of C (rows of op(A)); each boundary is the multiple of `rowBlock`
-            // nearest to an even share, so small M (e.g. 128 = 48 + 80) stays balanced.
-            func bound(_ w: Int) -> Int {
-                w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
-            }
-            Parallel.concurrentPerform(workers) { w in
-                let lo = bound(w), hi = bound(w + 1)
-                if lo < hi {
-                    raw(transA, transB, hi - lo, n, k, alpha, transA ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc, backend: backend)
-                }
-            }
-            return
+        let didSplit = splitRows(m, n, k, split: split) { lo, hi in
+            raw(transA, transB, hi - lo, n, k, alpha, transA ? a + lo : a + lo * lda, lda, b, ldb, beta, c + lo * ldc, ldc, backend: backend)
         }
-        raw(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, backend: backend)
+        if !didSplit { raw(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, backend: backend) }
+    }
+
+    /// The engine's row split of one product: when it applies (engine threading, `split`, more
+    /// than one worker, M ≥ 2 · rowBlock and a large enough product), runs `rows(lo, hi)` for
+    /// each worker's block of C's rows (rows of op(A)) and returns true; otherwise returns false
+    /// and the caller makes one unsplit call. Each boundary is the multiple of `rowBlock` nearest
+    /// to an even share, so small M (e.g. 128 = 48 + 80) stays balanced.
+    static func splitRows(_ m: Int, _ n: Int, _ k: Int, split: Bool, _ rows: (Int, Int) -> Void) -> Bool {
+        let workers = Parallel.threads
+        guard threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold else { return false }
+        func bound(_ w: Int) -> Int {
+            w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
+        }
+        Parallel.concurrentPerform(workers) { w in
+            let lo = bound(w), hi = bound(w + 1)
+            if lo < hi { rows(lo, hi) }
+        }
+        return true
     }
 
     /// `gemm` with bf16 operands and fp32 accumulation (`Precision.bf16`). op(A) and op(B) are
@@ -113,21 +119,11 @@ enum BLAS {
             gemm(transA, transB, m, n, k, alpha, fa, colsA, fb, colsB, beta, c, ldc, split: split, backend: backend)
             return
         }
-        let workers = Parallel.threads
-        if threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold {
-            func bound(_ w: Int) -> Int {
-                w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
-            }
-            Parallel.concurrentPerform(workers) { w in
-                let lo = bound(w), hi = bound(w + 1)
-                if lo < hi {
-                    OneDNN.gemm(transA, transB, hi - lo, n, k, alpha, transA ? ha + lo : ha + lo * colsA, colsA,
-                                hb, colsB, beta, c + lo * ldc, ldc, bf16: true)
-                }
-            }
-            return
+        let didSplit = splitRows(m, n, k, split: split) { lo, hi in
+            OneDNN.gemm(transA, transB, hi - lo, n, k, alpha, transA ? ha + lo : ha + lo * colsA, colsA,
+                        hb, colsB, beta, c + lo * ldc, ldc, bf16: true)
         }
-        OneDNN.gemm(transA, transB, m, n, k, alpha, ha, colsA, hb, colsB, beta, c, ldc, bf16: true)
+        if !didSplit { OneDNN.gemm(transA, transB, m, n, k, alpha, ha, colsA, hb, colsB, beta, c, ldc, bf16: true) }
     }
 
     @inline(__always)
