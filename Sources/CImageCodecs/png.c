@@ -70,6 +70,94 @@ static void cic_png_write_fn(png_structp png, png_bytep in, png_size_t length) {
 
 static void cic_png_flush_fn(png_structp png) { (void)png; }
 
+// Checks the signature and creates the read and info structs (neither call can longjmp).
+static int cic_png_open_read(const uint8_t *data, size_t size, cic_png_error *perr,
+                             png_structp *png, png_infop *info, char *err, size_t errlen) {
+    if (data == NULL || size < 8 || png_sig_cmp((png_const_bytep)data, 0, 8) != 0) {
+        cic_set_error(err, errlen, "not a PNG file (bad signature)");
+        return 1;
+    }
+    *png = png_create_read_struct(PNG_LIBPNG_VER_STRING, perr, cic_png_error_fn, cic_png_warning_fn);
+    if (*png == NULL) { cic_set_error(err, errlen, "cannot create PNG reader"); return 1; }
+    *info = png_create_info_struct(*png);
+    if (*info == NULL) {
+        png_destroy_read_struct(png, NULL, NULL);
+        cic_set_error(err, errlen, "cannot create PNG info");
+        return 1;
+    }
+    return 0;
+}
+
+// Reads up to the IHDR chunk. Errors longjmp to the caller's setjmp, which is still active.
+static void cic_png_read_ihdr(png_structp png, png_infop info, cic_png_reader *reader,
+                              png_uint_32 *w, png_uint_32 *h, int *bit_depth, int *color_type) {
+    png_set_user_limits(png, CIC_PNG_MAX_SIDE, CIC_PNG_MAX_SIDE);
+    png_set_read_fn(png, reader, cic_png_read_fn);
+    png_read_info(png, info);
+    png_get_IHDR(png, info, w, h, bit_depth, color_type, NULL, NULL, NULL);
+}
+
+// Refuses empty images and those above the caller's pixel budget (longjmps on failure).
+static void cic_png_check_size(png_structp png, cic_png_error *perr, png_uint_32 w, png_uint_32 h,
+                               uint64_t max_pixels) {
+    if (w == 0 || h == 0) png_error(png, "PNG has empty dimensions");
+    if ((uint64_t)w * (uint64_t)h > max_pixels) {
+        snprintf(perr->message, sizeof perr->message, "PNG dimensions %ux%u exceed the limit of %llu pixels",
+                 (unsigned)w, (unsigned)h, (unsigned long long)max_pixels);
+        png_longjmp(png, 1);
+    }
+}
+
+// Writes prepared rows (owned by the caller) as one PNG in memory; the palette is used when
+// color_type is PNG_COLOR_TYPE_PALETTE. Both encoders end here, so the writer, its setjmp and
+// the cleanup exist once.
+static int cic_png_write_rows(png_bytep *rows, int width, int height, int bit_depth, int color_type,
+                              const uint8_t *palette, int palette_len,
+                              uint8_t **out_data, size_t *out_size, char *err, size_t errlen) {
+    cic_png_error perr;
+    png_structp png = NULL;
+    png_infop info = NULL;
+    // Heap-held so its contents are well defined after a longjmp.
+    cic_png_writer *writer = (cic_png_writer *)calloc(1, sizeof(cic_png_writer));
+    perr.message[0] = 0;
+    if (writer == NULL) { cic_set_error(err, errlen, "out of memory"); return 1; }
+    png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr, cic_png_error_fn, cic_png_warning_fn);
+    if (png != NULL) info = png_create_info_struct(png);
+    if (png == NULL || info == NULL) {
+        png_destroy_write_struct(&png, NULL);
+        free(writer);
+        cic_set_error(err, errlen, "cannot create PNG writer");
+        return 1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "PNG encoding failed");
+        png_destroy_write_struct(&png, &info);
+        free(writer->data);
+        free(writer);
+        return 1;
+    }
+    png_set_write_fn(png, writer, cic_png_write_fn, cic_png_flush_fn);
+    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, bit_depth, color_type,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (color_type == PNG_COLOR_TYPE_PALETTE) {
+        png_color entries[256];
+        for (int i = 0; i < palette_len; i++) {
+            entries[i].red = palette[3 * i];
+            entries[i].green = palette[3 * i + 1];
+            entries[i].blue = palette[3 * i + 2];
+        }
+        png_set_PLTE(png, info, entries, palette_len);
+    }
+    png_write_info(png, info);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    *out_data = writer->data;
+    *out_size = writer->size;
+    free(writer);
+    return 0;
+}
+
 int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
                    uint8_t **out_pixels, int *out_width, int *out_height,
                    char *err, size_t errlen) {
@@ -85,18 +173,7 @@ int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
     *out_width = 0;
     *out_height = 0;
     perr.message[0] = 0;
-    if (data == NULL || size < 8 || png_sig_cmp((png_const_bytep)data, 0, 8) != 0) {
-        cic_set_error(err, errlen, "not a PNG file (bad signature)");
-        return 1;
-    }
-    png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr, cic_png_error_fn, cic_png_warning_fn);
-    if (png == NULL) { cic_set_error(err, errlen, "cannot create PNG reader"); return 1; }
-    info = png_create_info_struct(png);
-    if (info == NULL) {
-        png_destroy_read_struct(&png, NULL, NULL);
-        cic_set_error(err, errlen, "cannot create PNG info");
-        return 1;
-    }
+    if (cic_png_open_read(data, size, &perr, &png, &info, err, errlen) != 0) return 1;
     if (setjmp(png_jmpbuf(png))) {
         cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "corrupt PNG data");
         png_destroy_read_struct(&png, &info, NULL);
@@ -104,19 +181,10 @@ int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
         free(pixels);
         return 1;
     }
-    png_set_user_limits(png, CIC_PNG_MAX_SIDE, CIC_PNG_MAX_SIDE);
-    png_set_read_fn(png, &reader, cic_png_read_fn);
-    png_read_info(png, info);
-
     png_uint_32 w = 0, h = 0;
     int bit_depth = 0, color_type = 0;
-    png_get_IHDR(png, info, &w, &h, &bit_depth, &color_type, NULL, NULL, NULL);
-    if (w == 0 || h == 0) png_error(png, "PNG has empty dimensions");
-    if ((uint64_t)w * (uint64_t)h > max_pixels) {
-        snprintf(perr.message, sizeof perr.message, "PNG dimensions %ux%u exceed the limit of %llu pixels",
-                 (unsigned)w, (unsigned)h, (unsigned long long)max_pixels);
-        png_longjmp(png, 1);
-    }
+    cic_png_read_ihdr(png, info, &reader, &w, &h, &bit_depth, &color_type);
+    cic_png_check_size(png, &perr, w, h, max_pixels);
 
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
@@ -148,16 +216,8 @@ int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
 
 int cic_png_encode(const uint8_t *pixels, int width, int height, int components,
                    uint8_t **out_data, size_t *out_size, char *err, size_t errlen) {
-    cic_png_error perr;
-    png_structp png = NULL;
-    png_infop info = NULL;
-    // Heap-held so its contents are well defined after a longjmp.
-    cic_png_writer *writer = NULL;
-    png_bytep *rows = NULL;
-
     *out_data = NULL;
     *out_size = 0;
-    perr.message[0] = 0;
     if (pixels == NULL || width <= 0 || height <= 0 || (unsigned)width > CIC_PNG_MAX_SIDE || (unsigned)height > CIC_PNG_MAX_SIDE) {
         cic_set_error(err, errlen, "cannot encode a %dx%d image as PNG", width, height);
         return 1;
@@ -171,46 +231,13 @@ int cic_png_encode(const uint8_t *pixels, int width, int height, int components,
         cic_set_error(err, errlen, "PNG encoding needs 1, 3 or 4 components, got %d", components);
         return 1;
     }
-    writer = (cic_png_writer *)calloc(1, sizeof *writer);
-    rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)height);
-    if (writer == NULL || rows == NULL) {
-        free(writer);
-        free(rows);
-        cic_set_error(err, errlen, "out of memory");
-        return 1;
-    }
+    png_bytep *rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)height);
+    if (rows == NULL) { cic_set_error(err, errlen, "out of memory"); return 1; }
     const size_t stride = (size_t)width * (size_t)components;
     for (int y = 0; y < height; y++) rows[y] = (png_bytep)(pixels + (size_t)y * stride);
-
-    png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr, cic_png_error_fn, cic_png_warning_fn);
-    if (png != NULL) info = png_create_info_struct(png);
-    if (png == NULL || info == NULL) {
-        png_destroy_write_struct(&png, NULL);
-        free(writer);
-        free(rows);
-        cic_set_error(err, errlen, "cannot create PNG writer");
-        return 1;
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "PNG encoding failed");
-        png_destroy_write_struct(&png, &info);
-        free(writer->data);
-        free(writer);
-        free(rows);
-        return 1;
-    }
-    png_set_write_fn(png, writer, cic_png_write_fn, cic_png_flush_fn);
-    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, color_type,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    png_write_image(png, rows);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
+    int rc = cic_png_write_rows(rows, width, height, 8, color_type, NULL, 0, out_data, out_size, err, errlen);
     free(rows);
-    *out_data = writer->data;
-    *out_size = writer->size;
-    free(writer);
-    return 0;
+    return rc;
 }
 
 int cic_png_decode_samples(const uint8_t *data, size_t size, uint64_t max_pixels,
@@ -230,18 +257,7 @@ int cic_png_decode_samples(const uint8_t *data, size_t size, uint64_t max_pixels
     *out_color_type = -1;
     *out_bit_depth = 0;
     perr.message[0] = 0;
-    if (data == NULL || size < 8 || png_sig_cmp((png_const_bytep)data, 0, 8) != 0) {
-        cic_set_error(err, errlen, "not a PNG file (bad signature)");
-        return 1;
-    }
-    png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr, cic_png_error_fn, cic_png_warning_fn);
-    if (png == NULL) { cic_set_error(err, errlen, "cannot create PNG reader"); return 1; }
-    info = png_create_info_struct(png);
-    if (info == NULL) {
-        png_destroy_read_struct(&png, NULL, NULL);
-        cic_set_error(err, errlen, "cannot create PNG info");
-        return 1;
-    }
+    if (cic_png_open_read(data, size, &perr, &png, &info, err, errlen) != 0) return 1;
     if (setjmp(png_jmpbuf(png))) {
         cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "corrupt PNG data");
         png_destroy_read_struct(&png, &info, NULL);
@@ -250,13 +266,9 @@ int cic_png_decode_samples(const uint8_t *data, size_t size, uint64_t max_pixels
         free(samples);
         return 1;
     }
-    png_set_user_limits(png, CIC_PNG_MAX_SIDE, CIC_PNG_MAX_SIDE);
-    png_set_read_fn(png, &reader, cic_png_read_fn);
-    png_read_info(png, info);
-
     png_uint_32 w = 0, h = 0;
     int bit_depth = 0, color_type = 0;
-    png_get_IHDR(png, info, &w, &h, &bit_depth, &color_type, NULL, NULL, NULL);
+    cic_png_read_ihdr(png, info, &reader, &w, &h, &bit_depth, &color_type);
     *out_color_type = color_type;
     *out_bit_depth = bit_depth;
     if (color_type != PNG_COLOR_TYPE_PALETTE && color_type != PNG_COLOR_TYPE_GRAY) {
@@ -264,12 +276,7 @@ int cic_png_decode_samples(const uint8_t *data, size_t size, uint64_t max_pixels
         cic_set_error(err, errlen, "PNG colour type %d has no single sample per pixel", color_type);
         return 2;
     }
-    if (w == 0 || h == 0) png_error(png, "PNG has empty dimensions");
-    if ((uint64_t)w * (uint64_t)h > max_pixels) {
-        snprintf(perr.message, sizeof perr.message, "PNG dimensions %ux%u exceed the limit of %llu pixels",
-                 (unsigned)w, (unsigned)h, (unsigned long long)max_pixels);
-        png_longjmp(png, 1);
-    }
+    cic_png_check_size(png, &perr, w, h, max_pixels);
     // One byte per sample for depths below 8, values unscaled (palette indices stay indices).
     if (bit_depth < 8) png_set_packing(png);
     (void)png_set_interlace_handling(png);
@@ -304,16 +311,8 @@ int cic_png_decode_samples(const uint8_t *data, size_t size, uint64_t max_pixels
 int cic_png_encode_samples(const uint16_t *samples, int width, int height, int mode,
                            const uint8_t *palette, int palette_len,
                            uint8_t **out_data, size_t *out_size, char *err, size_t errlen) {
-    cic_png_error perr;
-    png_structp png = NULL;
-    png_infop info = NULL;
-    cic_png_writer *writer = NULL;
-    png_bytep *rows = NULL;
-    uint8_t *bytes = NULL;
-
     *out_data = NULL;
     *out_size = 0;
-    perr.message[0] = 0;
     if (samples == NULL || width <= 0 || height <= 0 || (unsigned)width > CIC_PNG_MAX_SIDE || (unsigned)height > CIC_PNG_MAX_SIDE) {
         cic_set_error(err, errlen, "cannot encode a %dx%d image as PNG", width, height);
         return 1;
@@ -331,11 +330,9 @@ int cic_png_encode_samples(const uint16_t *samples, int width, int height, int m
             return 1;
         }
     }
-    writer = (cic_png_writer *)calloc(1, sizeof *writer);
-    rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)height);
-    bytes = (uint8_t *)malloc(n * bps);
-    if (writer == NULL || rows == NULL || bytes == NULL) {
-        free(writer);
+    png_bytep *rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)height);
+    uint8_t *bytes = (uint8_t *)malloc(n * bps);
+    if (rows == NULL || bytes == NULL) {
         free(rows);
         free(bytes);
         cic_set_error(err, errlen, "out of memory");
@@ -346,46 +343,10 @@ int cic_png_encode_samples(const uint16_t *samples, int width, int height, int m
         else bytes[i] = (uint8_t)samples[i];
     }
     for (int y = 0; y < height; y++) rows[y] = (png_bytep)(bytes + (size_t)y * (size_t)width * bps);
-    png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr, cic_png_error_fn, cic_png_warning_fn);
-    if (png != NULL) info = png_create_info_struct(png);
-    if (png == NULL || info == NULL) {
-        png_destroy_write_struct(&png, NULL);
-        free(writer);
-        free(rows);
-        free(bytes);
-        cic_set_error(err, errlen, "cannot create PNG writer");
-        return 1;
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "PNG encoding failed");
-        png_destroy_write_struct(&png, &info);
-        free(writer->data);
-        free(writer);
-        free(rows);
-        free(bytes);
-        return 1;
-    }
-    png_set_write_fn(png, writer, cic_png_write_fn, cic_png_flush_fn);
-    png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, mode == 2 ? 16 : 8,
-                 mode == 0 ? PNG_COLOR_TYPE_PALETTE : PNG_COLOR_TYPE_GRAY,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    if (mode == 0) {
-        png_color entries[256];
-        for (int i = 0; i < palette_len; i++) {
-            entries[i].red = palette[3 * i];
-            entries[i].green = palette[3 * i + 1];
-            entries[i].blue = palette[3 * i + 2];
-        }
-        png_set_PLTE(png, info, entries, palette_len);
-    }
-    png_write_info(png, info);
-    png_write_image(png, rows);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
+    int rc = cic_png_write_rows(rows, width, height, mode == 2 ? 16 : 8,
+                                mode == 0 ? PNG_COLOR_TYPE_PALETTE : PNG_COLOR_TYPE_GRAY,
+                                palette, palette_len, out_data, out_size, err, errlen);
     free(rows);
     free(bytes);
-    *out_data = writer->data;
-    *out_size = writer->size;
-    free(writer);
-    return 0;
+    return rc;
 }

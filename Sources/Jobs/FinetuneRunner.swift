@@ -192,15 +192,7 @@ public enum FinetuneRunner {
         }
         log("finetune: rank \(r) of \(n) on \(ProcessInfo.processInfo.hostName) (pid \(getpid())): \(task.options.batchSize / n) of every global batch of \(task.options.batchSize)\(r == 0 ? "; rank 0 writes the outputs" : "")")
         task.shard = (r, n)
-        let averager = GradientAverager(communicator: communicator)
-        trainer.afterBackward = { loss, metrics in
-            let keys = metrics.keys.sorted()  // one order on every rank
-            var scalars = [loss] + keys.map { metrics[$0]! }
-            try averager.average(task.parameters, scalars: &scalars)
-            loss = scalars[0]
-            for (i, k) in keys.enumerated() { metrics[k] = scalars[i + 1] }
-        }
-        trainer.writesOutputs = r == 0
+        _ = trainer.averageOverRanks(communicator) { task.parameters }
     }
 
     /// The disk cache of one teacher: a folder named by a fingerprint of everything the maps
@@ -240,15 +232,8 @@ public enum FinetuneRunner {
             return try DenoiserTeacher(vit: vit, denoiser: denoiser, stride: stride)
         }
         let s = config.settings.srt
-        var options = SRT.Options()
-        options.dx = s.dx
-        options.dy = s.dy
-        options.aggregate = SRTAggregate(rawValue: s.aggregate ?? "mean") ?? .mean
-        options.uniform = s.uniform
-        options.batchSize = s.batchSize
-        options.layer = vit.config.depth - 1
+        var options = SRT.Options(s, layer: vit.config.depth - 1, stride: stride)
         options.norm = true
-        options.stride = stride
         log("finetune: teacher = SRT ensemble of frozen \(vit.config.name), dx \(s.dx), dy \(s.dy), \(options.aggregate)")
         return SRTTeacher(srt: try SRT(model: vit, options: options))
     }

@@ -79,15 +79,8 @@ public final class Pipeline {
         // 2. SRT on the same images, as a baseline and as stage-2 targets when asked.
         if config.settings.srt.enabled || config.settings.stage2.targets == "srt" {
             try timed("SRT") { () -> ((), String) in
-                var options = SRT.Options()
-                options.dx = config.settings.srt.dx
-                options.dy = config.settings.srt.dy
-                options.aggregate = SRTAggregate(rawValue: config.settings.srt.aggregate!) ?? .mean
-                options.uniform = config.settings.srt.uniform
-                options.batchSize = config.settings.srt.batchSize
+                var options = SRT.Options(config.settings.srt, layer: layer, stride: config.settings.run.strideSize)
                 options.parallelViews = true  // the pipeline runs nothing else meanwhile
-                options.layer = layer
-                options.stride = config.settings.run.strideSize
                 let (sh, sw) = InputGeometry.inputSize(config.settings.run.inputSize,
                                                        stride: InputGeometry.stride(options.stride, patchSize: model.config.patchSize))
                 var job = SRTJob(srt: try SRT(model: model, options: options), resolution: .token, height: sh, width: sw)

@@ -113,14 +113,7 @@ public struct ProbeFeatures {
         let dir = cacheDir("srt")
         let todo = samples.filter { !FileManager.default.fileExists(atPath: dir.appendingPathComponent($0.name + ".npy").path) }
         if !todo.isEmpty {
-            var options = SRT.Options()
-            options.dx = config.settings.srt.dx
-            options.dy = config.settings.srt.dy
-            options.aggregate = SRTAggregate(rawValue: config.settings.srt.aggregate!) ?? .mean
-            options.uniform = config.settings.srt.uniform
-            options.batchSize = config.settings.srt.batchSize
-            options.layer = layer
-            options.stride = config.settings.run.strideSize
+            let options = SRT.Options(config.settings.srt, layer: layer, stride: config.settings.run.strideSize)
             var job = SRTJob(srt: try SRT(model: model, options: options), resolution: .token, height: size.0, width: size.1)
             job.fast = options.aggregate == .mean
             let r = try job.run(items: todo.map { ImageItem(url: $0.image, relativeStem: $0.name) }, outDir: dir, showProgress: !quiet, log: log)

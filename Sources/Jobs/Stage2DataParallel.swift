@@ -2,6 +2,7 @@ import Distributed
 import DVT
 import Foundation
 import Training
+import TensorCore
 
 // Stage 2 data-parallel over MPI (`mpirun -np R dvt stage2 …`). The whole integration is this
 // file plus three small seams: `Trainer.afterBackward` (one gradient reduction per step, after
@@ -29,15 +30,7 @@ extension Stage2Runner {
         log("stage2: rank \(r) of \(n) on \(host) (pid \(getpid())): \(task.batchSize / n) of every global batch of \(task.batchSize), \(task.validation.count / n + (r < task.validation.count % n ? 1 : 0)) validation pairs\(r == 0 ? "; rank 0 writes the outputs" : "")")
         task.shard = (r, n)
         task.reduceSums = { try communicator.allreduceSum(&$0) }
-        let averager = GradientAverager(communicator: communicator)
-        trainer.afterBackward = { loss, metrics in
-            let keys = metrics.keys.sorted()  // one order on every rank
-            var scalars = [loss] + keys.map { metrics[$0]! }
-            try averager.average(task.parameters, scalars: &scalars)
-            loss = scalars[0]
-            for (i, k) in keys.enumerated() { metrics[k] = scalars[i + 1] }
-        }
-        trainer.writesOutputs = r == 0
+        let averager = trainer.averageOverRanks(communicator) { task.parameters }
         return averager
     }
 
@@ -51,5 +44,25 @@ extension Stage2Runner {
         guard let c = try? Communicator.world(), c.size > 1 else { return }
         FileHandle.standardError.write(Data("stage2: rank \(c.rank) of \(c.size) failed: \(error)\nstage2: aborting all \(c.size) ranks\n".utf8))
         c.abort(code: 1)
+    }
+}
+
+extension Trainer {
+    /// The data-parallel seam that stage 2 and fine-tuning share: after every backward, the
+    /// gradients, the loss and the metrics are averaged over the ranks (metrics in sorted key
+    /// order, the same on every rank), and only rank 0 writes outputs. Returns the averager,
+    /// whose allreduce time is the benchmarks' communication share.
+    @discardableResult
+    func averageOverRanks(_ communicator: Communicator, parameters: @escaping () -> [(String, Tensor)]) -> GradientAverager {
+        let averager = GradientAverager(communicator: communicator)
+        afterBackward = { loss, metrics in
+            let keys = metrics.keys.sorted()
+            var scalars = [loss] + keys.map { metrics[$0]! }
+            try averager.average(parameters(), scalars: &scalars)  // read each step: the set may change
+            loss = scalars[0]
+            for (i, k) in keys.enumerated() { metrics[k] = scalars[i + 1] }
+        }
+        writesOutputs = communicator.rank == 0
+        return averager
     }
 }
