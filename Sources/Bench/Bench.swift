@@ -131,25 +131,18 @@ public enum Bench {
         let opt = AdamW(parameters: block.namedParameters() + [("pos_embed", pos)], lr: 1e-4, betas: (0.9, 0.999), weightDecay: 1e-5)
         let x = Tensor.normal([batch, n, dim], rng: &rng)
         let y = Tensor.normal([batch, n, dim], rng: &rng)
-        var phases = [0.0, 0.0, 0.0]
-        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+        var phases = StepPhases()
         func step() {
-            let t0 = now()
-            let p = block(x + pos)  // (B, N, C)
-            let loss = Tensor.mseLoss(p, y) + (1 - Tensor.cosineSimilarity(p, y).mean())
-            let t1 = now()
-            opt.zeroGrad()
-            loss.backward()
-            let t2 = now()
-            opt.step()
-            let t3 = now()
-            phases[0] += t1 - t0; phases[1] += t2 - t1; phases[2] += t3 - t2
+            _ = phases.time(opt) {
+                let p = block(x + pos)  // (B, N, C)
+                return Tensor.mseLoss(p, y) + (1 - Tensor.cosineSimilarity(p, y).mean())
+            }
         }
         step(); step()
-        phases = [0, 0, 0]
+        phases = StepPhases()
         let t0 = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<steps { step() }
-        lastDenoiserPhases = phases.map { $0 / Double(steps) }
+        lastDenoiserPhases = phases.seconds.map { $0 / Double(steps) }
         return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(steps)
     }
 
@@ -276,5 +269,27 @@ public struct TorchReference {
             throw BenchError("reference \(script) \(args.joined(separator: " ")) exited with \(p.terminationStatus):\n\(text)")
         }
         return text
+    }
+}
+
+/// Accumulated seconds of a training step's three phases, the split the stage-2 and fine-tuning
+/// benches print: forward with the loss, backward, and the optimiser step.
+struct StepPhases {
+    var seconds = [0.0, 0.0, 0.0]
+
+    /// Runs one step (`loss`, zero the gradients, backward, `opt.step()`), adds its phases and
+    /// returns its whole time.
+    mutating func time(_ opt: some Optimizer, _ loss: () -> Tensor) -> Double {
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+        let t0 = now()
+        let l = loss()
+        let t1 = now()
+        opt.zeroGrad()
+        l.backward()
+        let t2 = now()
+        opt.step()
+        let t3 = now()
+        seconds[0] += t1 - t0; seconds[1] += t2 - t1; seconds[2] += t3 - t2
+        return t3 - t0
     }
 }

@@ -30,23 +30,14 @@ extension Bench {
         let target = withNoGrad { model.features(x, layers: [last])[last]!.patch * 0.5 }  // (B, Gh, Gw, C)
         model.thaw(.all)
         let opt = AdamW(parameters: model.namedParameters(), lr: 1e-4, betas: (0.9, 0.999), weightDecay: 1e-5)
-        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-        var phases = [0.0, 0.0, 0.0], totals: [Double] = []
+        var phases = StepPhases(), totals: [Double] = []
         func step() {
-            let t0 = now()
-            let p = model.trainingFeatures(x, layer: last, checkpointBlocks: checkpointBlocks).patch
-            let loss = denoiserLoss(p, target).loss
-            let t1 = now()
-            opt.zeroGrad()
-            loss.backward()
-            let t2 = now()
-            opt.step()
-            let t3 = now()
-            phases[0] += t1 - t0; phases[1] += t2 - t1; phases[2] += t3 - t2
-            totals.append(t3 - t0)
+            totals.append(phases.time(opt) {
+                denoiserLoss(model.trainingFeatures(x, layer: last, checkpointBlocks: checkpointBlocks).patch, target).loss
+            })
         }
         step()
-        phases = [0, 0, 0]; totals = []
+        phases = StepPhases(); totals = []
         for _ in 0..<steps { step() }
         var usage = rusage()
         #if os(Linux)
@@ -55,7 +46,7 @@ extension Bench {
         getrusage(RUSAGE_SELF, &usage)
         #endif
         let n = Double(steps)
-        return FinetuneTiming(step: totals.sorted()[totals.count / 2], forward: phases[0] / n, backward: phases[1] / n,
-                              optimizer: phases[2] / n, peakRSSMiB: Double(usage.ru_maxrss) / 1024)
+        return FinetuneTiming(step: totals.sorted()[totals.count / 2], forward: phases.seconds[0] / n, backward: phases.seconds[1] / n,
+                              optimizer: phases.seconds[2] / n, peakRSSMiB: Double(usage.ru_maxrss) / 1024)
     }
 }
