@@ -27,7 +27,7 @@ package final class ReadOnlyBytes: @unchecked Sendable {
     package convenience init<C: Collection>(copying bytes: C) where C.Element == UInt8 {
         let n = bytes.count
         let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1), alignment: 16)
-        _ = UnsafeMutableRawBufferPointer(start: p, count: n).copyBytes(from: bytes)
+        UnsafeMutableRawBufferPointer(start: p, count: n).copyBytes(from: bytes)
         self.init(base: UnsafeRawPointer(p), count: n, release: { p.deallocate() })
     }
 
