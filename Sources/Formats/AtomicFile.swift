@@ -72,9 +72,19 @@ public enum AtomicFile {
 
         public func write(_ bytes: [UInt8]) throws { try writeAll(bytes) }
 
+        /// Writes the tensor's elements as little-endian float32, straight from its storage.
+        public func write(_ tensor: Tensor) throws {
+            try report { () throws(FileDescriptorIO.WriteFailure) in try FileDescriptorIO.writeAll(fd, tensor) { bytesWritten += $0 } }
+        }
+
         private func writeAll<C: ContiguousBytes>(_ bytes: C) throws {
+            try report { () throws(FileDescriptorIO.WriteFailure) in try FileDescriptorIO.writeAll(fd, bytes) { bytesWritten += $0 } }
+        }
+
+        /// Runs one write, turning its failure into an AtomicFileError naming the path.
+        private func report(_ body: () throws(FileDescriptorIO.WriteFailure) -> Void) throws {
             do {
-                try FileDescriptorIO.writeAll(fd, bytes) { bytesWritten += $0 }
+                try body()
             } catch .errno(let code) {
                 throw AtomicFileError(path: path, errno: code, step: "write")
             } catch .wroteNothing {

@@ -145,7 +145,7 @@ public enum Npy {
         let header = headerBytes(shape: tensor.shape)
         try AtomicFile.write(to: url) { w in
             try w.write(header)
-            try w.write(tensor.littleEndianFloat32Data())
+            try w.write(tensor)
         }
     }
 

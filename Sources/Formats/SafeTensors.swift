@@ -265,7 +265,7 @@ public enum SafeTensors {
             try w.write(littleEndianBytes(UInt64(header.count)))
             try w.write(header)
             for key in tensors.keys.sorted() {
-                try w.write(tensors[key]!.littleEndianFloat32Data())
+                try w.write(tensors[key]!)
             }
         }
     }

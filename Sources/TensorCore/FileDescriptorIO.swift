@@ -39,6 +39,16 @@ package enum FileDescriptorIO {
         if let failure { throw failure }
     }
 
+    /// Writes a tensor's elements as little-endian float32 (the on-disk form of every tensor this
+    /// toolkit writes) straight from its storage, without an intermediate copy of the bytes.
+    package static func writeAll(_ fd: Int32, _ tensor: Tensor, progress: (Int) -> Void = { _ in }) throws(WriteFailure) {
+        #if _endian(little)
+        try writeAll(fd, UnsafeRawBufferPointer(start: tensor.ptr, count: 4 * tensor.count), progress: progress)
+        #else
+        try writeAll(fd, tensor.littleEndianFloat32Bytes(), progress: progress)
+        #endif
+    }
+
     /// One write(2) of all of `bytes` (no retry): the byte count written, or −1 with errno set.
     package static func writeOnce<C: ContiguousBytes>(_ fd: Int32, _ bytes: C) -> Int {
         bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
