@@ -8,7 +8,7 @@ import Darwin
 /// Kernel extension point for byte I/O on file descriptors (docs/architecture.md): write(2) and
 /// pread(2) take pointers, and Formats needs their exact errno contract (atomic files report
 /// ENOSPC / EACCES in plain words; the line appender rolls a short write back with its own
-/// errno), which Foundation's FileHandle does not expose. Callers pass and get `[UInt8]`/`Data`.
+/// errno), which Foundation's FileHandle does not expose. Callers pass and get `[UInt8]`/`Data`, or a tensor.
 package enum FileDescriptorIO {
     /// Why `writeAll` stopped.
     package enum WriteFailure: Error, Equatable {
