@@ -74,10 +74,16 @@ public enum Bench {
         let y = Tensor(zeros: [m, n]), dx = Tensor(zeros: [m, k]), dw = Tensor(zeros: [k, n])
         // Raw = what a caller of OpenBLAS gets: its own threads over the same cores.
         func raw() { Parallel.withOpenBLASThreads(rawCalls) }
+        // cblas takes pointers: the engine's kernel extension points (docs/architecture.md).
         func rawCalls() {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, x.ptr, Int32(k), w.ptr, Int32(n), 0, y.ptr, Int32(n))
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(k), Int32(n), 1, dy.ptr, Int32(n), w.ptr, Int32(n), 0, dx.ptr, Int32(k))
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(m), 1, x.ptr, Int32(k), dy.ptr, Int32(n), 0, dw.ptr, Int32(n))
+            x.withUnsafeKernelBuffer { px in w.withUnsafeKernelBuffer { pw in dy.withUnsafeKernelBuffer { pdy in
+                y.withUnsafeMutableKernelBuffer { py in dx.withUnsafeMutableKernelBuffer { pdx in dw.withUnsafeMutableKernelBuffer { pdw in
+                    let (x, w, dy, y, dx, dw) = (px.baseAddress, pw.baseAddress, pdy.baseAddress, py.baseAddress, pdx.baseAddress, pdw.baseAddress)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, x, Int32(k), w, Int32(n), 0, y, Int32(n))
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(k), Int32(n), 1, dy, Int32(n), w, Int32(n), 0, dx, Int32(k))
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(m), 1, x, Int32(k), dy, Int32(n), 0, dw, Int32(n))
+                } } }
+            } } }
         }
         func engine() {
             x.zeroGrad(); w.zeroGrad()

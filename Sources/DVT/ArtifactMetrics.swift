@@ -31,7 +31,7 @@ public enum ArtifactMetrics {
         let (h, w, c) = try checkSameGrid(maps, "position-variance ratio")
         let p = h * w, m = Double(maps.count)
         var mu = [Double](repeating: 0, count: p * c)
-        for x in maps { x.withUnsafeBufferPointer { b in for i in 0..<(p * c) { mu[i] += Double(b[i]) } } }
+        for x in maps { let b = x.scalars; for i in 0..<(p * c) { mu[i] += Double(b[i]) } }
         for i in 0..<(p * c) { mu[i] /= m }
         var grand = [Double](repeating: 0, count: c)
         for pos in 0..<p { for ch in 0..<c { grand[ch] += mu[pos * c + ch] } }
@@ -39,9 +39,8 @@ public enum ArtifactMetrics {
         var between = 0.0, total = 0.0
         for pos in 0..<p { for ch in 0..<c { let d = mu[pos * c + ch] - grand[ch]; between += d * d } }
         for x in maps {
-            x.withUnsafeBufferPointer { b in
-                for pos in 0..<p { for ch in 0..<c { let d = Double(b[pos * c + ch]) - grand[ch]; total += d * d } }
-            }
+            let b = x.scalars
+            for pos in 0..<p { for ch in 0..<c { let d = Double(b[pos * c + ch]) - grand[ch]; total += d * d } }
         }
         between /= Double(p)
         total /= m * Double(p)
@@ -168,14 +167,13 @@ public enum ArtifactMetrics {
             }
             return equipartitionMIC(rx, Ranks(values), bound: bound)
         case .channels:
-            var scores = [Float](repeating: 0, count: c)
-            scores.withUnsafeMutableBufferPointer { out in
-                Parallel.forEach(c) { ch in
-                    let values = samples.map { maps[$0 / p][flat: ($0 % p) * c + ch] }
-                    out[ch] = equipartitionMIC(rx, Ranks(values), bound: bound)
-                }
+            // Each worker writes its own channel's element, so the tensor is shared safely.
+            let scores = Tensor(zeros: [c])  // (C,)
+            Parallel.forEach(c) { ch in
+                let values = samples.map { maps[$0 / p][flat: ($0 % p) * c + ch] }
+                scores[flat: ch] = equipartitionMIC(rx, Ranks(values), bound: bound)
             }
-            return scores.reduce(0, +) / Float(c)
+            return scores.scalars.reduce(0, +) / Float(c)
         }
     }
 
@@ -208,10 +206,8 @@ public enum ArtifactMetrics {
     }
 
     static func lastView(_ stack: Tensor) -> Tensor {
-        let per = stack.count / stack.shape[0]
-        let out = Tensor(zeros: Array(stack.shape.dropFirst()))  // (H, W, C)
-        out.ptr.update(from: stack.ptr + (stack.shape[0] - 1) * per, count: per)
-        return out
+        let n = stack.shape[0]
+        return stack.detach().slice(axis: 0, (n - 1)..<n).reshape(Array(stack.shape.dropFirst()))  // (H, W, C)
     }
 
     // MARK: Tables

@@ -84,14 +84,13 @@ public enum Stage1Grid {
     /// y = linspace(lo, hi, H)[i], as `torch.stack(meshgrid(ys, xs, indexing="ij")[::-1], -1)`.
     public static func coordinates(height: Int, width: Int, lo: Float, hi: Float) -> Tensor {
         let xs = linspace(lo, hi, width), ys = linspace(lo, hi, height)
-        let out = Tensor(zeros: [height * width, 2])  // (H·W, 2)
-        let p = out.ptr
+        var p = [Float](repeating: 0, count: height * width * 2)  // (H·W, 2)
         for i in 0..<height {
             for j in 0..<width {
                 p[2 * (i * width + j)] = xs[j]
                 p[2 * (i * width + j) + 1] = ys[i]
             }
         }
-        return out
+        return Tensor(p, shape: [height * width, 2])
     }
 }

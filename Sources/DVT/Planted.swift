@@ -56,7 +56,7 @@ public struct PlantedData {
         var centers: [Double] = [], regionEmbed: [Double] = [], freqs: [Double] = [], phases: [Double] = [], smoothEmbed: [Double] = []
 
         /// F at one point: softmax-like region weights (temperature 0.002) plus sinusoids.
-        func eval(_ u: Double, _ v: Double, into out: UnsafeMutablePointer<Float>) {
+        func eval(_ u: Double, _ v: Double, into out: inout [Float], at offset: Int) {
             var d2 = [Double](repeating: 0, count: k)
             for r in 0..<k {
                 let du = u - centers[2 * r], dv = v - centers[2 * r + 1]
@@ -71,8 +71,16 @@ public struct PlantedData {
                 var acc = 0.0
                 for r in 0..<k { acc += w[r] * regionEmbed[r * c + ch] }
                 for q in 0..<nSmooth { acc += s[q] * smoothEmbed[q * c + ch] }
-                out[ch] = Float(acc)
+                out[offset + ch] = Float(acc)
             }
+        }
+
+        /// F on the g×g grid (x = `full`[j], y = `full`[i]): (H, W, C).
+        func grid(_ full: [Double]) -> Tensor {
+            let g = full.count
+            var values = [Float](repeating: 0, count: g * g * c)
+            for i in 0..<g { for j in 0..<g { eval(full[j], full[i], into: &values, at: (i * g + j) * c) } }
+            return Tensor(values, shape: [g, g, c])
         }
     }
 
@@ -102,8 +110,7 @@ public struct PlantedData {
 
         // Whole-image field and its mean token norm, the scale everything else is tied to.
         let full = linspace(0, 1, g)
-        let cleanFull = Tensor(zeros: [g, g, c])  // (H, W, C)
-        for i in 0..<g { for j in 0..<g { field.eval(full[j], full[i], into: cleanFull.ptr + (i * g + j) * c) } }
+        let cleanFull = field.grid(full)  // (H, W, C)
         var fscale = 0.0
         for t in 0..<(g * g) {
             var s = 0.0
@@ -174,11 +181,10 @@ public struct PlantedData {
         let (field, cleanFull, artifact, hot, fscale) = (parts.field, parts.cleanFull, parts.artifact, parts.hot, parts.fscale)
 
         let nv = o.views + 1
-        let raw = Tensor(zeros: [nv, g, g, c])      // (V+1, H, W, C)
-        let coords = Tensor(zeros: [nv, g, g, 2])   // (V+1, H, W, 2)
+        var raw = [Float](repeating: 0, count: nv * g * g * c)     // (V+1, H, W, C)
+        var coords = [Float](repeating: 0, count: nv * g * g * 2)  // (V+1, H, W, 2)
         let noiseStd = Double(o.noise) * fscale / Double(c).squareRoot()
-        let f = UnsafeMutablePointer<Float>.allocate(capacity: g * g * c)
-        defer { f.deallocate() }
+        var f = [Float](repeating: 0, count: g * g * c)  // (H, W, C): F at this view's grid
         for vi in 0..<nv {
             var (y0, x0, hh, ww, flip) = (0.0, 0.0, 1.0, 1.0, false)
             if vi < o.views {
@@ -197,12 +203,12 @@ public struct PlantedData {
             let ys = linspace(y0, y0 + hh, g)
             var xs = linspace(x0, x0 + ww, g)
             if flip { xs = xs.map { x0 + (x0 + ww) - $0 } }  // mirror within the crop box
-            let cv = coords.ptr + vi * g * g * 2
+            let cv = vi * g * g * 2
             for i in 0..<g {
                 for j in 0..<g {
-                    cv[(i * g + j) * 2] = Float(xs[j])
-                    cv[(i * g + j) * 2 + 1] = Float(ys[i])
-                    field.eval(xs[j], ys[i], into: f + (i * g + j) * c)
+                    coords[cv + (i * g + j) * 2] = Float(xs[j])
+                    coords[cv + (i * g + j) * 2 + 1] = Float(ys[i])
+                    field.eval(xs[j], ys[i], into: &f, at: (i * g + j) * c)
                 }
             }
             // Residual: the 2 tokens whose features change least towards their 4 neighbours.
@@ -221,16 +227,17 @@ public struct PlantedData {
                 }
             }
             let flattest = Set(variation.indices.sorted { (variation[$0], $0) < (variation[$1], $1) }.prefix(2))
-            let rv = raw.ptr + vi * g * g * c
+            let rv = vi * g * g * c
             for t in 0..<(g * g) {
                 for ch in 0..<c {
                     var v = Double(f[t * c + ch]) + Double(artifact[flat: t * c + ch])
                     if flattest.contains(t) { v += hot[ch] }
                     v += Double(rng.normal()) * noiseStd
-                    rv[t * c + ch] = Float(v)
+                    raw[rv + t * c + ch] = Float(v)
                 }
             }
         }
-        return PlantedData(raw: raw, coords: coords, cleanFull: cleanFull, artifact: artifact)
+        return PlantedData(raw: Tensor(raw, shape: [nv, g, g, c]), coords: Tensor(coords, shape: [nv, g, g, 2]),
+                           cleanFull: cleanFull, artifact: artifact)
     }
 }

@@ -31,7 +31,7 @@ extension PlantedData {
         parts.field.regionEmbed = embed
         let g = o.grid
         let full = linspace(0, 1, g)
-        for i in 0..<g { for j in 0..<g { parts.field.eval(full[j], full[i], into: parts.cleanFull.ptr + (i * g + j) * c) } }
+        parts.cleanFull = parts.field.grid(full)  // (H, W, C)
     }
 
     /// Per-token class labels (H·W, row-major) of the whole-image grid of case `seed`: the

@@ -277,11 +277,11 @@ public final class Stage1Task {
     /// Per view: the spacing of adjacent tokens in global coordinates (x, y), the scale of
     /// `coordJitter`.
     lazy var viewSpacing: [(Float, Float)] = {
-        let c = flatCoords.ptr, per = height * width
+        let c = flatCoords, per = height * width
         return (0..<views).map { v in
             let base = v * per
-            let dx = width > 1 ? Swift.abs(c[2 * (base + 1)] - c[2 * base]) : 0
-            let dy = height > 1 ? Swift.abs(c[2 * (base + width) + 1] - c[2 * base + 1]) : 0
+            let dx = width > 1 ? Swift.abs(c[flat: 2 * (base + 1)] - c[flat: 2 * base]) : 0
+            let dy = height > 1 ? Swift.abs(c[flat: 2 * (base + width) + 1] - c[flat: 2 * base + 1]) : 0
             return (dx, dy)
         }
     }()
@@ -292,25 +292,17 @@ public final class Stage1Task {
     /// moved by U(−j, j) times its view's token spacing (then reflected into [0, 1]); the view
     /// coordinates, where G is sampled, stay on the grid.
     public func sampleBatch(rng: inout RandomGenerator) -> (raw: Tensor, globalCoords: Tensor, viewCoords: Tensor) {
-        let b = settings.pixelBsz, c = dim, total = views * height * width, perView = height * width
-        let raw = Tensor(zeros: [b, c])          // (B, C)
-        let gc = Tensor(zeros: [b, 2])           // (B, 2)
-        let vc = Tensor(zeros: [b, 2])           // (B, 2)
-        let pr = raw.ptr, pg = gc.ptr, pv = vc.ptr
-        let sr = flatRaw.ptr, sc = flatCoords.ptr, sv = viewGrid.ptr
+        let b = settings.pixelBsz, total = views * height * width, perView = height * width
         // All indices first, then the jitter draws: the tokens of a batch do not depend on coordJitter.
         let tokens = (0..<b).map { _ in rng.randint(total) }
-        for (i, t) in tokens.enumerated() {
-            (pr + i * c).update(from: sr + t * c, count: c)
-            pg[2 * i] = sc[2 * t]; pg[2 * i + 1] = sc[2 * t + 1]
-            let k = t % perView
-            pv[2 * i] = sv[2 * k]; pv[2 * i + 1] = sv[2 * k + 1]
-        }
+        let raw = flatRaw.gatherRows(tokens)                           // (B, C)
+        let gc = flatCoords.gatherRows(tokens)                         // (B, 2)
+        let vc = viewGrid.gatherRows(tokens.map { $0 % perView })      // (B, 2)
         if jitter > 0 {
             for (i, t) in tokens.enumerated() {
                 let (dx, dy) = viewSpacing[t / perView]
-                pg[2 * i] = Self.reflect(pg[2 * i] + dx * jitter * (2 * rng.uniform() - 1))
-                pg[2 * i + 1] = Self.reflect(pg[2 * i + 1] + dy * jitter * (2 * rng.uniform() - 1))
+                gc[flat: 2 * i] = Self.reflect(gc[flat: 2 * i] + dx * jitter * (2 * rng.uniform() - 1))
+                gc[flat: 2 * i + 1] = Self.reflect(gc[flat: 2 * i + 1] + dy * jitter * (2 * rng.uniform() - 1))
             }
         }
         return (raw, gc, vc)
@@ -333,8 +325,7 @@ public final class Stage1Task {
     /// h(raw) of the whole image when h is on.
     public func output() -> Stage1Output {
         let perView = height * width
-        let last = Tensor(zeros: [height, width, dim])  // (h, w, C)
-        last.ptr.update(from: flatRaw.ptr + (views - 1) * perView * dim, count: perView * dim)
+        let last = flatRaw.detach().slice(axis: 0, ((views - 1) * perView)..<(views * perView)).reshape([height, width, dim])  // (h, w, C)
         let denoised = field.evaluateGrid(height: height, width: width)  // (h, w, C)
         var residual: Tensor? = nil
         if denoiser.residualOn {

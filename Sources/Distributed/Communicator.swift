@@ -58,10 +58,14 @@ public final class Communicator: @unchecked Sendable {
         return c
     }
 
-    /// In-place sum over all ranks of `count` floats (MPI_Allreduce, MPI_IN_PLACE).
-    public func allreduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
+    /// In-place sum over all ranks of a tensor's elements (MPI_Allreduce, MPI_IN_PLACE). MPI
+    /// takes a pointer: this is one of the engine's documented kernel extension points.
+    public func allreduceSum(_ buffer: Tensor) throws {
+        let count = buffer.count
         guard size > 1, count > 0 else { return }
-        let rc = MPI_Allreduce(dvt_mpi_in_place(), buffer, Int32(count), dvt_mpi_float(), dvt_mpi_sum(), dvt_mpi_comm_world())
+        let rc = buffer.withUnsafeMutableKernelBuffer {
+            MPI_Allreduce(dvt_mpi_in_place(), $0.baseAddress, Int32(count), dvt_mpi_float(), dvt_mpi_sum(), dvt_mpi_comm_world())
+        }
         if rc != dvt_mpi_success() { throw CommunicatorError("rank \(rank) of \(size): MPI_Allreduce of \(count) floats failed (code \(rc))") }
     }
 
@@ -92,7 +96,7 @@ public final class Communicator: @unchecked Sendable {
 /// unpacked. Parameters are packed in `parameters` order, which every rank shares.
 public final class GradientAverager {
     public let communicator: Communicator
-    private var buffer: [Float] = []
+    private var buffer = Tensor(zeros: [0])  // (n + scalars,): the fused gradients, then the scalars
     /// Seconds spent in MPI_Allreduce, summed over steps (for the benchmark's allreduce share).
     public private(set) var allreduceSeconds = 0.0
     public private(set) var steps = 0
@@ -103,29 +107,25 @@ public final class GradientAverager {
     public func average(_ parameters: [(String, Tensor)], scalars: inout [Double]) throws {
         let live = parameters.map(\.1).filter(\.requiresGrad)
         let n = live.reduce(0) { $0 + $1.count }
-        if buffer.count != n + scalars.count { buffer = [Float](repeating: 0, count: n + scalars.count) }
-        try buffer.withUnsafeMutableBufferPointer { b in
-            let base = b.baseAddress!
-            var at = 0
-            for p in live {
-                // A parameter no gradient reached contributes zeros.
-                if let g = p.grad { (base + at).update(from: g.ptr, count: p.count) } else { (base + at).update(repeating: 0, count: p.count) }
-                at += p.count
-            }
-            for (i, s) in scalars.enumerated() { base[n + i] = Float(s) }
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            try communicator.allreduceSum(base, count: n + scalars.count)
-            allreduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            let inv = 1 / Float(communicator.size)
-            at = 0
-            for p in live {
-                if p.grad == nil { p.grad = Tensor(zeros: p.shape) }
-                let g = p.grad!.ptr
-                for i in 0..<p.count { g[i] = base[at + i] * inv }
-                at += p.count
-            }
-            for i in scalars.indices { scalars[i] = Double(base[n + i] * inv) }
+        if buffer.count != n + scalars.count { buffer = Tensor(zeros: [n + scalars.count]) }  // (n + scalars,)
+        var at = 0
+        for p in live {
+            // A parameter no gradient reached contributes zeros.
+            if let g = p.grad { buffer.copyElements(from: g, 0..<p.count, to: at) } else { buffer.fill(0, at..<(at + p.count)) }
+            at += p.count
         }
+        buffer.setElements(scalars.map { Float($0) }, at: n)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try communicator.allreduceSum(buffer)
+        allreduceSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        let inv = 1 / Float(communicator.size)
+        at = 0
+        for p in live {
+            if p.grad == nil { p.grad = Tensor(zeros: p.shape) }
+            p.grad!.copyElements(from: buffer, at..<(at + p.count), scale: inv)
+            at += p.count
+        }
+        for i in scalars.indices { scalars[i] = Double(buffer[flat: n + i] * inv) }
         steps += 1
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -50,11 +51,6 @@ public struct AtomicFileError: Error, CustomStringConvertible, LocalizedError {
     }
 }
 
-/// The C `write(2)`, reachable under another name inside types that have a `write` method.
-private func posixWrite(_ fd: Int32, _ p: UnsafeRawPointer, _ n: Int) -> Int {
-    write(fd, p, n)
-}
-
 /// Writes files so that readers see either the old contents or the complete new contents, never
 /// a torn file: data goes to a temporary file in the destination directory, is fsync'ed, and is
 /// renamed over the destination (rename is atomic within one file system); the directory is then
@@ -71,28 +67,29 @@ public enum AtomicFile {
             self.path = path
         }
 
-        public func write(_ bytes: UnsafeRawBufferPointer) throws {
-            guard var p = bytes.baseAddress else { return }
-            var left = bytes.count
-            while left > 0 {
-                let n = posixWrite(fd, p, left)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw AtomicFileError(path: path, errno: errno, step: "write")
-                }
-                if n == 0 { throw AtomicFileError(path: path, errno: EIO, step: "write returned 0") }
-                p += n
-                left -= n
-                bytesWritten += n
+        /// Writes all of `bytes` (TensorCore's write(2) loop: EINTR retried, short writes resumed).
+        public func write(_ data: Data) throws { try writeAll(data) }
+
+        public func write(_ bytes: [UInt8]) throws { try writeAll(bytes) }
+
+        /// Writes the tensor's elements as little-endian float32, straight from its storage.
+        public func write(_ tensor: Tensor) throws {
+            try report { () throws(FileDescriptorIO.WriteFailure) in try FileDescriptorIO.writeAll(fd, tensor) { bytesWritten += $0 } }
+        }
+
+        private func writeAll<C: ContiguousBytes>(_ bytes: C) throws {
+            try report { () throws(FileDescriptorIO.WriteFailure) in try FileDescriptorIO.writeAll(fd, bytes) { bytesWritten += $0 } }
+        }
+
+        /// Runs one write, turning its failure into an AtomicFileError naming the path.
+        private func report(_ body: () throws(FileDescriptorIO.WriteFailure) -> Void) throws {
+            do {
+                try body()
+            } catch .errno(let code) {
+                throw AtomicFileError(path: path, errno: code, step: "write")
+            } catch .wroteNothing {
+                throw AtomicFileError(path: path, errno: EIO, step: "write returned 0")
             }
-        }
-
-        public func write(_ data: Data) throws {
-            try data.withUnsafeBytes { try write($0) }
-        }
-
-        public func write(_ bytes: [UInt8]) throws {
-            try bytes.withUnsafeBytes { try write($0) }
         }
     }
 

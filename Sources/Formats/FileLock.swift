@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -50,7 +51,7 @@ public enum LineAppender {
         guard size >= 0 else { throw AtomicFileError(path: url.path, errno: errno, step: "seek") }
         let whole = try wholeLinesLength(fd: fd, size: size, path: url.path)
         if whole < size && ftruncate(fd, whole) != 0 { throw AtomicFileError(path: url.path, errno: errno, step: "cut a torn last line") }
-        let written = line.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        let written = FileDescriptorIO.writeOnce(fd, line)
         if written != line.count {
             let code = written < 0 ? errno : ENOSPC  // a short write without an errno is a full disk
             _ = ftruncate(fd, whole)
@@ -62,12 +63,12 @@ public enum LineAppender {
     /// left after cutting a torn last line. Reads backwards in 4 KB blocks.
     static func wholeLinesLength(fd: Int32, size: off_t, path: String) throws -> off_t {
         var end = size
-        var block = [UInt8](repeating: 0, count: 4096)
+        let blockSize: off_t = 4096
         while end > 0 {
-            let start = max(0, end - off_t(block.count))
-            let n = block.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(end - start), start) }
-            guard n == Int(end - start) else { throw AtomicFileError(path: path, errno: errno, step: "read the tail") }
-            if let i = block[0..<n].lastIndex(of: UInt8(ascii: "\n")) { return start + off_t(i) + 1 }
+            let start = max(0, end - blockSize)
+            let block = FileDescriptorIO.read(fd, count: Int(end - start), at: start)
+            guard let block, block.count == Int(end - start) else { throw AtomicFileError(path: path, errno: errno, step: "read the tail") }
+            if let i = block.lastIndex(of: UInt8(ascii: "\n")) { return start + off_t(i) + 1 }
             end = start
         }
         return 0

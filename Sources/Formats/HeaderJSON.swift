@@ -40,13 +40,13 @@ struct HeaderJSONParser {
     /// recursive descent cannot overflow the stack.
     static let maxDepth = 32
 
-    private let bytes: UnsafeBufferPointer<UInt8>
+    private let bytes: [UInt8]
     private var pos = 0
 
-    private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    private init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     /// Parses one complete JSON document (surrounding whitespace allowed, nothing else).
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws -> HeaderJSON {
+    static func parse(_ bytes: [UInt8]) throws -> HeaderJSON {
         var p = HeaderJSONParser(bytes)
         p.skipWhitespace()
         let v = try p.value(depth: 0)
@@ -237,7 +237,7 @@ struct HeaderJSONParser {
                 return .integer(magnitude == UInt64(Int.max) + 1 ? Int.min : -Int(magnitude))
             }
         }
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self)
+        let text = String(decoding: bytes[start..<pos], as: UTF8.self)
         return .number(Double(text) ?? .nan)
     }
 }

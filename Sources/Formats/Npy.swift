@@ -50,10 +50,10 @@ public enum Npy {
     // check with its own message.
     static func read(bytes: ReadOnlyBytes, path: String) throws -> Tensor {
         func fail(_ m: String) -> NpyError { NpyError(path: path, message: m) }
-        let buf = bytes.buffer
+        let buf = bytes
         let total = buf.count
         guard total >= 10 else { throw fail("file is \(total) bytes, too short for the .npy preamble") }
-        guard Array(buf[0..<6]) == magic else { throw fail("missing the \\x93NUMPY magic (not an .npy file)") }
+        guard buf.bytes(0..<6) == magic else { throw fail("missing the \\x93NUMPY magic (not an .npy file)") }
         let major = buf[6], minor = buf[7]
         let headerLength: Int
         let headerStart: Int
@@ -73,7 +73,7 @@ public enum Npy {
         guard headerLength <= total - headerStart else {
             throw fail("declared header length \(headerLength) runs past the end of the \(total)-byte file (truncated?)")
         }
-        let headerBytes = UnsafeBufferPointer(start: (bytes.base + headerStart).assumingMemoryBound(to: UInt8.self), count: headerLength)
+        let headerBytes = bytes.bytes(headerStart..<(headerStart + headerLength))  // the header (small: parsed from a copy)
         if major < 3 {
             guard headerBytes.allSatisfy({ $0 < 0x80 }) else { throw fail("version \(major).\(minor) header is not ASCII") }
         } else {
@@ -111,16 +111,8 @@ public enum Npy {
         guard nbytes == available else {
             throw fail("shape \(header.shape) of '\(header.descr)' needs \(nbytes) data bytes, file has \(available)")
         }
-        let t = Tensor(zeros: header.shape)
-        let src = bytes.base + dataStart
-        t.withUnsafeMutableBufferPointer { dst in
-            switch itemSize {
-            case 4: SafeTensors.convert(src, dtype: .F32, count: count, into: dst)
-            case 2: SafeTensors.convert(src, dtype: .F16, count: count, into: dst)
-            default: SafeTensors.convert(src, dtype: .F64, count: count, into: dst)
-            }
-        }
-        return t
+        let element: StoredElement = itemSize == 4 ? .float32 : itemSize == 2 ? .float16 : .float64
+        return Tensor.decoding(bytes, at: dataStart, as: element, shape: header.shape)
     }
 
     /// The preamble and header for a float32 C-order array of `shape`.
@@ -153,14 +145,14 @@ public enum Npy {
         let header = headerBytes(shape: tensor.shape)
         try AtomicFile.write(to: url) { w in
             try w.write(header)
-            try SafeTensors.writeLittleEndianFloats(tensor, to: w)
+            try w.write(tensor)
         }
     }
 
     /// The bytes `write` puts on disk, in memory.
     public static func serialize(_ tensor: Tensor) -> Data {
         var out = Data(headerBytes(shape: tensor.shape))
-        SafeTensors.appendLittleEndianFloats(tensor, to: &out)
+        out.append(tensor.littleEndianFloat32Data())
         return out
     }
 }
@@ -180,15 +172,15 @@ struct NpyHeaderError: Error {
 /// Only the literal forms numpy writes (and simple variations of quoting, spacing and trailing
 /// commas) are accepted; everything is bounded by the header length.
 struct NpyHeaderParser {
-    private let bytes: UnsafeBufferPointer<UInt8>
+    private let bytes: [UInt8]
     private var pos = 0
 
-    static func parse(_ bytes: UnsafeBufferPointer<UInt8>) throws -> NpyHeader {
+    static func parse(_ bytes: [UInt8]) throws -> NpyHeader {
         var p = NpyHeaderParser(bytes: bytes)
         return try p.dict()
     }
 
-    private init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+    private init(bytes: [UInt8]) { self.bytes = bytes }
 
     private var peek: UInt8? { pos < bytes.count ? bytes[pos] : nil }
 
@@ -228,7 +220,7 @@ struct NpyHeaderParser {
         skipSpace()
         let start = pos
         while let c = peek, (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z")) || (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) { pos += 1 }
-        return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<pos]), as: UTF8.self)
+        return String(decoding: bytes[start..<pos], as: UTF8.self)
     }
 
     private mutating func integer() throws -> Int {

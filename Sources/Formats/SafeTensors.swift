@@ -40,6 +40,21 @@ public enum SafeTensorsDType: String, Sendable, CaseIterable {
         }
     }
 
+    /// The engine's element encoding of a convertible dtype (nil for the others).
+    var stored: StoredElement? {
+        switch self {
+        case .F32: .float32
+        case .F16: .float16
+        case .BF16: .bfloat16
+        case .F64: .float64
+        case .U8: .uint8
+        case .I8: .int8
+        case .U16: .uint16
+        case .I16: .int16
+        default: nil
+        }
+    }
+
     /// Whether `tensor(_:)` converts this dtype to float32.
     public var convertsToFloat: Bool {
         switch self {
@@ -110,7 +125,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard total >= 8 else {
             throw fail("file is \(total) bytes, shorter than the 8-byte header length field")
         }
-        let declared = UInt64(littleEndian: bytes.base.loadUnaligned(as: UInt64.self))
+        let declared = bytes.load(littleEndian: UInt64.self, at: 0)
         guard declared <= UInt64(Self.maxHeaderLength) else {
             throw fail("declared header length \(declared) exceeds the \(Self.maxHeaderLength)-byte limit")
         }
@@ -121,7 +136,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard headerLength >= 2 else { throw fail("header of \(headerLength) bytes cannot hold a JSON object") }
         dataStart = 8 + headerLength
         let dataLength = total - dataStart
-        let headerBytes = UnsafeBufferPointer(start: (bytes.base + 8).assumingMemoryBound(to: UInt8.self), count: headerLength)
+        let headerBytes = bytes.bytes(8..<dataStart)  // the JSON header (small: parsed from a copy)
         guard String(validating: headerBytes, as: UTF8.self) != nil else {
             throw fail("header is not valid UTF-8")
         }
@@ -228,12 +243,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
             throw SafeTensorsError(path: path, key: key, shape: e.shape,
                                    message: "unsupported dtype \(e.dtype.rawValue) (readable dtypes: F32, F16, BF16, F64, U8, I8, U16, I16)")
         }
-        let t = Tensor(zeros: e.shape)
-        let src = bytes.base + dataStart + e.dataRange.lowerBound
-        t.withUnsafeMutableBufferPointer { dst in
-            SafeTensors.convert(src, dtype: e.dtype, count: dst.count, into: dst)
-        }
-        return t
+        return Tensor.decoding(bytes, at: dataStart + e.dataRange.lowerBound, as: e.dtype.stored!, shape: e.shape)
     }
 
     /// Every convertible tensor in the file. Throws on the first unsupported dtype.
@@ -252,11 +262,10 @@ public enum SafeTensors {
     public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL) throws {
         let header = try headerBytes(tensors, metadata: metadata, path: url.path)
         try AtomicFile.write(to: url) { w in
-            var len = UInt64(header.count).littleEndian
-            try withUnsafeBytes(of: &len) { try w.write($0) }
+            try w.write(littleEndianBytes(UInt64(header.count)))
             try w.write(header)
             for key in tensors.keys.sorted() {
-                try writeLittleEndianFloats(tensors[key]!, to: w)
+                try w.write(tensors[key]!)
             }
         }
     }
@@ -265,11 +274,10 @@ public enum SafeTensors {
     public static func serialize(_ tensors: [String: Tensor], metadata: [String: String] = [:]) throws -> Data {
         let header = try headerBytes(tensors, metadata: metadata, path: "<memory>")
         var out = Data()
-        var len = UInt64(header.count).littleEndian
-        withUnsafeBytes(of: &len) { out.append(contentsOf: $0) }
+        out.append(contentsOf: littleEndianBytes(UInt64(header.count)))
         out.append(contentsOf: header)
         for key in tensors.keys.sorted() {
-            appendLittleEndianFloats(tensors[key]!, to: &out)
+            out.append(tensors[key]!.littleEndianFloat32Data())
         }
         return out
     }
@@ -295,78 +303,8 @@ public enum SafeTensors {
         return bytes
     }
 
-    static func writeLittleEndianFloats(_ t: Tensor, to w: AtomicFile.Writer) throws {
-        try t.withUnsafeBufferPointer { b in
-            #if _endian(little)
-            try w.write(UnsafeRawBufferPointer(b))
-            #else
-            var chunk = [UInt32](); chunk.reserveCapacity(b.count)
-            for v in b { chunk.append(v.bitPattern.littleEndian) }
-            try chunk.withUnsafeBytes { try w.write($0) }
-            #endif
-        }
+    /// The 8 little-endian bytes of `v` (the header length field).
+    static func littleEndianBytes(_ v: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) }
     }
-
-    static func appendLittleEndianFloats(_ t: Tensor, to out: inout Data) {
-        t.withUnsafeBufferPointer { b in
-            #if _endian(little)
-            out.append(contentsOf: UnsafeRawBufferPointer(b))
-            #else
-            for v in b {
-                var bits = v.bitPattern.littleEndian
-                withUnsafeBytes(of: &bits) { out.append(contentsOf: $0) }
-            }
-            #endif
-        }
-    }
-
-    /// Converts `count` little-endian elements of `dtype` at `src` (any alignment) to Float.
-    static func convert(_ src: UnsafeRawPointer, dtype: SafeTensorsDType, count: Int, into dst: UnsafeMutableBufferPointer<Float>) {
-        switch dtype {
-        case .F32:
-            #if _endian(little)
-            // Byte copy: the bytes already are the floats (memcpy tolerates any alignment).
-            if count > 0 { UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: src, byteCount: 4 * count) }
-            #else
-            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
-            #endif
-        case .F16:
-            for i in 0..<count { dst[i] = halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-        case .BF16:
-            // bfloat16 is the top half of an IEEE float32.
-            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
-        case .F64:
-            for i in 0..<count { dst[i] = Float(Double(bitPattern: UInt64(littleEndian: src.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)))) }
-        case .U8:
-            for i in 0..<count { dst[i] = Float(src.load(fromByteOffset: i, as: UInt8.self)) }
-        case .I8:
-            for i in 0..<count { dst[i] = Float(src.load(fromByteOffset: i, as: Int8.self)) }
-        case .U16:
-            for i in 0..<count { dst[i] = Float(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
-        case .I16:
-            for i in 0..<count { dst[i] = Float(Int16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))) }
-        default:
-            preconditionFailure("dtype \(dtype) is not convertible")
-        }
-    }
-}
-
-/// IEEE 754 binary16 → binary32, exact (every half value is a float), including subnormals,
-/// infinities and NaN payloads. Done with bit operations so it does not depend on the platform
-/// having a native Float16 type.
-@inline(__always)
-func halfToFloat(_ h: UInt16) -> Float {
-    let sign = UInt32(h & 0x8000) << 16
-    let exponent = UInt32(h >> 10) & 0x1F
-    let mantissa = UInt32(h & 0x3FF)
-    if exponent == 0 {
-        // Zero or subnormal: value = mantissa · 2^-24.
-        let magnitude = Float(mantissa) * 0x1p-24
-        return sign != 0 ? -magnitude : magnitude
-    }
-    if exponent == 31 {
-        return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13))
-    }
-    // Re-bias the exponent from 15 to 127.
-    return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
 }

@@ -15,7 +15,7 @@ public final class TorchArchive: @unchecked Sendable {
     public let path: String
     /// The unpickled object: for a state dict a `.dict` of string keys to `.tensor`s.
     public let root: PickleValue
-    private let data: Data
+    private let bytes: ReadOnlyBytes
     private let entries: [String: TorchZipEntry]
     private let prefix: String
 
@@ -25,28 +25,32 @@ public final class TorchArchive: @unchecked Sendable {
 
     /// Opens `url` (memory-mapped when possible).
     public convenience init(url: URL) throws {
-        let data: Data
+        let bytes: ReadOnlyBytes
         do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
-        } catch {
-            throw TorchFormatError(path: url.path, message: "cannot read: \(error.localizedDescription)")
+            bytes = try ReadOnlyBytes.map(url)
+        } catch let e as FileReadError {
+            throw TorchFormatError(path: url.path, message: "cannot read: \(e.message)")
         }
-        try self.init(data: data, name: url.path)
+        try self.init(bytes: bytes, name: url.path)
     }
 
     /// Parses an in-memory archive. `name` is used in error messages.
-    public init(data: Data, name: String = "<memory>") throws {
-        self.data = data
+    public convenience init(data: Data, name: String = "<memory>") throws {
+        try self.init(bytes: ReadOnlyBytes.copy(data), name: name)
+    }
+
+    init(bytes buf: ReadOnlyBytes, name: String) throws {
+        self.bytes = buf
         path = name
         let fail = { (m: String) in TorchFormatError(path: name, message: m) }
         var entries: [String: TorchZipEntry] = [:]
         var prefix = ""
         var root = PickleValue.none
-        try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
-            if buf.count >= 14, Array(buf[0..<14]) == Self.legacyMagic {
+        do {
+            if buf.count >= 14, buf.bytes(0..<14) == Self.legacyMagic {
                 throw fail("a legacy torch.save file (the pre-1.6 format: a bare pickle stream, not a zip archive); it is not read. Re-save it with a current PyTorch: torch.save(torch.load(f, weights_only=True), \"new.pth\"), or convert it to safetensors")
             }
-            if buf.count >= 262, Array(buf[257..<262]) == Array("ustar".utf8) {
+            if buf.count >= 262, buf.bytes(257..<262) == Array("ustar".utf8) {
                 throw fail("a tar archive: the oldest (torch < 0.4) torch.save format, which is not read; re-save it with a current PyTorch")
             }
             guard buf.count >= 4, buf[0] == 0x50, buf[1] == 0x4B else {
@@ -60,11 +64,10 @@ public final class TorchArchive: @unchecked Sendable {
             }
             prefix = String(pkl.dropLast("data.pkl".count))
             if let order = entries[prefix + "byteorder"] {
-                let b = try TorchZip.checkedBytes(buf, order, fail: fail)
-                let s = String(decoding: b, as: UTF8.self)
+                let s = buf.string(try TorchZip.checkedRange(buf, order, fail: fail))
                 guard s == "little" else { throw fail("byteorder record says \"\(s.prefix(16))\"; only little-endian archives are read") }
             }
-            let pickle = try TorchZip.checkedBytes(buf, entries[pkl]!, fail: fail)
+            let pickle = buf.bytes(try TorchZip.checkedRange(buf, entries[pkl]!, fail: fail))
             let known = entries, dir = prefix
             root = try RestrictedUnpickler(bytes: pickle, storage: { dtype, key, count in
                 let name = dir + "data/" + key
@@ -85,56 +88,12 @@ public final class TorchArchive: @unchecked Sendable {
     public func tensor(_ ref: TorchTensorRef, key: String = "") throws -> Tensor {
         let fail = { (m: String) in TorchFormatError(path: self.path, message: (key.isEmpty ? "" : "tensor \"\(key)\": ") + m) }
         guard let e = entries[prefix + "data/" + ref.storageKey] else { throw fail("missing storage record \(ref.storageKey)") }
-        let out = Tensor(zeros: ref.shape)
-        try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
-            let bytes = try TorchZip.checkedBytes(buf, e, fail: fail)
-            out.withUnsafeMutableBufferPointer { dst in
-                guard dst.count > 0 else { return }
-                if ref.isContiguous {
-                    #if _endian(little)
-                    if ref.dtype == .float32 {  // the bytes already are the floats
-                        UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: bytes.baseAddress! + 4 * ref.offset, byteCount: 4 * dst.count)
-                        return
-                    }
-                    #endif
-                    for i in 0..<dst.count { dst[i] = Self.element(bytes, ref.dtype, ref.offset + i) }
-                    return
-                }
-                // Strided view: walk the multi-index in row-major order.
-                var index = [Int](repeating: 0, count: ref.shape.count)
-                var src = ref.offset
-                for i in 0..<dst.count {
-                    dst[i] = Self.element(bytes, ref.dtype, src)
-                    var d = ref.shape.count - 1
-                    while d >= 0 {
-                        index[d] += 1
-                        src += ref.strides[d]
-                        if index[d] < ref.shape[d] { break }
-                        src -= ref.strides[d] * ref.shape[d]
-                        index[d] = 0
-                        d -= 1
-                    }
-                }
-            }
+        let record = try TorchZip.checkedRange(bytes, e, fail: fail)
+        if ref.isContiguous {
+            return Tensor.decoding(bytes, at: record.lowerBound + ref.dtype.byteSize * ref.offset, as: ref.dtype.stored, shape: ref.shape)
         }
-        return out
-    }
-
-    /// Element `i` of a little-endian storage, as Float.
-    @inline(__always)
-    static func element(_ b: UnsafeRawBufferPointer, _ dtype: TorchDType, _ i: Int) -> Float {
-        switch dtype {
-        case .float32: return Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
-        case .float16: return torchHalfToFloat(UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
-        case .bfloat16: return Float(bitPattern: UInt32(UInt16(littleEndian: b.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
-        case .float64: return Float(Double(bitPattern: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
-        case .int64: return Float(Int64(littleEndian: b.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
-        case .int32: return Float(Int32(littleEndian: b.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
-        case .int16: return Float(Int16(littleEndian: b.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)))
-        case .int8: return Float(b.load(fromByteOffset: i, as: Int8.self))
-        case .uint8: return Float(b[i])
-        case .bool: return b[i] != 0 ? 1 : 0
-        }
+        // Strided view: TensorCore walks the multi-index in row-major order.
+        return Tensor.decoding(bytes, record: record, as: ref.dtype.stored, elementOffset: ref.offset, strides: ref.strides, shape: ref.shape)
     }
 
     /// The tensors of a state dict (a dict with string keys), as float32. Entries whose value is
@@ -161,17 +120,3 @@ public final class TorchArchive: @unchecked Sendable {
     }
 }
 
-/// IEEE binary16 → binary32, exact, by bit operations (a file-local twin of the safetensors
-/// reader's converter, so this module does not depend on Vision).
-@inline(__always)
-func torchHalfToFloat(_ h: UInt16) -> Float {
-    let sign = UInt32(h & 0x8000) << 16
-    let exponent = UInt32(h >> 10) & 0x1F
-    let mantissa = UInt32(h & 0x3FF)
-    if exponent == 0 {
-        let magnitude = Float(mantissa) * 0x1p-24  // zero or subnormal
-        return sign != 0 ? -magnitude : magnitude
-    }
-    if exponent == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13)) }
-    return Float(bitPattern: sign | ((exponent + 112) << 23) | (mantissa << 13))
-}

@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 // A restricted unpickler for the pickles `torch.save` writes for state dicts (protocol 2).
 // It is a data parser, not a virtual machine: the only "callables" it knows are the handful of
@@ -18,6 +19,22 @@ public enum TorchDType: String, Sendable, CaseIterable {
         case .float32, .int32: 4
         case .float16, .bfloat16, .int16: 2
         case .int8, .uint8, .bool: 1
+        }
+    }
+
+    /// The engine's element encoding of this storage type.
+    var stored: StoredElement {
+        switch self {
+        case .float32: .float32
+        case .float16: .float16
+        case .bfloat16: .bfloat16
+        case .float64: .float64
+        case .int64: .int64
+        case .int32: .int32
+        case .int16: .int16
+        case .int8: .int8
+        case .uint8: .uint8
+        case .bool: .bool
         }
     }
 }
@@ -134,7 +151,7 @@ struct RestrictedUnpickler {
     static let maxDepth = 200
     static let maxNodes = 2_000_000
 
-    let bytes: UnsafeRawBufferPointer
+    let bytes: [UInt8]
     let storage: (TorchDType, String, Int) throws -> Void
     let fail: (String) -> TorchFormatError
 
@@ -146,10 +163,10 @@ struct RestrictedUnpickler {
         var memo: [Int: Item] = [:]
         var storages: [String: Storage] = [:]
         var pos = 0
-        func need(_ n: Int) throws -> UnsafeRawBufferPointer {
+        func need(_ n: Int) throws -> [UInt8] {
             guard n >= 0, n <= bytes.count - pos else { throw fail("data.pkl ends inside an opcode at byte \(pos) (truncated pickle)") }
             defer { pos += n }
-            return UnsafeRawBufferPointer(rebasing: bytes[pos..<(pos + n)])
+            return Array(bytes[pos..<(pos + n)])
         }
         func le(_ n: Int) throws -> UInt64 {
             let b = try need(n)
@@ -283,7 +300,7 @@ struct RestrictedUnpickler {
         var end = pos
         while end < bytes.count, bytes[end] != 0x0A, end - pos < 200 { end += 1 }
         guard end < bytes.count, bytes[end] == 0x0A else { throw fail("malformed GLOBAL operand at byte \(at)") }
-        let s = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[pos..<end]), as: UTF8.self)
+        let s = String(decoding: bytes[pos..<end], as: UTF8.self)
         pos = end + 1
         return s
     }

@@ -29,14 +29,7 @@ public enum TorchWriter {
         zip.add(p + ".storage_alignment", Array("64".utf8))
         zip.add(p + "byteorder", Array("little".utf8))
         for (i, t) in pickler.storages.enumerated() {
-            var raw = [UInt8](repeating: 0, count: 4 * t.count)
-            t.withUnsafeBufferPointer { src in
-                for (j, v) in src.enumerated() {
-                    let bits = v.bitPattern
-                    raw[4 * j] = UInt8(bits & 0xFF); raw[4 * j + 1] = UInt8(bits >> 8 & 0xFF)
-                    raw[4 * j + 2] = UInt8(bits >> 16 & 0xFF); raw[4 * j + 3] = UInt8(bits >> 24)
-                }
-            }
+            let raw = t.littleEndianFloat32Bytes()  // little-endian float32, torch's FloatStorage bytes
             zip.add(p + "data/\(i)", raw)
         }
         zip.add(p + "version", Array("3\n".utf8))
@@ -126,7 +119,7 @@ public enum TorchWriter {
             // torch's writer does (extra id "FB", filler 'Z').
             var pad = (Self.alignment - (offset + 30 + nameBytes.count) % Self.alignment) % Self.alignment
             if pad > 0 && pad < 4 { pad += Self.alignment }
-            let crc = data.withUnsafeBytes { CRC32.checksum($0) }
+            let crc = CRC32.checksum(data)
             func header(_ sig: UInt32, central: Bool, extra: Int) -> [UInt8] {
                 var h: [UInt8] = []
                 func w(_ v: Int, _ n: Int) { for i in 0..<n { h.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }

@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 // The zip container of `torch.save` files (PyTorch >= 1.6, `_use_new_zipfile_serialization`):
 // every record is stored uncompressed under one top-level folder, `<name>/data.pkl`,
@@ -32,7 +33,7 @@ struct TorchZipEntry {
 
 /// Bounds-checked little-endian reads on a byte buffer; every read past the end throws.
 struct ByteCursor {
-    let buf: UnsafeRawBufferPointer
+    let buf: ReadOnlyBytes
     let fail: (String) -> TorchFormatError
 
     func u16(_ at: Int) throws -> Int {
@@ -73,7 +74,7 @@ enum TorchZip {
     /// The records of the archive in `buf`, validated: every record stored, inside the file,
     /// before the central directory, with a local header that names it. CRCs are checked when a
     /// record is read (`checkedBytes`).
-    static func entries(_ buf: UnsafeRawBufferPointer, fail: @escaping (String) -> TorchFormatError) throws -> [String: TorchZipEntry] {
+    static func entries(_ buf: ReadOnlyBytes, fail: @escaping (String) -> TorchFormatError) throws -> [String: TorchZipEntry] {
         let c = ByteCursor(buf: buf, fail: fail)
         // End of central directory: 22 bytes plus a comment of at most 65535 bytes, at the end.
         var eocd = -1
@@ -126,7 +127,7 @@ enum TorchZip {
         var local = UInt64(try c.u32(at + 42))
         let nameStart = at + 46
         guard nameStart + nameLen + extraLen + commentLen <= c.buf.count else { throw fail("central directory record at \(at) runs past the end of the file") }
-        let name = String(decoding: UnsafeRawBufferPointer(rebasing: c.buf[nameStart..<(nameStart + nameLen)]), as: UTF8.self)
+        let name = c.buf.string(nameStart..<(nameStart + nameLen))
         // zip64 extra field (id 1): the 64-bit values of exactly the fields that hold 0xFFFFFFFF.
         var x = nameStart + nameLen
         let xEnd = x + extraLen
@@ -156,7 +157,8 @@ enum TorchZip {
         let lName = try c.u16(localAt + 26), lExtra = try c.u16(localAt + 28)
         let dataOffset = localAt + 30 + lName + lExtra
         guard lName == nameLen, dataOffset <= cdOffset,
-              memcmp(c.buf.baseAddress! + localAt + 30, c.buf.baseAddress! + nameStart, nameLen) == 0 else {
+              localAt + 30 + nameLen <= c.buf.count,
+              c.buf.equal((localAt + 30)..<(localAt + 30 + nameLen), nameStart..<(nameStart + nameLen)) else {
             throw fail("record \"\(name)\": local header does not match the central directory")
         }
         let n = try c.bounded(size, "size of \"\(name)\"")
@@ -166,56 +168,14 @@ enum TorchZip {
         return TorchZipEntry(name: name, dataOffset: dataOffset, size: n, crc32: crc)
     }
 
-    /// The record's bytes after checking its CRC-32.
-    static func checkedBytes(_ buf: UnsafeRawBufferPointer, _ e: TorchZipEntry,
-                             fail: (String) -> TorchFormatError) throws -> UnsafeRawBufferPointer {
-        let bytes = UnsafeRawBufferPointer(rebasing: buf[e.dataOffset..<(e.dataOffset + e.size)])
-        let crc = CRC32.checksum(bytes)
+    /// The record's byte range after checking its CRC-32.
+    static func checkedRange(_ buf: ReadOnlyBytes, _ e: TorchZipEntry,
+                             fail: (String) -> TorchFormatError) throws -> Range<Int> {
+        let bytes = e.dataOffset..<(e.dataOffset + e.size)
+        let crc = buf.crc32(bytes)
         guard crc == e.crc32 else {
             throw fail(String(format: "record \"%@\" fails its CRC-32 check (stored %08x, computed %08x): the file is corrupt", e.name, e.crc32, crc))
         }
         return bytes
-    }
-}
-
-/// CRC-32 (IEEE 802.3, the zip checksum), slicing by 8 bytes: checkpoints are gigabytes and
-/// every storage is checked once when read, so the byte-at-a-time loop (≈ 8× slower) would
-/// dominate loading.
-enum CRC32 {
-    /// tables[k][b]: the CRC of byte b followed by k zero bytes.
-    static let tables: [UInt32] = {
-        var t = [UInt32](repeating: 0, count: 8 * 256)
-        for i in 0..<256 {
-            var c = UInt32(i)
-            for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-            t[i] = c
-        }
-        for k in 1..<8 {
-            for i in 0..<256 { t[k * 256 + i] = (t[(k - 1) * 256 + i] >> 8) ^ t[Int(t[(k - 1) * 256 + i] & 0xFF)] }
-        }
-        return t
-    }()
-
-    static func checksum(_ bytes: UnsafeRawBufferPointer, seed: UInt32 = 0) -> UInt32 {
-        var c = ~seed
-        guard let base = bytes.baseAddress else { return seed }
-        let n = bytes.count
-        tables.withUnsafeBufferPointer { t in
-            var i = 0
-            while i + 8 <= n {
-                let lo = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt32.self)) ^ c
-                let hi = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i + 4, as: UInt32.self))
-                c = t[7 * 256 + Int(lo & 0xFF)] ^ t[6 * 256 + Int((lo >> 8) & 0xFF)]
-                    ^ t[5 * 256 + Int((lo >> 16) & 0xFF)] ^ t[4 * 256 + Int(lo >> 24)]
-                    ^ t[3 * 256 + Int(hi & 0xFF)] ^ t[2 * 256 + Int((hi >> 8) & 0xFF)]
-                    ^ t[1 * 256 + Int((hi >> 16) & 0xFF)] ^ t[Int(hi >> 24)]
-                i += 8
-            }
-            while i < n {
-                c = t[Int((c ^ UInt32(base.load(fromByteOffset: i, as: UInt8.self))) & 0xFF)] ^ (c >> 8)
-                i += 1
-            }
-        }
-        return ~c
     }
 }

@@ -143,18 +143,20 @@ public final class Tensor: @unchecked Sendable {
         set { storage.base[offset + i] = newValue }
     }
 
-    /// Read-only access to the elements. `package`: kernels in this package use it; users don't.
-    @inlinable
-    package func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+    /// Read-only access to the elements. `internal`: only TensorCore's kernels see raw memory;
+    /// code above it uses the typed API or a documented kernel extension point
+    /// (KernelExtensionPoints.swift), and the compiler enforces that.
+    @usableFromInline
+    func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
         try body(UnsafeBufferPointer(start: storage.base + offset, count: count))
     }
 
-    @inlinable
-    package func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+    @usableFromInline
+    func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
         try body(UnsafeMutableBufferPointer(start: storage.base + offset, count: count))
     }
 
-    @usableFromInline package var ptr: UnsafeMutablePointer<Float> { storage.base + offset }
+    @usableFromInline var ptr: UnsafeMutablePointer<Float> { storage.base + offset }
 
     // MARK: Autodiff plumbing
 
@@ -183,7 +185,7 @@ public final class Tensor: @unchecked Sendable {
     }
 
     /// Zero-filled gradient buffer, created on first use. Backward closures add into it.
-    package func gradBuffer() -> UnsafeMutablePointer<Float> {
+    func gradBuffer() -> UnsafeMutablePointer<Float> {
         if grad == nil { grad = Tensor(zeros: shape) }
         return grad!.ptr
     }

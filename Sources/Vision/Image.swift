@@ -45,37 +45,39 @@ public struct RGBImage: Sendable, Equatable {
         } catch let e as FileReadError {
             throw ImageError(path: url.path, message: e.message)
         }
-        self = try RGBImage.decode(bytes.buffer, name: url.path, maxPixels: maxPixels)
+        self = try RGBImage.decode(bytes, name: url.path, maxPixels: maxPixels)
     }
 
     /// Decodes an in-memory JPEG or PNG. `name` is used in error messages.
     public init(data: Data, name: String = "<memory>", maxPixels: Int = RGBImage.defaultMaxPixels) throws {
-        self = try data.withUnsafeBytes { try RGBImage.decode($0, name: name, maxPixels: maxPixels) }
+        self = try RGBImage.decode(ReadOnlyBytes.copy(data), name: name, maxPixels: maxPixels)
     }
 
     enum Format { case jpeg, png }
 
-    static func sniff(_ b: UnsafeRawBufferPointer) -> Format? {
+    static func sniff(_ b: ReadOnlyBytes) -> Format? {
         if b.count >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF { return .jpeg }
-        if b.count >= 8 && Array(b[0..<8]) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] { return .png }
+        if b.count >= 8 && b.bytes(0..<8) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] { return .png }
         return nil
     }
 
-    static func decode(_ b: UnsafeRawBufferPointer, name: String, maxPixels: Int) throws -> RGBImage {
-        guard b.count > 0 else { throw ImageError(path: name, message: "file is empty") }
-        guard let format = sniff(b) else {
-            throw ImageError(path: name, message: "unsupported image format (not JPEG or PNG; first bytes \(b.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")))")
+    /// libjpeg / libpng read the encoded bytes in place: one of the engine's documented kernel
+    /// extension points (ReadOnlyBytes.withUnsafeKernelBytes; docs/architecture.md).
+    static func decode(_ bytes: ReadOnlyBytes, name: String, maxPixels: Int) throws -> RGBImage {
+        guard bytes.count > 0 else { throw ImageError(path: name, message: "file is empty") }
+        guard let format = sniff(bytes) else {
+            throw ImageError(path: name, message: "unsupported image format (not JPEG or PNG; first bytes \(bytes.bytes(0..<min(8, bytes.count)).map { String(format: "%02x", $0) }.joined(separator: " ")))")
         }
         var out: UnsafeMutablePointer<UInt8>?
         var w: Int32 = 0, h: Int32 = 0
         var err = [CChar](repeating: 0, count: 512)
-        let rc: Int32 = err.withUnsafeMutableBufferPointer { e in
+        let rc: Int32 = bytes.withUnsafeKernelBytes { b in err.withUnsafeMutableBufferPointer { e in
             let p = b.baseAddress!.assumingMemoryBound(to: UInt8.self)
             switch format {
             case .jpeg: return cic_jpeg_decode(p, b.count, UInt64(max(maxPixels, 0)), &out, &w, &h, e.baseAddress, e.count)
             case .png: return cic_png_decode(p, b.count, UInt64(max(maxPixels, 0)), &out, &w, &h, e.baseAddress, e.count)
             }
-        }
+        } }
         guard rc == 0, let px = out else {
             let kind = format == .jpeg ? "JPEG" : "PNG"
             throw ImageError(path: name, message: "corrupt or unsupported \(kind): \(String(cString: err))")
@@ -162,16 +164,12 @@ public struct RGBImage: Sendable, Equatable {
     public func normalizedTensor(mean: [Float] = ImageNet.mean, std: [Float] = ImageNet.std) -> Tensor {
         precondition(mean.count == 3 && std.count == 3, "normalizedTensor needs 3 means and 3 stds, got \(mean.count) and \(std.count)")
         let hw = width * height
-        let t = Tensor(zeros: [3, height, width])  // (3, H, W)
-        pixels.withUnsafeBufferPointer { src in
-            t.withUnsafeMutableBufferPointer { dst in
-                for c in 0..<3 {
-                    let m = mean[c], s = std[c]
-                    for i in 0..<hw { dst[c * hw + i] = (Float(src[i * 3 + c]) / 255 - m) / s }
-                }
-            }
+        var t = [Float](repeating: 0, count: 3 * hw)  // (3, H, W)
+        for c in 0..<3 {
+            let m = mean[c], s = std[c]
+            for i in 0..<hw { t[c * hw + i] = (Float(pixels[i * 3 + c]) / 255 - m) / s }
         }
-        return t
+        return Tensor(t, shape: [3, height, width])
     }
 }
 
@@ -186,15 +184,12 @@ public enum ImageNet {
 public func normalizeChannels(_ x: Tensor, mean: [Float] = ImageNet.mean, std: [Float] = ImageNet.std) -> Tensor {
     precondition(x.rank == 3 && x.shape[0] == mean.count && mean.count == std.count,
                  "normalizeChannels needs a (C, H, W) tensor with C = \(mean.count), got \(x.shape)")
-    let out = Tensor(zeros: x.shape)  // (C, H, W)
     let hw = x.shape[1] * x.shape[2]
-    x.withUnsafeBufferPointer { src in
-        out.withUnsafeMutableBufferPointer { dst in
-            for c in 0..<mean.count {
-                let m = mean[c], s = std[c]
-                for i in 0..<hw { dst[c * hw + i] = (src[c * hw + i] - m) / s }
-            }
-        }
+    let src = x.scalars
+    var out = [Float](repeating: 0, count: src.count)  // (C, H, W)
+    for c in 0..<mean.count {
+        let m = mean[c], s = std[c]
+        for i in 0..<hw { out[c * hw + i] = (src[c * hw + i] - m) / s }
     }
-    return out
+    return Tensor(out, shape: x.shape)
 }

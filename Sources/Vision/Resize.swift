@@ -103,34 +103,19 @@ public enum Resize {
         return taps.weights.map { w in Int32(w < 0 ? (-0.5 + w * one) : (0.5 + w * one)) }
     }
 
-    /// One Pillow 8-bit pass over interleaved uint8 data along one axis.
-    /// `lines` independent lines, each with `inSize` samples at stride `sampleStride` (elements),
-    /// lines `lineStride` apart, `channels` interleaved channels per sample.
-    static func pilPass(_ src: UnsafePointer<UInt8>, _ dst: UnsafeMutablePointer<UInt8>, lines: Int, inSize: Int, outSize: Int,
+    /// One Pillow 8-bit pass over interleaved uint8 data along one axis (the loop is
+    /// TensorCore's `Resample.fixedPointPass`): `lines` independent lines, each with `inSize`
+    /// samples at stride `srcSampleStride` (elements), lines `srcLineStride` apart, `channels`
+    /// interleaved channels per sample; the output has `outSize` samples per line.
+    static func pilPass(_ src: [UInt8], outCount: Int, lines: Int, inSize: Int, outSize: Int,
                         srcSampleStride: Int, srcLineStride: Int, dstSampleStride: Int, dstLineStride: Int, channels: Int,
-                        filter: PilFilter = .bicubic) {
+                        filter: PilFilter = .bicubic) -> [UInt8] {
         let taps = pilTaps(inSize: inSize, outSize: outSize, filter: filter)
-        let k = pilFixedPoint(taps)
-        let half = 1 << (pilPrecisionBits - 1)
-        Parallel.forRanges(lines, grain: max(1, 16384 / max(outSize * channels, 1))) { range in
-            for line in range {
-                let s = src + line * srcLineStride
-                let d = dst + line * dstLineStride
-                for o in 0..<outSize {
-                    let start = taps.start[o], n = taps.count[o]
-                    let kw = o * taps.maxTaps
-                    for c in 0..<channels {
-                        var acc = half
-                        for j in 0..<n {
-                            acc += Int(s[(start + j) * srcSampleStride + c]) * Int(k[kw + j])
-                        }
-                        // Arithmetic shift floors, then clip to 0...255 (Pillow's clip8).
-                        let v = acc >> pilPrecisionBits
-                        d[o * dstSampleStride + c] = UInt8(clamping: v)
-                    }
-                }
-            }
-        }
+        let k = ResampleTaps(start: taps.start, count: taps.count, weights: pilFixedPoint(taps), maxTaps: taps.maxTaps)
+        return Resample.fixedPointPass(src, LineLayout(sampleStride: srcSampleStride, lineStride: srcLineStride),
+                                       into: [UInt8](repeating: 0, count: outCount),
+                                       LineLayout(sampleStride: dstSampleStride, lineStride: dstLineStride),
+                                       lines: lines, inSize: inSize, channels: channels, taps: k, precisionBits: pilPrecisionBits)
     }
 
     /// Pillow `Image.resize((width, height), Image.BICUBIC)` of an RGB image: horizontal pass,
@@ -151,26 +136,16 @@ public enum Resize {
         precondition(image.width > 0 && image.height > 0, "pilBicubic: empty source image \(image.width)x\(image.height)")
         var current = image
         if width != image.width {
-            var out = [UInt8](repeating: 0, count: width * image.height * 3)
-            current.pixels.withUnsafeBufferPointer { s in
-                out.withUnsafeMutableBufferPointer { d in
-                    pilPass(s.baseAddress!, d.baseAddress!, lines: image.height, inSize: image.width, outSize: width,
-                            srcSampleStride: 3, srcLineStride: image.width * 3, dstSampleStride: 3, dstLineStride: width * 3, channels: 3,
-                            filter: filter)
-                }
-            }
+            let out = pilPass(current.pixels, outCount: width * image.height * 3, lines: image.height, inSize: image.width, outSize: width,
+                              srcSampleStride: 3, srcLineStride: image.width * 3, dstSampleStride: 3, dstLineStride: width * 3, channels: 3,
+                              filter: filter)
             current = RGBImage(width: width, height: image.height, pixels: out)
         }
         if height != image.height {
             // Vertical: lines are columns (one per x), samples are rows.
-            var out = [UInt8](repeating: 0, count: width * height * 3)
-            current.pixels.withUnsafeBufferPointer { s in
-                out.withUnsafeMutableBufferPointer { d in
-                    pilPass(s.baseAddress!, d.baseAddress!, lines: width, inSize: image.height, outSize: height,
-                            srcSampleStride: width * 3, srcLineStride: 3, dstSampleStride: width * 3, dstLineStride: 3, channels: 3,
-                            filter: filter)
-                }
-            }
+            let out = pilPass(current.pixels, outCount: width * height * 3, lines: width, inSize: image.height, outSize: height,
+                              srcSampleStride: width * 3, srcLineStride: 3, dstSampleStride: width * 3, dstLineStride: 3, channels: 3,
+                              filter: filter)
             current = RGBImage(width: width, height: height, pixels: out)
         }
         return current
@@ -179,7 +154,7 @@ public enum Resize {
     /// ATen's antialiased taps in float32, following its operation order and float/double
     /// promotions (`center = scale·(i + 0.5)` is formed in double and stored as float, as is the
     /// kernel argument), so results agree with torch to float rounding.
-    static func torchTaps(inSize: Int, outSize: Int) -> (start: [Int], count: [Int], weights: [Float], maxTaps: Int) {
+    static func torchTaps(inSize: Int, outSize: Int) -> ResampleTaps<Float> {
         let scale = Float(inSize) / Float(outSize)  // area_pixel_compute_scale, align_corners=False
         let support: Float = scale >= 1 ? 2 * scale : 2  // interp_size/2 · scale when shrinking
         let maxTaps = Int(support.rounded(.up)) * 2 + 1
@@ -202,25 +177,7 @@ public enum Resize {
             start.append(xmin)
             count.append(xsize)
         }
-        return (start, count, weights, maxTaps)
-    }
-
-    /// One float pass along an axis; same line/sample stride convention as `pilPass`.
-    static func torchPass(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, lines: Int, inSize: Int, outSize: Int,
-                          srcSampleStride: Int, srcLineStride: Int, dstSampleStride: Int, dstLineStride: Int) {
-        let taps = torchTaps(inSize: inSize, outSize: outSize)
-        Parallel.forRanges(lines, grain: max(1, 16384 / max(outSize, 1))) { range in
-            for line in range {
-                let s = src + line * srcLineStride
-                let d = dst + line * dstLineStride
-                for o in 0..<outSize {
-                    let start = taps.start[o], n = taps.count[o], kw = o * taps.maxTaps
-                    var acc: Float = 0
-                    for j in 0..<n { acc += s[(start + j) * srcSampleStride] * taps.weights[kw + j] }
-                    d[o * dstSampleStride] = acc
-                }
-            }
-        }
+        return ResampleTaps(start: start, count: count, weights: weights, maxTaps: maxTaps)
     }
 
     /// torch `F.interpolate(x[None], size=(height, width), mode="bicubic", align_corners=False,
@@ -243,33 +200,32 @@ public enum Resize {
         let outShape = layout == .chw ? [C, height, width] : [height, width, C]
         let out = Tensor(zeros: outShape)  // (C, height, width) or (height, width, C)
         let (oc, oy, ox) = layout == .chw ? (height * width, width, 1) : (1, width * C, C)
-        x.withUnsafeBufferPointer { srcAll in
-            out.withUnsafeMutableBufferPointer { dstAll in
-                let src = srcAll.baseAddress! + origin
-                let dst = dstAll.baseAddress!
-                // Horizontal pass into a (C, cropH, width) scratch image (skipped, as in torch,
-                // when the width is unchanged; then the scratch is just the crop).
-                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: max(C * box.height * width, 1))
-                defer { tmp.deallocate() }
-                let (tc, ty) = (box.height * width, width)
-                if width != box.width {
-                    for c in 0..<C {
-                        torchPass(src + c * sc, tmp + c * tc, lines: box.height, inSize: box.width, outSize: width,
-                                  srcSampleStride: sx, srcLineStride: sy, dstSampleStride: 1, dstLineStride: ty)
-                    }
-                } else {
-                    for c in 0..<C { for y in 0..<box.height { for xx in 0..<width { tmp[c * tc + y * ty + xx] = src[c * sc + y * sy + xx * sx] } } }
-                }
-                // Vertical pass into the output.
-                if height != box.height {
-                    for c in 0..<C {
-                        torchPass(tmp + c * tc, dst + c * oc, lines: width, inSize: box.height, outSize: height,
-                                  srcSampleStride: ty, srcLineStride: 1, dstSampleStride: oy, dstLineStride: ox)
-                    }
-                } else {
-                    for c in 0..<C { for y in 0..<height { for xx in 0..<width { dst[c * oc + y * oy + xx * ox] = tmp[c * tc + y * ty + xx] } } }
-                }
+        // Horizontal pass into a (C, cropH, width) scratch image (skipped, as in torch, when the
+        // width is unchanged; then the scratch is just the crop).
+        let tmp = Tensor(zeros: [C, box.height, width])  // (C, cropH, width)
+        let (tc, ty) = (box.height * width, width)
+        if width != box.width {
+            let taps = torchTaps(inSize: box.width, outSize: width)
+            for c in 0..<C {
+                Resample.floatPass(x, LineLayout(offset: origin + c * sc, sampleStride: sx, lineStride: sy),
+                                   into: tmp, LineLayout(offset: c * tc, sampleStride: 1, lineStride: ty),
+                                   lines: box.height, inSize: box.width, taps: taps)
             }
+        } else {
+            Resample.copyBlock(x, offset: origin, strides: (sc, sy, sx), into: tmp, offset: 0, strides: (tc, ty, 1),
+                               planes: C, rows: box.height, cols: width)
+        }
+        // Vertical pass into the output.
+        if height != box.height {
+            let taps = torchTaps(inSize: box.height, outSize: height)
+            for c in 0..<C {
+                Resample.floatPass(tmp, LineLayout(offset: c * tc, sampleStride: ty, lineStride: 1),
+                                   into: out, LineLayout(offset: c * oc, sampleStride: oy, lineStride: ox),
+                                   lines: width, inSize: box.height, taps: taps)
+            }
+        } else {
+            Resample.copyBlock(tmp, offset: 0, strides: (tc, ty, 1), into: out, offset: 0, strides: (oc, oy, ox),
+                               planes: C, rows: height, cols: width)
         }
         return out
     }

@@ -1,6 +1,7 @@
 import CImageCodecs
 import Formats
 import Foundation
+import TensorCore
 
 /// A one-sample-per-pixel PNG read without colour conversion: label masks (a VOC palette PNG
 /// gives its palette *indices*, as PIL's mode "P" array does; ADE20K's gray PNGs their values)
@@ -51,7 +52,8 @@ public struct SampleImage: Sendable, Equatable {
         var out: UnsafeMutablePointer<UInt16>?
         var w: Int32 = 0, h: Int32 = 0, colorType: Int32 = -1, depth: Int32 = 0
         var err = [CChar](repeating: 0, count: 512)
-        let rc: Int32 = data.withUnsafeBytes { b in
+        // libpng reads the bytes in place: ReadOnlyBytes' documented kernel extension point.
+        let rc: Int32 = ReadOnlyBytes.copy(data).withUnsafeKernelBytes { b in
             err.withUnsafeMutableBufferPointer { e in
                 cic_png_decode_samples(b.baseAddress!.assumingMemoryBound(to: UInt8.self), b.count, UInt64(max(maxPixels, 0)),
                                        &out, &w, &h, &colorType, &depth, e.baseAddress, e.count)

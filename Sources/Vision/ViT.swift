@@ -171,23 +171,8 @@ public final class VisionTransformer: Module {
         let (gh, gw) = grid(height: h, width: w, stride: stride)
         let k = 3 * p * p
         // Column order (channel, ky, kx) matches the conv weight (C, 3, P, P) flattened.
-        let cols = Tensor(zeros: [b * gh * gw, k])  // (B·T, 3·P·P)
-        images.withUnsafeBufferPointer { src in
-            cols.withUnsafeMutableBufferPointer { dst in
-                Parallel.forEach(b * gh) { row in
-                    let bi = row / gh, gy = row % gh
-                    for gx in 0..<gw {
-                        let o = dst.baseAddress! + ((bi * gh + gy) * gw + gx) * k
-                        for ch in 0..<3 {
-                            for ky in 0..<p {
-                                let s = src.baseAddress! + ((bi * 3 + ch) * h + gy * stride + ky) * w + gx * stride
-                                (o + (ch * p + ky) * p).update(from: s, count: p)
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let cols = images.patchColumns(patch: p, stride: stride)  // (B·T, 3·P·P)
+        precondition(cols.shape[0] == b * gh * gw, "patch grid \(cols.shape[0]) != \(b)·\(gh)·\(gw)")
         let tokens = Tensor.linear(cols, patchWeight.reshape([c, k]), patchBias)  // (B·T, C)
         return (tokens.reshape([b, gh * gw, c]), gh, gw)
     }

@@ -48,8 +48,7 @@ public enum ViTRope: Sendable, Codable, Equatable {
             fill(&angles, ys, xs, f) { pos, j in twoPi * pos / periods[j] }
         }
         let t = gh * gw, half = 2 * f  // D/2 distinct angles per token
-        let sin = Tensor(zeros: [t, d]), cos = Tensor(zeros: [t, d])  // (T, D) each
-        let ps = sin.ptr, pc = cos.ptr
+        var ps = [Float](repeating: 0, count: t * d), pc = [Float](repeating: 0, count: t * d)  // (T, D) each
         for row in 0..<t {
             for k in 0..<half {
                 let a = angles[row * half + k]
@@ -60,7 +59,7 @@ public enum ViTRope: Sendable, Codable, Equatable {
                 pc[row * d + i0] = cv; pc[row * d + i1] = cv
             }
         }
-        return (sin, cos)
+        return (Tensor(ps, shape: [t, d]), Tensor(pc, shape: [t, d]))
     }
 
     /// angles[(i·Gw + j)·2F + k] = angle(y_i, k) for k < F, angle(x_j, k − F) after.

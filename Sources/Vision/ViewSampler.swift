@@ -58,9 +58,8 @@ public struct ViewSampler: Sendable {
         precondition(image.rank == 3 && image.shape[0] == 3, "ViewSampler needs a (3, H, W) image, got \(image.shape)")
         let H = image.shape[1], W = image.shape[2]
         let (oh, ow) = size, (gh, gw) = grid
-        let views = Tensor(zeros: [count + 1, 3, oh, ow])     // (V+1, 3, h, w)
-        let coords = Tensor(zeros: [count + 1, gh, gw, 2])    // (V+1, Gh, Gw, 2)
-        let plane = 3 * oh * ow
+        var views: [Tensor] = []                                    // V+1 of (3, h, w)
+        var coords = [Float](repeating: 0, count: (count + 1) * gh * gw * 2)  // (V+1, Gh, Gw, 2)
         for v in 0...count {
             let (top, left, h, w, flip): (Int, Int, Int, Int, Bool)
             if v == count {
@@ -73,14 +72,7 @@ public struct ViewSampler: Sendable {
             let crop = (top == 0 && left == 0 && h == H && w == W && H == oh && W == ow) ? image
                 : Resize.bicubicAntialiased(image, height: oh, width: ow, layout: .chw, crop: (top, left, h, w))  // (3, h, w)
             let normalised = normalizeChannels(crop, mean: mean, std: std)
-            let dst = views.ptr + v * plane, src = normalised.ptr
-            for c in 0..<3 {
-                for y in 0..<oh {
-                    for x in 0..<ow {
-                        dst[(c * oh + y) * ow + x] = src[(c * oh + y) * ow + (flip ? ow - 1 - x : x)]
-                    }
-                }
-            }
+            views.append(flip ? normalised.flippedLastAxis() : normalised)
             let ys = ViewSampler.linspace(Double(top) / Double(H), Double(top + h) / Double(H), gh)
             var xs = ViewSampler.linspace(Double(left) / Double(W), Double(left + w) / Double(W), gw)
             if flip {
@@ -90,14 +82,14 @@ public struct ViewSampler: Sendable {
             if v == count {
                 xs = ViewSampler.linspace(0, 1, gw)
             }
-            let cp = coords.ptr + v * gh * gw * 2
+            let cp = v * gh * gw * 2
             for i in 0..<gh {
                 for j in 0..<gw {
-                    cp[(i * gw + j) * 2] = xs[j]
-                    cp[(i * gw + j) * 2 + 1] = v == count ? ViewSampler.linspace(0, 1, gh)[i] : ys[i]
+                    coords[cp + (i * gw + j) * 2] = xs[j]
+                    coords[cp + (i * gw + j) * 2 + 1] = v == count ? ViewSampler.linspace(0, 1, gh)[i] : ys[i]
                 }
             }
         }
-        return (views, coords)
+        return (Tensor.batched(views), Tensor(coords, shape: [count + 1, gh, gw, 2]))
     }
 }

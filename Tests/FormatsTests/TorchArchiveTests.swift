@@ -181,7 +181,7 @@ extension TorchArchiveTests {
         let loc = eocd - 20
         for i in 8..<16 { b[loc + i] = 0x7F }
         #expect(errorText { _ = try TorchArchive(data: Data(b)) } != nil)
-        #expect(Array("123456789".utf8).withUnsafeBytes { CRC32.checksum($0) } == 0xCBF4_3926)
+        #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
         let long = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         // Slicing-by-8 equals the bitwise definition.
         var bitwise: UInt32 = 0xFFFF_FFFF
@@ -189,12 +189,16 @@ extension TorchArchiveTests {
             bitwise ^= UInt32(x)
             for _ in 0..<8 { bitwise = (bitwise & 1) != 0 ? 0xEDB8_8320 ^ (bitwise >> 1) : bitwise >> 1 }
         }
-        #expect(long.withUnsafeBytes { CRC32.checksum($0) } == ~bitwise)
+        #expect(CRC32.checksum(long) == ~bitwise)
         // Split checksums must agree with one pass (seeded continuation).
-        let whole = long.withUnsafeBytes { CRC32.checksum($0) }
-        let part = long.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<333])) }
-        let rest = long.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[333...]), seed: part) }
+        let whole = CRC32.checksum(long)
+        let part = CRC32.checksum(long[0..<333])
+        let rest = CRC32.checksum(long[333...], seed: part)
         #expect(rest == whole)
+        // The mapped-bytes form agrees with the array form on any range.
+        let region = ReadOnlyBytes(copying: long)
+        #expect(region.crc32(0..<1000) == whole)
+        #expect(region.crc32(333..<1000, seed: region.crc32(0..<333)) == whole)
     }
 }
 

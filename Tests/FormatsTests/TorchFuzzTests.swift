@@ -61,11 +61,10 @@ struct TorchFuzzTests {
     func pickle(_ name: String) throws {
         let data = try Data(contentsOf: fixturesDirectory.appendingPathComponent("pth/\(name)"))
         var records: [(String, [UInt8])] = []
-        try data.withUnsafeBytes { buf in
-            let entries = try TorchZip.entries(buf) { TorchFormatError(path: name, message: $0) }
-            for e in entries.values.sorted(by: { $0.dataOffset < $1.dataOffset }) {
-                records.append((e.name, Array(UnsafeRawBufferPointer(rebasing: buf[e.dataOffset..<(e.dataOffset + e.size)]))))
-            }
+        let buf = ReadOnlyBytes.copy(data)
+        let entries = try TorchZip.entries(buf) { TorchFormatError(path: name, message: $0) }
+        for e in entries.values.sorted(by: { $0.dataOffset < $1.dataOffset }) {
+            records.append((e.name, buf.bytes(e.dataOffset..<(e.dataOffset + e.size))))
         }
         let pklIndex = records.firstIndex { $0.0.hasSuffix("/data.pkl") }!
         var rng = SplitMix(state: 0xBEEF ^ UInt64(name.count))
