@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // Adam's element kernels: the update that NN/Optim/Adam.swift documents (torch.optim.Adam term
@@ -67,7 +68,9 @@ public enum AdamKernel {
         let d = tail[t0]
         for i in (r * width)..<((r + 1) * width) {
             let vi = v[i]
-            if vi > 0 { p[i] -= d * m[i] / vi.squareRoot() }
+            // A select rather than a branch, so the row loop vectorises; p − 0 is p exactly.
+            let move = d * m[i] / vi.squareRoot()
+            p[i] -= vi > 0 ? move : 0
             m[i] *= f1
             v[i] *= f2
         }
@@ -91,6 +94,19 @@ public enum AdamKernel {
             b1 = a
             b2 = b
         }
+    }
+
+    /// Entries of a touched-row list looked ahead by the row-sparse steps: the rows of a hash
+    /// table come in random order, so each would otherwise wait for its own DRAM misses.
+    static let rowPrefetchDistance = 8
+
+    /// Prefetches row `r` of the parameter, its gradient, both moments and its step count (a
+    /// row of ≤ 16 floats is one cache line when the row starts one).
+    @inline(__always)
+    static func prefetchRow(_ r: Int, width: Int, _ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
+                            _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ steps: UnsafeMutablePointer<Float>) {
+        let o = r * width
+        dvt_prefetch(p + o); dvt_prefetch(g + o); dvt_prefetch(m + o); dvt_prefetch(v + o); dvt_prefetch(steps + r)
     }
 
     /// One dense step of every element.
@@ -136,7 +152,12 @@ public enum AdamKernel {
                     Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
                         var cachedStep = -1
                         var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
-                        for k in range { updateRow(Int(list[k]), &cachedStep, &terms) }
+                        for k in range {
+                            if k + rowPrefetchDistance < range.upperBound {
+                                prefetchRow(Int(list[k + rowPrefetchDistance]), width: width, pp, pg, pm, pv, ps)
+                            }
+                            updateRow(Int(list[k]), &cachedStep, &terms)
+                        }
                     }
                 }
             } else {
@@ -172,7 +193,12 @@ public enum AdamKernel {
             if let tracked = grad.touchedRows {
                 tracked.rows.withUnsafeBufferPointer { list in
                     Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
-                        for k in range { updateRow(Int(list[k])) }
+                        for k in range {
+                            if k + rowPrefetchDistance < range.upperBound {
+                                prefetchRow(Int(list[k + rowPrefetchDistance]), width: width, pp, pg, pm, pv, ps)
+                            }
+                            updateRow(Int(list[k]))
+                        }
                     }
                 }
             } else {
