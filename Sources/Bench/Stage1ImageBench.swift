@@ -1,4 +1,5 @@
 import DVT
+import Formats
 import Foundation
 import Jobs
 import Settings
@@ -19,6 +20,11 @@ extension Bench {
         /// Bytes each extra view adds: its (3, H, W) input, its (Gh, Gw, C) features and
         /// (Gh, Gw, 2) coordinates, all float32 and all held until the fit starts.
         public var bytesPerView: Double
+        /// The PyTorch reference's ms/step on the same views, coordinates and settings (nil
+        /// without a reference). Its table takes dense Adam (DVT's), ours `hash_table_adam`.
+        public var torchMsPerStep: Double?
+
+        public var msPerStep: Double { 1000 * fitSeconds / Double(stepsMeasured) }
 
         /// Forwards scale with views + 1 (the whole image), steps with steps.
         public var fullViewSeconds: Double { viewSeconds * Double(viewsFull + 1) / Double(viewsMeasured + 1) }
@@ -31,8 +37,11 @@ extension Bench {
     /// on one image with a random-weights ViT of the config's architecture, and extrapolates to
     /// the config's own num_views and num_iters. The warmup is scaled with the steps (it must
     /// fit in them), which does not change the cost of a step.
+    /// With `reference`, `dvt_torch.py stage1` then fits the same raw features and coordinates
+    /// (written to a temporary safetensors file) with the same settings and seed, for the
+    /// side-by-side ms/step.
     public static func stage1Image(config file: URL, image: URL, views: Int, steps: Int,
-                                   precision: Precision) throws -> Stage1ImageTiming {
+                                   precision: Precision, reference: TorchReference? = nil) throws -> Stage1ImageTiming {
         let full = try ConfigSchema.load(file: file)
         let viewsFull = full.settings.stage1.numViews, stepsFull = full.settings.stage1.numIters
         let slice = try ConfigSchema.load(file: file, overrides: [
@@ -50,8 +59,27 @@ extension Bench {
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let (h, w) = (slice.settings.run.inputSize[0], slice.settings.run.inputSize[1])
         let perView = Double(3 * h * w + raw.count / raw.shape[0] + coords.count / coords.shape[0]) * 4
-        return Stage1ImageTiming(viewsMeasured: views, stepsMeasured: steps, viewsFull: viewsFull, stepsFull: stepsFull,
-                                 viewSeconds: Double(t1 - t0) / 1e9, fitSeconds: result.seconds,
-                                 peakRSSBytes: Double(usage.ru_maxrss) * 1024, bytesPerView: perView)
+        var timing = Stage1ImageTiming(viewsMeasured: views, stepsMeasured: steps, viewsFull: viewsFull, stepsFull: stepsFull,
+                                       viewSeconds: Double(t1 - t0) / 1e9, fitSeconds: result.seconds,
+                                       peakRSSBytes: Double(usage.ru_maxrss) * 1024, bytesPerView: perView)
+        if let reference {
+            timing.torchMsPerStep = try referenceFit(reference, raw: raw, coords: coords, settings: job.settings)
+        }
+        return timing
+    }
+
+    /// `dvt_torch.py stage1` on (V, h, w, C) `raw` and (V, h, w, 2) `coords`; returns its ms/step.
+    /// Its recovery scores need a truth, which a photo has not: the last view and zeros stand in
+    /// (they are printed after the timed loop and ignored here).
+    static func referenceFit(_ reference: TorchReference, raw: Tensor, coords: Tensor, settings: Stage1Settings) throws -> Double {
+        let (h, w, c) = (raw.shape[1], raw.shape[2], raw.shape[3])
+        let last = Tensor(zeros: [h, w, c])  // (h, w, C)
+        last.assign(withNoGrad { raw.slice(axis: 0, (raw.shape[0] - 1)..<raw.shape[0]) })
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-stage1-\(getpid()).safetensors")
+        try SafeTensors.write(["raw": raw, "coords": coords, "clean_full": last, "artifact": Tensor(zeros: [h, w, c])], to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let v = try reference.values(PlantedBench.referenceArguments(file: file.path, settings: settings, seed: 0),
+                                     required: ["ms_per_step"])
+        return v["ms_per_step"]!
     }
 }

@@ -183,3 +183,32 @@ __attribute__((target("avx512f,avx512bf16"))) double dvt_peak_bf16_avx512(long i
 #undef STEP
 #undef SUM
 }
+
+// Adam: no contraction anywhere in this function, so every product and sum rounds as the
+// Swift loop's does (see the header).
+#pragma clang fp contract(off)
+AVX512 void dvt_adam_update_avx512(float *p, const float *g, float *m, float *v, ptrdiff_t n,
+                                   float one_minus_beta1, float beta2, float one_minus_beta2, float l2, float decay,
+                                   float eps, float neg_step_size, float bc2_sqrt, int decoupled) {
+    const __m512 omb1 = _mm512_set1_ps(one_minus_beta1), b2 = _mm512_set1_ps(beta2);
+    const __m512 omb2 = _mm512_set1_ps(one_minus_beta2), vl2 = _mm512_set1_ps(l2), vdecay = _mm512_set1_ps(decay);
+    const __m512 veps = _mm512_set1_ps(eps), step = _mm512_set1_ps(neg_step_size), bc2 = _mm512_set1_ps(bc2_sqrt);
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : tail_mask(n - i);
+        __m512 gi = _mm512_maskz_loadu_ps(k, g + i), pi = _mm512_maskz_loadu_ps(k, p + i);
+        __m512 m0 = _mm512_maskz_loadu_ps(k, m + i), v0 = _mm512_maskz_loadu_ps(k, v + i);
+        if (decoupled) {
+            pi = _mm512_mul_ps(pi, vdecay);
+        } else if (l2 != 0) {
+            gi = _mm512_add_ps(gi, _mm512_mul_ps(vl2, pi));
+        }
+        __m512 mi = _mm512_add_ps(m0, _mm512_mul_ps(omb1, _mm512_sub_ps(gi, m0)));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(v0, b2), _mm512_mul_ps(_mm512_mul_ps(omb2, gi), gi));
+        _mm512_mask_storeu_ps(m + i, k, mi);
+        _mm512_mask_storeu_ps(v + i, k, vi);
+        __m512 denom = _mm512_add_ps(_mm512_div_ps(_mm512_sqrt_ps(vi), bc2), veps);
+        pi = _mm512_add_ps(pi, _mm512_div_ps(_mm512_mul_ps(step, mi), denom));
+        _mm512_mask_storeu_ps(p + i, k, pi);
+    }
+}
+#pragma clang fp contract(on)

@@ -14,9 +14,12 @@ extension DVTCommand.BenchCommand {
             Runs VIEWS views (+ the whole image) through a random-weights ViT of the config's architecture and \
             STEPS stage-1 steps on one image, then prints the extrapolation to the config's num_views and num_iters \
             with the formula: time = forwards · (V_full + 1)/(V + 1) + fit · S_full/S; peak RSS = measured + \
-            (V_full − V) · bytes per view (its input, features and coordinates, float32).
+            (V_full − V) · bytes per view (its input, features and coordinates, float32). With --torch-python and \
+            --reference, dvt_torch.py stage1 (or scripts/dvt_torch_fastgrid.py) then fits the same views with the \
+            same settings, and its ms/step and the ratio are printed (its table takes dense Adam, DVT's).
             """)
         @OptionGroup var compute: ComputeOptions
+        @OptionGroup var reference: ReferenceOptions
         @Argument(help: "Stage-1 config.") var config = "Configs/dvt-default.yaml"
         @Option(help: "Image (default: the first photo of the shared photos folder).") var image = "../shared/datasets/photos/chelsea.jpg"
         @Option(help: "Views in the slice.") var views = 64
@@ -31,7 +34,7 @@ extension DVTCommand.BenchCommand {
             compute.apply()
             print("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
             let t = try Bench.stage1Image(config: URL(fileURLWithPath: config), image: URL(fileURLWithPath: image),
-                                          views: views, steps: steps, precision: precision)
+                                          views: views, steps: steps, precision: precision, reference: reference.runner)
             let gib = Double(1 << 30)
             print(String(format: "slice: %d views + 1 in %.1f s (%.3f s per forward), %d steps in %.1f s (%.1f ms/step), peak RSS %.2f GiB",
                          t.viewsMeasured, t.viewSeconds, t.viewSeconds / Double(t.viewsMeasured + 1), t.stepsMeasured,
@@ -39,6 +42,10 @@ extension DVTCommand.BenchCommand {
             print(String(format: "per image = %.1f s · (%d + 1)/(%d + 1) + %.1f s · %d/%d = %.0f s + %.0f s = %.1f min",
                          t.viewSeconds, t.viewsFull, t.viewsMeasured, t.fitSeconds, t.stepsFull, t.stepsMeasured,
                          t.fullViewSeconds, t.fullFitSeconds, t.perImageSeconds / 60))
+            if let torch = t.torchMsPerStep {
+                print(String(format: "fit: ours %.1f ms/step, torch %.1f ms/step (%@): ours/torch %.2f",
+                             t.msPerStep, torch, (reference.reference ?? "") as NSString, t.msPerStep / torch))
+            }
             print(String(format: "peak RSS ≈ %.2f GiB + (%d − %d) · %.1f MiB = %.2f GiB",
                          t.peakRSSBytes / gib, t.viewsFull, t.viewsMeasured, t.bytesPerView / Double(1 << 20), t.fullPeakRSSBytes / gib))
         }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 // 2-D multiresolution hash encoding (Instant-NGP), following tiny-cuda-nn's grid rules.
@@ -102,6 +103,9 @@ package final class TouchedRows {
         return true
     }
 
+    /// Prefetches row `r`'s mark (see `dvt_prefetch`).
+    @inline(__always) func prefetchMark(_ r: Int) { dvt_prefetch(mark + r) }
+
     func append(_ newRows: [Int32]) { rows.append(contentsOf: newRows) }
 
     /// Forgets every row (after their gradient rows were zeroed).
@@ -133,8 +137,13 @@ extension Tensor {
     /// one level per worker (levels own disjoint rows, so no two workers write the same row), and
     /// it records the touched rows for the sparse Adam. No gradient flows to `coords`.
     ///
+    /// The forward computes every (point, level) cell once (`HashGridCells`: the four row indices
+    /// and the fractional position) and the backward reuses it. Both passes prefetch the rows a
+    /// few points ahead: at DVT's size the fine levels are 2^20-row tables visited in random
+    /// order, and without the hints each point waits for its DRAM misses in turn. Neither changes
+    /// a float operation or its order.
+    ///
     /// - Paper: Müller et al., "Instant Neural Graphics Primitives with a Multiresolution Hash Encoding" (2022).
-    // Long on purpose: forward and backward side by side, as every op here.
     public static func hashGridEncode(_ table: Tensor, coords: Tensor, layout: HashGridLayout) -> Tensor {
         let f = layout.featuresPerLevel, levels = layout.levels
         precondition(table.shape == [layout.totalRows, f],
@@ -142,31 +151,28 @@ extension Tensor {
         precondition(coords.rank == 2 && coords.shape[1] == 2, "hashGridEncode: coords must be (N, 2), got \(coords.shape)")
         let n = coords.shape[0], d = levels * f
         let out = Tensor.uninitialized([n, d])  // (N, L·F)
-        let pt = table.ptr, pc = coords.ptr, po = out.ptr
-        let scales = layout.scales, res = layout.resolutions, sizes = layout.sizes, offsets = layout.offsets
-        let dense = (0..<levels).map { layout.isDense($0) }
+        let cells = HashGridCells(coords: coords, layout: layout)
+        let pt = table.ptr, po = out.ptr
+        let far = HashGridCells.farLevels(layout)
         Parallel.forRanges(n, grain: 256) { range in
             for i in range {
-                let x = pc[2 * i], y = pc[2 * i + 1]
+                // The rows of the point `ahead` iterations on, in the levels that miss the caches.
+                let ahead = i + HashGridCells.forwardDistance
+                if ahead < range.upperBound {
+                    for l in far { for c in 0..<4 { dvt_prefetch(pt + Int(cells.rows[cells.slot(ahead, l) + c]) * f) } }
+                }
                 for l in 0..<levels {
-                    let px = x * scales[l] + 0.5, py = y * scales[l] + 0.5
-                    let fx0 = px.rounded(.down), fy0 = py.rounded(.down)
-                    let fx = px - fx0, fy = py - fy0
-                    let cx = Int(fx0), cy = Int(fy0)
-                    let r = res[l], s = sizes[l], off = offsets[l], dn = dense[l]
-                    let i00 = (off + gridIndex(cx, cy, res: r, size: s, dense: dn)) * f
-                    let i10 = (off + gridIndex(cx + 1, cy, res: r, size: s, dense: dn)) * f
-                    let i01 = (off + gridIndex(cx, cy + 1, res: r, size: s, dense: dn)) * f
-                    let i11 = (off + gridIndex(cx + 1, cy + 1, res: r, size: s, dense: dn)) * f
-                    let w00 = (1 - fx) * (1 - fy), w10 = fx * (1 - fy), w01 = (1 - fx) * fy, w11 = fx * fy
+                    let k = cells.slot(i, l)
+                    let (w00, w10, w01, w11) = cells.weights(i, l)
+                    let r00 = pt + Int(cells.rows[k]) * f, r10 = pt + Int(cells.rows[k + 1]) * f
+                    let r01 = pt + Int(cells.rows[k + 2]) * f, r11 = pt + Int(cells.rows[k + 3]) * f
                     let o = po + i * d + l * f
-                    for k in 0..<f {
-                        o[k] = w00 * pt[i00 + k] + w10 * pt[i10 + k] + w01 * pt[i01 + k] + w11 * pt[i11 + k]
+                    for j in 0..<f {
+                        o[j] = w00 * r00[j] + w10 * r10[j] + w01 * r01[j] + w11 * r11[j]
                     }
                 }
             }
         }
-        let coordsCopy = coords.detach()
         return out.record("hashGridEncode", [table]) { g in
             let gt = table.gradBuffer()
             let tracker: TouchedRows
@@ -174,33 +180,105 @@ extension Tensor {
                 tracker = TouchedRows(rowCount: layout.totalRows)
                 table.grad!.touchedRows = tracker
             }
-            let pg = g.ptr, pc = coordsCopy.ptr
+            let pg = g.ptr
             var perLevel = [[Int32]](repeating: [], count: levels)
             perLevel.withUnsafeMutableBufferPointer { lists in
                 Parallel.forEach(levels) { l in
                     var touched: [Int32] = []
-                    let r = res[l], s = sizes[l], off = offsets[l], dn = dense[l], scale = scales[l]
+                    let prefetch = far.contains(l)
                     for i in 0..<n {
-                        let px = pc[2 * i] * scale + 0.5, py = pc[2 * i + 1] * scale + 0.5
-                        let fx0 = px.rounded(.down), fy0 = py.rounded(.down)
-                        let fx = px - fx0, fy = py - fy0
-                        let cx = Int(fx0), cy = Int(fy0)
+                        let ahead = i + HashGridCells.backwardDistance
+                        if prefetch && ahead < n {
+                            let k = cells.slot(ahead, l)
+                            for c in 0..<4 {
+                                let row = Int(cells.rows[k + c])
+                                dvt_prefetch(gt + row * f)
+                                tracker.prefetchMark(row)
+                            }
+                        }
+                        let k = cells.slot(i, l)
+                        let (w00, w10, w01, w11) = cells.weights(i, l)
                         let gi = pg + i * d + l * f
-                        @inline(__always) func scatter(_ x: Int, _ y: Int, _ w: Float) {
-                            let row = off + gridIndex(x, y, res: r, size: s, dense: dn)
+                        @inline(__always) func scatter(_ row: Int, _ w: Float) {
                             if tracker.markRow(row) { touched.append(Int32(row)) }
                             let dst = gt + row * f
-                            for k in 0..<f { dst[k] += w * gi[k] }
+                            for j in 0..<f { dst[j] += w * gi[j] }
                         }
-                        scatter(cx, cy, (1 - fx) * (1 - fy))
-                        scatter(cx + 1, cy, fx * (1 - fy))
-                        scatter(cx, cy + 1, (1 - fx) * fy)
-                        scatter(cx + 1, cy + 1, fx * fy)
+                        scatter(Int(cells.rows[k]), w00)
+                        scatter(Int(cells.rows[k + 1]), w10)
+                        scatter(Int(cells.rows[k + 2]), w01)
+                        scatter(Int(cells.rows[k + 3]), w11)
                     }
                     lists[l] = touched
                 }
             }
+            withExtendedLifetime(cells) {}
             for list in perLevel { tracker.append(list) }
         }
+    }
+}
+
+/// Every (point, level) cell of one `hashGridEncode` call: the table rows of its four vertices
+/// (00, 10, 01, 11: x then y) and the fractional position in the cell, computed once by the
+/// forward pass and read again by the backward pass.
+package final class HashGridCells: @unchecked Sendable {
+    let levels: Int
+    /// (N, L, 4) absolute table rows (level offset included).
+    let rows: UnsafeMutablePointer<Int32>
+    /// (N, L, 2) the fractional position (fx, fy) in the cell.
+    let fractions: UnsafeMutablePointer<Float>
+
+    /// Points ahead whose rows the forward and backward loops prefetch (a point of the forward
+    /// reads 4·L rows, one of a level's backward only 4, so the backward looks further ahead).
+    static let forwardDistance = 2
+    static let backwardDistance = 8
+
+    /// Levels whose rows span more than ~1 MiB (most of a core's L2): the ones that miss the
+    /// caches and are worth prefetching.
+    package static func farLevels(_ layout: HashGridLayout) -> [Int] {
+        (0..<layout.levels).filter { layout.sizes[$0] * layout.featuresPerLevel * 4 > 1 << 20 }
+    }
+
+    /// - Parameter coords: (N, 2) points (x, y) in [0, 1].
+    init(coords: Tensor, layout: HashGridLayout) {
+        let n = coords.shape[0], levels = layout.levels
+        self.levels = levels
+        rows = .allocate(capacity: Swift.max(1, n * levels * 4))
+        fractions = .allocate(capacity: Swift.max(1, n * levels * 2))
+        let pc = coords.ptr, rows = rows, fractions = fractions
+        let scales = layout.scales, res = layout.resolutions, sizes = layout.sizes, offsets = layout.offsets
+        let dense = (0..<levels).map { layout.isDense($0) }
+        Parallel.forRanges(n, grain: 512) { range in
+            for i in range {
+                let x = pc[2 * i], y = pc[2 * i + 1]
+                for l in 0..<levels {
+                    let px = x * scales[l] + 0.5, py = y * scales[l] + 0.5
+                    let fx0 = px.rounded(.down), fy0 = py.rounded(.down)
+                    let cx = Int(fx0), cy = Int(fy0)
+                    let r = res[l], s = sizes[l], off = offsets[l], dn = dense[l]
+                    let k = (i * levels + l) * 4
+                    rows[k] = Int32(off + Tensor.gridIndex(cx, cy, res: r, size: s, dense: dn))
+                    rows[k + 1] = Int32(off + Tensor.gridIndex(cx + 1, cy, res: r, size: s, dense: dn))
+                    rows[k + 2] = Int32(off + Tensor.gridIndex(cx, cy + 1, res: r, size: s, dense: dn))
+                    rows[k + 3] = Int32(off + Tensor.gridIndex(cx + 1, cy + 1, res: r, size: s, dense: dn))
+                    fractions[(i * levels + l) * 2] = px - fx0
+                    fractions[(i * levels + l) * 2 + 1] = py - fy0
+                }
+            }
+        }
+    }
+
+    deinit {
+        rows.deallocate()
+        fractions.deallocate()
+    }
+
+    /// Index of the first of the four rows of point `i` at level `l`.
+    @inline(__always) func slot(_ i: Int, _ l: Int) -> Int { (i * levels + l) * 4 }
+
+    /// The bilinear weights of the vertices 00, 10, 01, 11.
+    @inline(__always) func weights(_ i: Int, _ l: Int) -> (Float, Float, Float, Float) {
+        let fx = fractions[(i * levels + l) * 2], fy = fractions[(i * levels + l) * 2 + 1]
+        return ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
     }
 }

@@ -18,7 +18,7 @@ public final class TensorStorage: @unchecked Sendable {
         precondition(count >= 0, "negative element count \(count)")
         _ = TensorStorage.allocatorTuned
         self.count = count
-        base = .allocate(capacity: max(count, 1))
+        base = TensorStorage.allocateBuffer(max(count, 1))
         if zeroed {
             base.initialize(repeating: 0, count: max(count, 1))
         } else if TensorStorage.poisonUninitialized {
@@ -29,6 +29,33 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit { base.deallocate() }
+
+    /// Buffers from this size on are 2 MiB-aligned and asked to live on transparent huge pages.
+    /// The big ones are the stage-1 tables (a 16-level 2^20 hash table, its gradient and Adam
+    /// moments are 75 MiB each) and the per-view raw features, all read at random rows: with
+    /// 4 KiB pages nearly every row costs a TLB miss on top of its cache miss. (glibc serves
+    /// such sizes with their own mmap anyway, see `allocatorTuned`, so alignment costs
+    /// address space, not memory.) Placement only: no value changes.
+    static let hugePageThreshold = 32 << 20
+
+    /// `count` floats; from `hugePageThreshold` bytes on, 2 MiB-aligned with MADV_HUGEPAGE (on
+    /// Linux; the advice is a hint, ignored where THP is off). `deallocate()` frees either kind
+    /// (both come from malloc's family).
+    private static func allocateBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+        #if os(Linux)
+        let bytes = count * MemoryLayout<Float>.stride
+        if bytes >= hugePageThreshold {
+            let huge = 2 << 20
+            let rounded = (bytes + huge - 1) / huge * huge
+            var raw: UnsafeMutableRawPointer? = nil
+            if posix_memalign(&raw, huge, rounded) == 0, let raw {
+                _ = madvise(raw, rounded, MADV_HUGEPAGE)
+                return raw.bindMemory(to: Float.self, capacity: count)
+            }
+        }
+        #endif
+        return .allocate(capacity: count)
+    }
 
     #if DEBUG
     static let poisonUninitialized = ProcessInfo.processInfo.environment["DVT_NO_POISON"] == nil

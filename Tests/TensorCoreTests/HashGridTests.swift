@@ -129,4 +129,50 @@ struct HashGridTests {
         #expect(table.grad!.scalars.allSatisfy { $0 == 0 })
         #expect(table.grad!.touchedRows!.rows.isEmpty)
     }
+
+    @Test("at a size whose fine levels are prefetched, forward and backward match naive versions on 2 threads")
+    func prefetchedLevels() {
+        // 2^16 rows of 8 features (2 MiB) per fine level: above `HashGridCells.farLevels`' 1 MiB.
+        let lay = HashGridLayout(levels: 6, featuresPerLevel: 8, log2TableSize: 16, baseResolution: 8, finestResolution: 512)
+        #expect(HashGridCells.farLevels(lay).count >= 2)
+        var rng = RandomGenerator(seed: 5)
+        let table = Tensor.uniform([lay.totalRows, 8], -1, 1, rng: &rng, requiresGrad: true)
+        var pts: [Float] = []
+        for _ in 0..<(2 * 700) { pts.append(rng.uniform()) }
+        let n = pts.count / 2
+        let coords = Tensor(pts, shape: [n, 2])
+        let upstream = Tensor.uniform([n, 6 * 8], -1, 1, rng: &rng)
+        let out = Parallel.withThreads(2) { Tensor.hashGridEncode(table, coords: coords, layout: lay) }
+        expectClose(out.scalars, naive(table.scalars, pts, lay), rtol: 1e-5, atol: 1e-6, "prefetched forward")
+        Parallel.withThreads(2) { (out * upstream).sum().backward() }
+        // Naive scatter-add in Double.
+        var expected = [Double](repeating: 0, count: lay.totalRows * 8)
+        let g = upstream.scalars
+        for i in 0..<n {
+            for l in 0..<lay.levels {
+                let s = lay.scales[l]
+                let px = pts[2 * i] * s + 0.5, py = pts[2 * i + 1] * s + 0.5
+                let x0 = Int(px.rounded(.down)), y0 = Int(py.rounded(.down))
+                let fx = px - Float(x0), fy = py - Float(y0)
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let x = x0 + dx, y = y0 + dy
+                    let w = Double(dx == 1 ? fx : 1 - fx) * Double(dy == 1 ? fy : 1 - fy)
+                    let res = lay.resolutions[l], size = lay.sizes[l]
+                    let idx: UInt64 = res * res <= size ? UInt64(x + y * res) : UInt64(x) ^ (UInt64(y) * 2_654_435_761)
+                    let row = Int(idx % UInt64(size)) + lay.offsets[l]
+                    for k in 0..<8 { expected[row * 8 + k] += w * Double(g[i * 48 + l * 8 + k]) }
+                }
+            }
+        }
+        expectClose(table.grad!.scalars, expected.map { Float($0) }, rtol: 1e-4, atol: 1e-5, "prefetched backward")
+        let nonzeroRows = Set((0..<lay.totalRows).filter { r in (0..<8).contains { expected[r * 8 + $0] != 0 } })
+        #expect(Set(table.grad!.touchedRows!.rows.map(Int.init)) == nonzeroRows)
+        // One thread gives the same bits: every output and every gradient row has one writer.
+        let grad2 = table.grad!.scalars
+        table.zeroGrad()
+        let out1 = Parallel.withThreads(1) { Tensor.hashGridEncode(table, coords: coords, layout: lay) }
+        #expect(out1.scalars == out.scalars)
+        Parallel.withThreads(1) { (out1 * upstream).sum().backward() }
+        #expect(table.grad!.scalars == grad2)
+    }
 }

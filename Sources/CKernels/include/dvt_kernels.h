@@ -30,3 +30,18 @@ int dvt_cpu_has_avx2_fma(void);
 double dvt_peak_fp32_avx512(long iters, float *sink);
 double dvt_peak_fp32_avx2(long iters, float *sink);
 double dvt_peak_bf16_avx512(long iters, float *sink);
+
+/// Software prefetch of the cache line holding `p`, for writing (rw = 1) and into every cache
+/// level (locality 3). The sparse kernels (hash-grid gather and scatter, row-sparse Adam) visit
+/// rows of 75 MiB tables in random order; hinting the rows a few iterations ahead overlaps the
+/// DRAM misses that otherwise serialise behind each row's arithmetic. A hint only: no effect on
+/// results. Header-inline so Swift callers get the single instruction.
+static inline void dvt_prefetch(const void *p) { __builtin_prefetch(p, 1, 3); }
+
+/// Adam's element update over n floats, TensorCore's `AdamKernel.update` at 16 lanes: the same
+/// float operations in the same order and no FMA contraction (square root and division are
+/// correctly rounded in both), so the results are bit-identical to the Swift loop, which the
+/// tests check. decoupled != 0: p ← p·decay first (AdamW); else g ← g + l2·p when l2 != 0.
+void dvt_adam_update_avx512(float *p, const float *g, float *m, float *v, ptrdiff_t n,
+                            float one_minus_beta1, float beta2, float one_minus_beta2, float l2, float decay,
+                            float eps, float neg_step_size, float bc2_sqrt, int decoupled);
