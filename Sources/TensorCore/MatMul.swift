@@ -83,16 +83,23 @@ enum BLAS {
     /// and the caller makes one unsplit call. Each boundary is the multiple of `rowBlock` nearest
     /// to an even share, so small M (e.g. 128 = 48 + 80) stays balanced.
     static func splitRows(_ m: Int, _ n: Int, _ k: Int, split: Bool, _ rows: (Int, Int) -> Void) -> Bool {
-        let workers = Parallel.threads
-        guard threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold else { return false }
-        func bound(_ w: Int) -> Int {
-            w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
-        }
-        Parallel.concurrentPerform(workers) { w in
-            let lo = bound(w), hi = bound(w + 1)
+        guard let bounds = rowBlocks(m, n, k, split: split) else { return false }
+        Parallel.concurrentPerform(bounds.count - 1) { w in
+            let lo = bounds[w], hi = bounds[w + 1]
             if lo < hi { rows(lo, hi) }
         }
         return true
+    }
+
+    /// The block boundaries `splitRows` uses (workers + 1 values from 0 to m), or nil when the
+    /// product is not split.
+    static func rowBlocks(_ m: Int, _ n: Int, _ k: Int, split: Bool) -> [Int]? {
+        let workers = Parallel.threads
+        guard threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold else { return nil }
+        func bound(_ w: Int) -> Int {
+            w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
+        }
+        return (0...workers).map(bound)
     }
 
     /// `gemm` with bf16 operands and fp32 accumulation (`Precision.bf16`). op(A) and op(B) are
@@ -227,11 +234,16 @@ extension Tensor {
         let precision = Precision.current  // forward and backward products alike
         let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
         let px = x.ptr, pw = w.ptr, py = out.ptr
-        if let b {
-            let pb = b.ptr
-            for r in 0..<rows { (py + r * outF).update(from: pb, count: outF) }
+        // No gradient for w: weights reordered (and rounded) once, MatMulPrepared.swift.
+        let prepared = rows > 0 && PreparedWeights.applies(to: w)
+            && PreparedWeights.linear(px, rows: rows, inF: inF, outF: outF, w: w, b: b, into: py, precision: precision)
+        if !prepared {
+            if let b {
+                let pb = b.ptr
+                for r in 0..<rows { (py + r * outF).update(from: pb, count: outF) }
+            }
+            BLAS.gemm(false, true, rows, outF, inF, 1, px, inF, pw, inF, b == nil ? 0 : 1, py, outF, precision: precision)
         }
-        BLAS.gemm(false, true, rows, outF, inF, 1, px, inF, pw, inF, b == nil ? 0 : 1, py, outF, precision: precision)
         let parents = b.map { [x, w, $0] } ?? [x, w]
         return out.record("linear", parents) { g in
             let pg = g.ptr
