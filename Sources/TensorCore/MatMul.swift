@@ -262,4 +262,26 @@ extension Tensor {
             }
         }
     }
+
+    /// gelu(linear(x, w, b)), the first half of a ViT MLP. When nothing will be differentiated
+    /// (no gradient recorded for x, w or b) and w can be prepared (MatMulPrepared.swift), the
+    /// GELU is oneDNN's `eltwise_gelu_erf` post-op applied to each output tile as the product
+    /// writes it, saving the separate GELU pass over the (rows, Out) hidden activations (and
+    /// their allocation); oneDNN's erf is not TensorCore's Chebyshev fit, so the values differ
+    /// from the composed version by float rounding (≤ 1e-6 relative, tested). Otherwise the
+    /// composed, differentiable `linear(x, w, b).gelu()`.
+    public static func linearGELU(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
+        let graph = GradMode.enabled && (x.requiresGrad || w.requiresGrad || b?.requiresGrad == true)
+        guard !graph, w.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == w.shape[1], PreparedWeights.applies(to: w) else {
+            return linear(x, w, b).gelu()
+        }
+        if let b { precondition(b.shape == [w.shape[0]], "linearGELU: bias \(b.shape) should be [\(w.shape[0])]") }
+        let outF = w.shape[0], inF = w.shape[1]
+        let rows = x.count / max(inF, 1)
+        let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
+        if rows == 0 { return out }
+        guard PreparedWeights.linear(x.ptr, rows: rows, inF: inF, outF: outF, w: w, b: b, into: out.ptr,
+                                     precision: Precision.current, gelu: true) else { return linear(x, w, b).gelu() }
+        return out
+    }
 }

@@ -137,15 +137,16 @@ enum PreparedWeights {
 
     /// Whether `linear` may use a prepared copy of `w`: oneDNN products, a budget, and no
     /// gradient will be recorded for w (a weight being trained changes every step, and its
-    /// backward products read the plain weight anyway).
+    /// backward products read the plain weight anyway), and not in a checkpoint's forward
+    /// (which runs unrecorded but on weights being trained).
     static func applies(to w: Tensor) -> Bool {
-        BLAS.backend == .onednn && budget > 0 && !(GradMode.enabled && w.requiresGrad)
+        BLAS.backend == .onednn && budget > 0 && !(GradMode.enabled && w.requiresGrad) && !GradMode.checkpointForward
     }
 
-    /// y (rows, Out) = x (rows, In) · wᵀ + b through prepared weights, split by rows as
+    /// y (rows, Out) = x (rows, In) · wᵀ + b (then GELU with `gelu`) through prepared weights, split by rows as
     /// `BLAS.gemm` splits; false (nothing written) when no copy could be prepared.
     static func linear(_ x: UnsafePointer<Float>, rows: Int, inF: Int, outF: Int, w: Tensor, b: Tensor?,
-                       into y: UnsafeMutablePointer<Float>, precision: Precision) -> Bool {
+                       into y: UnsafeMutablePointer<Float>, precision: Precision, gelu: Bool = false) -> Bool {
         let bf16 = precision == .bf16
         let blocks = BLAS.rowBlocks(rows, outF, inF, split: true) ?? [0, rows]
         // One primitive per distinct block height; their weight layouts, prepared up front so
@@ -156,7 +157,7 @@ enum PreparedWeights {
             if entries[m] != nil { continue }
             let key = OneDNN.Key(transA: false, transB: true, m: m, n: outF, k: inF, lda: inF, ldb: inF, ldc: outF,
                                  alpha: Float(1).bitPattern, beta: Float(0).bitPattern, bf16: bf16,
-                                 preparedWeights: true, bias: b != nil)
+                                 preparedWeights: true, bias: b != nil, gelu: gelu)
             let e = OneDNN.entry(key)
             guard let c = copy(of: w, layoutOf: key, bf16: bf16) else { return false }
             entries[m] = (e, c)

@@ -39,6 +39,8 @@ enum OneDNN {
         var preparedWeights = false
         /// An fp32 bias (1, N) added by the primitive (DNNL_ARG_BIAS).
         var bias = false
+        /// Exact (erf) GELU applied to the result as an eltwise post-op (`Tensor.linearGELU`).
+        var gelu = false
     }
 
     nonisolated(unsafe) static let engine: dnnl_engine_t = {
@@ -110,11 +112,12 @@ enum OneDNN {
             var scale = alpha
             check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "output scales")
         }
-        if beta != 0 {
+        if beta != 0 || key.gelu {
             var ops: dnnl_post_ops_t?
             check(dnnl_post_ops_create(&ops), "post ops")
             defer { dnnl_post_ops_destroy(ops) }
-            check(dnnl_post_ops_append_sum(ops, beta), "sum post-op")
+            if beta != 0 { check(dnnl_post_ops_append_sum(ops, beta), "sum post-op") }
+            if key.gelu { check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "gelu post-op") }
             check(dnnl_primitive_attr_set_post_ops(attr, ops), "set post ops")
         }
         var pd: dnnl_primitive_desc_t?

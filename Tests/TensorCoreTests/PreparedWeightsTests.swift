@@ -109,3 +109,26 @@ struct PreparedWeightsTests {
         for (i, o) in outs.enumerated() { #expect(o == want, "thread \(i)") }
     }
 }
+
+@Suite("linear + GELU post-op")
+struct LinearGELUTests {
+    @Test("fused (no grad) = linear then gelu within 1e-6 of max |y|, fp32 and bf16; with a graph it is the composition itself",
+          arguments: [Precision.fp32, .bf16])
+    func fusedMatchesComposed(_ precision: Precision) {
+        for (rows, inF, outF) in [(1, 8, 16), (33, 64, 100), (1370, 96, 384)] {
+            let x = randn([rows, inF], seed: 40, requiresGrad: false)
+            let w = randn([outF, inF], seed: 41, scale: 0.3, requiresGrad: true), b = randn([outF], seed: 42, requiresGrad: true)
+            let fused = withNoGrad { precision.run { Tensor.linearGELU(x, w, b).scalars } }
+            let composed = withNoGrad { precision.run { Tensor.linear(x, w, b).gelu().scalars } }
+            let scale = composed.map { abs($0) }.max() ?? 1
+            let err = zip(fused, composed).map { abs($0 - $1) }.max() ?? 0
+            print("linearGELU \(precision) rows \(rows): max |fused − composed| / max |y| = \(err / scale)")
+            #expect(err <= 1e-6 * scale, "rows \(rows) in \(inF) out \(outF): \(err / scale)")
+            // Grad mode with trainable weights: the differentiable composition, bit for bit.
+            let graph = precision.run { Tensor.linearGELU(x, w, b) }
+            #expect(graph.scalars == precision.run { Tensor.linear(x, w, b).gelu() }.scalars)
+            (graph * graph).sum().backward()
+            #expect(w.grad != nil && b.grad != nil, "gradients flow through the composed path")
+        }
+    }
+}
