@@ -284,4 +284,30 @@ extension Tensor {
                                      precision: Precision.current, gelu: true) else { return linear(x, w, b).gelu() }
         return out
     }
+
+    /// linear(gelu(linear(x, w1, b1)), w2, b2), a ViT MLP. At inference in bf16 with prepared
+    /// weights, fc1 writes its GELU'd hidden (rows, H) straight as bf16 (oneDNN rounds to
+    /// nearest even, as BFloat16.pack would) and fc2 reads it: no fp32 hidden, no pack of it
+    /// (the largest activation of a block). Otherwise `linear(linearGELU(x, w1, b1), w2, b2)`.
+    public static func mlpGELU(_ x: Tensor, _ w1: Tensor, _ b1: Tensor?, _ w2: Tensor, _ b2: Tensor?) -> Tensor {
+        let params = [w1, w2] + [b1, b2].compactMap { $0 }
+        let graph = GradMode.enabled && (x.requiresGrad || params.contains { $0.requiresGrad })
+        let hidden = w1.shape[0], inF = w1.shape[1]
+        guard !graph, Precision.current == .bf16, w1.rank == 2, w2.rank == 2, w2.shape[1] == hidden,
+              x.rank >= 1, x.shape[x.rank - 1] == inF, PreparedWeights.applies(to: w1), PreparedWeights.applies(to: w2) else {
+            return linear(linearGELU(x, w1, b1), w2, b2)
+        }
+        if let b1 { precondition(b1.shape == [hidden], "mlpGELU: bias \(b1.shape) should be [\(hidden)]") }
+        if let b2 { precondition(b2.shape == [w2.shape[0]], "mlpGELU: bias \(b2.shape) should be [\(w2.shape[0])]") }
+        let outF = w2.shape[0], rows = x.count / max(inF, 1)
+        let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
+        if rows == 0 { return out }
+        let h16 = BFloat16.allocatePadded(rows * hidden)  // (rows, H) bf16
+        defer { h16.deallocate() }
+        guard PreparedWeights.linear(x.ptr, rows: rows, inF: inF, outF: hidden, w: w1, b: b1, into: h16,
+                                     precision: .bf16, gelu: true, yBF16: true),
+              PreparedWeights.linear(h16, rows: rows, inF: hidden, outF: outF, w: w2, b: b2, into: out.ptr,
+                                     precision: .bf16, xBF16: true) else { return linear(linearGELU(x, w1, b1), w2, b2) }
+        return out
+    }
 }

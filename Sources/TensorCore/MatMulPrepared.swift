@@ -143,10 +143,13 @@ enum PreparedWeights {
         BLAS.backend == .onednn && budget > 0 && !(GradMode.enabled && w.requiresGrad) && !GradMode.checkpointForward
     }
 
-    /// y (rows, Out) = x (rows, In) · wᵀ + b (then GELU with `gelu`) through prepared weights, split by rows as
-    /// `BLAS.gemm` splits; false (nothing written) when no copy could be prepared.
-    static func linear(_ x: UnsafePointer<Float>, rows: Int, inF: Int, outF: Int, w: Tensor, b: Tensor?,
-                       into y: UnsafeMutablePointer<Float>, precision: Precision, gelu: Bool = false) -> Bool {
+    /// y (rows, Out) = x (rows, In) · wᵀ + b (then GELU with `gelu`) through prepared weights,
+    /// split by rows as `BLAS.gemm` splits; false (nothing written) when no copy could be
+    /// prepared. x and y are fp32, except that in bf16 `xBF16` says x is already bf16 (the
+    /// hidden of `mlpGELU`) and `yBF16` asks for y as bf16.
+    static func linear(_ x: UnsafeRawPointer, rows: Int, inF: Int, outF: Int, w: Tensor, b: Tensor?,
+                       into y: UnsafeMutableRawPointer, precision: Precision, gelu: Bool = false,
+                       xBF16: Bool = false, yBF16: Bool = false) -> Bool {
         let bf16 = precision == .bf16
         let blocks = BLAS.rowBlocks(rows, outF, inF, split: true) ?? [0, rows]
         // One primitive per distinct block height; their weight layouts, prepared up front so
@@ -157,7 +160,7 @@ enum PreparedWeights {
             if entries[m] != nil { continue }
             let key = OneDNN.Key(transA: false, transB: true, m: m, n: outF, k: inF, lda: inF, ldb: inF, ldc: outF,
                                  alpha: Float(1).bitPattern, beta: Float(0).bitPattern, bf16: bf16,
-                                 preparedWeights: true, bias: b != nil, gelu: gelu)
+                                 preparedWeights: true, bias: b != nil, gelu: gelu, dstBF16: bf16 && yBF16)
             let e = OneDNN.entry(key)
             guard let c = copy(of: w, layoutOf: key, bf16: bf16) else { return false }
             entries[m] = (e, c)
@@ -165,16 +168,17 @@ enum PreparedWeights {
         let prepared = entries  // read-only from here on (the workers share it)
         let pb = b.map { UnsafePointer($0.ptr) }
         var a16: UnsafeMutablePointer<UInt16>?
-        if bf16 {
+        if bf16 && !xBF16 {
             a16 = BFloat16.allocatePadded(rows * inF)
-            BFloat16.pack(x, rows: rows, cols: inF, ld: inF, into: a16!, parallel: true)
+            BFloat16.pack(x.assumingMemoryBound(to: Float.self), rows: rows, cols: inF, ld: inF, into: a16!, parallel: true)
         }
         defer { a16?.deallocate() }
+        let a: UnsafeRawPointer = a16.map { UnsafeRawPointer($0) } ?? x
+        let inBytes = bf16 ? 2 : 4, outBytes = bf16 && yBF16 ? 2 : 4
         func run(_ lo: Int, _ hi: Int) {
             OpenMP.singleThreaded()
             let (e, c) = prepared[hi - lo]!
-            let a: UnsafeRawPointer = a16.map { UnsafeRawPointer($0 + lo * inF) } ?? UnsafeRawPointer(x + lo * inF)
-            OneDNN.execute(e, a, c.pointer, pb, y + lo * outF)
+            OneDNN.execute(e, a + lo * inF * inBytes, c.pointer, pb, y + lo * outF * outBytes)
         }
         if blocks.count > 2 {
             Parallel.concurrentPerform(blocks.count - 1) { i in

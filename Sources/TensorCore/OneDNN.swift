@@ -41,6 +41,8 @@ enum OneDNN {
         var bias = false
         /// Exact (erf) GELU applied to the result as an eltwise post-op (`Tensor.linearGELU`).
         var gelu = false
+        /// C written as bf16 (rounded to nearest even) instead of fp32 (`Tensor.mlpGELU`'s hidden).
+        var dstBF16 = false
     }
 
     nonisolated(unsafe) static let engine: dnnl_engine_t = {
@@ -90,7 +92,7 @@ enum OneDNN {
         }
         dims = [Int64(key.m), Int64(key.n)]
         strides = [Int64(key.ldc), 1]
-        check(dnnl_memory_desc_init_by_strides(&dst, 2, &dims, dnnl_f32, &strides), "dst desc")
+        check(dnnl_memory_desc_init_by_strides(&dst, 2, &dims, key.dstBF16 ? dnnl_bf16 : dnnl_f32, &strides), "dst desc")
         var desc = dnnl_matmul_desc_t()
         if key.bias {
             check(dnnl_matmul_desc_init(&desc, &src, &wei, &biasDesc, &dst), "dnnl_matmul_desc_init")
@@ -153,11 +155,11 @@ enum OneDNN {
     /// Runs a cached primitive on the calling thread: src `a`, weights `b` (in `e.weights`'s
     /// layout), the optional bias, dst `c`, with this thread's stream and scratchpad.
     static func execute(_ e: Entry, _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ bias: UnsafePointer<Float>?,
-                        _ c: UnsafeMutablePointer<Float>) {
+                        _ c: UnsafeMutableRawPointer) {
         var ms: dnnl_memory_t?, mw: dnnl_memory_t?, md: dnnl_memory_t?, mb: dnnl_memory_t?
         check(dnnl_memory_create(&ms, &e.src, engine, UnsafeMutableRawPointer(mutating: a)), "src memory")
         check(dnnl_memory_create(&mw, &e.weights, engine, UnsafeMutableRawPointer(mutating: b)), "weights memory")
-        check(dnnl_memory_create(&md, &e.dst, engine, UnsafeMutableRawPointer(c)), "dst memory")
+        check(dnnl_memory_create(&md, &e.dst, engine, c), "dst memory")
         defer { dnnl_memory_destroy(ms); dnnl_memory_destroy(mw); dnnl_memory_destroy(md) }
         var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: ms),
                     dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: mw),

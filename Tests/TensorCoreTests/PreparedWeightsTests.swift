@@ -132,3 +132,24 @@ struct LinearGELUTests {
         }
     }
 }
+
+@Suite("fused MLP (bf16 hidden)")
+struct MLPGELUTests {
+    @Test("mlpGELU = linear(linearGELU) bit for bit in bf16 and fp32 at inference; the composition under a graph")
+    func matchesComposed() {
+        for (rows, c, h) in [(1, 8, 32), (70, 48, 192), (1370, 64, 256)] {
+            let x = randn([rows, c], seed: 50, requiresGrad: false)
+            let w1 = randn([h, c], seed: 51, scale: 0.3, requiresGrad: true), b1 = randn([h], seed: 52, requiresGrad: true)
+            let w2 = randn([c, h], seed: 53, scale: 0.1, requiresGrad: true), b2 = randn([c], seed: 54, requiresGrad: true)
+            for precision in Precision.allCases {
+                let fused = withNoGrad { precision.run { Tensor.mlpGELU(x, w1, b1, w2, b2).scalars } }
+                let composed = withNoGrad { precision.run { Tensor.linear(Tensor.linearGELU(x, w1, b1), w2, b2).scalars } }
+                #expect(fused == composed, "rows \(rows) \(precision): max |diff| \(zip(fused, composed).map { abs($0 - $1) }.max() ?? 0)")
+            }
+            let y = Precision.bf16.run { Tensor.mlpGELU(x, w1, b1, w2, b2) }
+            #expect(y.scalars == Precision.bf16.run { Tensor.linear(Tensor.linear(x, w1, b1).gelu(), w2, b2) }.scalars)
+            (y * y).sum().backward()
+            #expect(w1.grad != nil && b2.grad != nil, "gradients flow through the composed path")
+        }
+    }
+}
