@@ -212,3 +212,44 @@ AVX512 void dvt_adam_update_avx512(float *p, const float *g, float *m, float *v,
     }
 }
 #pragma clang fp contract(on)
+
+/// bf16 bits of 16 floats, rounded to nearest even, NaN kept quiet: TensorCore's
+/// BFloat16.pack (integer arithmetic, so the bits are the same as that Swift path).
+static inline AVX512 __m256i to_bf16_16(__m512 x) {
+    __m512i v = _mm512_castps_si512(x);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(v, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(v, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(v, 16), _mm512_set1_epi32(0x40)));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+AVX512 void dvt_softmax_row_bf16_avx512(float *row, uint16_t *dst, ptrdiff_t n) {
+    if (n <= 0) return;
+    ptrdiff_t i = 0;
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + i));
+    if (i < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(n - i), row + i));
+    float m = _mm512_reduce_max_ps(vmax);
+    __m512 shift = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), shift));
+        _mm512_storeu_ps(row + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (i < n) {
+        __mmask16 mk = tail_mask(n - i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mk, row + i), shift));
+        _mm512_mask_storeu_ps(row + i, mk, e);
+        acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(mk, e));
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(dst + i), to_bf16_16(_mm512_mul_ps(_mm512_loadu_ps(row + i), inv)));
+    if (i < n) {
+        __mmask16 mk = tail_mask(n - i);
+        uint16_t tail[16];  // AVX-512 F has no masked 16-bit store (that is BW + VL)
+        _mm256_storeu_si256((__m256i *)tail, to_bf16_16(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, row + i), inv)));
+        for (ptrdiff_t j = 0; j < n - i; j++) dst[i + j] = tail[j];
+    }
+}

@@ -21,7 +21,9 @@ public final class Mlp: Layer {
 
     /// (..., C) → (..., C_out)
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        fc2(activation(fc1(x)))  // hidden (..., H)
+        // Exact GELU fused into fc1's product at inference (Tensor.mlpGELU; composed otherwise).
+        if activation == .gelu { return Tensor.mlpGELU(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias) }
+        return fc2(activation(fc1(x)))  // hidden (..., H)
     }
 }
 

@@ -28,6 +28,20 @@ enum GradMode {
         get { pthread_getspecific(key) == nil }
         set { pthread_setspecific(key, newValue ? nil : UnsafeRawPointer(bitPattern: 1)) }
     }
+
+    private static let checkpointKey: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        return k
+    }()
+
+    /// True inside the unrecorded forward of `Tensor.checkpoint`, whose backward recomputes the
+    /// body with recording on: inference-only fast paths (prepared weights, fused GELU) stay off
+    /// there, so the forward's values are bit for bit the recomputed graph's.
+    static var checkpointForward: Bool {
+        get { pthread_getspecific(checkpointKey) != nil }
+        set { pthread_setspecific(checkpointKey, newValue ? UnsafeRawPointer(bitPattern: 1) : nil) }
+    }
 }
 
 /// Runs `body` without recording any graph (inference, metric computation).

@@ -13,7 +13,10 @@ extension Tensor {
     /// deterministic (no random draws), or the recomputed graph is not the forward's.
     public static func checkpoint(_ x: Tensor, parameters: [Tensor], _ body: @escaping (Tensor) -> Tensor) -> Tensor {
         guard GradMode.enabled, x.requiresGrad || parameters.contains(where: { $0.requiresGrad }) else { return body(x) }
+        let wasCheckpointing = GradMode.checkpointForward
+        GradMode.checkpointForward = true
         let out = withNoGrad { body(x) }
+        GradMode.checkpointForward = wasCheckpointing
         let held = x.detach()
         return out.record("checkpoint", [x] + parameters) { g in
             let input = held.detach()

@@ -12,6 +12,7 @@ extension Tensor {
     /// Writes `values` into elements `offset ..< offset + values.count`.
     public func setElements(_ values: [Float], at offset: Int = 0) {
         checkRange(offset..<(offset + values.count))
+        storage.version &+= 1  // prepared copies of this tensor (MatMulPrepared) are stale now
         values.withUnsafeBufferPointer { v in
             if !v.isEmpty { (ptr + offset).update(from: v.baseAddress!, count: v.count) }
         }
@@ -22,6 +23,7 @@ extension Tensor {
     public func copyElements(from src: Tensor, _ range: Range<Int>, to offset: Int = 0, scale: Float? = nil) {
         src.checkRange(range)
         checkRange(offset..<(offset + range.count))
+        storage.version &+= 1  // as in setElements
         let s = src.ptr + range.lowerBound, d = ptr + offset
         if let scale {
             for i in 0..<range.count { d[i] = s[i] * scale }

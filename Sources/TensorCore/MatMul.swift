@@ -83,16 +83,23 @@ enum BLAS {
     /// and the caller makes one unsplit call. Each boundary is the multiple of `rowBlock` nearest
     /// to an even share, so small M (e.g. 128 = 48 + 80) stays balanced.
     static func splitRows(_ m: Int, _ n: Int, _ k: Int, split: Bool, _ rows: (Int, Int) -> Void) -> Bool {
-        let workers = Parallel.threads
-        guard threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold else { return false }
-        func bound(_ w: Int) -> Int {
-            w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
-        }
-        Parallel.concurrentPerform(workers) { w in
-            let lo = bound(w), hi = bound(w + 1)
+        guard let bounds = rowBlocks(m, n, k, split: split) else { return false }
+        Parallel.concurrentPerform(bounds.count - 1) { w in
+            let lo = bounds[w], hi = bounds[w + 1]
             if lo < hi { rows(lo, hi) }
         }
         return true
+    }
+
+    /// The block boundaries `splitRows` uses (workers + 1 values from 0 to m), or nil when the
+    /// product is not split.
+    static func rowBlocks(_ m: Int, _ n: Int, _ k: Int, split: Bool) -> [Int]? {
+        let workers = Parallel.threads
+        guard threading == .engine && split && workers > 1 && m >= 2 * rowBlock && m * n * k >= splitThreshold else { return nil }
+        func bound(_ w: Int) -> Int {
+            w == workers ? m : min(m, Int((Double(w * m) / Double(workers) / Double(rowBlock)).rounded()) * rowBlock)
+        }
+        return (0...workers).map(bound)
     }
 
     /// `gemm` with bf16 operands and fp32 accumulation (`Precision.bf16`). op(A) and op(B) are
@@ -227,11 +234,16 @@ extension Tensor {
         let precision = Precision.current  // forward and backward products alike
         let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
         let px = x.ptr, pw = w.ptr, py = out.ptr
-        if let b {
-            let pb = b.ptr
-            for r in 0..<rows { (py + r * outF).update(from: pb, count: outF) }
+        // No gradient for w: weights reordered (and rounded) once, MatMulPrepared.swift.
+        let prepared = rows > 0 && PreparedWeights.applies(to: w)
+            && PreparedWeights.linear(px, rows: rows, inF: inF, outF: outF, w: w, b: b, into: py, precision: precision)
+        if !prepared {
+            if let b {
+                let pb = b.ptr
+                for r in 0..<rows { (py + r * outF).update(from: pb, count: outF) }
+            }
+            BLAS.gemm(false, true, rows, outF, inF, 1, px, inF, pw, inF, b == nil ? 0 : 1, py, outF, precision: precision)
         }
-        BLAS.gemm(false, true, rows, outF, inF, 1, px, inF, pw, inF, b == nil ? 0 : 1, py, outF, precision: precision)
         let parents = b.map { [x, w, $0] } ?? [x, w]
         return out.record("linear", parents) { g in
             let pg = g.ptr
@@ -249,5 +261,53 @@ extension Tensor {
                 }
             }
         }
+    }
+
+    /// gelu(linear(x, w, b)), the first half of a ViT MLP. When nothing will be differentiated
+    /// (no gradient recorded for x, w or b) and w can be prepared (MatMulPrepared.swift), the
+    /// GELU is oneDNN's `eltwise_gelu_erf` post-op applied to each output tile as the product
+    /// writes it, saving the separate GELU pass over the (rows, Out) hidden activations (and
+    /// their allocation); oneDNN's erf is not TensorCore's Chebyshev fit, so the values differ
+    /// from the composed version by float rounding (≤ 1e-6 relative, tested). Otherwise the
+    /// composed, differentiable `linear(x, w, b).gelu()`.
+    public static func linearGELU(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
+        let graph = GradMode.enabled && (x.requiresGrad || w.requiresGrad || b?.requiresGrad == true)
+        guard !graph, w.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == w.shape[1], PreparedWeights.applies(to: w) else {
+            return linear(x, w, b).gelu()
+        }
+        if let b { precondition(b.shape == [w.shape[0]], "linearGELU: bias \(b.shape) should be [\(w.shape[0])]") }
+        let outF = w.shape[0], inF = w.shape[1]
+        let rows = x.count / max(inF, 1)
+        let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
+        if rows == 0 { return out }
+        guard PreparedWeights.linear(x.ptr, rows: rows, inF: inF, outF: outF, w: w, b: b, into: out.ptr,
+                                     precision: Precision.current, gelu: true) else { return linear(x, w, b).gelu() }
+        return out
+    }
+
+    /// linear(gelu(linear(x, w1, b1)), w2, b2), a ViT MLP. At inference in bf16 with prepared
+    /// weights, fc1 writes its GELU'd hidden (rows, H) straight as bf16 (oneDNN rounds to
+    /// nearest even, as BFloat16.pack would) and fc2 reads it: no fp32 hidden, no pack of it
+    /// (the largest activation of a block). Otherwise `linear(linearGELU(x, w1, b1), w2, b2)`.
+    public static func mlpGELU(_ x: Tensor, _ w1: Tensor, _ b1: Tensor?, _ w2: Tensor, _ b2: Tensor?) -> Tensor {
+        let params = [w1, w2] + [b1, b2].compactMap { $0 }
+        let graph = GradMode.enabled && (x.requiresGrad || params.contains { $0.requiresGrad })
+        let hidden = w1.shape[0], inF = w1.shape[1]
+        guard !graph, Precision.current == .bf16, w1.rank == 2, w2.rank == 2, w2.shape[1] == hidden,
+              x.rank >= 1, x.shape[x.rank - 1] == inF, PreparedWeights.applies(to: w1), PreparedWeights.applies(to: w2) else {
+            return linear(linearGELU(x, w1, b1), w2, b2)
+        }
+        if let b1 { precondition(b1.shape == [hidden], "mlpGELU: bias \(b1.shape) should be [\(hidden)]") }
+        if let b2 { precondition(b2.shape == [w2.shape[0]], "mlpGELU: bias \(b2.shape) should be [\(w2.shape[0])]") }
+        let outF = w2.shape[0], rows = x.count / max(inF, 1)
+        let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
+        if rows == 0 { return out }
+        let h16 = BFloat16.allocatePadded(rows * hidden)  // (rows, H) bf16
+        defer { h16.deallocate() }
+        guard PreparedWeights.linear(x.ptr, rows: rows, inF: inF, outF: hidden, w: w1, b: b1, into: h16,
+                                     precision: .bf16, gelu: true, yBF16: true),
+              PreparedWeights.linear(h16, rows: rows, inF: hidden, outF: outF, w: w2, b: b2, into: out.ptr,
+                                     precision: .bf16, xBF16: true) else { return linear(linearGELU(x, w1, b1), w2, b2) }
+        return out
     }
 }

@@ -22,6 +22,8 @@ enum OneDNN {
         /// The primitive's scratchpad (user mode, see `create`); size 0 when it needs none.
         var scratch = dnnl_memory_desc_t()
         var scratchBytes = 0
+        /// (1, N) fp32 bias, for primitives created with `Key.bias`.
+        var bias = dnnl_memory_desc_t()
         init(primitive: dnnl_primitive_t) { self.primitive = primitive }
     }
 
@@ -31,6 +33,16 @@ enum OneDNN {
         var m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int
         var alpha: UInt32, beta: UInt32
         var bf16: Bool
+        /// Weights in the layout the primitive prefers (`format_tag::any`; `Entry.weights` is
+        /// then that blocked layout, and callers pass weights reordered into it once,
+        /// MatMulPrepared.swift) instead of plain strides copied into it on every call.
+        var preparedWeights = false
+        /// An fp32 bias (1, N) added by the primitive (DNNL_ARG_BIAS).
+        var bias = false
+        /// Exact (erf) GELU applied to the result as an eltwise post-op (`Tensor.linearGELU`).
+        var gelu = false
+        /// C written as bf16 (rounded to nearest even) instead of fp32 (`Tensor.mlpGELU`'s hidden).
+        var dstBF16 = false
     }
 
     nonisolated(unsafe) static let engine: dnnl_engine_t = {
@@ -68,12 +80,25 @@ enum OneDNN {
         check(dnnl_memory_desc_init_by_strides(&src, 2, &dims, type, &strides), "src desc")
         dims = [Int64(key.k), Int64(key.n)]
         strides = key.transB ? [1, Int64(key.ldb)] : [Int64(key.ldb), 1]
-        check(dnnl_memory_desc_init_by_strides(&wei, 2, &dims, type, &strides), "weights desc")
+        if key.preparedWeights {
+            check(dnnl_memory_desc_init_by_tag(&wei, 2, &dims, type, dnnl_format_tag_any), "weights desc (any)")
+        } else {
+            check(dnnl_memory_desc_init_by_strides(&wei, 2, &dims, type, &strides), "weights desc")
+        }
+        var biasDesc = dnnl_memory_desc_t()
+        if key.bias {
+            var biasDims: [Int64] = [1, Int64(key.n)]
+            check(dnnl_memory_desc_init_by_tag(&biasDesc, 2, &biasDims, dnnl_f32, dnnl_ab), "bias desc")
+        }
         dims = [Int64(key.m), Int64(key.n)]
         strides = [Int64(key.ldc), 1]
-        check(dnnl_memory_desc_init_by_strides(&dst, 2, &dims, dnnl_f32, &strides), "dst desc")
+        check(dnnl_memory_desc_init_by_strides(&dst, 2, &dims, key.dstBF16 ? dnnl_bf16 : dnnl_f32, &strides), "dst desc")
         var desc = dnnl_matmul_desc_t()
-        check(dnnl_matmul_desc_init(&desc, &src, &wei, nil, &dst), "dnnl_matmul_desc_init")
+        if key.bias {
+            check(dnnl_matmul_desc_init(&desc, &src, &wei, &biasDesc, &dst), "dnnl_matmul_desc_init")
+        } else {
+            check(dnnl_matmul_desc_init(&desc, &src, &wei, nil, &dst), "dnnl_matmul_desc_init")
+        }
         var attr: dnnl_primitive_attr_t?
         check(dnnl_primitive_attr_create(&attr), "attr")
         defer { dnnl_primitive_attr_destroy(attr) }
@@ -89,11 +114,12 @@ enum OneDNN {
             var scale = alpha
             check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "output scales")
         }
-        if beta != 0 {
+        if beta != 0 || key.gelu {
             var ops: dnnl_post_ops_t?
             check(dnnl_post_ops_create(&ops), "post ops")
             defer { dnnl_post_ops_destroy(ops) }
-            check(dnnl_post_ops_append_sum(ops, beta), "sum post-op")
+            if beta != 0 { check(dnnl_post_ops_append_sum(ops, beta), "sum post-op") }
+            if key.gelu { check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "gelu post-op") }
             check(dnnl_primitive_attr_set_post_ops(attr, ops), "set post ops")
         }
         var pd: dnnl_primitive_desc_t?
@@ -103,7 +129,10 @@ enum OneDNN {
         var prim: dnnl_primitive_t?
         check(dnnl_primitive_create(&prim, pd), "dnnl_primitive_create")
         let e = Entry(primitive: prim!)
-        e.src = src; e.weights = wei; e.dst = dst
+        e.src = src; e.weights = wei; e.dst = dst; e.bias = biasDesc
+        if key.preparedWeights, let md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0) {
+            e.weights = md.pointee  // the blocked layout oneDNN chose
+        }
         if let md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) {
             e.scratch = md.pointee
             e.scratchBytes = dnnl_memory_desc_get_size(md)
@@ -120,15 +149,26 @@ enum OneDNN {
         OpenMP.singleThreaded()
         let key = Key(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
                       alpha: alpha.bitPattern, beta: beta.bitPattern, bf16: bf16)
-        let e = entry(key)
-        var ms: dnnl_memory_t?, mw: dnnl_memory_t?, md: dnnl_memory_t?
+        execute(entry(key), a, b, nil, c)
+    }
+
+    /// Runs a cached primitive on the calling thread: src `a`, weights `b` (in `e.weights`'s
+    /// layout), the optional bias, dst `c`, with this thread's stream and scratchpad.
+    static func execute(_ e: Entry, _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ bias: UnsafePointer<Float>?,
+                        _ c: UnsafeMutableRawPointer) {
+        var ms: dnnl_memory_t?, mw: dnnl_memory_t?, md: dnnl_memory_t?, mb: dnnl_memory_t?
         check(dnnl_memory_create(&ms, &e.src, engine, UnsafeMutableRawPointer(mutating: a)), "src memory")
         check(dnnl_memory_create(&mw, &e.weights, engine, UnsafeMutableRawPointer(mutating: b)), "weights memory")
-        check(dnnl_memory_create(&md, &e.dst, engine, UnsafeMutableRawPointer(c)), "dst memory")
+        check(dnnl_memory_create(&md, &e.dst, engine, c), "dst memory")
         defer { dnnl_memory_destroy(ms); dnnl_memory_destroy(mw); dnnl_memory_destroy(md) }
         var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: ms),
                     dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: mw),
                     dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: md)]
+        if let bias {
+            check(dnnl_memory_create(&mb, &e.bias, engine, UnsafeMutableRawPointer(mutating: bias)), "bias memory")
+            args.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: mb))
+        }
+        defer { if let mb { dnnl_memory_destroy(mb) } }
         var mscratch: dnnl_memory_t?
         if e.scratchBytes > 0 {
             check(dnnl_memory_create(&mscratch, &e.scratch, engine, Scratch.current(e.scratchBytes)), "scratchpad memory")
@@ -138,6 +178,74 @@ enum OneDNN {
         let stream = Streams.current()
         check(dnnl_primitive_execute(e.primitive, stream, Int32(args.count), &args), "dnnl_primitive_execute")
         check(dnnl_stream_wait(stream), "dnnl_stream_wait")
+    }
+
+    /// A reorder from a strided fp32 (K, N) operand into the weights layout of the primitive
+    /// `layoutOf`, cached like the matmul primitives (attention reorders K and V per head).
+    struct ReorderKey: Hashable {
+        var k: Int, n: Int, strideK: Int, strideN: Int
+        var layoutOf: Key
+    }
+
+    final class Reorder: @unchecked Sendable {
+        let primitive: dnnl_primitive_t
+        var src = dnnl_memory_desc_t(), dst = dnnl_memory_desc_t(), scratch = dnnl_memory_desc_t()
+        var scratchBytes = 0
+        init(primitive: dnnl_primitive_t) { self.primitive = primitive }
+    }
+
+    nonisolated(unsafe) private static var reorders: [ReorderKey: Reorder] = [:]
+
+    private static func reorderPrimitive(_ key: ReorderKey) -> Reorder {
+        lock.lock()
+        if let r = reorders[key] { lock.unlock(); return r }
+        lock.unlock()
+        var plain = dnnl_memory_desc_t(), target = entry(key.layoutOf).weights
+        var dims: [Int64] = [Int64(key.k), Int64(key.n)], strides: [Int64] = [Int64(key.strideK), Int64(key.strideN)]
+        check(dnnl_memory_desc_init_by_strides(&plain, 2, &dims, dnnl_f32, &strides), "reorder src desc")
+        var attr: dnnl_primitive_attr_t?
+        check(dnnl_primitive_attr_create(&attr), "attr")
+        defer { dnnl_primitive_attr_destroy(attr) }
+        // User scratchpad, as for the matmuls: the cached reorder runs on several workers at once.
+        check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad mode")
+        var pd: dnnl_primitive_desc_t?
+        check(dnnl_reorder_primitive_desc_create(&pd, &plain, engine, &target, engine, attr), "reorder primitive desc")
+        defer { dnnl_primitive_desc_destroy(pd) }
+        var prim: dnnl_primitive_t?
+        check(dnnl_primitive_create(&prim, pd), "reorder primitive")
+        let r = Reorder(primitive: prim!)
+        r.src = plain; r.dst = target
+        if let md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0) {
+            r.scratch = md.pointee
+            r.scratchBytes = dnnl_memory_desc_get_size(md)
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        if let r0 = reorders[key] { dnnl_primitive_destroy(r.primitive); return r0 }
+        reorders[key] = r
+        return r
+    }
+
+    /// Copies the fp32 operand op(B) (K, N) at `src`, element (i, j) at src[i·strideK + j·strideN],
+    /// into the weights layout of the primitive for `layoutOf` (a `preparedWeights` key) at
+    /// `dst`, rounding to bf16 (to nearest even) when that primitive is bf16; on the calling thread.
+    static func reorder(_ src: UnsafePointer<Float>, k: Int, n: Int, strideK: Int, strideN: Int,
+                        layoutOf: Key, into dst: UnsafeMutableRawPointer) {
+        OpenMP.singleThreaded()
+        let r = reorderPrimitive(ReorderKey(k: k, n: n, strideK: strideK, strideN: strideN, layoutOf: layoutOf))
+        var ms: dnnl_memory_t?, md: dnnl_memory_t?, mscratch: dnnl_memory_t?
+        check(dnnl_memory_create(&ms, &r.src, engine, UnsafeMutableRawPointer(mutating: src)), "reorder src memory")
+        check(dnnl_memory_create(&md, &r.dst, engine, dst), "reorder dst memory")
+        defer { dnnl_memory_destroy(ms); dnnl_memory_destroy(md) }
+        var args = [dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: ms), dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: md)]
+        if r.scratchBytes > 0 {
+            check(dnnl_memory_create(&mscratch, &r.scratch, engine, Scratch.current(r.scratchBytes)), "scratchpad memory")
+            args.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: mscratch))
+        }
+        defer { if let mscratch { dnnl_memory_destroy(mscratch) } }
+        let stream = Streams.current()
+        check(dnnl_primitive_execute(r.primitive, stream, Int32(args.count), &args), "reorder execute")
+        check(dnnl_stream_wait(stream), "reorder wait")
     }
 
     static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {

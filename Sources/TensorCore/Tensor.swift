@@ -13,6 +13,10 @@ import Glibc
 public final class TensorStorage: @unchecked Sendable {
     public let count: Int
     @usableFromInline let base: UnsafeMutablePointer<Float>
+    /// Bumped by every in-place write through the mutating APIs (`assign`, `fill`, element
+    /// writes, `withUnsafeMutableBufferPointer`, `noteModified`), so caches derived from the
+    /// values (prepared matmul weights, MatMulPrepared.swift) know when they are stale.
+    @usableFromInline var version: UInt64 = 0
 
     init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "negative element count \(count)")
@@ -167,7 +171,7 @@ public final class Tensor: @unchecked Sendable {
 
     public subscript(flat i: Int) -> Float {
         get { storage.base[offset + i] }
-        set { storage.base[offset + i] = newValue }
+        set { storage.base[offset + i] = newValue; storage.version &+= 1 }
     }
 
     /// Read-only access to the elements. `internal`: only TensorCore's kernels see raw memory;
@@ -180,7 +184,8 @@ public final class Tensor: @unchecked Sendable {
 
     @usableFromInline
     func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
-        try body(UnsafeMutableBufferPointer(start: storage.base + offset, count: count))
+        storage.version &+= 1
+        return try body(UnsafeMutableBufferPointer(start: storage.base + offset, count: count))
     }
 
     @usableFromInline var ptr: UnsafeMutablePointer<Float> { storage.base + offset }
@@ -203,13 +208,20 @@ public final class Tensor: @unchecked Sendable {
     /// same number of elements.
     public func assign(_ other: Tensor) {
         precondition(other.count == count, "assign: \(other.shape) into \(shape)")
+        storage.version &+= 1
         if count > 0 { ptr.update(from: other.ptr, count: count) }
     }
 
     /// Sets every element to `value` in place (no graph).
     public func fill(_ value: Float) {
+        storage.version &+= 1
         ptr.update(repeating: value, count: count)
     }
+
+    /// Records that this tensor's values were changed in place by a kernel writing through its
+    /// pointer (optimiser steps call it for every parameter they update), so that caches of
+    /// values derived from it (prepared matmul weights) are rebuilt.
+    public func noteModified() { storage.version &+= 1 }
 
     /// Zero-filled gradient buffer, created on first use. Backward closures add into it.
     func gradBuffer() -> UnsafeMutablePointer<Float> {

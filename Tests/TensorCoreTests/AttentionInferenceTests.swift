@@ -32,4 +32,37 @@ struct AttentionInferenceTests {
             }
         }
     }
+
+    @Test("K and V reordered once per head (oneDNN) = the generic per-block products, bit for bit, fp32 and bf16 (N = 1, 26, 64, 150, 1370)",
+          arguments: [1, 26, 64, 150, 1370])
+    func preparedEqualsGeneric(n: Int) {
+        let d = 64, c3 = 3 * 2 * d  // two heads; one head's q, k, v read with leading dimension 3C
+        let qkv = randn([n, c3], seed: UInt64(100 + n), requiresGrad: false)
+        for precision in Precision.allCases {
+            func run(_ prepared: Bool) -> [Float] {
+                let out = Tensor(zeros: [n, 2 * d])
+                let scratch = Tensor.AttentionScratch(n: n, d: d, bf16: precision == .bf16)
+                let q = qkv.ptr + d  // head 1
+                Tensor.attendBlocked(q: q, k: q + 2 * d, v: q + 4 * d, ld: c3, out: out.ptr + d, ldo: 2 * d, n: n, d: d,
+                                     scale: 0.125, precision: precision, scratch: scratch, prepared: prepared)
+                return out.scalars
+            }
+            let fast = run(true), generic = run(false)
+            #expect(fast == generic, "N \(n) \(precision): max |diff| \(zip(fast, generic).map { abs($0 - $1) }.max() ?? 0)")
+            // Head 0's columns stay untouched (zeros).
+            #expect((0..<n).allSatisfy { i in (0..<d).allSatisfy { fast[i * 2 * d + $0] == 0 } }, "N \(n): wrote outside the head")
+        }
+    }
+
+    @Test("softmax row to bf16 (AVX-512) = fp32 softmax then rounding, incl. tails and -inf", arguments: [1, 15, 16, 17, 1370])
+    func softmaxBF16(n: Int) {
+        let x = randn([n], seed: UInt64(n), scale: 4, requiresGrad: false)
+        if n > 3 { x[flat: 2] = -.infinity }
+        let row = x.copy(), ref = x.copy()
+        var got = [UInt16](repeating: 0, count: n), want = [UInt16](repeating: 0, count: n)
+        got.withUnsafeMutableBufferPointer { Tensor.softmaxRowBF16(row.ptr, $0.baseAddress!, n) }
+        Tensor.softmaxRow(ref.ptr, ref.ptr, n)
+        want.withUnsafeMutableBufferPointer { BFloat16.pack(ref.ptr, rows: 1, cols: n, ld: n, into: $0.baseAddress!, parallel: false) }
+        #expect(got == want)
+    }
 }

@@ -4,6 +4,7 @@
 // Callers must check dvt_cpu_has_avx512() first; TensorCore falls back to its Swift kernels.
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 /// 1 when the CPU and OS support AVX-512 F (checked once by the compiler's cpu model).
 int dvt_cpu_has_avx512(void);
@@ -11,6 +12,11 @@ int dvt_cpu_has_avx512(void);
 /// dst[i] = softmax(src)[i] over one row of n floats (src may equal dst): subtracts the row
 /// maximum, exp (Cephes expf polynomial, as TensorCore's RowKernels.exp), divides by the sum.
 void dvt_softmax_row_avx512(const float *src, float *dst, ptrdiff_t n);
+
+/// dst[i] = bf16(softmax(row)[i]) over one row of n floats, the exponentials left in `row`:
+/// the same values as dvt_softmax_row_avx512 followed by rounding to bf16 (nearest even, NaN
+/// kept quiet), in one pass less (attention's probabilities under Precision.bf16).
+void dvt_softmax_row_bf16_avx512(float *row, uint16_t *dst, ptrdiff_t n);
 
 /// y[i] = x[i] * Phi(x[i]) (exact GELU, erfc Chebyshev fit as RowKernels.normalCDF).
 void dvt_gelu_forward_avx512(const float *x, float *y, ptrdiff_t n);

@@ -173,6 +173,7 @@ public class Adam: Optimizer {
             precondition(grad.shape == p.shape, "Adam: gradient of '\(name)' has shape \(grad.shape), parameter \(p.shape)")
             let s = state(for: name, p)
             s.step += 1
+            p.noteModified()  // prepared (reordered) copies of p are stale now
             if let width = rowWidths[name], let rowSteps = s.rowSteps, rowModes[name] == .deferred {
                 stepDeferred(s, p: p, grad: grad, width: width, rowSteps: rowSteps, c: c)
             } else if let width = rowWidths[name], let rowSteps = s.rowSteps {
@@ -224,6 +225,7 @@ public class Adam: Optimizer {
                   let rowSteps = s.rowSteps else { continue }
             AdamKernel.flushDeferredRows(p: p, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, now: s.step,
                                          tail: s.tailSum, powers: decayPowers(), betas: (beta1, beta2))
+            p.noteModified()
         }
     }
 
