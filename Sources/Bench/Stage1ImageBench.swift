@@ -41,7 +41,8 @@ extension Bench {
     /// (written to a temporary safetensors file) with the same settings and seed, for the
     /// side-by-side ms/step.
     public static func stage1Image(config file: URL, image: URL, views: Int, steps: Int,
-                                   precision: Precision, reference: TorchReference? = nil) throws -> Stage1ImageTiming {
+                                   precision: Precision, fitPrecision: Precision? = nil,
+                                   reference: TorchReference? = nil) throws -> Stage1ImageTiming {
         let full = try ConfigSchema.load(file: file)
         let viewsFull = full.settings.stage1.numViews, stepsFull = full.settings.stage1.numIters
         let slice = try ConfigSchema.load(file: file, overrides: [
@@ -54,7 +55,8 @@ extension Bench {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let (raw, coords) = try job.viewFeatures(image, seed: 0)
         let t1 = DispatchTime.now().uptimeNanoseconds
-        let result = try Stage1.fit(views: raw, coords: coords, settings: job.settings, seed: 0)
+        let result = try Stage1.fit(views: raw, coords: coords, settings: job.settings, seed: 0,
+                                    precision: fitPrecision ?? precision)  // as the config key: both, unless told
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let (h, w) = (slice.settings.run.inputSize[0], slice.settings.run.inputSize[1])

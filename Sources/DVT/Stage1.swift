@@ -217,6 +217,13 @@ public final class Stage1Task {
     /// (h·w, 2): each token's (x, y) in [−1, 1] on its view's grid (the same for every view).
     let viewGrid: Tensor
 
+    /// Operand precision of the fit's products (F's and h's MLPs), config key `precision`. DVT's
+    /// stage 1 has the same switch: `--dtype bfloat16` runs the fit's forward under
+    /// torch.autocast (main_img_denoising.py:78, parsed at :173 and :257; fp32 by default), while
+    /// its hash table stays fp32 (neural_feature_field.py:27). Here bf16 rounds the operands of
+    /// the MLP products only; the table, G, the losses and Adam stay fp32, as under autocast.
+    public var precision: Precision = .fp32
+
     /// Optional held-out scoring (e.g. against a planted truth), run by `validate` every
     /// `valFreq` steps of the trainer; receives the current outputs.
     public var validation: ((Stage1Output) -> [String: Double])?
@@ -311,7 +318,9 @@ public final class Stage1Task {
     /// One step's loss on a fresh batch.
     public func loss(step: Int, rng: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
         let batch = sampleBatch(rng: &rng)
-        let terms = denoiser.loss(raw: batch.raw, globalCoords: batch.globalCoords, viewCoords: batch.viewCoords, field: field)
+        let terms = precision.run {  // ops record it, so the backward products use it too
+            denoiser.loss(raw: batch.raw, globalCoords: batch.globalCoords, viewCoords: batch.viewCoords, field: field)
+        }
         return (terms.total, terms.metrics)
     }
 
@@ -324,6 +333,10 @@ public final class Stage1Task {
     /// The per-image results: F on the whole-image grid, the last view's raw features, G, and
     /// h(raw) of the whole image when h is on.
     public func output() -> Stage1Output {
+        precision.run { outputInPrecision() }  // DVT evaluates its outputs under the same autocast (main_img_denoising.py:299-331)
+    }
+
+    private func outputInPrecision() -> Stage1Output {
         let perView = height * width
         let last = flatRaw.detach().slice(axis: 0, ((views - 1) * perView)..<(views * perView)).reshape([height, width, dim])  // (h, w, C)
         let denoised = field.evaluateGrid(height: height, width: width)  // (h, w, C)

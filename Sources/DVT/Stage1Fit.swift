@@ -69,14 +69,16 @@ public enum Stage1 {
     ///   - seed: model initialisation; batches use `samplerSeed(seed)`.
     ///   - printFreq: progress/metrics cadence (0: every numIters/10 steps).
     ///   - valFreq, validation: score the current outputs every `valFreq` steps (logged as `val_*`).
+    ///   - precision: operand precision of the fit's products (`Stage1Task.precision`).
     /// - Throws: `Stage1Error` for bad shapes or settings, `TrainerError.nonFiniteLoss` when the
     ///   loss turns NaN/Inf.
     public static func fit(views: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64 = 0,
                            runDirectory: URL? = nil, label: String = "stage1", quiet: Bool = true,
-                           printFreq: Int = 0, valFreq: Int = 0,
+                           printFreq: Int = 0, valFreq: Int = 0, precision: Precision = .fp32,
                            validation: ((Stage1Output) -> [String: Double])? = nil) throws -> Stage1Result {
         let task = try Stage1Task(raw: views, coords: coords, settings: settings, seed: seed)
         task.validation = validation
+        task.precision = precision
         var loop = LoopSettings(numIters: settings.numIters)
         loop.seed = samplerSeed(seed)
         loop.printFreq = printFreq > 0 ? printFreq : max(1, settings.numIters / 10)

@@ -24,7 +24,8 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Image (default: the first photo of the shared photos folder).") var image = "../shared/datasets/photos/chelsea.jpg"
         @Option(help: "Views in the slice.") var views = 64
         @Option(help: "Stage-1 steps in the slice.") var steps = 500
-        @Option(help: "fp32 or bf16 products in the ViT (the stage-1 fit is fp32 either way).") var precision: Precision = .fp32
+        @Option(help: "fp32 or bf16 products in the ViT and the fit (config key precision; DVT's --dtype).") var precision: Precision = .fp32
+        @Option(help: "The fit's precision when it should differ from --precision (e.g. bf16 ViT, fp32 fit).") var fitPrecision: Precision?
 
         func validate() throws {
             if views < 1 || steps < 10 { throw ValidationError("--views must be >= 1 and --steps >= 10") }
@@ -32,9 +33,10 @@ extension DVTCommand.BenchCommand {
 
         func run() throws {
             compute.apply()
-            print("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
+            print("threads: \(Parallel.threads), precision \(precision.rawValue) (fit \((fitPrecision ?? precision).rawValue)), load \(Bench.loadAverage)")
             let t = try Bench.stage1Image(config: URL(fileURLWithPath: config), image: URL(fileURLWithPath: image),
-                                          views: views, steps: steps, precision: precision, reference: reference.runner)
+                                          views: views, steps: steps, precision: precision, fitPrecision: fitPrecision,
+                                          reference: reference.runner)
             let gib = Double(1 << 30)
             print(String(format: "slice: %d views + 1 in %.1f s (%.3f s per forward), %d steps in %.1f s (%.1f ms/step), peak RSS %.2f GiB",
                          t.viewsMeasured, t.viewSeconds, t.viewSeconds / Double(t.viewsMeasured + 1), t.stepsMeasured,
@@ -43,8 +45,8 @@ extension DVTCommand.BenchCommand {
                          t.viewSeconds, t.viewsFull, t.viewsMeasured, t.fitSeconds, t.stepsFull, t.stepsMeasured,
                          t.fullViewSeconds, t.fullFitSeconds, t.perImageSeconds / 60))
             if let torch = t.torchMsPerStep {
-                print(String(format: "fit: ours %.1f ms/step, torch %.1f ms/step (%@): ours/torch %.2f",
-                             t.msPerStep, torch, (reference.reference ?? "") as NSString, t.msPerStep / torch))
+                print(String(format: "fit: ours %.1f ms/step, torch %.1f ms/step (%@, fp32): speed-up %.2fx",
+                             t.msPerStep, torch, (reference.reference ?? "") as NSString, torch / t.msPerStep))
             }
             print(String(format: "peak RSS ≈ %.2f GiB + (%d − %d) · %.1f MiB = %.2f GiB",
                          t.peakRSSBytes / gib, t.viewsFull, t.viewsMeasured, t.bytesPerView / Double(1 << 20), t.fullPeakRSSBytes / gib))

@@ -26,7 +26,8 @@ public enum Stage1FeatureFile {
         let settings = Stage1Settings(config: config)
         try settings.validate()
         let r = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: UInt64(config.settings.run.seed),
-                               quiet: false, printFreq: config.settings.stage1.printFreq)
+                               quiet: false, printFreq: config.settings.stage1.printFreq,
+                               precision: config.settings.run.computePrecision)
         let out = URL(fileURLWithPath: config.settings.run.outputDir!)
         let stem = url.deletingPathExtension().lastPathComponent
         let tree = RunPaths(root: out, model: "features")

@@ -138,7 +138,8 @@ public final class Stage1Job {
             let s = job.config.settings.stage1
             let seed = Stage1Job.imageSeed(job.config.settings.run.seed, item.relativeStem)
             let result = try Stage1.fit(views: raw, coords: prepared.coords, settings: job.settings, seed: seed,
-                                        label: "stage1 \(item.relativeStem)", quiet: true, printFreq: s.printFreq)
+                                        label: "stage1 \(item.relativeStem)", quiet: true, printFreq: s.printFreq,
+                                        precision: job.config.settings.run.computePrecision)
             let files = try job.write(result.output, item: item, views: raw, visual: s.visEvery > 0 && position % s.visEvery == 0)
             var record: [String: Any] = ["final_loss": result.finalLoss, "ms_per_step": result.msPerStep]
             for (k, v) in result.lastMetrics { record[k] = v }

@@ -28,8 +28,8 @@ public enum ConfigSchema {
                   "Run directory: features, checkpoints, logs, report."),
         ConfigKey("seed", .int(0...Int(Int32.max)), .int(18), dvt: "seed",
                   "Seed of every random draw (views, sampling, init, shuffling)."),
-        ConfigKey("precision", .choice(["fp32", "bf16"]), .string("fp32"), dvt: nil,
-                  "Operand precision of the ViT's and the denoiser's matrix products: bf16 rounds matmul operands to bfloat16 and accumulates in fp32, everything else stays fp32 (torch.autocast on a CPU; errors in docs/precision.md)."),
+        ConfigKey("precision", .choice(["fp32", "bf16"]), .string("fp32"), dvt: "dtype (stage 1: float32 / bfloat16)",
+                  "Operand precision of the matrix products of the ViT, the stage-1 fit's MLPs (DVT's stage-1 --dtype) and the denoiser: bf16 rounds matmul operands to bfloat16 and accumulates in fp32, everything else stays fp32 (torch.autocast on a CPU; errors in docs/precision.md)."),
 
         // Stage 1
         ConfigKey("stage1.num_views", .int(1...100_000), .int(768), dvt: "num_views / num_patches",

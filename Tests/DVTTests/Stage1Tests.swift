@@ -185,6 +185,27 @@ struct Stage1Tests {
         #expect(jrow.artifactCosine > 0.7)
     }
 
+    @Test("bf16 fit (DVT's --dtype bfloat16): the products change, the recovery stays within 0.02 of fp32's")
+    func bf16FitLearns() throws {
+        var o = PlantedData.Options()
+        o.grid = 8; o.dim = 16; o.views = 24
+        let data = PlantedData.generate(seed: 11, options: o)
+        var s = Stage1Settings()
+        s.nLevels = 6; s.nFeaturesPerLevel = 4; s.log2HashmapSize = 12; s.baseResolution = 4; s.maxResolution = 64
+        s.numIters = 400; s.pixelBsz = 256
+        let fp32 = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 0)
+        let bf16 = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 0, precision: .bf16)
+        // Bit-identical results would mean the precision never reached the products.
+        #expect(bf16.output.denoised.scalars != fp32.output.denoised.scalars)
+        let a = PlantedBench.score(fp32.output, truth: data, label: "fp32", msPerStep: fp32.msPerStep)
+        let b = PlantedBench.score(bf16.output, truth: data, label: "bf16", msPerStep: bf16.msPerStep)
+        // bf16 keeps 8 bits of mantissa in the MLP operands only (table, G, losses and Adam stay
+        // fp32), so the fit converges to the same recovery up to noise of that order.
+        #expect(abs(b.denoisedCosine - a.denoisedCosine) < 0.02, "denoised bf16 \(b.denoisedCosine) vs fp32 \(a.denoisedCosine)")
+        #expect(abs(b.artifactCosine - a.artifactCosine) < 0.02, "artifact bf16 \(b.artifactCosine) vs fp32 \(a.artifactCosine)")
+        #expect(b.denoisedCosine > b.rawCosine + 0.05)
+    }
+
     @Test("Batches: tokens with replacement; coord_jitter moves global coords within ±j token spacings, view coords stay")
     func batchSampling() throws {
         var o = PlantedData.Options()
