@@ -52,11 +52,14 @@ trap 'exit 130' INT TERM
 slurm_local_start "$tmp/cluster" || skip "the Slurm daemons did not start (logs: $tmp/cluster/log)"
 mkdir -p "$tmp/joblogs"
 
+# 1500 steps: each image must take long enough (≈ 5 s here) for the cancel below to land while
+# task 1 works on its second image; at 150 steps the faster stage-1 step (issue 12) finished
+# both images between two polls and the test failed.
 # Four photos, in sorted order: task 0 (shard 0/2) gets brick and chelsea, task 1 camera and coffee.
 printf '%s\n' brick.jpg camera.jpg chelsea.jpg coffee.jpg > "$tmp/list.txt"
 tiny=(model=vit_small_patch14_dinov2.lvd142m input_size=[56,56] stride_size=14 layer=2
       "data_root=$repo/Datasets/photos" "data_list=$tmp/list.txt"
-      stage1.num_views=3 stage1.num_iters=${DVT_SLURM_TEST_ITERS:-150} stage1.pixel_bsz=64 stage1.n_levels=4
+      stage1.num_views=3 stage1.num_iters=${DVT_SLURM_TEST_ITERS:-1500} stage1.pixel_bsz=64 stage1.n_levels=4
       stage1.log2_hashmap_size=8 stage1.max_resolution=32 stage1.print_freq=50 stage1.warmup_iters=null)
 export PATH="$(dirname "$dvt"):$PATH"
 
