@@ -44,8 +44,9 @@ static inline AVX512 __mmask16 tail_mask(ptrdiff_t count) {
     return (__mmask16)((1u << count) - 1u);
 }
 
-AVX512 void dvt_softmax_row_avx512(const float *src, float *dst, ptrdiff_t n) {
-    if (n <= 0) return;
+// The shared first two passes of both softmax kernels: dst = exp(src − max(src)), returning
+// 1 / Σ dst broadcast. src and dst may be the same row.
+static inline AVX512 __m512 softmax_exp_pass(const float *src, float *dst, ptrdiff_t n) {
     ptrdiff_t i = 0;
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(src + i));
@@ -63,7 +64,13 @@ AVX512 void dvt_softmax_row_avx512(const float *src, float *dst, ptrdiff_t n) {
         _mm512_mask_storeu_ps(dst + i, mk, e);
         acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(mk, e));
     }
-    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
+    return _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
+}
+
+AVX512 void dvt_softmax_row_avx512(const float *src, float *dst, ptrdiff_t n) {
+    if (n <= 0) return;
+    ptrdiff_t i;
+    __m512 inv = softmax_exp_pass(src, dst, n);
     for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_loadu_ps(dst + i), inv));
     if (i < n) {
         __mmask16 mk = tail_mask(n - i);
@@ -226,24 +233,8 @@ static inline AVX512 __m256i to_bf16_16(__m512 x) {
 
 AVX512 void dvt_softmax_row_bf16_avx512(float *row, uint16_t *dst, ptrdiff_t n) {
     if (n <= 0) return;
-    ptrdiff_t i = 0;
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + i));
-    if (i < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail_mask(n - i), row + i));
-    float m = _mm512_reduce_max_ps(vmax);
-    __m512 shift = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
-    for (i = 0; i + 16 <= n; i += 16) {
-        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), shift));
-        _mm512_storeu_ps(row + i, e);
-        acc = _mm512_add_ps(acc, e);
-    }
-    if (i < n) {
-        __mmask16 mk = tail_mask(n - i);
-        __m512 e = exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mk, row + i), shift));
-        _mm512_mask_storeu_ps(row + i, mk, e);
-        acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(mk, e));
-    }
-    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
+    ptrdiff_t i;
+    __m512 inv = softmax_exp_pass(row, row, n);
     for (i = 0; i + 16 <= n; i += 16)
         _mm256_storeu_si256((__m256i *)(dst + i), to_bf16_16(_mm512_mul_ps(_mm512_loadu_ps(row + i), inv)));
     if (i < n) {

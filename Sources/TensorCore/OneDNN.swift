@@ -255,7 +255,7 @@ enum OneDNN {
     /// One stream per thread: oneDNN does not promise that a stream may be used by several
     /// threads at once, and Dispatch workers call in concurrently.
     enum Streams {
-        nonisolated(unsafe) static let key: pthread_key_t = {
+        static let key: pthread_key_t = {
             var k = pthread_key_t()
             pthread_key_create(&k) { p in dnnl_stream_destroy(OpaquePointer(p)) }
             return k
@@ -278,7 +278,7 @@ enum OneDNN {
             deinit { pointer?.deallocate() }
         }
 
-        nonisolated(unsafe) static let key: pthread_key_t = {
+        static let key: pthread_key_t = {
             var k = pthread_key_t()
             pthread_key_create(&k) { p in if let p { Unmanaged<Buffer>.fromOpaque(p).release() } }
             return k
@@ -344,9 +344,9 @@ enum OneDNN {
 enum OpenMP {
     private typealias SetThreads = @convention(c) (Int32) -> Void
     private typealias GetThreads = @convention(c) () -> Int32
-    nonisolated(unsafe) private static let set: SetThreads? =
+    private static let set: SetThreads? =
         dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads").map { unsafeBitCast($0, to: SetThreads.self) }
-    nonisolated(unsafe) private static let get: GetThreads? =
+    private static let get: GetThreads? =
         dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_get_max_threads").map { unsafeBitCast($0, to: GetThreads.self) }
 
     /// Makes oneDNN calls from this thread run on this thread only (the ICV is per thread, so
