@@ -20,6 +20,17 @@ private func tinySettings() -> Stage1Settings {
     return s
 }
 
+/// The small planted case the "it learns" tests fit: 24 views of an 8×8×16 field, a 6-level
+/// 2^12 table, 400 steps of 256 tokens.
+private func smallPlantedCase() -> (PlantedData, Stage1Settings) {
+    var o = PlantedData.Options()
+    o.grid = 8; o.dim = 16; o.views = 24
+    var s = Stage1Settings()
+    s.nLevels = 6; s.nFeaturesPerLevel = 4; s.log2HashmapSize = 12; s.baseResolution = 4; s.maxResolution = 64
+    s.numIters = 400; s.pixelBsz = 256
+    return (PlantedData.generate(seed: 11, options: o), s)
+}
+
 /// Field and denoiser loaded with the fixture's parameters (torch names).
 private func loadFixtureModels() throws -> (SafeTensorsFile, NeuralFeatureField, SingleImageDenoiser) {
     let file = try SafeTensorsFile(url: fixturesDirectory.appendingPathComponent("stage1/tiny_field.safetensors"))
@@ -163,12 +174,8 @@ struct Stage1Tests {
 
     @Test("It learns: on a small planted case F beats raw and G correlates with the planted artifact")
     func learnsPlantedCase() throws {
-        var o = PlantedData.Options()
-        o.grid = 8; o.dim = 16; o.views = 24
-        let data = PlantedData.generate(seed: 11, options: o)
-        var s = Stage1Settings()
-        s.nLevels = 6; s.nFeaturesPerLevel = 4; s.log2HashmapSize = 12; s.baseResolution = 4; s.maxResolution = 64
-        s.numIters = 400; s.pixelBsz = 256
+        let (data, preset) = smallPlantedCase()
+        var s = preset
         let result = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 0)
         let row = PlantedBench.score(result.output, truth: data, label: "test", msPerStep: result.msPerStep)
         #expect(row.denoisedCosine > row.rawCosine + 0.05, "denoised \(row.denoisedCosine) vs raw \(row.rawCosine)")
@@ -187,12 +194,7 @@ struct Stage1Tests {
 
     @Test("bf16 fit (DVT's --dtype bfloat16): the products change, the recovery stays within 0.02 of fp32's")
     func bf16FitLearns() throws {
-        var o = PlantedData.Options()
-        o.grid = 8; o.dim = 16; o.views = 24
-        let data = PlantedData.generate(seed: 11, options: o)
-        var s = Stage1Settings()
-        s.nLevels = 6; s.nFeaturesPerLevel = 4; s.log2HashmapSize = 12; s.baseResolution = 4; s.maxResolution = 64
-        s.numIters = 400; s.pixelBsz = 256
+        let (data, s) = smallPlantedCase()
         let fp32 = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 0)
         let bf16 = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 0, precision: .bf16)
         // Bit-identical results would mean the precision never reached the products.

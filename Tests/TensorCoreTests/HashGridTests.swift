@@ -64,23 +64,30 @@ struct HashGridTests {
         #expect(s.totalRows == 16 + 128 + 256 + 256)
     }
 
+    /// The four table rows and bilinear weights of point (x, y) at one level, written
+    /// independently of the kernel (the naive forward and scatter-add share it).
+    static func naiveCorners(_ lay: HashGridLayout, level l: Int, _ x: Float, _ y: Float) -> [(row: Int, weight: Double)] {
+        let s = lay.scales[l]
+        let px = x * s + 0.5, py = y * s + 0.5
+        let x0 = Int(px.rounded(.down)), y0 = Int(py.rounded(.down))
+        let fx = px - Float(x0), fy = py - Float(y0)
+        let res = lay.resolutions[l], size = lay.sizes[l]
+        return [(0, 0), (1, 0), (0, 1), (1, 1)].map { (dx, dy) in
+            let cx = x0 + dx, cy = y0 + dy
+            let w = Double(dx == 1 ? fx : 1 - fx) * Double(dy == 1 ? fy : 1 - fy)
+            let idx: UInt64 = res * res <= size ? UInt64(cx + cy * res) : UInt64(cx) ^ (UInt64(cy) * 2_654_435_761)
+            return (Int(idx % UInt64(size)) + lay.offsets[l], w)
+        }
+    }
+
     /// Straightforward reference in Double, written independently of the kernel.
     func naive(_ table: [Float], _ coords: [Float], _ lay: HashGridLayout) -> [Float] {
         let f = lay.featuresPerLevel
         var out: [Float] = []
         for i in 0..<(coords.count / 2) {
             for l in 0..<lay.levels {
-                let s = lay.scales[l]
-                let px = coords[2 * i] * s + 0.5, py = coords[2 * i + 1] * s + 0.5
-                let x0 = Int(px.rounded(.down)), y0 = Int(py.rounded(.down))
-                let fx = px - Float(x0), fy = py - Float(y0)
                 var acc = [Double](repeating: 0, count: f)
-                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                    let x = x0 + dx, y = y0 + dy
-                    let w = Double(dx == 1 ? fx : 1 - fx) * Double(dy == 1 ? fy : 1 - fy)
-                    let res = lay.resolutions[l], size = lay.sizes[l]
-                    let idx: UInt64 = res * res <= size ? UInt64(x + y * res) : UInt64(x) ^ (UInt64(y) * 2_654_435_761)
-                    let row = Int(idx % UInt64(size)) + lay.offsets[l]
+                for (row, w) in Self.naiveCorners(lay, level: l, coords[2 * i], coords[2 * i + 1]) {
                     for k in 0..<f { acc[k] += w * Double(table[row * f + k]) }
                 }
                 out += acc.map { Float($0) }
@@ -150,16 +157,7 @@ struct HashGridTests {
         let g = upstream.scalars
         for i in 0..<n {
             for l in 0..<lay.levels {
-                let s = lay.scales[l]
-                let px = pts[2 * i] * s + 0.5, py = pts[2 * i + 1] * s + 0.5
-                let x0 = Int(px.rounded(.down)), y0 = Int(py.rounded(.down))
-                let fx = px - Float(x0), fy = py - Float(y0)
-                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                    let x = x0 + dx, y = y0 + dy
-                    let w = Double(dx == 1 ? fx : 1 - fx) * Double(dy == 1 ? fy : 1 - fy)
-                    let res = lay.resolutions[l], size = lay.sizes[l]
-                    let idx: UInt64 = res * res <= size ? UInt64(x + y * res) : UInt64(x) ^ (UInt64(y) * 2_654_435_761)
-                    let row = Int(idx % UInt64(size)) + lay.offsets[l]
+                for (row, w) in Self.naiveCorners(lay, level: l, pts[2 * i], pts[2 * i + 1]) {
                     for k in 0..<8 { expected[row * 8 + k] += w * Double(g[i * 48 + l * 8 + k]) }
                 }
             }
