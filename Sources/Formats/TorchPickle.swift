@@ -132,24 +132,42 @@ struct RestrictedUnpickler {
     struct Storage { let dtype: TorchDType; let key: String; let count: Int }
 
     /// Mutable containers while parsing: APPEND/SETITEMS modify an object that the memo may also
-    /// hold, so lists and dicts must be shared, not copied.
-    final class ListBox { var items: [Item] = [] }
-    final class DictBox { var keys: [Item] = []; var values: [Item] = [] }
+    /// hold, so lists and dicts must be shared, not copied. `height` is 1 + the largest height of
+    /// the items inside (values count 0). `placed` is set once the container is put inside another
+    /// one; from then on it may not change, so the heights recorded above it stay true.
+    final class ListBox { var items: [Item] = []; var height = 1; var placed = false }
+    final class DictBox { var keys: [Item] = []; var values: [Item] = []; var height = 1; var placed = false }
 
     indirect enum Item {
         case value(PickleValue)   // scalars, strings, tensors
-        case tuple([Item])
+        case tuple([Item], height: Int)
         case list(ListBox)
         case dict(DictBox)
         case global(Global)
         case storage(Storage)
         case mark
+
+        /// How deeply containers nest below and including this item (O(1): stored at build).
+        var height: Int {
+            switch self {
+            case .tuple(_, let h): h
+            case .list(let l): l.height
+            case .dict(let d): d.height
+            default: 0
+            }
+        }
     }
 
-    /// Budget for turning the shared graph into plain values: a pickle can make a list hold
-    /// itself, or nest shared lists so the tree is exponentially larger than the file.
+    /// Bounds on what a pickle may build, checked as each opcode runs: containers nested more
+    /// than `maxDepth` deep (APPEND, SETITEM(S), TUPLE*, LIST, DICT alike) and more than
+    /// `maxObjects` pushes are refused. The depth bound keeps every later walk of the values
+    /// (conversion, comparison, and Swift's release of nested arrays, which recurses once per
+    /// level) within a few hundred frames; without it a 30 000-deep list crashed the process
+    /// with a stack overflow when it was freed. `maxNodes` bounds the conversion to plain values,
+    /// where memo sharing can make the tree exponentially larger than the file.
     static let maxDepth = 200
     static let maxNodes = 2_000_000
+    static let maxObjects = 2_000_000
 
     let bytes: [UInt8]
     let storage: (TorchDType, String, Int) throws -> Void
@@ -163,6 +181,38 @@ struct RestrictedUnpickler {
         var memo: [Int: Item] = [:]
         var storages: [String: Storage] = [:]
         var pos = 0
+        var pushes = 0
+        /// Pushes `item`, counting it against `maxObjects`.
+        func push(_ item: Item) throws {
+            pushes += 1
+            guard pushes <= Self.maxObjects else {
+                throw fail("data.pkl builds more than \(Self.maxObjects) objects (at byte \(pos)); a state dict needs far fewer, refused")
+            }
+            stack.append(item)
+        }
+        /// The height of a new container holding `children`, after sealing the children's boxes.
+        func contain(_ children: [Item], at: Int) throws -> Int {
+            var h = 0
+            for c in children {
+                switch c {
+                case .list(let l): l.placed = true
+                case .dict(let d): d.placed = true
+                default: break
+                }
+                h = max(h, c.height)
+            }
+            guard h + 1 < Self.maxDepth else {
+                throw fail("data.pkl nests containers more than \(Self.maxDepth - 1) deep (byte \(at)); a state dict nests a few levels, refused")
+            }
+            return h + 1
+        }
+        /// Refuses to change a list or dict that is already inside another container (checked
+        /// after `contain` sealed the new children, so appending a list to itself is refused too).
+        func mayChange(_ placed: Bool, at: Int) throws {
+            guard !placed else {
+                throw fail("data.pkl changes a list or dict at byte \(at) after placing it inside another container (a self-referencing structure); not a state dict, refused")
+            }
+        }
         func need(_ n: Int) throws -> [UInt8] {
             guard n >= 0, n <= bytes.count - pos else { throw fail("data.pkl ends inside an opcode at byte \(pos) (truncated pickle)") }
             defer { pos += n }
@@ -203,44 +253,51 @@ struct RestrictedUnpickler {
                 guard stack.count == 1 else { throw fail("pickle stops with \(stack.count) values on the stack, expected 1") }
                 var nodes = 0
                 return try plain(stack[0], depth: 0, nodes: &nodes)
-            case 0x28: stack.append(.mark)                                   // MARK
+            case 0x28: try push(.mark)                                 // MARK
             case 0x30: _ = try pop()                                          // POP
             case 0x31: _ = try popToMark()                                    // POP_MARK
-            case 0x32: let v = try pop(); stack += [v, v]                     // DUP
-            case 0x4E: stack.append(.value(.none))                            // NONE
-            case 0x88: stack.append(.value(.bool(true)))                      // NEWTRUE
-            case 0x89: stack.append(.value(.bool(false)))                     // NEWFALSE
-            case 0x4B: stack.append(.value(.int(Int(try le(1)))))             // BININT1
-            case 0x4D: stack.append(.value(.int(Int(try le(2)))))             // BININT2
-            case 0x4A: stack.append(.value(.int(Int(Int32(truncatingIfNeeded: try le(4))))))  // BININT
+            case 0x32: let v = try pop(); try push(v); try push(v)            // DUP
+            case 0x4E: try push(.value(.none))                            // NONE
+            case 0x88: try push(.value(.bool(true)))                      // NEWTRUE
+            case 0x89: try push(.value(.bool(false)))                     // NEWFALSE
+            case 0x4B: try push(.value(.int(Int(try le(1)))))             // BININT1
+            case 0x4D: try push(.value(.int(Int(try le(2)))))             // BININT2
+            case 0x4A: try push(.value(.int(Int(Int32(truncatingIfNeeded: try le(4))))))  // BININT
             case 0x8A, 0x8B:                                                  // LONG1, LONG4
                 let n = Int(try le(op == 0x8A ? 1 : 4))
                 guard n <= 8 else { throw fail("integer of \(n) bytes at byte \(at) does not fit 64 bits") }
                 var v = try le(n)
                 if n > 0, n < 8, v & (1 << (8 * n - 1)) != 0 { v |= ~0 << (8 * n) }  // sign-extend
-                stack.append(.value(.int(Int(Int64(bitPattern: v)))))
+                try push(.value(.int(Int(Int64(bitPattern: v)))))
             case 0x47:                                                        // BINFLOAT (big-endian)
                 let b = try need(8)
                 var bits: UInt64 = 0
                 for i in 0..<8 { bits = bits << 8 | UInt64(b[i]) }
-                stack.append(.value(.float(Double(bitPattern: bits))))
-            case 0x58: stack.append(.value(.string(try string(Int(try le(4))))))   // BINUNICODE
-            case 0x55: stack.append(.value(.string(try string(Int(try le(1))))))   // SHORT_BINSTRING
-            case 0x54: stack.append(.value(.string(try string(Int(Int32(truncatingIfNeeded: try le(4)))))))  // BINSTRING
-            case 0x29: stack.append(.tuple([]))                               // EMPTY_TUPLE
-            case 0x74: stack.append(.tuple(try popToMark()))                  // TUPLE
+                try push(.value(.float(Double(bitPattern: bits))))
+            case 0x58: try push(.value(.string(try string(Int(try le(4))))))   // BINUNICODE
+            case 0x55: try push(.value(.string(try string(Int(try le(1))))))   // SHORT_BINSTRING
+            case 0x54: try push(.value(.string(try string(Int(Int32(truncatingIfNeeded: try le(4)))))))  // BINSTRING
+            case 0x29: try push(.tuple([], height: 1))                      // EMPTY_TUPLE
+            case 0x74: let t = try popToMark(); try push(.tuple(t, height: try contain(t, at: at)))  // TUPLE
             case 0x85, 0x86, 0x87:                                            // TUPLE1-3
                 let n = Int(op - 0x84)
                 var items: [Item] = []
                 for _ in 0..<n { items.insert(try pop(), at: 0) }
-                stack.append(.tuple(items))
-            case 0x5D: stack.append(.list(ListBox()))                         // EMPTY_LIST
-            case 0x6C: let l = ListBox(); l.items = try popToMark(); stack.append(.list(l))  // LIST
+                try push(.tuple(items, height: try contain(items, at: at)))
+            case 0x5D: try push(.list(ListBox()))                         // EMPTY_LIST
+            case 0x6C:                                                        // LIST
+                let l = ListBox()
+                l.items = try popToMark()
+                l.height = try contain(l.items, at: at)
+                try push(.list(l))
             case 0x61, 0x65:                                                  // APPEND, APPENDS
                 let items = op == 0x61 ? [try pop()] : try popToMark()
                 guard case .list(let l)? = stack.last else { throw fail("APPEND at byte \(at) onto a non-list") }
+                let h = try contain(items, at: at)
+                try mayChange(l.placed, at: at)
+                l.height = max(l.height, h)
                 l.items += items
-            case 0x7D: stack.append(.dict(DictBox()))                         // EMPTY_DICT
+            case 0x7D: try push(.dict(DictBox()))                         // EMPTY_DICT
             case 0x64, 0x73, 0x75:                                            // DICT, SETITEM, SETITEMS
                 let items: [Item] = op == 0x73 ? Array([try pop(), try pop()].reversed()) : try popToMark()
                 guard items.count % 2 == 0 else { throw fail("odd number of dict items at byte \(at)") }
@@ -249,8 +306,11 @@ struct RestrictedUnpickler {
                     guard case .dict(let top)? = stack.last else { throw fail("SETITEM at byte \(at) onto a non-dict") }
                     d = top
                 }
+                let h = try contain(items, at: at)
+                try mayChange(d.placed, at: at)
+                d.height = max(d.height, h)
                 for i in stride(from: 0, to: items.count, by: 2) { d.keys.append(items[i]); d.values.append(items[i + 1]) }
-                if op == 0x64 { stack.append(.dict(d)) }
+                if op == 0x64 { try push(.dict(d)) }
             case 0x71, 0x72:                                                  // BINPUT, LONG_BINPUT
                 let k = Int(try le(op == 0x71 ? 1 : 4))
                 guard let top = stack.last else { throw fail("PUT at byte \(at) with an empty stack") }
@@ -258,13 +318,13 @@ struct RestrictedUnpickler {
             case 0x68, 0x6A:                                                  // BINGET, LONG_BINGET
                 let k = Int(try le(op == 0x68 ? 1 : 4))
                 guard let v = memo[k] else { throw fail("GET of memo \(k) at byte \(at), which was never stored") }
-                stack.append(v)
+                try push(v)
             case 0x63:                                                        // GLOBAL "module\nname\n"
                 let module = try line(&pos, at), name = try line(&pos, at)
                 guard let g = Global.named(module, name) else {
                     throw fail("data.pkl refers to the global \(module).\(name) (byte \(at)), which a state dict never needs; refused, nothing was executed (allowed: collections.OrderedDict, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter, torch.<Float|Half|BFloat16|Double|Long|Int|Short|Char|Byte|Bool>Storage)")
                 }
-                stack.append(.global(g))
+                try push(.global(g))
             case 0x51:                                                        // BINPERSID
                 let pid = try pop()
                 let s = try persistentStorage(pid, at: at)
@@ -274,7 +334,7 @@ struct RestrictedUnpickler {
                     try storage(s.dtype, s.key, s.count)
                     storages[s.key] = s
                 }
-                stack.append(.storage(s))
+                try push(.storage(s))
             case 0x62:                                                        // BUILD
                 // torch pickles a module's state_dict() as an OrderedDict whose `_metadata`
                 // attribute (per-module versions) arrives as BUILD state. Only that is accepted,
@@ -283,12 +343,12 @@ struct RestrictedUnpickler {
                 guard case .dict? = stack.last else { throw fail("BUILD at byte \(at) on something other than a dict; refused") }
                 switch state {
                 case .dict, .value(.none): break
-                case .tuple(let t) where t.allSatisfy({ if case .dict = $0 { true } else if case .value(.none) = $0 { true } else { false } }): break
+                case .tuple(let t, _) where t.allSatisfy({ if case .dict = $0 { true } else if case .value(.none) = $0 { true } else { false } }): break
                 default: throw fail("BUILD at byte \(at) with a state that is not a dict; refused")
                 }
             case 0x52:                                                        // REDUCE
                 let args = try pop(), callable = try pop()
-                stack.append(try reduce(callable, args, at: at))
+                try push(try reduce(callable, args, at: at))
             default:
                 throw fail(String(format: "unsupported pickle opcode 0x%02x at byte %d of data.pkl (a state dict needs only protocol-2 data opcodes)", op, at))
             }
@@ -307,7 +367,7 @@ struct RestrictedUnpickler {
 
     /// ('storage', torch.<T>Storage, key, location, count): torch's `persistent_id` for storages.
     private func persistentStorage(_ pid: Item, at: Int) throws -> Storage {
-        guard case .tuple(let t) = pid, t.count == 5, case .value(.string("storage")) = t[0] else {
+        guard case .tuple(let t, _) = pid, t.count == 5, case .value(.string("storage")) = t[0] else {
             throw fail("persistent id at byte \(at) is not ('storage', type, key, location, size)")
         }
         guard case .global(.storageType(let dtype)) = t[1] else { throw fail("persistent id at byte \(at) has no torch storage type") }
@@ -319,7 +379,7 @@ struct RestrictedUnpickler {
     }
 
     private func reduce(_ callable: Item, _ args: Item, at: Int) throws -> Item {
-        guard case .tuple(let a) = args else { throw fail("REDUCE at byte \(at) with non-tuple arguments") }
+        guard case .tuple(let a, _) = args else { throw fail("REDUCE at byte \(at) with non-tuple arguments") }
         guard case .global(let g) = callable else { throw fail("REDUCE at byte \(at) calls something that is not an allowed global") }
         switch g {
         case .orderedDict:
@@ -339,7 +399,7 @@ struct RestrictedUnpickler {
     /// The view must lie inside its storage (checked with overflow-safe arithmetic).
     private func rebuildTensor(_ a: [Item], at: Int) throws -> TorchTensorRef {
         guard a.count == 6 || a.count == 7, case .storage(let s) = a[0], case .value(.int(let offset)) = a[1],
-              case .tuple(let sizeItems) = a[2], case .tuple(let strideItems) = a[3] else {
+              case .tuple(let sizeItems, _) = a[2], case .tuple(let strideItems, _) = a[3] else {
             throw fail("_rebuild_tensor_v2 at byte \(at) with unexpected arguments")
         }
         func ints(_ items: [Item]) -> [Int]? {
@@ -381,7 +441,7 @@ struct RestrictedUnpickler {
         }
         switch item {
         case .value(let v): return v
-        case .tuple(let items): return .tuple(try items.map { try plain($0, depth: depth + 1, nodes: &nodes) })
+        case .tuple(let items, _): return .tuple(try items.map { try plain($0, depth: depth + 1, nodes: &nodes) })
         case .list(let l): return .list(try l.items.map { try plain($0, depth: depth + 1, nodes: &nodes) })
         case .dict(let d):
             var out: [(key: PickleValue, value: PickleValue)] = []

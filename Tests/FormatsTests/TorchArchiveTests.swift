@@ -9,6 +9,7 @@ struct PickleBuilder {
     var p = TorchWriter.Pickler()
     init() { p.bytes = [0x80, 0x02] }
     mutating func op(_ b: UInt8...) { p.bytes += b }
+    mutating func op(contentsOf b: [UInt8]) { p.bytes += b }
     /// A tensor view of storage `key` (float32, `count` elements).
     mutating func tensor(key: String, count: Int, offset: Int, shape: [Int], strides: [Int], dtype: String = "FloatStorage") {
         p.global("torch._utils", "_rebuild_tensor_v2")

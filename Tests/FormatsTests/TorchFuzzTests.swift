@@ -89,4 +89,63 @@ struct TorchFuzzTests {
             }
         }
     }
+
+    /// Hostile shapes the unpickler must refuse with an error naming the file: containers nested
+    /// past the depth bound by every way a pickle can nest them (a SIGSEGV when the 30 000-deep
+    /// list was freed), self-references, and more objects than the bound.
+    static let hostile: [(name: String, pickle: [UInt8], expected: String)] = {
+        func repeated(_ b: [UInt8], _ n: Int) -> [UInt8] { Array([[UInt8]](repeating: b, count: n).joined()) }
+        func longPut(_ i: Int) -> [UInt8] { [0x72] + (0..<4).map { UInt8(truncatingIfNeeded: i >> (8 * $0)) } }
+        func longGet(_ i: Int) -> [UInt8] { [0x6A] + (0..<4).map { UInt8(truncatingIfNeeded: i >> (8 * $0)) } }
+        let deep = "nests containers more than 199 deep"
+        // Lists made first and linked later through the memo, innermost first (heights grow) and
+        // outermost first (each link changes a list that is already inside another).
+        let chain = 1000
+        let made = Array((0..<chain).map { [0x5D] + longPut($0) + [0x30] }.joined())
+        let inward = Array((0..<(chain - 1)).reversed().map { longGet($0) + longGet($0 + 1) + [0x61, 0x30] }.joined())
+        let outward = Array((0..<(chain - 1)).map { longGet($0) + longGet($0 + 1) + [0x61, 0x30] }.joined())
+        return [
+            ("lists (EMPTY_LIST × N, APPEND × N−1)", repeated([0x5D], 30_000) + repeated([0x61], 29_999), deep),
+            ("tuples (MARK × N, TUPLE × N)", repeated([0x28], 100_000) + repeated([0x74], 100_000), deep),
+            ("tuples (EMPTY_TUPLE, TUPLE1 × N)", [0x29] + repeated([0x85], 100_000), deep),
+            ("lists (MARK, EMPTY_LIST, APPENDS) × N", repeated([0x5D, 0x28], 50_000) + [0x5D] + repeated([0x65], 50_000), deep),
+            ("lists (MARK … LIST) × N", repeated([0x28], 50_000) + repeated([0x6C], 50_000), deep),
+            ("dicts (EMPTY_DICT, key) × N, SETITEM × N", repeated([0x7D, 0x4E], 50_000) + [0x7D] + repeated([0x73], 50_000), deep),
+            ("dicts (MARK, key … DICT) × N", repeated([0x28, 0x4E], 50_000) + [0x7D] + repeated([0x64], 50_000), deep),
+            ("lists linked through the memo, innermost first", made + inward + longGet(0), deep),
+            ("lists linked through the memo, outermost first", made + outward + longGet(0), "after placing it inside another container"),
+            ("a list appended to itself", [0x5D, 0x71, 0x00, 0x68, 0x00, 0x61], "after placing it inside another container"),
+            ("more objects than the bound (DUP × N)", [0x4E] + repeated([0x32], RestrictedUnpickler.maxObjects), "builds more than 2000000 objects"),
+        ]
+    }()
+
+    @Test("hostile nesting, self-references and object counts are refused, naming the file", arguments: 0..<hostile.count)
+    func hostilePickle(_ index: Int) throws {
+        let (name, body, expected) = Self.hostile[index]
+        var zip = TorchWriter.ZipWriter()
+        zip.add("deep/data.pkl", [0x80, 0x02] + body + [0x2E])
+        zip.add("deep/byteorder", Array("little".utf8))
+        zip.add("deep/version", Array("3\n".utf8))
+        let data = try zip.finish()
+        do {
+            _ = try TorchArchive(data: data, name: "deep.pth")
+            Issue.record("\(name): no error")
+        } catch let e as TorchFormatError {
+            #expect(e.description.hasPrefix("PyTorch file deep.pth: ") && e.message.contains(expected), "\(name): \(e.message)")
+        }
+    }
+
+    @Test("the bounds leave real shapes alone: 150 levels of nesting and a list of 100 000 values read")
+    func boundsAreLoose() throws {
+        var b = PickleBuilder()
+        b.op(contentsOf: [UInt8](repeating: 0x5D, count: 150) + [UInt8](repeating: 0x61, count: 149))
+        var v = try TorchArchive(data: try b.archive([:])).root
+        var levels = 1
+        while case .list(let items) = v, let first = items.first { v = first; levels += 1 }
+        #expect(levels == 150)
+        var wide = PickleBuilder()
+        wide.op(contentsOf: [0x5D, 0x28] + [UInt8](repeating: 0x4E, count: 100_000) + [0x65])
+        guard case .list(let items) = try TorchArchive(data: try wide.archive([:])).root else { Issue.record("not a list"); return }
+        #expect(items.count == 100_000)
+    }
 }
