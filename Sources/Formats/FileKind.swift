@@ -51,3 +51,23 @@ public enum FileKind: Equatable, Sendable {
         }
     }
 }
+
+/// Relative paths read from list files (image lists, dataset split files), which decide where
+/// outputs are written: an entry may not climb out of the folder it is resolved against.
+public enum RelativePath {
+    /// `rel` with `.` and `..` resolved, or nil when it climbs above its root, is absolute, or
+    /// is empty.
+    public static func normalisedInside(_ rel: String) -> String? {
+        guard !rel.hasPrefix("/") else { return nil }
+        var parts: [Substring] = []
+        for c in rel.split(separator: "/") where c != "." {
+            if c == ".." {
+                guard !parts.isEmpty else { return nil }
+                parts.removeLast()
+            } else {
+                parts.append(c)
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "/")
+    }
+}

@@ -72,7 +72,7 @@ public enum ImageSource {
             if entry.hasPrefix("/") {
                 rel = file.deletingPathExtension().lastPathComponent
             } else {
-                guard let inside = normalisedInside((entry as NSString).deletingPathExtension) else {
+                guard let inside = RelativePath.normalisedInside((entry as NSString).deletingPathExtension) else {
                     throw JobsError.input("\(path):\(n + 1): '\(entry)' resolves outside the list's root \(base.path); "
                                            + "refused, because its outputs would be written outside the output folder")
                 }
@@ -92,20 +92,6 @@ public enum ImageSource {
         }
         if let tab = line.firstIndex(of: "\t") { return String(line[..<tab]).trimmingCharacters(in: .whitespaces) }
         return String(line.split(separator: " ").first ?? Substring(line))
-    }
-
-    /// `rel` with `.` and `..` resolved, or nil when it climbs above its root.
-    static func normalisedInside(_ rel: String) -> String? {
-        var parts: [Substring] = []
-        for c in rel.split(separator: "/") where c != "." {
-            if c == ".." {
-                guard !parts.isEmpty else { return nil }
-                parts.removeLast()
-            } else {
-                parts.append(c)
-            }
-        }
-        return parts.isEmpty ? nil : parts.joined(separator: "/")
     }
 
     /// Refuses inputs whose outputs would share a name: `a.jpg`, `a.png` and `a.JPEG` all

@@ -110,9 +110,13 @@ public struct ProbeRun {
             log("probe [\(method)]: features")
             let train = try examples(dataset, dataset.train, maps: try features.maps(method, dataset.train), trainSize: trainSize)
             let val = try examples(dataset, dataset.val, maps: try features.maps(method, dataset.val), trainSize: trainSize)
+            try checkTargets(dataset, method: method, train: train, val: val)
             log("probe [\(method)]: training the head on \(train.count) cached maps of shape \(train[0].features.shape)")
             switch task {
             case .segmentation:
+                let f = train[0].features.shape
+                try dataset.checkSegmentationMemory(channels: f[2], batch: options.batchSize, trainHeight: trainSize.0, trainWidth: trainSize.1,
+                                                    tokens: f[0] * f[1], evalPixels: val.map { $0.evalHeight * $0.evalWidth }.max() ?? 0)
                 let (head, summary) = ProbeTrainer.trainSegmentation(train, classes: dataset.classes, options: options, log: log)
                 let m = ProbeTrainer.evaluateSegmentation(head, val, classes: dataset.classes)
                 results.append(MethodResult(method: method, metrics: [("mIoU", m.mIoU), ("mAcc", m.mAcc), ("aAcc", m.aAcc)],
@@ -126,10 +130,37 @@ public struct ProbeRun {
                                             perClassIoU: [], training: summary))
                 predictions.append(val.prefix(3).map { ProbeTrainer.predictDepth(head, $0) })
             }
+            if let r = results.last, let bad = r.metrics.first(where: { !$0.1.isFinite }) {
+                throw ProbeDataError("probe [\(method)]: the val metric \(bad.0) is \(bad.1) (\(r.metrics.map { "\($0.0) \($0.1)" }.joined(separator: ", "))); "
+                                     + "no result is written for a run with non-finite metrics")
+            }
         }
         let figures = try writeVisuals(dataset, predictions)
         let json = try writeJSON(dataset, results, figures)
         return Outcome(task: task, results: results, json: json, table: ProbeRun.table(results))
+    }
+
+    /// Refuses splits in which no pixel can be learnt or scored: masks whose every pixel is the
+    /// ignore label 255, or depth maps with no depth inside DepthMetrics' (min, max) range (e.g. all
+    /// 0), which would otherwise end in NaN metrics.
+    func checkTargets(_ dataset: ProbeDataset, method: String, train: [ProbeExample], val: [ProbeExample]) throws {
+        for (split, examples) in [("train", train), ("val", val)] {
+            let valid: Int
+            let why: String
+            switch task {
+            case .segmentation:
+                valid = examples.reduce(0) { n, e in n + e.evalLabels.reduce(0) { $0 + ($1 == ProbeDataset.ignoreIndex ? 0 : 1) } }
+                why = "every pixel of its \(examples.count) mask(s) is the ignore label \(ProbeDataset.ignoreIndex)"
+            case .depth:
+                valid = examples.reduce(0) { $0 + DepthMetrics.validPixels(gt: $1.evalDepth) }
+                why = String(format: "no depth of its %d map(s) lies inside (%g, %g) m (e.g. every value is 0)",
+                             examples.count, DepthMetrics.nyuMinDepth, DepthMetrics.nyuMaxDepth)
+            }
+            if valid == 0 {
+                throw ProbeDataError("probe [\(method)]: no valid pixel was left in the \(split) split of \(root.path): \(why); "
+                                     + "its metrics would be NaN")
+            }
+        }
     }
 
     /// The method × metric table as Markdown.

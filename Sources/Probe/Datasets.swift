@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import Vision
 
@@ -44,10 +45,14 @@ public struct ProbeDataset: Sendable {
     public var root: URL
     public var task: ProbeTask
     public var classNames: [String]
+    /// Where the class list came from, for messages: a classes.txt path, or the layout's own list.
+    public var classSource: String = ""
     public var reduceZeroLabel: Bool
     public var train: [ProbeSample]
     public var val: [ProbeSample]
     public static let ignoreIndex: Int32 = 255
+    /// Class indices must stay below the ignore label, so a list holds at most 255 − 1 names.
+    public static let maxClasses = Int(ignoreIndex) - 1
     /// NYU's depth PNGs hold millimetres.
     public static let depthScale: Float = 1000
 
@@ -69,29 +74,31 @@ public struct ProbeDataset: Sendable {
         case .voc:
             func split(_ name: String) throws -> [ProbeSample] {
                 let list = root.appendingPathComponent("ImageSets/Segmentation/\(name).txt")
-                return try stems(list).map {
+                return try stems(list, root: root).map {
                     ProbeSample(name: $0, image: root.appendingPathComponent("JPEGImages/\($0).jpg"),
                                 target: root.appendingPathComponent("SegmentationClass/\($0).png"))
                 }
             }
             // classes.txt at the root (one name per line) replaces VOC's 21 classes, so a set in the
             // VOC layout with other classes (the shipped synthetic scenes) reads the same way.
-            let names = (try? String(contentsOf: root.appendingPathComponent("classes.txt"), encoding: .utf8))
-                .map { $0.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+            let classFile = root.appendingPathComponent("classes.txt")
+            let names = fm.fileExists(atPath: classFile.path) ? try classNames(classFile) : nil
             ds = ProbeDataset(layout: layout, root: root, task: .segmentation, classNames: names ?? vocClasses, reduceZeroLabel: false,
                               train: try split("train"), val: try split("val"))
+            ds.classSource = names == nil ? "VOC's 21 classes" : classFile.path
         case .ade20k:
             func split(_ name: String) throws -> [ProbeSample] {
                 let dir = root.appendingPathComponent("images/\(name)")
-                return try imageFiles(dir).map { url in
+                return try imageFiles(dir).enumerated().map { i, url in
                     let stem = url.deletingPathExtension().lastPathComponent
-                    return ProbeSample(name: "\(name)/\(stem)", image: url,
+                    return ProbeSample(name: try safeEntry("\(name)/\(stem)", list: dir, line: i + 1, root: root), image: url,
                                        target: root.appendingPathComponent("annotations/\(name)/\(stem).png"))
                 }
             }
             ds = ProbeDataset(layout: layout, root: root, task: .segmentation,
                               classNames: (1...150).map { "class\($0)" }, reduceZeroLabel: true,
                               train: try split("training"), val: try split("validation"))
+            ds.classSource = "ADE20K's 150 classes"
         case .nyu:
             func split(_ name: String) throws -> [ProbeSample] {
                 let list = root.appendingPathComponent(name)
@@ -106,9 +113,18 @@ public struct ProbeDataset: Sendable {
                         throw ProbeDataError("\(list.path) line \(n + 1): expected \"rgb_path depth_path [focal]\", got \"\(line)\"")
                     }
                     if f[1] == "None" { continue }  // nyu.py:113-115
-                    func strip(_ s: String) -> String { s.hasPrefix("/") ? String(s.dropFirst()) : s }
-                    out.append(ProbeSample(name: strip(f[0]).replacingOccurrences(of: "/", with: "_"),
-                                           image: root.appendingPathComponent(strip(f[0])), target: root.appendingPathComponent(strip(f[1]))))
+                    if f.count >= 3 {  // the focal length is not used here, but a malformed one means a malformed line
+                        guard let focal = Double(f[2]), focal.isFinite, focal > 0 else {
+                            throw ProbeDataError("\(list.path) line \(n + 1): focal length \"\(f[2])\" is not a positive number (expected \"rgb_path depth_path [focal]\")")
+                        }
+                    }
+                    // Paths are relative to ROOT, a leading / dropped.
+                    func inside(_ s: String) throws -> String {
+                        try safeEntry(s.hasPrefix("/") ? String(s.dropFirst()) : s, list: list, line: n + 1, root: root)
+                    }
+                    let rgb = try inside(f[0]), depth = try inside(f[1])
+                    out.append(ProbeSample(name: rgb.replacingOccurrences(of: "/", with: "_"),
+                                           image: root.appendingPathComponent(rgb), target: root.appendingPathComponent(depth)))
                 }
                 return out.sorted { $0.image.path < $1.image.path }  // nyu.py:126
             }
@@ -116,16 +132,20 @@ public struct ProbeDataset: Sendable {
                               train: try split("nyu_train.txt"), val: try split("nyu_test.txt"))
         case .folder:
             let classFile = root.appendingPathComponent("classes.txt")
-            guard let text = try? String(contentsOf: classFile, encoding: .utf8) else {
+            guard fm.fileExists(atPath: classFile.path) else {
                 throw ProbeDataError("folder dataset: \(classFile.path) is missing (one class name per line; line k is class k)")
             }
-            let names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-            guard !names.isEmpty, names.count <= 255 else {
-                throw ProbeDataError("\(classFile.path): \(names.count) classes; 1...255 are allowed (255 is the ignore label)")
-            }
+            let names = try classNames(classFile)
             let images = try imageFiles(root.appendingPathComponent("images"))
             var byStem: [String: URL] = [:]
-            for url in images { byStem[url.deletingPathExtension().lastPathComponent] = url }
+            for url in images {
+                let stem = url.deletingPathExtension().lastPathComponent
+                // Features are cached by stem, so two images of one stem would share one cache file.
+                if let other = byStem[stem] {
+                    throw ProbeDataError("folder dataset: \(other.path) and \(url.path) share the stem \(stem); each image needs its own name (rename or remove one)")
+                }
+                byStem[stem] = url
+            }
             func sample(_ stem: String) throws -> ProbeSample {
                 guard let url = byStem[stem] else {
                     throw ProbeDataError("folder dataset: \(stem) is listed but \(root.appendingPathComponent("images").path) has no \(stem).jpg/.jpeg/.png")
@@ -135,8 +155,8 @@ public struct ProbeDataset: Sendable {
             let trainList = root.appendingPathComponent("train.txt"), valList = root.appendingPathComponent("val.txt")
             let train: [ProbeSample], val: [ProbeSample]
             if fm.fileExists(atPath: trainList.path) || fm.fileExists(atPath: valList.path) {
-                train = try stems(trainList).map(sample)
-                val = try stems(valList).map(sample)
+                train = try stems(trainList, root: root).map(sample)
+                val = try stems(valList, root: root).map(sample)
             } else {
                 let all = byStem.keys.sorted()
                 train = try all.enumerated().filter { $0.offset % 5 != 4 }.map { try sample($0.element) }
@@ -144,6 +164,7 @@ public struct ProbeDataset: Sendable {
             }
             ds = ProbeDataset(layout: layout, root: root, task: .segmentation, classNames: names, reduceZeroLabel: false,
                               train: train, val: val)
+            ds.classSource = classFile.path
         }
         try ds.checkFiles()
         return ds
@@ -154,17 +175,80 @@ public struct ProbeDataset: Sendable {
         for (split, list) in [("train", train), ("val", val)] where list.isEmpty {
             throw ProbeDataError("\(layout.rawValue) dataset at \(root.path): the \(split) split is empty")
         }
+        // Names are the cache file names: two different images may not share one.
+        var imageOf: [String: URL] = [:]
+        for s in train + val {
+            if let other = imageOf[s.name], other.standardizedFileURL != s.image.standardizedFileURL {
+                throw ProbeDataError("\(layout.rawValue) dataset at \(root.path): \(other.path) and \(s.image.path) both get the feature-cache name \(s.name); rename one")
+            }
+            imageOf[s.name] = s.image
+        }
         let missing = (train + val).flatMap { [$0.image, $0.target] }.filter { !FileManager.default.fileExists(atPath: $0.path) }
         if let first = missing.first {
             throw ProbeDataError("\(layout.rawValue) dataset at \(root.path): \(missing.count) listed file(s) missing, e.g. \(first.path)")
         }
     }
 
-    static func stems(_ list: URL) throws -> [String] {
+    /// Refuses a segmentation probe whose class count would need more memory than `memoryLimit`
+    /// (default: this machine's memory), before anything is trained: the message names where the
+    /// classes came from, how many there are and what they would need. See
+    /// `SegmentationHead.memoryBytes` for what is counted.
+    public func checkSegmentationMemory(channels: Int, batch: Int, trainHeight: Int, trainWidth: Int, tokens: Int,
+                                        evalPixels: Int, memoryLimit: UInt64? = nil) throws {
+        let limit = Double(memoryLimit ?? ProcessInfo.processInfo.physicalMemory)
+        let need = SegmentationHead.memoryBytes(classes: classes, channels: channels, batch: batch, trainPixels: trainHeight * trainWidth,
+                                                tokens: tokens, evalPixels: evalPixels)
+        guard need <= limit else {
+            throw ProbeDataError(String(format: "%@: %d classes need about %.1f GB for the probe head's logits and metrics "
+                                        + "(batches of %d label maps of %d×%d, val images up to %d pixels), more than the %.1f GB of memory here; "
+                                        + "use fewer classes, a smaller input_size or probe.batch_size",
+                                        classSource, classes, need / 1e9, batch, trainHeight, trainWidth, evalPixels, limit / 1e9))
+        }
+    }
+
+    /// The ids of a split list (first word of each line), each checked with `safeEntry`.
+    static func stems(_ list: URL, root: URL) throws -> [String] {
         guard let text = try? String(contentsOf: list, encoding: .utf8) else {
             throw ProbeDataError("split list \(list.path) is missing or unreadable")
         }
-        return text.split(whereSeparator: \.isNewline).compactMap { $0.split(separator: " ").first.map(String.init) }
+        var out: [String] = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            guard let word = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).first else { continue }
+            out.append(try safeEntry(String(word), list: list, line: n + 1, root: root))
+        }
+        return out
+    }
+
+    /// A split-file entry as a sanitised id: `.` and `..` resolved, and refused when it is absolute,
+    /// climbs out of the folder it is read against, or holds control characters. The id names the
+    /// files read (JPEGImages/<id>.jpg, ROOT/<id>) and the cached features written
+    /// (probe/features/<method>/<layout>/<id>.npy), so an entry such as `../../x/JPEGImages/evil`
+    /// would read outside the dataset and write outside the output folder; `dvt extract`
+    /// refuses such list entries the same way (`RelativePath`).
+    static func safeEntry(_ entry: String, list: URL, line: Int, root: URL) throws -> String {
+        guard !entry.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }),
+              let id = RelativePath.normalisedInside(entry) else {
+            throw ProbeDataError("\(list.path) line \(line): '\(entry)' resolves outside the dataset root \(root.path) (or is absolute); "
+                                 + "refused, because its cached features would be written outside the output folder")
+        }
+        return id
+    }
+
+    /// The class names of a classes.txt (one per line, blank lines skipped), refused when there are
+    /// none, or so many that class indices would reach the ignore label 255.
+    static func classNames(_ file: URL) throws -> [String] {
+        guard let text = try? String(contentsOf: file, encoding: .utf8) else {
+            throw ProbeDataError("\(file.path) is unreadable or not UTF-8 text (one class name per line; line k is class k)")
+        }
+        let names = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !names.isEmpty else {
+            throw ProbeDataError("\(file.path) lists no class (one class name per line; line k is class k)")
+        }
+        guard names.count <= maxClasses else {
+            throw ProbeDataError("\(file.path) lists \(names.count) classes; at most \(maxClasses) are allowed, because class indices "
+                                 + "must stay below 255, the ignore label of the masks")
+        }
+        return names
     }
 
     static func imageFiles(_ dir: URL) throws -> [URL] {

@@ -69,6 +69,11 @@ public struct DepthMetrics: Sendable, Equatable, Codable {
         return m
     }
 
+    /// How many pixels of `gt` `image` would score: min_depth < gt < max_depth (no crop).
+    public static func validPixels(gt: [Float], minDepth: Double = nyuMinDepth, maxDepth: Double = nyuMaxDepth) -> Int {
+        gt.reduce(0) { $0 + (Double($1) > minDepth && Double($1) < maxDepth ? 1 : 0) }
+    }
+
     /// The dataset value: each metric's `nanmean` over images.
     public static func mean(_ images: [DepthMetrics]) -> DepthMetrics {
         func nm(_ k: KeyPath<DepthMetrics, Double>) -> Double { SegmentationMetrics.nanmean(images.map { $0[keyPath: k] }) }

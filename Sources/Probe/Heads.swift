@@ -79,6 +79,21 @@ public final class SegmentationHead: @unchecked Sendable {
         return BilinearResize.resize(one, height: height, width: width)
     }
 
+    /// A rough peak, in bytes, of the probe memory that grows with the class count K (Double, so
+    /// absurd counts cannot overflow): a training step holds B label-size logit maps of K
+    /// channels about five times (each image's upsampled logits, their concatenation, the
+    /// softmax, and the gradients of both), plus the token logits; evaluation holds one val
+    /// image's upsampled logits and their copy for the argmax; the head keeps K × C weights with
+    /// their gradient and two AdamW moments; `SegmentationMetrics` keeps seven counters per class.
+    public static func memoryBytes(classes k: Int, channels c: Int, batch b: Int, trainPixels: Int, tokens: Int,
+                                   evalPixels: Int) -> Double {
+        let k = Double(k), b = Double(max(1, b))
+        let train = 5 * b * Double(trainPixels) * k + 2 * b * Double(tokens) * k
+        let eval = 2 * Double(evalPixels) * k
+        let weights = 4 * k * Double(c + 1)
+        return 4 * (train + eval + weights) + 7 * 8 * k
+    }
+
     /// Per-pixel argmax class of (N, K) logits.
     public static func argmax(_ logits: Tensor) -> [Int32] {
         let k = logits.shape[1], v = logits.scalars

@@ -38,7 +38,7 @@ public enum ConfigSchema {
                   "Optimisation steps per image (DVT v2: 25000, main_img_denoising.py line 181)."),
         ConfigKey("stage1.warmup_iters", .int(0...10_000_000), .null, nullable: true, dvt: "warmup_iters",
                   "Linear warmup steps; null = num_iters / 10, which is DVT's fixed 2500 at the default 25000 steps (main_img_denoising.py line 182) and keeps short runs' warmup in proportion."),
-        ConfigKey("stage1.lr", .double(0...10), .double(0.01), dvt: "lr", "Peak learning rate (Adam)."),
+        ConfigKey("stage1.lr", .double(1e-9...10), .double(0.01), dvt: "lr", "Peak learning rate (Adam)."),
         ConfigKey("stage1.min_lr", .double(0...10), .double(0.001), dvt: "min_lr", "Floor of the cosine decay."),
         ConfigKey("stage1.weight_decay", .double(0...1), .double(1e-5), dvt: "weight_decay", "Adam L2 weight decay."),
         ConfigKey("stage1.loss_scale", .double(1e-6...1e9), .double(1024), dvt: "GradScaler(\"cuda\", 2**10)",

@@ -279,7 +279,10 @@ public final class Trainer {
             if loop.valFreq > 0 && ((step + 1) % loop.valFreq == 0 || isLast) {
                 lastVal = try withNoGrad { try task.validate(step: step + 1) }
             }
-            if (step + 1) % max(loop.printFreq, 1) == 0 || isLast || step == start {
+            // metrics.jsonl holds the same steps whether or not the run was resumed: step 1, every
+            // printFreq-th and the last. The first step after a resume gets a progress line only.
+            let recorded = (step + 1) % max(loop.printFreq, 1) == 0 || isLast || step == 0
+            if recorded || step == start {
                 history.append(LossPoint(step: step + 1, loss: value))
                 let dt = Date().timeIntervalSince(windowStart)
                 let itPerSec = dt > 0 ? Double(windowSteps) / dt : 0
@@ -288,7 +291,7 @@ public final class Trainer {
                 var record: [String: Double] = ["step": Double(step + 1), "loss": value, "lr": optimizer.lr, "it_s": itPerSec]
                 for (k, v) in metrics { record[k] = v }
                 for (k, v) in lastVal { record["val_\(k)"] = v }
-                if let metricsFile { try LineAppender.append(Data((jsonLine(record) + "\n").utf8), to: metricsFile) }
+                if recorded, let metricsFile { try LineAppender.append(Data((jsonLine(record) + "\n").utf8), to: metricsFile) }
                 if !quiet {
                     var line = String(format: "%@ step %d/%d  loss %.5f  lr %.3g  %.1f it/s  ETA %@", label as NSString, step + 1, total,
                                       value, optimizer.lr, itPerSec, Progress.format(seconds: eta) as NSString)

@@ -142,3 +142,67 @@ struct ProbeBenchCLITests {
         do { try body(); return "" } catch { return "\(error)" }
     }
 }
+
+/// The probe's refusals end to end: nothing written outside the output folder, no run that exits 0
+/// with NaN metrics.
+@Suite("dvt probe refusals")
+struct ProbeRefusalCLITests {
+    func message(_ args: [String]) -> String {
+        do { try runDVT(args); return "no error" } catch { return "\(error)" }
+    }
+
+    @Test("a VOC split entry climbing out of the root is refused and nothing is written outside --output-dir")
+    func escapingEntry() throws {
+        let dir = temporaryDirectory("probe-escape")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let voc = dir.appendingPathComponent("a/b/c/voc")
+        try SyntheticScenes.write(to: voc, seed: 3, train: 2, val: 1, size: 28)
+        // ROOT/JPEGImages/../../../../../x is dir/x; the cache dir OUT/probe/features/raw/voc climbs
+        // to the same place, where the old reader wrote x/JPEGImages/evil.npy.
+        let evil = dir.appendingPathComponent("x/JPEGImages")
+        try FileManager.default.createDirectory(at: evil, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: voc.appendingPathComponent("JPEGImages/scene_0000.jpg"), to: evil.appendingPathComponent("evil.jpg"))
+        try FileManager.default.copyItem(at: voc.appendingPathComponent("SegmentationClass/scene_0000.png"), to: evil.appendingPathComponent("evil.png"))
+        let list = voc.appendingPathComponent("ImageSets/Segmentation/train.txt")
+        try (String(contentsOf: list, encoding: .utf8) + "../../../../../x/JPEGImages/evil\n").write(to: list, atomically: true, encoding: .utf8)
+        let cfg = try ProbeCLITests.tinyConfig(dir)
+        let m = message(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
+        #expect(m.contains("'../../../../../x/JPEGImages/evil' resolves outside the dataset root"), "\(m)")
+        let written = try FileManager.default.contentsOfDirectory(atPath: evil.path).sorted()
+        #expect(written == ["evil.jpg", "evil.png"], "written outside the output folder: \(written)")
+    }
+
+    @Test("val masks that are all ignore label 255 fail the method instead of reporting NaN")
+    func allIgnoredMasks() throws {
+        let dir = temporaryDirectory("probe-ignored")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let voc = dir.appendingPathComponent("voc")
+        try SyntheticScenes.write(to: voc, seed: 3, train: 2, val: 1, size: 28)
+        try SampleImage(width: 28, height: 28, samples: [UInt16](repeating: 255, count: 28 * 28), kind: .gray, bitDepth: 8)
+            .write(to: voc.appendingPathComponent("SegmentationClass/scene_0002.png"))
+        let cfg = try ProbeCLITests.tinyConfig(dir)
+        let m = message(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
+        #expect(m.contains("probe [raw]: no valid pixel was left in the val split") && m.contains("ignore label 255"), "\(m)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/probe/segmentation.json").path))
+    }
+
+    @Test("NYU depth maps that are all 0 fail the method instead of reporting NaN")
+    func allZeroDepth() throws {
+        let dir = temporaryDirectory("probe-zero-depth")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let nyu = dir.appendingPathComponent("nyu")
+        for (split, scene, mm) in [("train", "a", 1500), ("test", "b", 0)] {
+            try FileManager.default.createDirectory(at: nyu.appendingPathComponent(scene), withIntermediateDirectories: true)
+            try RGBImage(contentsOf: photos.appendingPathComponent("rocket.jpg")).resized(width: 40, height: 30)
+                .write(to: nyu.appendingPathComponent("\(scene)/rgb_00001.jpg"))
+            try SampleImage(width: 40, height: 30, samples: [UInt16](repeating: UInt16(mm), count: 1200), kind: .gray, bitDepth: 16)
+                .write(to: nyu.appendingPathComponent("\(scene)/sync_depth_00001.png"))
+            try "/\(scene)/rgb_00001.jpg /\(scene)/sync_depth_00001.png 518.8579\n"
+                .write(to: nyu.appendingPathComponent("nyu_\(split).txt"), atomically: true, encoding: .utf8)
+        }
+        let cfg = try ProbeCLITests.tinyConfig(dir)
+        let m = message(["probe", cfg.path, nyu.path, "--task", "depth", "--dataset", "nyu", "--methods", "raw", "--iterations", "2", "--threads", "1"])
+        #expect(m.contains("probe [raw]: no valid pixel was left in the val split") && m.contains("every value is 0"), "\(m)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/probe/depth.json").path))
+    }
+}

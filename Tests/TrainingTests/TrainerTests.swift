@@ -155,3 +155,32 @@ struct TrainerTests {
         #expect(throws: TrainerError.self) { _ = try other.loadCheckpoint(t.latestCheckpoint!) }
     }
 }
+
+extension TrainerTests {
+    @Test("a resumed run's metrics.jsonl holds the same steps as an uninterrupted run's (no extra line at the resume step)")
+    func resumedMetricsSteps() throws {
+        let (o, l) = settings()
+        func steps(_ dir: URL) throws -> [Int] {
+            try String(contentsOf: dir.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map {
+                let obj = try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+                return (obj["step"] as! NSNumber).intValue
+            }
+        }
+        let straight = tempDir(), resumed = tempDir()
+        defer { for d in [straight, resumed] { try? FileManager.default.removeItem(at: d) } }
+        _ = try Trainer(task: RegressionTask(seed: 2), optimizer: o, loop: l, runDirectory: straight, quiet: true).run()
+        // Dies at step 25 (after its step-20 checkpoint), then resumes twice over: once from 20 to
+        // a second death at 45, once from 40 to the end.
+        let a = RegressionTask(seed: 2)
+        a.crashAt = 25
+        #expect(throws: RegressionTask.Crash.self) { _ = try Trainer(task: a, optimizer: o, loop: l, runDirectory: resumed, quiet: true).run() }
+        let b = RegressionTask(seed: 2)
+        b.crashAt = 45
+        #expect(throws: RegressionTask.Crash.self) {
+            _ = try Trainer(task: b, optimizer: o, loop: l, runDirectory: resumed, quiet: true).run(resume: true)
+        }
+        _ = try Trainer(task: RegressionTask(seed: 2), optimizer: o, loop: l, runDirectory: resumed, quiet: true).run(resume: true)
+        #expect(try steps(straight) == [1, 10, 20, 30, 40, 50, 60])
+        #expect(try steps(resumed) == steps(straight))
+    }
+}
