@@ -136,18 +136,26 @@ import Vision
     /// class counts. Every open gives a clear error or a dataset whose cache names stay inside a
     /// cache folder and whose files stay inside the root.
     @Test func splitAndClassFuzz() throws {
-        let root = try makeTempDirectory("probe-fuzz")
-        defer { try? FileManager.default.removeItem(at: root) }
+        let base = try makeTempDirectory("probe-fuzz")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let root = base.appendingPathComponent("voc")
         try SyntheticScenes.write(to: root, seed: 5, train: 2, val: 1, size: 16)
+        // A mask beside its image, so that `../JPEGImages/scene_0000` names an existing image and mask.
+        try FileManager.default.copyItem(at: root.appendingPathComponent("SegmentationClass/scene_0000.png"),
+                                         to: root.appendingPathComponent("JPEGImages/scene_0000.png"))
         let pieces = ["..", ".", "scene_0000", "scene_0001", "JPEGImages", "x", "", "/", "a b", "\u{1}", "..."]
         var rng = RandomGenerator(seed: 27)
         let cache = URL(fileURLWithPath: "/cache/probe/features/raw/voc")
         var opened = 0, refused = 0
+        // First a few fixed entries: one climbs out and back into an existing image, so an unguarded
+        // reader opens it and caches it under a name that leaves the cache folder.
+        let fixed = ["../JPEGImages/scene_0000", "./scene_0001", "scene_0000/../scene_0001", "../../voc/JPEGImages/scene_0000"]
         for trial in 0..<200 {
-            let entry = (0..<(1 + rng.randint(5))).map { _ in pieces[rng.randint(pieces.count)] }.joined(separator: rng.randint(4) == 0 ? "" : "/")
+            let entry = trial < fixed.count ? fixed[trial]
+                : (0..<(1 + rng.randint(5))).map { _ in pieces[rng.randint(pieces.count)] }.joined(separator: rng.randint(4) == 0 ? "" : "/")
             try "scene_0000\n\(entry)\n".write(to: root.appendingPathComponent("ImageSets/Segmentation/train.txt"), atomically: true, encoding: .utf8)
             let counts = [0, 1, 5, 253, 254, 255, 300, 20_000]
-            let k = counts[trial % counts.count]
+            let k = trial < fixed.count ? 5 : counts[trial % counts.count]
             try (0..<k).map { "c\($0)\n" }.joined().write(to: root.appendingPathComponent("classes.txt"), atomically: true, encoding: .utf8)
             do {
                 let ds = try ProbeDataset.open(.voc, root: root)
