@@ -96,7 +96,13 @@ public struct ProbeRun {
     }
 
     public func run() throws -> Outcome {
-        var dataset = try ProbeDataset.open(layout, root: root)
+        // The head's memory per class count at this run's geometry (val images not yet read).
+        let channels = model.config.embedDim, (h, w) = InputGeometry.inputSize(config.settings.run.inputSize,
+            stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
+        let (gh, gw) = model.grid(height: h, width: w, stride: config.settings.run.strideSize), tokens = gh * gw
+        var dataset = try ProbeDataset.open(layout, root: root, headBytes: { k in
+            SegmentationHead.memoryBytes(classes: k, channels: channels, batch: options.batchSize, trainPixels: h * w, tokens: tokens, evalPixels: 0)
+        })
         guard dataset.task == task else { throw ProbeDataError("dataset \(layout.rawValue) is a \(dataset.task.rawValue) dataset") }
         if let n = maxTrain { dataset.train = Array(dataset.train.prefix(n)) }
         if let n = maxVal { dataset.val = Array(dataset.val.prefix(n)) }

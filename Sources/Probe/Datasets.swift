@@ -63,7 +63,9 @@ public struct ProbeDataset: Sendable {
                                     "sheep", "sofa", "train", "tvmonitor"]
 
     /// Opens the layout at `root`, listing both splits and checking that every listed file exists.
-    public static func open(_ layout: DatasetLayout, root: URL) throws -> ProbeDataset {
+    /// `headBytes`, when given, is the probe's memory for a class count (`SegmentationHead.memoryBytes`
+    /// at the run's geometry), quoted when a classes.txt is refused for its count.
+    public static func open(_ layout: DatasetLayout, root: URL, headBytes: ((Int) -> Double)? = nil) throws -> ProbeDataset {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: root.path, isDirectory: &isDir), isDir.boolValue else {
@@ -82,7 +84,7 @@ public struct ProbeDataset: Sendable {
             // classes.txt at the root (one name per line) replaces VOC's 21 classes, so a set in the
             // VOC layout with other classes (the shipped synthetic scenes) reads the same way.
             let classFile = root.appendingPathComponent("classes.txt")
-            let names = fm.fileExists(atPath: classFile.path) ? try classNames(classFile) : nil
+            let names = fm.fileExists(atPath: classFile.path) ? try classNames(classFile, headBytes: headBytes) : nil
             ds = ProbeDataset(layout: layout, root: root, task: .segmentation, classNames: names ?? vocClasses, reduceZeroLabel: false,
                               train: try split("train"), val: try split("val"))
             ds.classSource = names == nil ? "VOC's 21 classes" : classFile.path
@@ -135,7 +137,7 @@ public struct ProbeDataset: Sendable {
             guard fm.fileExists(atPath: classFile.path) else {
                 throw ProbeDataError("folder dataset: \(classFile.path) is missing (one class name per line; line k is class k)")
             }
-            let names = try classNames(classFile)
+            let names = try classNames(classFile, headBytes: headBytes)
             let images = try imageFiles(root.appendingPathComponent("images"))
             var byStem: [String: URL] = [:]
             for url in images {
@@ -236,7 +238,7 @@ public struct ProbeDataset: Sendable {
 
     /// The class names of a classes.txt (one per line, blank lines skipped), refused when there are
     /// none, or so many that class indices would reach the ignore label 255.
-    static func classNames(_ file: URL) throws -> [String] {
+    static func classNames(_ file: URL, headBytes: ((Int) -> Double)? = nil) throws -> [String] {
         guard let text = try? String(contentsOf: file, encoding: .utf8) else {
             throw ProbeDataError("\(file.path) is unreadable or not UTF-8 text (one class name per line; line k is class k)")
         }
@@ -245,8 +247,9 @@ public struct ProbeDataset: Sendable {
             throw ProbeDataError("\(file.path) lists no class (one class name per line; line k is class k)")
         }
         guard names.count <= maxClasses else {
+            let memory = headBytes.map { String(format: " (the probe head's logits and metrics would also need about %.1f GB for them)", $0(names.count) / 1e9) } ?? ""
             throw ProbeDataError("\(file.path) lists \(names.count) classes; at most \(maxClasses) are allowed, because class indices "
-                                 + "must stay below 255, the ignore label of the masks")
+                                 + "must stay below 255, the ignore label of the masks\(memory)")
         }
         return names
     }

@@ -172,6 +172,20 @@ struct ProbeRefusalCLITests {
         #expect(written == ["evil.jpg", "evil.png"], "written outside the output folder: \(written)")
     }
 
+    @Test("a classes.txt of 20 000 lines is refused naming the file, the count and the memory, before any feature is computed")
+    func hugeClassList() throws {
+        let dir = temporaryDirectory("probe-classes")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let voc = dir.appendingPathComponent("voc")
+        try SyntheticScenes.write(to: voc, seed: 3, train: 2, val: 1, size: 28)
+        let file = voc.appendingPathComponent("classes.txt")
+        try (0..<20_000).map { "c\($0)\n" }.joined().write(to: file, atomically: true, encoding: .utf8)
+        let cfg = try ProbeCLITests.tinyConfig(dir)
+        let m = message(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
+        #expect(m.contains("\(file.path) lists 20000 classes; at most 254") && m.contains("would also need about ") && m.contains(" GB"), "\(m)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/probe/features").path))
+    }
+
     @Test("val masks that are all ignore label 255 fail the method instead of reporting NaN")
     func allIgnoredMasks() throws {
         let dir = temporaryDirectory("probe-ignored")
