@@ -60,7 +60,7 @@ struct ConfigTests {
     @Test("bad values name the key, the value and the allowed range")
     func badValues() throws {
         for (yaml, key, allowed) in [("stage1.pixel_bsz: 0", "stage1.pixel_bsz", "1...1000000"),
-                                     ("stage1:\n  lr: -1", "stage1.lr", "0.0...10.0"),
+                                     ("stage1:\n  lr: -1", "stage1.lr", "1e-09...10.0"),
                                      ("stage2:\n  targets: dvt", "stage2.targets", "one of stage1, srt"),
                                      ("input_size: [1, 2, 3]", "input_size", "a list of 2 integers"),
                                      ("seed: null", "seed", "an integer")] {
