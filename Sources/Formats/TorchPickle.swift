@@ -162,8 +162,8 @@ struct RestrictedUnpickler {
     /// than `maxDepth` deep (APPEND, SETITEM(S), TUPLE*, LIST, DICT alike) and more than
     /// `maxObjects` pushes are refused. The depth bound keeps every later walk of the values
     /// (conversion, comparison, and Swift's release of nested arrays, which recurses once per
-    /// level) within a few hundred frames; without it a 30 000-deep list crashed the process
-    /// with a stack overflow when it was freed. `maxNodes` bounds the conversion to plain values,
+    /// level) within a few hundred frames (a 30 000-deep list would overflow the stack when
+    /// freed). `maxNodes` bounds the conversion to plain values,
     /// where memo sharing can make the tree exponentially larger than the file.
     static let maxDepth = 200
     static let maxNodes = 2_000_000
@@ -253,15 +253,15 @@ struct RestrictedUnpickler {
                 guard stack.count == 1 else { throw fail("pickle stops with \(stack.count) values on the stack, expected 1") }
                 var nodes = 0
                 return try plain(stack[0], depth: 0, nodes: &nodes)
-            case 0x28: try push(.mark)                                 // MARK
+            case 0x28: try push(.mark)                                        // MARK
             case 0x30: _ = try pop()                                          // POP
             case 0x31: _ = try popToMark()                                    // POP_MARK
             case 0x32: let v = try pop(); try push(v); try push(v)            // DUP
-            case 0x4E: try push(.value(.none))                            // NONE
-            case 0x88: try push(.value(.bool(true)))                      // NEWTRUE
-            case 0x89: try push(.value(.bool(false)))                     // NEWFALSE
-            case 0x4B: try push(.value(.int(Int(try le(1)))))             // BININT1
-            case 0x4D: try push(.value(.int(Int(try le(2)))))             // BININT2
+            case 0x4E: try push(.value(.none))                                // NONE
+            case 0x88: try push(.value(.bool(true)))                          // NEWTRUE
+            case 0x89: try push(.value(.bool(false)))                         // NEWFALSE
+            case 0x4B: try push(.value(.int(Int(try le(1)))))                 // BININT1
+            case 0x4D: try push(.value(.int(Int(try le(2)))))                 // BININT2
             case 0x4A: try push(.value(.int(Int(Int32(truncatingIfNeeded: try le(4))))))  // BININT
             case 0x8A, 0x8B:                                                  // LONG1, LONG4
                 let n = Int(try le(op == 0x8A ? 1 : 4))
@@ -274,17 +274,17 @@ struct RestrictedUnpickler {
                 var bits: UInt64 = 0
                 for i in 0..<8 { bits = bits << 8 | UInt64(b[i]) }
                 try push(.value(.float(Double(bitPattern: bits))))
-            case 0x58: try push(.value(.string(try string(Int(try le(4))))))   // BINUNICODE
-            case 0x55: try push(.value(.string(try string(Int(try le(1))))))   // SHORT_BINSTRING
+            case 0x58: try push(.value(.string(try string(Int(try le(4))))))  // BINUNICODE
+            case 0x55: try push(.value(.string(try string(Int(try le(1))))))  // SHORT_BINSTRING
             case 0x54: try push(.value(.string(try string(Int(Int32(truncatingIfNeeded: try le(4)))))))  // BINSTRING
-            case 0x29: try push(.tuple([], height: 1))                      // EMPTY_TUPLE
+            case 0x29: try push(.tuple([], height: 1))                        // EMPTY_TUPLE
             case 0x74: let t = try popToMark(); try push(.tuple(t, height: try contain(t, at: at)))  // TUPLE
             case 0x85, 0x86, 0x87:                                            // TUPLE1-3
                 let n = Int(op - 0x84)
                 var items: [Item] = []
                 for _ in 0..<n { items.insert(try pop(), at: 0) }
                 try push(.tuple(items, height: try contain(items, at: at)))
-            case 0x5D: try push(.list(ListBox()))                         // EMPTY_LIST
+            case 0x5D: try push(.list(ListBox()))                             // EMPTY_LIST
             case 0x6C:                                                        // LIST
                 let l = ListBox()
                 l.items = try popToMark()
@@ -297,7 +297,7 @@ struct RestrictedUnpickler {
                 try mayChange(l.placed, at: at)
                 l.height = max(l.height, h)
                 l.items += items
-            case 0x7D: try push(.dict(DictBox()))                         // EMPTY_DICT
+            case 0x7D: try push(.dict(DictBox()))                             // EMPTY_DICT
             case 0x64, 0x73, 0x75:                                            // DICT, SETITEM, SETITEMS
                 let items: [Item] = op == 0x73 ? Array([try pop(), try pop()].reversed()) : try popToMark()
                 guard items.count % 2 == 0 else { throw fail("odd number of dict items at byte \(at)") }
