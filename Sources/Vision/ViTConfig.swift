@@ -88,6 +88,15 @@ public enum PositionResampling: String, Sendable, Codable, CaseIterable {
     case bicubic
 }
 
+extension PositionResampling {
+    /// The `pos_embed_resample` setting's rule: nil for `auto` (or unset), when the weights'
+    /// framework decides.
+    public init?(setting: String?) {
+        guard let setting, let rule = PositionResampling(rawValue: setting) else { return nil }
+        self = rule
+    }
+}
+
 /// The MLP of a ViT block.
 public enum ViTMlp: String, Sendable, Codable {
     /// timm `Mlp`: fc1 → activation → fc2.

@@ -1,0 +1,100 @@
+import Formats
+import Foundation
+import Testing
+import TensorCore
+import TestSupport
+import Vision
+@testable import DVTCommands
+
+/// A Python with torch, timm, transformers and safetensors for the timm-side checks:
+/// $DVT_HF_PYTHON, else the venv scripts/hf-venv.sh makes (~/.cache/dvt/venvs/hf).
+let timmPython: String? = {
+    let env = ProcessInfo.processInfo.environment
+    let candidates = [env["DVT_HF_PYTHON"], env["HOME"].map { $0 + "/.cache/dvt/venvs/hf/bin/python" }].compactMap { $0 }
+    return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
+}()
+let onCI = ProcessInfo.processInfo.environment["CI"] == "true"
+
+@Suite("dvt convert and transformers snapshots on the command line")
+struct ConvertCLITests {
+    static let layouts = ["dinov2_tiny", "dinov2_swiglu_tiny", "dinov2_reg_tiny", "dinov3_tiny", "vit_tiny", "deit_tiny",
+                          "clip_tiny", "siglip_tiny"]
+
+    @Test("dvt extract reads a snapshot folder and records the position resampling; the flag overrides it")
+    func extractSnapshot() throws {
+        let dir = temporaryDirectory("hf-extract")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let snap = fixturesDirectory.appendingPathComponent("hf/dinov2_tiny").path
+        let images = dir.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: photos.appendingPathComponent("chelsea.jpg"), to: images.appendingPathComponent("cat.jpg"))
+        var maps: [[Float]] = []
+        for (i, rule) in ["auto", "bicubic_antialias"].enumerated() {
+            let out = dir.appendingPathComponent("out\(i)")
+            try runDVT(["extract", "--weights", snap, "--size", "70", "84", "--images", images.path, "--out", out.path,
+                        "--pos-embed-resample", rule])
+            let f = try Npy.read(out.appendingPathComponent("cat.npy"))
+            #expect(f.shape == [5, 6, 32])
+            maps.append(f.scalars)
+            let info = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("extract_info.json"))) as! [String: Any]
+            #expect(info["weights_origin"] as? String == "transformers dinov2")
+            #expect(info["pos_embed_resample"] as? String == (i == 0 ? "bicubic (auto: transformers dinov2)" : "bicubic_antialias (config: transformers dinov2)"))
+        }
+        #expect(maps[0] != maps[1], "the resampling rule must change the features of a resampled grid")
+    }
+
+    @Test("dvt convert writes timm names and the timm architecture; bad outputs are refused")
+    func convertOffline() throws {
+        let dir = temporaryDirectory("convert")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("d.safetensors")
+        try runDVT(["convert", fixturesDirectory.appendingPathComponent("hf/dinov2_reg_tiny").path, "--out", out.path])
+        let f = try SafeTensorsFile(url: out)
+        #expect(f.metadata["timm_arch"] == "vit_small_patch14_reg4_dinov2")
+        #expect(f.keys.contains("reg_token") && f.keys.contains("blocks.1.ls2.gamma") && f.keys.contains("blocks.0.attn.qkv.weight"))
+        #expect(!f.keys.contains { $0.hasPrefix("embeddings.") || $0.hasPrefix("encoder.") })
+        // The converted file reads back (as timm names) to the same features.
+        var cfg = ViTPresets.named("vit_small_patch14_reg4_dinov2")!
+        (cfg.embedDim, cfg.depth, cfg.heads, cfg.imageSize) = (32, 2, 2, 56)
+        cfg.normEps = 1e-6
+        let back = try VisionTransformer(config: cfg, weights: out)
+        let orig = try VisionTransformer.load(arch: "", weights: fixturesDirectory.appendingPathComponent("hf/dinov2_reg_tiny").path, randomInit: nil)
+        var rng = RandomGenerator(seed: 2)
+        let x = Tensor.normal([1, 3, 56, 56], rng: &rng)
+        expectClose(back.features(x, layers: [1])[1]!.patch, orig.features(x, layers: [1])[1]!.patch, rtol: 0, atol: 1e-6, "round trip")
+        #expect(throws: (any Error).self) { try runDVT(["convert", fixturesDirectory.appendingPathComponent("hf/vit_tiny").path, "--out", dir.appendingPathComponent("x.npy").path]) }
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("x.npy").path))
+    }
+
+    /// scripts/check_convert_timm.py: timm.create_model from the file's metadata,
+    /// load_state_dict(strict=True), and timm's features against transformers' at the
+    /// pretraining size (where neither framework resamples).
+    @Test("every converted layout loads strict in timm and equals transformers",
+          .enabled(if: timmPython != nil || onCI, "no Python with torch + timm + transformers (run scripts/hf-venv.sh or set DVT_HF_PYTHON); skipping the timm check"))
+    func convertLoadsInTimm() throws {
+        guard let python = timmPython else {
+            Issue.record("CI: no Python with torch + timm + transformers; scripts/test.sh runs scripts/hf-venv.sh to make one")
+            return
+        }
+        let dir = temporaryDirectory("convert-timm")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var jobs: [(String, String)] = Self.layouts.map { ($0, "\($0).safetensors") }
+        jobs.append(("dinov2_tiny", "dinov2_tiny.pth"))
+        for (layout, file) in jobs {
+            let snap = fixturesDirectory.appendingPathComponent("hf/\(layout)").path
+            let out = dir.appendingPathComponent(file).path
+            try runDVT(["convert", snap, "--out", out])
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: python)
+            p.arguments = [repositoryRoot.appendingPathComponent("scripts/check_convert_timm.py").path, out, "--hf", snap, "--tol", "1e-5"]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            try p.run()
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            print("check_convert_timm \(file): \(text.split(separator: "\n").filter { $0.contains("max abs") || $0.contains("strict") }.joined(separator: "; "))")
+            #expect(p.terminationStatus == 0, "\(file): \(text.suffix(800))")
+        }
+    }
+}
