@@ -1,16 +1,14 @@
-"""Checks a `dvt convert` output in timm: builds `timm.create_model(timm_arch, pretrained=False,
-num_classes=0, **timm_kwargs)` from the file's metadata (safetensors metadata, or OUT.timm.json
-beside a .pth), loads the state dict with strict=True, and compares timm's features with a
-reference (the transformers model of a snapshot folder, or features dvt wrote).
+"""Checks `dvt convert` outputs in timm: for each, builds `timm.create_model(timm_arch,
+pretrained=False, num_classes=0, **timm_kwargs)` from the file's metadata (safetensors metadata,
+or OUT.timm.json beside a .pth), loads the state dict with strict=True, and, when a transformers
+snapshot is given, compares timm's `forward_features` with transformers' last_hidden_state (CLIP:
+post_layernorm on every token) on a seeded random input at the pretraining size.
 
-    check_convert_timm.py CONVERTED [--hf SNAPSHOT_DIR] [--size H W] [--expect FEATURES.safetensors]
+    check_convert_timm.py [--tol 1e-4] CONVERTED[=SNAPSHOT_DIR] ...
 
---hf: run the transformers model of SNAPSHOT_DIR (AutoModel) on the same random input and compare
-      every token of the last block after the final norm (CLIP: post_layernorm on every token).
---expect: a safetensors file with `input` (1, 3, H, W) and `tokens` (1, N, C): compare timm's
-      `forward_features(input)` with `tokens`.
-Prints the max abs difference; exits 1 when it is above --tol (default 1e-4) or loading fails.
-Needs torch, timm, safetensors (and transformers for --hf).
+Prints one line per file (tensors loaded, max abs difference); exits 1 when any load fails or a
+difference is above --tol. One process for all files (torch/timm/transformers import once).
+Needs torch, timm, safetensors, and transformers for the comparison.
 """
 import argparse
 import functools
@@ -43,42 +41,46 @@ def build(meta):
     return model.eval(), kwargs
 
 
+def check(converted, snapshot, tol):
+    meta = metadata(converted)
+    model, kwargs = build(meta)
+    sd = load_file(converted) if converted.endswith(".safetensors") else torch.load(converted, weights_only=True)
+    model.load_state_dict(sd, strict=True)  # raises on any missing, unexpected or mis-shaped key
+    line = f"{converted}: loaded strict into timm {meta['timm_arch']} ({len(sd)} tensors)"
+    if snapshot is None:
+        print(line)
+        return True
+    import transformers
+    ref = transformers.AutoModel.from_pretrained(snapshot).eval()
+    size = kwargs["img_size"]
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = model.forward_features(x)
+        want = ref(pixel_values=x).last_hidden_state
+        if type(ref).__name__ == "CLIPVisionModel":
+            want = ref.vision_model.post_layernorm(want) if hasattr(ref, "vision_model") else ref.post_layernorm(want)
+    if got.shape != want.shape:
+        print(f"{line}; shape mismatch: timm {tuple(got.shape)} vs transformers {tuple(want.shape)}")
+        return False
+    diff = (got - want).abs().max().item()
+    print(f"{line}; max abs difference timm vs transformers: {diff:.3g}")
+    return diff <= tol
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("converted")
-    ap.add_argument("--hf")
-    ap.add_argument("--expect")
+    ap.add_argument("files", nargs="+", help="CONVERTED or CONVERTED=SNAPSHOT_DIR")
     ap.add_argument("--tol", type=float, default=1e-4)
     a = ap.parse_args()
-    meta = metadata(a.converted)
-    model, kwargs = build(meta)
-    sd = load_file(a.converted) if a.converted.endswith(".safetensors") else torch.load(a.converted, weights_only=True)
-    missing, unexpected = model.load_state_dict(sd, strict=True)  # raises on any mismatch
-    print(f"{a.converted}: loaded strict into timm {meta['timm_arch']} ({len(sd)} tensors)")
-    if a.hf:
-        import transformers
-        ref = transformers.AutoModel.from_pretrained(a.hf).eval()
-        size = kwargs["img_size"]
-        x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            got = model.forward_features(x)
-            out = ref(pixel_values=x)
-            want = out.last_hidden_state
-            if type(ref).__name__ == "CLIPVisionModel":
-                want = ref.vision_model.post_layernorm(want) if hasattr(ref, "vision_model") else ref.post_layernorm(want)
-    elif a.expect:
-        e = load_file(a.expect)
-        with torch.no_grad():
-            got = model.forward_features(e["input"])
-        want = e["tokens"]
-    else:
-        return 0
-    if got.shape != want.shape:
-        print(f"shape mismatch: timm {tuple(got.shape)} vs reference {tuple(want.shape)}")
-        return 1
-    diff = (got - want).abs().max().item()
-    print(f"max abs difference timm vs reference: {diff:.3g}")
-    return 0 if diff <= a.tol else 1
+    ok = True
+    for item in a.files:
+        converted, _, snapshot = item.partition("=")
+        try:
+            ok &= check(converted, snapshot or None, a.tol)
+        except Exception as e:  # report every file, then fail
+            print(f"{converted}: FAILED: {type(e).__name__}: {e}")
+            ok = False
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -80,21 +80,25 @@ struct ConvertCLITests {
         defer { try? FileManager.default.removeItem(at: dir) }
         var jobs: [(String, String)] = Self.layouts.map { ($0, "\($0).safetensors") }
         jobs.append(("dinov2_tiny", "dinov2_tiny.pth"))
+        var pairs: [String] = []
         for (layout, file) in jobs {
             let snap = fixturesDirectory.appendingPathComponent("hf/\(layout)").path
             let out = dir.appendingPathComponent(file).path
             try runDVT(["convert", snap, "--out", out])
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: python)
-            p.arguments = [repositoryRoot.appendingPathComponent("scripts/check_convert_timm.py").path, out, "--hf", snap, "--tol", "1e-5"]
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try p.run()
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            print("check_convert_timm \(file): \(text.split(separator: "\n").filter { $0.contains("max abs") || $0.contains("strict") }.joined(separator: "; "))")
-            #expect(p.terminationStatus == 0, "\(file): \(text.suffix(800))")
+            pairs.append("\(out)=\(snap)")
         }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [repositoryRoot.appendingPathComponent("scripts/check_convert_timm.py").path, "--tol", "1e-5"] + pairs
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let lines = text.split(separator: "\n").filter { $0.contains("strict") || $0.contains("FAILED") }
+        for l in lines { print("check_convert_timm: \(l)") }
+        #expect(p.terminationStatus == 0, "\(text.suffix(1500))")
+        #expect(lines.filter { $0.contains("max abs difference") }.count == jobs.count, "\(text.suffix(1500))")
     }
 }
