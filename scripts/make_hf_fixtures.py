@@ -134,6 +134,16 @@ def resample_fixture(out_root):
     for sy, sx in [(1.5, 2.25), (0.7, 1.3)]:
         y = torch.nn.functional.interpolate(x, scale_factor=(sy, sx), mode="bicubic", align_corners=False)
         out[f"scale.{sy}x{sx}.{y.shape[2]}x{y.shape[3]}"] = y
+    # The scale-factor resize with the +0.1 offset of facebookresearch/dinov2 and of older
+    # transformers Dinov2 (scale_factor=((h + 0.1) / sqrt(N), (w + 0.1) / sqrt(N))), from 4 x 4.
+    g0 = 4
+    p = torch.randn(1, 3, g0, g0, generator=g)
+    out["offset_input"] = p
+    for gh, gw in [(5, 5), (6, 3), (2, 2)]:
+        y = torch.nn.functional.interpolate(p, scale_factor=(float((gh + 0.1) / g0), float((gw + 0.1) / g0)),
+                                            mode="bicubic", align_corners=False)
+        assert y.shape[2:] == (gh, gw), y.shape
+        out[f"offset.{gh}x{gw}"] = y
     save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(out_root, "bicubic_resample.safetensors"),
               metadata={"torch": torch.__version__})
 

@@ -15,7 +15,7 @@ struct BackboneOptions: ParsableArguments {
     var arch = "vit_small_patch14_dinov2.lvd142m"
     @Option(help: "timm checkpoint for --arch: .safetensors or .pth (timm or DINOv2 hub names), or a Hugging Face transformers snapshot folder (config.json sets the architecture).")
     var weights: String?
-    @Option(name: .customLong("pos-embed-resample"), help: "Position-embedding resampling: auto (as the weights' framework does), bicubic_antialias (timm) or bicubic (transformers' Dinov2/ViT/CLIP/SigLIP).")
+    @Option(name: .customLong("pos-embed-resample"), help: "Position-embedding resampling: auto (as the weights' framework does), bicubic_antialias (timm), bicubic (transformers' Dinov2/ViT/CLIP/SigLIP) or bicubic_offset (facebookresearch/dinov2's +0.1 scale factors).")
     var posEmbedResample: PositionResamplingChoice = .auto
     @Option(name: .customLong("random-init"), help: "Use seeded random weights instead of a checkpoint (demos and tests only).")
     var randomInit: UInt64?
@@ -72,6 +72,7 @@ enum PositionResamplingChoice: String, ExpressibleByArgument, CaseIterable {
     case auto
     case bicubicAntialias = "bicubic_antialias"
     case bicubic
+    case bicubicOffset = "bicubic_offset"
 
     /// nil for auto: the weights' framework decides.
     var rule: PositionResampling? { PositionResampling(rawValue: rawValue) }

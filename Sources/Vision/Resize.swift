@@ -314,6 +314,12 @@ extension PositionResampling {
         switch self {
         case .bicubicAntialias: return Resize.bicubicAntialiased(x, height: height, width: width, layout: layout)
         case .bicubic: return Resize.bicubicTorch(x, height: height, width: width, layout: layout)
+        case .bicubicOffset:
+            // (g + 0.1) / G0 per axis, in double as Python computes it; the pretraining grid is
+            // square, and a 1-wide axis (Resize.matrix's bases) stays the identity.
+            let (h0, w0) = layout == .chw ? (x.shape[1], x.shape[2]) : (x.shape[0], x.shape[1])
+            return Resize.bicubicTorch(x, height: height, width: width, layout: layout,
+                                       scaleFactors: ((Double(height) + 0.1) / Double(h0), (Double(width) + 0.1) / Double(w0)))
         }
     }
 }

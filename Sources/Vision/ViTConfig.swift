@@ -86,6 +86,13 @@ public enum PositionResampling: String, Sendable, Codable, CaseIterable {
     /// (modeling_dinov2.py line 116, modeling_vit.py 118, modeling_deit.py 123,
     /// modeling_clip.py 191, modeling_siglip.py 165; transformers 5.25.0).
     case bicubic
+    /// torch bicubic without antialias at scale factors ((Gh + 0.1) / G0, (Gw + 0.1) / G0):
+    /// facebookresearch/dinov2's `interpolate_pos_encoding` with its default
+    /// `interpolate_offset=0.1`, and transformers' Dinov2 before it resized by `size` (the
+    /// "avoid floating point error" offset of facebookresearch/dino issue 8). ATen maps output
+    /// i to input (i + 0.5) / scale − 0.5, so the grid is sampled slightly differently from
+    /// `bicubic`; graphs exported with it (an ONNX `Resize` with `scales`) need this rule.
+    case bicubicOffset = "bicubic_offset"
 }
 
 extension PositionResampling {

@@ -91,6 +91,16 @@ struct TransformersLayoutTests {
         #expect(worst > 10 * Self.tolerance, "antialiased resampling should not reproduce Dinov2Model (max error \(worst))")
     }
 
+    @Test("fine-tuning's differentiable resample applies the same rule as inference", arguments: PositionResampling.allCases)
+    func trainingPathSameRule(_ rule: PositionResampling) throws {
+        let model = try VisionTransformer.load(arch: "", weights: fixturesDirectory.appendingPathComponent("hf/dinov2_tiny").path,
+                                               randomInit: nil, resample: rule)
+        for (gh, gw) in [(5, 6), (3, 4), (4, 4)] {
+            expectClose(model.differentiablePatchPositions(gh, gw), model.patchPositions(gh, gw)!, rtol: 0, atol: 2e-6,
+                        "\(rule.rawValue) \(gh)x\(gw)")
+        }
+    }
+
     @Test("a .pth state dict under transformers-5 module names, with config.json beside it, loads the same weights",
           arguments: ["dinov2_tiny", "vit_tiny"])
     func moduleNamesPth(_ name: String) throws {
@@ -111,7 +121,7 @@ struct TransformersLayoutTests {
         let chw = x.reshape([3, 5, 6])
         let hwc = chw.permute([1, 2, 0])
         var checked = 0
-        for key in f.keys where key != "input" {
+        for key in f.keys where key.hasPrefix("size.") || key.hasPrefix("scale.") {
             let want = try f.tensor(key)                                 // (1, 3, h, w)
             let (h, w) = (want.shape[2], want.shape[3])
             var scales: (Double, Double)?
@@ -128,6 +138,15 @@ struct TransformersLayoutTests {
             checked += 1
         }
         #expect(checked == 8)
+        // The +0.1-offset rule, from a 4 × 4 grid (HWC, as the ViT resamples pos_embed).
+        let p = try f.tensor("offset_input").reshape([3, 4, 4]).permute([1, 2, 0])  // (4, 4, 3)
+        for (gh, gw) in [(5, 5), (6, 3), (2, 2)] {
+            let got = PositionResampling.bicubicOffset.resize(p, height: gh, width: gw, layout: .hwc)
+            expectClose(got.permute([2, 0, 1]).reshape([1, 3, gh, gw]), try f.tensor("offset.\(gh)x\(gw)"), rtol: 0, atol: 5e-6,
+                        "bicubic_offset \(gh)x\(gw)")
+            let plain = PositionResampling.bicubic.resize(p, height: gh, width: gw, layout: .hwc)
+            #expect(got.scalars != plain.scalars || (gh, gw) == (4, 4), "the offset must change the sampling")
+        }
     }
 
     @Test("config.json errors name the file and the key")
