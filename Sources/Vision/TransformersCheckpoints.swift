@@ -119,15 +119,19 @@ struct Mapper {
     }
 
     /// Separate q/k/v projections → timm's packed `qkv` ([q; k; v] rows, as timm's Attention
-    /// splits `qkv(x)` into q, k, v in that order). A missing bias (DINOv3's key, or all three)
-    /// is zeros when another of the three has one.
-    mutating func qkv(_ q: String, _ k: String, _ v: String, to: String) throws {
+    /// splits `qkv(x)` into q, k, v in that order). Biases: all three or none, except that
+    /// with `keyBiasOptional` (DINOv3's `key_bias=False`) a missing key bias is zeros.
+    mutating func qkv(_ q: String, _ k: String, _ v: String, to: String, keyBiasOptional: Bool = false) throws {
         let ws = try [q, k, v].map { try take($0 + ".weight") }
         for w in ws where w.rank != 2 || w.shape != ws[0].shape {
             throw WeightFileError("\(source): \(q).weight / \(k).weight / \(v).weight shapes \(ws.map(\.shape)) differ or are not 2-D")
         }
         out[to + ".weight"] = Tensor.concat(ws, axis: 0)                          // (3C, C)
         let bs = [q, k, v].map { src.removeValue(forKey: $0 + ".bias") }
+        let required = keyBiasOptional ? [bs[0] != nil || bs[2] != nil, false, bs[0] != nil || bs[2] != nil] : Array(repeating: bs.contains { $0 != nil }, count: 3)
+        for (name, (b, need)) in zip([q, k, v], zip(bs, required)) where need && b == nil {
+            throw WeightFileError("\(source): transformers checkpoint has no '\(name).bias' (the other projections have biases)")
+        }
         if bs.contains(where: { $0 != nil }) {
             let c = ws[0].shape[0]
             for (name, b) in zip([q, k, v], bs) where b != nil && b!.shape != [c] {
@@ -238,12 +242,12 @@ struct Mapper {
         return out
     }
 
-    /// A linear whose bias the checkpoint may leave out (`proj_bias` / `mlp_bias` false in
-    /// DINOv3ViTConfig): timm's Linear always has one, so the missing bias is zeros.
-    mutating func linearZeroBias(_ from: String, _ to: String) throws {
+    /// A linear whose bias the checkpoint leaves out when `hasBias` is false (`proj_bias` /
+    /// `mlp_bias` false in DINOv3ViTConfig): timm's Linear always has one, so it is zeros then.
+    mutating func linearZeroBias(_ from: String, _ to: String, hasBias: Bool) throws {
         let w = try take(from + ".weight")
         out[to + ".weight"] = w
-        out[to + ".bias"] = src.removeValue(forKey: from + ".bias") ?? Tensor(zeros: [w.shape[0]])
+        out[to + ".bias"] = hasBias ? try take(from + ".bias") : Tensor(zeros: [w.shape[0]])
     }
 
     /// modeling_dinov3_vit.py: `DINOv3ViTEmbeddings` (lines 57-66: cls_token, mask_token,
@@ -259,19 +263,22 @@ struct Mapper {
         if let reg = src.removeValue(forKey: "embeddings.register_tokens"), reg.rank == 3, reg.shape[1] > 0 { out["reg_token"] = reg }
         try linear("embeddings.patch_embeddings", "patch_embed.proj")
         let prefix = src.keys.contains { $0.hasPrefix("model.layer.") } ? "model.layer." : "layer."
+        // `proj_bias` / `mlp_bias` hold for every layer: read them off block 0.
+        let projBias = src[prefix + "0.attention.o_proj.bias"] != nil
+        let mlpBias = src[prefix + "0.mlp.down_proj.bias"] != nil
         for i in try blockIndices(prefix) {
             let h = "\(prefix)\(i).", t = "blocks.\(i)."
             try linear(h + "norm1", t + "norm1")
-            try qkv(h + "attention.q_proj", h + "attention.k_proj", h + "attention.v_proj", to: t + "attn.qkv")
-            try linearZeroBias(h + "attention.o_proj", t + "attn.proj")
+            try qkv(h + "attention.q_proj", h + "attention.k_proj", h + "attention.v_proj", to: t + "attn.qkv", keyBiasOptional: true)
+            try linearZeroBias(h + "attention.o_proj", t + "attn.proj", hasBias: projBias)
             try move(h + "layer_scale1.lambda1", t + "gamma_1")
             try linear(h + "norm2", t + "norm2")
             if src[h + "mlp.gate_proj.weight"] != nil {
                 try packed(h + "mlp.gate_proj", h + "mlp.up_proj", to: t + "mlp.fc1")
             } else {
-                try linearZeroBias(h + "mlp.up_proj", t + "mlp.fc1")
+                try linearZeroBias(h + "mlp.up_proj", t + "mlp.fc1", hasBias: mlpBias)
             }
-            try linearZeroBias(h + "mlp.down_proj", t + "mlp.fc2")
+            try linearZeroBias(h + "mlp.down_proj", t + "mlp.fc2", hasBias: mlpBias)
             try move(h + "layer_scale2.lambda1", t + "gamma_2")
         }
         try linear("norm", "norm")
@@ -352,6 +359,22 @@ struct Mapper {
         try linear("post_layernorm", "norm")
     }
 
+    /// The MAP head's shapes (kept for export, not run, so the ViT's strict load never sees
+    /// them): latent (1, 1, C), q (C, C), kv (2C, C), proj (C, C), norm (C), mlp (H, C), (C, H).
+    func checkAttentionPool(_ c: Int) throws {
+        guard let h = out["attn_pool.mlp.fc1.weight"]?.shape.first else { return }
+        let want: [String: [Int]] = [
+            "attn_pool.latent": [1, 1, c], "attn_pool.q.weight": [c, c], "attn_pool.q.bias": [c],
+            "attn_pool.kv.weight": [2 * c, c], "attn_pool.kv.bias": [2 * c], "attn_pool.proj.weight": [c, c],
+            "attn_pool.proj.bias": [c], "attn_pool.norm.weight": [c], "attn_pool.norm.bias": [c],
+            "attn_pool.mlp.fc1.weight": [h, c], "attn_pool.mlp.fc1.bias": [h], "attn_pool.mlp.fc2.weight": [c, h],
+            "attn_pool.mlp.fc2.bias": [c],
+        ]
+        for (k, shape) in want.sorted(by: { $0.key < $1.key }) where out[k]?.shape != shape {
+            throw WeightFileError("\(source): the MAP head's \(k) has shape \(out[k]?.shape ?? []), expected \(shape)")
+        }
+    }
+
     /// modeling_siglip.py `SiglipVisionEmbeddings` (lines 124-135: `patch_embedding` conv with
     /// bias, `position_embedding` (N, C) over the patches only; no class token), the encoder,
     /// `post_layernorm` on every token (line 611, timm's final norm), and the MAP head `head`
@@ -379,6 +402,7 @@ struct Mapper {
             try linear("head.layernorm", "attn_pool.norm")
             try linear("head.mlp.fc1", "attn_pool.mlp.fc1")
             try linear("head.mlp.fc2", "attn_pool.mlp.fc2")
+            try checkAttentionPool(c)
         }
     }
 }

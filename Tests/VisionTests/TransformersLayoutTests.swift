@@ -197,6 +197,36 @@ struct TransformersLayoutTests {
         }
     }
 
+    @Test("mutated checkpoints (a tensor dropped, added, reshaped) are refused with an error, never a crash", arguments: fixtures)
+    func mutatedCheckpoints(_ name: String) throws {
+        let dir = fixturesDirectory.appendingPathComponent("hf/\(name)")
+        let model = try TransformersModel.read(config: dir.appendingPathComponent("config.json"))
+        let original = try SafeTensorsFile(url: dir.appendingPathComponent("model.safetensors")).loadAll()
+        let keys = original.keys.sorted()
+        var rng = RandomGenerator(seed: 77)
+        func load(_ sd: [String: Tensor]) throws {
+            let timm = try HFCheckpointNames.toTimm(sd, layout: model.layout, source: "mutated \(name)")
+            _ = try VisionTransformer(config: model.config, stateDict: timm.filter { !VisionTransformer.isIgnoredKey($0.key) }, source: "mutated \(name)")
+        }
+        try load(original)  // the unmutated checkpoint loads
+        var refused = 0
+        for trial in 0..<60 {
+            var sd = original
+            let key = keys[Int(rng.next() % UInt64(keys.count))]
+            switch trial % 3 {
+            case 0: sd[key] = nil
+            case 1: sd["encoder.extra.\(trial).weight"] = Tensor(zeros: [3])
+            default:
+                let t = sd[key]!
+                sd[key] = Tensor(zeros: t.shape.isEmpty ? [2] : [t.shape[0] + 1] + t.shape.dropFirst())
+            }
+            // Tensors the mapping drops (mask_token, ViT's pooler) may change freely.
+            if key.contains("mask_token") || key.hasPrefix("pooler.") { continue }
+            do { try load(sd); Issue.record("\(name): mutation \(trial) of \(key) was accepted") } catch { refused += 1 }
+        }
+        #expect(refused > 0)
+    }
+
     @Test("a folder without config.json, or without weights, is refused with the reason")
     func snapshotErrors() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hf-snap-\(UUID().uuidString)")
