@@ -4,7 +4,7 @@ import TensorCore
 
 // Hugging Face transformers checkpoints of the ViT families, renamed into timm's
 // `VisionTransformer` / `Eva` names so that one ViT class runs them all. Each mapping below
-// cites the transformers module that owns the weights (transformers 4.57.1, file:line of
+// cites the transformers module that owns the weights (transformers 5.25.0, file:line of
 // src/transformers/models/…); the math of each family is already in ViTConfig/ViTBlock, so a
 // mapping only renames, fuses q/k/v into timm's packed `qkv`, and reshapes embeddings.
 // Letters: C hidden size, N position rows, R register tokens.
@@ -168,7 +168,7 @@ struct Mapper {
     /// (`attention.{q,k,v,o}_proj`, lines 189-192; SwiGLU `mlp.{gate,up,down}_proj`, lines
     /// 260-262), which conversion_mapping.py lines 613-646 rename between. SwiGLU is
     /// `down(silu(gate(x)) · up(x))` (line 266) and `weights_in` is [gate; up] (the Chunk(dim=0)
-    /// of conversion_mapping.py line 620): timm's `SwiGLUPacked` fc1, silu on the first half.
+    /// of conversion_mapping.py lines 618-622): timm's `SwiGLUPacked` fc1, silu on the first half.
     mutating func dinov2() throws {
         try move("embeddings.cls_token", "cls_token")
         src["embeddings.mask_token"] = nil  // masked-image-modelling input; unused at inference
@@ -250,9 +250,9 @@ struct Mapper {
         out[to + ".bias"] = hasBias ? try take(from + ".bias") : Tensor(zeros: [w.shape[0]])
     }
 
-    /// modeling_dinov3_vit.py: `DINOv3ViTEmbeddings` (lines 57-66: cls_token, mask_token,
+    /// modeling_dinov3_vit.py: `DINOv3ViTEmbeddings` (lines 68-74: cls_token, mask_token,
     /// register_tokens, the `patch_embeddings` conv itself; tokens [cls, registers, patches],
-    /// line 83), RoPE on the patch tokens only (`apply_rotary_pos_emb`, lines 260-275; tables as
+    /// line 90), RoPE on the patch tokens only (`apply_rotary_pos_emb`, lines 245-275; tables as
     /// timm's 'dinov3' RoPE, see ViTRope), `DINOv3ViTLayer` (norm1, attention.{q,k,v,o}_proj with
     /// per-projection biases, layer_scale1, norm2, mlp.{up,down}_proj or the gated
     /// mlp.{gate,up,down}_proj, layer_scale2), and the final `norm`. Layers sit under `layer.N`
@@ -292,7 +292,7 @@ struct Mapper {
     /// tanh head on the class token, not a feature). Saved names `encoder.layer.N.attention.
     /// attention.{query,key,value}`, `attention.output.dense`, `intermediate.dense`,
     /// `output.dense`, and the transformers 5 module names `layers.N.attention.{q,k,v,o}_proj`,
-    /// `layers.N.mlp.{fc1,fc2}` (conversion_mapping.py lines 605-612).
+    /// `layers.N.mlp.{fc1,fc2}` (conversion_mapping.py lines 604-611).
     mutating func vit() throws {
         try move("embeddings.cls_token", "cls_token")
         if let dist = src.removeValue(forKey: "embeddings.distillation_token") { out["reg_token"] = dist }

@@ -79,7 +79,7 @@ public struct ViTConfig: Sendable, Codable, Equatable {
 public enum PositionResampling: String, Sendable, Codable, CaseIterable {
     /// torch bicubic with antialias=True (a = −0.5, support widened when shrinking): timm's
     /// `resample_abs_pos_embed` (timm/layers/pos_embed.py) and transformers'
-    /// Dinov2WithRegisters (modeling_dinov2_with_registers.py line 122).
+    /// Dinov2WithRegisters (modeling_dinov2_with_registers.py line 125).
     case bicubicAntialias = "bicubic_antialias"
     /// torch bicubic without antialias (upsample_bicubic2d: a = −0.75, 4 taps, edge-clamped):
     /// transformers' `interpolate_pos_encoding` of Dinov2, ViT, DeiT, CLIP and SigLIP
