@@ -43,6 +43,41 @@ struct ConvertCLITests {
         #expect(maps[0] != maps[1], "the resampling rule must change the features of a resampled grid")
     }
 
+    @Test("dvt stage1 takes a snapshot folder as `weights` and `pos_embed_resample` from the config, and records both")
+    func stage1Snapshot() throws {
+        let dir = temporaryDirectory("hf-stage1")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let list = dir.appendingPathComponent("list.txt")
+        try "chelsea.jpg".write(to: list, atomically: true, encoding: .utf8)
+        let yaml = """
+        model: dinov2_tiny
+        weights: \(fixturesDirectory.appendingPathComponent("hf/dinov2_tiny").path)
+        pos_embed_resample: bicubic_offset
+        input_size: [70, 84]
+        layer: 1
+        data_root: \(photos.path)
+        data_list: \(list.path)
+        output_dir: \(dir.appendingPathComponent("out").path)
+        stage1:
+          num_views: 2
+          num_iters: 10
+          pixel_bsz: 32
+          n_levels: 2
+          log2_hashmap_size: 6
+          max_resolution: 16
+          vis_every: 0
+        """
+        let cfg = dir.appendingPathComponent("hf.yaml")
+        try yaml.write(to: cfg, atomically: true, encoding: .utf8)
+        try runDVT(["stage1", cfg.path])
+        let out = dir.appendingPathComponent("out")
+        #expect(try Npy.read(out.appendingPathComponent("raw_features/dinov2_tiny/chelsea.npy")).shape == [5, 6, 32])
+        let info = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("backbone.json"))) as! [String: String]
+        #expect(info["weights_origin"] == "transformers dinov2")
+        #expect(info["pos_embed_resample"] == "bicubic_offset (config: transformers dinov2)")
+        #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt").path))
+    }
+
     @Test("dvt convert writes timm names and the timm architecture; bad outputs are refused")
     func convertOffline() throws {
         let dir = temporaryDirectory("convert")
