@@ -435,20 +435,33 @@ public struct TransformersSnapshot: Sendable {
                 let sharded = (try? FileManager.default.contentsOfDirectory(atPath: url.path))?.contains { $0.hasSuffix(".index.json") } ?? false
                 throw WeightFileError("\(url.path): no \(weightFileNames.joined(separator: " or "))\(sharded ? " (sharded checkpoints are not supported)" : "")")
             }
+            if try hasTimmNames(w) {
+                // A timm Hub repository has config.json too (timm's pretrained config, no model_type).
+                let arch = (try? TransformersModel.readJSON(config)).flatMap { j -> String? in
+                    if case .object(let o) = j, case .string(let a)? = o["architecture"] { return a } else { return nil }
+                }
+                throw WeightFileError("\(url.path): a timm checkpoint folder, not a transformers snapshot; pass --weights \(w.path)\(arch.map { " --arch \($0)" } ?? " with its --arch")")
+            }
             return TransformersSnapshot(configURL: config, weightsURL: w, preprocessorURL: preprocessor(url))
         }
         let dir = url.deletingLastPathComponent()
         let config = dir.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: config.path) else { return nil }
+        if try hasTimmNames(url) { return nil }
+        return TransformersSnapshot(configURL: config, weightsURL: url, preprocessorURL: preprocessor(dir))
+    }
+
+    /// Whether a weight file holds a timm patch embedding (`…patch_embed.proj.weight`); reads
+    /// only the key list.
+    static func hasTimmNames(_ url: URL) throws -> Bool {
         let keys: [String]
         switch try WeightFiles.format(of: url) {
         case .safetensors: keys = try SafeTensorsFile(url: url).keys
         case .torch:
-            guard case .dict(let e) = TimmCheckpointNames.unwrap(try TorchArchive(url: url).root) else { return nil }
+            guard case .dict(let e) = TimmCheckpointNames.unwrap(try TorchArchive(url: url).root) else { return false }
             keys = e.compactMap { if case .string(let k) = $0.key { k } else { nil } }
         }
-        if keys.contains(where: { $0.hasSuffix("patch_embed.proj.weight") }) { return nil }
-        return TransformersSnapshot(configURL: config, weightsURL: url, preprocessorURL: preprocessor(dir))
+        return keys.contains { $0.hasSuffix("patch_embed.proj.weight") }
     }
 
     static func preprocessor(_ dir: URL) -> URL? {

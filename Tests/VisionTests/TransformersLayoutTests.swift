@@ -244,5 +244,14 @@ struct TransformersLayoutTests {
         try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("vit/vit_b16_tiny/weights.safetensors"),
                                           to: dir.appendingPathComponent("timm.safetensors"))
         #expect(try TransformersSnapshot.locate(dir.appendingPathComponent("timm.safetensors")) == nil)
+        // A timm Hub folder (config.json with `architecture`, timm-named model.safetensors) is
+        // refused with the file and arch to pass instead.
+        let timmDir = dir.appendingPathComponent("timm-repo")
+        try FileManager.default.createDirectory(at: timmDir, withIntermediateDirectories: true)
+        try #"{"architecture": "vit_base_patch16_224", "num_classes": 0}"#.write(to: timmDir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("timm.safetensors"), to: timmDir.appendingPathComponent("model.safetensors"))
+        do { _ = try TransformersSnapshot.locate(timmDir); Issue.record("timm folder accepted as a snapshot") } catch let e as VisionError {
+            #expect(e.description.contains("--arch vit_base_patch16_224") && e.description.contains("model.safetensors"))
+        }
     }
 }
