@@ -447,21 +447,27 @@ public struct TransformersSnapshot: Sendable {
         let dir = url.deletingLastPathComponent()
         let config = dir.appendingPathComponent("config.json")
         guard FileManager.default.fileExists(atPath: config.path) else { return nil }
-        if try hasTimmNames(url) { return nil }
-        return TransformersSnapshot(configURL: config, weightsURL: url, preprocessorURL: preprocessor(dir))
-    }
-
-    /// Whether a weight file holds a timm patch embedding (`…patch_embed.proj.weight`); reads
-    /// only the key list.
-    static func hasTimmNames(_ url: URL) throws -> Bool {
         let keys: [String]
         switch try WeightFiles.format(of: url) {
         case .safetensors: keys = try SafeTensorsFile(url: url).keys
         case .torch:
-            guard case .dict(let e) = TimmCheckpointNames.unwrap(try TorchArchive(url: url).root) else { return false }
+            guard case .dict(let e) = TimmCheckpointNames.unwrap(try TorchArchive(url: url).root) else { return nil }
             keys = e.compactMap { if case .string(let k) = $0.key { k } else { nil } }
         }
-        return keys.contains { $0.hasSuffix("patch_embed.proj.weight") }
+        if keys.contains(where: { $0.hasSuffix("patch_embed.proj.weight") }) { return nil }
+        return TransformersSnapshot(configURL: config, weightsURL: url, preprocessorURL: preprocessor(dir))
+    }
+
+    /// Whether a snapshot folder's weight file holds a timm patch embedding
+    /// (`…patch_embed.proj.weight`), from its key list only; false for other formats.
+    static func hasTimmNames(_ url: URL) throws -> Bool {
+        let format = try WeightFiles.format(of: url)
+        var names: [String] = []
+        if format == .safetensors { names = try SafeTensorsFile(url: url).keys }
+        if format == .torch, case .dict(let e) = TimmCheckpointNames.unwrap(try TorchArchive(url: url).root) {
+            names = e.compactMap { if case .string(let k) = $0.key { k } else { nil } }
+        }
+        return names.contains { $0.hasSuffix("patch_embed.proj.weight") }
     }
 
     static func preprocessor(_ dir: URL) -> URL? {
