@@ -19,6 +19,8 @@ let onCI = ProcessInfo.processInfo.environment["CI"] == "true"
 struct ConvertCLITests {
     static let layouts = ["dinov2_tiny", "dinov2_swiglu_tiny", "dinov2_reg_tiny", "dinov3_tiny", "vit_tiny", "deit_tiny",
                           "clip_tiny", "siglip_tiny"]
+    static let timmFixtures = ["dinov2_reg4_tiny", "dinov2_giant_swiglu_tiny", "dinov3_s16_tiny", "eva02_b16_clip_tiny",
+                               "siglip_b16_tiny", "clip_b16_tiny", "deit3_b16_tiny"]
 
     @Test("dvt extract reads a snapshot folder and records the position resampling; the flag overrides it")
     func extractSnapshot() throws {
@@ -122,6 +124,18 @@ struct ConvertCLITests {
             try runDVT(["convert", snap, "--out", out])
             pairs.append("\(out)=\(snap)")
         }
+        // timm checkpoints (the timm conformance fixtures, each with its preset resized) go back
+        // to timm too: strict load only (ViTConformanceTests already checks their features).
+        for name in Self.timmFixtures {
+            let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: fixturesDirectory.appendingPathComponent("vit/\(name)/meta.json"))) as! [String: Any]
+            let kw = meta["timm_kwargs"] as! [String: Any]
+            var cfg = ViTPresets.named(meta["timm_arch"] as! String)!
+            (cfg.embedDim, cfg.depth, cfg.heads, cfg.imageSize) = (kw["embed_dim"] as! Int, kw["depth"] as! Int, kw["num_heads"] as! Int, kw["img_size"] as! Int)
+            let model = try VisionTransformer(config: cfg, weights: fixturesDirectory.appendingPathComponent("vit/\(name)/weights.safetensors"))
+            let out = dir.appendingPathComponent("timm_\(name).safetensors")
+            try TimmConversion(model: model).write(to: out)
+            pairs.append(out.path)
+        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = [repositoryRoot.appendingPathComponent("scripts/check_convert_timm.py").path, "--tol", "1e-5"] + pairs
@@ -135,5 +149,6 @@ struct ConvertCLITests {
         for l in lines { print("check_convert_timm: \(l)") }
         #expect(p.terminationStatus == 0, "\(text.suffix(1500))")
         #expect(lines.filter { $0.contains("max abs difference") }.count == jobs.count, "\(text.suffix(1500))")
+        #expect(lines.filter { $0.contains("loaded strict") }.count == jobs.count + Self.timmFixtures.count, "\(text.suffix(1500))")
     }
 }
