@@ -85,6 +85,8 @@ let package = Package(
         .testTarget(name: "DVTTests", dependencies: ["DVT", "Training", "Bench", "Jobs", "Report", "Settings", "Formats", "TestSupport"],
                     swiftSettings: swift6),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "DVT", "Vision", "NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
+        // Checks over the repository's own sources (test bodies, the module graph).
+        .testTarget(name: "RepositoryTests", dependencies: ["TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: [
             "Probe",
             "DVTCommands", "Bench", "Jobs", "Settings", "Training", "DVT", "Vision", "Formats", "TestSupport",

@@ -10,7 +10,7 @@ import Training
 import Vision
 
 extension DVTCommand {
-    struct MetricsCommand: ParsableCommand {
+    struct MetricsCommand: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "metrics",
             abstract: "Artifact metrics of feature maps, one markdown table for all methods.",
@@ -65,7 +65,6 @@ extension DVTCommand {
         }
 
         func run() throws {
-            compute.apply()
             if let planted { return try runPlanted(planted) }
             var rows: [ArtifactMetrics.Row] = []
             for (dir, label) in zip(features, names(features)) {

@@ -41,7 +41,7 @@ func loadBackbone(_ c: ResolvedConfig) throws -> VisionTransformer {
 }
 
 extension DVTCommand {
-    struct Stage1Command: ParsableCommand {
+    struct Stage1Command: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "stage1",
             abstract: "DVT stage 1: per-image decomposition into clean features F, shared artifacts G and residual h.",
@@ -68,7 +68,6 @@ extension DVTCommand {
         }
 
         func run() throws {
-            compute.apply()
             let config = try options.resolve()
             if let features {
                 try runOnFeatureFile(features, config: config)
