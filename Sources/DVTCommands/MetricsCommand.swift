@@ -112,17 +112,17 @@ extension DVTCommand {
             }
             let raw = try file.tensor("raw"), clean = try file.tensor("clean_full"), artifact = try file.tensor("artifact")
             let whole = raw.slice(axis: 0, (raw.shape[0] - 1)..<raw.shape[0]).reshape(Array(raw.shape.dropFirst()))
-            var rows: [(String, ArtifactMetrics.PlantedScores)] = []
-            rows.append(("raw (whole view)", try ArtifactMetrics.plantedScores(raw: raw, cleanFull: clean, artifact: artifact, denoised: whole)))
+            var rows: [(String, PlantedScore)] = []
+            rows.append(("raw (whole view)", try ArtifactMetrics.plantedScore(raw: raw, cleanFull: clean, artifact: artifact, denoised: whole)))
             for (p, label) in zip(denoised, names(denoised)) {
                 let d = try Npy.read(URL(fileURLWithPath: p))
                 do { try d.requireFinite(p) } catch { throw ValidationError("\(error)") }
-                rows.append((label, try ArtifactMetrics.plantedScores(raw: raw, cleanFull: clean, artifact: artifact, denoised: d)))
+                rows.append((label, try ArtifactMetrics.plantedScore(raw: raw, cleanFull: clean, artifact: artifact, denoised: d)))
             }
             print("| method | centred cosine with clean F | cosine of raw − denoised with artifact G |")
             print("|---|---:|---:|")
             for (label, s) in rows {
-                print(String(format: "| %@ | %.4f | %.4f |", label as NSString, s.cleanCosine, s.artifactCosine))
+                print(String(format: "| %@ | %.4f | %.4f |", label as NSString, s.denoisedVsClean, s.removedVsPlanted))
             }
         }
     }

@@ -93,7 +93,7 @@ extension DVTCommand {
             let r = try Stage1FeatureFile.run(URL(fileURLWithPath: path), config: config)
             print(String(format: "stage1 on %@: final loss %.5f, %.2f ms/step; outputs under %@", path, r.finalLoss, r.msPerStep, r.output.path))
             if let g = r.groundTruth {
-                print(String(format: "ground truth: centred cosine raw %.4f, denoised %.4f; artifact cosine %.4f", g.raw, g.denoised, g.artifact))
+                print(String(format: "ground truth: centred cosine raw %.4f, denoised %.4f; artifact cosine %.4f", g.rawVsClean, g.denoisedVsClean, g.learntArtifactVsPlanted ?? .nan))
             }
         }
     }

@@ -26,7 +26,7 @@ struct Stage2ScheduleTests {
             let n = config.int("stage2.num_iters"), batch = config.int("stage2.batch_size")
             let o = Stage2Runner.optimizerSettings(config: config)
             #expect(o.schedule == .cosineScheduler)
-            let t = Trainer(task: RegressionTask(seed: 3), optimizer: o, loop: LoopSettings(numIters: n), quiet: true)
+            let t = Trainer(task: OneParameterTask(), optimizer: o, loop: LoopSettings(numIters: n), quiet: true)
             let w = Int(Double(n) * 0.15)
             for step in [0, w - 1, w, n - 1] {
                 let want = Self.official(step: step, blr: config.double("stage2.base_lr"), batch: batch,

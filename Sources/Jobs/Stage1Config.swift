@@ -1,5 +1,6 @@
 import DVT
 import Foundation
+import Settings
 
 extension Stage1Settings {
     /// The method's stage-1 settings from the typed `stage1.*` section of a configuration.
