@@ -10,7 +10,7 @@
 //   Training (the one loop, checkpoints, task protocol)        ← Formats, NN, TensorCore
 //   Settings (config schema, typed settings, YAML)             ← Formats, TensorCore, Yams
 //   DVT (stage 1, stage 2, SRT, metrics, planted data)         ← Training, Vision, Formats, NN, TensorCore, CLapacke
-//   Probe (linear probes: metrics, heads, datasets, scenes)    ← Vision, NN, TensorCore (a sibling of DVT)
+//   Probe (linear probes: metrics, heads, datasets, scenes)    ← Training, Vision, NN, TensorCore (a sibling of DVT)
 //   Report (HTML, plots)                                       ← DVT, Training, Vision, Formats, TensorCore
 //   Jobs (image sources, sharding, feature tree, runners)      ← DVT, Probe, Report, Settings, Distributed, …
 //   Bench (benchmarks, PyTorch reference)                      ← Jobs, DVT, Probe, Settings, COpenBLAS, …
@@ -63,7 +63,7 @@ let package = Package(
                 swiftSettings: kernelSettings),
         // Probe: downstream evaluation (DVT's linear-probe protocol): mmseg/DINOv2 metrics, the
         // BN + 1×1 heads and their losses, dataset readers, the synthetic labelled scenes.
-        .target(name: "Probe", dependencies: ["Vision", "NN", "TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "Probe", dependencies: ["Training", "Vision", "NN", "TensorCore"], swiftSettings: kernelSettings),
         .target(name: "Report", dependencies: ["DVT", "Training", "Vision", "Formats", "TensorCore"],
                 swiftSettings: kernelSettings),
         // OpenMPI (Debian's libopenmpi-dev; pkg-config ompi-c gives mpi.h's folder) and the

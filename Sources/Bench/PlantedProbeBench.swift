@@ -89,7 +89,7 @@ public enum PlantedProbeBench {
                 var po = ProbeOptions.cpu(.segmentation)
                 po.iterations = o.probeIterations
                 po.seed = UInt64(base.settings.run.seed)
-                let (head, summary) = ProbeTrainer.trainSegmentation(Array(examples[..<o.trainCases]), classes: o.classes, options: po)
+                let (head, summary) = try ProbeTrainer.trainSegmentation(Array(examples[..<o.trainCases]), classes: o.classes, options: po)
                 let metrics = ProbeTrainer.evaluateSegmentation(head, Array(examples[o.trainCases...]), classes: o.classes)
                 let cos = (o.trainCases..<total).map { Double(Metrics.centeredCosine(m[$0], truth[$0])) }.reduce(0, +) / Double(o.valCases)
                 rows.append(Row(strength: s, method: method, mIoU: metrics.mIoU, mAcc: metrics.mAcc, aAcc: metrics.aAcc,

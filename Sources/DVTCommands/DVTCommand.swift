@@ -49,10 +49,6 @@ public struct DVTCommand: ParsableCommand {
     }
 }
 
-public enum DVTVersion {
-    public static let string = "0.1.0"
-}
-
 /// Options every compute-heavy command shares.
 public struct ComputeOptions: ParsableArguments {
     @Option(name: .long, help: "Worker threads for kernels and OpenBLAS (default: all cores, or DVT_NUM_THREADS).")

@@ -210,8 +210,7 @@ public enum FinetuneRunner {
         if teacher == "dvt" { parts.append(stamp(f.denoiser ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path)) }
         else { parts += ["\(s.dx)", "\(s.dy)", s.aggregate ?? "mean", "\(s.uniform)"] }
         // FNV-1a 64 over the parts: a short, stable folder name.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in parts.joined(separator: "\n").utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let hash = FNV1a.hash(utf8: parts.joined(separator: "\n"))
         let dir = runDir.appendingPathComponent("teacher_cache/\(String(hash, radix: 16))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir

@@ -162,9 +162,7 @@ public final class Pipeline {
     /// image was fixed, the old denoiser trained on 2 of 3 images was silently kept).
     func stage2Inputs(_ train: [ImageItem]) -> [String: Any] {
         let stems = train.map(\.relativeStem).filter { FileManager.default.fileExists(atPath: paths.denoised($0).path) }.sorted()
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in config.yaml.utf8 { h = (h ^ UInt64(b)) &* 0x0100_0000_01b3 }
-        return ["images": stems, "config_fnv1a": String(h, radix: 16)]
+        return ["images": stems, "config_fnv1a": String(FNV1a.hash(utf8: config.yaml), radix: 16)]
     }
 
     /// Stops with a clear message when the denoiser on disk was trained on other inputs.
@@ -220,8 +218,8 @@ public final class Pipeline {
             "command": commandLine,
             "config_file": configFile ?? NSNull(),
             "working_directory": FileManager.default.currentDirectoryPath,
-            "dvt_version": TrainerVersion.string,
-            "swift": TrainerVersion.compiler,
+            "dvt_version": DVTVersion.string,
+            "swift": DVTVersion.compiler,
             "seed": config.settings.run.seed,
             "model": config.settings.run.model!,
             "weights": config.settings.run.weights ?? NSNull(),
@@ -239,7 +237,8 @@ public final class Pipeline {
     }
 }
 
-public enum TrainerVersion {
+/// The toolkit's version (`dvt --version`, run.json) and the compiler that built it.
+public enum DVTVersion {
     public static let string = "0.1.0"
     public static var compiler: String {
         #if compiler(>=6.3)

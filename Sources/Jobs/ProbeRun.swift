@@ -113,13 +113,13 @@ public struct ProbeRun {
             log("probe [\(method)]: training the head on \(train.count) cached maps of shape \(train[0].features.shape)")
             switch task {
             case .segmentation:
-                let (head, summary) = ProbeTrainer.trainSegmentation(train, classes: dataset.classes, options: options, log: log)
+                let (head, summary) = try ProbeTrainer.trainSegmentation(train, classes: dataset.classes, options: options, log: log)
                 let m = ProbeTrainer.evaluateSegmentation(head, val, classes: dataset.classes)
                 results.append(MethodResult(method: method, metrics: [("mIoU", m.mIoU), ("mAcc", m.mAcc), ("aAcc", m.aAcc)],
                                             perClassIoU: m.iou, training: summary))
                 predictions.append(val.prefix(3).map { ProbeTrainer.predict(head, $0) })
             case .depth:
-                let (head, summary) = ProbeTrainer.trainDepth(train, options: options, log: log)
+                let (head, summary) = try ProbeTrainer.trainDepth(train, options: options, log: log)
                 let m = ProbeTrainer.evaluateDepth(head, val)
                 results.append(MethodResult(method: method, metrics: [("RMSE", m.rmse), ("AbsRel", m.absRel), ("log10", m.log10),
                                                                        ("RMSE_log", m.rmseLog), ("δ1", m.delta1), ("δ2", m.delta2), ("δ3", m.delta3)],

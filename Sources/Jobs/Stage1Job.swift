@@ -57,9 +57,7 @@ public final class Stage1Job {
     /// A stable per-image seed: the run seed mixed with the image's relative path (FNV-1a), so
     /// an image gets the same views and init whatever shard or order it runs in.
     public static func imageSeed(_ seed: Int, _ stem: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in stem.utf8 { h = (h ^ UInt64(b)) &* 0x0100_0000_01b3 }
-        return h ^ UInt64(seed)
+        FNV1a.hash(utf8: stem) ^ UInt64(seed)
     }
 
     /// The decoded image's `num_views` random views plus the whole image, normalised:

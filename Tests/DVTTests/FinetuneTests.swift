@@ -159,7 +159,7 @@ struct FinetuneTests {
             expectClose(q, p, rtol: 1e-5, atol: 1e-6, name)
         }
         let x = Tensor((0..<12).map(Float.init), shape: [1, 2, 6])
-        #expect(FinetuneTask.flipped(x).scalars == [5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6])
+        #expect(x.flipped(axis: -1).scalars == [5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6])
     }
 }
 
