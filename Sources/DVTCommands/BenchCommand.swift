@@ -319,7 +319,7 @@ extension DVTCommand.BenchCommand {
             o.resume = resume; o.quiet = quiet
             print("planted stage 2: \(trainCases) training + \(valCases) validation cases (seeds \(firstSeed)..., artifact seed \(artifactSeed)), "
                   + "\(grid)x\(grid) tokens, C \(dim), \(views) views; stage 1 \(cfg.settings.stage1.numIters) iters per case, "
-                  + "stage 2 \(cfg.settings.stage2.numIters) iters; output \(cfg.settings.run.outputDir ?? "?")")
+                  + "stage 2 \(cfg.settings.stage2.numIters) iters; output \(cfg.settings.run.outputDir)")
             let report = try PlantedStage2.run(config: cfg, options: o, log: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } })
             print(PlantedStage2.format(report))
         }

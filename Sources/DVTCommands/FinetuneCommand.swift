@@ -51,7 +51,7 @@ extension DVTCommand {
             guard Stage2Runner.isRootProcess else { return }  // MPI ranks > 0 report nothing
             let s = outcome.summary
             print(String(format: "finetune done (%@ teacher): %d steps, final loss %.5f, %.1f ms/step",
-                         outcome.recipe.teacher as NSString, s.steps, s.finalLoss, s.msPerStep))
+                         outcome.recipe.teacher.rawValue as NSString, s.steps, s.finalLoss, s.msPerStep))
             print("weights: \(outcome.exported.path)")
         }
     }

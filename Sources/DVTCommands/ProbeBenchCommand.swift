@@ -50,7 +50,7 @@ extension DVTCommand.BenchCommand {
             o.dim = dim
             o.quiet = !verbose
             let out = json.map { URL(fileURLWithPath: $0) }
-                ?? URL(fileURLWithPath: c.settings.run.outputDir ?? "runs/planted").appendingPathComponent("probe/planted.json")
+                ?? URL(fileURLWithPath: c.settings.run.outputDir).appendingPathComponent("probe/planted.json")
             let rows = try PlantedProbeBench.run(config: c, options: o, json: out)
             print(PlantedProbeBench.table(rows), terminator: "")
             print("written: \(out.path)")

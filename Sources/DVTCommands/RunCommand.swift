@@ -30,7 +30,7 @@ extension DVTCommand {
             pipeline.quiet = quiet
             pipeline.configFile = options.config
             let report = try pipeline.run()
-            print(try String(contentsOf: URL(fileURLWithPath: config.settings.run.outputDir!).appendingPathComponent("metrics.md"), encoding: .utf8))
+            print(try String(contentsOf: URL(fileURLWithPath: config.settings.run.outputDir).appendingPathComponent("metrics.md"), encoding: .utf8))
             print("report: \(report.path)")
             if let seed = model.randomInitSeed {
                 print(VisionTransformer.randomWeightsWarning(seed: seed))

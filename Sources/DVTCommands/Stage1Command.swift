@@ -19,20 +19,28 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("random-init"), help: "Random-weights seed (config key random_init).") var randomInit: UInt64?
     @Option(help: "fp32 or bf16 (config key precision; docs/precision.md).") var precision: Precision?
 
+    /// The config file with `--set` applied, then the typed flags set on the result (a folder
+    /// named `1.0` or `null` stays a string).
     func resolve() throws -> ResolvedConfig {
-        var all = overrides
-        if let outputDir { all.append("output_dir=\(outputDir)") }
-        if let weights { all.append("weights=\(weights)"); all.append("random_init=null") }
-        if let randomInit { all.append("random_init=\(randomInit)"); all.append("weights=null") }
-        if let precision { all.append("precision=\(precision.rawValue)") }
-        return try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: all)
+        var c = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
+        if let outputDir { try c.set("output_dir", value: .string(outputDir)) }
+        if let weights {
+            try c.set("weights", value: .string(weights))
+            try c.set("random_init", value: .null)
+        }
+        if let randomInit {
+            try c.set("random_init", value: randomInit <= UInt64(Int.max) ? .int(Int(randomInit)) : .string(String(randomInit)))
+            try c.set("weights", value: .null)
+        }
+        if let precision { try c.set("precision", value: .string(precision.rawValue)) }
+        return c
     }
 }
 
 /// Builds the ViT a config names, announcing random weights loudly.
 func loadBackbone(_ c: ResolvedConfig) throws -> VisionTransformer {
-    try loadViT(arch: c.settings.run.model!, weights: c.settings.run.weights, randomInit: c.settings.run.randomInit.map { UInt64($0) },
-                precision: c.settings.run.computePrecision)
+    try loadViT(arch: c.settings.run.model, weights: c.settings.run.weights, randomInit: c.settings.run.randomInit.map { UInt64($0) },
+                precision: c.settings.run.precision)
 }
 
 extension DVTCommand {

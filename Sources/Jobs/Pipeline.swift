@@ -36,8 +36,8 @@ public final class Pipeline {
     public init(config: ResolvedConfig, model: VisionTransformer) {
         self.config = config
         self.model = model
-        root = URL(fileURLWithPath: config.settings.run.outputDir!)
-        paths = RunPaths(root: root, model: config.settings.run.model!)
+        root = URL(fileURLWithPath: config.settings.run.outputDir)
+        paths = RunPaths(root: root, model: config.settings.run.model)
     }
 
     var layer: Int { (try? Stage1Job.layer(config: config, model: model)) ?? model.config.depth - 1 }
@@ -77,7 +77,7 @@ public final class Pipeline {
         failures += stage1.failures
 
         // 2. SRT on the same images, as a baseline and as stage-2 targets when asked.
-        if config.settings.srt.enabled || config.settings.stage2.targets == "srt" {
+        if config.settings.srt.enabled || config.settings.stage2.targets == .srt {
             try timed("SRT") { () -> ((), String) in
                 var options = SRT.Options(config.settings.srt, layer: layer, stride: config.settings.run.strideSize)
                 options.parallelViews = true  // the pipeline runs nothing else meanwhile
@@ -120,7 +120,7 @@ public final class Pipeline {
 
         // 4. Denoise the validation images' raw maps with the exported denoiser.
         let denoiser = try Denoiser.load(denoiserFile)
-        denoiser.precision = config.settings.run.computePrecision
+        denoiser.precision = config.settings.run.precision
         let evalItems = val.isEmpty ? train : val
         try timed("denoise (\(evalItems.count) images)") { () -> ((), String) in
             var engine = ImageJobEngine(output: root.appendingPathComponent("stage2_features"), log: log)
@@ -189,7 +189,7 @@ public final class Pipeline {
     var reportRun: Report.Run {
         let p = paths
         return Report.Run(
-            root: root, title: config.settings.run.outputDir ?? "", model: config.settings.run.model!, layer: layer,
+            root: root, title: config.settings.run.outputDir, model: config.settings.run.model, layer: layer,
             inputSize: config.settings.run.inputSize, seed: config.settings.run.seed, randomInitSeed: model.randomInitSeed,
             configYAML: config.yaml, stage2Metrics: Stage2Runner.runDirectory(config: config).appendingPathComponent("metrics.jsonl"),
             timings: timings.map { ($0.step, $0.seconds, $0.note) },
@@ -221,10 +221,10 @@ public final class Pipeline {
             "dvt_version": DVTVersion.string,
             "swift": DVTVersion.compiler,
             "seed": config.settings.run.seed,
-            "model": config.settings.run.model!,
+            "model": config.settings.run.model,
             "weights": config.settings.run.weights ?? NSNull(),
             "threads": Parallel.threads,
-            "precision": config.settings.run.computePrecision.rawValue,
+            "precision": config.settings.run.precision.rawValue,
             "host": ProcessInfo.processInfo.hostName,
             "timings": timings.map { ["step": $0.step, "seconds": $0.seconds, "note": $0.note] },
         ]

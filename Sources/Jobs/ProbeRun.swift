@@ -42,11 +42,11 @@ public struct ProbeRun {
         let p = config.settings.probe
         self.config = config
         self.model = model
-        guard let t = ProbeTask(rawValue: task ?? p.task ?? "segmentation") else {
-            throw ProbeDataError("unknown probe task '\(task ?? p.task ?? "")': use segmentation or depth")
+        guard let t = ProbeTask(rawValue: task ?? p.task) else {
+            throw ProbeDataError("unknown probe task '\(task ?? p.task)': use segmentation or depth")
         }
-        guard let l = DatasetLayout(rawValue: dataset ?? p.dataset ?? "voc") else {
-            throw ProbeDataError("unknown dataset layout '\(dataset ?? p.dataset ?? "")': use voc, ade20k, nyu or folder")
+        guard let l = DatasetLayout(rawValue: dataset ?? p.dataset) else {
+            throw ProbeDataError("unknown dataset layout '\(dataset ?? p.dataset)': use voc, ade20k, nyu or folder")
         }
         guard let r = root ?? p.root else { throw ProbeDataError("the probe needs a dataset root (ROOT argument or probe.root)") }
         if (t == .depth) != (l == .nyu) {
@@ -55,7 +55,7 @@ public struct ProbeRun {
         self.task = t
         self.layout = l
         self.root = URL(fileURLWithPath: r)
-        self.methods = (methods ?? p.methods ?? "raw").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        self.methods = (methods ?? p.methods).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !self.methods.isEmpty else { throw ProbeDataError("no probe methods given") }
         let isOfficial = official ?? p.official
         var o = isOfficial ? ProbeOptions.official(t) : ProbeOptions.cpu(t)
@@ -69,7 +69,7 @@ public struct ProbeRun {
         maxVal = p.maxVal
     }
 
-    var outDir: URL { URL(fileURLWithPath: config.settings.run.outputDir!).appendingPathComponent("probe") }
+    var outDir: URL { URL(fileURLWithPath: config.settings.run.outputDir).appendingPathComponent("probe") }
 
     /// Builds the cached examples of one split for one method.
     func examples(_ dataset: ProbeDataset, _ samples: [ProbeSample], maps: [(patch: Tensor, cls: Tensor?)],

@@ -147,7 +147,7 @@ extension SRT.Options {
         self.init()
         dx = s.dx
         dy = s.dy
-        aggregate = SRTAggregate(rawValue: s.aggregate ?? "mean") ?? .mean
+        aggregate = SRTAggregate(rawValue: s.aggregate) ?? .mean
         uniform = s.uniform
         batchSize = s.batchSize
         self.layer = layer

@@ -25,7 +25,7 @@ extension Stage1Settings {
         maxResolution = t.maxResolution
         enableResidualPredictor = t.enableResidualPredictor
         coordJitter = t.coordJitter
-        hashTableAdam = t.hashTableAdam.flatMap(HashTableAdam.init(rawValue:)) ?? .deferred
+        hashTableAdam = HashTableAdam(rawValue: t.hashTableAdam) ?? .deferred
         sharedArtifactsWeightDecay = t.sharedArtifactsWeightDecay
     }
 }

@@ -26,8 +26,8 @@ public enum Stage1FeatureFile {
         try settings.validate()
         let r = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: UInt64(config.settings.run.seed),
                                quiet: false, printFreq: config.settings.stage1.printFreq,
-                               precision: config.settings.run.computePrecision)
-        let out = URL(fileURLWithPath: config.settings.run.outputDir!)
+                               precision: config.settings.run.precision)
+        let out = URL(fileURLWithPath: config.settings.run.outputDir)
         let stem = url.deletingPathExtension().lastPathComponent
         let tree = RunPaths(root: out, model: "features")
         for (t, dst) in [(r.output.raw, tree.raw(stem)), (r.output.denoised, tree.denoised(stem)),
