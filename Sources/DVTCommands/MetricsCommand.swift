@@ -18,7 +18,7 @@ extension DVTCommand {
             index, averaged over channels, and between token norms and the index.
 
             Planted data (--planted FILE.safetensors with raw, clean_full, artifact in the \
-            layout of PlantedData and shared/reference/planted.py): ground-truth scores of each --denoised X.npy \
+            layout of PlantedData and scripts/reference/planted.py): ground-truth scores of each --denoised X.npy \
             ((H, W, C) whole-image map, or a (V+1, H, W, C) stack whose last view is used): the mean \
             centred cosine with the clean field F, and the flat centred cosine of raw - denoised with \
             the planted artifact G. The raw whole-image view is always the first row.

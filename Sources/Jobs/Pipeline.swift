@@ -158,8 +158,8 @@ public final class Pipeline {
 
     /// What stage 2 is trained on: the training images whose stage-1 maps exist, and a hash of
     /// the resolved config. Recorded beside the denoiser so that a rerun can tell whether the
-    /// denoiser it finds is still the one this run would train (issue 18, item 5: after a failed
-    /// image was fixed, the old denoiser trained on 2 of 3 images was silently kept).
+    /// denoiser it finds is still the one this run would train (after a failed image is fixed, a
+    /// denoiser trained without it must not be kept).
     func stage2Inputs(_ train: [ImageItem]) -> [String: Any] {
         let stems = train.map(\.relativeStem).filter { FileManager.default.fileExists(atPath: paths.denoised($0).path) }.sorted()
         return ["images": stems, "config_fnv1a": String(FNV1a.hash(utf8: config.yaml), radix: 16)]

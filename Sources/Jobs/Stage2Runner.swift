@@ -151,7 +151,7 @@ public enum Stage2Runner {
             return Stage2Outcome(summary: summary, runDirectory: runDir, denoiserFile: out, lossCurve: curve, train: train, validation: validation)
         }
         // The curve first: denoiser.safetensors marks stage 2 done (`dvt run` then skips it), so a
-        // kill between the two writes must not leave a finished run without its curve (issue 18, item 9).
+        // kill between the two writes must not leave a finished run without its curve.
         try writeLossCurve(runDirectory: runDir)
         log("stage2: wrote \(curve.path)")
         try denoiser.export(to: out, provenance: prov.merging(["steps": String(summary.steps)]) { $1 })

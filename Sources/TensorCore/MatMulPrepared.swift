@@ -1,7 +1,7 @@
 import COneDNN
 import Foundation
 
-// `linear` with weights prepared once (issue #12, "reorder weights once where that pays").
+// `linear` with weights prepared once: weights reordered once, where that pays.
 //
 // oneDNN 2.6's brgemm matmul takes plain-layout weights, but its kernels read them in a blocked
 // layout, so every call copies B into its scratchpad first (per worker of the row split, so twice
