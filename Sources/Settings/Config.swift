@@ -91,22 +91,24 @@ public struct ResolvedConfig: Sendable, Equatable {
     public var settings: DVTSettings { typed! }
     private var typed: DVTSettings?
 
+    /// A key's value by path; code reads the typed `settings` instead (the accessors below are for
+    /// this module and its tests).
     public func value(_ path: String) -> ConfigValue {
         guard let v = values[path] else { preconditionFailure("config key \(path) is not in the schema") }
         return v
     }
 
-    public func int(_ path: String) -> Int {
+    func int(_ path: String) -> Int {
         if case .int(let v) = value(path) { return v }
         preconditionFailure("config key \(path) is not an int")
     }
 
-    public func optionalInt(_ path: String) -> Int? {
+    func optionalInt(_ path: String) -> Int? {
         if case .int(let v) = value(path) { return v }
         return nil
     }
 
-    public func double(_ path: String) -> Double {
+    func double(_ path: String) -> Double {
         switch value(path) {
         case .double(let v): return v
         case .int(let v): return Double(v)
@@ -114,7 +116,7 @@ public struct ResolvedConfig: Sendable, Equatable {
         }
     }
 
-    public func optionalDouble(_ path: String) -> Double? {
+    func optionalDouble(_ path: String) -> Double? {
         switch value(path) {
         case .double(let v): return v
         case .int(let v): return Double(v)
@@ -122,17 +124,17 @@ public struct ResolvedConfig: Sendable, Equatable {
         }
     }
 
-    public func bool(_ path: String) -> Bool {
+    func bool(_ path: String) -> Bool {
         if case .bool(let v) = value(path) { return v }
         preconditionFailure("config key \(path) is not a bool")
     }
 
-    public func string(_ path: String) -> String? {
+    func string(_ path: String) -> String? {
         if case .string(let v) = value(path) { return v }
         return nil
     }
 
-    public func ints(_ path: String) -> [Int] {
+    func ints(_ path: String) -> [Int] {
         if case .ints(let v) = value(path) { return v }
         preconditionFailure("config key \(path) is not a list of ints")
     }
