@@ -1,12 +1,21 @@
 // swift-tools-version: 6.1
-// Layers, each depending only on those below it:
-//   COpenBLAS / COneDNN / CLapacke / CImageCodecs (system libraries), CKernels (AVX-512 row kernels)
-//   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
-//   → Formats (safetensors, npy, .pth, atomic files, JSON header) → Vision (images, resizes, views, ViT)
-//   → Training (the loop, checkpoints, task protocol) → DVT (stage 1, stage 2 tasks, SRT, metrics, visuals)
-//   → Probe (downstream linear probes: metrics, heads, dataset readers, synthetic scenes)
-//   → Settings (config, schema) → Report (HTML, plots) → Jobs (image sources, sharding, feature tree,
-//   jobs, pipeline; MPI through Distributed, which needs only TensorCore) → Bench (benchmarks, PyTorch reference) → DVTCommands (CLI) → dvt (executable, no logic)
+// Layers: each target depends on exactly what it imports, and only on targets above it in this
+// list (RepositoryTests.ModuleGraphTests checks both; docs/architecture.md draws the graph).
+//   C: COpenBLAS, COneDNN, CLapacke, CImageCodecs, COpenMPI (system libraries), CKernels (AVX-512 row kernels)
+//   TensorCore (tensors, autodiff, kernels)                    ← CKernels, COneDNN, COpenBLAS
+//   NN (layers, losses, optimisers, schedules)                 ← TensorCore
+//   Formats (safetensors, npy, .pth, atomic files, JSON)       ← TensorCore
+//   Distributed (MPI communicator)                             ← COpenMPI, TensorCore
+//   Vision (images, resizes, views, ViT)                       ← Formats, NN, TensorCore, CImageCodecs
+//   Training (the one loop, checkpoints, task protocol)        ← Formats, NN, TensorCore
+//   Settings (config schema, typed settings, YAML)             ← Formats, TensorCore, Yams
+//   DVT (stage 1, stage 2, SRT, metrics, planted data)         ← Training, Vision, Formats, NN, TensorCore, CLapacke
+//   Probe (linear probes: metrics, heads, datasets, scenes)    ← Training, Vision, NN, TensorCore (a sibling of DVT)
+//   Report (HTML, plots)                                       ← DVT, Training, Vision, Formats, TensorCore
+//   Jobs (image sources, sharding, feature tree, runners)      ← DVT, Probe, Report, Settings, Distributed, …
+//   Bench (benchmarks, PyTorch reference)                      ← Jobs, DVT, Probe, Settings, COpenBLAS, …
+//   DVTCommands (the CLI: flags, then one call)                ← Bench, Jobs, …, ArgumentParser
+//   DVTTool (the executable, no logic)                         ← DVTCommands
 import PackageDescription
 
 // Kernels are compiled with optimisation even in debug builds: the test suite runs debug
@@ -27,7 +36,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
@@ -43,17 +51,19 @@ let package = Package(
         // Formats: file formats and atomic writes (safetensors, npy, PyTorch .pth, JSON header),
         // below everything that reads or writes files.
         .target(name: "Formats", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
-        .target(name: "Vision", dependencies: ["Formats", "NN", "TensorCore", "CImageCodecs", "CLapacke"],
+        .target(name: "Vision", dependencies: ["Formats", "NN", "TensorCore", "CImageCodecs"],
                 swiftSettings: kernelSettings),
         // Training sits below DVT so that DVT's tasks can conform to its TrainingTask protocol.
         .target(name: "Training", dependencies: ["Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
+        // Settings sits low: the method code never needs it; Jobs maps its sections onto the
+        // method's settings.
+        .target(name: "Settings", dependencies: ["Formats", "TensorCore", .product(name: "Yams", package: "Yams")],
+                swiftSettings: swift6),
         .target(name: "DVT", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "CLapacke"],
                 swiftSettings: kernelSettings),
         // Probe: downstream evaluation (DVT's linear-probe protocol): mmseg/DINOv2 metrics, the
         // BN + 1×1 heads and their losses, dataset readers, the synthetic labelled scenes.
-        .target(name: "Probe", dependencies: ["DVT", "Training", "Vision", "Formats", "NN", "TensorCore"],
-                swiftSettings: kernelSettings),
-        .target(name: "Settings", dependencies: ["DVT", .product(name: "Yams", package: "Yams")], swiftSettings: swift6),
+        .target(name: "Probe", dependencies: ["Training", "Vision", "NN", "TensorCore"], swiftSettings: kernelSettings),
         .target(name: "Report", dependencies: ["DVT", "Training", "Vision", "Formats", "TensorCore"],
                 swiftSettings: kernelSettings),
         // OpenMPI (Debian's libopenmpi-dev; pkg-config ompi-c gives mpi.h's folder) and the
@@ -69,25 +79,28 @@ let package = Package(
             "Probe", "Distributed", "Jobs", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "COpenBLAS",
         ], swiftSettings: kernelSettings),
         .target(name: "DVTCommands", dependencies: [
-            "Probe", "Distributed", "Bench", "Jobs", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
+            "Probe", "Distributed", "Bench", "Jobs", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Yams", package: "Yams"),
         ], swiftSettings: swift6),
         .executableTarget(name: "DVTTool", dependencies: ["DVTCommands"], swiftSettings: swift6),
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport", swiftSettings: swift6),
-        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CKernels", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TensorCore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "VisionTests", dependencies: ["Vision", "Formats", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Jobs", "Settings", "Vision", "NN", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "SettingsTests", dependencies: ["Settings", "TensorCore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "DVTTests", dependencies: ["DVT", "Training", "Bench", "Jobs", "Report", "Settings", "Formats", "TestSupport"],
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "Formats", "NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
                     swiftSettings: swift6),
-        .testTarget(name: "ProbeTests", dependencies: ["Probe", "DVT", "Vision", "NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "SettingsTests", dependencies: ["Settings", "TensorCore", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "DVTTests", dependencies: ["DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
+                    swiftSettings: swift6),
+        .testTarget(name: "ProbeTests", dependencies: ["Probe", "Vision", "TensorCore", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "JobsTests", dependencies: [
+            "Jobs", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport",
+        ], swiftSettings: swift6),
+        // Checks over the repository's own sources (test bodies, the module graph).
+        .testTarget(name: "RepositoryTests", dependencies: ["TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: [
-            "Probe",
-            "DVTCommands", "Bench", "Jobs", "Settings", "Training", "DVT", "Vision", "Formats", "TestSupport",
+            "DVTCommands", "Bench", "Jobs", "Probe", "Settings", "Training", "DVT", "Vision", "Formats", "TensorCore", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swift6),
     ],

@@ -2,7 +2,7 @@
 # Every speed and accuracy number in the README, each side by side with the PyTorch reference
 # in the same command. Needs a Python with torch, timm and safetensors (never in CI), e.g.
 #   python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch timm safetensors torchvision
-#   DVT_TORCH_PYTHON=/tmp/torchenv/bin/python DVT_TORCH_REFERENCE=../shared/reference/dvt_torch.py \
+#   DVT_TORCH_PYTHON=/tmp/torchenv/bin/python DVT_TORCH_REFERENCE=scripts/reference/dvt_torch.py \
 #     PLANTED=../shared/benchmarks/planted_seed0.safetensors scripts/bench.sh | tee bench.log
 set -euo pipefail
 cd "$(dirname "$0")/.."

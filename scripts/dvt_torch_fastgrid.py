@@ -1,4 +1,4 @@
-"""The PyTorch peer (shared/reference/dvt_torch.py) with one change: HashGrid2D.forward gathers all
+"""The PyTorch peer (scripts/reference/dvt_torch.py) with one change: HashGrid2D.forward gathers all
 levels and corners in one F.embedding call instead of 4·L advanced-indexing gathers, whose
 backward passes each zero-fill the whole table. Same indices, same weights, same sum up to float
 summation order, so the same model and results (30 planted steps agree to 4 digits); about 2× less
@@ -7,13 +7,11 @@ CPU per stage-1 step, which made the 3000-step planted references fit on a share
     python scripts/dvt_torch_fastgrid.py stage1 DATA.safetensors [dvt_torch.py stage1 flags]
     dvt bench planted DATA.safetensors --torch-python python3 --reference scripts/dvt_torch_fastgrid.py
 
-The peer's path: env DVT_TORCH_PEER, default ../shared/reference/dvt_torch.py beside the repository.
+The peer's path: env DVT_TORCH_PEER, default scripts/reference/dvt_torch.py.
 """
 import os, sys, torch
 import torch.nn.functional as F
-SRC = os.environ.get("DVT_TORCH_PEER", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "reference", "dvt_torch.py"))
-if not os.path.exists(SRC):
-    SRC = "/work/shared/reference/dvt_torch.py"
+SRC = os.environ.get("DVT_TORCH_PEER", os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "dvt_torch.py"))
 text = open(SRC).read()
 head, main = text.split('if __name__ == "__main__":', 1)
 g = {"__name__": "dvt_torch_ref", "__file__": SRC}

@@ -1,5 +1,5 @@
 """Writes Tests/Fixtures/stage1/tiny_field.safetensors: golden values of the PyTorch port of DVT
-stage 1 (shared/reference/dvt_torch.py) for a tiny neural field and denoiser, for the Swift tests.
+stage 1 (scripts/reference/dvt_torch.py) for a tiny neural field and denoiser, for the Swift tests.
 
     python scripts/make_stage1_fixture.py PATH/TO/dvt_torch.py [OUT.safetensors]
 

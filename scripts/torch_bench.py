@@ -1,6 +1,6 @@
 """PyTorch side of `dvt bench vit` and `dvt bench denoiser` in either precision.
 
-The same cases as shared/reference/dvt_torch.py (vit-bench, stage2-bench), plus stage-2
+The same cases as scripts/reference/dvt_torch.py (vit-bench, stage2-bench), plus stage-2
 inference, with --precision: fp32, or bf16 = torch.autocast("cpu", dtype=torch.bfloat16) around
 the forward (autocast's CPU lists: linear / matmul / SDPA in bf16, layer norm in fp32; the
 optimiser and master weights stay fp32). Benchmarks only: never imported by tests.

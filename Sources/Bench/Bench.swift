@@ -224,7 +224,7 @@ public struct BenchError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
-/// Runs the PyTorch reference (`shared/reference/dvt_torch.py`) in a child process and reads
+/// Runs the PyTorch reference (`scripts/reference/dvt_torch.py`) in a child process and reads
 /// the one number it prints, so a benchmark can report a ratio from a single command.
 public struct TorchReference {
     public var python: String

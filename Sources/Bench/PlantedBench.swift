@@ -18,33 +18,31 @@ public enum PlantedBench {
         "stage1.max_resolution=256", "stage1.coord_jitter=0",
     ]
 
-    /// One scored run.
+    /// One scored run: ours (`PlantedScore`) or the PyTorch reference's, under the same names.
     public struct Row: Sendable {
         public var label: String
-        /// Centred cosine, whole-image raw features vs the clean truth.
-        public var rawCosine: Double
-        /// Centred cosine, F on the whole-image grid vs the clean truth.
-        public var denoisedCosine: Double
-        /// Cosine of the flattened, per-channel-centred G vs the planted artifact.
-        public var artifactCosine: Double
+        /// `PlantedScore.rawVsClean`.
+        public var rawVsClean: Double
+        /// `PlantedScore.denoisedVsClean`.
+        public var denoisedVsClean: Double
+        /// `PlantedScore.learntArtifactVsPlanted`.
+        public var learntArtifactVsPlanted: Double
         public var msPerStep: Double
 
-        public init(label: String, rawCosine: Double, denoisedCosine: Double, artifactCosine: Double, msPerStep: Double) {
+        public init(label: String, rawVsClean: Double, denoisedVsClean: Double, learntArtifactVsPlanted: Double, msPerStep: Double) {
             self.label = label
-            self.rawCosine = rawCosine
-            self.denoisedCosine = denoisedCosine
-            self.artifactCosine = artifactCosine
+            self.rawVsClean = rawVsClean
+            self.denoisedVsClean = denoisedVsClean
+            self.learntArtifactVsPlanted = learntArtifactVsPlanted
             self.msPerStep = msPerStep
         }
     }
 
     /// Scores a stage-1 output against the planted truth.
     public static func score(_ output: Stage1Output, truth: PlantedData, label: String, msPerStep: Double) -> Row {
-        Row(label: label,
-            rawCosine: Double(Metrics.centeredCosine(output.raw, truth.cleanFull)),
-            denoisedCosine: Double(Metrics.centeredCosine(output.denoised, truth.cleanFull)),
-            artifactCosine: Double(Metrics.flatCenteredCosine(output.sharedArtifacts, truth.artifact)),
-            msPerStep: msPerStep)
+        let s = PlantedScore(stage1: output, truth: truth)
+        return Row(label: label, rawVsClean: Double(s.rawVsClean), denoisedVsClean: Double(s.denoisedVsClean),
+                   learntArtifactVsPlanted: Double(s.learntArtifactVsPlanted!), msPerStep: msPerStep)
     }
 
     /// Runs our stage 1 on `data` and scores it.
@@ -76,14 +74,14 @@ public enum PlantedBench {
     public static func runReference(_ runner: TorchReference, file: String, settings: Stage1Settings, seed: UInt64) throws -> Row {
         let keys = ["ms_per_step", "raw_vs_clean_centered_cos", "denoised_vs_clean_centered_cos", "artifact_vs_truth_cos"]
         let v = try runner.values(referenceArguments(file: file, settings: settings, seed: seed), required: keys)
-        return Row(label: "torch", rawCosine: v[keys[1]]!, denoisedCosine: v[keys[2]]!, artifactCosine: v[keys[3]]!,
+        return Row(label: "torch", rawVsClean: v[keys[1]]!, denoisedVsClean: v[keys[2]]!, learntArtifactVsPlanted: v[keys[3]]!,
                    msPerStep: v[keys[0]]!)
     }
 
     public static let header = "            raw_cos  denoised_cos  artifact_cos   ms/step"
 
     public static func format(_ r: Row) -> String {
-        String(format: "%@  %7.4f  %12.4f  %12.4f  %8.2f", r.label.padding(toLength: 10, withPad: " ", startingAt: 0) as NSString, r.rawCosine, r.denoisedCosine,
-               r.artifactCosine, r.msPerStep)
+        String(format: "%@  %7.4f  %12.4f  %12.4f  %8.2f", r.label.padding(toLength: 10, withPad: " ", startingAt: 0) as NSString, r.rawVsClean, r.denoisedVsClean,
+               r.learntArtifactVsPlanted, r.msPerStep)
     }
 }

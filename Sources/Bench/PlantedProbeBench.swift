@@ -44,7 +44,7 @@ public enum PlantedProbeBench {
         var figures: [[String: String]] = []
         let visuals = json.deletingLastPathComponent().appendingPathComponent("visuals")
         try FileManager.default.createDirectory(at: visuals, withIntermediateDirectories: true)
-        let root = URL(fileURLWithPath: base.settings.run.outputDir ?? "runs/planted-probe")
+        let root = URL(fileURLWithPath: base.settings.run.outputDir)
         for s in o.strengths {
             var planted = PlantedData.Options()
             planted.grid = o.grid
@@ -54,7 +54,7 @@ public enum PlantedProbeBench {
             planted.segmentationClasses = o.classes
             var config = base
             let dir = root.appendingPathComponent(String(format: "strength_%.2f_k%d", s, o.classes))
-            try config.set("output_dir", dir.path, source: "bench probe")
+            try config.set("output_dir", value: .string(dir.path), source: "bench probe")
             var p = PlantedStage2.Options()
             p.trainCases = o.trainCases
             p.valCases = o.valCases
@@ -89,7 +89,7 @@ public enum PlantedProbeBench {
                 var po = ProbeOptions.cpu(.segmentation)
                 po.iterations = o.probeIterations
                 po.seed = UInt64(base.settings.run.seed)
-                let (head, summary) = ProbeTrainer.trainSegmentation(Array(examples[..<o.trainCases]), classes: o.classes, options: po)
+                let (head, summary) = try ProbeTrainer.trainSegmentation(Array(examples[..<o.trainCases]), classes: o.classes, options: po)
                 let metrics = ProbeTrainer.evaluateSegmentation(head, Array(examples[o.trainCases...]), classes: o.classes)
                 let cos = (o.trainCases..<total).map { Double(Metrics.centeredCosine(m[$0], truth[$0])) }.reduce(0, +) / Double(o.valCases)
                 rows.append(Row(strength: s, method: method, mIoU: metrics.mIoU, mAcc: metrics.mAcc, aAcc: metrics.aAcc,

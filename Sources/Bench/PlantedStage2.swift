@@ -65,7 +65,7 @@ public enum PlantedStage2 {
         guard o.trainCases >= 1, o.valCases >= 1 else {
             throw Stage2Error("planted stage 2 needs at least 1 training and 1 validation case (got \(o.trainCases) and \(o.valCases))")
         }
-        let root = URL(fileURLWithPath: base.settings.run.outputDir ?? "runs/planted")
+        let root = URL(fileURLWithPath: base.settings.run.outputDir)
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for path in AtomicFile.removeStaleTemporaries(under: root) { log("removed a partial file left by a killed run: \(path)") }
         let settings = Stage1Settings(config: base)
@@ -108,11 +108,11 @@ public enum PlantedStage2 {
 
         // Stage 2 through the same runner as `dvt stage2`, on these lists.
         var config = base
-        try config.set("data_list", trainList.path, source: "planted-stage2")
-        try config.set("val_list", valList.path, source: "planted-stage2")
-        try config.set("data_root", root.path, source: "planted-stage2")
-        try config.set("model", model, source: "planted-stage2")
-        try config.set("stage2.targets", "stage1", source: "planted-stage2")
+        try config.set("data_list", value: .string(trainList.path), source: "planted-stage2")
+        try config.set("val_list", value: .string(valList.path), source: "planted-stage2")
+        try config.set("data_root", value: .string(root.path), source: "planted-stage2")
+        try config.set("model", value: .string(model), source: "planted-stage2")
+        try config.set("stage2.targets", value: .string(DVTSettings.Stage2.Targets.stage1.rawValue), source: "planted-stage2")
         let outcome = try Stage2Runner.run(config: config, resume: o.resume, quiet: o.quiet, log: log)
         let denoiser = try Denoiser.load(outcome.denoiserFile)
 

@@ -49,7 +49,7 @@ extension Bench {
             "stage1.num_views=\(views)", "stage1.num_iters=\(steps)", "stage1.warmup_iters=\(steps / 10)",
             "random_init=0", "weights=null", "precision=\(precision.rawValue)",
             "output_dir=\(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-stage1").path)"])
-        let model = try VisionTransformer.load(arch: slice.settings.run.model!, weights: nil, randomInit: 0)
+        let model = try VisionTransformer.load(arch: slice.settings.run.model, weights: nil, randomInit: 0)
         model.precision = precision
         let job = try Stage1Job(config: slice, model: model)
         let t0 = DispatchTime.now().uptimeNanoseconds

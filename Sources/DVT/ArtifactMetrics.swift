@@ -179,30 +179,20 @@ public enum ArtifactMetrics {
 
     // MARK: Planted ground truth
 
-    /// Ground-truth scores of one denoised map on planted data (`PlantedData`).
-    public struct PlantedScores: Sendable {
-        /// Centred cosine of the denoised whole-image features with the clean field F.
-        public var cleanCosine: Float
-        /// Flat centred cosine of the implied artifact (raw − denoised) with the planted G.
-        public var artifactCosine: Float
-    }
-
     /// Scores a denoised whole-image map against the planted truth. `raw` is the planted
     /// (V+1, H, W, C) stack (its last view is the whole image); `denoised` is (H, W, C), or a
     /// (V+1, H, W, C) stack whose last view is used. Passing the raw whole-image view itself as
-    /// `denoised` gives the baseline (its artifact estimate is zero, so that cosine is 0).
-    public static func plantedScores(raw: Tensor, cleanFull: Tensor, artifact: Tensor, denoised: Tensor) throws -> PlantedScores {
+    /// `denoised` gives the baseline (nothing removed, so `removedVsPlanted` is 0).
+    public static func plantedScore(raw: Tensor, cleanFull: Tensor, artifact: Tensor, denoised: Tensor) throws -> PlantedScore {
         guard raw.rank == 4, cleanFull.rank == 3, artifact.shape == cleanFull.shape, Array(raw.shape.dropFirst()) == cleanFull.shape else {
             throw ArtifactMetricsError("planted data: expected raw (V+1, H, W, C), clean_full and artifact (H, W, C); got raw \(raw.shape), clean_full \(cleanFull.shape), artifact \(artifact.shape)")
         }
-        let whole = lastView(raw)
         let d: Tensor
         if denoised.rank == 4 { d = lastView(denoised) } else { d = denoised }
         guard d.shape == cleanFull.shape else {
             throw ArtifactMetricsError("planted data: denoised map \(denoised.shape) does not match the planted grid \(cleanFull.shape) (or a (V+1, H, W, C) stack)")
         }
-        return PlantedScores(cleanCosine: Metrics.centeredCosine(d, cleanFull),
-                             artifactCosine: Metrics.flatCenteredCosine(whole - d, artifact))
+        return PlantedScore(raw: lastView(raw), denoised: d, cleanFull: cleanFull, artifact: artifact)
     }
 
     static func lastView(_ stack: Tensor) -> Tensor {

@@ -140,13 +140,6 @@ public final class FinetuneTask: TrainingTask {
     /// Every ViT parameter; the frozen ones stay listed (checkpointed), the optimiser skips them.
     public var parameters: [(String, Tensor)] { student.namedParameters() }
 
-    /// (3, H, W) mirrored left-right, as a row gather (no graph: inputs need none).
-    public static func flipped(_ image: Tensor) -> Tensor {
-        let (c, h, w) = (image.shape[0], image.shape[1], image.shape[2])
-        let columns = image.reshape([c * h, w]).transpose(0, 1)                         // (W, 3H)
-        return columns.gatherRows(Array((0..<w).reversed())).transpose(0, 1).reshape([c, h, w])
-    }
-
     /// The batch of `indices` with the flips drawn from `rng`, and the teacher's targets.
     func batch(_ indices: [Int], rng: inout RandomGenerator) throws -> (images: Tensor, targets: Tensor) {
         var inputs: [Tensor] = [], targets: [Tensor?] = [], keys: [Int] = []
@@ -155,7 +148,7 @@ public final class FinetuneTask: TrainingTask {
         let per = indices.count / shard.size, mine = (shard.rank * per)..<((shard.rank + 1) * per)
         for (k, (i, flip)) in zip(indices[mine], flips[mine]).enumerated() {
             var x = try loadImage(i)                                                      // (3, H, W)
-            if flip { x = Self.flipped(x) }
+            if flip { x = x.flipped(axis: -1) }                                         // mirrored left-right
             inputs.append(x.reshape([1] + x.shape))
             let key = 2 * i + (flip ? 1 : 0)
             keys.append(key)

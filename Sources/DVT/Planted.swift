@@ -2,7 +2,7 @@ import Foundation
 import TensorCore
 
 /// Synthetic "ViT features" with known ground truth, built the way DVT's noise model describes
-/// them (the recipe of shared/reference/planted.py, with our own seeded generator):
+/// them (the recipe of scripts/reference/planted.py, with our own seeded generator):
 ///
 /// ```
 /// raw(view, i, j) = F(global coords of patch (i, j)) + G(i, j) + R(view, i, j) + noise

@@ -21,7 +21,7 @@ extension PlantedData {
         guard clean.shape == [h, w, c], artifact.shape == [h, w, c] else {
             throw Stage1Error("\(url.path): 'clean_full' \(clean.shape) and 'artifact' \(artifact.shape) must both be \([h, w, c])")
         }
-        // A NaN coordinate used to trap later in a Float → Int conversion; say where it is instead.
+        // A NaN coordinate would trap later in a Float → Int conversion; say where it is instead.
         for (name, t) in [("raw", raw), ("coords", coords), ("clean_full", clean), ("artifact", artifact)] {
             if let bad = t.firstNonFinite() {
                 throw Stage1Error("\(url.path): '\(name)' \(t.shape) has a non-finite value \(bad.value) at index \(bad.index)")

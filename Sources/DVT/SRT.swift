@@ -49,7 +49,7 @@ public enum SRTResolution: Sendable, Equatable {
 /// ```
 ///
 /// Zero-filled values count as views: the mean divides by N, zeros included, exactly as the
-/// official code's `acc / len(shifts)` does (the srt-bench of shared/reference/dvt_torch.py), so
+/// official code's `acc / len(shifts)` does (the srt-bench of scripts/reference/dvt_torch.py), so
 /// the outermost ring of a map is damped; the median treats them the same way.
 ///
 /// Weighting: by default the views are the unshifted image first and then every offset of the

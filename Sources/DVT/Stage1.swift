@@ -193,8 +193,8 @@ public struct Stage1Output {
     public var residual: Tensor?
 }
 
-/// DVT stage 1 on one image, in the shape of a Trainer task (`Trainer.TrainingTask` conformance
-/// lives in the Trainer module): it owns F, G and h, samples `pixelBsz` tokens per step from all
+/// DVT stage 1 on one image, a task of the one Trainer (its `TrainingTask` conformance is in
+/// Stage1Fit.swift, beside the fit): it owns F, G and h, samples `pixelBsz` tokens per step from all
 /// views and computes `SingleImageDenoiser.loss`.
 ///
 /// Parameter keys: `field.` + `NeuralFeatureField` keys (`field.grid.params` is row-sparse, row

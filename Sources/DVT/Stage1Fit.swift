@@ -3,7 +3,8 @@ import NN
 import TensorCore
 import Training
 
-// DVT stage 1 run through the Trainer: the task comes from the DVT module, the loop from here.
+// DVT stage 1 run through the Trainer: the task (Stage1.swift) conforms to TrainingTask here,
+// and the loop is the Training module's.
 
 extension Stage1Task: TrainingTask {
     /// The hash table row-sparse in the mode `hash_table_adam` asks for (none when dense), and

@@ -122,7 +122,7 @@ public struct FeatureMapReader: Sendable {
               t.shape == [height, width, dim] || t.shape == [1, height, width, dim] else {
             throw Stage2Error("\(url.path): feature map has shape \(t.shape), but this run's maps are (\(height), \(width), \(dim)) — was it written with another input size, stride or model?")
         }
-        // A NaN here used to surface only as "loss is nan at step N", without the file.
+        // A NaN here would surface only as "loss is nan at step N", without the file.
         do { try t.requireFinite(url.path) } catch {
             throw Stage2Error("\(error); stage 2 cannot train on it: re-extract it or leave its image out of the list")
         }

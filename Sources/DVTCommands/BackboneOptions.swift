@@ -39,13 +39,9 @@ struct BackboneOptions: ParsableArguments {
     }
 
     func load() throws -> VisionTransformer {
-        let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: randomInit, resample: posEmbedResample.rule)
-        model.precision = precision
+        let model = try loadViT(arch: arch, weights: weights, randomInit: randomInit, precision: precision, resample: posEmbedResample.rule)
         if let s = stride, s > model.config.patchSize {
             throw ConfigError("--stride \(s) is not allowed for \(model.config.name): the stride must be in 1...\(model.config.patchSize) (its patch size)")
-        }
-        if let seed = model.randomInitSeed {
-            FileHandle.standardError.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8))
         }
         return model
     }
@@ -63,6 +59,18 @@ struct BackboneOptions: ParsableArguments {
         try InputGeometry.validate(height: h, width: w, stride: stride, model: model.config, batch: batch, names: .flags)
         return (h, w)
     }
+}
+
+/// The ViT of every command (from flags or from a config): weights or seeded random weights,
+/// the operand precision, and random weights announced loudly on stderr.
+func loadViT(arch: String, weights: String?, randomInit: UInt64?, precision: Precision,
+             resample: PositionResampling?) throws -> VisionTransformer {
+    let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: randomInit, resample: resample)
+    model.precision = precision
+    if let seed = model.randomInitSeed {
+        FileHandle.standardError.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8))
+    }
+    return model
 }
 
 extension Precision: ExpressibleByArgument {}

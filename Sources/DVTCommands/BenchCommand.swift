@@ -55,14 +55,13 @@ extension DVTCommand {
 }
 
 extension DVTCommand.BenchCommand {
-    struct Engine: ParsableCommand {
+    struct Engine: ComputeCommand {
         static let configuration = CommandConfiguration(
             abstract: "Engine kernels: matmul vs raw OpenBLAS, layernorm, attention, Adam, and a stage-2 block step vs PyTorch.")
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var ref: ReferenceOptions
 
         func run() throws {
-            compute.apply()
             print("threads: \(Parallel.threads), load \(Bench.loadAverage)")
             let peak = Backends.measuredPeak()
             print(String(format: "measured per-core peak: fp32 %.1f GFLOP/s (%@ FMA loop), bf16 %@", peak.fp32, peak.fp32ISA,
@@ -104,7 +103,7 @@ extension DVTCommand.BenchCommand {
         }
     }
 
-    struct ViT: ParsableCommand {
+    struct ViT: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "vit", abstract: "ViT feature extraction throughput (random weights), vs timm when a reference is given.")
         @OptionGroup var compute: ComputeOptions
@@ -117,7 +116,6 @@ extension DVTCommand.BenchCommand {
         var precision: Precision = .fp32
 
         func run() throws {
-            compute.apply()
             print("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
             let ours = try Bench.vitImagesPerSecond(arch: arch, size: size, batch: batch, steps: steps, precision: precision)
             var line = String(format: "%@ %dx%d batch %d %@: %.2f images/s", arch as NSString, size, size, batch,
@@ -132,7 +130,7 @@ extension DVTCommand.BenchCommand {
         }
     }
 
-    struct SRT: ParsableCommand {
+    struct SRT: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "srt",
             abstract: "Seconds per image of one SRT ensemble (token resolution; pixel path and --fast), vs the PyTorch reference.")
@@ -148,7 +146,6 @@ extension DVTCommand.BenchCommand {
         var serialViews = false
 
         func run() throws {
-            compute.apply()
             let r = try Bench.srt(arch: arch, size: size, dx: dx, dy: dy, batch: batch, rounds: rounds, parallelViews: !serialViews)
             print(String(format: "SRT %@ %dx%d dx %d dy %d: %d views, %d forwards (the repeated unshifted view is reused)",
                          arch as NSString, size, size, dx, dy, r.views, r.forwardCount))
@@ -167,7 +164,7 @@ extension DVTCommand.BenchCommand {
 }
 
 extension DVTCommand.BenchCommand {
-    struct Planted: ParsableCommand {
+    struct Planted: ComputeCommand {
         static let configuration = CommandConfiguration(
             abstract: "DVT stage 1 on a planted-artifact case: recovery of the clean field and the artifact, and ms/step.",
             discussion: """
@@ -238,7 +235,6 @@ extension DVTCommand.BenchCommand {
         }
 
         func run() throws {
-            compute.apply()
             let s = try stage1Settings()
             try s.validate()
             let data: PlantedData
@@ -281,7 +277,7 @@ extension DVTCommand.BenchCommand {
 
 extension DVTCommand.BenchCommand {
     /// `dvt bench planted-stage2`: both DVT stages on planted cases with known truth.
-    struct PlantedStage2Bench: ParsableCommand {
+    struct PlantedStage2Bench: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "planted-stage2",
             abstract: "Stage 1 on planted cases that share one artifact, then stage 2 on their pairs, scored against the truth.",
@@ -316,7 +312,6 @@ extension DVTCommand.BenchCommand {
         }
 
         func run() throws {
-            compute.apply()
             let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
             var o = PlantedStage2.Options()
             o.trainCases = trainCases; o.valCases = valCases; o.firstSeed = firstSeed; o.artifactSeed = artifactSeed
@@ -324,7 +319,7 @@ extension DVTCommand.BenchCommand {
             o.resume = resume; o.quiet = quiet
             print("planted stage 2: \(trainCases) training + \(valCases) validation cases (seeds \(firstSeed)..., artifact seed \(artifactSeed)), "
                   + "\(grid)x\(grid) tokens, C \(dim), \(views) views; stage 1 \(cfg.settings.stage1.numIters) iters per case, "
-                  + "stage 2 \(cfg.settings.stage2.numIters) iters; output \(cfg.settings.run.outputDir ?? "?")")
+                  + "stage 2 \(cfg.settings.stage2.numIters) iters; output \(cfg.settings.run.outputDir)")
             let report = try PlantedStage2.run(config: cfg, options: o, log: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } })
             print(PlantedStage2.format(report))
         }

@@ -31,15 +31,22 @@ public struct DVTCommand: ParsableCommand {
     public static func main() {
         do {
             var command = try parseAsRoot()
-            try command.run()
+            // The executable owns its process: `--threads` is the process default, set once at
+            // start-up (it also sets OpenBLAS's own count, see `BLAS.Threading`).
+            if let threads = (command as? ComputeCommand)?.compute.threads { Parallel.setDefaultThreads(threads) }
+            try execute(&command)
         } catch {
             exit(withError: FileErrors.describe(error))
         }
     }
-}
 
-public enum DVTVersion {
-    public static let string = "0.1.0"
+    /// Runs a parsed command with its `--threads` scoped to the call (`Parallel.withThreads`, a
+    /// task-local): the in-process entry point of the CLI tests, so that a command run there
+    /// never changes the thread count of the tests running beside it.
+    public static func execute(_ command: inout ParsableCommand) throws {
+        guard let threads = (command as? ComputeCommand)?.compute.threads else { return try command.run() }
+        try Parallel.withThreads(threads) { try command.run() }
+    }
 }
 
 /// Options every compute-heavy command shares.
@@ -52,14 +59,15 @@ public struct ComputeOptions: ParsableArguments {
     public func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be >= 1, got \(threads)") }
     }
+}
 
-    public func apply() {
-        if let threads { Parallel.setDefaultThreads(threads) }
-    }
+/// A command that takes `ComputeOptions`: `DVTCommand.execute` runs it with its `--threads`.
+protocol ComputeCommand: ParsableCommand {
+    var compute: ComputeOptions { get }
 }
 
 extension DVTCommand {
-    struct EngineDemo: ParsableCommand {
+    struct EngineDemo: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "engine-demo",
             abstract: "Train a seeded two-spirals MLP with the autodiff engine and print the loss.")
@@ -69,7 +77,6 @@ extension DVTCommand {
         @Option(help: "Random seed.") var seed: UInt64 = 0
 
         func run() throws {
-            compute.apply()
             runEngineDemo(steps: steps, logEvery: max(1, steps / 10), seed: seed) { print($0) }
         }
     }

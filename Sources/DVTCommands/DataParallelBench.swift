@@ -8,7 +8,7 @@ import Formats
 
 extension DVTCommand.BenchCommand {
     /// `dvt bench denoiser-ranks`: the data-parallel stage-2 step, run under mpirun (or alone).
-    struct DenoiserRanksBench: ParsableCommand {
+    struct DenoiserRanksBench: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "denoiser-ranks",
             abstract: "Stage-2 step time with data parallelism: run alone (1 rank) or under `mpirun -np R`; reports the allreduce share.",
@@ -24,7 +24,6 @@ extension DVTCommand.BenchCommand {
         @Option var steps = 5
 
         func run() throws {
-            compute.apply()
             let comm = try Communicator.world()
             let t = try Bench.stage2DataParallelStep(dim: dim, grid: grid, globalBatch: globalBatch, steps: steps, communicator: comm)
             guard (comm?.rank ?? 0) == 0 else { return }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Jobs
 import TensorCore
 
 /// `dvt doctor`: which kernels this machine runs, so a slow run can be explained.

@@ -9,7 +9,7 @@ import Training
 import Vision
 
 extension DVTCommand {
-    struct Extract: ParsableCommand {
+    struct Extract: ComputeCommand {
         static let configuration = CommandConfiguration(
             abstract: "Extract ViT features: one (H, W, C) float32 .npy per image, mirroring the input tree.")
 
@@ -27,7 +27,6 @@ extension DVTCommand {
         }
 
         func run() throws {
-            compute.apply()
             let model = try backbone.load()
             let items = try ImageSource.items(from: images, root: root)
             var job = ExtractJob(model: model, layer: try model.resolveLayer(backbone.layer),

@@ -5,7 +5,7 @@ import TensorCore
 
 extension DVTCommand.BenchCommand {
     /// `dvt bench finetune`: a DVT stage-3 training step, ours next to PyTorch's in one command.
-    struct FinetuneBench: ParsableCommand {
+    struct FinetuneBench: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "finetune",
             abstract: "A ViT fine-tuning step (DVT stage 3: forward, MSE + (1 − cos), backward, AdamW; fp32 or bf16), vs PyTorch when --torch-python is given.",
@@ -29,7 +29,6 @@ extension DVTCommand.BenchCommand {
         var precision: Precision = .fp32
 
         func run() throws {
-            compute.apply()
             let t = try Bench.finetuneStep(arch: arch, size: size, batch: batch, steps: steps, checkpointBlocks: gradientCheckpointing,
                                          precision: precision)
             var line = String(format: "%@ %dx%d batch %d %@%@, %d threads: %.0f ms/step (fwd %.0f, bwd %.0f, AdamW %.0f), peak RSS %.0f MiB",

@@ -7,7 +7,7 @@ import TensorCore
 
 extension DVTCommand {
     /// `dvt finetune CONFIG --teacher dvt|srt`: distil a teacher into the ViT itself (stage 3).
-    struct Finetune: ParsableCommand {
+    struct Finetune: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "finetune",
             abstract: "Fine-tune the ViT towards its denoised (DVT stage 3) or SRT-ensembled features, and export it as a timm checkpoint.",
@@ -41,7 +41,6 @@ extension DVTCommand {
         }
 
         func run() throws {
-            compute.apply()
             let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config),
                                               overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
             let outcome: FinetuneOutcome
@@ -52,7 +51,7 @@ extension DVTCommand {
             guard Stage2Runner.isRootProcess else { return }  // MPI ranks > 0 report nothing
             let s = outcome.summary
             print(String(format: "finetune done (%@ teacher): %d steps, final loss %.5f, %.1f ms/step",
-                         outcome.recipe.teacher as NSString, s.steps, s.finalLoss, s.msPerStep))
+                         outcome.recipe.teacher.rawValue as NSString, s.steps, s.finalLoss, s.msPerStep))
             print("weights: \(outcome.exported.path)")
         }
     }

@@ -1,16 +1,10 @@
 import ArgumentParser
-import Bench
 import DVT
-import Formats
 import Foundation
 import Jobs
-import Settings
-import TensorCore
-import Training
-import Vision
 
 extension DVTCommand {
-    struct MetricsCommand: ParsableCommand {
+    struct MetricsCommand: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "metrics",
             abstract: "Artifact metrics of feature maps, one markdown table for all methods.",
@@ -24,7 +18,7 @@ extension DVTCommand {
             index, averaged over channels, and between token norms and the index.
 
             Planted data (--planted FILE.safetensors with raw, clean_full, artifact in the \
-            layout of PlantedData and shared/reference/planted.py): ground-truth scores of each --denoised X.npy \
+            layout of PlantedData and scripts/reference/planted.py): ground-truth scores of each --denoised X.npy \
             ((H, W, C) whole-image map, or a (V+1, H, W, C) stack whose last view is used): the mean \
             centred cosine with the clean field F, and the flat centred cosine of raw - denoised with \
             the planted artifact G. The raw whole-image view is always the first row.
@@ -65,66 +59,14 @@ extension DVTCommand {
         }
 
         func run() throws {
-            compute.apply()
-            if let planted { return try runPlanted(planted) }
-            var rows: [ArtifactMetrics.Row] = []
-            for (dir, label) in zip(features, names(features)) {
-                var files = try MetricsCommand.npyFiles(in: dir)
-                if let limit { files = Array(files.prefix(limit)) }
-                if files.isEmpty { throw ValidationError("no .npy files under \(dir)") }
-                var maps: [Tensor] = []
-                var mapFiles: [URL] = []
-                for f in files {
-                    let t = try Npy.read(f)
-                    guard t.rank == 3 else { throw ValidationError("\(f.path): shape \(t.shape), expected (H, W, C)") }
-                    // A NaN used to give a silent position-variance ratio of 0.0000.
-                    do { try t.requireFinite(f.path) } catch let e as NonFiniteError {
-                        if !skipNonFinite { throw ValidationError("\(e) (--skip-non-finite leaves such maps out)") }
-                        FileHandle.standardError.write(Data("warning: skipped \(e)\n".utf8))
-                        continue
-                    }
-                    if let first = maps.first, first.shape != t.shape {
-                        throw ValidationError("\(f.path): shape \(t.shape) differs from \(mapFiles[0].path) \(first.shape); one method's maps must share a grid")
-                    }
-                    maps.append(t)
-                    mapFiles.append(f)
-                }
-                if maps.isEmpty { throw ValidationError("every .npy file under \(dir) holds NaN or Inf") }
-                rows.append(try ArtifactMetrics.row(label: label, maps: maps, maxSamples: maxSamples))
+            if let planted {
+                let rows = try MetricsTables.plantedRows(planted: planted, denoised: denoised, labels: names(denoised))
+                return print(MetricsTables.plantedMarkdown(rows), terminator: "")
             }
+            let rows = try MetricsTables.featureRows(folders: features, labels: names(features), limit: limit, maxSamples: maxSamples,
+                                                     skipNonFinite: skipNonFinite,
+                                                     warn: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
             print(ArtifactMetrics.markdown(rows), terminator: "")
-        }
-
-        static func npyFiles(in dir: String) throws -> [URL] {
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-                throw ValidationError("--features \(dir) is not a directory")
-            }
-            let e = FileManager.default.enumerator(at: URL(fileURLWithPath: dir), includingPropertiesForKeys: nil)
-            var out: [URL] = []
-            while let f = e?.nextObject() as? URL { if f.pathExtension.lowercased() == "npy" { out.append(f) } }
-            return out.sorted { $0.path < $1.path }
-        }
-
-        func runPlanted(_ path: String) throws {
-            let file = try SafeTensorsFile(url: URL(fileURLWithPath: path))
-            for key in ["raw", "clean_full", "artifact"] where !file.contains(key) {
-                throw ValidationError("\(path) has no '\(key)' tensor (planted layout: \(PlantedData.layoutDescription))")
-            }
-            let raw = try file.tensor("raw"), clean = try file.tensor("clean_full"), artifact = try file.tensor("artifact")
-            let whole = raw.slice(axis: 0, (raw.shape[0] - 1)..<raw.shape[0]).reshape(Array(raw.shape.dropFirst()))
-            var rows: [(String, ArtifactMetrics.PlantedScores)] = []
-            rows.append(("raw (whole view)", try ArtifactMetrics.plantedScores(raw: raw, cleanFull: clean, artifact: artifact, denoised: whole)))
-            for (p, label) in zip(denoised, names(denoised)) {
-                let d = try Npy.read(URL(fileURLWithPath: p))
-                do { try d.requireFinite(p) } catch { throw ValidationError("\(error)") }
-                rows.append((label, try ArtifactMetrics.plantedScores(raw: raw, cleanFull: clean, artifact: artifact, denoised: d)))
-            }
-            print("| method | centred cosine with clean F | cosine of raw − denoised with artifact G |")
-            print("|---|---:|---:|")
-            for (label, s) in rows {
-                print(String(format: "| %@ | %.4f | %.4f |", label as NSString, s.cleanCosine, s.artifactCosine))
-            }
         }
     }
 }

@@ -5,7 +5,7 @@ import Settings
 
 extension DVTCommand.BenchCommand {
     /// `dvt bench probe`: planted segmentation, artifact strength × method → mIoU.
-    struct ProbeBench: ParsableCommand {
+    struct ProbeBench: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "probe",
             abstract: "Planted segmentation: linear probes on raw, stage-1 and stage-2 features of planted cases as the artifact grows, against exact labels.",
@@ -34,7 +34,6 @@ extension DVTCommand.BenchCommand {
         @Flag(help: "Per-case progress lines.") var verbose = false
 
         func run() throws {
-            compute.apply()
             var o = PlantedProbeBench.Options()
             o.strengths = try strengths.split(separator: ",").map {
                 guard let v = Float($0.trimmingCharacters(in: .whitespaces)), v >= 0 else {
@@ -51,7 +50,7 @@ extension DVTCommand.BenchCommand {
             o.dim = dim
             o.quiet = !verbose
             let out = json.map { URL(fileURLWithPath: $0) }
-                ?? URL(fileURLWithPath: c.settings.run.outputDir ?? "runs/planted").appendingPathComponent("probe/planted.json")
+                ?? URL(fileURLWithPath: c.settings.run.outputDir).appendingPathComponent("probe/planted.json")
             let rows = try PlantedProbeBench.run(config: c, options: o, json: out)
             print(PlantedProbeBench.table(rows), terminator: "")
             print("written: \(out.path)")

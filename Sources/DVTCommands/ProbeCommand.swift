@@ -6,7 +6,7 @@ import Settings
 import Vision
 
 extension DVTCommand {
-    struct ProbeCommand: ParsableCommand {
+    struct ProbeCommand: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "probe",
             abstract: "Downstream evaluation: DVT's linear probes (segmentation mIoU, depth RMSE) on frozen features of each method.",
@@ -29,7 +29,6 @@ extension DVTCommand {
         @Option(help: "Head training steps (config key probe.iterations).") var iterations: Int?
 
         func run() throws {
-            compute.apply()
             var extra = options.overrides
             if let iterations { extra.append("probe.iterations=\(iterations)") }
             var o = options

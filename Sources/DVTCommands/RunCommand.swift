@@ -9,7 +9,7 @@ import Training
 import Vision
 
 extension DVTCommand {
-    struct Run: ParsableCommand {
+    struct Run: ComputeCommand {
         static let configuration = CommandConfiguration(
             abstract: "The whole pipeline from one config: stage 1, SRT, stage 2, export, denoising, metrics and an HTML report.",
             discussion: """
@@ -24,14 +24,13 @@ extension DVTCommand {
         @Flag(help: "No progress lines.") var quiet = false
 
         func run() throws {
-            compute.apply()
             let config = try options.resolve()
             let model = try loadBackbone(config)
             let pipeline = Pipeline(config: config, model: model)
             pipeline.quiet = quiet
             pipeline.configFile = options.config
             let report = try pipeline.run()
-            print(try String(contentsOf: URL(fileURLWithPath: config.settings.run.outputDir!).appendingPathComponent("metrics.md"), encoding: .utf8))
+            print(try String(contentsOf: URL(fileURLWithPath: config.settings.run.outputDir).appendingPathComponent("metrics.md"), encoding: .utf8))
             print("report: \(report.path)")
             if let seed = model.randomInitSeed {
                 print(VisionTransformer.randomWeightsWarning(seed: seed))

@@ -9,7 +9,7 @@ import Training
 import Vision
 
 extension DVTCommand {
-    struct SRTCommand: ParsableCommand {
+    struct SRTCommand: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "srt",
             abstract: "Stochastic Resonance Transformer: average the features of sub-token shifts of each image.",
@@ -61,7 +61,6 @@ extension DVTCommand {
         }
 
         func run() throws {
-            compute.apply()
             let model = try backbone.load()
             var o = SRT.Options()
             o.dx = dx; o.dy = dy; o.uniform = uniform; o.batchSize = batchSize; o.parallelViews = !serialViews

@@ -19,30 +19,33 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .customLong("random-init"), help: "Random-weights seed (config key random_init).") var randomInit: UInt64?
     @Option(help: "fp32 or bf16 (config key precision; docs/precision.md).") var precision: Precision?
 
+    /// The config file with `--set` applied, then the typed flags set on the result (a folder
+    /// named `1.0` or `null` stays a string).
     func resolve() throws -> ResolvedConfig {
-        var all = overrides
-        if let outputDir { all.append("output_dir=\(outputDir)") }
-        if let weights { all.append("weights=\(weights)"); all.append("random_init=null") }
-        if let randomInit { all.append("random_init=\(randomInit)"); all.append("weights=null") }
-        if let precision { all.append("precision=\(precision.rawValue)") }
-        return try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: all)
+        var c = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
+        if let outputDir { try c.set("output_dir", value: .string(outputDir)) }
+        if let weights {
+            try c.set("weights", value: .string(weights))
+            try c.set("random_init", value: .null)
+        }
+        if let randomInit {
+            try c.set("random_init", value: randomInit <= UInt64(Int.max) ? .int(Int(randomInit)) : .string(String(randomInit)))
+            try c.set("weights", value: .null)
+        }
+        if let precision { try c.set("precision", value: .string(precision.rawValue)) }
+        return c
     }
 }
 
 /// Builds the ViT a config names, announcing random weights loudly.
 func loadBackbone(_ c: ResolvedConfig) throws -> VisionTransformer {
-    let seed = c.settings.run.randomInit.map { UInt64($0) }
-    let model = try VisionTransformer.load(arch: c.settings.run.model!, weights: c.settings.run.weights, randomInit: seed,
-                                           resample: PositionResampling(setting: c.settings.run.posEmbedResample))
-    model.precision = c.settings.run.computePrecision
-    if let s = model.randomInitSeed {
-        FileHandle.standardError.write(Data((VisionTransformer.randomWeightsWarning(seed: s) + "\n").utf8))
-    }
-    return model
+    try loadViT(arch: c.settings.run.model, weights: c.settings.run.weights, randomInit: c.settings.run.randomInit.map { UInt64($0) },
+                precision: c.settings.run.precision,
+                resample: PositionResampling(setting: c.settings.run.posEmbedResample.rawValue))
 }
 
 extension DVTCommand {
-    struct Stage1Command: ParsableCommand {
+    struct Stage1Command: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "stage1",
             abstract: "DVT stage 1: per-image decomposition into clean features F, shared artifacts G and residual h.",
@@ -69,7 +72,6 @@ extension DVTCommand {
         }
 
         func run() throws {
-            compute.apply()
             let config = try options.resolve()
             if let features {
                 try runOnFeatureFile(features, config: config)
@@ -95,7 +97,7 @@ extension DVTCommand {
             let r = try Stage1FeatureFile.run(URL(fileURLWithPath: path), config: config)
             print(String(format: "stage1 on %@: final loss %.5f, %.2f ms/step; outputs under %@", path, r.finalLoss, r.msPerStep, r.output.path))
             if let g = r.groundTruth {
-                print(String(format: "ground truth: centred cosine raw %.4f, denoised %.4f; artifact cosine %.4f", g.raw, g.denoised, g.artifact))
+                print(String(format: "ground truth: centred cosine raw %.4f, denoised %.4f; artifact cosine %.4f", g.rawVsClean, g.denoisedVsClean, g.learntArtifactVsPlanted ?? .nan))
             }
         }
     }

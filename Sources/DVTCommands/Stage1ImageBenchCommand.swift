@@ -6,7 +6,7 @@ import TensorCore
 extension DVTCommand.BenchCommand {
     /// `dvt bench stage1-image`: per-image wall time and peak memory of DVT's full stage-1
     /// recipe, from a measured slice.
-    struct Stage1Image: ParsableCommand {
+    struct Stage1Image: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "stage1-image",
             abstract: "Per-image wall time and peak RSS of a stage-1 config (default Configs/dvt-default.yaml: ViT-B/14 518², 768 views, 25000 steps), measured on a slice and extrapolated.",
@@ -32,7 +32,6 @@ extension DVTCommand.BenchCommand {
         }
 
         func run() throws {
-            compute.apply()
             print("threads: \(Parallel.threads), precision \(precision.rawValue) (fit \((fitPrecision ?? precision).rawValue)), load \(Bench.loadAverage)")
             let t = try Bench.stage1Image(config: URL(fileURLWithPath: config), image: URL(fileURLWithPath: image),
                                           views: views, steps: steps, precision: precision, fitPrecision: fitPrecision,

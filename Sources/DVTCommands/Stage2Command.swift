@@ -11,7 +11,7 @@ import Vision
 
 extension DVTCommand {
     /// `dvt stage2 CONFIG`: train the generalizable denoiser on stage-1 (or SRT) feature pairs.
-    struct Stage2: ParsableCommand {
+    struct Stage2: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "stage2",
             abstract: "Train DVT's generalizable denoiser on the feature pairs of stage 1 (or SRT).",
@@ -34,7 +34,6 @@ extension DVTCommand {
         @OptionGroup var compute: ComputeOptions
 
         func run() throws {
-            compute.apply()
             let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config),
                                             overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
             let outcome: Stage2Outcome
@@ -76,7 +75,7 @@ extension DVTCommand {
     }
 
     /// `dvt denoise`: apply a trained denoiser to images (through the ViT) or to feature maps.
-    struct Denoise: ParsableCommand {
+    struct Denoise: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "denoise",
             abstract: "Denoise ViT features of new images (--images) or saved (H, W, C) feature maps (--features) with a trained denoiser.",
@@ -111,7 +110,6 @@ extension DVTCommand {
         }
 
         func run() throws {
-            compute.apply()
             let model = try DVT.Denoiser.load(URL(fileURLWithPath: denoiser))
             model.precision = backbone.precision
             var job = DenoiseJob(denoiser: model, output: URL(fileURLWithPath: out))
@@ -142,7 +140,7 @@ extension DVTCommand {
 
 extension DVTCommand.BenchCommand {
     /// `dvt bench denoiser`: the stage-2 training step vs PyTorch, and inference throughput.
-    struct DenoiserBench: ParsableCommand {
+    struct DenoiserBench: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "denoiser",
             abstract: "Stage-2 denoiser: training step (real Denoiser + loss + AdamW) vs PyTorch, and inference maps/s.")
@@ -153,7 +151,6 @@ extension DVTCommand.BenchCommand {
         var precision: Precision = .fp32
 
         func run() throws {
-            compute.apply()
             print("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
             for (dim, grid, batch) in [(384, 16, 8), (768, 37, 1)] {
                 let ours = try Bench.stage2Step(dim: dim, grid: grid, batch: batch, steps: steps, precision: precision)

@@ -3,8 +3,8 @@ import Foundation
 import Glibc
 #endif
 
-/// A file-system failure in plain words, naming the path (issue 18, item 12: Foundation's
-/// `Error Domain=NSCocoaErrorDomain Code=642/516 …` dumps for a read-only or file `--out`).
+/// A file-system failure in plain words, naming the path, instead of Foundation's
+/// `Error Domain=NSCocoaErrorDomain Code=642/516 …` dumps for a read-only or file `--out`.
 public struct PathError: Error, CustomStringConvertible, LocalizedError, Sendable {
     public var description: String
     public init(_ description: String) { self.description = description }

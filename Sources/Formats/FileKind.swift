@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// What a path is, read with `stat` and never by opening it: opening a FIFO for reading blocks
-/// until a writer appears, and `/dev/zero` never ends (issue 18, item 8). Foundation on Linux
+/// until a writer appears, and `/dev/zero` never ends. Foundation on Linux
 /// reports FIFOs and sockets only as "unknown", so the mode bits are read directly.
 public enum FileKind: Equatable, Sendable {
     case regular(size: Int)

@@ -39,7 +39,7 @@ public final class FileLock {
 /// Appends whole lines to a log-like file (a manifest, metrics.jsonl), whole or not at all: under
 /// an exclusive flock, a trailing partial line (from a writer killed mid-write or a full disk) is
 /// cut first, the line goes out in one write, and a short write is rolled back and reported with
-/// its own errno — never the stale one a later call left behind (issue 18, items 3 and 9).
+/// its own errno — never the stale one a later call left behind.
 public enum LineAppender {
     public static func append(_ line: Data, to url: URL) throws {
         precondition(line.last == UInt8(ascii: "\n"), "a line ends with a newline")

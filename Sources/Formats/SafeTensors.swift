@@ -199,7 +199,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         // The format requires the data section to be indexed entirely, without holes or overlaps.
         // Checking that exactly is what catches a header length that is off by a few bytes: the
         // JSON still parses (the header is padded with spaces) but every tensor would be read
-        // shifted, i.e. as garbage or NaN (issue 18).
+        // shifted, i.e. as garbage or NaN.
         let sorted = entries.values.filter { !$0.dataRange.isEmpty }.sorted { $0.dataRange.lowerBound < $1.dataRange.lowerBound }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.dataRange.upperBound > b.dataRange.lowerBound {
             throw fail("data range \(b.dataRange) overlaps tensor \"\(a.key)\" at \(a.dataRange)", key: b.key, shape: b.shape)

@@ -171,7 +171,7 @@ public struct DenoiseJob {
             guard s.count == 3, s[2] == job.denoiser.config.dim, s[0] > 0, s[1] > 0 else {
                 throw Stage2Error("shape \(t.shape), expected (H, W, \(job.denoiser.config.dim))")
             }
-            // One NaN used to turn the whole output map NaN with exit 0 (issue 18 item 11).
+            // One NaN would turn the whole output map NaN with exit 0: refuse it here, naming it.
             do { try t.requireFinite(item.url.path) } catch let e as NonFiniteError where job.skipNonFinite {
                 throw ImageJobSkip("\(e)")
             }

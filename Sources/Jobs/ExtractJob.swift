@@ -2,7 +2,6 @@ import DVT
 import Formats
 import Foundation
 import NN
-import Report
 import Settings
 import TensorCore
 import Training
@@ -31,7 +30,7 @@ public struct ExtractJob {
     /// Runs over `items`, writing OUT/<relative stem>.npy atomically. A bad image is recorded and
     /// skipped; existing outputs are kept unless `overwrite`.
     public func run(items: [ImageItem], output: URL, quiet: Bool = false) throws -> JobReport {
-        // Before anything is written: a size or stride the model cannot take used to trap, or abort
+        // Before anything is written: a size or stride the model cannot take would trap, or abort
         // on a huge allocation, after extract_info.json was already in place.
         try InputGeometry.validate(height: inputSize.0, width: inputSize.1, stride: stride, model: model.config,
                                    batch: batchSize, names: geometryNames)

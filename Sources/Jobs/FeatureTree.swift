@@ -2,7 +2,6 @@ import DVT
 import Formats
 import Foundation
 import NN
-import Report
 import Settings
 import TensorCore
 import Training

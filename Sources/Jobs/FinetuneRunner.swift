@@ -12,7 +12,7 @@ import Vision
 /// The resolved recipe of a fine-tuning run: every `finetune.*` null filled in from the
 /// teacher's official recipe (docs/finetune.md).
 public struct FinetuneRecipe: Sendable, Equatable {
-    public var teacher: String
+    public var teacher: DVTSettings.Finetune.Teacher
     public var thaw: ThawMode
     public var loss: FinetuneLoss
     public var batchSize: Int
@@ -26,10 +26,16 @@ public struct FinetuneRecipe: Sendable, Equatable {
     ///   - images: training images, for the epoch length.
     public init(config: ResolvedConfig, teacher override: String?, images: Int) throws {
         let f = config.settings.finetune
-        teacher = override ?? f.teacher ?? "dvt"
-        guard teacher == "dvt" || teacher == "srt" else { throw FinetuneError("--teacher must be dvt or srt, got '\(teacher)'") }
-        let isDVT = teacher == "dvt"
-        thaw = ThawMode(rawValue: f.thaw ?? "all") ?? .all
+        if let override {
+            guard let t = DVTSettings.Finetune.Teacher(rawValue: override) else {
+                throw FinetuneError("--teacher must be dvt or srt, got '\(override)'")
+            }
+            teacher = t
+        } else {
+            teacher = f.teacher
+        }
+        let isDVT = teacher == .dvt
+        thaw = ThawMode(rawValue: f.thaw) ?? .all
         loss = FinetuneLoss(rawValue: f.loss ?? (isDVT ? "mse_cosine" : "mse")) ?? .mseCosine
         // DVT: 64 per GPU × 8 GPUs (sample_scripts/stage3.sh); SRT: one frame per step, `frame.unsqueeze(0)` (distill_utils.py line 88).
         batchSize = f.batchSize ?? (isDVT ? 512 : 1)
@@ -46,11 +52,11 @@ public struct FinetuneRecipe: Sendable, Equatable {
         o.weightDecay = f.weightDecay ?? (isDVT ? 1e-5 : 0)
         o.lr = f.lr ?? (isDVT ? f.baseLR * (Double(batchSize) / 256).squareRoot() : 3e-4)
         o.minLR = f.minLR
-        switch f.schedule ?? (isDVT ? "cosine" : "step") {
-        case "cosine":
+        switch f.schedule ?? (isDVT ? .cosine : .step) {
+        case .cosine:
             o.schedule = .cosineScheduler
             o.warmupIters = Int(Double(steps) * f.warmupRatio)  // int(num_iterations · 0.15), line 210
-        default:
+        case .step:
             o.schedule = .multiStep
             // SRT decays once `step_epoch < epoch` (distill_utils.py line 10): from epoch s + 1 on.
             o.lrMilestones = f.lrSteps.map { ($0 + 1) * perEpoch }
@@ -77,7 +83,7 @@ final class PreparedImages {
 /// `dvt finetune`: the student ViT, the frozen teacher, the images, and the one trainer.
 public enum FinetuneRunner {
     public static func runDirectory(config: ResolvedConfig) -> URL {
-        URL(fileURLWithPath: config.settings.run.outputDir ?? "runs/dvt").appendingPathComponent("finetune")
+        URL(fileURLWithPath: config.settings.run.outputDir).appendingPathComponent("finetune")
     }
 
     /// Trains (or with `resume` continues) the ViT towards `teacher` (dvt or srt).
@@ -93,15 +99,15 @@ public enum FinetuneRunner {
         }
         let items = try ImageSource.items(from: dataList, root: run.dataRoot)
         let recipe = try FinetuneRecipe(config: config, teacher: override, images: items.count)
-        let arch = run.model ?? ""
+        let arch = run.model
         let randomInit = run.randomInit.map { UInt64($0) }
         // Two copies of the backbone: the student trains, the teacher's stays the pretrained one
         // (main_distillation.py lines 115 and 131).
-        let student = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample))
-        let frozen = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample))
+        let student = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample.rawValue))
+        let frozen = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample.rawValue))
         // `precision`: products only (docs/precision.md); weights and AdamW state stay fp32.
-        student.precision = run.computePrecision
-        frozen.precision = run.computePrecision
+        student.precision = run.precision
+        frozen.precision = run.precision
         let stride = InputGeometry.stride(run.strideSize, patchSize: student.config.patchSize)
         let (h, w) = InputGeometry.inputSize(run.inputSize, stride: stride)
         let teacher = try makeTeacher(recipe.teacher, config: config, vit: frozen, stride: stride, log: log)
@@ -114,8 +120,8 @@ public enum FinetuneRunner {
         options.stride = stride
         options.horizontalFlip = config.settings.finetune.flip
         options.checkpointBlocks = config.settings.finetune.gradientCheckpointing
-        let cacheMode = config.settings.finetune.cacheTeacher ?? "none"
-        options.cacheTeacher = cacheMode != "none"
+        let cacheMode = config.settings.finetune.cacheTeacher
+        options.cacheTeacher = cacheMode != .off
         // Resize bicubic (Pillow's, antialiased) to the input size, then normalise
         // (main_distillation.py lines 163-169); the flip is drawn per step by the task.
         // Decoding and resizing a photo costs more than a small step: the resized inputs are kept
@@ -135,7 +141,7 @@ public enum FinetuneRunner {
 
         let runDir = runDirectory(config: config)
         try FileManager.default.createDirectory(at: runDir, withIntermediateDirectories: true)
-        if cacheMode == "disk" {
+        if cacheMode == .disk {
             let dir = try teacherCacheDirectory(runDir, config: config, teacher: recipe.teacher, size: (h, w), stride: stride, images: items)
             task.teacherCacheDirectory = dir
             log("finetune: teacher maps cached in \(dir.path)")
@@ -151,11 +157,11 @@ public enum FinetuneRunner {
         let trainer = Trainer(task: task, optimizer: recipe.optimizer, loop: loop, runDirectory: runDir, label: "finetune", quiet: quiet)
         trainer.log = log
         if let communicator, communicator.size > 1 { try attachDataParallel(communicator, task: task, trainer: trainer, log: everyRank) }
-        trainer.configJSON = String(decoding: try JSONSerialization.data(withJSONObject: ["teacher": recipe.teacher, "config": config.yaml],
+        trainer.configJSON = String(decoding: try JSONSerialization.data(withJSONObject: ["teacher": recipe.teacher.rawValue, "config": config.yaml],
                                                                          options: [.sortedKeys]), as: UTF8.self)
         let o = recipe.optimizer
         log(String(format: "finetune: %@ towards the %@ teacher, %d images at %dx%d, stride %d; thaw %@ (%d of %d tensors); loss %@%@; batch %d, %d steps (%d per epoch); AdamW lr %.3g, wd %.3g, %@",
-                   student.config.name as NSString, recipe.teacher as NSString, items.count, h, w, stride, recipe.thaw.rawValue as NSString,
+                   student.config.name as NSString, recipe.teacher.rawValue as NSString, items.count, h, w, stride, recipe.thaw.rawValue as NSString,
                    trained.count, student.namedParameters().count, recipe.loss.rawValue as NSString,
                    recipe.l2Penalty > 0 ? String(format: " + %.3g·‖θ‖₂", recipe.l2Penalty) as NSString : "" as NSString,
                    recipe.batchSize, recipe.steps, recipe.stepsPerEpoch, o.lr, o.weightDecay,
@@ -168,14 +174,14 @@ public enum FinetuneRunner {
         guard isRoot else { return FinetuneOutcome(summary: summary, recipe: recipe, runDirectory: runDir, exported: out0) }
         let out = out0
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
-        var meta = ["dvt_finetune_teacher": recipe.teacher, "dvt_finetune_steps": String(summary.steps),
+        var meta = ["dvt_finetune_teacher": recipe.teacher.rawValue, "dvt_finetune_steps": String(summary.steps),
                     "dvt_finetune_thaw": recipe.thaw.rawValue, "input_size": "\(h),\(w)",
-                    "precision": run.computePrecision.rawValue]
+                    "precision": run.precision.rawValue]
         if let seed = student.randomInitSeed { meta["random_init"] = String(seed) }
         try student.exportTimm(to: out, metadata: meta)
         log("finetune: wrote \(out.path) (timm state dict: load with timm.create_model('\(student.config.name)', num_classes=0, dynamic_img_size=True).load_state_dict(..., strict=True))")
         if let history = try? LossCurve.read(metrics: runDir.appendingPathComponent("metrics.jsonl")) {
-            try? LossCurve.render(history, title: "fine-tuning (\(recipe.teacher) teacher)").write(to: runDir.appendingPathComponent("loss_curve.png"))
+            try? LossCurve.render(history, title: "fine-tuning (\(recipe.teacher.rawValue) teacher)").write(to: runDir.appendingPathComponent("loss_curve.png"))
         }
         return FinetuneOutcome(summary: summary, recipe: recipe, runDirectory: runDir, exported: out)
     }
@@ -198,36 +204,35 @@ public enum FinetuneRunner {
     /// The disk cache of one teacher: a folder named by a fingerprint of everything the maps
     /// depend on (teacher, ViT and its weights file's size and date, denoiser file likewise, SRT
     /// options, input size, stride, the image list), so a changed input never reads stale maps.
-    static func teacherCacheDirectory(_ runDir: URL, config: ResolvedConfig, teacher: String, size: (Int, Int), stride: Int,
+    static func teacherCacheDirectory(_ runDir: URL, config: ResolvedConfig, teacher: DVTSettings.Finetune.Teacher, size: (Int, Int), stride: Int,
                                       images: [ImageItem]) throws -> URL {
         func stamp(_ path: String?) -> String {
             guard let path, let a = try? FileManager.default.attributesOfItem(atPath: path) else { return path ?? "-" }
             return "\(path):\((a[.size] as? Int) ?? -1):\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
         }
         let run = config.settings.run, f = config.settings.finetune, s = config.settings.srt
-        var parts = [teacher, run.model ?? "", stamp(run.weights), run.randomInit.map(String.init) ?? "-",
+        var parts = [teacher.rawValue, run.model, stamp(run.weights), run.randomInit.map(String.init) ?? "-",
                      "\(size.0)x\(size.1)", "\(stride)", images.map(\.url.path).joined(separator: "|")]
-        if teacher == "dvt" { parts.append(stamp(f.denoiser ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path)) }
-        else { parts += ["\(s.dx)", "\(s.dy)", s.aggregate ?? "mean", "\(s.uniform)"] }
+        if teacher == .dvt { parts.append(stamp(f.denoiser ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path)) }
+        else { parts += ["\(s.dx)", "\(s.dy)", s.aggregate, "\(s.uniform)"] }
         // FNV-1a 64 over the parts: a short, stable folder name.
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in parts.joined(separator: "\n").utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        let hash = FNV1a.hash(utf8: parts.joined(separator: "\n"))
         let dir = runDir.appendingPathComponent("teacher_cache/\(String(hash, radix: 16))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }
 
     /// The frozen teacher: the ViT + the stage-2 denoiser (dvt), or the ViT's SRT ensemble (srt).
-    static func makeTeacher(_ kind: String, config: ResolvedConfig, vit: VisionTransformer, stride: Int,
+    static func makeTeacher(_ kind: DVTSettings.Finetune.Teacher, config: ResolvedConfig, vit: VisionTransformer, stride: Int,
                             log: (String) -> Void) throws -> FinetuneTeacher {
-        if kind == "dvt" {
+        if kind == .dvt {
             let path = config.settings.finetune.denoiser
                 ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path
             guard FileManager.default.fileExists(atPath: path) else {
                 throw FinetuneError("the dvt teacher needs the stage-2 denoiser: \(path) does not exist (run `dvt stage2` first, or set finetune.denoiser)")
             }
             let denoiser = try Denoiser.load(URL(fileURLWithPath: path))
-            denoiser.precision = config.settings.run.computePrecision
+            denoiser.precision = config.settings.run.precision
             log("finetune: teacher = frozen \(vit.config.name) + denoiser \(path)")
             return try DenoiserTeacher(vit: vit, denoiser: denoiser, stride: stride)
         }

@@ -3,7 +3,7 @@ import Foundation
 import Training
 
 // The one per-image job skeleton. Every job over a list of images (extract, stage 1, SRT,
-// denoise, the pipeline's steps; the coming probe) is a client: it says how to read one input,
+// denoise, the pipeline's steps) is a client: it says how to read one input,
 // how to run a batch of them through the network and what to write for one image; the engine
 // does the rest, the same way for all of them:
 //

@@ -2,7 +2,6 @@ import DVT
 import Formats
 import Foundation
 import NN
-import Report
 import Settings
 import TensorCore
 import Training
@@ -25,7 +24,7 @@ public struct ImageItem: Sendable, Equatable {
 /// (so names with spaces work, as in tab-separated lists), the text between double quotes when
 /// the line starts with one, else the first whitespace-separated word (VOC's `name label`).
 ///
-/// Refused up front, with every offending entry named (issue 18): entries that resolve outside
+/// Refused up front, with every offending entry named: entries that resolve outside
 /// the list's root (`../x.jpg` would write `x.npy` outside `--out`), inputs whose outputs would
 /// share a name (`a.jpg` and `a.png` both map to `a.npy`), and an empty list or folder.
 public enum ImageSource {
@@ -116,7 +115,7 @@ public enum ImageSource {
         var undecodable: [String] = []
         for case let file as URL in e where imageExtensions.contains(file.pathExtension.lowercased()) {
             // Foundation decodes a non-UTF-8 name with U+FFFD, a path that then does not exist
-            // (it used to fail later as "No such file or directory").
+            // (which would fail later as "No such file or directory").
             if FileKind.of(file.path) == .missing { undecodable.append(file.lastPathComponent); continue }
             var rel = file.standardizedFileURL.path
             if rel.hasPrefix(basePath + "/") { rel.removeFirst(basePath.count + 1) }

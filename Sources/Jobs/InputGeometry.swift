@@ -3,7 +3,7 @@ import Settings
 import Vision
 
 // DVT's network input geometry: stride and input size as main_denoiser.py derives them, and the
-// checks that keep values which pass the schema from trapping later (issue 18, item 7).
+// checks that keep values which pass the schema from trapping later.
 
 public enum InputGeometry {
     /// The stride a config selects: `stride_size`, or the patch size when it is null (DVT's

@@ -36,8 +36,8 @@ public final class Pipeline {
     public init(config: ResolvedConfig, model: VisionTransformer) {
         self.config = config
         self.model = model
-        root = URL(fileURLWithPath: config.settings.run.outputDir!)
-        paths = RunPaths(root: root, model: config.settings.run.model!)
+        root = URL(fileURLWithPath: config.settings.run.outputDir)
+        paths = RunPaths(root: root, model: config.settings.run.model)
     }
 
     var layer: Int { (try? Stage1Job.layer(config: config, model: model)) ?? model.config.depth - 1 }
@@ -77,7 +77,7 @@ public final class Pipeline {
         failures += stage1.failures
 
         // 2. SRT on the same images, as a baseline and as stage-2 targets when asked.
-        if config.settings.srt.enabled || config.settings.stage2.targets == "srt" {
+        if config.settings.srt.enabled || config.settings.stage2.targets == .srt {
             try timed("SRT") { () -> ((), String) in
                 var options = SRT.Options(config.settings.srt, layer: layer, stride: config.settings.run.strideSize)
                 options.parallelViews = true  // the pipeline runs nothing else meanwhile
@@ -120,7 +120,7 @@ public final class Pipeline {
 
         // 4. Denoise the validation images' raw maps with the exported denoiser.
         let denoiser = try Denoiser.load(denoiserFile)
-        denoiser.precision = config.settings.run.computePrecision
+        denoiser.precision = config.settings.run.precision
         let evalItems = val.isEmpty ? train : val
         try timed("denoise (\(evalItems.count) images)") { () -> ((), String) in
             var engine = ImageJobEngine(output: root.appendingPathComponent("stage2_features"), log: log)
@@ -158,13 +158,11 @@ public final class Pipeline {
 
     /// What stage 2 is trained on: the training images whose stage-1 maps exist, and a hash of
     /// the resolved config. Recorded beside the denoiser so that a rerun can tell whether the
-    /// denoiser it finds is still the one this run would train (issue 18, item 5: after a failed
-    /// image was fixed, the old denoiser trained on 2 of 3 images was silently kept).
+    /// denoiser it finds is still the one this run would train (after a failed image is fixed, a
+    /// denoiser trained without it must not be kept).
     func stage2Inputs(_ train: [ImageItem]) -> [String: Any] {
         let stems = train.map(\.relativeStem).filter { FileManager.default.fileExists(atPath: paths.denoised($0).path) }.sorted()
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in config.yaml.utf8 { h = (h ^ UInt64(b)) &* 0x0100_0000_01b3 }
-        return ["images": stems, "config_fnv1a": String(h, radix: 16)]
+        return ["images": stems, "config_fnv1a": String(FNV1a.hash(utf8: config.yaml), radix: 16)]
     }
 
     /// Stops with a clear message when the denoiser on disk was trained on other inputs.
@@ -191,7 +189,7 @@ public final class Pipeline {
     var reportRun: Report.Run {
         let p = paths
         return Report.Run(
-            root: root, title: config.settings.run.outputDir ?? "", model: config.settings.run.model!, layer: layer,
+            root: root, title: config.settings.run.outputDir, model: config.settings.run.model, layer: layer,
             inputSize: config.settings.run.inputSize, seed: config.settings.run.seed, randomInitSeed: model.randomInitSeed,
             configYAML: config.yaml, stage2Metrics: Stage2Runner.runDirectory(config: config).appendingPathComponent("metrics.jsonl"),
             timings: timings.map { ($0.step, $0.seconds, $0.note) },
@@ -220,13 +218,13 @@ public final class Pipeline {
             "command": commandLine,
             "config_file": configFile ?? NSNull(),
             "working_directory": FileManager.default.currentDirectoryPath,
-            "dvt_version": TrainerVersion.string,
-            "swift": TrainerVersion.compiler,
+            "dvt_version": DVTVersion.string,
+            "swift": DVTVersion.compiler,
             "seed": config.settings.run.seed,
-            "model": config.settings.run.model!,
+            "model": config.settings.run.model,
             "weights": config.settings.run.weights ?? NSNull(),
             "threads": Parallel.threads,
-            "precision": config.settings.run.computePrecision.rawValue,
+            "precision": config.settings.run.precision.rawValue,
             "host": ProcessInfo.processInfo.hostName,
             "timings": timings.map { ["step": $0.step, "seconds": $0.seconds, "note": $0.note] },
         ]
@@ -241,7 +239,8 @@ public final class Pipeline {
     }
 }
 
-public enum TrainerVersion {
+/// The toolkit's version (`dvt --version`, run.json) and the compiler that built it.
+public enum DVTVersion {
     public static let string = "0.1.0"
     public static var compiler: String {
         #if compiler(>=6.3)

@@ -32,7 +32,7 @@ public struct ProbeFeatures {
         self.model = model
         self.layout = layout
         self.log = log
-        runRoot = URL(fileURLWithPath: config.settings.run.outputDir!)
+        runRoot = URL(fileURLWithPath: config.settings.run.outputDir)
         layer = try Stage1Job.layer(config: config, model: model)
         patchStride = InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize)
         size = InputGeometry.inputSize(config.settings.run.inputSize, stride: patchStride)

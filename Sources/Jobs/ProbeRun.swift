@@ -42,11 +42,11 @@ public struct ProbeRun {
         let p = config.settings.probe
         self.config = config
         self.model = model
-        guard let t = ProbeTask(rawValue: task ?? p.task ?? "segmentation") else {
-            throw ProbeDataError("unknown probe task '\(task ?? p.task ?? "")': use segmentation or depth")
+        guard let t = ProbeTask(rawValue: task ?? p.task) else {
+            throw ProbeDataError("unknown probe task '\(task ?? p.task)': use segmentation or depth")
         }
-        guard let l = DatasetLayout(rawValue: dataset ?? p.dataset ?? "voc") else {
-            throw ProbeDataError("unknown dataset layout '\(dataset ?? p.dataset ?? "")': use voc, ade20k, nyu or folder")
+        guard let l = DatasetLayout(rawValue: dataset ?? p.dataset) else {
+            throw ProbeDataError("unknown dataset layout '\(dataset ?? p.dataset)': use voc, ade20k, nyu or folder")
         }
         guard let r = root ?? p.root else { throw ProbeDataError("the probe needs a dataset root (ROOT argument or probe.root)") }
         if (t == .depth) != (l == .nyu) {
@@ -55,7 +55,7 @@ public struct ProbeRun {
         self.task = t
         self.layout = l
         self.root = URL(fileURLWithPath: r)
-        self.methods = (methods ?? p.methods ?? "raw").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        self.methods = (methods ?? p.methods).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !self.methods.isEmpty else { throw ProbeDataError("no probe methods given") }
         let isOfficial = official ?? p.official
         var o = isOfficial ? ProbeOptions.official(t) : ProbeOptions.cpu(t)
@@ -69,7 +69,7 @@ public struct ProbeRun {
         maxVal = p.maxVal
     }
 
-    var outDir: URL { URL(fileURLWithPath: config.settings.run.outputDir!).appendingPathComponent("probe") }
+    var outDir: URL { URL(fileURLWithPath: config.settings.run.outputDir).appendingPathComponent("probe") }
 
     /// Builds the cached examples of one split for one method.
     func examples(_ dataset: ProbeDataset, _ samples: [ProbeSample], maps: [(patch: Tensor, cls: Tensor?)],
@@ -123,13 +123,13 @@ public struct ProbeRun {
                 let f = train[0].features.shape
                 try dataset.checkSegmentationMemory(channels: f[2], batch: options.batchSize, trainHeight: trainSize.0, trainWidth: trainSize.1,
                                                     tokens: f[0] * f[1], evalPixels: val.map { $0.evalHeight * $0.evalWidth }.max() ?? 0)
-                let (head, summary) = ProbeTrainer.trainSegmentation(train, classes: dataset.classes, options: options, log: log)
+                let (head, summary) = try ProbeTrainer.trainSegmentation(train, classes: dataset.classes, options: options, log: log)
                 let m = ProbeTrainer.evaluateSegmentation(head, val, classes: dataset.classes)
                 results.append(MethodResult(method: method, metrics: [("mIoU", m.mIoU), ("mAcc", m.mAcc), ("aAcc", m.aAcc)],
                                             perClassIoU: m.iou, training: summary))
                 predictions.append(val.prefix(3).map { ProbeTrainer.predict(head, $0) })
             case .depth:
-                let (head, summary) = ProbeTrainer.trainDepth(train, options: options, log: log)
+                let (head, summary) = try ProbeTrainer.trainDepth(train, options: options, log: log)
                 let m = ProbeTrainer.evaluateDepth(head, val)
                 results.append(MethodResult(method: method, metrics: [("RMSE", m.rmse), ("AbsRel", m.absRel), ("log10", m.log10),
                                                                        ("RMSE_log", m.rmseLog), ("δ1", m.delta1), ("δ2", m.delta2), ("δ3", m.delta3)],

@@ -2,7 +2,6 @@ import DVT
 import Formats
 import Foundation
 import NN
-import Report
 import Settings
 import TensorCore
 import Training
@@ -153,7 +152,7 @@ extension SRT.Options {
         self.init()
         dx = s.dx
         dy = s.dy
-        aggregate = SRTAggregate(rawValue: s.aggregate ?? "mean") ?? .mean
+        aggregate = SRTAggregate(rawValue: s.aggregate) ?? .mean
         uniform = s.uniform
         batchSize = s.batchSize
         self.layer = layer

@@ -12,9 +12,8 @@ public enum Stage1FeatureFile {
         public var finalLoss: Double
         public var msPerStep: Double
         public var output: URL
-        /// Centred cosines against the planted truth when the file has it (clean_full, artifact):
-        /// raw vs clean, denoised vs clean, G vs the planted artifact.
-        public var groundTruth: (raw: Float, denoised: Float, artifact: Float)?
+        /// The scores against the planted truth when the file has it (clean_full, artifact).
+        public var groundTruth: PlantedScore?
     }
 
     public static func run(_ url: URL, config: ResolvedConfig) throws -> Result {
@@ -27,8 +26,8 @@ public enum Stage1FeatureFile {
         try settings.validate()
         let r = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: UInt64(config.settings.run.seed),
                                quiet: false, printFreq: config.settings.stage1.printFreq,
-                               precision: config.settings.run.computePrecision)
-        let out = URL(fileURLWithPath: config.settings.run.outputDir!)
+                               precision: config.settings.run.precision)
+        let out = URL(fileURLWithPath: config.settings.run.outputDir)
         let stem = url.deletingPathExtension().lastPathComponent
         let tree = RunPaths(root: out, model: "features")
         for (t, dst) in [(r.output.raw, tree.raw(stem)), (r.output.denoised, tree.denoised(stem)),
@@ -39,8 +38,8 @@ public enum Stage1FeatureFile {
         var result = Result(finalLoss: r.finalLoss, msPerStep: r.msPerStep, output: out)
         if file.contains("clean_full") && file.contains("artifact") {
             let clean = try file.tensor("clean_full"), artifact = try file.tensor("artifact")
-            result.groundTruth = (Metrics.centeredCosine(r.output.raw, clean), Metrics.centeredCosine(r.output.denoised, clean),
-                                  Metrics.flatCenteredCosine(r.output.sharedArtifacts, artifact))
+            result.groundTruth = PlantedScore(raw: r.output.raw, denoised: r.output.denoised, cleanFull: clean, artifact: artifact,
+                                              learntArtifact: r.output.sharedArtifacts)
         }
         return result
     }

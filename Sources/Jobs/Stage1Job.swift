@@ -2,7 +2,6 @@ import DVT
 import Formats
 import Foundation
 import NN
-import Report
 import Settings
 import TensorCore
 import Training
@@ -33,7 +32,7 @@ public final class Stage1Job {
                                            stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
         try InputGeometry.validate(height: size.0, width: size.1, stride: config.settings.run.strideSize, model: model.config, batch: 8)
         layer = try Stage1Job.layer(config: config, model: model)
-        tree = RunPaths(root: URL(fileURLWithPath: config.settings.run.outputDir!), model: config.settings.run.model!)
+        tree = RunPaths(root: URL(fileURLWithPath: config.settings.run.outputDir), model: config.settings.run.model)
     }
 
     /// The block a config selects: `layer_depth_ratio` when set (`depthRatioLayer`), else
@@ -58,9 +57,7 @@ public final class Stage1Job {
     /// A stable per-image seed: the run seed mixed with the image's relative path (FNV-1a), so
     /// an image gets the same views and init whatever shard or order it runs in.
     public static func imageSeed(_ seed: Int, _ stem: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in stem.utf8 { h = (h ^ UInt64(b)) &* 0x0100_0000_01b3 }
-        return h ^ UInt64(seed)
+        FNV1a.hash(utf8: stem) ^ UInt64(seed)
     }
 
     /// The decoded image's `num_views` random views plus the whole image, normalised:
@@ -142,7 +139,7 @@ public final class Stage1Job {
             let seed = Stage1Job.imageSeed(job.config.settings.run.seed, item.relativeStem)
             let result = try Stage1.fit(views: raw, coords: prepared.coords, settings: job.settings, seed: seed,
                                         label: "stage1 \(item.relativeStem)", quiet: true, printFreq: s.printFreq,
-                                        precision: job.config.settings.run.computePrecision)
+                                        precision: job.config.settings.run.precision)
             let files = try job.write(result.output, item: item, views: raw, visual: s.visEvery > 0 && position % s.visEvery == 0)
             var record: [String: Any] = ["final_loss": result.finalLoss, "ms_per_step": result.msPerStep]
             for (k, v) in result.lastMetrics { record[k] = v }

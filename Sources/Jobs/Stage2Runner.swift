@@ -27,7 +27,7 @@ public struct Stage2Outcome {
 /// `stage2/loss_curve.png`.
 public enum Stage2Runner {
     public static func runDirectory(config: ResolvedConfig) -> URL {
-        URL(fileURLWithPath: config.settings.run.outputDir ?? "runs/dvt").appendingPathComponent("stage2")
+        URL(fileURLWithPath: config.settings.run.outputDir).appendingPathComponent("stage2")
     }
 
     /// The optimiser settings of DVT's stage 2 (main_denoiser.py lines 176-190): AdamW betas
@@ -61,10 +61,10 @@ public enum Stage2Runner {
 
     /// Where the features came from, for the metadata of exported weights.
     public static func provenance(config: ResolvedConfig) -> [String: String] {
-        var p: [String: String] = ["vit_model": config.settings.run.model ?? "?",
+        var p: [String: String] = ["vit_model": config.settings.run.model,
                                    "input_size": config.settings.run.inputSize.map(String.init).joined(separator: ","),
-                                   "stage2_targets": config.settings.stage2.targets ?? "stage1",
-                                   "precision": config.settings.run.computePrecision.rawValue]
+                                   "stage2_targets": config.settings.stage2.targets.rawValue,
+                                   "precision": config.settings.run.precision.rawValue]
         if let r = config.settings.run.layerDepthRatio { p["layer_depth_ratio"] = String(r) } else { p["layer"] = String(config.settings.run.layer) }
         if let s = config.settings.run.strideSize { p["stride_size"] = String(s) }
         return p
@@ -82,9 +82,9 @@ public enum Stage2Runner {
         guard let dataList = config.settings.run.dataList else {
             throw Stage2Error("stage 2 needs data_list: the images whose stage-1 features to train on (set data_list in the config or --set data_list=PATH)")
         }
-        let featureRoot = URL(fileURLWithPath: config.settings.run.outputDir ?? "runs/dvt")
-        let model = config.settings.run.model ?? ""
-        let targetTree = config.settings.stage2.targets == "srt" ? FeatureTree.srt : FeatureTree.denoised
+        let featureRoot = URL(fileURLWithPath: config.settings.run.outputDir)
+        let model = config.settings.run.model
+        let targetTree = config.settings.stage2.targets == .srt ? FeatureTree.srt : FeatureTree.denoised
         let train = try FeaturePairIndex.build(list: dataList, dataRoot: config.settings.run.dataRoot, featureRoot: featureRoot,
                                                model: model, targetTree: targetTree)
         log(train.summary(label: "stage2 train (\(dataList))"))
@@ -110,7 +110,7 @@ public enum Stage2Runner {
                                      enablePE: config.settings.stage2.enablePe)
         let seed = UInt64(config.settings.run.seed)
         let denoiser = try Denoiser(config: dconfig, seed: seed)
-        denoiser.precision = config.settings.run.computePrecision  // products only; weights and AdamW stay fp32
+        denoiser.precision = config.settings.run.precision  // products only; weights and AdamW stay fp32
         let task = try Stage2Task(denoiser: denoiser, train: train.pairs, validation: validation?.pairs ?? [],
                                   batchSize: config.settings.stage2.batchSize, seed: seed)
         let runDir = runDirectory(config: config)
@@ -151,7 +151,7 @@ public enum Stage2Runner {
             return Stage2Outcome(summary: summary, runDirectory: runDir, denoiserFile: out, lossCurve: curve, train: train, validation: validation)
         }
         // The curve first: denoiser.safetensors marks stage 2 done (`dvt run` then skips it), so a
-        // kill between the two writes must not leave a finished run without its curve (issue 18, item 9).
+        // kill between the two writes must not leave a finished run without its curve.
         try writeLossCurve(runDirectory: runDir)
         log("stage2: wrote \(curve.path)")
         try denoiser.export(to: out, provenance: prov.merging(["steps": String(summary.steps)]) { $1 })

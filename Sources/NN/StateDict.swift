@@ -44,8 +44,8 @@ public struct StateDictError: Error, CustomStringConvertible, Equatable {
         return "cannot load state dict\(origin): " + parts.joined(separator: "; ")
     }
 
-    /// The first few names, each cut to 120 characters: a crafted checkpoint with 10^5 keys or a
-    /// 1 MB key name made this message megabytes long (issue 18).
+    /// The first few names, each cut to 120 characters, so that a crafted checkpoint with 10^5
+    /// keys or a 1 MB key name cannot make the message megabytes long.
     static func summarise(_ names: [String], separator: String = ", ", first: Int = 12) -> String {
         let shown = names.prefix(first).map { $0.count > 120 ? String($0.prefix(120)) + "…" : $0 }
         let rest = names.count > first ? "\(separator)… and \(names.count - first) more" : ""

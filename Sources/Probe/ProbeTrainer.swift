@@ -1,6 +1,7 @@
 import Foundation
 import NN
 import TensorCore
+import Training
 
 /// One image's cached inputs to a probe: its frozen feature map and its targets.
 public struct ProbeExample: @unchecked Sendable {
@@ -60,21 +61,16 @@ public struct ProbeTrainingSummary: Sendable, Codable {
 /// Trains linear heads on cached feature maps (the CPU default: features are computed once,
 /// the head trains on them with random flips) and evaluates them.
 public enum ProbeTrainer {
-    /// Flips a (Gh, Gw, C) map left–right.
-    static func flipped(_ x: Tensor) -> Tensor {
-        let h = x.shape[0], w = x.shape[1], c = x.shape[2], v = x.scalars
-        var out = [Float](repeating: 0, count: v.count)
-        for i in 0..<h { for j in 0..<w { for k in 0..<c { out[(i * w + j) * c + k] = v[(i * w + (w - 1 - j)) * c + k] } } }
-        return Tensor(out, shape: x.shape)
-    }
-
+    /// A row-major (height, width) label or depth map mirrored left–right, as the feature map
+    /// beside it (`flipped(axis: 1)` of a (Gh, Gw, C) map).
     static func flippedRows<T>(_ v: [T], height: Int, width: Int) -> [T] {
         var out = v
         for i in 0..<height { for j in 0..<width { out[i * width + j] = v[i * width + (width - 1 - j)] } }
         return out
     }
 
-    /// Shuffled passes over 0..<n, as mmcv's infinite sampler draws batches.
+    /// Shuffled passes over 0..<n, as mmcv's infinite sampler draws batches: one stream across
+    /// passes, each pass a Fisher–Yates shuffle read from its end.
     struct Batches {
         var rng: RandomGenerator
         let n: Int
@@ -90,34 +86,62 @@ public enum ProbeTrainer {
         }
     }
 
-    static func clip(_ params: [(String, Tensor)], maxNorm: Double) {
-        var total = 0.0
-        for (_, p) in params { if let g = p.grad { for i in 0..<g.count { total += Double(g[flat: i]) * Double(g[flat: i]) } } }
-        let norm = total.squareRoot()
-        guard norm > maxNorm else { return }
-        let s = Float(maxNorm / (norm + 1e-6))
-        for (_, p) in params { if let g = p.grad { for i in 0..<g.count { g[flat: i] *= s } } }
+    /// A probe head as a `TrainingTask` of the one Trainer: the head's parameters, and a loss
+    /// over the next batch of cached maps. The batches and flips come from the task's own
+    /// streams (seeded from the probe seed), not from the Trainer's generator; nil from
+    /// `batchLoss` (a batch with nothing to learn from) is a skipped step.
+    final class HeadTask: TrainingTask {
+        let parameters: [(String, Tensor)]
+        private var batches: Batches
+        private let batchSize: Int
+        private let batchLoss: ([Int]) -> Tensor?
+
+        init(parameters: [(String, Tensor)], examples: Int, options o: ProbeOptions, batchLoss: @escaping ([Int]) -> Tensor?) {
+            self.parameters = parameters
+            batches = Batches(rng: RandomGenerator(seed: o.seed &+ 2), n: examples)
+            batchSize = o.batchSize
+            self.batchLoss = batchLoss
+        }
+
+        func loss(step: Int, rng: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
+            (batchLoss(batches.next(batchSize)) ?? Tensor([Float.nan], shape: []), [:])
+        }
+    }
+
+    /// Trains `task` with mmseg's optimiser: AdamW, the options' schedule and gradient clip, and
+    /// a step with a non-finite loss skipped. Progress about five times a run.
+    static func train(_ task: HeadTask, options o: ProbeOptions, log: @escaping (String) -> Void) throws -> ProbeTrainingSummary {
+        var optimizer = OptimizerSettings()
+        optimizer.kind = .adamw
+        optimizer.lr = o.lr
+        optimizer.beta1 = o.beta1
+        optimizer.beta2 = o.beta2
+        optimizer.weightDecay = o.weightDecay
+        optimizer.maxGradNorm = o.gradClip
+        var loop = LoopSettings(numIters: o.iterations)
+        loop.printFreq = max(o.iterations / 5, 1)
+        loop.nonFiniteLoss = .skipStep
+        let trainer = Trainer(task: task, optimizer: optimizer, loop: loop, label: "  probe")
+        trainer.learningRateSchedule = { o.learningRate(at: $0) }
+        trainer.log = log
+        let t0 = Date()
+        let summary = try trainer.run()
+        return ProbeTrainingSummary(o, since: t0, finalLoss: summary.finalLoss)
     }
 
     /// Trains a segmentation head on `train`.
     public static func trainSegmentation(_ train: [ProbeExample], classes: Int, options o: ProbeOptions,
-                                         log: (String) -> Void = { _ in }) -> (SegmentationHead, ProbeTrainingSummary) {
+                                         log: @escaping (String) -> Void = { _ in }) throws -> (SegmentationHead, ProbeTrainingSummary) {
         precondition(!train.isEmpty, "trainSegmentation: no training examples")
         let c = train[0].features.shape[2]
         let head = SegmentationHead(channels: c, classes: classes, seed: o.seed &+ 1)
-        let opt = AdamW(parameters: head.parameters, lr: o.lr, betas: (o.beta1, o.beta2), weightDecay: o.weightDecay)
-        var batches = Batches(rng: RandomGenerator(seed: o.seed &+ 2), n: train.count)
         var flipRng = RandomGenerator(seed: o.seed &+ 3)
-        let t0 = Date()
-        var last = Double.nan
-        for stepIndex in 0..<o.iterations {
-            opt.lr = o.learningRate(at: stepIndex)
-            let idx = batches.next(o.batchSize)
+        let task = HeadTask(parameters: head.parameters, examples: train.count, options: o) { idx in
             var maps: [Tensor] = [], labels: [Int32] = []
             for i in idx {
                 let e = train[i]
                 let flip = o.flip && flipRng.uniformDouble() < 0.5
-                maps.append(flip ? flipped(e.features) : e.features)
+                maps.append(flip ? e.features.flipped(axis: 1) : e.features)
                 labels += flip ? flippedRows(e.trainLabels, height: e.trainHeight, width: e.trainWidth) : e.trainLabels
             }
             let batch = Tensor.concat(maps.map { $0.reshape([1] + $0.shape) }, axis: 0)  // (B, Gh, Gw, C)
@@ -125,28 +149,9 @@ public enum ProbeTrainer {
             let up = Tensor.concat((0..<idx.count).map {
                 SegmentationHead.upsample(logits, image: $0, height: train[idx[$0]].trainHeight, width: train[idx[$0]].trainWidth)
             }, axis: 0)  // (B·H·W, K)
-            let loss = Tensor.crossEntropy(up, labels: labels, ignoreIndex: ProbeDataset.ignoreIndex)
-            last = step(loss, head.parameters, opt, o, step: stepIndex, log: log)
+            return Tensor.crossEntropy(up, labels: labels, ignoreIndex: ProbeDataset.ignoreIndex)
         }
-        return (head, ProbeTrainingSummary(o, since: t0, finalLoss: last))
-    }
-
-    /// One optimiser step of either head: backward, optional clip and update on a finite loss (a
-    /// non-finite one is skipped so that one bad batch cannot poison the head's weights), then the
-    /// progress line about five times a run. Returns the loss.
-    static func step(_ loss: Tensor, _ parameters: [(String, Tensor)], _ opt: AdamW, _ o: ProbeOptions, step: Int,
-                     log: (String) -> Void) -> Double {
-        if loss.item.isFinite {
-            loss.backward()
-            if let m = o.gradClip { clip(parameters, maxNorm: m) }
-            opt.step()
-        }
-        opt.zeroGrad()
-        let value = Double(loss.item)
-        if step % max(o.iterations / 5, 1) == 0 || step == o.iterations - 1 {
-            log(String(format: "  step %d/%d loss %.4f lr %.2e", step + 1, o.iterations, value, opt.lr))
-        }
-        return value
+        return (head, try Self.train(task, options: o, log: log))
     }
 
     /// Predicted classes of one example at its evaluation resolution.
@@ -165,22 +170,17 @@ public enum ProbeTrainer {
 
     /// Trains a depth head on `train` (SigLoss + weight · GradientLoss, mean over the batch).
     public static func trainDepth(_ train: [ProbeExample], options o: ProbeOptions, minDepth: Float = 0.001, maxDepth: Float = 10,
-                                  log: (String) -> Void = { _ in }) -> (DepthHead, ProbeTrainingSummary) {
+                                  log: @escaping (String) -> Void = { _ in }) throws -> (DepthHead, ProbeTrainingSummary) {
         precondition(!train.isEmpty, "trainDepth: no training examples")
         let head = DepthHead(channels: train[0].features.shape[2], minDepth: minDepth, maxDepth: maxDepth, seed: o.seed &+ 1)
-        let opt = AdamW(parameters: head.parameters, lr: o.lr, betas: (o.beta1, o.beta2), weightDecay: o.weightDecay)
-        var batches = Batches(rng: RandomGenerator(seed: o.seed &+ 2), n: train.count)
         var flipRng = RandomGenerator(seed: o.seed &+ 3)
-        let t0 = Date()
-        var last = Double.nan
         var sigCalls = 0
-        for stepIndex in 0..<o.iterations {
-            opt.lr = o.learningRate(at: stepIndex)
+        let task = HeadTask(parameters: head.parameters, examples: train.count, options: o) { idx in
             var terms: [Tensor] = []
-            for i in batches.next(o.batchSize) {
+            for i in idx {
                 let e = train[i]
                 let flip = o.flip && flipRng.uniformDouble() < 0.5
-                let f = flip ? flipped(e.features) : e.features
+                let f = flip ? e.features.flipped(axis: 1) : e.features
                 let gt = flip ? flippedRows(e.trainDepth, height: e.trainHeight, width: e.trainWidth) : e.trainDepth
                 let pred = head.depth(f, height: e.trainHeight, width: e.trainWidth)  // (H·W, 1)
                 // sigloss.py:56-61: the first 100 calls use the warm-up form.
@@ -191,11 +191,10 @@ public enum ProbeTrainer {
                     terms.append(g * Float(o.gradientLossWeight))
                 }
             }
-            guard !terms.isEmpty else { continue }
-            let loss = terms.dropFirst().reduce(terms[0], +) * (1 / Float(o.batchSize))
-            last = step(loss, head.parameters, opt, o, step: stepIndex, log: log)
+            guard !terms.isEmpty else { return nil }
+            return terms.dropFirst().reduce(terms[0], +) * (1 / Float(o.batchSize))
         }
-        return (head, ProbeTrainingSummary(o, since: t0, finalLoss: last))
+        return (head, try Self.train(task, options: o, log: log))
     }
 
     public static func predictDepth(_ head: DepthHead, _ e: ProbeExample) -> [Float] {

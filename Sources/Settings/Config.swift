@@ -87,23 +87,28 @@ public struct ResolvedConfig: Sendable, Equatable {
     public private(set) var values: [String: ConfigValue]
     /// Where each value came from (file path, "override" or "default"), for the run record.
     public private(set) var sources: [String: String]
+    /// The typed view, built once from `values` (and again after a `set`).
+    public var settings: DVTSettings { typed! }
+    private var typed: DVTSettings?
 
+    /// A key's value by path; code reads the typed `settings` instead (the accessors below are for
+    /// this module and its tests).
     public func value(_ path: String) -> ConfigValue {
         guard let v = values[path] else { preconditionFailure("config key \(path) is not in the schema") }
         return v
     }
 
-    public func int(_ path: String) -> Int {
+    func int(_ path: String) -> Int {
         if case .int(let v) = value(path) { return v }
         preconditionFailure("config key \(path) is not an int")
     }
 
-    public func optionalInt(_ path: String) -> Int? {
+    func optionalInt(_ path: String) -> Int? {
         if case .int(let v) = value(path) { return v }
         return nil
     }
 
-    public func double(_ path: String) -> Double {
+    func double(_ path: String) -> Double {
         switch value(path) {
         case .double(let v): return v
         case .int(let v): return Double(v)
@@ -111,7 +116,7 @@ public struct ResolvedConfig: Sendable, Equatable {
         }
     }
 
-    public func optionalDouble(_ path: String) -> Double? {
+    func optionalDouble(_ path: String) -> Double? {
         switch value(path) {
         case .double(let v): return v
         case .int(let v): return Double(v)
@@ -119,26 +124,45 @@ public struct ResolvedConfig: Sendable, Equatable {
         }
     }
 
-    public func bool(_ path: String) -> Bool {
+    func bool(_ path: String) -> Bool {
         if case .bool(let v) = value(path) { return v }
         preconditionFailure("config key \(path) is not a bool")
     }
 
-    public func string(_ path: String) -> String? {
+    func string(_ path: String) -> String? {
         if case .string(let v) = value(path) { return v }
         return nil
     }
 
-    public func ints(_ path: String) -> [Int] {
+    func ints(_ path: String) -> [Int] {
         if case .ints(let v) = value(path) { return v }
         preconditionFailure("config key \(path) is not a list of ints")
     }
 
-    /// Sets a value after validating it (used by commands that expose a key as a flag).
+    /// Sets a value from override text (`--set key=value`), read with YAML's scalar rules.
     public mutating func set(_ path: String, _ raw: String, source: String = "override") throws {
         guard let key = ConfigSchema.key(path) else { throw ConfigSchema.unknownKeyError(path, file: source) }
         values[path] = try ConfigSchema.parse(raw, for: key, file: source)
         sources[path] = source
+        typed = DVTSettings(self)
+    }
+
+    /// Sets a typed value (a command's flag for a key), checked against the key's type and range
+    /// as a file's value would be; a string stays a string whatever it looks like.
+    public mutating func set(_ path: String, value: ConfigValue, source: String = "override") throws {
+        guard let key = ConfigSchema.key(path) else { throw ConfigSchema.unknownKeyError(path, file: source) }
+        let raw: Any?
+        switch value {
+        case .int(let v): raw = v
+        case .double(let v): raw = v
+        case .bool(let v): raw = v
+        case .string(let v): raw = v
+        case .ints(let v): raw = v
+        case .null: raw = nil
+        }
+        values[path] = try ConfigSchema.convert(raw, for: key, file: source)
+        sources[path] = source
+        typed = DVTSettings(self)
     }
 
     /// The whole configuration as YAML, grouped by section in schema order, with the source of
@@ -161,6 +185,7 @@ public struct ResolvedConfig: Sendable, Equatable {
     init(values: [String: ConfigValue], sources: [String: String]) {
         self.values = values
         self.sources = sources
+        typed = DVTSettings(self)
     }
 }
 

@@ -1,12 +1,14 @@
-import Foundation
+// The typed settings tree: every configuration key as a Swift property of its section, declared
+// once with its metadata in the section's `fields` table (SettingField.swift). Code above this
+// module reads `settings.stage1.numIters`, never a string key. Types follow the keys: nullable
+// keys are optionals, the others are not, and choices the code branches on are enums whose cases
+// are the allowed values. To add a key: add the property (its initial value is the default) and
+// one `SettingField` line in its section; the schema, validation, `dvt config --reference` and
+// docs/config.md follow.
 
-// Typed settings: every schema key as a Swift property, read once from a validated
-// `ResolvedConfig`. Code above this module reads `settings.stage1.numIters`, never a string key;
-// ConfigSchema (next to this file) stays the one place of the defaults, ranges, doc lines and
-// DVT names, and SettingsTests checks that every schema key has its property here and back.
-// Types follow the schema: nullable keys are optionals, strings and choices are `String?`.
+import TensorCore
 
-/// The whole configuration, by section (room for `probe` and `precision` sections).
+/// The whole configuration, by section, decoded once from a validated `ResolvedConfig`.
 public struct DVTSettings: Sendable, Equatable {
     public var run: Run
     public var stage1: Stage1
@@ -24,322 +26,457 @@ public struct DVTSettings: Sendable, Equatable {
         probe = Probe(c)
     }
 
+    /// Every key's schema entry, in the order of docs/config.md.
+    static var configKeys: [ConfigKey] {
+        Run.configKeys + Stage1.configKeys + Stage2.configKeys + Finetune.configKeys + SRT.configKeys + Probe.configKeys
+    }
 
     /// Backbone, data and run keys (top level).
-    public struct Run: Sendable, Equatable {
+    public struct Run: SettingsSection {
+        public static let section = ""
         /// `model`
-        public var model: String?
+        public var model: String = "vit_base_patch14_dinov2.lvd142m"
         /// `weights`
-        public var weights: String?
+        public var weights: String? = nil
         /// `random_init`
-        public var randomInit: Int?
+        public var randomInit: Int? = nil
         /// `input_size`
-        public var inputSize: [Int]
+        public var inputSize: [Int] = [518, 518]
         /// `stride_size`
-        public var strideSize: Int?
+        public var strideSize: Int? = nil
         /// `layer`
-        public var layer: Int
+        public var layer: Int = -1
         /// `layer_depth_ratio`
-        public var layerDepthRatio: Double?
+        public var layerDepthRatio: Double? = nil
         /// `data_root`
-        public var dataRoot: String?
+        public var dataRoot: String? = nil
         /// `data_list`
-        public var dataList: String?
+        public var dataList: String? = nil
         /// `val_list`
-        public var valList: String?
+        public var valList: String? = nil
         /// `output_dir`
-        public var outputDir: String?
+        public var outputDir: String = "runs/dvt"
         /// `seed`
-        public var seed: Int
-        /// `precision`: `fp32` or `bf16`
-        public var precision: String?
-        /// `pos_embed_resample`: `auto`, `bicubic_antialias` or `bicubic`
-        public var posEmbedResample: String?
+        public var seed: Int = 18
+        /// `precision`
+        public var precision: Precision = .fp32
+        /// `pos_embed_resample`
+        public var posEmbedResample: PosEmbedResample = .auto
 
-        public init(_ c: ResolvedConfig) {
-            model = c.string("model")
-            weights = c.string("weights")
-            randomInit = c.optionalInt("random_init")
-            inputSize = c.ints("input_size")
-            strideSize = c.optionalInt("stride_size")
-            layer = c.int("layer")
-            layerDepthRatio = c.optionalDouble("layer_depth_ratio")
-            dataRoot = c.string("data_root")
-            dataList = c.string("data_list")
-            valList = c.string("val_list")
-            outputDir = c.string("output_dir")
-            seed = c.int("seed")
-            precision = c.string("precision")
-            posEmbedResample = c.string("pos_embed_resample")
+        /// `pos_embed_resample`: how the position embedding is resampled to another token grid
+        /// (Vision's `PositionResampling`, plus `auto`: the weights' framework decides).
+        public enum PosEmbedResample: String, ConfigChoice {
+            case auto
+            case bicubicAntialias = "bicubic_antialias"
+            case bicubic
+            case bicubicOffset = "bicubic_offset"
         }
 
-        /// Schema key → property name, for the consistency test.
-        public static let keyNames: [String: String] = [
-            "model": "model",
-            "weights": "weights",
-            "random_init": "randomInit",
-            "input_size": "inputSize",
-            "stride_size": "strideSize",
-            "layer": "layer",
-            "layer_depth_ratio": "layerDepthRatio",
-            "data_root": "dataRoot",
-            "data_list": "dataList",
-            "val_list": "valList",
-            "output_dir": "outputDir",
-            "seed": "seed",
-            "precision": "precision",
-            "pos_embed_resample": "posEmbedResample",
-        ]
+        public init() {}
+
+        public static var fields: [SettingField<Self>] { [
+            SettingField("model", \.model, .string, dvt: "model / vit_type",
+                         "timm architecture name of the ViT (see `dvt models`)."),
+            SettingField("weights", \.weights, .string,
+                         "timm checkpoint for `model` (.safetensors or .pth; DINOv2 hub names are mapped). Exactly one of weights / random_init."),
+            SettingField("random_init", \.randomInit, .int(0...Int(Int32.max)),
+                         "Seed for random ViT weights instead of a checkpoint: demos and tests only, every output says so."),
+            SettingField("input_size", \.inputSize, .ints(count: 2, 14...4096), dvt: "input_size",
+                         "Network input size [H, W] (a single number means square)."),
+            SettingField("stride_size", \.strideSize, .int(1...64), dvt: "stride_size / stride",
+                         "Patch stride; null = the patch size. DVT uses the patch size or half of it."),
+            SettingField("layer", \.layer, .int(-64...63),
+                         "Block whose output is denoised (0-based; -1 = last). Ignored when layer_depth_ratio is set."),
+            SettingField("layer_depth_ratio", \.layerDepthRatio, .double(0...1), dvt: "layer_depth_ratio",
+                         "Pick the block at this fraction of the depth as DVT does: block = int(ratio · (depth − 1)) (main_img_denoising.py line 241)."),
+            SettingField("data_root", \.dataRoot, .string, dvt: "data_root",
+                         "Folder list entries are relative to (default: the list file's folder)."),
+            SettingField("data_list", \.dataList, .string, dvt: "data_list / image_list",
+                         "Training images: a VOC-style list (first field per line) or a directory."),
+            SettingField("val_list", \.valList, .string,
+                         "Held-out images for stage-2 validation, denoising and metrics (list or directory)."),
+            SettingField("output_dir", \.outputDir, .string, dvt: "feat_root / output_dir",
+                         "Run directory: features, checkpoints, logs, report."),
+            SettingField("seed", \.seed, .int(0...Int(Int32.max)), dvt: "seed",
+                         "Seed of every random draw (views, sampling, init, shuffling)."),
+            SettingField("precision", \.precision, Precision.kind, dvt: "dtype (stage 1: float32 / bfloat16)",
+                         "Operand precision of the matrix products of the ViT, the stage-1 fit's MLPs (DVT's stage-1 --dtype) and the denoiser: bf16 rounds matmul operands to bfloat16 and accumulates in fp32, everything else stays fp32 (torch.autocast on a CPU; errors in docs/precision.md)."),
+            SettingField("pos_embed_resample", \.posEmbedResample, PosEmbedResample.kind,
+                         "How the learned position embedding is resampled to another token grid: auto = as the weights' framework does (timm and transformers' Dinov2WithRegisters: bicubic_antialias; transformers' Dinov2, ViT, DeiT, CLIP, SigLIP: bicubic, torch's non-antialiased a = −0.75); bicubic_offset = non-antialiased at scale factors (g + 0.1) / g0 (facebookresearch/dinov2, older transformers Dinov2); recorded in each output's metadata (docs/backbones.md)."),
+        ] }
     }
 
-    /// The `stage1.*` keys.
-    public struct Stage1: Sendable, Equatable {
+    /// The `stage1.*` keys: DVT stage 1 (docs/stage1.md).
+    public struct Stage1: SettingsSection {
+        public static let section = "stage1"
         /// `stage1.num_views`
-        public var numViews: Int
+        public var numViews: Int = 768
         /// `stage1.num_iters`
-        public var numIters: Int
+        public var numIters: Int = 25000
         /// `stage1.warmup_iters`
-        public var warmupIters: Int?
+        public var warmupIters: Int? = nil
         /// `stage1.lr`
-        public var lr: Double
+        public var lr: Double = 0.01
         /// `stage1.min_lr`
-        public var minLR: Double
+        public var minLR: Double = 0.001
         /// `stage1.weight_decay`
-        public var weightDecay: Double
+        public var weightDecay: Double = 1e-5
         /// `stage1.loss_scale`
-        public var lossScale: Double
+        public var lossScale: Double = 1024
         /// `stage1.pixel_bsz`
-        public var pixelBsz: Int
+        public var pixelBsz: Int = 2048
         /// `stage1.freeze_shared_artifacts_after`
-        public var freezeSharedArtifactsAfter: Double
+        public var freezeSharedArtifactsAfter: Double = 0.5
         /// `stage1.enable_residual_predictor`
-        public var enableResidualPredictor: Bool
+        public var enableResidualPredictor: Bool = true
         /// `stage1.n_levels`
-        public var nLevels: Int
+        public var nLevels: Int = 16
         /// `stage1.n_features_per_level`
-        public var nFeaturesPerLevel: Int
+        public var nFeaturesPerLevel: Int = 8
         /// `stage1.log2_hashmap_size`
-        public var log2HashmapSize: Int
+        public var log2HashmapSize: Int = 20
         /// `stage1.base_resolution`
-        public var baseResolution: Int
+        public var baseResolution: Int = 16
         /// `stage1.max_resolution`
-        public var maxResolution: Int
+        public var maxResolution: Int = 1024
         /// `stage1.coord_jitter`
-        public var coordJitter: Double
+        public var coordJitter: Double = 0
         /// `stage1.hash_table_adam`
-        public var hashTableAdam: String?
+        public var hashTableAdam: String = "deferred"
         /// `stage1.shared_artifacts_weight_decay`
-        public var sharedArtifactsWeightDecay: Double?
+        public var sharedArtifactsWeightDecay: Double? = nil
         /// `stage1.save_extras`
-        public var saveExtras: Bool
+        public var saveExtras: Bool = false
         /// `stage1.vis_every`
-        public var visEvery: Int
+        public var visEvery: Int = 1
         /// `stage1.print_freq`
-        public var printFreq: Int
+        public var printFreq: Int = 1000
 
-        public init(_ c: ResolvedConfig) {
-            numViews = c.int("stage1.num_views")
-            numIters = c.int("stage1.num_iters")
-            warmupIters = c.optionalInt("stage1.warmup_iters")
-            lr = c.double("stage1.lr")
-            minLR = c.double("stage1.min_lr")
-            weightDecay = c.double("stage1.weight_decay")
-            lossScale = c.double("stage1.loss_scale")
-            pixelBsz = c.int("stage1.pixel_bsz")
-            freezeSharedArtifactsAfter = c.double("stage1.freeze_shared_artifacts_after")
-            enableResidualPredictor = c.bool("stage1.enable_residual_predictor")
-            nLevels = c.int("stage1.n_levels")
-            nFeaturesPerLevel = c.int("stage1.n_features_per_level")
-            log2HashmapSize = c.int("stage1.log2_hashmap_size")
-            baseResolution = c.int("stage1.base_resolution")
-            maxResolution = c.int("stage1.max_resolution")
-            coordJitter = c.double("stage1.coord_jitter")
-            hashTableAdam = c.string("stage1.hash_table_adam")
-            sharedArtifactsWeightDecay = c.optionalDouble("stage1.shared_artifacts_weight_decay")
-            saveExtras = c.bool("stage1.save_extras")
-            visEvery = c.int("stage1.vis_every")
-            printFreq = c.int("stage1.print_freq")
-        }
+        public init() {}
 
-        /// Schema key → property name, for the consistency test.
-        public static let keyNames: [String: String] = [
-            "stage1.num_views": "numViews",
-            "stage1.num_iters": "numIters",
-            "stage1.warmup_iters": "warmupIters",
-            "stage1.lr": "lr",
-            "stage1.min_lr": "minLR",
-            "stage1.weight_decay": "weightDecay",
-            "stage1.loss_scale": "lossScale",
-            "stage1.pixel_bsz": "pixelBsz",
-            "stage1.freeze_shared_artifacts_after": "freezeSharedArtifactsAfter",
-            "stage1.enable_residual_predictor": "enableResidualPredictor",
-            "stage1.n_levels": "nLevels",
-            "stage1.n_features_per_level": "nFeaturesPerLevel",
-            "stage1.log2_hashmap_size": "log2HashmapSize",
-            "stage1.base_resolution": "baseResolution",
-            "stage1.max_resolution": "maxResolution",
-            "stage1.coord_jitter": "coordJitter",
-            "stage1.hash_table_adam": "hashTableAdam",
-            "stage1.shared_artifacts_weight_decay": "sharedArtifactsWeightDecay",
-            "stage1.save_extras": "saveExtras",
-            "stage1.vis_every": "visEvery",
-            "stage1.print_freq": "printFreq",
-        ]
+        public static var fields: [SettingField<Self>] { [
+            SettingField("num_views", \.numViews, .int(1...100_000), dvt: "num_views / num_patches",
+                         "Random crop/flip views per image (the whole image is added as one more)."),
+            SettingField("num_iters", \.numIters, .int(1...10_000_000), dvt: "num_iters",
+                         "Optimisation steps per image (DVT v2: 25000, main_img_denoising.py line 181)."),
+            SettingField("warmup_iters", \.warmupIters, .int(0...10_000_000), dvt: "warmup_iters",
+                         "Linear warmup steps; null = num_iters / 10, which is DVT's fixed 2500 at the default 25000 steps (main_img_denoising.py line 182) and keeps short runs' warmup in proportion."),
+            SettingField("lr", \.lr, .double(1e-9...10), dvt: "lr",
+                         "Peak learning rate (Adam)."),
+            SettingField("min_lr", \.minLR, .double(0...10), dvt: "min_lr",
+                         "Floor of the cosine decay."),
+            SettingField("weight_decay", \.weightDecay, .double(0...1), dvt: "weight_decay",
+                         "Adam L2 weight decay."),
+            SettingField("loss_scale", \.lossScale, .double(1e-6...1e9), dvt: "GradScaler(\"cuda\", 2**10)",
+                         "The official GradScaler scale, never unscaled: the loss is multiplied by it before backward (main_img_denoising.py lines 55, 88-89), so the effective L2 decay is weight_decay / loss_scale and Adam's ε is 1e-15 / loss_scale. 1 = the literal optimiser."),
+            SettingField("pixel_bsz", \.pixelBsz, .int(1...1_000_000), dvt: "pixel_bsz",
+                         "Tokens sampled (from all views) per step."),
+            SettingField("freeze_shared_artifacts_after", \.freezeSharedArtifactsAfter, .double(0...1), dvt: "freeze_shared_artifacts_after",
+                         "Fraction of num_iters after which G is frozen and the residual predictor switches on."),
+            SettingField("enable_residual_predictor", \.enableResidualPredictor, .bool, dvt: "enable_residual_predictor",
+                         "Fit the residual term h(x, pos) in the second phase."),
+            SettingField("n_levels", \.nLevels, .int(1...32), dvt: "n_levels",
+                         "Hash-grid levels."),
+            SettingField("n_features_per_level", \.nFeaturesPerLevel, .int(1...32), dvt: "n_features_per_level",
+                         "Features per level."),
+            SettingField("log2_hashmap_size", \.log2HashmapSize, .int(4...26), dvt: "log2_hashmap_size",
+                         "log2 of each level's table size."),
+            SettingField("base_resolution", \.baseResolution, .int(2...4096), dvt: "base_resolution",
+                         "Coarsest grid resolution."),
+            SettingField("max_resolution", \.maxResolution, .int(2...65536), dvt: "max_resolution",
+                         "Finest grid resolution."),
+            SettingField("coord_jitter", \.coordJitter, .double(0...2),
+                         "F sees a random point within ±jitter token spacings of each sampled token (0 = DVT). At the official loss scale 0.5 lowers planted accuracy (0.9880 / 0.9983 vs 0.9955 / 0.9996, docs/stage1.md); it helped only with the literal weight decay."),
+            SettingField("hash_table_adam", \.hashTableAdam, .choice(["deferred", "lazy", "dense"]),
+                         "Hash-table Adam: deferred (default) = dense Adam's momentum for touched rows only, without weight decay on idle rows, O(touched rows) per step; at the official loss scale it matches dense on planted data to 1e-4 (docs/stage1.md); dense = torch's dense Adam over the whole table (DVT's literal behaviour); lazy = tiny-cuda-nn's."),
+            SettingField("shared_artifacts_weight_decay", \.sharedArtifactsWeightDecay, .double(0...1),
+                         "Weight decay of the shared artifact map G alone (null = weight_decay, as DVT). 0 used to let G hold the whole artifact under the literal decay; at the official loss scale it gives the same planted accuracy as null (0.9955 / 0.9996, docs/stage1.md)."),
+            SettingField("save_extras", \.saveExtras, .bool,
+                         "Also write G, h(raw) and the view features per image."),
+            SettingField("vis_every", \.visEvery, .int(0...1_000_000), dvt: "num_vis_samples (differs)",
+                         "Write a visual strip for every k-th image (0 = none)."),
+            SettingField("print_freq", \.printFreq, .int(1...10_000_000), dvt: "print_freq",
+                         "Steps between loss lines."),
+        ] }
     }
 
-    /// The `stage2.*` keys.
-    public struct Stage2: Sendable, Equatable {
+    /// The `stage2.*` keys: DVT stage 2, the denoiser (docs/stage2.md).
+    public struct Stage2: SettingsSection {
+        public static let section = "stage2"
+        /// `stage2.targets`: what the denoiser learns to output.
+        public enum Targets: String, ConfigChoice {
+            /// The stage-1 denoised features (DVT).
+            case stage1
+            /// The SRT ensembles (self-distillation).
+            case srt
+        }
+
         /// `stage2.targets`
-        public var targets: String?
+        public var targets: Targets = .stage1
         /// `stage2.num_iters`
-        public var numIters: Int
+        public var numIters: Int = 50000
         /// `stage2.batch_size`
-        public var batchSize: Int
+        public var batchSize: Int = 128
         /// `stage2.base_lr`
-        public var baseLR: Double
+        public var baseLR: Double = 2e-4
         /// `stage2.min_lr`
-        public var minLR: Double
+        public var minLR: Double = 1e-6
         /// `stage2.warmup_ratio`
-        public var warmupRatio: Double
+        public var warmupRatio: Double = 0.15
         /// `stage2.weight_decay`
-        public var weightDecay: Double
+        public var weightDecay: Double = 1e-5
         /// `stage2.adamw_beta1`
-        public var adamwBeta1: Double
+        public var adamwBeta1: Double = 0.9
         /// `stage2.adamw_beta2`
-        public var adamwBeta2: Double
+        public var adamwBeta2: Double = 0.999
         /// `stage2.num_blocks`
-        public var numBlocks: Int
+        public var numBlocks: Int = 1
         /// `stage2.enable_pe`
-        public var enablePe: Bool
+        public var enablePe: Bool = true
         /// `stage2.save_freq`
-        public var saveFreq: Int
+        public var saveFreq: Int = 5000
         /// `stage2.val_freq`
-        public var valFreq: Int
+        public var valFreq: Int = 1000
         /// `stage2.print_freq`
-        public var printFreq: Int
+        public var printFreq: Int = 50
 
-        public init(_ c: ResolvedConfig) {
-            targets = c.string("stage2.targets")
-            numIters = c.int("stage2.num_iters")
-            batchSize = c.int("stage2.batch_size")
-            baseLR = c.double("stage2.base_lr")
-            minLR = c.double("stage2.min_lr")
-            warmupRatio = c.double("stage2.warmup_ratio")
-            weightDecay = c.double("stage2.weight_decay")
-            adamwBeta1 = c.double("stage2.adamw_beta1")
-            adamwBeta2 = c.double("stage2.adamw_beta2")
-            numBlocks = c.int("stage2.num_blocks")
-            enablePe = c.bool("stage2.enable_pe")
-            saveFreq = c.int("stage2.save_freq")
-            valFreq = c.int("stage2.val_freq")
-            printFreq = c.int("stage2.print_freq")
-        }
+        public init() {}
 
-        /// Schema key → property name, for the consistency test.
-        public static let keyNames: [String: String] = [
-            "stage2.targets": "targets",
-            "stage2.num_iters": "numIters",
-            "stage2.batch_size": "batchSize",
-            "stage2.base_lr": "baseLR",
-            "stage2.min_lr": "minLR",
-            "stage2.warmup_ratio": "warmupRatio",
-            "stage2.weight_decay": "weightDecay",
-            "stage2.adamw_beta1": "adamwBeta1",
-            "stage2.adamw_beta2": "adamwBeta2",
-            "stage2.num_blocks": "numBlocks",
-            "stage2.enable_pe": "enablePe",
-            "stage2.save_freq": "saveFreq",
-            "stage2.val_freq": "valFreq",
-            "stage2.print_freq": "printFreq",
-        ]
+        public static var fields: [SettingField<Self>] { [
+            SettingField("targets", \.targets, Targets.kind,
+                         "Training targets: stage-1 denoised features, or SRT ensembles (self-distillation)."),
+            SettingField("num_iters", \.numIters, .int(1...10_000_000), dvt: "num_iterations",
+                         "Training steps (the released run, sample_scripts/stage2.sh: 50000)."),
+            SettingField("batch_size", \.batchSize, .int(1...4096), dvt: "batch_size × world size",
+                         "Global batch: feature maps per step over all processes (the released run: 16 per GPU × 8 GPUs = 128)."),
+            SettingField("base_lr", \.baseLR, .double(0...10), dvt: "base_lr",
+                         "Learning rate for a batch of 256: lr = base_lr · sqrt(batch_size / 256)."),
+            SettingField("min_lr", \.minLR, .double(0...10), dvt: "min_lr",
+                         "Floor of the cosine decay."),
+            SettingField("warmup_ratio", \.warmupRatio, .double(0...1),
+                         "Fraction of num_iters of linear warmup from 0 (DVT: 15%)."),
+            SettingField("weight_decay", \.weightDecay, .double(0...1), dvt: "weight_decay",
+                         "AdamW decoupled weight decay."),
+            SettingField("adamw_beta1", \.adamwBeta1, .double(0...1), dvt: "adamw_beta1",
+                         "AdamW β1."),
+            SettingField("adamw_beta2", \.adamwBeta2, .double(0...1), dvt: "adamw_beta2",
+                         "AdamW β2."),
+            SettingField("num_blocks", \.numBlocks, .int(1...24),
+                         "Transformer blocks in the denoiser."),
+            SettingField("enable_pe", \.enablePe, .bool, dvt: "enable_pe",
+                         "Learnable position embedding before the block(s)."),
+            SettingField("save_freq", \.saveFreq, .int(0...10_000_000), dvt: "save_freq",
+                         "Steps between checkpoints (0 = end only)."),
+            SettingField("val_freq", \.valFreq, .int(0...10_000_000),
+                         "Steps between validation passes (0 = none)."),
+            SettingField("print_freq", \.printFreq, .int(1...10_000_000), dvt: "print_freq",
+                         "Steps between loss lines."),
+        ] }
     }
 
-    /// The `srt.*` keys.
-    public struct SRT: Sendable, Equatable {
+    /// The `finetune.*` keys: fine-tuning the ViT (docs/finetune.md); null = the teacher's recipe.
+    public struct Finetune: SettingsSection {
+        public static let section = "finetune"
+        /// `finetune.teacher`: what the ViT is distilled towards.
+        public enum Teacher: String, ConfigChoice {
+            /// The frozen ViT followed by the stage-2 denoiser (DVT stage 3).
+            case dvt
+            /// The frozen ViT's own SRT ensemble.
+            case srt
+        }
+
+        /// `finetune.cache_teacher`: where teacher maps are kept after their first use.
+        public enum TeacherCache: String, ConfigChoice {
+            case off = "none", memory, disk
+        }
+
+        /// `finetune.schedule`: DVT's cosine or SRT's step schedule.
+        public enum Schedule: String, ConfigChoice {
+            case cosine, step
+        }
+
+        /// `finetune.teacher`
+        public var teacher: Teacher = .dvt
+        /// `finetune.denoiser`
+        public var denoiser: String? = nil
+        /// `finetune.thaw`
+        public var thaw: String = "all"
+        /// `finetune.loss`
+        public var loss: String? = nil
+        /// `finetune.epochs`
+        public var epochs: Int? = nil
+        /// `finetune.num_iters`
+        public var numIters: Int? = nil
+        /// `finetune.batch_size`
+        public var batchSize: Int? = nil
+        /// `finetune.base_lr`
+        public var baseLR: Double = 2e-4
+        /// `finetune.lr`
+        public var lr: Double? = nil
+        /// `finetune.min_lr`
+        public var minLR: Double = 1e-6
+        /// `finetune.warmup_ratio`
+        public var warmupRatio: Double = 0.15
+        /// `finetune.schedule`
+        public var schedule: Schedule? = nil
+        /// `finetune.lr_steps`
+        public var lrSteps: [Int] = [25, 40]
+        /// `finetune.lr_decay`
+        public var lrDecay: Double = 0.1
+        /// `finetune.weight_decay`
+        public var weightDecay: Double? = nil
+        /// `finetune.l2_penalty`
+        public var l2Penalty: Double? = nil
+        /// `finetune.flip`
+        public var flip: Bool = true
+        /// `finetune.gradient_checkpointing`
+        public var gradientCheckpointing: Bool = false
+        /// `finetune.cache_teacher`
+        public var cacheTeacher: TeacherCache = .off
+        /// `finetune.export`
+        public var export: String? = nil
+        /// `finetune.save_freq`
+        public var saveFreq: Int = 5000
+        /// `finetune.print_freq`
+        public var printFreq: Int = 50
+
+        public init() {}
+
+        public static var fields: [SettingField<Self>] { [
+            SettingField("teacher", \.teacher, Teacher.kind,
+                         "What the ViT is distilled towards: dvt = the frozen ViT + the stage-2 denoiser (DVT stage 3, main_distillation.py), srt = its own SRT ensemble (donglao/srt distill_utils.py); `--teacher` overrides."),
+            SettingField("denoiser", \.denoiser, .string, dvt: "denoiser_ckpt",
+                         "Stage-2 denoiser for the dvt teacher (.safetensors from `dvt stage2`, or DVT's .pth); null = output_dir/stage2/denoiser.safetensors."),
+            SettingField("thaw", \.thaw, .choice(["all", "bias", "last", "last2"]), dvt: "unfreeze (SRT)",
+                         "Trainable parameters: all, those named *bias*, the last block + final norm, or the last two blocks + final norm (SRT's thaw modes; DVT trains all)."),
+            SettingField("loss", \.loss, .choice(["mse_cosine", "mse", "l1"]), dvt: "loss (SRT)",
+                         "mse_cosine = MSE + (1 − cosine) (DVT, main_distillation.py lines 239-242); mse / l1 = SRT's mse / mae. null: dvt → mse_cosine, srt → mse."),
+            SettingField("epochs", \.epochs, .int(1...100_000), dvt: "num_epochs / epochs",
+                         "Passes over the images; steps = epochs · max(1, images ÷ batch_size). null: dvt → 5 (sample_scripts/stage3.sh), srt → 50 (main.py)."),
+            SettingField("num_iters", \.numIters, .int(1...100_000_000), dvt: "num_iterations",
+                         "Training steps; overrides epochs when set."),
+            SettingField("batch_size", \.batchSize, .int(1...4096), dvt: "batch_size × world size",
+                         "Images per step. null: dvt → 512 (64 per GPU × 8, sample_scripts/stage3.sh), srt → 1."),
+            SettingField("base_lr", \.baseLR, .double(0...10), dvt: "blr",
+                         "dvt teacher: lr = base_lr · sqrt(batch_size / 256) (main_distillation.py line 199)."),
+            SettingField("lr", \.lr, .double(0...10), dvt: "lr (SRT)",
+                         "Peak learning rate, used as is; null: dvt → from base_lr, srt → 3e-4 (main.py)."),
+            SettingField("min_lr", \.minLR, .double(0...10), dvt: "min_lr",
+                         "Floor of the cosine schedule."),
+            SettingField("warmup_ratio", \.warmupRatio, .double(0...1),
+                         "Fraction of the steps of linear warmup from 0 in the cosine schedule (main_distillation.py line 210)."),
+            SettingField("schedule", \.schedule, Schedule.kind, dvt: "sched_type (SRT)",
+                         "cosine = DVT's CosineScheduler (misc.py lines 211-241); step = lr · lr_decay per milestone epoch passed (SRT). null: dvt → cosine, srt → step."),
+            SettingField("lr_steps", \.lrSteps, .ints(count: 2, 0...100_000), dvt: "steps (SRT)",
+                         "Step schedule: epochs e after which the rate drops (SRT multiplies by lr_decay once e < epoch, distill_utils.py line 10)."),
+            SettingField("lr_decay", \.lrDecay, .double(0...1), dvt: "lr_decay (SRT)",
+                         "Step schedule factor."),
+            SettingField("weight_decay", \.weightDecay, .double(0...1), dvt: "weight_decay",
+                         "AdamW decoupled weight decay. null: dvt → 1e-5, srt → 0 (SRT's optimiser has none, distill_utils.py line 19)."),
+            SettingField("l2_penalty", \.l2Penalty, .double(0...10), dvt: "wd (SRT)",
+                         "Adds l2_penalty · ‖θ‖₂ (unsquared, over the trainable parameters) to the loss (distill_utils.py lines 65-70, line 92). null: dvt → 0, srt → 1e-5."),
+            SettingField("flip", \.flip, .bool, dvt: "RandomHorizontalFlip",
+                         "Random horizontal flip (p = 0.5) of every training image (main_distillation.py line 166)."),
+            SettingField("gradient_checkpointing", \.gradientCheckpointing, .bool, dvt: "grad_checkpointing",
+                         "Recompute each block's activations in backward instead of keeping them (less memory, about one more forward per step; docs/finetune.md)."),
+            SettingField("cache_teacher", \.cacheTeacher, TeacherCache.kind,
+                         "Keep every (image, flip) teacher map after its first use (the teacher is frozen, so this is exact): memory, or disk = output_dir/finetune/teacher_cache/<fingerprint>/ too, reused by later and resumed runs; pays when epochs revisit the images."),
+            SettingField("export", \.export, .string,
+                         "Where the fine-tuned ViT is written (timm state dict, safetensors); null = output_dir/finetune/vit.safetensors."),
+            SettingField("save_freq", \.saveFreq, .int(0...10_000_000), dvt: "save_freq",
+                         "Steps between checkpoints (0 = end only)."),
+            SettingField("print_freq", \.printFreq, .int(1...10_000_000),
+                         "Steps between loss lines (DVT logs every 50)."),
+        ] }
+    }
+
+    /// The `srt.*` keys (docs/srt.md).
+    public struct SRT: SettingsSection {
+        public static let section = "srt"
         /// `srt.dx`
-        public var dx: Int
+        public var dx: Int = 3
         /// `srt.dy`
-        public var dy: Int
+        public var dy: Int = 3
         /// `srt.aggregate`
-        public var aggregate: String?
+        public var aggregate: String = "mean"
         /// `srt.uniform`
-        public var uniform: Bool
+        public var uniform: Bool = false
         /// `srt.batch_size`
-        public var batchSize: Int
+        public var batchSize: Int = 8
         /// `srt.enabled`
-        public var enabled: Bool
+        public var enabled: Bool = true
 
-        public init(_ c: ResolvedConfig) {
-            dx = c.int("srt.dx")
-            dy = c.int("srt.dy")
-            aggregate = c.string("srt.aggregate")
-            uniform = c.bool("srt.uniform")
-            batchSize = c.int("srt.batch_size")
-            enabled = c.bool("srt.enabled")
-        }
+        public init() {}
 
-        /// Schema key → property name, for the consistency test.
-        public static let keyNames: [String: String] = [
-            "srt.dx": "dx",
-            "srt.dy": "dy",
-            "srt.aggregate": "aggregate",
-            "srt.uniform": "uniform",
-            "srt.batch_size": "batchSize",
-            "srt.enabled": "enabled",
-        ]
+        public static var fields: [SettingField<Self>] { [
+            SettingField("dx", \.dx, .int(0...64),
+                         "Horizontal shifts −dx…dx pixels."),
+            SettingField("dy", \.dy, .int(0...64),
+                         "Vertical shifts −dy…dy pixels."),
+            SettingField("aggregate", \.aggregate, .choice(["mean", "median"]),
+                         "How shifted views are combined."),
+            SettingField("uniform", \.uniform, .bool,
+                         "Weight every shift equally (default: the official code's, which counts the unshifted view twice)."),
+            SettingField("batch_size", \.batchSize, .int(1...1024),
+                         "Shifted images per ViT forward."),
+            SettingField("enabled", \.enabled, .bool,
+                         "Compute SRT features in `dvt run` (for metrics and srt targets)."),
+        ] }
     }
-}
 
-extension DVTSettings {
-    /// The `probe.*` keys.
-    public struct Probe: Sendable, Equatable {
+    /// The `probe.*` keys: downstream linear probes (`dvt probe`, and the probe step of `dvt run`; docs/probe.md).
+    public struct Probe: SettingsSection {
+        public static let section = "probe"
         /// `probe.enabled`
-        public var enabled: Bool
+        public var enabled: Bool = false
         /// `probe.task`
-        public var task: String?
+        public var task: String = "segmentation"
         /// `probe.dataset`
-        public var dataset: String?
+        public var dataset: String = "voc"
         /// `probe.root`
-        public var root: String?
+        public var root: String? = nil
         /// `probe.methods`
-        public var methods: String?
+        public var methods: String = "raw,srt,stage1,stage2"
         /// `probe.official`
-        public var official: Bool
+        public var official: Bool = false
         /// `probe.iterations`
-        public var iterations: Int?
+        public var iterations: Int? = nil
         /// `probe.batch_size`
-        public var batchSize: Int?
+        public var batchSize: Int? = nil
         /// `probe.lr`
-        public var lr: Double?
+        public var lr: Double? = nil
         /// `probe.max_train`
-        public var maxTrain: Int?
+        public var maxTrain: Int? = nil
         /// `probe.max_val`
-        public var maxVal: Int?
+        public var maxVal: Int? = nil
 
-        public init(_ c: ResolvedConfig) {
-            enabled = c.bool("probe.enabled")
-            task = c.string("probe.task")
-            dataset = c.string("probe.dataset")
-            root = c.string("probe.root")
-            methods = c.string("probe.methods")
-            official = c.bool("probe.official")
-            iterations = c.optionalInt("probe.iterations")
-            batchSize = c.optionalInt("probe.batch_size")
-            lr = c.optionalDouble("probe.lr")
-            maxTrain = c.optionalInt("probe.max_train")
-            maxVal = c.optionalInt("probe.max_val")
-        }
+        public init() {}
 
-        /// Schema key → property name, for the consistency test.
-        public static let keyNames: [String: String] = [
-            "probe.enabled": "enabled", "probe.task": "task", "probe.dataset": "dataset", "probe.root": "root",
-            "probe.methods": "methods", "probe.official": "official", "probe.iterations": "iterations",
-            "probe.batch_size": "batchSize", "probe.lr": "lr", "probe.max_train": "maxTrain", "probe.max_val": "maxVal",
-        ]
+        public static var fields: [SettingField<Self>] { [
+            SettingField("enabled", \.enabled, .bool,
+                         "Run the probe step at the end of `dvt run` (needs probe.root)."),
+            SettingField("task", \.task, .choice(["segmentation", "depth"]), dvt: "--task (evaluate_dense_tasks.py)",
+                         "Downstream task: semantic segmentation (mIoU) or monocular depth (RMSE)."),
+            SettingField("dataset", \.dataset, .choice(["voc", "ade20k", "nyu", "folder"]), dvt: "dataset_type",
+                         "Dataset layout under probe.root (docs/probe.md)."),
+            SettingField("root", \.root, .string, dvt: "data_root",
+                         "Dataset root folder."),
+            SettingField("methods", \.methods, .string,
+                         "Comma-separated feature sources, one head each: raw, srt, stage1 (the run tree's denoised features), stage2 (the run's denoiser), or a denoiser file."),
+            SettingField("official", \.official, .bool,
+                         "Train with the official protocol's numbers (40000 / 38400 iterations, batch 16) instead of the CPU preset."),
+            SettingField("iterations", \.iterations, .int(1...10_000_000), dvt: "max_iters",
+                         "Head training steps; null = the preset's (CPU 1000; official 40000 segmentation, 38400 depth)."),
+            SettingField("batch_size", \.batchSize, .int(1...4096), dvt: "samples_per_gpu × GPUs",
+                         "Feature maps per step; null = the preset's (CPU 8; official 16)."),
+            SettingField("lr", \.lr, .double(0...10), dvt: "optimizer.lr",
+                         "AdamW learning rate; null = DVT's (1e-3 segmentation, 5e-3 depth)."),
+            SettingField("max_train", \.maxTrain, .int(1...10_000_000),
+                         "Use at most this many training images (the first in split order); null = all."),
+            SettingField("max_val", \.maxVal, .int(1...10_000_000),
+                         "Evaluate on at most this many validation images; null = all."),
+        ] }
     }
 }
 
-extension ResolvedConfig {
-    /// The typed view of this configuration.
-    public var settings: DVTSettings { DVTSettings(self) }
-}
+extension Precision: ConfigChoice {}

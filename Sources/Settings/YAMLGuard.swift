@@ -4,7 +4,7 @@ import Formats
 
 /// Reads a YAML config defensively, before anything is expanded or converted.
 ///
-/// Why each limit exists (issue 18, measured on a release build):
+/// Why each limit exists (on a release build):
 /// - a 471-byte file of nested anchors (`b1: &b1 [*b0, *b0, …]`, eight levels) made `Yams.load`
 ///   build ~10^8 values (4.9 GB RSS, then SIGABRT). `Yams.compose` shares aliased nodes
 ///   copy-on-write, so composing is linear in the text; the expansion only happens when the tree

@@ -1,5 +1,5 @@
-/// Finite-value checks, for validating inputs where they are read (issue 18, item 11: one NaN in a
-/// feature map spread into a fully NaN output with exit 0).
+/// Finite-value checks, for validating inputs where they are read: one NaN in a feature map would
+/// otherwise spread into a fully NaN output with exit 0.
 extension Tensor {
     /// The multi-index of the first NaN or ±Inf element in row-major order, or nil when all are
     /// finite. Returns the index rather than a flag so that errors can name where the bad value is.

@@ -1,7 +1,7 @@
 import COneDNN
 import Foundation
 
-// `linear` with weights prepared once (issue #12, "reorder weights once where that pays").
+// `linear` with weights prepared once: weights reordered once, where that pays.
 //
 // oneDNN 2.6's brgemm matmul takes plain-layout weights, but its kernels read them in a blocked
 // layout, so every call copies B into its scratchpad first (per worker of the row split, so twice
@@ -80,15 +80,15 @@ enum PreparedWeights {
 
     /// Hash of 64 evenly spaced elements and the last one.
     static func fingerprint(_ p: UnsafePointer<Float>, _ count: Int) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var h = FNV1a()
         let step = Swift.max(1, count / 64)
         var i = 0
         while i < count {
-            h = (h ^ UInt64(p[i].bitPattern)) &* 0x100_0000_01b3
+            h.combine(UInt64(p[i].bitPattern))
             i += step
         }
-        if count > 0 { h = (h ^ UInt64(p[count - 1].bitPattern)) &* 0x100_0000_01b3 }
-        return h
+        if count > 0 { h.combine(UInt64(p[count - 1].bitPattern)) }
+        return h.value
     }
 
     /// The weight w (Out, In) as op(B) = wᵀ (In, Out) in `layout`, reordered now if there is

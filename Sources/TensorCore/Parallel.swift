@@ -35,8 +35,8 @@ public enum Parallel {
     /// scope, else the process default.
     public static var threads: Int { scoped ?? processDefault.current }
 
-    /// Sets the process default (the executable's `--threads`; tests). Not for library code:
-    /// use `withThreads`.
+    /// Sets the process default (the executable's `--threads`, once at start-up). Not for library
+    /// code or tests: use `withThreads`.
     public static func setDefaultThreads(_ n: Int) {
         precondition(n >= 1, "thread count must be >= 1, got \(n)")
         processDefault.set(n)

@@ -29,21 +29,31 @@ extension Tensor {
         return cols
     }
 
-    /// The tensor mirrored along its last axis: out[..., x] = self[..., W − 1 − x]. Backward
-    /// mirrors the gradient back.
-    public func flippedLastAxis() -> Tensor {
-        precondition(rank >= 1, "flippedLastAxis needs a rank ≥ 1 tensor, got \(shape)")
+    /// The tensor mirrored along `axis` (negative counts from the end): out[…, i, …] =
+    /// self[…, N − 1 − i, …] with N = shape[axis]; the one flip of the toolkit (image views,
+    /// fine-tuning inputs, probe feature maps). Backward mirrors the gradient back.
+    public func flipped(axis: Int) -> Tensor {
+        precondition(rank >= 1, "flipped(axis:) needs a rank ≥ 1 tensor, got \(shape)")
+        let a = axis < 0 ? axis + rank : axis
+        precondition((0..<rank).contains(a), "flipped(axis: \(axis)) on a rank-\(rank) tensor \(shape)")
+        let n = shape[a], inner = shape[(a + 1)...].reduce(1, *)
         let out = Tensor.uninitialized(shape)
-        Tensor.mirrorRows(ptr, into: out.ptr, count: count, width: shape[rank - 1])
-        return out.record("flippedLastAxis", [self]) { g in
-            let gx = self.gradBuffer(), pg = g.ptr, w = self.shape[self.rank - 1]
-            let rows = w == 0 ? 0 : self.count / w
-            for r in 0..<rows { for x in 0..<w { gx[r * w + x] += pg[r * w + w - 1 - x] } }
+        Tensor.mirror(ptr, into: out.ptr, count: count, length: n, inner: inner, accumulate: false)
+        return out.record("flipped", [self]) { g in
+            Tensor.mirror(g.ptr, into: self.gradBuffer(), count: self.count, length: n, inner: inner, accumulate: true)
         }
     }
 
-    static func mirrorRows(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int, width w: Int) {
-        guard w > 0 else { return }
-        for r in 0..<(count / w) { for x in 0..<w { dst[r * w + x] = src[r * w + w - 1 - x] } }
+    /// dst[o, i, k] (=, or += with `accumulate`) src[o, n − 1 − i, k] over blocks of n · inner.
+    static func mirror(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int, length n: Int,
+                       inner: Int, accumulate: Bool) {
+        let block = n * inner
+        guard block > 0 else { return }
+        for o in 0..<(count / block) {
+            for i in 0..<n {
+                let d = o * block + i * inner, s = o * block + (n - 1 - i) * inner
+                if accumulate { for k in 0..<inner { dst[d + k] += src[s + k] } } else { for k in 0..<inner { dst[d + k] = src[s + k] } }
+            }
+        }
     }
 }

@@ -3,8 +3,8 @@ import Foundation
 import NN
 import TensorCore
 
-/// What the trainer trains: stage 1 (per-image decomposition) and stage 2 (the denoiser) are
-/// both tasks of this one loop.
+/// What the trainer trains: stage 1 (per-image decomposition), stage 2 (the denoiser), the ViT
+/// fine-tuning and the probe heads are all tasks of this one loop.
 public protocol TrainingTask: AnyObject {
     /// Every parameter the optimiser owns, by name (optimiser-state and checkpoint keys).
     /// Frozen ones (`requiresGrad == false`) stay listed; the optimiser skips them.
@@ -87,6 +87,9 @@ public struct OptimizerSettings: Codable, Sendable, Equatable {
     /// `.multiStep` only: the steps from which the rate is multiplied by one more `lrDecay`.
     public var lrMilestones: [Int] = []
     public var lrDecay: Double = 0.1
+    /// Gradient clipping: before each update the gradients of all parameters are scaled so that
+    /// their joint L2 norm is at most this (`clipGradientNorm`, torch's `clip_grad_norm_`); nil = none.
+    public var maxGradNorm: Double? = nil
     public init() {}
 }
 
@@ -111,7 +114,18 @@ public struct LoopSettings: Codable, Sendable, Equatable {
     public var saveFreq: Int = 0
     public var valFreq: Int = 0
     public var seed: UInt64 = 0
+    /// What a step with a NaN or infinite loss does.
+    public var nonFiniteLoss: NonFiniteLossPolicy = .stop
     public init(numIters: Int) { self.numIters = numIters }
+}
+
+/// What the Trainer does with a step whose loss is NaN or infinite.
+public enum NonFiniteLossPolicy: String, Codable, Sendable {
+    /// Stop training with `TrainerError.nonFiniteLoss`, naming the last good checkpoint.
+    case stop
+    /// Drop the step (no backward, no update), so that one bad batch cannot poison the weights,
+    /// and go on: mmseg's behaviour for the probe heads.
+    case skipStep
 }
 
 public enum TrainerError: Error, CustomStringConvertible {
@@ -175,6 +189,9 @@ public final class Trainer {
     public var afterBackward: ((_ loss: inout Double, _ metrics: inout [String: Double]) throws -> Void)?
     /// Whether this process writes metrics.jsonl and checkpoints (false on MPI ranks other than 0).
     public var writesOutputs = true
+    /// A learning-rate schedule of the task's own (step → rate) instead of `optimizerSettings`'s
+    /// (the probe heads' mmcv poly/cosine with warmup).
+    public var learningRateSchedule: ((Int) -> Double)?
 
     public init(task: TrainingTask, optimizer settings: OptimizerSettings, loop: LoopSettings,
                 runDirectory: URL? = nil, label: String = "train", quiet: Bool = false) {
@@ -207,6 +224,7 @@ public final class Trainer {
 
     /// DVT's `adjust_learning_rate`: linear warmup from 0, then half-cycle cosine to the floor.
     public func learningRate(at step: Int) -> Double {
+        if let learningRateSchedule { return learningRateSchedule(step) }
         if let cosineTable { return cosineTable[step] }
         if optimizerSettings.schedule == .multiStep {
             let reached = optimizerSettings.lrMilestones.filter { step >= $0 }.count
@@ -264,14 +282,17 @@ public final class Trainer {
             let (loss, stepMetrics) = try task.loss(step: step, rng: &rng)
             var metrics = stepMetrics
             var value = Double(loss.item)
-            optimizer.zeroGrad()
-            // Scaling the loss itself, as DVT's `grad_scaler.scale(loss).backward()` does.
-            (optimizerSettings.lossScale == 1 ? loss : loss * Float(optimizerSettings.lossScale)).backward()
-            try afterBackward?(&value, &metrics)
-            guard value.isFinite else {
-                throw TrainerError.nonFiniteLoss(step: step, value: value, checkpoint: lastSaved)
+            if value.isFinite || loop.nonFiniteLoss == .stop {
+                optimizer.zeroGrad()
+                // Scaling the loss itself, as DVT's `grad_scaler.scale(loss).backward()` does.
+                (optimizerSettings.lossScale == 1 ? loss : loss * Float(optimizerSettings.lossScale)).backward()
+                try afterBackward?(&value, &metrics)
+                guard value.isFinite else {
+                    throw TrainerError.nonFiniteLoss(step: step, value: value, checkpoint: lastSaved)
+                }
+                if let maxNorm = optimizerSettings.maxGradNorm { clipGradientNorm(task.parameters, maxNorm: maxNorm) }
+                optimizer.step()
             }
-            optimizer.step()
             lastLoss = value
             lastMetrics = metrics
             windowSteps += 1

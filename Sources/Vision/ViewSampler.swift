@@ -72,7 +72,7 @@ public struct ViewSampler: Sendable {
             let crop = (top == 0 && left == 0 && h == H && w == W && H == oh && W == ow) ? image
                 : Resize.bicubicAntialiased(image, height: oh, width: ow, layout: .chw, crop: (top, left, h, w))  // (3, h, w)
             let normalised = normalizeChannels(crop, mean: mean, std: std)
-            views.append(flip ? normalised.flippedLastAxis() : normalised)
+            views.append(flip ? normalised.flipped(axis: -1) : normalised)
             let ys = ViewSampler.linspace(Double(top) / Double(H), Double(top + h) / Double(H), gh)
             var xs = ViewSampler.linspace(Double(left) / Double(W), Double(left + w) / Double(W), gw)
             if flip {

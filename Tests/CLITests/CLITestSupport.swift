@@ -4,17 +4,11 @@ import Testing
 import TestSupport
 @testable import DVTCommands
 
-/// A fresh temporary directory, removed by the caller.
-func temporaryDirectory(_ label: String) -> URL {
-    let d = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-cli-\(label)-\(UUID().uuidString)")
-    try! FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-    return d
-}
-
-/// Parses and runs a `dvt` command line in-process, as the executable would.
+/// Parses and runs a `dvt` command line in-process, as the executable would, with `--threads`
+/// scoped to the call.
 func runDVT(_ args: [String]) throws {
     var command = try DVTCommand.parseAsRoot(args)
-    try command.run()
+    try DVTCommand.execute(&command)
 }
 
 /// The built `dvt` executable next to the test bundle, when the build produced it.
@@ -28,9 +22,16 @@ var dvtExecutable: URL? {
     return FileManager.default.isExecutableFile(atPath: fallback.path) ? fallback : nil
 }
 
+/// The built `dvt` executable, or a skip (a failure under CI) when the build did not make it.
+func requireExecutable(sourceLocation: SourceLocation = #_sourceLocation) throws -> URL {
+    try requirePrerequisite(dvtExecutable != nil, "no dvt executable next to the test bundle or in .build/debug (swift build --build-tests makes it)",
+                            sourceLocation: sourceLocation)
+    return dvtExecutable!
+}
+
 /// Runs the `dvt` executable; returns (status, stdout + stderr).
 func runExecutable(_ args: [String]) throws -> (Int32, String) {
-    guard let exe = dvtExecutable else { throw CancellationError() }
+    let exe = try requireExecutable()
     let p = Process()
     p.executableURL = exe
     p.arguments = args

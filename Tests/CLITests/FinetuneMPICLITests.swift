@@ -10,7 +10,7 @@ struct FinetuneMPICLITests {
     @Test("mpirun -np 2 gives the single-process fine-tuned ViT (1e-4 relative) and the same losses")
     func equalsSingleProcess() throws {
         let helpers = Stage2MPICLITests()
-        guard let (mpirun, exe) = try helpers.prerequisites() else { return }
+        let (mpirun, exe) = try helpers.prerequisites()
         let dir = temporaryDirectory("finetune-mpi")
         defer { try? FileManager.default.removeItem(at: dir) }
         let images = dir.appendingPathComponent("images")

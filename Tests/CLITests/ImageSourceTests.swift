@@ -1,14 +1,14 @@
 import Foundation
 import Testing
 @testable import Jobs
+import TestSupport
 
 /// Issue 18: list entries that escape the root, inputs whose outputs collide, empty sources,
 /// names with spaces, and a negative Kubernetes index.
 @Suite("Image sources")
 struct ImageSourceTests {
     func folder(_ files: [String], list: String? = nil) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-src-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = temporaryDirectory("src")
         for f in files {
             let url = dir.appendingPathComponent(f)
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

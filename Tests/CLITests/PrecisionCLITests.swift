@@ -33,7 +33,7 @@ struct PrecisionCLITests {
             try runDVT(["extract", "--random-init", "3", "--precision", "fp16", "--images", input.path, "--out", dir.appendingPathComponent("x").path])
         }
         #expect(throws: (any Error).self) { _ = try ConfigSchema.load(file: nil, overrides: ["precision=fp16"]) }
-        #expect(try ConfigSchema.load(file: nil, overrides: ["precision=bf16"]).settings.run.computePrecision == .bf16)
-        #expect(try ConfigSchema.load(file: nil).settings.run.computePrecision == .fp32)
+        #expect(try ConfigSchema.load(file: nil, overrides: ["precision=bf16"]).settings.run.precision == .bf16)
+        #expect(try ConfigSchema.load(file: nil).settings.run.precision == .fp32)
     }
 }

@@ -89,7 +89,7 @@ struct Stage1CLITests {
 
     @Test("a run killed with SIGKILL and rerun loses nothing, leaves no partial files, and equals an uninterrupted run")
     func killAndResume() throws {
-        guard dvtExecutable != nil else { return }
+        _ = try requireExecutable()
         let dir = temporaryDirectory("stage1-kill")
         defer { try? FileManager.default.removeItem(at: dir) }
         let images = ["chelsea.jpg", "rocket.jpg", "coffee.jpg", "camera.jpg"]

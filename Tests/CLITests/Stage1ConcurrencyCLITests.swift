@@ -62,7 +62,7 @@ struct Stage1ConcurrencyCLITests {
 
     @Test("4 processes on shards 0-3 of 8 images, and 2 processes on the same shard, equal one sequential run")
     func concurrent() throws {
-        guard dvtExecutable != nil else { return }
+        _ = try requireExecutable()
         let dir = temporaryDirectory("stage1-concurrent")
         defer { try? FileManager.default.removeItem(at: dir) }
         let refCfg = try config(dir.appendingPathComponent("ref"))

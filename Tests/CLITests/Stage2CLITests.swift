@@ -18,8 +18,7 @@ struct Stage2CLITests {
     let model = "tiny_vit"
 
     init() throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        root = temporaryDirectory("cli")
     }
 
     func url(_ rel: String) -> URL { root.appendingPathComponent(rel) }
@@ -157,7 +156,7 @@ struct Stage2CLITests {
 struct Stage2KillTests {
     @Test("killing stage 2 at a random point and rerunning with --resume gives the uninterrupted run's denoiser, with no partial files")
     func killAndResume() throws {
-        guard dvtExecutable != nil else { return }
+        _ = try requireExecutable()
         let base = temporaryDirectory("stage2-kill")
         defer { try? FileManager.default.removeItem(at: base) }
         var rng = RandomGenerator(seed: 4)
@@ -236,7 +235,7 @@ struct PlantedStage2CLITests {
         #expect { try runDVT(["bench", "planted-stage2", "--dim", "48"]) } throws: {
             DVTCommand.message(for: $0).contains("multiple of 64")
         }
-        guard dvtExecutable != nil else { return }
+        _ = try requireExecutable()
         let cfg = dir.appendingPathComponent("planted.yaml")
         try Data("""
         output_dir: \(dir.appendingPathComponent("out").path)

@@ -18,17 +18,10 @@ struct Stage2MPICLITests {
     }
 
     /// mpirun and the dvt executable, or nil (with a message) when this machine has no mpirun.
-    func prerequisites() throws -> (String, URL)? {
-        guard let exe = dvtExecutable else { return nil }
-        guard let mpirun = Self.mpirun else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" {
-                Issue.record("mpirun not found: install openmpi-bin (scripts/deps.sh does)")
-            } else {
-                print("Stage2MPICLITests: SKIPPED: mpirun not found (apt-get install openmpi-bin)")
-            }
-            return nil
-        }
-        return (mpirun, exe)
+    func prerequisites() throws -> (String, URL) {
+        let exe = try requireExecutable()
+        try requirePrerequisite(Self.mpirun != nil, "mpirun not found: install openmpi-bin (scripts/deps.sh does)")
+        return (Self.mpirun!, exe)
     }
 
     /// A feature tree of 8 training and 2 validation maps (raw = target + a fixed artifact,
@@ -104,7 +97,7 @@ struct Stage2MPICLITests {
 
     @Test("mpirun -np 2 equals one process with the same global batch (1e-5 relative), with the same sample order")
     func equalsSingleProcess() throws {
-        guard let (mpirun, exe) = try prerequisites() else { return }
+        let (mpirun, exe) = try prerequisites()
         let dir = temporaryDirectory("stage2-mpi")
         defer { try? FileManager.default.removeItem(at: dir) }
         let single = dir.appendingPathComponent("single"), parallel = dir.appendingPathComponent("mpi")
@@ -158,7 +151,7 @@ struct Stage2MPICLITests {
 
     @Test("resume under mpirun at the same rank count is bit-exact against the uninterrupted run")
     func resume() throws {
-        guard let (mpirun, exe) = try prerequisites() else { return }
+        let (mpirun, exe) = try prerequisites()
         let dir = temporaryDirectory("stage2-mpi-resume")
         defer { try? FileManager.default.removeItem(at: dir) }
         let full = dir.appendingPathComponent("full"), cut = dir.appendingPathComponent("cut")
@@ -182,7 +175,7 @@ struct Stage2MPICLITests {
 
     @Test("a rank that dies or fails ends the whole job with a clear message; no rank hangs")
     func rankFailure() throws {
-        guard let (mpirun, exe) = try prerequisites() else { return }
+        let (mpirun, exe) = try prerequisites()
         let dir = temporaryDirectory("stage2-mpi-fail")
         defer { try? FileManager.default.removeItem(at: dir) }
         // An error on the ranks (a global batch that does not split over 2 ranks): MPI_Abort.

@@ -75,17 +75,18 @@ import TestSupport
         // Denoising perfectly (whole view minus the artifact) scores far above the raw baseline.
         let whole = d.raw.slice(axis: 0, 3..<4).reshape([8, 8, 16])
         let perfect = whole - d.artifact
-        let good = try ArtifactMetrics.plantedScores(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: perfect)
-        let base = try ArtifactMetrics.plantedScores(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: whole)
-        #expect(good.cleanCosine == Metrics.centeredCosine(perfect, d.cleanFull))
-        #expect(abs(good.artifactCosine - 1) < 1e-5)
-        #expect(good.cleanCosine > base.cleanCosine)
-        #expect(base.artifactCosine == 0)
+        let good = try ArtifactMetrics.plantedScore(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: perfect)
+        let base = try ArtifactMetrics.plantedScore(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: whole)
+        #expect(good.denoisedVsClean == Metrics.centeredCosine(perfect, d.cleanFull))
+        #expect(abs(good.removedVsPlanted - 1) < 1e-5)
+        #expect(good.denoisedVsClean > base.denoisedVsClean)
+        #expect(base.rawVsClean == base.denoisedVsClean && good.rawVsClean == base.rawVsClean)
+        #expect(base.removedVsPlanted == 0)
         // A (V+1, H, W, C) stack uses its last view.
-        let stack = try ArtifactMetrics.plantedScores(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: d.raw)
-        #expect(stack.cleanCosine == base.cleanCosine)
+        let stack = try ArtifactMetrics.plantedScore(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: d.raw)
+        #expect(stack.denoisedVsClean == base.denoisedVsClean)
         #expect(throws: ArtifactMetricsError.self) {
-            try ArtifactMetrics.plantedScores(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: randn([4, 4, 16], seed: 1))
+            try ArtifactMetrics.plantedScore(raw: d.raw, cleanFull: d.cleanFull, artifact: d.artifact, denoised: randn([4, 4, 16], seed: 1))
         }
     }
 

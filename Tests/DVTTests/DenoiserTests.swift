@@ -17,7 +17,7 @@ extension DVTSuites {
         let dir = fixturesDirectory.appendingPathComponent("denoiser")
 
         func tempFile(_ name: String) -> URL {
-            FileManager.default.temporaryDirectory.appendingPathComponent("dvt-denoiser-\(UUID().uuidString)-\(name)")
+            temporaryDirectory("denoiser").appendingPathComponent(name)
         }
 
         @Test("the official fixture loads with its exact key layout and matches PyTorch on both grids (incl. resampled pos_embed)")

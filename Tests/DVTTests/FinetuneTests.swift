@@ -128,7 +128,7 @@ struct FinetuneTests {
         let straight = Self.tinyViT(seed: 1)
         _ = try Trainer(task: try task(straight), optimizer: o, loop: loop, quiet: true).run()
 
-        let dir = try makeTempDirectory("finetune-resume")
+        let dir = temporaryDirectory("finetune-resume")
         defer { try? FileManager.default.removeItem(at: dir) }
         #expect(throws: Crash.self) {
             _ = try Trainer(task: try task(Self.tinyViT(seed: 1), crashAfter: 4), optimizer: o, loop: loop, runDirectory: dir, quiet: true).run()
@@ -159,7 +159,7 @@ struct FinetuneTests {
             expectClose(q, p, rtol: 1e-5, atol: 1e-6, name)
         }
         let x = Tensor((0..<12).map(Float.init), shape: [1, 2, 6])
-        #expect(FinetuneTask.flipped(x).scalars == [5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6])
+        #expect(x.flipped(axis: -1).scalars == [5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6])
     }
 }
 
@@ -198,7 +198,7 @@ struct FinetuneTeacherCacheTests {
     func diskCache() throws {
         let target = FinetuneTests.tinyViT(seed: 2)
         let data = FinetuneTests.images(3, seed: 3)
-        let dir = try makeTempDirectory("teacher-cache")
+        let dir = temporaryDirectory("teacher-cache")
         defer { try? FileManager.default.removeItem(at: dir) }
         func train(_ teacher: FinetuneTeacher) throws -> VisionTransformer {
             let s = FinetuneTests.tinyViT(seed: 1)

@@ -4,6 +4,7 @@ import TensorCore
 import Formats
 import Vision
 @testable import DVT
+import TestSupport
 
 /// Issue 18: inputs with NaN/Inf are refused where they are read, naming the file and the index.
 @Suite("Input validation")
@@ -28,8 +29,8 @@ struct InputValidationTests {
         var coords = named["coords"]!.scalars
         coords[5] = .nan
         named["coords"] = Tensor(coords, shape: named["coords"]!.shape)
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("planted-nan-\(UUID().uuidString).safetensors")
-        defer { try? FileManager.default.removeItem(at: url) }
+        let url = temporaryDirectory("planted-nan").appendingPathComponent("planted.safetensors")
+        defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
         try SafeTensors.write(named, to: url)
         do {
             _ = try PlantedData.load(contentsOf: url)
@@ -44,8 +45,8 @@ struct InputValidationTests {
     func stage2NaN() throws {
         var v = [Float](repeating: 0.5, count: 3 * 4 * 8)
         v[(1 * 4 + 2) * 8 + 7] = -.infinity
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("stage2-inf-\(UUID().uuidString).npy")
-        defer { try? FileManager.default.removeItem(at: url) }
+        let url = temporaryDirectory("stage2-inf").appendingPathComponent("map.npy")
+        defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
         try Npy.write(Tensor(v, shape: [3, 4, 8]), to: url)
         do {
             _ = try FeatureMapReader(height: 3, width: 4, dim: 8).read(url)

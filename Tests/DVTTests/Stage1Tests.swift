@@ -4,9 +4,7 @@ import NN
 import TensorCore
 import Testing
 import TestSupport
-import Bench
 import Formats
-import Settings
 import Training
 import Vision
 
@@ -177,9 +175,9 @@ struct Stage1Tests {
         let (data, preset) = smallPlantedCase()
         var s = preset
         let result = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 0)
-        let row = PlantedBench.score(result.output, truth: data, label: "test", msPerStep: result.msPerStep)
-        #expect(row.denoisedCosine > row.rawCosine + 0.05, "denoised \(row.denoisedCosine) vs raw \(row.rawCosine)")
-        #expect(row.artifactCosine > 0.7, "artifact recovery \(row.artifactCosine)")
+        let row = PlantedScore(stage1: result.output, truth: data)
+        #expect(row.denoisedVsClean > row.rawVsClean + 0.05, "denoised \(row.denoisedVsClean) vs raw \(row.rawVsClean)")
+        #expect(row.learntArtifactVsPlanted! > 0.7, "artifact recovery \(row.learntArtifactVsPlanted!)")
         #expect(result.lossHistory.last!.loss < 0.5 * result.lossHistory.first!.loss, "loss \(result.lossHistory)")
         #expect(result.output.residual != nil && result.output.denoised.shape == [8, 8, 16])
 
@@ -187,9 +185,9 @@ struct Stage1Tests {
         // artifacts): on this case it lifts denoised-vs-clean from ≈0.86 to ≈0.90.
         s.coordJitter = 0.5
         let jittered = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 0)
-        let jrow = PlantedBench.score(jittered.output, truth: data, label: "jitter", msPerStep: jittered.msPerStep)
-        #expect(jrow.denoisedCosine > row.denoisedCosine + 0.02, "jitter \(jrow.denoisedCosine) vs none \(row.denoisedCosine)")
-        #expect(jrow.artifactCosine > 0.7)
+        let jrow = PlantedScore(stage1: jittered.output, truth: data)
+        #expect(jrow.denoisedVsClean > row.denoisedVsClean + 0.02, "jitter \(jrow.denoisedVsClean) vs none \(row.denoisedVsClean)")
+        #expect(jrow.learntArtifactVsPlanted! > 0.7)
     }
 
     @Test("bf16 fit (DVT's --dtype bfloat16): the products change, the recovery stays within 0.02 of fp32's")
@@ -199,13 +197,13 @@ struct Stage1Tests {
         let bf16 = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 0, precision: .bf16)
         // Bit-identical results would mean the precision never reached the products.
         #expect(bf16.output.denoised.scalars != fp32.output.denoised.scalars)
-        let a = PlantedBench.score(fp32.output, truth: data, label: "fp32", msPerStep: fp32.msPerStep)
-        let b = PlantedBench.score(bf16.output, truth: data, label: "bf16", msPerStep: bf16.msPerStep)
+        let a = PlantedScore(stage1: fp32.output, truth: data)
+        let b = PlantedScore(stage1: bf16.output, truth: data)
         // bf16 keeps 8 bits of mantissa in the MLP operands only (table, G, losses and Adam stay
         // fp32), so the fit converges to the same recovery up to noise of that order.
-        #expect(abs(b.denoisedCosine - a.denoisedCosine) < 0.02, "denoised bf16 \(b.denoisedCosine) vs fp32 \(a.denoisedCosine)")
-        #expect(abs(b.artifactCosine - a.artifactCosine) < 0.02, "artifact bf16 \(b.artifactCosine) vs fp32 \(a.artifactCosine)")
-        #expect(b.denoisedCosine > b.rawCosine + 0.05)
+        #expect(abs(b.denoisedVsClean - a.denoisedVsClean) < 0.02, "denoised bf16 \(b.denoisedVsClean) vs fp32 \(a.denoisedVsClean)")
+        #expect(abs(b.learntArtifactVsPlanted! - a.learntArtifactVsPlanted!) < 0.02, "artifact bf16 \(b.learntArtifactVsPlanted!) vs fp32 \(a.learntArtifactVsPlanted!)")
+        #expect(b.denoisedVsClean > b.rawVsClean + 0.05)
     }
 
     @Test("Batches: tokens with replacement; coord_jitter moves global coords within ±j token spacings, view coords stay")

@@ -14,7 +14,7 @@ struct TorchDenoiserTests {
     static let dir = fixturesDirectory.appendingPathComponent("pth")
 
     func temp(_ name: String) -> URL {
-        FileManager.default.temporaryDirectory.appendingPathComponent("dvt-pth-\(UUID().uuidString)-\(name)")
+        temporaryDirectory("pth").appendingPathComponent(name)
     }
 
     /// meta.json: max abs error <= 1e-5 · max(1, max |expected|) (float32 files).

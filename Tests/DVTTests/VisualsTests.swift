@@ -126,7 +126,7 @@ func pearson(_ a: [Float], _ b: [Float]) -> Double {
         let denoised = ShiftEnsemble.upsampleNearest(raw, factor: 2) * 0.5
         let strip = try Visuals.comparisonStrip(before: raw, after: denoised, target: 64)
         #expect(strip.height == 64 && strip.width == 3 * 64 + 2 * 4)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-vis-\(UUID().uuidString)")
+        let dir = temporaryDirectory("vis")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("sub/strip.png")
         try Visuals.write(strip, to: url)

@@ -6,7 +6,7 @@ import TestSupport
 @Suite("AtomicFile")
 struct AtomicFileTests {
     @Test func replacesContentsAndLeavesNoTemporaries() throws {
-        let dir = try makeTempDirectory("atomic")
+        let dir = temporaryDirectory("atomic")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("out.bin")
         try AtomicFile.write(Data("first".utf8), to: url)
@@ -25,7 +25,7 @@ struct AtomicFileTests {
 
     @Test func failedBodyKeepsTheOldFile() throws {
         struct Boom: Error {}
-        let dir = try makeTempDirectory("atomic-fail")
+        let dir = temporaryDirectory("atomic-fail")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("keep.txt")
         try AtomicFile.write(Data("original".utf8), to: url)
@@ -51,7 +51,7 @@ struct AtomicFileTests {
     }
 
     @Test func fileInPlaceOfDirectoryIsReported() throws {
-        let dir = try makeTempDirectory("atomic-notdir")
+        let dir = temporaryDirectory("atomic-notdir")
         defer { try? FileManager.default.removeItem(at: dir) }
         let blocker = dir.appendingPathComponent("plain")
         try AtomicFile.write(Data([0]), to: blocker)
@@ -67,7 +67,7 @@ struct AtomicFileTests {
     // Root bypasses permission bits, so this can only be observed as an ordinary user.
     @Test(.enabled(if: geteuid() != 0, "running as root: directory permissions are not enforced"))
     func readOnlyDirectoryIsPermissionDenied() throws {
-        let dir = try makeTempDirectory("atomic-ro")
+        let dir = temporaryDirectory("atomic-ro")
         defer {
             chmod(dir.path, 0o755)
             try? FileManager.default.removeItem(at: dir)
@@ -102,7 +102,7 @@ struct AtomicFileTests {
 struct StaleTemporaryTests {
     @Test("temporaries of dead writers are removed; live writers' and ordinary files are kept")
     func cleanup() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-stale-\(UUID().uuidString)/sub")
+        let dir = temporaryDirectory("stale").appendingPathComponent("sub")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir.deletingLastPathComponent()) }
         // A PID that cannot exist (above Linux's pid_max limit of 2^22).

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Formats
+import TestSupport
 
 /// Issue 18, items 3 and 9: appends are whole lines or nothing, a torn last line is cut before
 /// the next record, and a full disk is a clear error (it used to trap in FileHandle.write).
@@ -8,8 +9,8 @@ import Testing
 struct LineAppenderTests {
     @Test("a torn last line is cut before the next record")
     func tornLine() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-lines-\(UUID().uuidString).jsonl")
-        defer { try? FileManager.default.removeItem(at: url) }
+        let url = temporaryDirectory("lines").appendingPathComponent("lines.jsonl")
+        defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
         try Data("{\"a\":1}\n{\"cosi".utf8).write(to: url)
         try LineAppender.append(Data("{\"b\":2}\n".utf8), to: url)
         #expect(try String(contentsOf: url, encoding: .utf8) == "{\"a\":1}\n{\"b\":2}\n")
@@ -24,7 +25,7 @@ struct LineAppenderTests {
 
     @Test("a held lock is refused until its holder lets go")
     func lock() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-lock-\(UUID().uuidString)/.lock")
+        let url = temporaryDirectory("lock").appendingPathComponent(".lock")
         defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
         var first = try FileLock.tryAcquire(url)
         #expect(first != nil)

@@ -60,7 +60,7 @@ struct NpyTests {
     static let shapes: [[Int]] = [[2, 3], [], [5], [0, 3], [2, 3, 4], [1, 1, 1, 7]]
 
     @Test func roundTrip() throws {
-        let dir = try makeTempDirectory("npy")
+        let dir = temporaryDirectory("npy")
         defer { try? FileManager.default.removeItem(at: dir) }
         for (i, shape) in Self.shapes.enumerated() {
             let t = randn(shape, seed: UInt64(i + 1), requiresGrad: false)
@@ -198,7 +198,7 @@ struct NpyTests {
 
     @Test(.enabled(if: pythonHasNumpy, "python3 with numpy is not available; skipping the np.load interop check"))
     func numpyLoadsWhatWeWrite() throws {
-        let dir = try makeTempDirectory("npy-py")
+        let dir = temporaryDirectory("npy-py")
         defer { try? FileManager.default.removeItem(at: dir) }
         var paths: [String] = []
         var tensors: [Tensor] = []
@@ -234,7 +234,7 @@ struct NpyTests {
 
     @Test(.enabled(if: pythonHasNumpy, "python3 with numpy is not available; skipping the np.save interop check"))
     func weReadWhatNumpyWrites() throws {
-        let dir = try makeTempDirectory("npy-py2")
+        let dir = temporaryDirectory("npy-py2")
         defer { try? FileManager.default.removeItem(at: dir) }
         let script = """
         import sys, os, numpy as np

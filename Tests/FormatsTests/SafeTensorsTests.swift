@@ -34,7 +34,7 @@ func expectSafeTensorsError(_ fragments: [String], sourceLocation: SourceLocatio
 @Suite("SafeTensors")
 struct SafeTensorsTests {
     @Test func roundTripThroughFile() throws {
-        let dir = try makeTempDirectory("st")
+        let dir = temporaryDirectory("st")
         defer { try? FileManager.default.removeItem(at: dir) }
         let tensors: [String: Tensor] = [
             "b.weight": randn([3, 5], seed: 1, requiresGrad: false),
@@ -254,7 +254,7 @@ struct SafeTensorsTests {
 
     @Test func writerRejectsReservedKeyAndMissingDirectory() throws {
         let t = Tensor([1, 2], shape: [2])
-        let dir = try makeTempDirectory("stw")
+        let dir = temporaryDirectory("stw")
         defer { try? FileManager.default.removeItem(at: dir) }
         expectSafeTensorsError(["__metadata__", "reserved"]) {
             try SafeTensors.write(["__metadata__": t], to: dir.appendingPathComponent("x.safetensors"))

@@ -17,7 +17,7 @@ import Vision
     /// A VOC miniature whose train split gets `entries` appended, with a matching image and mask
     /// planted where an escaping entry would point.
     func vocWithEntries(_ entries: [String]) throws -> (root: URL, base: URL) {
-        let base = try makeTempDirectory("voc-escape")
+        let base = temporaryDirectory("voc-escape")
         let root = base.appendingPathComponent("a/b/c/voc")
         try SyntheticScenes.write(to: root, seed: 2, train: 2, val: 1, size: 16)
         let outside = base.appendingPathComponent("a/x/JPEGImages")
@@ -47,7 +47,7 @@ import Vision
     }
 
     @Test func nyuAndFolderEscapesAreRefused() throws {
-        let nyu = try makeTempDirectory("nyu-escape")
+        let nyu = temporaryDirectory("nyu-escape")
         defer { try? FileManager.default.removeItem(at: nyu) }
         try Miniature.nyu(nyu)
         for line in ["/../outside/rgb.jpg /kitchen_0001/sync_depth_00001.png 518.8579",
@@ -56,7 +56,7 @@ import Vision
             let m = message { _ = try ProbeDataset.open(.nyu, root: nyu) }
             #expect(m.contains("nyu_train.txt line 1") && m.contains("resolves outside the dataset root"), "\(m)")
         }
-        let folder = try makeTempDirectory("folder-escape")
+        let folder = temporaryDirectory("folder-escape")
         defer { try? FileManager.default.removeItem(at: folder) }
         try Miniature.folder(folder)
         try "im0\n../images/im1\n".write(to: folder.appendingPathComponent("train.txt"), atomically: true, encoding: .utf8)
@@ -68,7 +68,7 @@ import Vision
     @Test("class lists: empty, 255 or more, and 20 000 lines are refused naming classes.txt and the count", arguments: [0, 255, 256, 20_000])
     func classCounts(_ count: Int) throws {
         for layout in [DatasetLayout.voc, .folder] {
-            let root = try makeTempDirectory("classes")
+            let root = temporaryDirectory("classes")
             defer { try? FileManager.default.removeItem(at: root) }
             if layout == .voc { try SyntheticScenes.write(to: root, seed: 1, train: 2, val: 1, size: 16) } else { try Miniature.folder(root) }
             let file = root.appendingPathComponent("classes.txt")
@@ -80,7 +80,7 @@ import Vision
     }
 
     @Test func classCountsUpTo254Open() throws {
-        let root = try makeTempDirectory("classes-ok")
+        let root = temporaryDirectory("classes-ok")
         defer { try? FileManager.default.removeItem(at: root) }
         try Miniature.folder(root)
         try (0..<254).map { "c\($0)\n" }.joined().write(to: root.appendingPathComponent("classes.txt"), atomically: true, encoding: .utf8)
@@ -90,7 +90,7 @@ import Vision
 
     @Test("the head's and metric's memory is estimated before training, naming classes.txt, the count and the bytes")
     func memoryEstimate() throws {
-        let root = try makeTempDirectory("classes-memory")
+        let root = temporaryDirectory("classes-memory")
         defer { try? FileManager.default.removeItem(at: root) }
         try Miniature.folder(root)
         try (0..<200).map { "c\($0)\n" }.joined().write(to: root.appendingPathComponent("classes.txt"), atomically: true, encoding: .utf8)
@@ -112,7 +112,7 @@ import Vision
     }
 
     @Test func nyuFocalMustBeANumber() throws {
-        let root = try makeTempDirectory("nyu-focal")
+        let root = temporaryDirectory("nyu-focal")
         defer { try? FileManager.default.removeItem(at: root) }
         try Miniature.nyu(root)
         for focal in ["abc", "-1", "nan"] {
@@ -124,7 +124,7 @@ import Vision
     }
 
     @Test func folderImagesSharingAStemAreRefused() throws {
-        let root = try makeTempDirectory("folder-stem")
+        let root = temporaryDirectory("folder-stem")
         defer { try? FileManager.default.removeItem(at: root) }
         try Miniature.folder(root)
         try Miniature.image(6, 4, seed: 9).write(to: root.appendingPathComponent("images/im0.jpg"))
@@ -136,7 +136,7 @@ import Vision
     /// class counts. Every open gives a clear error or a dataset whose cache names stay inside a
     /// cache folder and whose files stay inside the root.
     @Test func splitAndClassFuzz() throws {
-        let base = try makeTempDirectory("probe-fuzz")
+        let base = temporaryDirectory("probe-fuzz")
         defer { try? FileManager.default.removeItem(at: base) }
         let root = base.appendingPathComponent("voc")
         try SyntheticScenes.write(to: root, seed: 5, train: 2, val: 1, size: 16)

@@ -52,7 +52,7 @@ enum Miniature {
 
 @Suite struct ProbeDatasetTests {
     @Test func vocLayoutReadsPaletteIndices() throws {
-        let root = try makeTempDirectory("voc")
+        let root = temporaryDirectory("voc")
         defer { try? FileManager.default.removeItem(at: root) }
         try SyntheticScenes.write(to: root, seed: 1, train: 3, val: 2, size: 32)
         let ds = try ProbeDataset.open(.voc, root: root)
@@ -69,7 +69,7 @@ enum Miniature {
     }
 
     @Test func ade20kReducesZeroLabel() throws {
-        let root = try makeTempDirectory("ade")
+        let root = temporaryDirectory("ade")
         defer { try? FileManager.default.removeItem(at: root) }
         try Miniature.ade(root)
         let ds = try ProbeDataset.open(.ade20k, root: root)
@@ -79,7 +79,7 @@ enum Miniature {
     }
 
     @Test func nyuReadsMillimetreDepthAndSkipsNone() throws {
-        let root = try makeTempDirectory("nyu")
+        let root = temporaryDirectory("nyu")
         defer { try? FileManager.default.removeItem(at: root) }
         try Miniature.nyu(root)
         let ds = try ProbeDataset.open(.nyu, root: root)
@@ -90,7 +90,7 @@ enum Miniature {
     }
 
     @Test func folderLayoutSplitsEveryFifth() throws {
-        let root = try makeTempDirectory("folder")
+        let root = temporaryDirectory("folder")
         defer { try? FileManager.default.removeItem(at: root) }
         try Miniature.folder(root, count: 10)
         let ds = try ProbeDataset.open(.folder, root: root)
@@ -107,7 +107,7 @@ enum Miniature {
     }
 
     @Test func badInputsSayWhatTheyFound() throws {
-        let root = try makeTempDirectory("bad")
+        let root = temporaryDirectory("bad")
         defer { try? FileManager.default.removeItem(at: root) }
         try Miniature.folder(root)
         let ds = try ProbeDataset.open(.folder, root: root)
@@ -140,7 +140,7 @@ enum Miniature {
     }
 
     @Test func depthMapMustBe16BitGray() throws {
-        let root = try makeTempDirectory("nyu8")
+        let root = temporaryDirectory("nyu8")
         defer { try? FileManager.default.removeItem(at: root) }
         try Miniature.nyu(root)
         let ds = try ProbeDataset.open(.nyu, root: root)
@@ -194,7 +194,7 @@ enum Miniature {
 
     @Test func committedSyntheticSetIsTheGeneratorsOutput() throws {
         let shipped = repositoryRoot.appendingPathComponent("Datasets/synthetic-voc")
-        let root = try makeTempDirectory("regen")
+        let root = temporaryDirectory("regen")
         defer { try? FileManager.default.removeItem(at: root) }
         try SyntheticScenes.write(to: root, seed: SyntheticScenes.shippedSeed)
         let ds = try ProbeDataset.open(.voc, root: shipped)

@@ -50,7 +50,7 @@ import Vision
         var o = ProbeOptions.cpu(.segmentation)
         o.iterations = 300
         o.lr = 1e-2
-        let (head, summary) = ProbeTrainer.trainSegmentation(train, classes: 5, options: o)
+        let (head, summary) = try ProbeTrainer.trainSegmentation(train, classes: 5, options: o)
         let m = ProbeTrainer.evaluateSegmentation(head, val, classes: 5)
         // Predicting background everywhere gives mIoU ≈ IoU_bg / 5 ≈ 0.15 here.
         var constant = SegmentationMetrics(classes: 5)

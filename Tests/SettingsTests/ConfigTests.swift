@@ -2,11 +2,12 @@ import Foundation
 import Testing
 import TensorCore
 @testable import Settings
+import TestSupport
 
 @Suite("YAML config")
 struct ConfigTests {
     func write(_ text: String) -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-config-\(UUID().uuidString).yaml")
+        let url = temporaryDirectory("config").appendingPathComponent("config.yaml")
         try! text.write(to: url, atomically: true, encoding: .utf8)
         return url
     }

@@ -2,56 +2,54 @@ import Foundation
 import Testing
 @testable import Settings
 
-/// The typed settings and the schema describe the same keys: every schema key has exactly one
-/// property in its section's struct, with the value the string-keyed accessor gives.
+/// The typed settings are the schema: each key is declared once, in its section's `fields`, and
+/// decoding a resolved configuration fills exactly the property that declares it.
 @Suite("Typed settings")
 struct TypedSettingsTests {
-    static let sections: [String: [String: String]] = [
-        "": DVTSettings.Run.keyNames, "stage1": DVTSettings.Stage1.keyNames,
-        "stage2": DVTSettings.Stage2.keyNames, "srt": DVTSettings.SRT.keyNames,
-        "finetune": DVTSettings.Finetune.keyNames,
-        "probe": DVTSettings.Probe.keyNames,
-    ]
-
-    @Test("every schema key has its property, and every property its schema key")
-    func keysMatch() {
-        let schema = Set(ConfigSchema.keys.map(\.path))
-        var typed = Set<String>()
-        for (section, names) in Self.sections {
-            for key in names.keys {
-                typed.insert(key)
-                #expect(ConfigSchema.key(key)?.section == section, "\(key) is typed in section '\(section)'")
-            }
-        }
-        #expect(schema == typed, "schema only: \(schema.subtracting(typed).sorted()), typed only: \(typed.subtracting(schema).sorted())")
+    @Test("every key is declared once, in the section its path names, and defaults decode to themselves")
+    func keysAreDeclaredOnce() throws {
+        let paths = ConfigSchema.keys.map(\.path)
+        #expect(Set(paths).count == paths.count, "a key is declared twice: \(paths.sorted())")
+        #expect(paths.count > 80)
+        let c = try ConfigSchema.load(file: nil)
+        for key in ConfigSchema.keys { #expect(c.value(key.path) == key.defaultValue, "\(key.path)") }
+        // Nullable keys are optional properties, and only those default to null.
+        for key in ConfigSchema.keys where key.defaultValue == .null { #expect(key.nullable, "\(key.path)") }
     }
 
     @Test("the typed values are the resolved values (defaults and overrides)")
     func valuesMatch() throws {
-        let c = try ConfigSchema.load(file: nil, overrides: ["stage1.num_iters=7", "srt.dx=2", "seed=5", "model=x"])
+        let c = try ConfigSchema.load(file: nil, overrides: ["stage1.num_iters=7", "srt.dx=2", "seed=5", "model=x",
+                                                             "finetune.schedule=step", "precision=bf16", "probe.lr=0.5"])
         let s = c.settings
         #expect(s.stage1.numIters == 7 && s.srt.dx == 2 && s.run.seed == 5 && s.run.model == "x")
+        #expect(s.finetune.schedule == .step && s.run.precision == .bf16 && s.probe.lr == 0.5)
         #expect(s.stage1.lr == c.double("stage1.lr") && s.stage2.baseLR == c.double("stage2.base_lr"))
         #expect(s.stage1.warmupIters == nil && s.run.inputSize == c.ints("input_size"))
-        // Each property holds its key's value: compare through Mirror against the resolved value.
-        let mirrors: [String: Mirror] = ["": Mirror(reflecting: s.run), "stage1": Mirror(reflecting: s.stage1),
-                                         "stage2": Mirror(reflecting: s.stage2), "srt": Mirror(reflecting: s.srt),
-                                         "finetune": Mirror(reflecting: s.finetune),
-                                         "probe": Mirror(reflecting: s.probe)]
-        for key in ConfigSchema.keys {
-            let name = Self.sections[key.section]![key.path]!
-            let child = mirrors[key.section]!.children.first { $0.label == name }
-            #expect(child != nil, "no property \(name) for \(key.path)")
-            guard let value = child?.value else { continue }
-            let text = "\(value)"
-            switch c.value(key.path) {
-            case .null: #expect(text == "nil", "\(key.path): \(text)")
-            case .int(let v): #expect(text == "\(v)" || text == "Optional(\(v))" || text == "\(Double(v))" || text == "Optional(\(Double(v)))", "\(key.path): \(text)")
-            case .double(let v): #expect(text == "\(v)" || text == "Optional(\(v))", "\(key.path): \(text)")
-            case .bool(let v): #expect(text == "\(v)", "\(key.path): \(text)")
-            case .string(let v): #expect(text == "Optional(\"\(v)\")", "\(key.path): \(text)")
-            case .ints(let v): #expect(text == "\(v)", "\(key.path): \(text)")
+        #expect(s.finetune.loss == nil && s.finetune.cacheTeacher == .off && s.stage2.targets == .stage1)
+        // Every field reads back the resolved value of its own key.
+        func check<S: SettingsSection>(_ section: S) {
+            for f in S.fields {
+                let path = S.section.isEmpty ? f.name : "\(S.section).\(f.name)"
+                #expect(f.read(section) == c.value(path), "\(path)")
             }
         }
+        check(s.run); check(s.stage1); check(s.stage2); check(s.srt); check(s.finetune); check(s.probe)
+    }
+
+    @Test("a typed set keeps a string a string, checks the range, and updates the typed view")
+    func typedSet() throws {
+        var c = try ConfigSchema.load(file: nil)
+        try c.set("output_dir", value: .string("1.0"))
+        #expect(c.settings.run.outputDir == "1.0" && c.sources["output_dir"] == "override")
+        try c.set("output_dir", value: .string("null"))
+        #expect(c.settings.run.outputDir == "null")
+        try c.set("stage2.targets", "srt")
+        #expect(c.settings.stage2.targets == .srt)
+        try c.set("finetune.cache_teacher", value: .string("none"))
+        #expect(c.settings.finetune.cacheTeacher == .off)
+        #expect(throws: ConfigError.self) { try c.set("random_init", value: .int(-1)) }
+        #expect(throws: ConfigError.self) { try c.set("output_dir", value: .null) }
+        #expect(throws: ConfigError.self) { try c.set("stage2.targets", value: .string("raw")) }
     }
 }

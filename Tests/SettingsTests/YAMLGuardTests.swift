@@ -2,13 +2,14 @@ import Foundation
 import Testing
 import TensorCore
 @testable import Settings
+import TestSupport
 
 /// Regression tests for the YAML defects of issue 18 (alias and depth bombs, duplicate keys,
 /// YAML 1.1 numbers, special files). Each input here crashed, hung or silently misread before.
 @Suite("YAML guard")
 struct YAMLGuardTests {
     func write(_ text: String) -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-guard-\(UUID().uuidString).yaml")
+        let url = temporaryDirectory("guard").appendingPathComponent("config.yaml")
         try! text.write(to: url, atomically: true, encoding: .utf8)
         return url
     }
@@ -107,9 +108,9 @@ struct YAMLGuardTests {
 
     @Test("special files are refused without being opened")
     func specialFiles() throws {
-        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-fifo-\(UUID().uuidString).yaml")
+        let fifo = temporaryDirectory("fifo").appendingPathComponent("config.yaml")
         #expect(mkfifo(fifo.path, 0o600) == 0)
-        defer { try? FileManager.default.removeItem(at: fifo) }
+        defer { try? FileManager.default.removeItem(at: fifo.deletingLastPathComponent()) }
         // Opening a FIFO for reading blocks until a writer comes; the guard must not open it.
         let fifoErr = loadErrorAt(fifo)
         #expect(fifoErr?.contains("FIFO (named pipe)") == true, "\(fifoErr ?? "loaded")")

@@ -30,11 +30,23 @@ import Testing
     @Test func flipMirrorsTheLastAxisAndItsGradient() {
         let x = Self.ramp([2, 3, 5])
         x.requiresGrad = true
-        let y = x.flippedLastAxis()
+        let y = x.flipped(axis: -1)
         for r in 0..<6 { for i in 0..<5 { #expect(y[flat: r * 5 + i] == x[flat: r * 5 + 4 - i]) } }
         let seed = Self.ramp([2, 3, 5], seed: 2)
         y.backward(seed: seed)
         for r in 0..<6 { for i in 0..<5 { #expect(x.grad![flat: r * 5 + i] == seed[flat: r * 5 + 4 - i]) } }
+    }
+
+    /// A middle axis (a (H, W, C) map mirrored left–right): whole channel vectors move.
+    @Test func flipMirrorsAMiddleAxisAndItsGradient() {
+        let x = Self.ramp([2, 3, 4])
+        x.requiresGrad = true
+        let y = x.flipped(axis: 1)
+        for i in 0..<2 { for j in 0..<3 { for k in 0..<4 { #expect(y[flat: (i * 3 + j) * 4 + k] == x[flat: (i * 3 + 2 - j) * 4 + k]) } } }
+        let seed = Self.ramp([2, 3, 4], seed: 2)
+        y.backward(seed: seed)
+        for i in 0..<2 { for j in 0..<3 { for k in 0..<4 { #expect(x.grad![flat: (i * 3 + j) * 4 + k] == seed[flat: (i * 3 + 2 - j) * 4 + k]) } } }
+        #expect(x.flipped(axis: 0).flipped(axis: 0).scalars == x.scalars)
     }
 
     /// Taps with varying starts and counts (the shape both resizes produce).

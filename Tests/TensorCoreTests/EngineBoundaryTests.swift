@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// The engine boundary (issue #11): raw pointers stay inside Sources/TensorCore except at the
 /// documented kernel extension points (docs/architecture.md, "Kernel extension points"). The
@@ -80,7 +81,7 @@ import Testing
     /// The scan must be able to fail: a planted site in an unlisted file, and one extra line in a
     /// listed file, are both reported with their file:line.
     @Test func theScanReportsPlantedSites() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("boundary-\(UUID().uuidString)/Sources")
+        let root = temporaryDirectory("boundary").appendingPathComponent("Sources")
         defer { try? FileManager.default.removeItem(at: root.deletingLastPathComponent()) }
         for dir in ["Formats", "TensorCore", "Bench"] {
             try FileManager.default.createDirectory(at: root.appendingPathComponent(dir), withIntermediateDirectories: true)

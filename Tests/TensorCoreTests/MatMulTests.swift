@@ -61,12 +61,14 @@ struct MatMulTests {
     /// invariance as: identical bits at a fixed thread count (a repeated call, which is what
     /// bit-exact resume needs), within 1e-6 relative across thread counts (per product; a whole
     /// stage-2 step is held to 1e-5, see Stage2Tests.stepBitsIndependentOfThreads).
-    @Test("the engine's sgemm split: identical when repeated, ≤ 1e-6 relative to an unsplit call, on both backends")
+    @Test("the engine's sgemm split: identical when repeated, ≤ 1e-6 relative to an unsplit call, on both backends",
+          .enabled(if: BLAS.threading == .engine, "DVT_GEMM=openblas-threads: OpenBLAS splits by itself, the engine has no split to check"))
     func splitInvariance() {
-        // Without two workers (DVT_NUM_THREADS=1) or with DVT_GEMM=openblas-threads there is no split to check.
-        guard BLAS.threading == .engine, Parallel.threads > 1 else { return }
-        // The backend is passed per call, never switched process-wide (tests run concurrently).
-        for backend in [BLAS.Backend.openblas, .onednn] { splitInvariance(backend) }
+        // Two workers scoped to this call (whatever DVT_NUM_THREADS or the core count say), and
+        // the backend passed per call: nothing is switched process-wide (tests run concurrently).
+        Parallel.withThreads(2) {
+            for backend in [BLAS.Backend.openblas, .onednn] { splitInvariance(backend) }
+        }
     }
 
     func splitInvariance(_ backend: BLAS.Backend) {

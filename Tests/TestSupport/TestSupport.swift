@@ -94,10 +94,39 @@ public func randn(_ shape: [Int], seed: UInt64, scale: Float = 1, requiresGrad: 
     return Tensor.normal(shape, std: scale, rng: &rng, requiresGrad: requiresGrad)
 }
 
-/// A fresh empty directory under the system temp dir, removed by the caller.
-public func makeTempDirectory(_ tag: String) throws -> URL {
-    let dir = FileManager.default.temporaryDirectory
-        .appendingPathComponent("dvt-vision-\(tag)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+/// A fresh empty directory under the system temp dir, named `dvt-LABEL-UUID`; the caller removes
+/// it (`defer { try? FileManager.default.removeItem(at: dir) }`). The one temporary-folder helper
+/// of the test targets: a test that needs a scratch file puts it inside one of these.
+public func temporaryDirectory(_ label: String) -> URL {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-\(label)-\(UUID().uuidString)")
+    do {
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    } catch {
+        preconditionFailure("cannot create the temporary folder \(dir.path): \(error)")
+    }
     return dir
+}
+
+/// True when the tests run under CI (`CI` set and not `false`/`0`): there every prerequisite a
+/// test names must be present, so a missing one fails instead of skipping.
+public let runningUnderCI: Bool = {
+    guard let v = ProcessInfo.processInfo.environment["CI"]?.lowercased() else { return false }
+    return !v.isEmpty && v != "false" && v != "0"
+}()
+
+/// A prerequisite of a test that is missing under CI (see `requirePrerequisite`).
+public struct MissingPrerequisite: Error, CustomStringConvertible {
+    public let reason: String
+    public var description: String { "missing prerequisite under CI: \(reason)" }
+}
+
+/// Stops the calling test when `met` is false: reported as skipped with `reason` on a developer's
+/// machine (`Test.cancel`), and as a failure under CI (`runningUnderCI`), where the scripts install
+/// everything a test needs. Never a silent pass: call it before the first expectation instead of
+/// returning early.
+public func requirePrerequisite(_ met: Bool, _ reason: @autoclosure () -> String,
+                                sourceLocation: SourceLocation = #_sourceLocation) throws {
+    if met { return }
+    if runningUnderCI { throw MissingPrerequisite(reason: reason()) }
+    try Test.cancel("skipped: \(reason())", sourceLocation: sourceLocation)
 }

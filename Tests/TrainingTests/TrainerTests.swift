@@ -42,11 +42,7 @@ final class RegressionTask: TrainingTask {
 
 @Suite("Trainer")
 struct TrainerTests {
-    func tempDir() -> URL {
-        let d = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-trainer-\(UUID().uuidString)")
-        try? FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
-        return d
-    }
+    func tempDir() -> URL { temporaryDirectory("trainer") }
 
     func settings() -> (OptimizerSettings, LoopSettings) {
         var o = OptimizerSettings()

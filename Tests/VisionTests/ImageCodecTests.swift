@@ -95,7 +95,7 @@ struct ImageCodecTests {
             let back = try RGBImage(data: img.pngData())
             #expect(back == img)
         }
-        let dir = try makeTempDirectory("png")
+        let dir = temporaryDirectory("png")
         defer { try? FileManager.default.removeItem(at: dir) }
         let img = testPattern(width: 40, height: 30, seed: 3)
         let url = dir.appendingPathComponent("p.PNG")
@@ -116,7 +116,7 @@ struct ImageCodecTests {
         }
         // At quality 100 what remains is mostly 4:2:0 chroma subsampling of the ±8 noise.
         #expect(last < 4, "quality 100 mean abs error \(last)")
-        let dir = try makeTempDirectory("jpg")
+        let dir = temporaryDirectory("jpg")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("p.jpeg")
         try img.write(to: url, quality: 95)

@@ -2,14 +2,14 @@ import Foundation
 import Testing
 import Formats
 import Vision
+import TestSupport
 
 /// Issue 18, item 8: a FIFO named like an image or a checkpoint hung the tool forever, because it
 /// was opened for reading before its type was checked. Each reader must refuse it at once.
 @Suite("Special files")
 struct SpecialFileTests {
     func fifo(_ name: String) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-special-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let dir = temporaryDirectory("special")
         let url = dir.appendingPathComponent(name)
         #expect(mkfifo(url.path, 0o600) == 0)
         return url
@@ -26,9 +26,9 @@ struct SpecialFileTests {
 
     @Test("FileKind tells regular files, directories, devices and missing paths apart")
     func kinds() throws {
-        let f = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-kind-\(UUID().uuidString)")
+        let f = temporaryDirectory("kind").appendingPathComponent("file")
         try Data([1, 2, 3]).write(to: f)
-        defer { try? FileManager.default.removeItem(at: f) }
+        defer { try? FileManager.default.removeItem(at: f.deletingLastPathComponent()) }
         #expect(FileKind.of(f.path) == .regular(size: 3))
         #expect(FileKind.of(FileManager.default.temporaryDirectory.path) == .directory)
         #expect(FileKind.of("/dev/zero") == .device)

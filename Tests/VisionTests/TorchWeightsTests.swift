@@ -89,8 +89,8 @@ struct TorchWeightsTests {
     func dispatch() throws {
         #expect(try WeightFiles.format(of: Self.pth.appendingPathComponent("deit3_b16_tiny_bf16.pth")) == .torch)
         #expect(try WeightFiles.format(of: fixturesDirectory.appendingPathComponent("vit/vit_b16_tiny/weights.safetensors")) == .safetensors)
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-weights-\(UUID().uuidString).safetensors")
-        defer { try? FileManager.default.removeItem(at: tmp) }
+        let tmp = temporaryDirectory("weights").appendingPathComponent("weights.safetensors")
+        defer { try? FileManager.default.removeItem(at: tmp.deletingLastPathComponent()) }
         try Data("GGUF\u{3}\0\0\0junkjunk".utf8).write(to: tmp)
         do {
             _ = try WeightFiles.load(tmp)

@@ -102,8 +102,8 @@ struct ViTConformanceTests {
         dict["blocks.9.extra"] = Tensor(zeros: [2])
         dict["pos_embed"] = Tensor(zeros: [1, 5, 48])
         dict["head.weight"] = Tensor(zeros: [10, 48])  // classifier heads are ignored
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("bad-vit-\(UUID().uuidString).safetensors")
-        defer { try? FileManager.default.removeItem(at: tmp) }
+        let tmp = temporaryDirectory("bad-vit").appendingPathComponent("weights.safetensors")
+        defer { try? FileManager.default.removeItem(at: tmp.deletingLastPathComponent()) }
         try SafeTensors.write(dict, to: tmp)
         var cfg = ViTPresets.named("vit_base_patch16_224.dino")!
         (cfg.embedDim, cfg.depth, cfg.heads, cfg.imageSize) = (48, 3, 3, 64)

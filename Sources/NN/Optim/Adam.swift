@@ -323,3 +323,18 @@ public final class AdamW: Adam {
         super.init(parameters: parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: true)
     }
 }
+
+/// Scales the gradients of `parameters` in place so that their joint L2 norm is at most `maxNorm`
+/// (torch.nn.utils.clip_grad_norm_ with its 1e-6: factor maxNorm / (norm + 1e-6), applied only
+/// when norm > maxNorm). The norm is summed in Double, parameter by parameter in order. Returns
+/// the norm before clipping.
+@discardableResult
+public func clipGradientNorm(_ parameters: [(String, Tensor)], maxNorm: Double) -> Double {
+    var total = 0.0
+    for (_, p) in parameters { if let g = p.grad { for v in g.scalars { total += Double(v) * Double(v) } } }
+    let norm = total.squareRoot()
+    guard norm > maxNorm else { return norm }
+    let s = Float(maxNorm / (norm + 1e-6))
+    for (_, p) in parameters { if let g = p.grad { g.assign(Tensor(g.scalars.map { $0 * s }, shape: g.shape)) } }
+    return norm
+}

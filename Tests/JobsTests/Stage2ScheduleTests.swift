@@ -23,14 +23,14 @@ struct Stage2ScheduleTests {
     func officialEndpoints() throws {
         for overrides in [[String](), ["stage2.num_iters=1000", "stage2.batch_size=16"]] {
             let config = try ConfigSchema.load(file: nil, overrides: overrides)
-            let n = config.int("stage2.num_iters"), batch = config.int("stage2.batch_size")
+            let n = config.settings.stage2.numIters, batch = config.settings.stage2.batchSize
             let o = Stage2Runner.optimizerSettings(config: config)
             #expect(o.schedule == .cosineScheduler)
-            let t = Trainer(task: RegressionTask(seed: 3), optimizer: o, loop: LoopSettings(numIters: n), quiet: true)
+            let t = Trainer(task: OneParameterTask(), optimizer: o, loop: LoopSettings(numIters: n), quiet: true)
             let w = Int(Double(n) * 0.15)
             for step in [0, w - 1, w, n - 1] {
-                let want = Self.official(step: step, blr: config.double("stage2.base_lr"), batch: batch,
-                                         minLR: config.double("stage2.min_lr"), total: n)
+                let want = Self.official(step: step, blr: config.settings.stage2.baseLR, batch: batch,
+                                         minLR: config.settings.stage2.minLR, total: n)
                 #expect(abs(t.learningRate(at: step) - want) <= 1e-15 * max(1, want), "step \(step) of \(n)")
             }
             // The warmup reaches the peak one step before W, and W starts the cosine at the peak.
@@ -42,8 +42,8 @@ struct Stage2ScheduleTests {
     func releasedDefaults() throws {
         // sample_scripts/stage2.sh: --num_iterations 50000, --batch_size 16 on 8 GPUs.
         let config = try ConfigSchema.load(file: nil)
-        #expect(config.int("stage2.num_iters") == 50_000)
-        #expect(config.int("stage2.batch_size") == 16 * 8)
+        #expect(config.settings.stage2.numIters == 50_000)
+        #expect(config.settings.stage2.batchSize == 16 * 8)
         #expect(abs(Stage2Runner.optimizerSettings(config: config).lr - 2e-4 * (128.0 / 256).squareRoot()) < 1e-18)
     }
 }

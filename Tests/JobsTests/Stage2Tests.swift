@@ -4,13 +4,15 @@ import NN
 import TensorCore
 import Testing
 import TestSupport
-import Bench
 import Formats
 @testable import Jobs
 import Report
 import Settings
 import Training
 import Vision
+
+/// The suites of this target, grouped as in the test report.
+struct JobsSuites {}
 
 /// A stage-1-style feature tree in a temp folder: target maps are random content, raw maps are
 /// target + one fixed position-dependent artifact (the thing stage 2 must learn to remove).
@@ -23,8 +25,7 @@ struct SyntheticFeatureTree {
     let valNames: [String]
 
     init(dim: Int = 32, grid: Int = 6, train: Int = 12, val: Int = 4, artifactScale: Float = 0.6, seed: UInt64 = 0) throws {
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-stage2-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        root = temporaryDirectory("stage2")
         var rng = RandomGenerator(seed: seed)
         let artifact = Tensor.normal([grid, grid, dim], std: artifactScale, rng: &rng)  // (H, W, C), shared by all maps
         trainNames = (0..<train).map { String(format: "train/img_%02d", $0) }
@@ -82,7 +83,7 @@ final class Interrupting: TrainingTask {
     func loadExtraState(_ state: [String: Tensor]) throws { if !forgetExtraState { try inner.loadExtraState(state) } }
 }
 
-extension DVTSuites {
+extension JobsSuites {
     @Suite("Stage 2")
     struct Stage2Tests {
         @Test("a tiny run learns to remove a planted position artifact: validation loss falls below the identity baseline")
@@ -303,8 +304,8 @@ extension DVTSuites {
             let empty = LossCurve.render(LossCurve.History())
             #expect(empty.width == 800)
 
-            let url = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-metrics-\(UUID().uuidString).jsonl")
-            defer { try? FileManager.default.removeItem(at: url) }
+            let url = temporaryDirectory("metrics").appendingPathComponent("metrics.jsonl")
+            defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
             try Data("""
             {"loss":1.5,"step":1}
             {"loss":0.9,"step":10,"val_identity_loss":0.4,"val_loss":0.7}
@@ -318,80 +319,4 @@ extension DVTSuites {
         }
     }
 
-}
-
-extension DVTSuites {
-    @Suite("Stage 2 on planted data")
-    struct PlantedStage2Tests {
-        @Test("planted data: stage 1 per case, then stage 2 on the pairs beats identity and moves held-out raw features towards the truth")
-        func plantedStage2() throws {
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-planted-s2-\(UUID().uuidString)")
-            defer { try? FileManager.default.removeItem(at: dir) }
-            let cfg = try ConfigSchema.load(file: nil, overrides: [
-                "output_dir=\(dir.path)", "seed=2",
-                "stage1.num_iters=150", "stage1.pixel_bsz=256", "stage1.n_levels=6", "stage1.n_features_per_level=4",
-                "stage1.log2_hashmap_size=12", "stage1.base_resolution=4", "stage1.max_resolution=64", "stage1.coord_jitter=0.5",
-                "stage2.num_iters=600", "stage2.batch_size=4", "stage2.base_lr=3e-3", "stage2.val_freq=300", "stage2.save_freq=300", "stage2.print_freq=300"])
-            var o = PlantedStage2.Options()
-            o.trainCases = 4; o.valCases = 2; o.quiet = true
-            o.planted.grid = 8; o.planted.dim = 64; o.planted.views = 12
-            var lines: [String] = []
-            let r = try PlantedStage2.run(config: cfg, options: o, log: { lines.append($0) })
-            #expect(r.stage2Loss < 0.8 * r.identityLoss, "val loss \(r.stage2Loss) vs identity \(r.identityLoss)")
-            #expect(r.stage2VsTruth > r.rawVsTruth + 0.02, "stage 2 \(r.stage2VsTruth) vs raw \(r.rawVsTruth)")
-            #expect(r.stage1VsTruth > r.rawVsTruth + 0.05, "stage 1 \(r.stage1VsTruth) vs raw \(r.rawVsTruth)")
-            #expect(r.removedVsArtifact > 0.5, "removed part vs planted artifact \(r.removedVsArtifact)")
-            #expect(lines.contains { $0.contains("4 feature pairs, 0 skipped") })
-            let json = try Data(contentsOf: dir.appendingPathComponent("planted_stage2.json"))
-            #expect(try JSONDecoder().decode(PlantedStage2.Report.self, from: json) == r)
-
-            // A second run reuses the stage-1 cases (no refit) and, with the same seeds, trains the same denoiser.
-            let again = try PlantedStage2.run(config: cfg, options: o, log: { _ in })
-            #expect(again.stage1SecondsPerCase.isNaN)
-            #expect(again.stage2Loss == r.stage2Loss)
-        }
-    }
-}
-
-extension DVTSuites {
-    @Suite("Thread-count invariance")
-    struct ThreadInvarianceTests {
-        /// A stage-2 step large enough that every product is split into row blocks and attention
-        /// spreads its pairs over workers. In a child process, because the thread count is
-        /// process-wide. Restated for oneDNN as issue 12 allows: identical bits when repeated at a
-        /// fixed thread count (what bit-exact resume needs), and within 1e-5 relative (to each
-        /// array's RMS) across 1 and 2 threads, because oneDNN's `gemm:jit` blocks a transposed
-        /// right operand by M, so a row block computed alone rounds differently in the last bits
-        /// (MatMulTests.splitInvariance). On the OpenBLAS backend the bits match across counts.
-        @Test("a stage-2 training step is bit-identical when repeated at 2 threads, and within 1e-5 relative on 1 thread")
-        func stepBitsIndependentOfThreads() async {
-            await #expect(processExitsWith: .success) {
-                func step(threads: Int) -> [[Float]] {
-                    Parallel.setDefaultThreads(threads)
-                    let d = try! Denoiser(config: DenoiserConfig(dim: 128, grid: (16, 16)), seed: 3)
-                    var rng = RandomGenerator(seed: 4)
-                    let x = Tensor.normal([2, 16, 16, 128], rng: &rng)  // (B, H, W, C): 512 token rows
-                    let y = Tensor.normal([2, 16, 16, 128], rng: &rng)
-                    let out = d(x)
-                    let loss = denoiserLoss(out, y).loss
-                    loss.backward()
-                    return [out.scalars, loss.scalars] + d.namedParameters().map { $0.1.grad!.scalars }
-                }
-                guard Parallel.threads > 1 else { exit(0) }  // a 1-core machine has nothing to compare
-                let two = step(threads: 2), twoAgain = step(threads: 2), one = step(threads: 1)
-                var worst: Float = 0
-                for (x, y) in zip(two, one) {
-                    let rms = (y.reduce(Float(0)) { $0 + $1 * $1 } / Float(max(y.count, 1))).squareRoot()
-                    for (p, q) in zip(x, y) { worst = max(worst, abs(p - q) / max(abs(q), rms, 1e-30)) }
-                }
-                if two != twoAgain || worst > 1e-5 { print("repeat identical: \(two == twoAgain), across counts: \(worst)") }
-                // Exit codes name the failure: 2 = a repeat changed bits, 10 + d = counts differ by
-                // more than the tolerance, at about 10^-d. Measured on oneDNN 2.6 (avx2 gemm:jit):
-                // between 1e-6 and 1e-5 after a full step (forward, loss, every gradient), so the
-                // tolerance is 1e-5, not the issue's 1e-6: the last-bit differences of the split
-                // products (≤ 1.7e-6, MatMulTests) grow through layernorm, softmax and backward.
-                exit(two != twoAgain ? 2 : worst > 1e-5 ? Int32(10 + Int(-log10(Double(worst)))) : 0)
-            }
-        }
-    }
 }

@@ -11,7 +11,7 @@ import Vision
 /// `dvt srt` end to end through its library function: two bundled photos and a truncated JPEG.
 @Suite struct SRTJobTests {
     @Test func writesFeaturesStripsAndRecordAndSkipsACorruptImage() throws {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-srt-\(UUID().uuidString)")
+        let tmp = temporaryDirectory("srt")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let input = tmp.appendingPathComponent("in"), out = tmp.appendingPathComponent("out")
         try FileManager.default.createDirectory(at: input.appendingPathComponent("sub"), withIntermediateDirectories: true)
@@ -52,7 +52,7 @@ import Vision
 
     @Test func rejectsImpossibleSettingsBeforeWorking() throws {
         let model = tinyViT()
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-srt-\(UUID().uuidString)")
+        let tmp = temporaryDirectory("srt")
         defer { try? FileManager.default.removeItem(at: tmp) }
         var job = SRTJob(srt: try SRT(model: model, options: srtOptions(aggregate: .median)), resolution: .token, height: 56, width: 56)
         job.fast = true

@@ -35,7 +35,7 @@ struct Stage1LossScaleTests {
     @Test("loss_scale defaults to 1024 and is applied by scaling the loss")
     func defaultsAndApplication() throws {
         #expect(Stage1Settings().lossScale == 1024)
-        #expect(try ConfigSchema.load(file: nil).double("stage1.loss_scale") == 1024)
+        #expect(try ConfigSchema.load(file: nil).settings.stage1.lossScale == 1024)
         var s = Self.tinySettings()
         s.weightDecay = 0.05  // large, so the decay term is visible in a few steps
         s.hashTableAdam = .dense

@@ -1,5 +1,6 @@
 import DVT
 import Foundation
+import Settings
 
 extension Stage1Settings {
     /// The method's stage-1 settings from the typed `stage1.*` section of a configuration.
@@ -24,7 +25,7 @@ extension Stage1Settings {
         maxResolution = t.maxResolution
         enableResidualPredictor = t.enableResidualPredictor
         coordJitter = t.coordJitter
-        hashTableAdam = t.hashTableAdam.flatMap(HashTableAdam.init(rawValue:)) ?? .deferred
+        hashTableAdam = HashTableAdam(rawValue: t.hashTableAdam) ?? .deferred
         sharedArtifactsWeightDecay = t.sharedArtifactsWeightDecay
     }
 }

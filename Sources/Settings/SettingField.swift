@@ -1,0 +1,141 @@
+// How one settings key is declared: once, in its section's `fields` table beside the property
+// that holds it (the property's initial value is the key's default), with its type and range,
+// the official DVT code's name and its doc line. ConfigSchema.keys, the decoding of a resolved
+// configuration into the typed tree, validation and docs/config.md all come from these tables.
+
+/// A value a settings property can hold, as read from a validated `ConfigValue`.
+public protocol ConfigRepresentable: Sendable {
+    init?(configValue: ConfigValue)
+    var configValue: ConfigValue { get }
+}
+
+extension Int: ConfigRepresentable {
+    public init?(configValue v: ConfigValue) {
+        guard case .int(let i) = v else { return nil }
+        self = i
+    }
+    public var configValue: ConfigValue { .int(self) }
+}
+
+extension Double: ConfigRepresentable {
+    public init?(configValue v: ConfigValue) {
+        switch v {
+        case .double(let d): self = d
+        case .int(let i): self = Double(i)
+        default: return nil
+        }
+    }
+    public var configValue: ConfigValue { .double(self) }
+}
+
+extension Bool: ConfigRepresentable {
+    public init?(configValue v: ConfigValue) {
+        guard case .bool(let b) = v else { return nil }
+        self = b
+    }
+    public var configValue: ConfigValue { .bool(self) }
+}
+
+extension String: ConfigRepresentable {
+    public init?(configValue v: ConfigValue) {
+        guard case .string(let s) = v else { return nil }
+        self = s
+    }
+    public var configValue: ConfigValue { .string(self) }
+}
+
+extension Array: ConfigRepresentable where Element == Int {
+    public init?(configValue v: ConfigValue) {
+        guard case .ints(let list) = v else { return nil }
+        self = list
+    }
+    public var configValue: ConfigValue { .ints(self) }
+}
+
+extension Optional: ConfigRepresentable where Wrapped: ConfigRepresentable {
+    public init?(configValue v: ConfigValue) {
+        if case .null = v {
+            self = .none
+        } else if let w = Wrapped(configValue: v) {
+            self = .some(w)
+        } else {
+            return nil
+        }
+    }
+    public var configValue: ConfigValue { self?.configValue ?? .null }
+}
+
+/// A choice key held as an enum: its cases' raw values are the allowed choices.
+public protocol ConfigChoice: ConfigRepresentable, RawRepresentable, CaseIterable where RawValue == String {}
+
+extension ConfigChoice {
+    public init?(configValue v: ConfigValue) {
+        guard case .string(let s) = v else { return nil }
+        self.init(rawValue: s)
+    }
+    public var configValue: ConfigValue { .string(rawValue) }
+    /// The schema kind of this choice.
+    public static var kind: ConfigKind { .choice(allCases.map(\.rawValue)) }
+}
+
+/// One key of a settings section (see the top of this file).
+public struct SettingField<Section> {
+    /// The key within its section (`num_iters`); the path is `section.name`.
+    public let name: String
+    public let kind: ConfigKind
+    public let nullable: Bool
+    public let dvtName: String?
+    public let doc: String
+    let read: (Section) -> ConfigValue
+    let write: (inout Section, ConfigValue) -> Void
+
+    /// - Parameters:
+    ///   - property: holds the value; its initial value in `Section()` is the default. An
+    ///     optional property makes the key nullable.
+    public init<V: ConfigRepresentable>(_ name: String, _ property: WritableKeyPath<Section, V>, _ kind: ConfigKind,
+                                        dvt: String? = nil, _ doc: String) {
+        self.name = name
+        self.kind = kind
+        nullable = V.self is any OptionalMarker.Type
+        dvtName = dvt
+        self.doc = doc
+        read = { $0[keyPath: property].configValue }
+        write = { section, value in
+            guard let v = V(configValue: value) else {
+                preconditionFailure("settings key \(name): \(value) is not a \(V.self) (the schema let it through)")
+            }
+            section[keyPath: property] = v
+        }
+    }
+}
+
+/// Marks `Optional` for `SettingField`'s nullable check.
+protocol OptionalMarker {}
+extension Optional: OptionalMarker {}
+
+/// A section of the typed settings tree: a struct whose `init()` holds the defaults and whose
+/// `fields` declare its keys.
+public protocol SettingsSection: Sendable, Equatable {
+    init()
+    /// The path prefix of the section's keys ("" for the top-level keys).
+    static var section: String { get }
+    static var fields: [SettingField<Self>] { get }
+}
+
+extension SettingsSection {
+    static func path(_ name: String) -> String { section.isEmpty ? name : "\(section).\(name)" }
+
+    /// The schema entries of this section's keys, in declaration order.
+    static var configKeys: [ConfigKey] {
+        let defaults = Self()
+        return fields.map {
+            ConfigKey(path($0.name), $0.kind, $0.read(defaults), nullable: $0.nullable, dvt: $0.dvtName, $0.doc)
+        }
+    }
+
+    /// The section's values from a validated configuration.
+    public init(_ c: ResolvedConfig) {
+        self.init()
+        for f in Self.fields { f.write(&self, c.value(Self.path(f.name))) }
+    }
+}
