@@ -6,6 +6,7 @@
 //   → ONNX (onnx.proto's generated Swift over SwiftProtobuf, the bounded model reader and tensor decoding)
 //   → Vision (images, resizes, views, ViT, weight-file dispatch, checkpoint names)
 //   → Training (the loop, checkpoints, task protocol) → DVT (stage 1, stage 2 tasks, SRT, metrics, visuals)
+//   → ONNXExport (ONNX graphs of the denoiser and of ViT + denoiser, written with the onnx.proto code)
 //   → Probe (downstream linear probes: metrics, heads, dataset readers, synthetic scenes)
 //   → Settings (config, schema) → Report (HTML, plots) → Jobs (image sources, sharding, feature tree,
 //   jobs, pipeline; MPI through Distributed, which needs only TensorCore) → Bench (benchmarks, PyTorch reference) → DVTCommands (CLI) → dvt (executable, no logic)
@@ -58,6 +59,10 @@ let package = Package(
         .target(name: "Training", dependencies: ["Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
         .target(name: "DVT", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "CLapacke"],
                 swiftSettings: kernelSettings),
+        // ONNX graphs of the denoiser and of the whole extractor (ViT + denoiser): a small graph
+        // builder over the generated onnx.proto types.
+        .target(name: "ONNXExport", dependencies: ["DVT", "Vision", "ONNX", "Formats", "NN", "TensorCore"],
+                swiftSettings: swift6),
         // Probe: downstream evaluation (DVT's linear-probe protocol): mmseg/DINOv2 metrics, the
         // BN + 1×1 heads and their losses, dataset readers, the synthetic labelled scenes.
         .target(name: "Probe", dependencies: ["DVT", "Training", "Vision", "Formats", "NN", "TensorCore"],
@@ -71,7 +76,7 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "Distributed", dependencies: ["COpenMPI", "TensorCore"], swiftSettings: swift6),
         .target(name: "Jobs", dependencies: [
-            "Probe", "Distributed", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
+            "ONNXExport", "Probe", "Distributed", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
         ], swiftSettings: kernelSettings),
         // Benchmarks that spawn the PyTorch reference and call cblas: only the CLI depends on them.
         .target(name: "Bench", dependencies: [
@@ -98,7 +103,7 @@ let package = Package(
                     swiftSettings: swift6),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "DVT", "Vision", "NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: [
-            "Probe",
+            "ONNX", "ONNXExport", "Probe",
             "DVTCommands", "Bench", "Jobs", "Settings", "Training", "DVT", "Vision", "Formats", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swift6),
