@@ -3,9 +3,9 @@
 #   1. `dvt export` of the fixture denoiser (native grid 6x6) run in onnxruntime equals
 #      `dvt denoise` within 1e-4 relative at a smaller (4x5) and a larger (9x8) token grid,
 #      with a batch of two maps;
-#   2. `dvt export-extractor` of a DINOv2-with-registers ViT (fixed --size) and of a plain ViT
-#      (dynamic size) with a denoiser, run on a bundled photo, equals `dvt extract` followed by
-#      `dvt denoise` within 1e-4 relative (raw features and denoised features);
+#   2. `dvt export-extractor` of a DINOv2-with-registers ViT (fixed --size), of a plain ViT and
+#      of CLIP with QuickGELU (dynamic size) with a denoiser, run on a bundled photo, equals
+#      `dvt extract` followed by `dvt denoise` within 1e-4 relative (raw and denoised features);
 #   3. a RoPE family (DINOv3) is refused with a clear error.
 # The ViTs use seeded random weights at small sizes (the CLI's --arch presets; the tiny timm
 # fixtures are checked against timm by the Swift suite), the denoisers for them are written here
@@ -30,7 +30,7 @@ venv=${DVT_ONNX_VENV:-${TMPDIR:-/tmp}/dvt-onnx-venv}
 py=$venv/bin/python
 if ! "$py" -c "import onnxruntime, numpy, PIL" >/dev/null 2>&1; then
   command -v python3 >/dev/null 2>&1 || skip "python3 not found"
-  python3 -m venv "$venv" >/dev/null 2>&1 || skip "python3 -m venv failed (install python3-venv)"
+  python3 -m venv "$venv" >/dev/null 2>&1 || skip "python3 -m venv $venv failed (is python3-venv installed, is the folder writable?)"
   "$venv/bin/pip" install -q onnxruntime numpy pillow >"$venv.pip.log" 2>&1 \
     || skip "pip install onnxruntime numpy pillow failed: $(tail -n 2 "$venv.pip.log" | tr '\n' ' ')"
 fi
@@ -66,6 +66,8 @@ run_extractor() {  # name arch size dim grid export-size-flags...
 run_extractor dinov2_reg vit_small_patch14_reg4_dinov2.lvd142m 70x84 384 4x4 --size 70 84
 # Plain ViT (DINO ViT-B/16, class token, pos_embed with its class row), dynamic input, run at 64x80.
 run_extractor vit_plain vit_base_patch16_224.dino 64x80 768 3x3
+# CLIP (norm_pre, QuickGELU, no patch-embedding bias, CLIP mean/std), dynamic input.
+run_extractor clip vit_base_patch16_clip_quickgelu_224.openai 64x80 768 4x4
 
 # 3. A RoPE family is refused, naming the reason; nothing is written.
 if "$dvt" export-extractor --arch vit_small_patch16_dinov3.lvd1689m --random-init 1 --layer 0 \
