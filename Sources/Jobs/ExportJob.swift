@@ -82,6 +82,9 @@ public struct ExtractorExport {
     @discardableResult
     public func run(out: URL, toolkit: String) throws -> Denoiser {
         try OnnxViTSupport.check(model.config)
+        guard model.precision == .fp32 else {
+            throw OnnxExportError("--precision \(model.precision.rawValue): the ONNX graph is float32; choose reduced precision in the runtime that loads it")
+        }
         if let (h, w) = inputSize {
             try InputGeometry.validate(height: h, width: w, stride: stride, model: model.config, batch: 1, names: .flags)
         }

@@ -107,12 +107,7 @@ public struct OnnxGraphBuilder: Sendable {
     public mutating func initializer(_ name: String, _ tensor: Tensor) -> String {
         precondition(!taken.contains(name), "ONNX graph: initializer '\(name)' added twice")
         taken.insert(name)
-        let values = tensor.scalars
-        let bytes = values.withUnsafeBufferPointer { buf in
-            // IEEE float32, little-endian on every platform Swift targets here.
-            Data(buffer: buf)
-        }
-        initializers.append(Initializer(name: name, dims: tensor.shape, type: .float, bytes: bytes))
+        initializers.append(Initializer(name: name, dims: tensor.shape, type: .float, bytes: tensor.littleEndianFloat32Data()))
         return name
     }
 
@@ -120,8 +115,7 @@ public struct OnnxGraphBuilder: Sendable {
     public mutating func constant(_ hint: String, floats: [Float], dims: [Int]) -> String {
         precondition(dims.reduce(1, *) == floats.count, "constant \(hint): \(floats.count) values for dims \(dims)")
         let n = unique(hint)
-        initializers.append(Initializer(name: n, dims: dims, type: .float,
-                                        bytes: floats.withUnsafeBufferPointer { Data(buffer: $0) }))
+        initializers.append(Initializer(name: n, dims: dims, type: .float, bytes: Tensor(floats, shape: dims).littleEndianFloat32Data()))
         return n
     }
 
