@@ -90,3 +90,60 @@ public enum ONNXCheckpointNames {
         return (out, prefix)
     }
 }
+
+extension VisionTransformer {
+    /// A ViT from a torch.onnx export of a transformers Dinov2Model / Dinov2WithRegistersModel
+    /// (or of a module wrapping one): names recovered from the graph (`ONNXCheckpointNames`),
+    /// mapped to timm's by `HFCheckpointNames`, the position embedding resampled as that
+    /// transformers class does (Dinov2: bicubic without antialias, which is also what the
+    /// exported graph's `Resize` node computes: cubic, a = −0.75, half_pixel, to the token
+    /// grid) unless `resample` overrides it. The architecture is `preferred` when the weights'
+    /// shapes fit it, else the first preset that fits them.
+    public convenience init(onnx url: URL, preferred: ViTConfig, resample: PositionResampling? = nil) throws {
+        let model = try ONNXModel(contentsOf: url)
+        let (hf, _) = try ONNXCheckpointNames.transformersStateDict(model)
+        let timm = try HFCheckpointNames.dinov2ToTimm(hf, source: url.path)
+        guard var cfg = ViTPresets.fitting(timm, preferred: preferred) else {
+            throw WeightFileError("\(url.path): no ViT preset fits these weights (\(ViTPresets.shapeSummary(timm))); see `dvt models`")
+        }
+        let registers = hf.keys.contains { $0.hasSuffix("embeddings.register_tokens") }
+        // modeling_dinov2_with_registers.py resamples with antialias, modeling_dinov2.py without.
+        cfg.positionResampling = resample ?? (registers ? .bicubicAntialias : .bicubic)
+        try self.init(config: cfg, stateDict: timm.filter { !VisionTransformer.isIgnoredKey($0.key) }, source: url.path)
+        weightsOrigin = "transformers \(registers ? TransformersLayout.dinov2WithRegisters.rawValue : TransformersLayout.dinov2.rawValue) (ONNX export)"
+        positionResamplingChosenBy = resample == nil ? "auto" : "config"
+    }
+}
+
+extension ViTPresets {
+    /// Whether a timm state dict has the shapes of `c`: patch embedding (C, 3, P, P), block
+    /// count, class and register tokens, layer scale, the MLP's kind and the position grid's
+    /// presence.
+    static func fits(_ c: ViTConfig, _ sd: [String: Tensor]) -> Bool {
+        guard let patch = sd["patch_embed.proj.weight"], patch.shape == [c.embedDim, 3, c.patchSize, c.patchSize] else { return false }
+        let depth = Set(sd.keys.compactMap { k -> Int? in
+            let parts = k.split(separator: ".")
+            return parts.count > 2 && parts[0] == "blocks" ? Int(parts[1]) : nil
+        }).count
+        let registers = sd["reg_token"]?.shape[1] ?? 0
+        let layerScale = sd["blocks.0.ls1.gamma"] != nil || sd["blocks.0.gamma_1"] != nil
+        let mlp: ViTMlp = sd["blocks.0.mlp.fc1_g.weight"] != nil ? .swiglu
+            : (sd["blocks.0.mlp.fc1.weight"].map { $0.shape[0] == 2 * (sd["blocks.0.mlp.fc2.weight"]?.shape[1] ?? -1) } ?? false) ? .swigluPacked : .mlp
+        return depth == c.depth && registers == c.registerTokens && (sd["cls_token"] != nil) == c.classToken
+            && layerScale == c.layerScale && mlp == c.mlp && (sd["pos_embed"] != nil) == c.absolutePositionEmbedding
+    }
+
+    /// `preferred` when the state dict fits it, else the first preset that does.
+    static func fitting(_ sd: [String: Tensor], preferred: ViTConfig) -> ViTConfig? {
+        fits(preferred, sd) ? preferred : all.first { fits($0, sd) }
+    }
+
+    /// The shapes `fits` reads, for an error message.
+    static func shapeSummary(_ sd: [String: Tensor]) -> String {
+        let blocks = Set(sd.keys.compactMap { k -> Int? in
+            let p = k.split(separator: ".")
+            return p.count > 2 && p[0] == "blocks" ? Int(p[1]) : nil
+        }).count
+        return "patch_embed.proj.weight \(sd["patch_embed.proj.weight"]?.shape ?? []), \(blocks) blocks, registers \(sd["reg_token"]?.shape[1] ?? 0), layer scale \(sd["blocks.0.ls1.gamma"] != nil)"
+    }
+}
