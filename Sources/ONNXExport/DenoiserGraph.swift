@@ -2,6 +2,7 @@ import DVT
 import Foundation
 import NN
 import TensorCore
+import Vision
 
 // DVT's generalizable denoiser (Denoiser.swift) as ONNX nodes, for any token grid:
 //   tokens = reshape(x, (B, H·W, C)) + resample(pos_embed, (H, W))
@@ -10,11 +11,23 @@ import TensorCore
 // Resize that equals timm's `resample_abs_pos_embed` (bicubic, antialias, align_corners=False);
 // at the native grid it is the identity (every tap weight is 0 or 1).
 
-/// The rule both exports use to resample position embeddings, recorded in their metadata.
+/// How the exports resample position embeddings, for their metadata.
 public enum OnnxResampling {
-    public static let description = "timm resample_abs_pos_embed: torch F.interpolate(mode='bicubic', align_corners=False, antialias=True) "
+    /// The denoiser's rule (and timm's): antialiased bicubic.
+    public static let antialiased = "timm resample_abs_pos_embed: torch F.interpolate(mode='bicubic', align_corners=False, antialias=True) "
         + "on the (h, w) grid, computed in the graph by ONNX Resize(mode='cubic', cubic_coeff_a=-0.5, antialias=1, "
         + "exclude_outside=1, coordinate_transformation_mode='half_pixel') from the input's grid"
+    /// transformers' rule: plain torch bicubic.
+    public static let plain = "transformers interpolate_pos_encoding: torch F.interpolate(size=..., mode='bicubic', align_corners=False) "
+        + "on the (h, w) grid, computed in the graph by ONNX Resize(mode='cubic', cubic_coeff_a=-0.75, antialias=0, "
+        + "exclude_outside=0, coordinate_transformation_mode='half_pixel') from the input's grid"
+
+    public static func describe(_ rule: PositionResampling) -> String {
+        switch rule {
+        case .bicubicAntialias: return antialiased
+        case .bicubic: return plain
+        }
+    }
 }
 
 extension OnnxGraphBuilder {

@@ -188,6 +188,16 @@ extension OnnxGraphBuilder {
         return op("Mul", [xe, constant("half", floats: [0.5], dims: [])])
     }
 
+    /// GELU's tanh approximation, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (torch
+    /// `approximate="tanh"`, transformers' "gelu_new"/"gelu_pytorch_tanh").
+    public mutating func geluTanh(_ x: String) -> String {
+        let x3 = op("Mul", [op("Mul", [x, x]), x])
+        let inner = op("Add", [x, op("Mul", [x3, constant("gelu_c", floats: [0.044715], dims: [])])])
+        let t = op("Tanh", [op("Mul", [inner, constant("sqrt_2_over_pi", floats: [Float((2 / Double.pi).squareRoot())], dims: [])])])
+        let onePlus = op("Add", [t, constant("one", floats: [1], dims: [])])
+        return op("Mul", [op("Mul", [x, onePlus]), constant("half", floats: [0.5], dims: [])])
+    }
+
     /// x·σ(k·x): QuickGELU with k = 1.702, SiLU with k = 1.
     public mutating func sigmoidGate(_ x: String, k: Float) -> String {
         let arg = k == 1 ? x : op("Mul", [x, constant("quick_gelu_k", floats: [k], dims: [])])
@@ -204,6 +214,16 @@ extension OnnxGraphBuilder {
         op("Resize", [x, "", "", sizes], [
             ("mode", .string("cubic")), ("antialias", .int(1)), ("cubic_coeff_a", .float(-0.5)),
             ("exclude_outside", .int(1)), ("coordinate_transformation_mode", .string("half_pixel")),
+        ])
+    }
+
+    /// torch bicubic without antialias (upsample_bicubic2d, align_corners=False, `size=`): 4 taps
+    /// of Keys' kernel with a = −0.75 at the half-pixel source position, edge samples replicated:
+    /// ONNX Resize with cubic_coeff_a −0.75, antialias 0, exclude_outside 0 (docs/formats.md).
+    public mutating func bicubicPlain(_ x: String, sizes: String) -> String {
+        op("Resize", [x, "", "", sizes], [
+            ("mode", .string("cubic")), ("antialias", .int(0)), ("cubic_coeff_a", .float(-0.75)),
+            ("exclude_outside", .int(0)), ("coordinate_transformation_mode", .string("half_pixel")),
         ])
     }
 }

@@ -52,7 +52,7 @@ public enum OnnxExport {
         for (k, v) in d.metadata() where k != "format" { meta[k] = v }
         meta["format"] = "dvt-denoiser-onnx-1"
         meta["graph"] = "features (B, H, W, C) float32, any H, W -> denoised (B, H, W, C)"
-        meta["position_embedding_resampling"] = OnnxResampling.description
+        meta["position_embedding_resampling"] = OnnxResampling.antialiased
         meta["toolkit"] = provenance.toolkit
         meta["source_sha256"] = sourceSHA256
         // The ViT side as the source recorded it (a stage-2 run records both).
@@ -106,7 +106,9 @@ public enum OnnxExport {
         meta["mean"] = cfg.mean.map { String($0) }.joined(separator: ",")
         meta["std"] = cfg.std.map { String($0) }.joined(separator: ",")
         meta["input_size"] = inputSize.map { "\($0.0)x\($0.1)" } ?? "dynamic (each side >= \(cfg.patchSize))"
-        meta["position_embedding_resampling"] = OnnxResampling.description
+        meta["position_embedding_resampling"] = "ViT: " + OnnxResampling.describe(cfg.positionResampling)
+            + (vit.positionResamplingChosenBy == "auto" ? "" : " (chosen by \(vit.positionResamplingChosenBy))")
+            + ". Denoiser: " + OnnxResampling.antialiased
         meta["toolkit"] = provenance.toolkit
         meta["vit_source_sha256"] = vitSHA256 ?? "none: random weights (--random-init)"
         meta["denoiser_source_sha256"] = denoiserSHA256

@@ -58,6 +58,7 @@ extension OnnxGraphBuilder {
         switch spec.mlp {
         case .mlp(.gelu): act = gelu(hidden)
         case .mlp(.quickGelu): act = sigmoidGate(hidden, k: 1.702)
+        case .mlp(.geluTanh): act = geluTanh(hidden)
         case .mlp(.relu): act = op("Relu", [hidden])
         case .swigluPacked(let width):
             // timm SwiGLUPacked: x1, x2 = fc1(x).chunk(2, dim=-1); silu(x1) * x2.

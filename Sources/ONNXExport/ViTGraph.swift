@@ -62,8 +62,8 @@ extension OnnxGraphBuilder {
         let ghw = op("Slice", [convShape, int64s([2]), int64s([4])])                          // [Gh, Gw]
         var x = op("Transpose", [op("Reshape", [conv, int64s([0, dim, -1])])], [("perm", .ints([0, 2, 1]))])  // (B, T, C)
 
-        // Position embedding of the patch grid: timm resample_abs_pos_embed from the square
-        // pretraining grid G0 (ViT.patchPositions).
+        // Position embedding of the patch grid, resampled from the square pretraining grid G0 by
+        // the model's rule (ViT.patchPositions): timm's antialiased bicubic, or transformers' plain one.
         scope = "vit/pos_embed"
         var patchPos: String?
         var prefixPos: String?
@@ -78,7 +78,11 @@ extension OnnxGraphBuilder {
             let grid = op("Reshape", [patchRows, int64s([1, g0, g0, dim])])
             let nchw = op("Transpose", [grid], [("perm", .ints([0, 3, 1, 2]))])              // (1, C, G0, G0)
             let sizes = op("Concat", [int64s([1, dim]), ghw], [("axis", .int(0))])
-            let resized = bicubicAntialiased(nchw, sizes: sizes)                             // (1, C, Gh, Gw)
+            let resized: String                                                               // (1, C, Gh, Gw)
+            switch c.positionResampling {
+            case .bicubicAntialias: resized = bicubicAntialiased(nchw, sizes: sizes)
+            case .bicubic: resized = bicubicPlain(nchw, sizes: sizes)
+            }
             patchPos = op("Reshape", [op("Transpose", [resized], [("perm", .ints([0, 2, 3, 1]))]), int64s([1, -1, dim])])  // (1, T, C)
             if pr > 0 { prefixPos = op("Slice", [pos, int64s([0]), int64s([pr]), int64s([1])]) }  // (1, R, C)
         }
