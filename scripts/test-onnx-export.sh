@@ -6,6 +6,8 @@
 #   2. `dvt export-extractor` of a DINOv2-with-registers ViT (fixed --size), of a plain ViT and
 #      of CLIP with QuickGELU (dynamic size) with a denoiser, run on a bundled photo, equals
 #      `dvt extract` followed by `dvt denoise` within 1e-4 relative (raw and denoised features);
+#      the same for the real DINOv2 ViT-S/14 of scripts/fetch-real-vit.sh (downloaded once and
+#      cached outside the repo; skipped with the reason when it cannot be fetched, off CI);
 #   3. a RoPE family (DINOv3) is refused with a clear error.
 # The ViTs use seeded random weights at small sizes (the CLI's --arch presets; the tiny timm
 # fixtures are checked against timm by the Swift suite), the denoisers for them are written here
@@ -68,6 +70,21 @@ run_extractor dinov2_reg vit_small_patch14_reg4_dinov2.lvd142m 70x84 384 4x4 --s
 run_extractor vit_plain vit_base_patch16_224.dino 64x80 768 3x3
 # CLIP (norm_pre, QuickGELU, no patch-embedding bias, CLIP mean/std), dynamic input.
 run_extractor clip vit_base_patch16_clip_quickgelu_224.openai 64x80 768 4x4
+
+# Real weights: the DINOv2 ViT-S/14 of scripts/fetch-real-vit.sh (a transformers Dinov2Model read
+# from ONNX; positions resampled by transformers' plain bicubic), all 12 blocks, 224x182 input
+# (grid 16x13), with a denoiser on its native 37x37 grid.
+if real=$(scripts/fetch-real-vit.sh 2>"$tmp/fetch.log"); then
+  "$py" scripts/onnx_export_check.py photo Datasets/photos/chelsea.jpg 224x182 "$tmp/photo_224x182/chelsea.png"
+  "$py" scripts/onnx_export_check.py random-denoiser "$tmp/real.denoiser.safetensors" 384 37x37
+  "$dvt" export-extractor --weights "$real" --denoiser "$tmp/real.denoiser.safetensors" --out "$tmp/real.onnx" >/dev/null
+  "$dvt" extract --weights "$real" --size 224 182 --images "$tmp/photo_224x182" --out "$tmp/real.raw" >/dev/null 2>&1
+  "$dvt" denoise --denoiser "$tmp/real.denoiser.safetensors" --features "$tmp/real.raw" --out "$tmp/real.denoised" >/dev/null
+  "$py" scripts/onnx_export_check.py extractor "$tmp/real.onnx" "$tmp/photo_224x182/chelsea.png" "$tmp/real.raw/chelsea.npy" "$tmp/real.denoised/chelsea.npy"
+else
+  [ "${CI:-}" = true ] && fail "the real DINOv2 could not be fetched: $(cat "$tmp/fetch.log")"
+  echo "test-onnx-export: SKIPPED the real-weights case: $(cat "$tmp/fetch.log")" >&2
+fi
 
 # 3. A RoPE family is refused, naming the reason; nothing is written.
 if "$dvt" export-extractor --arch vit_small_patch16_dinov3.lvd1689m --random-init 1 --layer 0 \

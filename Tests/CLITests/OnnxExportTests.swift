@@ -37,16 +37,21 @@ struct OnnxExportTests {
         v.type.tensorType.shape.dim.map { $0.dimParam.isEmpty ? String($0.dimValue) : $0.dimParam }
     }
 
-    /// The Resize nodes carry the attributes that make them equal torch's antialiased bicubic.
-    static func checkResizes(_ m: ONNXModel, count: Int) {
+    /// The Resize nodes, in graph order, carry the attributes of torch's antialiased bicubic
+    /// (`antialias` true) or of its plain bicubic.
+    static func checkResizes(_ m: ONNXModel, antialias expected: [Bool]) {
         let resizes = m.graph.node.filter { $0.opType == "Resize" }
-        #expect(resizes.count == count)
-        for r in resizes {
+        #expect(resizes.count == expected.count)
+        for (r, aa) in zip(resizes, expected) {
             var a: [String: Onnx_AttributeProto] = [:]
             for x in r.attribute { a[x.name] = x }
             #expect(String(decoding: a["mode"]?.s ?? Data(), as: UTF8.self) == "cubic")
-            #expect(a["antialias"]?.i == 1 && a["exclude_outside"]?.i == 1 && a["cubic_coeff_a"]?.f == -0.5)
             #expect(String(decoding: a["coordinate_transformation_mode"]?.s ?? Data(), as: UTF8.self) == "half_pixel")
+            if aa {
+                #expect(a["antialias"]?.i == 1 && a["exclude_outside"]?.i == 1 && a["cubic_coeff_a"]?.f == -0.5)
+            } else {
+                #expect(a["antialias"]?.i == 0 && a["exclude_outside"]?.i == 0 && a["cubic_coeff_a"]?.f == -0.75)
+            }
         }
     }
 
@@ -86,7 +91,7 @@ struct OnnxExportTests {
         #expect(Self.dims(m.graph.input[0]) == ["batch", "height", "width", "64"])
         #expect(Self.dims(m.graph.output[0]) == ["batch", "height", "width", "64"])
         Self.checkWellFormed(m)
-        Self.checkResizes(m, count: 1)
+        Self.checkResizes(m, antialias: [true])
         #expect(m.graph.node.filter { $0.opType == "LayerNormalization" }.count == 2)
         let meta = m.metadata
         #expect(meta["source_sha256"] == (try SHA256Digest.hex(file: Self.denoiserFixture)))
@@ -130,7 +135,7 @@ struct OnnxExportTests {
         let m = try ONNXModel(contentsOf: out)
         #expect(m.defaultOpset == 18)
         Self.checkWellFormed(m)
-        Self.checkResizes(m, count: 2)  // the ViT's pos_embed and the denoiser's
+        Self.checkResizes(m, antialias: [true, true])  // the ViT's pos_embed and the denoiser's
         let inits = try m.initializers()
         let expected = vit.namedParameters().filter { key, _ in
             !key.hasPrefix("blocks.") || key.hasPrefix("blocks.0.") || key.hasPrefix("blocks.1.")
@@ -154,6 +159,24 @@ struct OnnxExportTests {
         #expect(meta["denoiser_source_sha256"] == (try SHA256Digest.hex(file: dFile)))
         #expect(meta["vit_source_sha256"]?.contains("random") == true && meta["warning"]?.contains("RANDOM WEIGHTS") == true)
         #expect(meta["denoiser_vit_model"] == "test")
+    }
+
+    @Test("a ViT with transformers' position rule (plain torch bicubic) gets the plain Resize; the denoiser keeps the antialiased one")
+    func transformersRule() throws {
+        let dir = temporaryDirectory("onnx-rule")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var cfg = try #require(ViTPresets.named("vit_small_patch14_dinov2"))
+        cfg.positionResampling = .bicubic
+        let vit = VisionTransformer(config: cfg, seed: 2)
+        let dFile = try Self.denoiserFile(dim: 384, in: dir)
+        let g = try OnnxExport.extractorGraph(vit: vit, layer: 0, stride: nil, inputSize: nil, denoiser: try Denoiser.load(dFile),
+                                              vitSHA256: nil, denoiserSHA256: "x", provenance: .init(toolkit: "test"))
+        let out = dir.appendingPathComponent("rule.onnx")
+        try OnnxExport.write(g, to: out)
+        let m = try ONNXModel(contentsOf: out)
+        Self.checkWellFormed(m)
+        Self.checkResizes(m, antialias: [false, true])
+        #expect(m.metadata["position_embedding_resampling"]?.hasPrefix("ViT: transformers interpolate_pos_encoding") == true)
     }
 
     @Test("families the graph does not cover, and mismatched widths, are refused with a clear error and no file")
