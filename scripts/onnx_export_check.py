@@ -6,6 +6,7 @@ dvt's own outputs in onnxruntime. Needs numpy, onnxruntime and Pillow (the scrip
   photo JPG HxW OUT.png                a photo resized with Pillow's bicubic, saved losslessly
   random-denoiser OUT.safetensors C HxW  a seeded random denoiser in the official layout
   extractor MODEL PNG RAW.npy DENOISED.npy  the ONNX extractor on the photo vs dvt extract / denoise
+  reference MODEL IO.safetensors       the ONNX denoiser on a fixture's inputs vs PyTorch's outputs
 """
 import json
 import struct
@@ -110,6 +111,31 @@ def cmd_random_denoiser(out, c, native):
                       {"noise_map_height": str(gh), "noise_map_width": str(gw), "vit_model": "random (test)"})
 
 
+def read_safetensors(path):
+    raw = Path(path).read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", f"{path}: {name} is {info['dtype']}"
+        a, b = info["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], dtype="<f4").reshape(info["shape"])
+    return out
+
+
+def cmd_reference(model, io):
+    """The fixtures' outputs come from the official DVT Denoiser in PyTorch (Tests/Fixtures)."""
+    sess = session(model)
+    tensors = read_safetensors(io)
+    pairs = [(k, "output" + k[len("input"):]) for k in sorted(tensors) if k.startswith("input")]
+    for inp, out in pairs:
+        x = tensors[inp]
+        y = sess.run(["denoised"], {"features": x})[0]
+        compare(f"denoiser {Path(model).name} vs PyTorch ({Path(io).parent.name}/{Path(io).name} {inp}, grid {x.shape[1]}x{x.shape[2]})", y, tensors[out])
+
+
 def cmd_extractor(model, png, raw, denoised):
     from PIL import Image
     sess = session(model)
@@ -128,7 +154,8 @@ def cmd_extractor(model, png, raw, denoised):
 
 if __name__ == "__main__":
     commands = {"maps": cmd_maps, "denoiser": cmd_denoiser, "photo": cmd_photo,
-                "random-denoiser": cmd_random_denoiser, "extractor": cmd_extractor}
+                "random-denoiser": cmd_random_denoiser, "extractor": cmd_extractor,
+                "reference": cmd_reference}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](*sys.argv[2:])

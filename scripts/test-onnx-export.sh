@@ -2,7 +2,8 @@
 # The ONNX exports checked against onnxruntime, a runtime that shares no code with dvt:
 #   1. `dvt export` of the fixture denoiser (native grid 6x6) run in onnxruntime equals
 #      `dvt denoise` within 1e-4 relative at a smaller (4x5) and a larger (9x8) token grid,
-#      with a batch of two maps;
+#      with a batch of two maps; and equals PyTorch's official Denoiser on the fixtures' inputs
+#      (Tests/Fixtures/denoiser, and Tests/Fixtures/pth/denoiser_official.pth as the source);
 #   2. `dvt export-extractor` of a DINOv2-with-registers ViT (fixed --size), of a plain ViT and
 #      of CLIP with QuickGELU (dynamic size) with a denoiser, run on a bundled photo, equals
 #      `dvt extract` followed by `dvt denoise` within 1e-4 relative (raw and denoised features);
@@ -49,6 +50,11 @@ den=Tests/Fixtures/denoiser/weights.safetensors
 "$py" scripts/onnx_export_check.py maps "$tmp/maps" 64 4x5 9x8
 "$dvt" denoise --denoiser "$den" --features "$tmp/maps" --out "$tmp/maps_denoised" --batch 2 >/dev/null
 "$py" scripts/onnx_export_check.py denoiser "$tmp/denoiser.onnx" "$tmp/maps" "$tmp/maps_denoised"
+# ... and against PyTorch itself: the fixtures' outputs come from the official DVT Denoiser
+# (native grid and 5x7), also for the official .pth checkpoint layout as the export's source.
+"$py" scripts/onnx_export_check.py reference "$tmp/denoiser.onnx" Tests/Fixtures/denoiser/io.safetensors
+"$dvt" export Tests/Fixtures/pth/denoiser_official.pth --out "$tmp/official.onnx" >/dev/null
+"$py" scripts/onnx_export_check.py reference "$tmp/official.onnx" Tests/Fixtures/pth/denoiser_io.safetensors
 
 # 2. The extractor: a bundled photo resized once (Pillow bicubic, as dvt would) so that both
 #    sides read the same pixels.
