@@ -4,7 +4,7 @@ dvt's own outputs in onnxruntime. Needs numpy, onnxruntime and Pillow (the scrip
   maps DIR C HxW...                    random (H, W, C) float32 feature maps, DIR/<HxW>.npy
   denoiser MODEL MAPS_DIR DENOISED_DIR the ONNX denoiser on each map (as a batch of two) vs dvt denoise
   photo JPG HxW OUT.png                a photo resized with Pillow's bicubic, saved losslessly
-  random-denoiser OUT.safetensors C HxW  a seeded random denoiser in the official layout
+  random-denoiser OUT.safetensors C HxW [BLOCKS]  a seeded random denoiser in the official layout
   extractor MODEL PNG RAW.npy DENOISED.npy  the ONNX extractor on the photo vs dvt extract / denoise
   reference MODEL IO.safetensors       the ONNX denoiser on a fixture's inputs vs PyTorch's outputs
 """
@@ -89,8 +89,9 @@ def write_safetensors(path, tensors, meta):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def cmd_random_denoiser(out, c, native):
-    c = int(c)
+def cmd_random_denoiser(out, c, native, blocks="1"):
+    """blocks > 1 names them as an nn.Sequential would (denoiser.<i>.*)."""
+    c, blocks = int(c), int(blocks)
     gh, gw = grid(native)
     rng = np.random.default_rng(1)
 
@@ -99,14 +100,16 @@ def cmd_random_denoiser(out, c, native):
         return rng.uniform(-k, k, (n_out, n_in)), rng.uniform(-k, k, n_out)
 
     t = {"pos_embed": rng.standard_normal((1, gh * gw, c)) * 0.5}
-    t["denoiser.norm1.weight"] = 1 + 0.1 * rng.standard_normal(c)
-    t["denoiser.norm1.bias"] = 0.1 * rng.standard_normal(c)
-    t["denoiser.attn.qkv.weight"], t["denoiser.attn.qkv.bias"] = linear(3 * c, c)
-    t["denoiser.attn.proj.weight"], t["denoiser.attn.proj.bias"] = linear(c, c)
-    t["denoiser.norm2.weight"] = 1 + 0.1 * rng.standard_normal(c)
-    t["denoiser.norm2.bias"] = 0.1 * rng.standard_normal(c)
-    t["denoiser.mlp.fc1.weight"], t["denoiser.mlp.fc1.bias"] = linear(4 * c, c)
-    t["denoiser.mlp.fc2.weight"], t["denoiser.mlp.fc2.bias"] = linear(c, 4 * c)
+    for i in range(blocks):
+        p = "denoiser." if blocks == 1 else f"denoiser.{i}."
+        t[p + "norm1.weight"] = 1 + 0.1 * rng.standard_normal(c)
+        t[p + "norm1.bias"] = 0.1 * rng.standard_normal(c)
+        t[p + "attn.qkv.weight"], t[p + "attn.qkv.bias"] = linear(3 * c, c)
+        t[p + "attn.proj.weight"], t[p + "attn.proj.bias"] = linear(c, c)
+        t[p + "norm2.weight"] = 1 + 0.1 * rng.standard_normal(c)
+        t[p + "norm2.bias"] = 0.1 * rng.standard_normal(c)
+        t[p + "mlp.fc1.weight"], t[p + "mlp.fc1.bias"] = linear(4 * c, c)
+        t[p + "mlp.fc2.weight"], t[p + "mlp.fc2.bias"] = linear(c, 4 * c)
     write_safetensors(out, {k: v.astype(np.float32) for k, v in t.items()},
                       {"noise_map_height": str(gh), "noise_map_width": str(gw), "vit_model": "random (test)"})
 

@@ -4,6 +4,7 @@
 #      `dvt denoise` within 1e-4 relative at a smaller (4x5) and a larger (9x8) token grid,
 #      with a batch of two maps; and equals PyTorch's official Denoiser on the fixtures' inputs
 #      (Tests/Fixtures/denoiser, and Tests/Fixtures/pth/denoiser_official.pth as the source);
+#      a two-block denoiser on a non-square native grid too;
 #   2. `dvt export-extractor` of a DINOv2-with-registers ViT (fixed --size), of a plain ViT and
 #      of CLIP with QuickGELU (dynamic size) with a denoiser, run on a bundled photo, equals
 #      `dvt extract` followed by `dvt denoise` within 1e-4 relative (raw and denoised features);
@@ -55,6 +56,12 @@ den=Tests/Fixtures/denoiser/weights.safetensors
 "$py" scripts/onnx_export_check.py reference "$tmp/denoiser.onnx" Tests/Fixtures/denoiser/io.safetensors
 "$dvt" export Tests/Fixtures/pth/denoiser_official.pth --out "$tmp/official.onnx" >/dev/null
 "$py" scripts/onnx_export_check.py reference "$tmp/official.onnx" Tests/Fixtures/pth/denoiser_io.safetensors
+# Two blocks (denoiser.0.*, denoiser.1.*, an nn.Sequential) on a non-square 3x5 native grid.
+"$py" scripts/onnx_export_check.py random-denoiser "$tmp/two_blocks.safetensors" 128 3x5 2
+"$py" scripts/onnx_export_check.py maps "$tmp/maps128" 128 4x4
+"$dvt" export "$tmp/two_blocks.safetensors" --out "$tmp/two_blocks.onnx" >/dev/null
+"$dvt" denoise --denoiser "$tmp/two_blocks.safetensors" --features "$tmp/maps128" --out "$tmp/maps128_denoised" >/dev/null
+"$py" scripts/onnx_export_check.py denoiser "$tmp/two_blocks.onnx" "$tmp/maps128" "$tmp/maps128_denoised"
 
 # 2. The extractor: a bundled photo resized once (Pillow bicubic, as dvt would) so that both
 #    sides read the same pixels.
