@@ -25,22 +25,21 @@ public struct SHA256Digest {
         pending.append(contentsOf: data)
         let whole = pending.count / 64 * 64
         guard whole > 0 else { return }
-        pending.withUnsafeBufferPointer { buf in
-            var offset = 0
-            while offset < whole {
-                compress(buf, at: offset)
-                offset += 64
-            }
+        var offset = 0
+        while offset < whole {
+            compress(at: offset)
+            offset += 64
         }
         pending.removeFirst(whole)
     }
 
-    private mutating func compress(_ buf: UnsafeBufferPointer<UInt8>, at offset: Int) {
+    /// One 64-byte block of `pending`, from `offset`.
+    private mutating func compress(at offset: Int) {
         @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
         var w = [UInt32](repeating: 0, count: 64)
         for i in 0..<16 {
             let j = offset + 4 * i
-            w[i] = UInt32(buf[j]) << 24 | UInt32(buf[j + 1]) << 16 | UInt32(buf[j + 2]) << 8 | UInt32(buf[j + 3])
+            w[i] = UInt32(pending[j]) << 24 | UInt32(pending[j + 1]) << 16 | UInt32(pending[j + 2]) << 8 | UInt32(pending[j + 3])
         }
         for i in 16..<64 {
             let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)

@@ -129,9 +129,12 @@ public struct OnnxGraphBuilder: Sendable {
         let n = unique(scalar ? "const_scalar_\(values.first ?? 0)" : "const_i64_" + values.map { $0 < 0 ? "m\(-$0)" : String($0) }.joined(separator: "_"))
         scope = saved
         precondition(!scalar || values.count == 1, "a scalar constant holds one value")
-        let raw = values.map { Int64($0).littleEndian }
-        initializers.append(Initializer(name: n, dims: scalar ? [] : [values.count], type: .int64,
-                                        bytes: raw.withUnsafeBufferPointer { Data(buffer: $0) }))
+        var bytes = Data(capacity: 8 * values.count)
+        for v in values {
+            let u = UInt64(bitPattern: Int64(v))
+            for k in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: u >> (8 * UInt64(k)))) }  // little-endian
+        }
+        initializers.append(Initializer(name: n, dims: scalar ? [] : [values.count], type: .int64, bytes: bytes))
         int64Constants[key] = n
         return n
     }
