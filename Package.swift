@@ -6,10 +6,12 @@
 //   NN (layers, losses, optimisers, schedules)                 ← TensorCore
 //   Formats (safetensors, npy, .pth, atomic files, JSON)       ← TensorCore
 //   Distributed (MPI communicator)                             ← COpenMPI, TensorCore
-//   Vision (images, resizes, views, ViT)                       ← Formats, NN, TensorCore, CImageCodecs
+//   ONNX (onnx.proto subset, generated Swift, bounded reader)  ← Formats, TensorCore, SwiftProtobuf
+//   Vision (images, resizes, views, ViT, checkpoint names)     ← ONNX, Formats, NN, TensorCore, CImageCodecs
 //   Training (the one loop, checkpoints, task protocol)        ← Formats, NN, TensorCore
 //   Settings (config schema, typed settings, YAML)             ← Formats, TensorCore, Yams
 //   DVT (stage 1, stage 2, SRT, metrics, planted data)         ← Training, Vision, Formats, NN, TensorCore, CLapacke
+//   ONNXExport (ONNX graphs: denoiser, ViT + denoiser)         ← DVT, Vision, ONNX, Formats, NN, TensorCore
 //   Probe (linear probes: metrics, heads, datasets, scenes)    ← Training, Vision, NN, TensorCore (a sibling of DVT)
 //   Report (HTML, plots)                                       ← DVT, Training, Vision, Formats, TensorCore
 //   Jobs (image sources, sharding, feature tree, runners)      ← DVT, Probe, Report, Settings, Distributed, …
@@ -36,6 +38,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // onnx.proto's Swift is generated once (scripts/gen-onnx-proto.sh) and committed, so
+        // only the runtime library builds here, never the protoc plugin.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
@@ -51,7 +56,11 @@ let package = Package(
         // Formats: file formats and atomic writes (safetensors, npy, PyTorch .pth, JSON header),
         // below everything that reads or writes files.
         .target(name: "Formats", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
-        .target(name: "Vision", dependencies: ["Formats", "NN", "TensorCore", "CImageCodecs"],
+        // ONNX: the onnx.proto subset (Sources/ONNX/onnx.proto, generated onnx.pb.swift, public so
+        // that writers reuse it) and the bounded reader of a model's initializers and nodes.
+        .target(name: "ONNX", dependencies: ["Formats", "TensorCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["onnx.proto"], swiftSettings: swift6),
+        .target(name: "Vision", dependencies: ["ONNX", "Formats", "NN", "TensorCore", "CImageCodecs"],
                 swiftSettings: kernelSettings),
         // Training sits below DVT so that DVT's tasks can conform to its TrainingTask protocol.
         .target(name: "Training", dependencies: ["Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
@@ -61,6 +70,10 @@ let package = Package(
                 swiftSettings: swift6),
         .target(name: "DVT", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "CLapacke"],
                 swiftSettings: kernelSettings),
+        // ONNX graphs of the denoiser and of the whole extractor (ViT + denoiser): a small graph
+        // builder over the generated onnx.proto types.
+        .target(name: "ONNXExport", dependencies: ["DVT", "Vision", "ONNX", "Formats", "NN", "TensorCore"],
+                swiftSettings: swift6),
         // Probe: downstream evaluation (DVT's linear-probe protocol): mmseg/DINOv2 metrics, the
         // BN + 1×1 heads and their losses, dataset readers, the synthetic labelled scenes.
         .target(name: "Probe", dependencies: ["Training", "Vision", "NN", "TensorCore"], swiftSettings: kernelSettings),
@@ -72,7 +85,7 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "Distributed", dependencies: ["COpenMPI", "TensorCore"], swiftSettings: swift6),
         .target(name: "Jobs", dependencies: [
-            "Probe", "Distributed", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
+            "ONNXExport", "Probe", "Distributed", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
         ], swiftSettings: kernelSettings),
         // Benchmarks that spawn the PyTorch reference and call cblas: only the CLI depends on them.
         .target(name: "Bench", dependencies: [
@@ -87,6 +100,9 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CKernels", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TensorCore", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "TensorCore", "TestSupport",
+                                                      .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                    swiftSettings: swift6),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Formats", "NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
                     swiftSettings: swift6),
@@ -100,6 +116,7 @@ let package = Package(
         // Checks over the repository's own sources (test bodies, the module graph).
         .testTarget(name: "RepositoryTests", dependencies: ["TestSupport"], swiftSettings: swift6),
         .testTarget(name: "CLITests", dependencies: [
+            "ONNX", "ONNXExport",
             "DVTCommands", "Bench", "Jobs", "Probe", "Settings", "Training", "DVT", "Vision", "Formats", "TensorCore", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swift6),

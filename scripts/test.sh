@@ -10,3 +10,5 @@ if [ "${CI:-}" = "true" ]; then export DVT_HF_PYTHON="$(./scripts/hf-venv.sh || 
 swift test --skip-build "$@"
 # Stage 1 as a Slurm array on a real one-node cluster (skipped with a reason off CI).
 if [ $# -eq 0 ]; then ./scripts/test-slurm.sh; fi
+# The ONNX exports run in onnxruntime (a throwaway venv; skipped with a reason off CI).
+if [ $# -eq 0 ]; then ./scripts/test-onnx-export.sh; fi

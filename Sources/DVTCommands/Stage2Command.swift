@@ -53,24 +53,54 @@ extension DVTCommand {
         }
     }
 
-    /// `dvt export CHECKPOINT --out FILE`: denoiser weights in the official DVT layout.
+    /// `dvt export CHECKPOINT --out FILE`: a denoiser in the official DVT layout, or as ONNX.
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "export",
-            abstract: "Write a stage-2 checkpoint's denoiser in the official DVT layout (pos_embed, denoiser.*) as safetensors or as an official .pth.")
+            abstract: "Write a denoiser in the official DVT layout (pos_embed, denoiser.*) as safetensors or an official .pth, or as an ONNX graph (docs/formats.md).")
 
-        @Argument(help: "A stage-2 checkpoint (OUTPUT_DIR/stage2/checkpoints/*.safetensors).")
+        @Argument(help: "A stage-2 checkpoint (OUTPUT_DIR/stage2/checkpoints/*.safetensors), or any denoiser file --denoiser reads (an exported .safetensors, an official .pth).")
         var checkpoint: String
         @Option(help: "Output file.")
         var out: String
-        @Option(help: "safetensors, or pth: {\"denoiser\": state dict} for the official code (torch.load(path, weights_only=True)). Default: pth for a .pth/.pt --out, else safetensors.")
+        @Option(help: "safetensors, pth ({\"denoiser\": state dict} for the official code, torch.load(path, weights_only=True)), or onnx (opset 18: features (B, H, W, C) -> denoised, any H, W). Default: from the --out extension (.onnx, .pth/.pt, else safetensors).")
         var format: String?
 
         func run() throws {
-            let fmt = try DenoiserFileFormat.forOutput(URL(fileURLWithPath: out), explicit: format)
-            let d = try Stage2Runner.export(checkpoint: URL(fileURLWithPath: checkpoint), to: URL(fileURLWithPath: out), format: fmt)
+            let out = URL(fileURLWithPath: out)
+            let fmt = try DenoiserExport.format(for: out, explicit: format)
+            let d = try DenoiserExport.run(source: URL(fileURLWithPath: checkpoint), out: out, format: fmt, toolkit: "dvt \(DVTVersion.string)")
             let c = d.config
-            print("wrote \(out): \(c.numBlocks) block(s), C \(c.dim), grid \(c.gridHeight)x\(c.gridWidth), pos_embed \(c.enablePE ? "on" : "off"), \(d.parameterCount) parameters")
+            print("wrote \(out.path) (\(fmt.rawValue)): \(c.numBlocks) block(s), C \(c.dim), grid \(c.gridHeight)x\(c.gridWidth), pos_embed \(c.enablePE ? "on" : "off"), \(d.parameterCount) parameters")
+        }
+    }
+
+    /// `dvt export-extractor`: ViT + denoiser as one ONNX graph.
+    struct ExportExtractor: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "export-extractor",
+            abstract: "Write one ONNX graph from an image to its denoised ViT features: normalisation, patch embedding, blocks up to --layer, final norm, denoiser (docs/formats.md).",
+            discussion: """
+            The graph's input `image` is (B, 3, H, W) float32 RGB in [0, 1], already resized (dvt resizes with \
+            Pillow's bicubic before the network); outputs `denoised` and `raw_features`, (B, Gh, Gw, C). \
+            --size fixes H and W in the graph; without it they are dynamic. Families with rotary position \
+            embeddings (EVA-02, DINOv3) are refused.
+            """)
+
+        @OptionGroup var backbone: BackboneOptions
+        @Option(help: "Denoiser weights: a stage-2 checkpoint, an exported .safetensors, or an official .pth.")
+        var denoiser: String
+        @Option(help: "Output .onnx file.")
+        var out: String
+
+        func run() throws {
+            let vit = try backbone.load()
+            let job = ExtractorExport(model: vit, weights: backbone.weights.map { URL(fileURLWithPath: $0) }, layer: try vit.resolveLayer(backbone.layer),
+                                      stride: backbone.stride, inputSize: backbone.size.count == 2 ? (backbone.size[0], backbone.size[1]) : nil,
+                                      denoiserFile: URL(fileURLWithPath: denoiser))
+            let d = try job.run(out: URL(fileURLWithPath: out), toolkit: "dvt \(DVTVersion.string)")
+            print("wrote \(out) (onnx): \(vit.config.name) blocks 0...\(job.layer) + denoiser (C \(d.config.dim), grid \(d.config.gridHeight)x\(d.config.gridWidth))")
+            if let seed = vit.randomInitSeed { print(VisionTransformer.randomWeightsWarning(seed: seed)) }
         }
     }
 

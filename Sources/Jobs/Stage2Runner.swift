@@ -194,6 +194,14 @@ public enum Stage2Runner {
     /// {"denoiser": state dict}. Returns the loaded denoiser.
     @discardableResult
     public static func export(checkpoint: URL, to out: URL, format: DenoiserFileFormat = .safetensors) throws -> Denoiser {
+        let (denoiser, provenance) = try loadCheckpoint(checkpoint)
+        try denoiser.export(to: out, format: format, provenance: provenance)
+        return denoiser
+    }
+
+    /// The denoiser of a stage-2 training checkpoint and the run's provenance (ViT model, layer,
+    /// input size, steps) recorded in it.
+    public static func loadCheckpoint(_ checkpoint: URL) throws -> (Denoiser, provenance: [String: String]) {
         let file = try SafeTensorsFile(url: checkpoint)
         var dict: [String: Tensor] = [:]
         for key in file.keys where key.hasPrefix("model.") { dict[String(key.dropFirst(6))] = try file.tensor(key) }
@@ -211,8 +219,6 @@ public enum Stage2Runner {
             provenance = obj["provenance"] as? [String: String] ?? [:]
         }
         if let step = file.metadata["step"] { provenance["steps"] = step }
-        let denoiser = try Denoiser(stateDict: dict, metadata: metadata, source: checkpoint.path)
-        try denoiser.export(to: out, format: format, provenance: provenance)
-        return denoiser
+        return (try Denoiser(stateDict: dict, metadata: metadata, source: checkpoint.path), provenance)
     }
 }

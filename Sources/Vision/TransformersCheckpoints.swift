@@ -453,6 +453,7 @@ public struct TransformersSnapshot: Sendable {
         case .torch:
             guard case .dict(let e) = TimmCheckpointNames.unwrap(try TorchArchive(url: url).root) else { return nil }
             keys = e.compactMap { if case .string(let k) = $0.key { k } else { nil } }
+        case .onnx: return nil  // an ONNX model names its own tensors (ONNXCheckpointNames)
         }
         if keys.contains(where: { $0.hasSuffix("patch_embed.proj.weight") }) { return nil }
         return TransformersSnapshot(configURL: config, weightsURL: url, preprocessorURL: preprocessor(dir))

@@ -79,6 +79,10 @@ public final class VisionTransformer: Module {
     /// keys the feature path never reads (`head.*`, `fc_norm.*`, `mask_token`, …) are ignored;
     /// every other missing, unexpected or mis-shaped tensor is reported, all in one error.
     public convenience init(config: ViTConfig, weights url: URL) throws {
+        if try WeightFiles.format(of: url) == .onnx {
+            try self.init(onnx: url, preferred: config)
+            return
+        }
         let raw = try WeightFiles.load(url, stateDict: TimmCheckpointNames.unwrap, keep: { !$0.hasPrefix("head.") }).tensors
         let all = try TimmCheckpointNames.fromDINOv2Hub(TimmCheckpointNames.fromDVTWrapper(raw))
         let dict = all.filter { !VisionTransformer.isIgnoredKey($0.key) }
@@ -265,6 +269,10 @@ extension VisionTransformer {
             throw ViTError("unknown ViT architecture '\(arch)'; known: \(ViTPresets.names.joined(separator: ", "))")
         }
         if let resample { cfg.positionResampling = resample }
+        // An ONNX export brings its framework (transformers) and so its own resampling rule.
+        if let w = weights, randomInit == nil, (try? WeightFiles.format(of: URL(fileURLWithPath: w))) == .onnx {
+            return try VisionTransformer(onnx: URL(fileURLWithPath: w), preferred: cfg, resample: resample)
+        }
         let model: VisionTransformer
         switch (weights, randomInit) {
         case (let w?, nil): model = try VisionTransformer(config: cfg, weights: URL(fileURLWithPath: w))

@@ -8,6 +8,7 @@ import TestSupport
 import Bench
 import Formats
 import Jobs
+import ONNX
 import Settings
 import Training
 import Vision
@@ -83,7 +84,16 @@ struct Stage2CLITests {
         let fromPth = try Denoiser.load(pth).namedParameters(), fromST = try Denoiser.load(exported).namedParameters()
         #expect(fromPth.map(\.0) == fromST.map(\.0))
         for ((k, a), (_, b)) in zip(fromPth, fromST) { #expect(a.scalars == b.scalars, "\(k)") }
-        #expect(throws: (any Error).self) { try runDVT(["export", exported.path, "--out", pth.path, "--format", "onnx"]) }
+        // --out x.onnx: the same weights as an ONNX graph (official names), the run's provenance
+        // in metadata_props; a --format that contradicts the extension is refused.
+        let onnx = url("denoiser10.onnx")
+        try runDVT(["export", dir.appendingPathComponent("checkpoints/step_0000010.safetensors").path, "--out", onnx.path])
+        let graph = try ONNXModel(contentsOf: onnx)
+        let weights = try graph.initializers { $0.name == "pos_embed" || $0.name.hasPrefix("denoiser.") }
+        #expect(Set(weights.keys) == Set(file.keys))
+        for k in file.keys { #expect(try weights[k]?.scalars == file.tensor(k).scalars, "\(k)") }
+        #expect(graph.metadata["vit_model"] == model && graph.metadata["steps"] == "10" && graph.metadata["noise_map_height"] == "6")
+        #expect { try runDVT(["export", exported.path, "--out", pth.path, "--format", "onnx"]) } throws: { "\($0)".contains("contradicts") }
 
         // Denoise the raw tree (plus one unreadable and one mis-shaped map): outputs mirror it,
         // equal the library call, and the bad inputs are listed with a nonzero exit.
