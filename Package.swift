@@ -12,7 +12,7 @@
 //   Settings (config schema, typed settings, YAML)             ← Formats, TensorCore, Yams
 //   DVT (stage 1, stage 2, SRT, metrics, planted data)         ← Training, Vision, Formats, NN, TensorCore, CLapacke
 //   ONNXExport (ONNX graphs: denoiser, ViT + denoiser)         ← DVT, Vision, ONNX, Formats, NN, TensorCore
-//   Probe (linear probes: metrics, heads, datasets, scenes)    ← Training, Vision, NN, TensorCore (a sibling of DVT)
+//   Probe (linear probes: metrics, heads, datasets, scenes)    ← Training, Vision, Formats, NN, TensorCore (a sibling of DVT)
 //   Report (HTML, plots)                                       ← DVT, Training, Vision, Formats, TensorCore
 //   Jobs (image sources, sharding, feature tree, runners)      ← DVT, Probe, Report, Settings, Distributed, …
 //   Bench (benchmarks, PyTorch reference)                      ← Jobs, DVT, Probe, Settings, COpenBLAS, …
@@ -76,7 +76,7 @@ let package = Package(
                 swiftSettings: swift6),
         // Probe: downstream evaluation (DVT's linear-probe protocol): mmseg/DINOv2 metrics, the
         // BN + 1×1 heads and their losses, dataset readers, the synthetic labelled scenes.
-        .target(name: "Probe", dependencies: ["Training", "Vision", "NN", "TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "Probe", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
         .target(name: "Report", dependencies: ["DVT", "Training", "Vision", "Formats", "TensorCore"],
                 swiftSettings: kernelSettings),
         // OpenMPI (Debian's libopenmpi-dev; pkg-config ompi-c gives mpi.h's folder) and the
