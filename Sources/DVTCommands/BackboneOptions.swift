@@ -13,8 +13,10 @@ import Vision
 struct BackboneOptions: ParsableArguments {
     @Option(help: "timm architecture name (see `dvt models`).")
     var arch = "vit_small_patch14_dinov2.lvd142m"
-    @Option(help: "timm checkpoint for --arch: .safetensors or .pth (timm or DINOv2 hub names).")
+    @Option(help: "timm checkpoint for --arch: .safetensors or .pth (timm or DINOv2 hub names), or a Hugging Face transformers snapshot folder (config.json sets the architecture).")
     var weights: String?
+    @Option(name: .customLong("pos-embed-resample"), help: "Position-embedding resampling: auto (as the weights' framework does), bicubic_antialias (timm), bicubic (transformers' Dinov2/ViT/CLIP/SigLIP) or bicubic_offset (facebookresearch/dinov2's +0.1 scale factors).")
+    var posEmbedResample: PositionResamplingChoice = .auto
     @Option(name: .customLong("random-init"), help: "Use seeded random weights instead of a checkpoint (demos and tests only).")
     var randomInit: UInt64?
     @Option(parsing: .upToNextOption, help: "Input size H W (default: the preset's pretraining size, rounded to the patch grid).")
@@ -37,7 +39,7 @@ struct BackboneOptions: ParsableArguments {
     }
 
     func load() throws -> VisionTransformer {
-        let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: randomInit)
+        let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: randomInit, resample: posEmbedResample.rule)
         model.precision = precision
         if let s = stride, s > model.config.patchSize {
             throw ConfigError("--stride \(s) is not allowed for \(model.config.name): the stride must be in 1...\(model.config.patchSize) (its patch size)")
@@ -64,3 +66,14 @@ struct BackboneOptions: ParsableArguments {
 }
 
 extension Precision: ExpressibleByArgument {}
+
+/// `--pos-embed-resample`: the `pos_embed_resample` key's values.
+enum PositionResamplingChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto
+    case bicubicAntialias = "bicubic_antialias"
+    case bicubic
+    case bicubicOffset = "bicubic_offset"
+
+    /// nil for auto: the weights' framework decides.
+    var rule: PositionResampling? { PositionResampling(rawValue: rawValue) }
+}

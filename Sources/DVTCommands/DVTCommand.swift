@@ -21,7 +21,7 @@ public struct DVTCommand: ParsableCommand {
         random weights mean nothing, and every output says so).
         """,
         version: DVTVersion.string,
-        subcommands: [Run.self, ProbeCommand.self, SynthVOC.self, ConfigCommand.self, Models.self, EngineDemo.self, Extract.self, Stage1Command.self, Stage2.self, Finetune.self, Export.self, Denoise.self, SRTCommand.self, MetricsCommand.self, BenchCommand.self, DoctorCommand.self]
+        subcommands: [Run.self, ProbeCommand.self, SynthVOC.self, ConfigCommand.self, Models.self, EngineDemo.self, Extract.self, Stage1Command.self, Stage2.self, Finetune.self, Export.self, Convert.self, Denoise.self, SRTCommand.self, MetricsCommand.self, BenchCommand.self, DoctorCommand.self]
     )
 
     public init() {}

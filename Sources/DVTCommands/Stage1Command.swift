@@ -32,7 +32,8 @@ struct ConfigOptions: ParsableArguments {
 /// Builds the ViT a config names, announcing random weights loudly.
 func loadBackbone(_ c: ResolvedConfig) throws -> VisionTransformer {
     let seed = c.settings.run.randomInit.map { UInt64($0) }
-    let model = try VisionTransformer.load(arch: c.settings.run.model!, weights: c.settings.run.weights, randomInit: seed)
+    let model = try VisionTransformer.load(arch: c.settings.run.model!, weights: c.settings.run.weights, randomInit: seed,
+                                           resample: PositionResampling(setting: c.settings.run.posEmbedResample))
     model.precision = c.settings.run.computePrecision
     if let s = model.randomInitSeed {
         FileHandle.standardError.write(Data((VisionTransformer.randomWeightsWarning(seed: s) + "\n").utf8))

@@ -50,6 +50,9 @@ public struct DenoiseJob {
             try AtomicFile.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8),
                                  to: output.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
         }
+        // backbone.json: the weights' origin and the position resampling behind these features.
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: b.model.provenance, options: [.prettyPrinted, .sortedKeys]),
+                             to: output.appendingPathComponent("backbone.json"))
         if let trained = b.trainedOn, trained != b.model.config.name {
             log("warning: the denoiser was trained on \(trained) features, but --arch is \(b.model.config.name)")
         }

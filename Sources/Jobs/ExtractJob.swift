@@ -85,6 +85,8 @@ public struct ExtractJob {
         var info: [String: Any] = ["model": model.config.name, "layer": layer, "input_size": [inputSize.0, inputSize.1],
                                    "stride": stride ?? model.config.patchSize, "norm": norm, "layout": "(H, W, C) float32 per image",
                                    "precision": model.precision.rawValue]
+        info["weights_origin"] = model.weightsOrigin
+        if let note = model.positionResamplingNote { info["pos_embed_resample"] = note }
         if let seed = model.randomInitSeed {
             info["random_init"] = seed
             info["warning"] = VisionTransformer.randomWeightsWarning(seed: seed)

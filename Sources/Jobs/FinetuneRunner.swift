@@ -97,8 +97,8 @@ public enum FinetuneRunner {
         let randomInit = run.randomInit.map { UInt64($0) }
         // Two copies of the backbone: the student trains, the teacher's stays the pretrained one
         // (main_distillation.py lines 115 and 131).
-        let student = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit)
-        let frozen = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit)
+        let student = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample))
+        let frozen = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample))
         // `precision`: products only (docs/precision.md); weights and AdamW state stay fp32.
         student.precision = run.computePrecision
         frozen.precision = run.computePrecision

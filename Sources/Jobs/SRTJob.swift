@@ -45,6 +45,10 @@ public struct SRTJob {
         var warning: String?
         /// Operand precision of the ViT's products (`fp32` / `bf16`); nil in records older than the key.
         var precision: String?
+        /// Where the weights came from and the position resampling in use (and why); nil in
+        /// older records, and the resampling nil for RoPE-only models.
+        var weightsOrigin: String?
+        var posEmbedResample: String?
         var layer: Int
         var stride: Int
         var inputSize: [Int]
@@ -75,6 +79,7 @@ public struct SRTJob {
         return Record(arch: srt.model.config.name, weights: weightsPath, randomInitSeed: seed,
                       warning: seed.map { VisionTransformer.randomWeightsWarning(seed: $0) },
                       precision: srt.model.precision.rawValue,
+                      weightsOrigin: srt.model.weightsOrigin, posEmbedResample: srt.model.positionResamplingNote,
                       layer: o.layer, stride: srt.stride, inputSize: [height, width], dx: o.dx, dy: o.dy,
                       aggregate: o.aggregate.rawValue,
                       weighting: o.uniform ? "uniform over the shift grid" : "unshifted view counted twice (official SRT)",

@@ -112,6 +112,9 @@ public final class Stage1Job {
             try AtomicFile.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8),
                                  to: out.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
         }
+        // backbone.json: the weights' origin and the position resampling behind these features.
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: model.provenance, options: [.prettyPrinted, .sortedKeys]),
+                             to: out.appendingPathComponent("backbone.json"))
         return try engine.run(Client(job: self), items: items)
     }
 

@@ -53,6 +53,8 @@ public struct DVTSettings: Sendable, Equatable {
         public var seed: Int
         /// `precision`: `fp32` or `bf16`
         public var precision: String?
+        /// `pos_embed_resample`: `auto`, `bicubic_antialias` or `bicubic`
+        public var posEmbedResample: String?
 
         public init(_ c: ResolvedConfig) {
             model = c.string("model")
@@ -68,6 +70,7 @@ public struct DVTSettings: Sendable, Equatable {
             outputDir = c.string("output_dir")
             seed = c.int("seed")
             precision = c.string("precision")
+            posEmbedResample = c.string("pos_embed_resample")
         }
 
         /// Schema key → property name, for the consistency test.
@@ -85,6 +88,7 @@ public struct DVTSettings: Sendable, Equatable {
             "output_dir": "outputDir",
             "seed": "seed",
             "precision": "precision",
+            "pos_embed_resample": "posEmbedResample",
         ]
     }
 

@@ -114,9 +114,10 @@ public enum Resample {
 
     /// A float pass with a fixed number of taps per output at explicit input indices (repeats
     /// allowed): ATen's non-antialiased separable interpolation (upsample_bicubic2d's 4 taps,
-    /// with indices clamped to the edge). acc = in[i₀]·w₀, then += in[iⱼ]·wⱼ in tap order, as
-    /// ATen's `Interpolate::eval` sums (UpSampleKernel.cpp). `indices` and `weights` are
-    /// row-major (outSize, taps). Not recorded for autodiff.
+    /// with indices clamped to the edge). acc = in[i₀]·w₀, then += in[iⱼ]·wⱼ in tap order, the
+    /// order of ATen's scalar `Interpolate::eval` (UpSampleKernel.cpp); its vectorised build
+    /// fuses some multiply-adds, so results agree to float rounding. `indices` and `weights`
+    /// are row-major (outSize, taps). Not recorded for autodiff.
     public static func indexedPass(_ src: Tensor, _ from: LineLayout, into dst: Tensor, _ to: LineLayout,
                                    lines: Int, inSize: Int, taps: Int, indices: [Int], weights: [Float]) {
         precondition(taps >= 1 && indices.count == weights.count && indices.count % taps == 0,

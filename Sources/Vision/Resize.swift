@@ -269,9 +269,11 @@ extension Resize {
     /// torch `F.interpolate(x[None], size=(height, width), mode="bicubic", align_corners=False)`
     /// without antialias (`scale_factor=` when `scaleFactors` (sy, sx) are given; the output
     /// size is then still `height`×`width`), for a float tensor in `layout`: a horizontal then a
-    /// vertical 4-tap pass (TensorCore `Resample.indexedPass`), the sum order of ATen's
-    /// separable kernel. Both passes always run (a same-size pass has taps (0, 1, 0, 0), the
-    /// identity). Not recorded for autodiff.
+    /// vertical 4-tap pass (TensorCore `Resample.indexedPass`), the nesting of ATen's
+    /// `Interpolate::eval` (rows over W inside, H outside). Equal to torch to float rounding
+    /// (a few ulp: torch's vectorised CPU kernel contracts some multiply-adds). Both passes
+    /// always run (a same-size pass has taps (0, 1, 0, 0), the identity). Not recorded for
+    /// autodiff.
     public static func bicubicTorch(_ x: Tensor, height: Int, width: Int, layout: ImageLayout = .chw,
                                     scaleFactors: (Double, Double)? = nil) -> Tensor {
         precondition(x.rank == 3, "bicubicTorch needs a rank-3 \(layout == .chw ? "(C, H, W)" : "(H, W, C)") tensor, got \(x.shape)")
@@ -312,6 +314,12 @@ extension PositionResampling {
         switch self {
         case .bicubicAntialias: return Resize.bicubicAntialiased(x, height: height, width: width, layout: layout)
         case .bicubic: return Resize.bicubicTorch(x, height: height, width: width, layout: layout)
+        case .bicubicOffset:
+            // (g + 0.1) / G0 per axis, in double as Python computes it; the pretraining grid is
+            // square, and a 1-wide axis (Resize.matrix's bases) stays the identity.
+            let (h0, w0) = layout == .chw ? (x.shape[1], x.shape[2]) : (x.shape[0], x.shape[1])
+            return Resize.bicubicTorch(x, height: height, width: width, layout: layout,
+                                       scaleFactors: ((Double(height) + 0.1) / Double(h0), (Double(width) + 0.1) / Double(w0)))
         }
     }
 }

@@ -4,7 +4,7 @@ import TensorCore
 
 // Hugging Face transformers checkpoints of the ViT families, renamed into timm's
 // `VisionTransformer` / `Eva` names so that one ViT class runs them all. Each mapping below
-// cites the transformers module that owns the weights (transformers 4.57.1, file:line of
+// cites the transformers module that owns the weights (transformers 5.25.0, file:line of
 // src/transformers/models/…); the math of each family is already in ViTConfig/ViTBlock, so a
 // mapping only renames, fuses q/k/v into timm's packed `qkv`, and reshapes embeddings.
 // Letters: C hidden size, N position rows, R register tokens.
@@ -119,15 +119,19 @@ struct Mapper {
     }
 
     /// Separate q/k/v projections → timm's packed `qkv` ([q; k; v] rows, as timm's Attention
-    /// splits `qkv(x)` into q, k, v in that order). A missing bias (DINOv3's key, or all three)
-    /// is zeros when another of the three has one.
-    mutating func qkv(_ q: String, _ k: String, _ v: String, to: String) throws {
+    /// splits `qkv(x)` into q, k, v in that order). Biases: all three or none, except that
+    /// with `keyBiasOptional` (DINOv3's `key_bias=False`) a missing key bias is zeros.
+    mutating func qkv(_ q: String, _ k: String, _ v: String, to: String, keyBiasOptional: Bool = false) throws {
         let ws = try [q, k, v].map { try take($0 + ".weight") }
         for w in ws where w.rank != 2 || w.shape != ws[0].shape {
             throw WeightFileError("\(source): \(q).weight / \(k).weight / \(v).weight shapes \(ws.map(\.shape)) differ or are not 2-D")
         }
         out[to + ".weight"] = Tensor.concat(ws, axis: 0)                          // (3C, C)
         let bs = [q, k, v].map { src.removeValue(forKey: $0 + ".bias") }
+        let required = keyBiasOptional ? [bs[0] != nil || bs[2] != nil, false, bs[0] != nil || bs[2] != nil] : Array(repeating: bs.contains { $0 != nil }, count: 3)
+        for (name, (b, need)) in zip([q, k, v], zip(bs, required)) where need && b == nil {
+            throw WeightFileError("\(source): transformers checkpoint has no '\(name).bias' (the other projections have biases)")
+        }
         if bs.contains(where: { $0 != nil }) {
             let c = ws[0].shape[0]
             for (name, b) in zip([q, k, v], bs) where b != nil && b!.shape != [c] {
@@ -164,7 +168,7 @@ struct Mapper {
     /// (`attention.{q,k,v,o}_proj`, lines 189-192; SwiGLU `mlp.{gate,up,down}_proj`, lines
     /// 260-262), which conversion_mapping.py lines 613-646 rename between. SwiGLU is
     /// `down(silu(gate(x)) · up(x))` (line 266) and `weights_in` is [gate; up] (the Chunk(dim=0)
-    /// of conversion_mapping.py line 620): timm's `SwiGLUPacked` fc1, silu on the first half.
+    /// of conversion_mapping.py lines 618-622): timm's `SwiGLUPacked` fc1, silu on the first half.
     mutating func dinov2() throws {
         try move("embeddings.cls_token", "cls_token")
         src["embeddings.mask_token"] = nil  // masked-image-modelling input; unused at inference
@@ -238,17 +242,17 @@ struct Mapper {
         return out
     }
 
-    /// A linear whose bias the checkpoint may leave out (`proj_bias` / `mlp_bias` false in
-    /// DINOv3ViTConfig): timm's Linear always has one, so the missing bias is zeros.
-    mutating func linearZeroBias(_ from: String, _ to: String) throws {
+    /// A linear whose bias the checkpoint leaves out when `hasBias` is false (`proj_bias` /
+    /// `mlp_bias` false in DINOv3ViTConfig): timm's Linear always has one, so it is zeros then.
+    mutating func linearZeroBias(_ from: String, _ to: String, hasBias: Bool) throws {
         let w = try take(from + ".weight")
         out[to + ".weight"] = w
-        out[to + ".bias"] = src.removeValue(forKey: from + ".bias") ?? Tensor(zeros: [w.shape[0]])
+        out[to + ".bias"] = hasBias ? try take(from + ".bias") : Tensor(zeros: [w.shape[0]])
     }
 
-    /// modeling_dinov3_vit.py: `DINOv3ViTEmbeddings` (lines 57-66: cls_token, mask_token,
+    /// modeling_dinov3_vit.py: `DINOv3ViTEmbeddings` (lines 68-74: cls_token, mask_token,
     /// register_tokens, the `patch_embeddings` conv itself; tokens [cls, registers, patches],
-    /// line 83), RoPE on the patch tokens only (`apply_rotary_pos_emb`, lines 260-275; tables as
+    /// line 90), RoPE on the patch tokens only (`apply_rotary_pos_emb`, lines 245-275; tables as
     /// timm's 'dinov3' RoPE, see ViTRope), `DINOv3ViTLayer` (norm1, attention.{q,k,v,o}_proj with
     /// per-projection biases, layer_scale1, norm2, mlp.{up,down}_proj or the gated
     /// mlp.{gate,up,down}_proj, layer_scale2), and the final `norm`. Layers sit under `layer.N`
@@ -259,19 +263,22 @@ struct Mapper {
         if let reg = src.removeValue(forKey: "embeddings.register_tokens"), reg.rank == 3, reg.shape[1] > 0 { out["reg_token"] = reg }
         try linear("embeddings.patch_embeddings", "patch_embed.proj")
         let prefix = src.keys.contains { $0.hasPrefix("model.layer.") } ? "model.layer." : "layer."
+        // `proj_bias` / `mlp_bias` hold for every layer: read them off block 0.
+        let projBias = src[prefix + "0.attention.o_proj.bias"] != nil
+        let mlpBias = src[prefix + "0.mlp.down_proj.bias"] != nil
         for i in try blockIndices(prefix) {
             let h = "\(prefix)\(i).", t = "blocks.\(i)."
             try linear(h + "norm1", t + "norm1")
-            try qkv(h + "attention.q_proj", h + "attention.k_proj", h + "attention.v_proj", to: t + "attn.qkv")
-            try linearZeroBias(h + "attention.o_proj", t + "attn.proj")
+            try qkv(h + "attention.q_proj", h + "attention.k_proj", h + "attention.v_proj", to: t + "attn.qkv", keyBiasOptional: true)
+            try linearZeroBias(h + "attention.o_proj", t + "attn.proj", hasBias: projBias)
             try move(h + "layer_scale1.lambda1", t + "gamma_1")
             try linear(h + "norm2", t + "norm2")
             if src[h + "mlp.gate_proj.weight"] != nil {
                 try packed(h + "mlp.gate_proj", h + "mlp.up_proj", to: t + "mlp.fc1")
             } else {
-                try linearZeroBias(h + "mlp.up_proj", t + "mlp.fc1")
+                try linearZeroBias(h + "mlp.up_proj", t + "mlp.fc1", hasBias: mlpBias)
             }
-            try linearZeroBias(h + "mlp.down_proj", t + "mlp.fc2")
+            try linearZeroBias(h + "mlp.down_proj", t + "mlp.fc2", hasBias: mlpBias)
             try move(h + "layer_scale2.lambda1", t + "gamma_2")
         }
         try linear("norm", "norm")
@@ -285,7 +292,7 @@ struct Mapper {
     /// tanh head on the class token, not a feature). Saved names `encoder.layer.N.attention.
     /// attention.{query,key,value}`, `attention.output.dense`, `intermediate.dense`,
     /// `output.dense`, and the transformers 5 module names `layers.N.attention.{q,k,v,o}_proj`,
-    /// `layers.N.mlp.{fc1,fc2}` (conversion_mapping.py lines 605-612).
+    /// `layers.N.mlp.{fc1,fc2}` (conversion_mapping.py lines 604-611).
     mutating func vit() throws {
         try move("embeddings.cls_token", "cls_token")
         if let dist = src.removeValue(forKey: "embeddings.distillation_token") { out["reg_token"] = dist }
@@ -352,6 +359,22 @@ struct Mapper {
         try linear("post_layernorm", "norm")
     }
 
+    /// The MAP head's shapes (kept for export, not run, so the ViT's strict load never sees
+    /// them): latent (1, 1, C), q (C, C), kv (2C, C), proj (C, C), norm (C), mlp (H, C), (C, H).
+    func checkAttentionPool(_ c: Int) throws {
+        guard let h = out["attn_pool.mlp.fc1.weight"]?.shape.first else { return }
+        let want: [String: [Int]] = [
+            "attn_pool.latent": [1, 1, c], "attn_pool.q.weight": [c, c], "attn_pool.q.bias": [c],
+            "attn_pool.kv.weight": [2 * c, c], "attn_pool.kv.bias": [2 * c], "attn_pool.proj.weight": [c, c],
+            "attn_pool.proj.bias": [c], "attn_pool.norm.weight": [c], "attn_pool.norm.bias": [c],
+            "attn_pool.mlp.fc1.weight": [h, c], "attn_pool.mlp.fc1.bias": [h], "attn_pool.mlp.fc2.weight": [c, h],
+            "attn_pool.mlp.fc2.bias": [c],
+        ]
+        for (k, shape) in want.sorted(by: { $0.key < $1.key }) where out[k]?.shape != shape {
+            throw WeightFileError("\(source): the MAP head's \(k) has shape \(out[k]?.shape ?? []), expected \(shape)")
+        }
+    }
+
     /// modeling_siglip.py `SiglipVisionEmbeddings` (lines 124-135: `patch_embedding` conv with
     /// bias, `position_embedding` (N, C) over the patches only; no class token), the encoder,
     /// `post_layernorm` on every token (line 611, timm's final norm), and the MAP head `head`
@@ -379,6 +402,7 @@ struct Mapper {
             try linear("head.layernorm", "attn_pool.norm")
             try linear("head.mlp.fc1", "attn_pool.mlp.fc1")
             try linear("head.mlp.fc2", "attn_pool.mlp.fc2")
+            try checkAttentionPool(c)
         }
     }
 }
@@ -411,6 +435,13 @@ public struct TransformersSnapshot: Sendable {
                 let sharded = (try? FileManager.default.contentsOfDirectory(atPath: url.path))?.contains { $0.hasSuffix(".index.json") } ?? false
                 throw WeightFileError("\(url.path): no \(weightFileNames.joined(separator: " or "))\(sharded ? " (sharded checkpoints are not supported)" : "")")
             }
+            if try hasTimmNames(w) {
+                // A timm Hub repository has config.json too (timm's pretrained config, no model_type).
+                let arch = (try? TransformersModel.readJSON(config)).flatMap { j -> String? in
+                    if case .object(let o) = j, case .string(let a)? = o["architecture"] { return a } else { return nil }
+                }
+                throw WeightFileError("\(url.path): a timm checkpoint folder, not a transformers snapshot; pass --weights \(w.path)\(arch.map { " --arch \($0)" } ?? " with its --arch")")
+            }
             return TransformersSnapshot(configURL: config, weightsURL: w, preprocessorURL: preprocessor(url))
         }
         let dir = url.deletingLastPathComponent()
@@ -426,6 +457,18 @@ public struct TransformersSnapshot: Sendable {
         }
         if keys.contains(where: { $0.hasSuffix("patch_embed.proj.weight") }) { return nil }
         return TransformersSnapshot(configURL: config, weightsURL: url, preprocessorURL: preprocessor(dir))
+    }
+
+    /// Whether a snapshot folder's weight file holds a timm patch embedding
+    /// (`…patch_embed.proj.weight`), from its key list only; false for other formats.
+    static func hasTimmNames(_ url: URL) throws -> Bool {
+        let format = try WeightFiles.format(of: url)
+        var names: [String] = []
+        if format == .safetensors { names = try SafeTensorsFile(url: url).keys }
+        if format == .torch, case .dict(let e) = TimmCheckpointNames.unwrap(try TorchArchive(url: url).root) {
+            names = e.compactMap { if case .string(let k) = $0.key { k } else { nil } }
+        }
+        return names.contains { $0.hasSuffix("patch_embed.proj.weight") }
     }
 
     static func preprocessor(_ dir: URL) -> URL? {

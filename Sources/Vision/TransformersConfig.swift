@@ -92,7 +92,7 @@ public struct TransformersModel: Sendable {
         let gatedKey = try keys.bool("use_gated_mlp") ?? false
         let gated = layout == .dinov3 && gatedKey
         if gated {
-            // DINOv3ViTGatedMLP: down(act(gate(x)) · up(x)) (modeling_dinov3_vit.py line 377).
+            // DINOv3ViTGatedMLP: down(act(gate(x)) · up(x)) (modeling_dinov3_vit.py line 379).
             guard act == "silu" else {
                 throw WeightFileError("\(file): use_gated_mlp with hidden_act '\(act)'; only silu (SwiGLU) is supported")
             }
@@ -122,7 +122,7 @@ public struct TransformersModel: Sendable {
                 c.noEmbedClass = true
                 kw["reg_tokens"] = "\(r)"
                 kw["no_embed_class"] = "true"
-                // modeling_dinov2_with_registers.py line 122: antialias=True, unlike Dinov2.
+                // modeling_dinov2_with_registers.py line 125: antialias=True, unlike Dinov2.
                 c.positionResampling = .bicubicAntialias
             } else {
                 c.positionResampling = .bicubic
@@ -149,7 +149,7 @@ public struct TransformersModel: Sendable {
             c.positionResampling = .bicubic
             if layout == .deit {
                 // DeiTModel always has the distillation token after the class token, both with a
-                // position (modeling_deit.py lines 59-63, 157-159): timm's distilled layout, here a
+                // position (modeling_deit.py lines 83-92, 153): timm's distilled layout, here a
                 // second prefix token under the position embedding.
                 c.registerTokens = 1
                 kw["reg_tokens"] = "1"
@@ -158,7 +158,7 @@ public struct TransformersModel: Sendable {
             kw["mlp_ratio"] = "\(Double(c.mlpHidden!) / Double(hidden))"
             kw["qkv_bias"] = c.qkvBias ? "true" : "false"
         case .clip:
-            // CLIPVisionTransformer (modeling_clip.py lines 594-603): patch conv without bias,
+            // CLIPVisionModel (modeling_clip.py lines 594-597): patch conv without bias,
             // `pre_layrnorm` before the encoder (timm's norm_pre), `post_layernorm`.
             c.preNorm = true
             c.mlpHidden = try keys.int("intermediate_size") ?? 3072

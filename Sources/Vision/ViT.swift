@@ -300,6 +300,15 @@ extension VisionTransformer {
         transformers = model
     }
 
+    /// What produced this model's features, for an output folder's backbone.json: the
+    /// architecture, where the weights came from, and the position resampling in use.
+    public var provenance: [String: String] {
+        var p = ["model": config.name, "weights_origin": weightsOrigin]
+        if let note = positionResamplingNote { p["pos_embed_resample"] = note }
+        if let seed = randomInitSeed { p["random_init"] = "\(seed)" }
+        return p
+    }
+
     /// The position-embedding resampling in use and why, for output metadata and the report:
     /// e.g. "bicubic (auto: transformers dinov2)". nil for models without a learned
     /// position embedding (RoPE only).

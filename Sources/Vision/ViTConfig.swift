@@ -79,13 +79,29 @@ public struct ViTConfig: Sendable, Codable, Equatable {
 public enum PositionResampling: String, Sendable, Codable, CaseIterable {
     /// torch bicubic with antialias=True (a = −0.5, support widened when shrinking): timm's
     /// `resample_abs_pos_embed` (timm/layers/pos_embed.py) and transformers'
-    /// Dinov2WithRegisters (modeling_dinov2_with_registers.py line 122).
+    /// Dinov2WithRegisters (modeling_dinov2_with_registers.py line 125).
     case bicubicAntialias = "bicubic_antialias"
     /// torch bicubic without antialias (upsample_bicubic2d: a = −0.75, 4 taps, edge-clamped):
     /// transformers' `interpolate_pos_encoding` of Dinov2, ViT, DeiT, CLIP and SigLIP
     /// (modeling_dinov2.py line 116, modeling_vit.py 118, modeling_deit.py 123,
     /// modeling_clip.py 191, modeling_siglip.py 165; transformers 5.25.0).
     case bicubic
+    /// torch bicubic without antialias at scale factors ((Gh + 0.1) / G0, (Gw + 0.1) / G0):
+    /// facebookresearch/dinov2's `interpolate_pos_encoding` with its default
+    /// `interpolate_offset=0.1`, and transformers' Dinov2 before it resized by `size` (the
+    /// "avoid floating point error" offset of facebookresearch/dino issue 8). ATen maps output
+    /// i to input (i + 0.5) / scale − 0.5, so the grid is sampled slightly differently from
+    /// `bicubic`; graphs exported with it (an ONNX `Resize` with `scales`) need this rule.
+    case bicubicOffset = "bicubic_offset"
+}
+
+extension PositionResampling {
+    /// The `pos_embed_resample` setting's rule: nil for `auto` (or unset), when the weights'
+    /// framework decides.
+    public init?(setting: String?) {
+        guard let setting, let rule = PositionResampling(rawValue: setting) else { return nil }
+        self = rule
+    }
 }
 
 /// The MLP of a ViT block.

@@ -73,11 +73,14 @@ extension VisionTransformer {
         let g0 = Int(Double(rows).squareRoot().rounded())
         precondition(g0 * g0 == rows, "pos_embed has \(rows) patch rows, not a square grid")
         var grid = posEmbed.reshape([r + rows, c]).slice(axis: 0, r..<(r + rows)).reshape([g0, g0, c])  // (G0, G0, C)
-        if gh != g0 {
+        // Both passes whenever the grid changes: a same-size pass is the identity for the
+        // `bicubic` rules but not for `bicubic_offset`, whose scale is (g + 0.1) / G0.
+        let resample = gh != g0 || gw != g0
+        if resample {
             let ry = Resize.matrix(from: g0, to: gh, rule: config.positionResampling)                                                // (Gh, G0)
             grid = Tensor.matmul(ry, grid.reshape([g0, g0 * c])).reshape([gh, g0, c])                   // (Gh, G0, C)
         }
-        if gw != g0 {
+        if resample {
             let rx = Resize.matrix(from: g0, to: gw, rule: config.positionResampling)                                                // (Gw, G0)
             let cols = grid.permute([0, 2, 1]).reshape([gh * c, g0])                                    // (Gh·C, G0)
             grid = Tensor.matmul(cols, rx, transposeB: true).reshape([gh, c, gw]).permute([0, 2, 1])   // (Gh, Gw, C)
