@@ -188,12 +188,15 @@ public final class Pipeline {
     /// What the report shows of this run.
     var reportRun: Report.Run {
         let p = paths
-        return Report.Run(
+        var run = Report.Run(
             root: root, title: config.settings.run.outputDir, model: config.settings.run.model, layer: layer,
             inputSize: config.settings.run.inputSize, seed: config.settings.run.seed, randomInitSeed: model.randomInitSeed,
             configYAML: config.yaml, stage2Metrics: Stage2Runner.runDirectory(config: config).appendingPathComponent("metrics.jsonl"),
             timings: timings.map { ($0.step, $0.seconds, $0.note) },
             featureMaps: { [p.raw($0), p.srt($0), p.denoised($0), p.extra("stage2_features", $0)] })
+        run.weights = model.randomInitSeed == nil ? config.settings.run.weights : nil
+        run.positionResampling = model.positionResamplingNote
+        return run
     }
 
     /// The metrics table over the evaluation images: raw, SRT, stage 1 and stage 2.

@@ -20,6 +20,9 @@ public struct Report {
         public var inputSize: [Int]
         public var seed: Int
         public var randomInitSeed: UInt64?
+        /// The weight file (nil with random weights) and how the position embedding is resampled.
+        public var weights: String?
+        public var positionResampling: String?
         /// The resolved config as YAML.
         public var configYAML: String
         /// Stage 2's `metrics.jsonl`.
@@ -134,6 +137,10 @@ public struct Report {
         <p class="sub">model <b>\(esc(run.model))</b>, layer \(run.layer), input \(run.inputSize.map(String.init).joined(separator: "×")), seed \(run.seed)</p>
 
         """
+        if let w = run.weights {
+            h += "<p class=\"sub\">weights <b>\(esc(URL(fileURLWithPath: w).lastPathComponent))</b> (\(esc(w)))"
+                + (run.positionResampling.map { ", position embedding resampled \(esc($0))" } ?? "") + "</p>\n"
+        }
         if let seed = run.randomInitSeed {
             h += "<p class=\"warn\"><b>Random weights.</b> \(esc(VisionTransformer.randomWeightsWarning(seed: seed)))</p>\n"
         }

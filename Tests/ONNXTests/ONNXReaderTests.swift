@@ -139,7 +139,7 @@ struct ONNXReaderTests {
     }
 
     @Test func writesAtomicallyAndReadsBack() throws {
-        let dir = try makeTempDirectory("onnx-write")
+        let dir = temporaryDirectory("onnx-write")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("m.onnx")
         try ONNXModel.write(SmallModel.build(), to: url)
@@ -206,7 +206,7 @@ struct ONNXReaderTests {
         expectError(["x.onnx", "no graph"]) { _ = try ONNXModel(serializedData: Data(), path: "x.onnx") }
         expectError(["x.onnx", "not a valid ONNX model"]) { _ = try ONNXModel(serializedData: Data([0x0A, 0xFF, 0xFF, 0x01]), path: "x.onnx") }
         expectError(["/nonexistent/m.onnx", "no such file"]) { _ = try ONNXModel(contentsOf: URL(fileURLWithPath: "/nonexistent/m.onnx")) }
-        let dir = try makeTempDirectory("onnx-dir")
+        let dir = temporaryDirectory("onnx-dir")
         defer { try? FileManager.default.removeItem(at: dir) }
         expectError(["a directory"]) { _ = try ONNXModel(contentsOf: dir) }
     }
