@@ -26,6 +26,7 @@ public enum OnnxResampling {
         switch rule {
         case .bicubicAntialias: return antialiased
         case .bicubic: return plain
+        case .bicubicOffset: return "torch F.interpolate(scale_factor=((h + 0.1) / h0, (w + 0.1) / w0), mode='bicubic', align_corners=False): not exported"
         }
     }
 }

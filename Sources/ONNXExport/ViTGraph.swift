@@ -82,6 +82,8 @@ extension OnnxGraphBuilder {
             switch c.positionResampling {
             case .bicubicAntialias: resized = bicubicAntialiased(nchw, sizes: sizes)
             case .bicubic: resized = bicubicPlain(nchw, sizes: sizes)
+            case .bicubicOffset:
+                throw OnnxExportError("\(c.name): the bicubic_offset position resampling (scale factors (g + 0.1) / g0) is not exported; export with --pos-embed-resample bicubic or bicubic_antialias")
             }
             patchPos = op("Reshape", [op("Transpose", [resized], [("perm", .ints([0, 2, 3, 1]))]), int64s([1, -1, dim])])  // (1, T, C)
             if pr > 0 { prefixPos = op("Slice", [pos, int64s([0]), int64s([pr]), int64s([1])]) }  // (1, R, C)
