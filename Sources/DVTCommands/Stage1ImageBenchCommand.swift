@@ -14,7 +14,8 @@ extension DVTCommand.BenchCommand {
             Runs VIEWS views (+ the whole image) through a random-weights ViT of the config's architecture and \
             STEPS stage-1 steps on one image, then prints the extrapolation to the config's num_views and num_iters \
             with the formula: time = forwards · (V_full + 1)/(V + 1) + fit · S_full/S; peak RSS = measured + \
-            (V_full − V) · bytes per view (its input, features and coordinates, float32). With --torch-python and \
+            (V_full − V) · bytes per view (its features in stage1.view_features_dtype and its coordinates; pixels are \
+            rendered eight views at a time). With --torch-python and \
             --reference, dvt_torch.py stage1 (or scripts/dvt_torch_fastgrid.py) then fits the same views with the \
             same settings, and its ms/step and the ratio are printed (its table takes dense Adam, DVT's).
             """)

@@ -58,6 +58,8 @@ public enum ConfigSchema {
                   "F sees a random point within ±jitter token spacings of each sampled token (0 = DVT). At the official loss scale 0.5 lowers planted accuracy (0.9880 / 0.9983 vs 0.9955 / 0.9996, docs/stage1.md); it helped only with the literal weight decay."),
         ConfigKey("stage1.hash_table_adam", .choice(["deferred", "lazy", "dense"]), .string("deferred"), dvt: nil,
                   "Hash-table Adam: deferred (default) = dense Adam's momentum for touched rows only, without weight decay on idle rows, O(touched rows) per step; at the official loss scale it matches dense on planted data to 1e-4 (docs/stage1.md); dense = torch's dense Adam over the whole table (DVT's literal behaviour); lazy = tiny-cuda-nn's."),
+        ConfigKey("stage1.view_features_dtype", .choice(["fp32", "bf16"]), .string("fp32"), dvt: nil,
+                  "How the view features are held during the fit: fp32 (DVT) or bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views; effect on the planted cosines in docs/speed.md)."),
         ConfigKey("stage1.shared_artifacts_weight_decay", .double(0...1), .null, nullable: true, dvt: nil,
                   "Weight decay of the shared artifact map G alone (null = weight_decay, as DVT). 0 used to let G hold the whole artifact under the literal decay; at the official loss scale it gives the same planted accuracy as null (0.9955 / 0.9996, docs/stage1.md)."),
         ConfigKey("stage1.save_extras", .bool, .bool(false), dvt: nil,

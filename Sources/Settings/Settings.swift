@@ -126,6 +126,8 @@ public struct DVTSettings: Sendable, Equatable {
         public var hashTableAdam: String?
         /// `stage1.shared_artifacts_weight_decay`
         public var sharedArtifactsWeightDecay: Double?
+        /// `stage1.view_features_dtype`
+        public var viewFeaturesDtype: String?
         /// `stage1.save_extras`
         public var saveExtras: Bool
         /// `stage1.vis_every`
@@ -152,6 +154,7 @@ public struct DVTSettings: Sendable, Equatable {
             coordJitter = c.double("stage1.coord_jitter")
             hashTableAdam = c.string("stage1.hash_table_adam")
             sharedArtifactsWeightDecay = c.optionalDouble("stage1.shared_artifacts_weight_decay")
+            viewFeaturesDtype = c.string("stage1.view_features_dtype")
             saveExtras = c.bool("stage1.save_extras")
             visEvery = c.int("stage1.vis_every")
             printFreq = c.int("stage1.print_freq")
@@ -177,6 +180,7 @@ public struct DVTSettings: Sendable, Equatable {
             "stage1.coord_jitter": "coordJitter",
             "stage1.hash_table_adam": "hashTableAdam",
             "stage1.shared_artifacts_weight_decay": "sharedArtifactsWeightDecay",
+            "stage1.view_features_dtype": "viewFeaturesDtype",
             "stage1.save_extras": "saveExtras",
             "stage1.vis_every": "visEvery",
             "stage1.print_freq": "printFreq",

@@ -26,5 +26,6 @@ extension Stage1Settings {
         coordJitter = t.coordJitter
         hashTableAdam = t.hashTableAdam.flatMap(HashTableAdam.init(rawValue:)) ?? .deferred
         sharedArtifactsWeightDecay = t.sharedArtifactsWeightDecay
+        viewFeaturesDtype = t.viewFeaturesDtype.flatMap(Stage1Settings.ViewFeaturesDtype.init(rawValue:)) ?? .fp32
     }
 }
