@@ -56,7 +56,7 @@ extension Bench {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let (rows, last, coords) = try job.viewFeatures(image, seed: 0)
         let t1 = DispatchTime.now().uptimeNanoseconds
-        Tensor.releasePreparedWeights()  // as `dvt stage1` does before each fit
+        Tensor.releaseCachedMemory()  // as `dvt stage1` does before each fit
         let result = try Stage1.fit(rows: rows, lastView: last, coords: coords, settings: job.settings, seed: 0,
                                     precision: fitPrecision ?? precision)  // as the config key: both, unless told
         var usage = rusage()

@@ -183,7 +183,7 @@ public final class Stage1Job {
                     position: Int) throws -> ImageJobOutput {
             let s = job.config.settings.stage1
             let seed = Stage1Job.imageSeed(job.config.settings.run.seed, item.relativeStem)
-            Tensor.releasePreparedWeights()  // the ViT's copies are remade by the next image's forwards
+            Tensor.releaseCachedMemory()  // the ViT's weight copies and freed temporaries (remade by the next image's forwards)
             let result = try Stage1.fit(rows: raw.rows, lastView: raw.lastView, coords: prepared.coords, settings: job.settings,
                                         seed: seed, label: "stage1 \(item.relativeStem)", quiet: true, printFreq: s.printFreq,
                                         precision: job.config.settings.run.computePrecision)

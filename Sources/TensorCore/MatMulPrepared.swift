@@ -204,6 +204,13 @@ enum PreparedWeights {
 
 extension Tensor {
     /// Frees the prepared (reordered, and in bf16 rounded) copies of frozen weights that
-    /// `linear` keeps between calls; the next product through a weight prepares it again.
-    public static func releasePreparedWeights() { PreparedWeights.releaseAll() }
+    /// `linear` keeps between calls (the next product through a weight prepares it again), then
+    /// hands the allocator's free memory back to the system. The allocator is tuned to keep up
+    /// to 512 MiB of freed memory for reuse (`TensorStorage.allocatorTuned`): right for a
+    /// training loop, but after a phase whose temporaries will not come back (stage 1's ViT
+    /// forwards before its fit) that memory would sit in the peak.
+    public static func releaseCachedMemory() {
+        PreparedWeights.releaseAll()
+        TensorStorage.trimHeap()
+    }
 }
