@@ -17,6 +17,8 @@ extension Bench {
         public var fitSeconds: Double
         /// Peak resident set of the process after the slice (getrusage ru_maxrss).
         public var peakRSSBytes: Double
+        /// The same peak when the forwards had finished, before the fit (which phase sets the peak).
+        public var forwardPeakRSSBytes: Double = 0
         /// Bytes each extra view adds: its (Gh, Gw, C) features in `view_features_dtype` and its
         /// (Gh, Gw, 2) fp32 coordinates (held twice: the job's and the fit's copy). Pixels are
         /// rendered eight views at a time, so they do not grow with the views.
@@ -56,6 +58,8 @@ extension Bench {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let (rows, last, coords) = try job.viewFeatures(image, seed: 0)
         let t1 = DispatchTime.now().uptimeNanoseconds
+        var forwardUsage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &forwardUsage)
         Tensor.releaseCachedMemory()  // as `dvt stage1` does before each fit
         let result = try Stage1.fit(rows: rows, lastView: last, coords: coords, settings: job.settings, seed: 0,
                                     precision: fitPrecision ?? precision)  // as the config key: both, unless told
@@ -66,6 +70,7 @@ extension Bench {
         var timing = Stage1ImageTiming(viewsMeasured: views, stepsMeasured: steps, viewsFull: viewsFull, stepsFull: stepsFull,
                                        viewSeconds: Double(t1 - t0) / 1e9, fitSeconds: result.seconds,
                                        peakRSSBytes: Double(usage.ru_maxrss) * 1024, bytesPerView: perView)
+        timing.forwardPeakRSSBytes = Double(forwardUsage.ru_maxrss) * 1024
         if let reference {
             let raw = rows.copyRows(0..<rows.rows).reshape(Array(coords.shape.dropLast()) + [rows.cols])  // (V+1, Gh, Gw, C)
             timing.torchMsPerStep = try referenceFit(reference, raw: raw, coords: coords, settings: job.settings)

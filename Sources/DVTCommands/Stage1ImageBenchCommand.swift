@@ -49,6 +49,8 @@ extension DVTCommand.BenchCommand {
                 print(String(format: "fit: ours %.1f ms/step, torch %.1f ms/step (%@, fp32): speed-up %.2fx",
                              t.msPerStep, torch, (reference.reference ?? "") as NSString, torch / t.msPerStep))
             }
+            print(String(format: "peak RSS when the forwards had finished: %.2f GiB (the fit then set %@)", t.forwardPeakRSSBytes / gib,
+                         (t.peakRSSBytes > t.forwardPeakRSSBytes ? String(format: "a new peak, %.2f GiB", t.peakRSSBytes / gib) : "no new peak") as NSString))
             print(String(format: "peak RSS ≈ %.2f GiB + (%d − %d) · %.1f MiB = %.2f GiB",
                          t.peakRSSBytes / gib, t.viewsFull, t.viewsMeasured, t.bytesPerView / Double(1 << 20), t.fullPeakRSSBytes / gib))
         }
