@@ -17,8 +17,11 @@ extension Bench {
         public var fitSeconds: Double
         /// Peak resident set of the process after the slice (getrusage ru_maxrss).
         public var peakRSSBytes: Double
-        /// Bytes each extra view adds: its (3, H, W) input, its (Gh, Gw, C) features and
-        /// (Gh, Gw, 2) coordinates, all float32 and all held until the fit starts.
+        /// The same peak when the forwards had finished, before the fit (which phase sets the peak).
+        public var forwardPeakRSSBytes: Double = 0
+        /// Bytes each extra view adds: its (Gh, Gw, C) features in `view_features_dtype` and its
+        /// (Gh, Gw, 2) fp32 coordinates (held twice: the job's and the fit's copy). Pixels are
+        /// rendered eight views at a time, so they do not grow with the views.
         public var bytesPerView: Double
         /// The PyTorch reference's ms/step on the same views, coordinates and settings (nil
         /// without a reference). Its table takes dense Adam (DVT's), ours `hash_table_adam`.
@@ -53,18 +56,23 @@ extension Bench {
         model.precision = precision
         let job = try Stage1Job(config: slice, model: model)
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let (raw, coords) = try job.viewFeatures(image, seed: 0)
+        let (rows, last, coords) = try job.viewFeatures(image, seed: 0)
         let t1 = DispatchTime.now().uptimeNanoseconds
-        let result = try Stage1.fit(views: raw, coords: coords, settings: job.settings, seed: 0,
+        var forwardUsage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &forwardUsage)
+        Tensor.releaseCachedMemory()  // as `dvt stage1` does before each fit
+        let result = try Stage1.fit(rows: rows, lastView: last, coords: coords, settings: job.settings, seed: 0,
                                     precision: fitPrecision ?? precision)  // as the config key: both, unless told
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
-        let (h, w) = (slice.settings.run.inputSize[0], slice.settings.run.inputSize[1])
-        let perView = Double(3 * h * w + raw.count / raw.shape[0] + coords.count / coords.shape[0]) * 4
+        let tokensPerView = coords.count / coords.shape[0] / 2
+        let perView = Double(rows.bytes / coords.shape[0] + 2 * tokensPerView * 2 * 4)
         var timing = Stage1ImageTiming(viewsMeasured: views, stepsMeasured: steps, viewsFull: viewsFull, stepsFull: stepsFull,
                                        viewSeconds: Double(t1 - t0) / 1e9, fitSeconds: result.seconds,
                                        peakRSSBytes: Double(usage.ru_maxrss) * 1024, bytesPerView: perView)
+        timing.forwardPeakRSSBytes = Double(forwardUsage.ru_maxrss) * 1024
         if let reference {
+            let raw = rows.copyRows(0..<rows.rows).reshape(Array(coords.shape.dropLast()) + [rows.cols])  // (V+1, Gh, Gw, C)
             timing.torchMsPerStep = try referenceFit(reference, raw: raw, coords: coords, settings: job.settings)
         }
         return timing

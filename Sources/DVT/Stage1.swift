@@ -63,6 +63,11 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
     /// Measured on the planted file without jitter: 0.996 / 0.9999 instead of 0.960 / 0.980
     /// (docs/stage1.md).
     public var sharedArtifactsWeightDecay: Double? = nil
+    /// How the view features are held for the fit (not a DVT option; fp32 = DVT). bf16 halves
+    /// the recipe's largest allocation (the official 769 ViT-B/14 518² views: 3.0 → 1.5 GiB);
+    /// every sampled token is then its bf16 rounding. The whole image's raw output stays fp32.
+    public var viewFeaturesDtype = ViewFeaturesDtype.fp32
+    public typealias ViewFeaturesDtype = FeatureRows.Element
 
     /// The hash table's optimiser. DVT optimises it with torch's dense `Adam`: every step every
     /// row's moments decay and rows keep moving along their momentum even when no sample touched
@@ -114,6 +119,7 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         case hashTableAdam = "hash_table_adam"
         case coordJitter = "coord_jitter"
         case sharedArtifactsWeightDecay = "shared_artifacts_weight_decay"
+        case viewFeaturesDtype = "view_features_dtype"
     }
 
     public init(from decoder: Decoder) throws {
@@ -136,6 +142,7 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         s.hashTableAdam = try c.decodeIfPresent(HashTableAdam.self, forKey: .hashTableAdam) ?? s.hashTableAdam
         s.coordJitter = try c.decodeIfPresent(Double.self, forKey: .coordJitter) ?? s.coordJitter
         s.sharedArtifactsWeightDecay = try c.decodeIfPresent(Double.self, forKey: .sharedArtifactsWeightDecay)
+        s.viewFeaturesDtype = try c.decodeIfPresent(ViewFeaturesDtype.self, forKey: .viewFeaturesDtype) ?? s.viewFeaturesDtype
         self = s
     }
 
@@ -158,6 +165,7 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         try c.encode(hashTableAdam, forKey: .hashTableAdam)
         try c.encode(coordJitter, forKey: .coordJitter)
         try c.encodeIfPresent(sharedArtifactsWeightDecay, forKey: .sharedArtifactsWeightDecay)
+        if viewFeaturesDtype != .fp32 { try c.encode(viewFeaturesDtype, forKey: .viewFeaturesDtype) }  // fp32 encodes as before the key
     }
 
     /// Checks ranges, naming the offending key.
@@ -204,14 +212,18 @@ public struct Stage1Output {
 /// order); the token batches come from the generator the trainer passes to `loss`.
 public final class Stage1Task {
     public let settings: Stage1Settings
+    /// The model seed the task was made with (the fit's sampler seed derives from it).
+    public let seed: UInt64
     public let field: NeuralFeatureField
     public let denoiser: SingleImageDenoiser
     public let views: Int
     public let height: Int
     public let width: Int
     public let dim: Int
-    /// (T, C)
-    let flatRaw: Tensor
+    /// (T, C) in `settings.viewFeaturesDtype`
+    let flatRaw: FeatureRows
+    /// (h, w, C): the whole image's raw features (the last view) in fp32, the `raw` output.
+    let lastView: Tensor
     /// (T, 2), global (x, y) in [0, 1]
     let flatCoords: Tensor
     /// (h·w, 2): each token's (x, y) in [−1, 1] on its view's grid (the same for every view).
@@ -234,17 +246,38 @@ public final class Stage1Task {
     /// - Parameters:
     ///   - raw: (V, h, w, C) raw features of every view; the last view is the whole image.
     ///   - coords: (V, h, w, 2) each token's (x, y) in [0, 1] of the whole image.
-    public init(raw: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64) throws {
-        try settings.validate()
+    ///   The task reads `raw`'s storage without copying it (fp32) or keeps a bf16 copy
+    ///   (`viewFeaturesDtype` bf16): `raw` must not change during the fit.
+    public convenience init(raw: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64) throws {
         guard raw.rank == 4, raw.shape[0] >= 1 else { throw Stage1Error("stage1: raw features must be (V, h, w, C), got \(raw.shape)") }
-        let (v, h, w, c) = (raw.shape[0], raw.shape[1], raw.shape[2], raw.shape[3])
-        guard coords.shape == [v, h, w, 2] else {
-            throw Stage1Error("stage1: coords must be (V, h, w, 2) = \([v, h, w, 2]) to match raw \(raw.shape), got \(coords.shape)")
+        let (v, h, w) = (raw.shape[0], raw.shape[1], raw.shape[2])
+        let last = withNoGrad { raw.slice(axis: 0, (v - 1)..<v) }.reshape([h, w, raw.shape[3]])  // (h, w, C)
+        try self.init(raw: FeatureRows(raw.detach(), element: settings.viewFeaturesDtype), lastView: last,
+                      coords: coords, settings: settings, seed: seed)
+    }
+
+    /// - Parameters:
+    ///   - raw: (V·h·w, C) raw features of every view, view-major; the last view is the whole image.
+    ///   - lastView: (h, w, C) the whole image's raw features in fp32 (the `raw` output).
+    ///   - coords: (V, h, w, 2) each token's (x, y) in [0, 1] of the whole image.
+    public init(raw: FeatureRows, lastView: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64) throws {
+        try settings.validate()
+        guard coords.rank == 4, coords.shape[0] >= 1, coords.shape[3] == 2 else {
+            throw Stage1Error("stage1: coords must be (V, h, w, 2), got \(coords.shape)")
         }
-        guard c >= 4 else { throw Stage1Error("stage1: feature dimension must be >= 4, got \(c) (raw \(raw.shape))") }
+        let (v, h, w, c) = (coords.shape[0], coords.shape[1], coords.shape[2], raw.cols)
+        guard raw.rows == v * h * w else {
+            throw Stage1Error("stage1: raw features have \(raw.rows) rows of \(c), but coords \(coords.shape) need V·h·w = \(v * h * w)")
+        }
+        guard lastView.shape == [h, w, c] else {
+            throw Stage1Error("stage1: the whole image's features must be (h, w, C) = \([h, w, c]), got \(lastView.shape)")
+        }
+        guard c >= 4 else { throw Stage1Error("stage1: feature dimension must be >= 4, got \(c) (raw (\(raw.rows), \(c)))") }
         self.settings = settings
+        self.seed = seed
         views = v; height = h; width = w; dim = c
-        flatRaw = raw.copy().reshape([v * h * w, c])          // (T, C)
+        flatRaw = raw                                         // (T, C)
+        self.lastView = lastView
         flatCoords = coords.copy().reshape([v * h * w, 2])    // (T, 2)
         viewGrid = Stage1Grid.coordinates(height: h, width: w, lo: -1, hi: 1)  // (h·w, 2)
         var rng = RandomGenerator(seed: seed)
@@ -338,7 +371,7 @@ public final class Stage1Task {
 
     private func outputInPrecision() -> Stage1Output {
         let perView = height * width
-        let last = flatRaw.detach().slice(axis: 0, ((views - 1) * perView)..<(views * perView)).reshape([height, width, dim])  // (h, w, C)
+        let last = lastView.copy()  // (h, w, C)
         let denoised = field.evaluateGrid(height: height, width: width)  // (h, w, C)
         var residual: Tensor? = nil
         if denoiser.residualOn {

@@ -77,11 +77,27 @@ public enum Stage1 {
                            runDirectory: URL? = nil, label: String = "stage1", quiet: Bool = true,
                            printFreq: Int = 0, valFreq: Int = 0, precision: Precision = .fp32,
                            validation: ((Stage1Output) -> [String: Double])? = nil) throws -> Stage1Result {
-        let task = try Stage1Task(raw: views, coords: coords, settings: settings, seed: seed)
+        try fit(task: Stage1Task(raw: views, coords: coords, settings: settings, seed: seed), runDirectory: runDirectory,
+                label: label, quiet: quiet, printFreq: printFreq, valFreq: valFreq, precision: precision, validation: validation)
+    }
+
+    /// `fit` on features already held as `FeatureRows` (V·h·w, C), with the whole image's fp32
+    /// (h, w, C) features: what `dvt stage1` passes, so that no fp32 copy of every view exists.
+    public static func fit(rows: FeatureRows, lastView: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64 = 0,
+                           runDirectory: URL? = nil, label: String = "stage1", quiet: Bool = true,
+                           printFreq: Int = 0, valFreq: Int = 0, precision: Precision = .fp32,
+                           validation: ((Stage1Output) -> [String: Double])? = nil) throws -> Stage1Result {
+        try fit(task: Stage1Task(raw: rows, lastView: lastView, coords: coords, settings: settings, seed: seed), runDirectory: runDirectory,
+                label: label, quiet: quiet, printFreq: printFreq, valFreq: valFreq, precision: precision, validation: validation)
+    }
+
+    static func fit(task: Stage1Task, runDirectory: URL?, label: String, quiet: Bool, printFreq: Int, valFreq: Int,
+                    precision: Precision, validation: ((Stage1Output) -> [String: Double])?) throws -> Stage1Result {
+        let settings = task.settings
         task.validation = validation
         task.precision = precision
         var loop = LoopSettings(numIters: settings.numIters)
-        loop.seed = samplerSeed(seed)
+        loop.seed = samplerSeed(task.seed)
         loop.printFreq = printFreq > 0 ? printFreq : max(1, settings.numIters / 10)
         loop.valFreq = valFreq
         let trainer = makeTrainer(task: task, loop: loop, runDirectory: runDirectory, label: label, quiet: quiet)

@@ -50,7 +50,7 @@ extension DVTCommand {
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
             subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, ProbeBench.self, DenoiserBench.self, DenoiserRanksBench.self,
-                          FinetuneBench.self, Stage1Image.self])
+                          FinetuneBench.self, Stage1Image.self, Stage1Quality.self])
     }
 }
 

@@ -14,7 +14,8 @@ extension DVTCommand.BenchCommand {
             Runs VIEWS views (+ the whole image) through a random-weights ViT of the config's architecture and \
             STEPS stage-1 steps on one image, then prints the extrapolation to the config's num_views and num_iters \
             with the formula: time = forwards · (V_full + 1)/(V + 1) + fit · S_full/S; peak RSS = measured + \
-            (V_full − V) · bytes per view (its input, features and coordinates, float32). With --torch-python and \
+            (V_full − V) · bytes per view (its features in stage1.view_features_dtype and its coordinates; pixels are \
+            rendered eight views at a time). With --torch-python and \
             --reference, dvt_torch.py stage1 (or scripts/dvt_torch_fastgrid.py) then fits the same views with the \
             same settings, and its ms/step and the ratio are printed (its table takes dense Adam, DVT's).
             """)
@@ -47,6 +48,8 @@ extension DVTCommand.BenchCommand {
                 print(String(format: "fit: ours %.1f ms/step, torch %.1f ms/step (%@, fp32): speed-up %.2fx",
                              t.msPerStep, torch, (reference.reference ?? "") as NSString, torch / t.msPerStep))
             }
+            print(String(format: "peak RSS when the forwards had finished: %.2f GiB (the fit then set %@)", t.forwardPeakRSSBytes / gib,
+                         (t.peakRSSBytes > t.forwardPeakRSSBytes ? String(format: "a new peak, %.2f GiB", t.peakRSSBytes / gib) : "no new peak") as NSString))
             print(String(format: "peak RSS ≈ %.2f GiB + (%d − %d) · %.1f MiB = %.2f GiB",
                          t.peakRSSBytes / gib, t.viewsFull, t.viewsMeasured, t.bytesPerView / Double(1 << 20), t.fullPeakRSSBytes / gib))
         }

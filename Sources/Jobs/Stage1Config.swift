@@ -27,5 +27,6 @@ extension Stage1Settings {
         coordJitter = t.coordJitter
         hashTableAdam = HashTableAdam(rawValue: t.hashTableAdam) ?? .deferred
         sharedArtifactsWeightDecay = t.sharedArtifactsWeightDecay
+        viewFeaturesDtype = Stage1Settings.ViewFeaturesDtype(rawValue: t.viewFeaturesDtype) ?? .fp32
     }
 }

@@ -60,27 +60,50 @@ public final class Stage1Job {
         FNV1a.hash(utf8: stem) ^ UInt64(seed)
     }
 
-    /// The decoded image's `num_views` random views plus the whole image, normalised:
-    /// (V+1, 3, H, W), and their token coordinates (V+1, Gh, Gw, 2).
-    public func views(_ url: URL, seed: UInt64) throws -> (images: Tensor, coords: Tensor) {
+    /// One image's views before any is rendered: the resized image (3, H, W) in [0, 1], the
+    /// `num_views` random views plus the whole image (last), and their token coordinates
+    /// (V+1, Gh, Gw, 2).
+    public struct ViewPlan {
+        public var base: Tensor
+        public var views: [ViewSampler.View]
+        public var coords: Tensor
+    }
+
+    var sampler: ViewSampler {
+        let (h, w) = inputSize
+        let grid = model.grid(height: h, width: w, stride: stride)
+        var sampler = ViewSampler(size: (h, w), grid: (grid.0, grid.1))
+        sampler.horizontalFlip = true
+        return sampler
+    }
+
+    /// The decoded image and its `num_views` random views plus the whole image (not rendered).
+    public func plan(_ url: URL, seed: UInt64) throws -> ViewPlan {
         let (h, w) = inputSize
         let image = try RGBImage(contentsOf: url)
         // DVT's base image: torchvision `transforms.Resize(input_size)` on a PIL image, i.e. Pillow
         // bilinear (main_img_denoising.py line 283); the dataset's later bicubic F.resize to the same
         // size returns early (dvt/dataset/single_image_dataset.py lines 33-37).
         let base = (image.width == w && image.height == h ? image : Resize.pilBilinear(image, width: w, height: h)).tensor()  // (3, H, W)
-        let grid = model.grid(height: h, width: w, stride: stride)
-        var sampler = ViewSampler(size: (h, w), grid: (grid.0, grid.1))
-        sampler.horizontalFlip = true
         var rng = RandomGenerator(seed: seed)
-        let (images, coords) = sampler.sample(base, count: config.settings.stage1.numViews, mean: model.config.mean,
-                                              std: model.config.std, rng: &rng)
-        return (images, coords)
+        let sampler = self.sampler
+        let views = sampler.plan(count: config.settings.stage1.numViews, imageHeight: h, imageWidth: w, rng: &rng)
+        return ViewPlan(base: base, views: views, coords: sampler.coordinates(views, imageHeight: h, imageWidth: w))
     }
+
+    /// The decoded image's `num_views` random views plus the whole image, normalised:
+    /// (V+1, 3, H, W), and their token coordinates (V+1, Gh, Gw, 2).
+    public func views(_ url: URL, seed: UInt64) throws -> (images: Tensor, coords: Tensor) {
+        let p = try plan(url, seed: seed)
+        return (sampler.render(p.base, views: p.views, mean: model.config.mean, std: model.config.std), p.coords)
+    }
+
+    /// Views per ViT forward.
+    static let viewBatch = 8
 
     /// ViT features of views (V+1, 3, H, W) → (V+1, Gh, Gw, C), eight views per forward.
     public func features(ofViews images: Tensor) -> Tensor {
-        let n = images.shape[0], batch = 8
+        let n = images.shape[0], batch = Stage1Job.viewBatch
         let parts = Swift.stride(from: 0, to: n, by: batch).map { start in
             model.features(images.slice(axis: 0, start..<min(n, start + batch)), layers: [layer], norm: true,
                            stride: stride)[layer]!.patch  // (b, Gh, Gw, C)
@@ -88,11 +111,34 @@ public final class Stage1Job {
         return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
     }
 
-    /// Raw features of `num_views` random views plus the whole image: (V+1, Gh, Gw, C) and
-    /// their token coordinates (V+1, Gh, Gw, 2).
-    public func viewFeatures(_ url: URL, seed: UInt64) throws -> (Tensor, Tensor) {
-        let (images, coords) = try views(url, seed: seed)
-        return (features(ofViews: images), coords)
+    /// ViT features of a plan's views, rendered and run eight at a time (the batches of
+    /// `features(ofViews:)`, so the same values) straight into rows of `stage1.view_features_dtype`:
+    /// (V+1)·Gh·Gw rows of C, and the whole image's (Gh, Gw, C) features in fp32. No tensor of
+    /// every view's pixels or fp32 features exists.
+    public func features(of plan: ViewPlan) -> (rows: FeatureRows, lastView: Tensor) {
+        let n = plan.views.count, (gh, gw) = (plan.coords.shape[1], plan.coords.shape[2])
+        var rows: FeatureRows? = nil
+        var last: Tensor? = nil
+        let sampler = self.sampler
+        for start in Swift.stride(from: 0, to: n, by: Stage1Job.viewBatch) {
+            let end = min(n, start + Stage1Job.viewBatch)
+            let images = sampler.render(plan.base, views: Array(plan.views[start..<end]), mean: model.config.mean, std: model.config.std)
+            let f = model.features(images, layers: [layer], norm: true, stride: stride)[layer]!.patch  // (b, Gh, Gw, C)
+            let c = f.shape[3]
+            if rows == nil { rows = FeatureRows(rows: n * gh * gw, cols: c, element: settings.viewFeaturesDtype) }
+            rows!.setRows(start * gh * gw, from: f)
+            if end == n { last = withNoGrad { f.slice(axis: 0, (end - start - 1)..<(end - start)) }.reshape([gh, gw, c]) }
+        }
+        return (rows!, last!)
+    }
+
+    /// Raw features of `num_views` random views plus the whole image as rows
+    /// ((V+1)·Gh·Gw, C) in `stage1.view_features_dtype`, the whole image's (Gh, Gw, C) fp32
+    /// features, and the token coordinates (V+1, Gh, Gw, 2).
+    public func viewFeatures(_ url: URL, seed: UInt64) throws -> (rows: FeatureRows, lastView: Tensor, coords: Tensor) {
+        let p = try plan(url, seed: seed)
+        let (rows, last) = features(of: p)
+        return (rows, last, p.coords)
     }
 
     /// Runs stage 1 on `items`; returns what happened to each.
@@ -125,22 +171,25 @@ public final class Stage1Job {
 
         func isDone(_ item: ImageItem) -> Bool { FileManager.default.fileExists(atPath: job.tree.denoised(item.relativeStem).path) }
 
-        func prepare(_ item: ImageItem) throws -> (images: Tensor, coords: Tensor) {
-            try job.views(item.url, seed: Stage1Job.imageSeed(job.config.settings.run.seed, item.relativeStem))
+        func prepare(_ item: ImageItem) throws -> ViewPlan {
+            try job.plan(item.url, seed: Stage1Job.imageSeed(job.config.settings.run.seed, item.relativeStem))
         }
 
-        func forward(_ batch: [(images: Tensor, coords: Tensor)]) throws -> [Tensor] {
-            batch.map { job.features(ofViews: $0.images) }
+        func forward(_ batch: [ViewPlan]) throws -> [(rows: FeatureRows, lastView: Tensor)] {
+            batch.map { job.features(of: $0) }
         }
 
-        func finish(_ item: ImageItem, _ prepared: (images: Tensor, coords: Tensor), _ raw: Tensor,
+        func finish(_ item: ImageItem, _ prepared: ViewPlan, _ raw: (rows: FeatureRows, lastView: Tensor),
                     position: Int) throws -> ImageJobOutput {
             let s = job.config.settings.stage1
             let seed = Stage1Job.imageSeed(job.config.settings.run.seed, item.relativeStem)
-            let result = try Stage1.fit(views: raw, coords: prepared.coords, settings: job.settings, seed: seed,
-                                        label: "stage1 \(item.relativeStem)", quiet: true, printFreq: s.printFreq,
+            Tensor.releaseCachedMemory()  // the ViT's weight copies and freed temporaries (remade by the next image's forwards)
+            let result = try Stage1.fit(rows: raw.rows, lastView: raw.lastView, coords: prepared.coords, settings: job.settings,
+                                        seed: seed, label: "stage1 \(item.relativeStem)", quiet: true, printFreq: s.printFreq,
                                         precision: job.config.settings.run.precision)
-            let files = try job.write(result.output, item: item, views: raw, visual: s.visEvery > 0 && position % s.visEvery == 0)
+            let viewShape = Array(prepared.coords.shape.dropLast()) + [raw.rows.cols]  // (V+1, Gh, Gw, C)
+            let files = try job.write(result.output, item: item, views: { raw.rows.copyRows(0..<raw.rows.rows).reshape(viewShape) },
+                                      visual: s.visEvery > 0 && position % s.visEvery == 0)
             var record: [String: Any] = ["final_loss": result.finalLoss, "ms_per_step": result.msPerStep]
             for (k, v) in result.lastMetrics { record[k] = v }
             return ImageJobOutput(files: files, record: record)
@@ -149,7 +198,7 @@ public final class Stage1Job {
 
     /// raw and denoised (always), G / h / views (with save_extras), the visual strip.
     @discardableResult
-    func write(_ o: Stage1Output, item: ImageItem, views: Tensor, visual: Bool) throws -> [URL] {
+    func write(_ o: Stage1Output, item: ImageItem, views: () -> Tensor, visual: Bool) throws -> [URL] {
         let stem = item.relativeStem
         var files: [URL] = []
         func put(_ t: Tensor, _ url: URL) throws {
@@ -160,7 +209,7 @@ public final class Stage1Job {
         if config.settings.stage1.saveExtras {
             try put(o.sharedArtifacts, tree.extra("shared_artifacts", stem))
             if let r = o.residual { try put(r, tree.extra("residual", stem)) }
-            try put(views, tree.extra("view_features", stem))
+            try put(views(), tree.extra("view_features", stem))  // as held for the fit (view_features_dtype)
         }
         if visual {
             let url = tree.visual("stage1", stem)

@@ -145,6 +145,8 @@ public struct DVTSettings: Sendable, Equatable {
         public var hashTableAdam: String = "deferred"
         /// `stage1.shared_artifacts_weight_decay`
         public var sharedArtifactsWeightDecay: Double? = nil
+        /// `stage1.view_features_dtype`
+        public var viewFeaturesDtype: String = "fp32"
         /// `stage1.save_extras`
         public var saveExtras: Bool = false
         /// `stage1.vis_every`
@@ -191,6 +193,8 @@ public struct DVTSettings: Sendable, Equatable {
                          "Hash-table Adam: deferred (default) = dense Adam's momentum for touched rows only, without weight decay on idle rows, O(touched rows) per step; at the official loss scale it matches dense on planted data to 1e-4 (docs/stage1.md); dense = torch's dense Adam over the whole table (DVT's literal behaviour); lazy = tiny-cuda-nn's."),
             SettingField("shared_artifacts_weight_decay", \.sharedArtifactsWeightDecay, .double(0...1),
                          "Weight decay of the shared artifact map G alone (null = weight_decay, as DVT). 0 used to let G hold the whole artifact under the literal decay; at the official loss scale it gives the same planted accuracy as null (0.9955 / 0.9996, docs/stage1.md)."),
+            SettingField("view_features_dtype", \.viewFeaturesDtype, .choice(["fp32", "bf16"]),
+                         "How the view features are held during the fit: fp32 (DVT) or bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views; effect on the planted cosines in docs/speed.md)."),
             SettingField("save_extras", \.saveExtras, .bool,
                          "Also write G, h(raw) and the view features per image."),
             SettingField("vis_every", \.visEvery, .int(0...1_000_000), dvt: "num_vis_samples (differs)",

@@ -6,6 +6,7 @@ import Glibc
 #if os(Linux)
 /// glibc's mallopt (declared in <malloc.h>, which the Glibc module does not export).
 @_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+@_silgen_name("malloc_trim") private func glibcMallocTrim(_ pad: Int) -> Int32
 #endif
 
 /// Contiguous float32 storage. A class so that views (`reshape`, `detach`) can share it and so
@@ -78,6 +79,14 @@ public final class TensorStorage: @unchecked Sendable {
         _ = glibcMallopt(-1, 512 << 20)
         #endif
     }()
+
+    /// Returns the allocator's free memory to the system now (glibc `malloc_trim(0)`: every
+    /// arena, free pages inside the heap as well as its top).
+    static func trimHeap() {
+        #if os(Linux)
+        _ = glibcMallocTrim(0)
+        #endif
+    }
 }
 
 /// An n-dimensional float32 tensor with row-major contiguous storage, and a node in the

@@ -51,45 +51,73 @@ public struct ViewSampler: Sendable {
         n == 1 ? [Float(a)] : (0..<n).map { Float(a + (b - a) * Double($0) / Double(n - 1)) }
     }
 
-    /// Samples `count` views of `image` ((3, H, W) in [0, 1], not yet normalised) plus the whole
-    /// image, normalised with mean/std. Returns views (V+1, 3, h, w) and coords (V+1, Gh, Gw, 2).
-    public func sample(_ image: Tensor, count: Int, mean: [Float], std: [Float],
-                       rng: inout RandomGenerator) -> (views: Tensor, coords: Tensor) {
-        precondition(image.rank == 3 && image.shape[0] == 3, "ViewSampler needs a (3, H, W) image, got \(image.shape)")
-        let H = image.shape[1], W = image.shape[2]
-        let (oh, ow) = size, (gh, gw) = grid
-        var views: [Tensor] = []                                    // V+1 of (3, h, w)
-        var coords = [Float](repeating: 0, count: (count + 1) * gh * gw * 2)  // (V+1, Gh, Gw, 2)
-        for v in 0...count {
-            let (top, left, h, w, flip): (Int, Int, Int, Int, Bool)
-            if v == count {
-                (top, left, h, w, flip) = (0, 0, H, W, false)
-            } else {
-                let box = cropBox(height: H, width: W, rng: &rng)
-                (top, left, h, w) = box
-                flip = horizontalFlip && rng.uniformDouble() < 0.5
-            }
-            let crop = (top == 0 && left == 0 && h == H && w == W && H == oh && W == ow) ? image
-                : Resize.bicubicAntialiased(image, height: oh, width: ow, layout: .chw, crop: (top, left, h, w))  // (3, h, w)
-            let normalised = normalizeChannels(crop, mean: mean, std: std)
-            views.append(flip ? normalised.flipped(axis: -1) : normalised)
-            let ys = ViewSampler.linspace(Double(top) / Double(H), Double(top + h) / Double(H), gh)
-            var xs = ViewSampler.linspace(Double(left) / Double(W), Double(left + w) / Double(W), gw)
-            if flip {
+    /// One view: its crop box in the image's pixels and whether it is flipped.
+    public struct View: Sendable, Equatable {
+        public var top: Int, left: Int, height: Int, width: Int
+        public var flip: Bool
+    }
+
+    /// The boxes of `count` random views of an H × W image plus the whole image (last), drawn
+    /// in `sample`'s order (per view: the box, then the flip), so `render` of any split of them
+    /// gives `sample`'s views.
+    public func plan(count: Int, imageHeight H: Int, imageWidth W: Int, rng: inout RandomGenerator) -> [View] {
+        var out: [View] = []
+        for _ in 0..<count {
+            let (top, left, h, w) = cropBox(height: H, width: W, rng: &rng)
+            out.append(View(top: top, left: left, height: h, width: w, flip: horizontalFlip && rng.uniformDouble() < 0.5))
+        }
+        out.append(View(top: 0, left: 0, height: H, width: W, flip: false))
+        return out
+    }
+
+    /// Token coordinates of `views` ((V, Gh, Gw, 2), (x, y) in [0, 1]); a view covering the
+    /// whole image unflipped is the whole-image view, at linspace(0, 1).
+    public func coordinates(_ views: [View], imageHeight H: Int, imageWidth W: Int) -> Tensor {
+        let (gh, gw) = grid
+        var coords = [Float](repeating: 0, count: views.count * gh * gw * 2)  // (V, Gh, Gw, 2)
+        for (v, view) in views.enumerated() {
+            let whole = view == View(top: 0, left: 0, height: H, width: W, flip: false)
+            let ys = whole ? ViewSampler.linspace(0, 1, gh)
+                : ViewSampler.linspace(Double(view.top) / Double(H), Double(view.top + view.height) / Double(H), gh)
+            var xs = ViewSampler.linspace(Double(view.left) / Double(W), Double(view.left + view.width) / Double(W), gw)
+            if view.flip {
                 let lo = xs.min()!, hi = xs.max()!
                 xs = xs.map { hi - $0 + lo }
             }
-            if v == count {
-                xs = ViewSampler.linspace(0, 1, gw)
-            }
+            if whole { xs = ViewSampler.linspace(0, 1, gw) }
             let cp = v * gh * gw * 2
             for i in 0..<gh {
                 for j in 0..<gw {
                     coords[cp + (i * gw + j) * 2] = xs[j]
-                    coords[cp + (i * gw + j) * 2 + 1] = v == count ? ViewSampler.linspace(0, 1, gh)[i] : ys[i]
+                    coords[cp + (i * gw + j) * 2 + 1] = ys[i]
                 }
             }
         }
-        return (Tensor.batched(views), Tensor(coords, shape: [count + 1, gh, gw, 2]))
+        return Tensor(coords, shape: [views.count, gh, gw, 2])
+    }
+
+    /// The normalised pixels of `views` of `image` ((3, H, W) in [0, 1]): (V, 3, h, w).
+    public func render(_ image: Tensor, views: [View], mean: [Float], std: [Float]) -> Tensor {
+        precondition(image.rank == 3 && image.shape[0] == 3, "ViewSampler needs a (3, H, W) image, got \(image.shape)")
+        let H = image.shape[1], W = image.shape[2]
+        let (oh, ow) = size
+        return Tensor.batched(views.map { view in
+            let crop = (view.top == 0 && view.left == 0 && view.height == H && view.width == W && H == oh && W == ow) ? image
+                : Resize.bicubicAntialiased(image, height: oh, width: ow, layout: .chw,
+                                            crop: (view.top, view.left, view.height, view.width))  // (3, h, w)
+            let normalised = normalizeChannels(crop, mean: mean, std: std)
+            return view.flip ? normalised.flipped(axis: -1) : normalised
+        })
+    }
+
+    /// Samples `count` views of `image` ((3, H, W) in [0, 1], not yet normalised) plus the whole
+    /// image, normalised with mean/std. Returns views (V+1, 3, h, w) and coords (V+1, Gh, Gw, 2).
+    /// (`plan`, `render` and `coordinates` in one call; stage 1 renders its views a batch at a time.)
+    public func sample(_ image: Tensor, count: Int, mean: [Float], std: [Float],
+                       rng: inout RandomGenerator) -> (views: Tensor, coords: Tensor) {
+        precondition(image.rank == 3 && image.shape[0] == 3, "ViewSampler needs a (3, H, W) image, got \(image.shape)")
+        let H = image.shape[1], W = image.shape[2]
+        let views = plan(count: count, imageHeight: H, imageWidth: W, rng: &rng)
+        return (render(image, views: views, mean: mean, std: std), coordinates(views, imageHeight: H, imageWidth: W))
     }
 }

@@ -20,7 +20,7 @@ private func tinySettings() -> Stage1Settings {
 
 /// The small planted case the "it learns" tests fit: 24 views of an 8×8×16 field, a 6-level
 /// 2^12 table, 400 steps of 256 tokens.
-private func smallPlantedCase() -> (PlantedData, Stage1Settings) {
+func smallPlantedCase() -> (PlantedData, Stage1Settings) {
     var o = PlantedData.Options()
     o.grid = 8; o.dim = 16; o.views = 24
     var s = Stage1Settings()

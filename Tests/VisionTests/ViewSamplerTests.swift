@@ -43,3 +43,22 @@ struct ViewSamplerTests {
         }
     }
 }
+
+@Suite("View sampler: planned views rendered in batches")
+struct ViewSamplerPlanTests {
+    @Test("plan, then render in pieces, gives sample's views and coordinates bit for bit")
+    func piecewise() {
+        var rng = RandomGenerator(seed: 7)
+        let image = Tensor.uniform([3, 50, 70], 0, 1, rng: &rng)
+        var sampler = ViewSampler(size: (28, 28), grid: (4, 4))
+        sampler.horizontalFlip = true
+        let mean: [Float] = [0.4, 0.5, 0.6], std: [Float] = [0.2, 0.25, 0.3]
+        var a = RandomGenerator(seed: 9), b = RandomGenerator(seed: 9)
+        let (views, coords) = sampler.sample(image, count: 11, mean: mean, std: std, rng: &a)
+        let plan = sampler.plan(count: 11, imageHeight: 50, imageWidth: 70, rng: &b)
+        #expect(plan.count == 12 && plan.last == ViewSampler.View(top: 0, left: 0, height: 50, width: 70, flip: false))
+        #expect(sampler.coordinates(plan, imageHeight: 50, imageWidth: 70).scalars == coords.scalars)
+        let pieces = stride(from: 0, to: 12, by: 5).map { sampler.render(image, views: Array(plan[$0..<min(12, $0 + 5)]), mean: mean, std: std) }
+        #expect(Tensor.concat(pieces, axis: 0).scalars == views.scalars)
+    }
+}

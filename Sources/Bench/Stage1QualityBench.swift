@@ -1,0 +1,175 @@
+import DVT
+import Foundation
+import Jobs
+import Settings
+import TensorCore
+import Vision
+
+/// `dvt bench stage1-quality`: a fast stage-1 recipe against the official one on the same views.
+///
+/// The official recipe runs twice (seeds 0 and 1) and the fast recipe once (seed 0), all on one
+/// set of views; F and G of each run are compared with the official seed 0 by centred cosine (F:
+/// `Metrics.centeredCosine`, G: `Metrics.flatCenteredCosine`, as the planted scores). The
+/// official seed 1 row is the yardstick: the recipe's own seed-to-seed agreement. On planted
+/// cases the runs are also scored against the truth.
+///
+/// Both recipes run at a budget (the planted budget by default: 8 levels, 2^16, finest 256, 3000
+/// steps), the fast one scaled from the two configs: its views and steps are the budget's times
+/// fast/official, its table keys move by the same amount as between the configs (log2 size by
+/// the difference, levels and resolutions by the ratio), every other stage1 key is the fast
+/// config's where it differs from the official one.
+public enum Stage1QualityBench {
+    /// One recipe at the budget.
+    public struct Recipe: Sendable {
+        public var label: String
+        public var settings: Stage1Settings
+        /// Views besides the whole image.
+        public var views: Int
+        public var seed: UInt64
+
+        public init(label: String, settings: Stage1Settings, views: Int, seed: UInt64) {
+            self.label = label
+            self.settings = settings
+            self.views = views
+            self.seed = seed
+        }
+    }
+
+    /// One run scored.
+    public struct Row: Sendable {
+        public var caseName: String
+        public var recipe: String
+        public var views: Int
+        public var steps: Int
+        /// Forward seconds of its views + 1 (per-view time of the case × views; 0 on planted data).
+        public var forwardSeconds: Double
+        public var fitSeconds: Double
+        /// Centred cosine of F / G against the official recipe's seed 0.
+        public var fAgreement: Double
+        public var gAgreement: Double
+        /// Planted cases: F and G against the truth.
+        public var denoisedCosine: Double?
+        public var artifactCosine: Double?
+        public var costSeconds: Double { forwardSeconds + fitSeconds }
+    }
+
+    /// The fast recipe at the budget, scaled as the type's comment says.
+    /// - Throws: `ConfigError` when a scaled value leaves its key's range.
+    public static func scaledFast(official: DVTSettings.Stage1, fast: DVTSettings.Stage1,
+                                  budget: Stage1Settings, budgetViews: Int) throws -> (Stage1Settings, Int) {
+        let o = Stage1Settings(official), f = Stage1Settings(fast)
+        var s = budget
+        func ratio(_ b: Int, _ fv: Int, _ ov: Int) -> Int { max(1, Int((Double(b) * Double(fv) / Double(ov)).rounded())) }
+        let views = ratio(budgetViews, fast.numViews, official.numViews)
+        s.numIters = ratio(budget.numIters, f.numIters, o.numIters)
+        s.warmupIters = Int((Double(f.effectiveWarmupIters) / Double(f.numIters) * Double(s.numIters)).rounded())
+        s.nLevels = ratio(budget.nLevels, f.nLevels, o.nLevels)
+        s.log2HashmapSize = budget.log2HashmapSize + f.log2HashmapSize - o.log2HashmapSize
+        s.baseResolution = ratio(budget.baseResolution, f.baseResolution, o.baseResolution)
+        s.maxResolution = ratio(budget.maxResolution, f.maxResolution, o.maxResolution)
+        s.nFeaturesPerLevel = ratio(budget.nFeaturesPerLevel, f.nFeaturesPerLevel, o.nFeaturesPerLevel)
+        if f.lr != o.lr { s.lr = f.lr }
+        if f.minLR != o.minLR { s.minLR = f.minLR }
+        if f.weightDecay != o.weightDecay { s.weightDecay = f.weightDecay }
+        if f.lossScale != o.lossScale { s.lossScale = f.lossScale }
+        if f.pixelBsz != o.pixelBsz { s.pixelBsz = f.pixelBsz }
+        if f.freezeSharedArtifactsAfter != o.freezeSharedArtifactsAfter { s.freezeSharedArtifactsAfter = f.freezeSharedArtifactsAfter }
+        if f.enableResidualPredictor != o.enableResidualPredictor { s.enableResidualPredictor = f.enableResidualPredictor }
+        if f.coordJitter != o.coordJitter { s.coordJitter = f.coordJitter }
+        if f.hashTableAdam != o.hashTableAdam { s.hashTableAdam = f.hashTableAdam }
+        if f.sharedArtifactsWeightDecay != o.sharedArtifactsWeightDecay { s.sharedArtifactsWeightDecay = f.sharedArtifactsWeightDecay }
+        if f.viewFeaturesDtype != o.viewFeaturesDtype { s.viewFeaturesDtype = f.viewFeaturesDtype }
+        do { try s.validate() } catch { throw ConfigError("the fast recipe scaled to the budget is invalid: \(error)") }
+        return (s, views)
+    }
+
+    /// `settings` with the keys named in `overrides` ("stage1.KEY=VALUE") taken from `config`
+    /// (which resolved them).
+    public static func applying(_ overrides: [String], over settings: Stage1Settings, from config: ResolvedConfig) throws -> Stage1Settings {
+        let source = Stage1Settings(config: config)
+        let enc = JSONEncoder(), dec = JSONDecoder()
+        var base = try JSONSerialization.jsonObject(with: enc.encode(settings)) as! [String: Any]
+        let from = try JSONSerialization.jsonObject(with: enc.encode(source)) as! [String: Any]
+        for o in overrides {
+            let key = String(o.dropFirst("stage1.".count).prefix { $0 != "=" })
+            base[key] = from[key]  // nil (a null key) removes it, as the settings decode it
+        }
+        let s = try dec.decode(Stage1Settings.self, from: JSONSerialization.data(withJSONObject: base))
+        try s.validate()
+        return s
+    }
+
+    /// The first `views` views and the whole image (last) of (V+1, h, w, ·) `x`.
+    static func subset(_ x: Tensor, views: Int) -> Tensor {
+        let n = x.shape[0]
+        precondition(views >= 1 && views < n, "subset: \(views) views of \(n - 1)")
+        if views == n - 1 { return x }
+        return withNoGrad { Tensor.concat([x.slice(axis: 0, 0..<views), x.slice(axis: 0, (n - 1)..<n)], axis: 0) }
+    }
+
+    /// Runs `recipes` (the first is the reference: the official seed 0) on one case's (V+1, h, w, C)
+    /// `raw` and (V+1, h, w, 2) `coords` and scores them. `forwardSecondsPerView`: the case's ViT
+    /// time per view (0 for planted data); `truth`: the planted truth.
+    public static func compare(caseName: String, raw: Tensor, coords: Tensor, recipes: [Recipe], precision: Precision,
+                               forwardSecondsPerView: Double, truth: PlantedData? = nil,
+                               log: (String) -> Void = { _ in }) throws -> [Row] {
+        let available = raw.shape[0] - 1
+        var reference: Stage1Output? = nil
+        var rows: [Row] = []
+        for r in recipes {
+            guard r.views <= available else {
+                throw ConfigError("recipe \(r.label) needs \(r.views) views; case \(caseName) has \(available)")
+            }
+            let result = try Stage1.fit(views: subset(raw, views: r.views), coords: subset(coords, views: r.views),
+                                        settings: r.settings, seed: r.seed, precision: precision)
+            let out = result.output
+            if reference == nil { reference = out }
+            let ref = reference!
+            var row = Row(caseName: caseName, recipe: r.label, views: r.views, steps: r.settings.numIters,
+                          forwardSeconds: forwardSecondsPerView * Double(r.views + 1), fitSeconds: result.seconds,
+                          fAgreement: Double(Metrics.centeredCosine(out.denoised, ref.denoised)),
+                          gAgreement: Double(Metrics.flatCenteredCosine(out.sharedArtifacts, ref.sharedArtifacts)))
+            if let truth {
+                row.denoisedCosine = Double(Metrics.centeredCosine(out.denoised, truth.cleanFull))
+                row.artifactCosine = Double(Metrics.flatCenteredCosine(out.sharedArtifacts, truth.artifact))
+            }
+            log(format(row))
+            rows.append(row)
+        }
+        return rows
+    }
+
+    /// Whether the fast row passes against the official seed-1 row of the same case (issue
+    /// criteria): F and G agreement at least seed 1's minus `margin`; planted cosines within
+    /// `plantedMargin` of the official seed 0's.
+    public static func passes(fast: Row, seed1: Row, seed0: Row, margin: Double = 0.005, plantedMargin: Double = 0.002) -> Bool {
+        var ok = fast.fAgreement >= seed1.fAgreement - margin && fast.gAgreement >= seed1.gAgreement - margin
+        if let d = fast.denoisedCosine, let d0 = seed0.denoisedCosine, let a = fast.artifactCosine, let a0 = seed0.artifactCosine {
+            ok = ok && d >= d0 - plantedMargin && a >= a0 - plantedMargin
+        }
+        return ok
+    }
+
+    public static let header = "case              recipe          views  steps   fwd s   fit s  cost s   F agree  G agree  F/truth  G/truth"
+
+    public static func format(_ r: Row) -> String {
+        func opt(_ x: Double?) -> String { x.map { String(format: "%7.4f", $0) } ?? "      —" }
+        return String(format: "%@  %@  %5d  %5d  %6.1f  %6.1f  %6.1f   %7.4f  %7.4f  %@  %@",
+                      r.caseName.padding(toLength: 16, withPad: " ", startingAt: 0) as NSString,
+                      r.recipe.padding(toLength: 14, withPad: " ", startingAt: 0) as NSString,
+                      r.views, r.steps, r.forwardSeconds, r.fitSeconds, r.costSeconds, r.fAgreement, r.gAgreement,
+                      opt(r.denoisedCosine) as NSString, opt(r.artifactCosine) as NSString)
+    }
+
+    /// Real features of `image` for the budget: `num_views` views at `config`'s input size through
+    /// `model`, as stage 1 makes them (seed = the image's stage-1 seed at run seed 0). Returns the
+    /// (V+1, h, w, C) features, coordinates and the forward seconds per view.
+    public static func realViews(config: ResolvedConfig, model: VisionTransformer, image: URL) throws -> (Tensor, Tensor, Double) {
+        let job = try Stage1Job(config: config, model: model)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let (rows, _, coords) = try job.viewFeatures(image, seed: Stage1Job.imageSeed(0, image.deletingPathExtension().lastPathComponent))
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        let raw = rows.copyRows(0..<rows.rows).reshape(Array(coords.shape.dropLast()) + [rows.cols])  // (V+1, h, w, C)
+        return (raw, coords, seconds / Double(coords.shape[0]))
+    }
+}

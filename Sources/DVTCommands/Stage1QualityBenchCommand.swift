@@ -1,0 +1,112 @@
+import ArgumentParser
+import Bench
+import DVT
+import Foundation
+import Settings
+import TensorCore
+import Vision
+
+extension DVTCommand.BenchCommand {
+    /// `dvt bench stage1-quality`: the fast recipe against the official one (two seeds) on the
+    /// same views, with the cost and agreement table.
+    struct Stage1Quality: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stage1-quality",
+            abstract: "A fast stage-1 recipe against the official one (seeds 0 and 1) on the same views: cost and agreement of F and G.",
+            discussion: """
+            Runs the official recipe with seeds 0 and 1 and the fast recipe with seed 0 on the same views of each case, \
+            at a budget (default the planted budget: PlantedBench's 8 levels, 2^16, finest 256, 3000 steps, over \
+            DVT's defaults; change it with --budget-set), the fast recipe scaled from --fast and --official (views and \
+            steps by their ratio, table keys by their difference; docs/speed.md). Cases: planted files (--planted, \
+            scored against the truth too) or photos (--images, through --arch with --weights at --size, --views \
+            views). Prints one row per run: views, steps, forward / fit / total seconds, centred cosine of F and G \
+            against the official seed 0, and for planted cases against the truth; then per case whether the fast \
+            recipe passes (F and G agreement >= the official seed 1's − 0.005; planted cosines within 0.002 of \
+            the official seed 0's) and the cost ratio.
+            """)
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "Official recipe config.") var official = "Configs/dvt-default.yaml"
+        @Option(help: "Fast recipe config.") var fast = "Configs/dvt-fast.yaml"
+        @Option(parsing: .upToNextOption, help: "Planted cases (.safetensors).") var planted: [String] = []
+        @Option(parsing: .upToNextOption, help: "Photos (real features through --arch and --weights).") var images: [String] = []
+        @Option(help: "ViT architecture for --images.") var arch = "vit_small_patch14_dinov2.lvd142m"
+        @Option(help: "ViT checkpoint for --images (without it: seeded random weights, no semantics).") var weights: String?
+        @Option(help: "Input size of --images (square).") var size = 448
+        @Option(help: "Views per photo at the budget (besides the whole image).") var views = 64
+        @Option(help: "A stage1.* setting of the budget (both recipes), over the planted budget: --budget-set stage1.num_iters=1000")
+        var budgetSet: [String] = []
+        @Option(help: "A stage1.* setting applied to the scaled fast recipe only (for sweeps): --fast-set stage1.pixel_bsz=1024")
+        var fastSet: [String] = []
+        @Option(parsing: .upToNextOption, help: "Sweep: views of the fast recipe at the budget instead of the scaled count (several: one fast run each, crossed with --fast-steps).") var fastViews: [Int] = []
+        @Option(parsing: .upToNextOption, help: "Sweep: steps of the fast recipe at the budget instead of the scaled count (warmup a tenth).") var fastSteps: [Int] = []
+        @Option(help: "Operand precision of the fit's products.") var precision: Precision = .fp32
+
+        func validate() throws {
+            if planted.isEmpty && images.isEmpty { throw ValidationError("give --planted FILE … or --images PHOTO …") }
+            if let bad = (budgetSet + fastSet).first(where: { !$0.hasPrefix("stage1.") }) {
+                throw ValidationError("--budget-set and --fast-set take stage1.* settings only, got '\(bad)'")
+            }
+            if views < 1 || size < 14 { throw ValidationError("--views must be >= 1 and --size >= 14") }
+            if (fastViews + fastSteps).contains(where: { $0 < 1 }) { throw ValidationError("--fast-views and --fast-steps must be >= 1") }
+        }
+
+        func run() throws {
+            compute.apply()
+            let officialConfig = try ConfigSchema.load(file: URL(fileURLWithPath: official))
+            let fastConfig = try ConfigSchema.load(file: URL(fileURLWithPath: fast))
+            let budget = Stage1Settings(config: try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset + budgetSet))
+            print("threads: \(Parallel.threads), load \(Bench.loadAverage), fit precision \(precision.rawValue)")
+            print(Stage1QualityBench.header)
+            var cases: [(name: String, raw: Tensor, coords: Tensor, perView: Double, truth: PlantedData?)] = []
+            for p in planted {
+                let d = try PlantedData.load(contentsOf: URL(fileURLWithPath: p))
+                cases.append((URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent, d.raw, d.coords, 0, d))
+            }
+            if !images.isEmpty {
+                let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: official), overrides: [
+                    "model=\(arch)", weights.map { "weights=\($0)" } ?? "weights=null", "random_init=\(weights == nil ? "0" : "null")",
+                    "input_size=[\(size), \(size)]", "stage1.num_views=\(views)", "stride_size=null",
+                    "output_dir=\(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-quality").path)"])
+                let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: weights == nil ? 0 : nil)
+                model.precision = precision
+                for image in images {
+                    let url = URL(fileURLWithPath: image)
+                    let (raw, coords, perView) = try Stage1QualityBench.realViews(config: cfg, model: model, image: url)
+                    cases.append((url.deletingPathExtension().lastPathComponent, raw, coords, perView, nil))
+                }
+            }
+            var allPass = true
+            for c in cases {
+                let budgetViews = c.raw.shape[0] - 1
+                var (fastSettings, scaledViews) = try Stage1QualityBench.scaledFast(
+                    official: officialConfig.settings.stage1, fast: fastConfig.settings.stage1, budget: budget, budgetViews: budgetViews)
+                if !fastSet.isEmpty {
+                    let over = try ConfigSchema.load(file: nil, overrides: fastSet)
+                    fastSettings = try Stage1QualityBench.applying(fastSet, over: fastSettings, from: over)
+                }
+                var recipes = [
+                    Stage1QualityBench.Recipe(label: "official s0", settings: budget, views: budgetViews, seed: 0),
+                    Stage1QualityBench.Recipe(label: "official s1", settings: budget, views: budgetViews, seed: 1),
+                ]
+                for v in fastViews.isEmpty ? [scaledViews] : fastViews {
+                    for n in fastSteps.isEmpty ? [fastSettings.numIters] : fastSteps {
+                        var f = fastSettings
+                        if !fastSteps.isEmpty { f.numIters = n; f.warmupIters = n / 10 }
+                        let label = fastViews.isEmpty && fastSteps.isEmpty ? "fast s0" : "fast \(v)v \(n)"
+                        recipes.append(.init(label: label, settings: f, views: v, seed: 0))
+                    }
+                }
+                let rows = try Stage1QualityBench.compare(caseName: c.name, raw: c.raw, coords: c.coords, recipes: recipes,
+                                                          precision: precision, forwardSecondsPerView: c.perView, truth: c.truth,
+                                                          log: { print($0) })
+                for fast in rows.dropFirst(2) {
+                    let pass = Stage1QualityBench.passes(fast: fast, seed1: rows[1], seed0: rows[0])
+                    allPass = allPass && pass
+                    print(String(format: "%@ %@: %@ (cost %.3f of official s0)", c.name as NSString, fast.recipe as NSString,
+                                 pass ? "PASSES" : "FAILS", fast.costSeconds / rows[0].costSeconds))
+                }
+            }
+            print("all cases: \(allPass ? "fast recipe within the official seed-to-seed agreement" : "fast recipe FAILS on some case")")
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+import Testing
+import TensorCore
+@testable import DVT
+
+@Suite("Stage 1: view features held as FeatureRows")
+struct Stage1StorageTests {
+    @Test("bf16 view features fit exactly as fp32 views rounded to bf16; the raw output stays fp32")
+    func bf16Storage() throws {
+        var (data, s) = smallPlantedCase()
+        s.numIters = 60
+        let rounded = try Stage1.fit(views: data.raw.roundedToBF16(), coords: data.coords, settings: s, seed: 3)
+        s.viewFeaturesDtype = .bf16
+        let stored = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 3)
+        #expect(stored.output.denoised.scalars == rounded.output.denoised.scalars)
+        #expect(stored.output.sharedArtifacts.scalars == rounded.output.sharedArtifacts.scalars)
+        let v = data.raw.shape[0]
+        #expect(stored.output.raw.scalars == data.raw.slice(axis: 0, (v - 1)..<v).scalars)
+    }
+
+    @Test("the rows entry point and the tensor entry point give the same fit bit for bit (fp32)")
+    func rowsEntryPoint() throws {
+        var (data, s) = smallPlantedCase()
+        s.numIters = 60
+        let a = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 2)
+        let v = data.raw.shape[0]
+        let last = data.raw.slice(axis: 0, (v - 1)..<v).reshape(Array(data.raw.shape.dropFirst()))
+        let b = try Stage1.fit(rows: FeatureRows(data.raw, element: .fp32), lastView: last, coords: data.coords, settings: s, seed: 2)
+        #expect(a.output.denoised.scalars == b.output.denoised.scalars)
+        #expect(a.output.sharedArtifacts.scalars == b.output.sharedArtifacts.scalars)
+        #expect(a.output.raw.scalars == b.output.raw.scalars)
+        #expect(throws: Stage1Error.self) {
+            _ = try Stage1Task(raw: FeatureRows(data.raw, element: .fp32), lastView: last,
+                               coords: data.coords.slice(axis: 0, 0..<(v - 1)), settings: s, seed: 0)
+        }
+    }
+}
