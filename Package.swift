@@ -103,7 +103,7 @@ let package = Package(
         .testTarget(name: "ONNXTests", dependencies: ["ONNX", "TensorCore", "TestSupport",
                                                       .product(name: "SwiftProtobuf", package: "swift-protobuf")],
                     swiftSettings: swift6),
-        .testTarget(name: "VisionTests", dependencies: ["Vision", "Formats", "NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "ONNX", "Formats", "NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
                     swiftSettings: swift6),
         .testTarget(name: "SettingsTests", dependencies: ["Settings", "TensorCore", "TestSupport"], swiftSettings: swift6),

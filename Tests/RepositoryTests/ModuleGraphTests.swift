@@ -7,7 +7,7 @@ import TestSupport
 /// listed before it in the file, which is the layer order Package.swift's top comment draws.
 @Suite struct ModuleGraphTests {
     /// Modules of the toolchain and the OS, never declared as dependencies.
-    static let platformModules: Set<String> = ["Foundation", "Dispatch", "Glibc", "Darwin", "Testing", "XCTest", "os"]
+    static let platformModules: Set<String> = ["Foundation", "FoundationEssentials", "Dispatch", "Glibc", "Darwin", "Testing", "XCTest", "os"]
 
     struct Target {
         var name: String
