@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
                     swiftSettings: swift6),
         .testTarget(name: "SettingsTests", dependencies: ["Settings", "TensorCore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "DVTTests", dependencies: ["DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
+        .testTarget(name: "DVTTests", dependencies: ["DVT", "Bench", "Settings", "Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
                     swiftSettings: swift6),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Vision", "TensorCore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "JobsTests", dependencies: [

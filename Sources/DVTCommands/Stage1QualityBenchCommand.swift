@@ -9,7 +9,7 @@ import Vision
 extension DVTCommand.BenchCommand {
     /// `dvt bench stage1-quality`: the fast recipe against the official one (two seeds) on the
     /// same views, with the cost and agreement table.
-    struct Stage1Quality: ParsableCommand {
+    struct Stage1Quality: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "stage1-quality",
             abstract: "A fast stage-1 recipe against the official one (seeds 0 and 1) on the same views: cost and agreement of F and G.",
@@ -51,7 +51,6 @@ extension DVTCommand.BenchCommand {
         }
 
         func run() throws {
-            compute.apply()
             let officialConfig = try ConfigSchema.load(file: URL(fileURLWithPath: official))
             let fastConfig = try ConfigSchema.load(file: URL(fileURLWithPath: fast))
             let budget = Stage1Settings(config: try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset + budgetSet))
