@@ -20,6 +20,9 @@ public final class Stage1Job {
     public let layer: Int
     public let tree: RunPaths
     public var quiet = false
+    /// Write G and h(raw) of each image even without stage1.save_extras (`dvt run` does, for the
+    /// report's decomposition strip; they are two maps the size of the raw one).
+    public var saveDecomposition = false
     /// Receives progress and per-image lines (default: stderr).
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
 
@@ -157,11 +160,11 @@ public final class Stage1Job {
             try Npy.write(t, to: url)
             files.append(url)
         }
-        if config.settings.stage1.saveExtras {
+        if config.settings.stage1.saveExtras || saveDecomposition {
             try put(o.sharedArtifacts, tree.extra("shared_artifacts", stem))
             if let r = o.residual { try put(r, tree.extra("residual", stem)) }
-            try put(views, tree.extra("view_features", stem))
         }
+        if config.settings.stage1.saveExtras { try put(views, tree.extra("view_features", stem)) }
         if visual {
             let url = tree.visual("stage1", stem)
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

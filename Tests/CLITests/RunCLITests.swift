@@ -50,9 +50,17 @@ struct RunCLITests {
             #expect(fm.fileExists(atPath: out.appendingPathComponent(file).path), "missing \(file)")
         }
         let html = try String(contentsOf: out.appendingPathComponent("report/index.html"), encoding: .utf8)
-        #expect(html.contains("Random weights") && html.contains("DVT stage 2") && html.contains("<img src=\"camera.png\""))
+        #expect(html.contains("Random weights") && html.contains("DVT stage 2") && html.contains("<img src=\"camera_input.png\""))
+        // The viewer's data, DVT's panels, the per-block plot and the flip-equivariance column.
+        #expect(fm.fileExists(atPath: out.appendingPathComponent("report/viewer_data.js").path))
+        #expect(html.contains("id=\"viewer\"") && html.contains("camera_raw_kmeans.png") && html.contains("camera_stage2_centresim.png"))
+        #expect(html.contains("flip equivariance error per block") && html.contains("stage 2 loss"))
         let metrics = try String(contentsOf: out.appendingPathComponent("metrics.md"), encoding: .utf8)
         #expect(metrics.contains("raw ViT") && metrics.contains("SRT") && metrics.contains("DVT stage 1"))
+        // Flip equivariance is measured for raw, SRT and stage 2, not for stage 1 (a second fit).
+        let stage1Row = metrics.split(separator: "\n").first { $0.hasPrefix("| DVT stage 1 ") } ?? ""
+        let rawRow = metrics.split(separator: "\n").first { $0.hasPrefix("| raw ViT ") } ?? ""
+        #expect(stage1Row.hasSuffix("| — |") && !rawRow.hasSuffix("| — |"), "\(metrics)")
         let record = try String(contentsOf: out.appendingPathComponent("run.json"), encoding: .utf8)
         #expect(record.contains("\"seed\" : 1") && record.contains("tiny.yaml"))
         // A rerun finds every step complete. The curve is removed first: the state a kill just after
