@@ -90,7 +90,7 @@ def check_panels(driver, run, model, layer, query, tree_of, methods):
             err = np.where(cos < lo, np.maximum(0, err - (lo - cos)), err)  # below the range: clamped to the first colour
             if err.max() > tol:
                 k = np.unravel_index(err.argmax(), err.shape)
-                fail(f"{method} row {row} ({names[state['image'][row]]}), block {layer}: token {k} shows a colour worth "
+                fail(f"{method} row {row} ({names[state['image'][row]]}), block {layer}: token {tuple(int(v) for v in k)} shows a colour worth "
                      f"{cos[k] - err[k]:.4f} or {cos[k] + err[k]:.4f}, the feature files give cosine {cos[k]:.4f} "
                      f"(tolerance {tol:.4f}, range {lo}..{hi})")
             checked += 1

@@ -8,13 +8,21 @@
 # numpy (PyPI, into a venv outside the repository: $DVT_BROWSER_VENV, default
 # ~/.cache/dvt/venv-report-browser). Missing browser or network = skipped with the reason, or a
 # failure when CI=true. Uses the debug build the suite made (.build/debug/dvt), or $DVT_BIN.
-# With --screenshot PREFIX it also writes PREFIX-viewer.png and PREFIX-page.png.
+# With --screenshot PREFIX it also writes PREFIX-viewer.png and PREFIX-page.png; --keep DIR keeps
+# the run (config, features, report) in DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 dvt=${DVT_BIN:-$repo/.build/debug/dvt}
 shot=()
-if [ "${1:-}" = --screenshot ]; then shot=(--screenshot "$(realpath -m "$2")"); fi
+keep=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --screenshot) shot=(--screenshot "$(realpath -m "$2")"); shift 2 ;;
+    --keep) keep=$(realpath -m "$2"); shift 2 ;;
+    *) echo "usage: $0 [--screenshot PREFIX] [--keep DIR]" >&2; exit 2 ;;
+  esac
+done
 
 skip() {
   if [ "${CI:-}" = true ]; then echo "test-report-browser: FAIL: $* (CI=true: this test must run)" >&2; exit 1; fi
@@ -40,8 +48,13 @@ if ! "$venv/bin/python" -c "import selenium, numpy" 2>/dev/null; then
   "$venv/bin/pip" install -q selenium numpy || skip "pip could not install selenium and numpy (no network?)"
 fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/dvt-report-browser.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+if [ -n "$keep" ]; then
+  tmp=$keep
+  mkdir -p "$tmp"
+else
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/dvt-report-browser.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+fi
 printf '%s\n' chelsea.jpg rocket.jpg coffee.jpg > "$tmp/train.txt"
 printf '%s\n' camera.jpg brick.jpg > "$tmp/val.txt"
 cat > "$tmp/tiny.yaml" <<YAML

@@ -21,9 +21,15 @@ public enum Charts {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }
 
-    static func num(_ v: Double) -> String {
+    /// A tick label with as many decimals as the tick spacing `step` needs (ticks 1.190, 1.192, …
+    /// must not all print as 1.19).
+    static func num(_ v: Double, step: Double? = nil) -> String {
         let a = abs(v)
         if a == 0 { return "0" }
+        if let step, step > 0, step.isFinite, a < 1e4 {
+            let decimals = max(0, min(8, Int(-floor(log10(step)))))
+            return String(format: "%.\(decimals)f", v)
+        }
         if a >= 1e4 || a < 1e-3 { return String(format: "%.0e", v) }
         if a >= 100 { return String(format: "%.0f", v) }
         return String(format: "%.3g", v)
@@ -64,10 +70,11 @@ public enum Charts {
         func py(_ y: Double) -> Double { top + ph - (ty(y) - lo) / (hi - lo) * ph }
         let yTicks = useLog ? Array(Int(floor(lo))...Int(ceil(hi))).map { pow(10, Double($0)) }.filter { (lo...hi).contains(log10($0)) }
                             : ticks(lo, hi)
+        let yStep = useLog ? nil : (yTicks.count > 1 ? yTicks[1] - yTicks[0] : nil)
         for v in yTicks {
             let y = py(v)
             svg += String(format: "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>", left, left + pw, y, y)
-            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%@</text>\n", left - 5, y + 4, num(v) as NSString)
+            svg += String(format: "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%@</text>\n", left - 5, y + 4, num(v, step: yStep) as NSString)
         }
         var xTicks = ticks(xLo, xHi)
         if integerX { xTicks = Array(Set(xTicks.map { $0.rounded() })).sorted() }

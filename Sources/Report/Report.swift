@@ -152,7 +152,7 @@ public struct Report {
                 methodRows.append((m.label, [
                     try put(pca.image(map), "\(m.key)_pca", "\(m.label): PCA (one basis per image)"),
                     try put(Visuals.heatmap(norms, colormap: Colormap.inferno), "\(m.key)_norm",
-                            String(format: "%@: token norm %.3g … %.3g (inferno, min–max per map)", m.label as NSString, lo, hi)),
+                            String(format: "%@: token norm %.4g … %.4g (inferno, min–max per map)", m.label as NSString, lo, hi)),
                     try put(ClusterMaps.clusterImage(labels: km.labels, k: Report.clusters, height: map.shape[0], width: map.shape[1]),
                             "\(m.key)_kmeans", "\(m.label): k-means, k = \(Report.clusters), seed \(Report.clusterSeed), cosine"),
                     try put(ClusterMaps.centreSimilarityImage(map), "\(m.key)_centresim",
@@ -179,7 +179,7 @@ public struct Report {
                         decomposition.append(try put(try FeaturePCA(fitting: gh).image(gh), "dec_gh", "G + h composited (own PCA), as DVT draws it"))
                     }
                     decomposition.append(try put(Visuals.heatmap(Visuals.norms(rest), colormap: Colormap.inferno), "dec_rest",
-                                                 String(format: "raw − (F + G%@): token norm, max %.3g (raw max %.3g)", (hMap == nil ? "" : " + h") as NSString, restNorm, rawNorm)))
+                                                 String(format: "raw − (F + G%@): token norm, max %.4g (raw max %.4g)", (hMap == nil ? "" : " + h") as NSString, restNorm, rawNorm)))
                 }
             }
             out.append(ImagePanels(stem: item.stem, input: input, methodRows: methodRows, decomposition: decomposition))
