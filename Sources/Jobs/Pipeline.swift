@@ -136,7 +136,8 @@ public final class Pipeline {
         let measured = try timed("report features (\(reportItems.count) images)") { () -> (ReportFeatures.Outcome, String) in
             let srt = config.settings.srt.enabled
                 ? try SRT(model: model, options: SRT.Options(config.settings.srt, layer: layer, stride: config.settings.run.strideSize)) : nil
-            let r = try ReportFeatures(config: config, model: model, paths: paths, layer: layer, denoiser: denoiser, srt: srt).run(items: reportItems)
+            let r = try ReportFeatures(config: config, model: model, paths: paths, layer: layer, denoiser: denoiser, srt: srt,
+                                       stage1: try Stage1Job(config: config, model: model)).run(items: reportItems)
             return (r, "\(r.strength.count) blocks, viewer blocks \(r.viewerLayers.map(String.init).joined(separator: ", "))")
         }
         let rows = try timed("metrics") { () -> ([ArtifactMetrics.Row], String) in
@@ -210,8 +211,8 @@ public final class Pipeline {
         }
         run.stage1Extras = { (p.extra("shared_artifacts", $0), p.extra("residual", $0)) }
         run.layerStrength = measured.strength
-        run.equivarianceNote = "Measured on \(measured.images) evaluation image(s) and their mirrors at block \(layer); "
-            + "not for stage 1, whose F of a mirrored image would need a second per-image fit."
+        run.equivarianceNote = "Measured on \(measured.images) evaluation image(s) and their mirrors at block \(layer). "
+            + "For stage 1, F of the mirrored image is a second fit (same seed and settings), so its error also holds the fit's own variation."
         if let weights = config.settings.run.weights {
             let size = (try? FileManager.default.attributesOfItem(atPath: weights)[.size] as? Int) ?? nil
             run.provenance.append(("file", weights + (size.map { " (\($0) bytes)" } ?? "")))

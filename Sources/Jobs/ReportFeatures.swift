@@ -13,8 +13,9 @@ import Vision
 /// (1) the artifact strength per block (position-variance ratio, flip equivariance error),
 /// (2) the raw maps of a few blocks for the viewer's layer switch
 ///     (`report_layers/block_NN/<model>/<rel>.npy`), and
-/// (3) the flip equivariance error of raw, SRT and stage 2 at the denoised block.
-/// Stage 1 is left out of (3): its F of the mirrored image would need a second per-image fit.
+/// (3) the flip equivariance error of every method at the denoised block. For stage 1 that is a
+///     second fit per image, on the mirrored image's views (same seed, same settings), against the
+///     mirrored F of the run's own fit; so its error also holds the fit's run-to-run variation.
 struct ReportFeatures {
     let config: ResolvedConfig
     let model: VisionTransformer
@@ -22,6 +23,8 @@ struct ReportFeatures {
     let layer: Int
     let denoiser: Denoiser
     let srt: SRT?
+    /// Stage 1's job, for the mirrored fits (nil: stage 1 is left out of (3)).
+    let stage1: Stage1Job?
 
     /// Blocks the viewer offers: every quarter of the depth (blocks 2, 5, 8, 11 of 12) and the
     /// denoised block.
@@ -50,6 +53,7 @@ struct ReportFeatures {
         var pairs = [[(ofTransformed: Tensor, transformedFeatures: Tensor)]](repeating: [], count: depth)
         var stage2: [(ofTransformed: Tensor, transformedFeatures: Tensor)] = []
         var srtPairs: [(ofTransformed: Tensor, transformedFeatures: Tensor)] = []
+        var stage1Pairs: [(ofTransformed: Tensor, transformedFeatures: Tensor)] = []
         for item in items {
             let x = try model.preprocess(item.url, height: h, width: w)  // (3, H, W)
             let mirrored = x.flippedLastAxis()  // (3, H, W): the one flip op, along W
@@ -70,6 +74,15 @@ struct ReportFeatures {
                     try Npy.write(a, to: url)
                 }
             }
+            let denoisedFile = paths.denoised(item.relativeStem)
+            if let stage1, FileManager.default.fileExists(atPath: denoisedFile.path) {
+                let seed = Stage1Job.imageSeed(config.settings.run.seed, item.relativeStem)
+                let (images, coords) = stage1.views(base: try stage1.base(item.url).flippedLastAxis(), seed: seed)
+                let fit = try Stage1.fit(views: stage1.features(ofViews: images), coords: coords, settings: stage1.settings, seed: seed,
+                                         label: "stage1 mirrored \(item.relativeStem)", quiet: true,
+                                         precision: config.settings.run.computePrecision)
+                stage1Pairs.append((fit.output.denoised, flip(try Npy.read(denoisedFile))))
+            }
             if let srt {
                 let fast = srt.options.aggregate == .mean
                 srtPairs.append((try srt.run(mirrored, fast: fast).output, flip(try srt.run(x, fast: fast).output)))
@@ -85,6 +98,7 @@ struct ReportFeatures {
         if !pairs[layer].isEmpty { eq["raw ViT"] = try ArtifactMetrics.equivarianceError(pairs[layer]) }
         if !stage2.isEmpty { eq["DVT stage 2"] = try ArtifactMetrics.equivarianceError(stage2) }
         if !srtPairs.isEmpty { eq["SRT"] = try ArtifactMetrics.equivarianceError(srtPairs) }
+        if !stage1Pairs.isEmpty { eq["DVT stage 1"] = try ArtifactMetrics.equivarianceError(stage1Pairs) }
         return Outcome(strength: strength, equivariance: eq, images: items.count, viewerLayers: shown.sorted())
     }
 }

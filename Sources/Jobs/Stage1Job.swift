@@ -69,12 +69,22 @@ public final class Stage1Job {
     /// The decoded image's `num_views` random views plus the whole image, normalised:
     /// (V+1, 3, H, W), and their token coordinates (V+1, Gh, Gw, 2).
     public func views(_ url: URL, seed: UInt64) throws -> (images: Tensor, coords: Tensor) {
+        try views(base: base(url), seed: seed)
+    }
+
+    /// The image at the input size, before normalisation: (3, H, W).
+    func base(_ url: URL) throws -> Tensor {
         let (h, w) = inputSize
         let image = try RGBImage(contentsOf: url)
         // DVT's base image: torchvision `transforms.Resize(input_size)` on a PIL image, i.e. Pillow
         // bilinear (main_img_denoising.py line 283); the dataset's later bicubic F.resize to the same
         // size returns early (dvt/dataset/single_image_dataset.py lines 33-37).
-        let base = (image.width == w && image.height == h ? image : Resize.pilBilinear(image, width: w, height: h)).tensor()  // (3, H, W)
+        return (image.width == w && image.height == h ? image : Resize.pilBilinear(image, width: w, height: h)).tensor()  // (3, H, W)
+    }
+
+    /// The views of a base image (3, H, W) from `base(_:)`.
+    func views(base: Tensor, seed: UInt64) -> (images: Tensor, coords: Tensor) {
+        let (h, w) = inputSize
         let grid = model.grid(height: h, width: w, stride: stride)
         var sampler = ViewSampler(size: (h, w), grid: (grid.0, grid.1))
         sampler.horizontalFlip = true

@@ -38,7 +38,7 @@ public struct ViewerData {
     /// over budget, 64) uncentred principal directions of the unit tokens: those directions keep
     /// the most of every dot product between unit tokens, so cosines stay close to the full ones,
     /// and equal them when the tokens span at most K directions.
-    public init(methods: [Method], imageCount: Int, budget: Int = 4_000_000) throws {
+    public init(methods: [Method], imageCount: Int, budget: Int = 4_500_000) throws {
         var gridShape: [Int]?
         for m in methods { for (_, maps) in m.maps.sorted(by: { $0.key < $1.key }) { for t in maps { if let t, gridShape == nil { gridShape = t.shape } } } }
         guard let shape = gridShape, shape.count == 3 else { throw ReportError("viewer: no feature map to show") }
