@@ -83,9 +83,11 @@ struct ReportFeatures {
                                          precision: config.settings.run.computePrecision)
                 stage1Pairs.append((fit.output.denoised, flip(try Npy.read(denoisedFile))))
             }
-            if let srt {
+            // SRT of the image itself is the run's own file; only the mirror is new.
+            let srtFile = paths.srt(item.relativeStem)
+            if let srt, FileManager.default.fileExists(atPath: srtFile.path) {
                 let fast = srt.options.aggregate == .mean
-                srtPairs.append((try srt.run(mirrored, fast: fast).output, flip(try srt.run(x, fast: fast).output)))
+                srtPairs.append((try srt.run(mirrored, fast: fast).output, flip(try Npy.read(srtFile))))
             }
         }
         var strength: [Report.LayerStrength] = []

@@ -50,7 +50,7 @@ public enum Charts {
     /// A line chart. The y axis is logarithmic when every value is positive and they span more
     /// than a factor of 20 (loss curves), unless `logY` says otherwise.
     public static func line(_ series: [Series], title: String, xLabel: String, yLabel: String, logY: Bool? = nil,
-                            integerX: Bool = false, width: Int = 520, height: Int = 260) -> String {
+                            integerX: Bool = false, fromZero: Bool = false, width: Int = 520, height: Int = 260) -> String {
         let (left, right, top, bottom) = (60.0, 12.0, 28.0, 40.0)
         let pw = Double(width) - left - right, ph = Double(height) - top - bottom
         let xs = series.flatMap { $0.points.map(\.x) }, ys = series.flatMap { $0.points.map(\.y) }.filter(\.isFinite)
@@ -65,6 +65,8 @@ public enum Charts {
         if hi - lo < 1e-12 { lo -= 0.5; hi += 0.5 }
         let pad = 0.05 * (hi - lo)
         lo -= pad; hi += pad
+        // A non-negative measure drawn from 0, so small differences do not look like large ones.
+        if fromZero && !useLog && y0 >= 0 { lo = 0 }
         let xLo = x0, xHi = x1 > x0 ? x1 : x0 + 1
         func px(_ x: Double) -> Double { left + (x - xLo) / (xHi - xLo) * pw }
         func py(_ y: Double) -> Double { top + ph - (ty(y) - lo) / (hi - lo) * ph }

@@ -291,9 +291,9 @@ public struct Report {
             let eq = Charts.Series(name: "raw", color: Charts.palette[3], points: s.map { (Double($0.layer), Double($0.flipEquivariance)) }, dots: true)
             let mark = { (series: Charts.Series) in
                 Charts.Series(name: "denoised block", color: "#000", points: series.points.filter { Int($0.x) == run.layer }, dots: true) }
-            h += "<figure>" + Charts.line([pvr, mark(pvr)], title: "position-variance ratio per block", xLabel: "block", yLabel: "ratio", logY: false, integerX: true)
+            h += "<figure>" + Charts.line([pvr, mark(pvr)], title: "position-variance ratio per block", xLabel: "block", yLabel: "ratio", logY: false, integerX: true, fromZero: true)
             h += "<figcaption>position-variance ratio of the raw features per block</figcaption></figure>\n"
-            h += "<figure>" + Charts.line([eq, mark(eq)], title: "flip equivariance error per block", xLabel: "block", yLabel: "error", logY: false, integerX: true)
+            h += "<figure>" + Charts.line([eq, mark(eq)], title: "flip equivariance error per block", xLabel: "block", yLabel: "error", logY: false, integerX: true, fromZero: true)
             h += "<figcaption>flip equivariance error of the raw features per block</figcaption></figure>\n</div>\n"
         }
 
@@ -304,7 +304,7 @@ public struct Report {
                 ? "all \(v.channels) channels"
                 : "a projection onto the top \(v.dims) of \(v.channels) directions of each block's unit tokens (keeps " +
                   v.layers.map { String(format: "%.1f%% at block %d", 100 * (v.energy[$0] ?? 1), $0) }.joined(separator: ", ") + " of the energy; cosines are those of the projection)"
-            h += "<p>Hover over or click a token in any panel; arrow keys move the selection. Each panel shows the cosine similarity of the selected token's feature to every token of its row's image, in the same method: "
+            h += "<p>Hover over a token in any panel to preview it, click to select it; after a click the arrow keys move the selection. Each panel shows the cosine similarity of the selected token's feature to every token of its row's image, in the same method: "
             h += "row A and row B can hold different images, so a token picked in A shows its matches in B. One colour scale (turbo) for every panel. Features are stored as fp16 of \(esc(stored)).</p>\n"
             if !v.skipped.isEmpty { h += "<p>Left out of the viewer: \(esc(v.skipped.joined(separator: "; "))).</p>\n" }
             h += "<div id=\"viewer\" tabindex=\"0\"></div>\n<script src=\"viewer_data.js\"></script>\n<script>\n\(ViewerScript.source)</script>\n"
