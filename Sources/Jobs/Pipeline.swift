@@ -216,10 +216,21 @@ public final class Pipeline {
         if let weights = config.settings.run.weights {
             let size = (try? FileManager.default.attributesOfItem(atPath: weights)[.size] as? Int) ?? nil
             run.provenance.append(("file", weights + (size.map { " (\($0) bytes)" } ?? "")))
+            run.provenance += Pipeline.provenanceRecord(weights: weights)
         } else if let seed = model.randomInitSeed {
             run.provenance.append(("weights", "seeded random initialisation (random_init: \(seed)); no pretrained weights"))
         }
         return run
+    }
+
+    /// What `WEIGHTS.provenance.json` beside a weight file says of it (written by whatever fetched
+    /// the file: package, member, sha256, licence, source, note, in that order, then any other
+    /// key), or nothing when there is no such file. Values are shown as given, not re-checked.
+    static func provenanceRecord(weights: String) -> [(String, String)] {
+        guard let data = FileManager.default.contents(atPath: weights + ".provenance.json"),
+              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [] }
+        let known = ["package", "member", "sha256", "licence", "source", "note"]
+        return (known + obj.keys.filter { !known.contains($0) }.sorted()).compactMap { key in obj[key].map { (key, "\($0)") } }
     }
 
     /// The metrics table over the evaluation images: raw, SRT, stage 1 and stage 2.

