@@ -2,7 +2,9 @@
 // Layers, each depending only on those below it:
 //   COpenBLAS / COneDNN / CLapacke / CImageCodecs (system libraries), CKernels (AVX-512 row kernels)
 //   → TensorCore (tensors, autodiff, kernels) → NN (layers, losses, optimisers, schedules)
-//   → Formats (safetensors, npy, .pth, atomic files, JSON header) → Vision (images, resizes, views, ViT)
+//   → Formats (safetensors, npy, .pth, atomic files, JSON header)
+//   → ONNX (onnx.proto's generated Swift over SwiftProtobuf, the bounded model reader and tensor decoding)
+//   → Vision (images, resizes, views, ViT, weight-file dispatch, checkpoint names)
 //   → Training (the loop, checkpoints, task protocol) → DVT (stage 1, stage 2 tasks, SRT, metrics, visuals)
 //   → Probe (downstream linear probes: metrics, heads, dataset readers, synthetic scenes)
 //   → Settings (config, schema) → Report (HTML, plots) → Jobs (image sources, sharding, feature tree,
@@ -28,6 +30,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // onnx.proto's Swift is generated once (scripts/gen-onnx-proto.sh) and committed, so
+        // only the runtime library builds here, never the protoc plugin.
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
@@ -43,7 +48,11 @@ let package = Package(
         // Formats: file formats and atomic writes (safetensors, npy, PyTorch .pth, JSON header),
         // below everything that reads or writes files.
         .target(name: "Formats", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
-        .target(name: "Vision", dependencies: ["Formats", "NN", "TensorCore", "CImageCodecs", "CLapacke"],
+        // ONNX: the onnx.proto subset (Sources/ONNX/onnx.proto, generated onnx.pb.swift, public so
+        // that writers reuse it) and the bounded reader of a model's initializers and nodes.
+        .target(name: "ONNX", dependencies: ["Formats", "TensorCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["onnx.proto"], swiftSettings: swift6),
+        .target(name: "Vision", dependencies: ["ONNX", "Formats", "NN", "TensorCore", "CImageCodecs", "CLapacke"],
                 swiftSettings: kernelSettings),
         // Training sits below DVT so that DVT's tasks can conform to its TrainingTask protocol.
         .target(name: "Training", dependencies: ["Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
@@ -79,7 +88,10 @@ let package = Package(
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TensorCore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "VisionTests", dependencies: ["Vision", "Formats", "TestSupport"], swiftSettings: swift6),
+        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "TensorCore", "TestSupport",
+                                                      .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                    swiftSettings: swift6),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "ONNX", "Formats", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Jobs", "Settings", "Vision", "NN", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "SettingsTests", dependencies: ["Settings", "TensorCore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "DVTTests", dependencies: ["DVT", "Training", "Bench", "Jobs", "Report", "Settings", "Formats", "TestSupport"],

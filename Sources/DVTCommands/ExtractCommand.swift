@@ -21,6 +21,8 @@ extension DVTCommand {
         @Option(help: "Images per forward pass.") var batchSize = 4
         @Flag(help: "Skip the final norm (DVT uses it).") var noNorm = false
         @Flag(help: "Rewrite outputs that already exist.") var overwrite = false
+        @Option(help: "Also write each image's normalised network input, (3, H, W) float32 .npy, under this folder.")
+        var saveInputs: String?
 
         func validate() throws {
             if batchSize < 1 { throw ValidationError("--batch-size must be >= 1, got \(batchSize)") }
@@ -35,6 +37,7 @@ extension DVTCommand {
             job.batchSize = batchSize
             job.norm = !noNorm
             job.overwrite = overwrite
+            job.inputsDirectory = saveInputs.map { URL(fileURLWithPath: $0) }
             let report = try job.run(items: items, output: URL(fileURLWithPath: out))
             print(report.summary)
             if let seed = model.randomInitSeed { print(VisionTransformer.randomWeightsWarning(seed: seed)) }

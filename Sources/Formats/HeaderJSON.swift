@@ -5,7 +5,7 @@ import Foundation
 /// A small strict parser of our own rather than JSONSerialization: we need integers kept exact
 /// and distinguishable from fractions (a shape of `2.5` or `1e30` must be rejected, not rounded),
 /// duplicate keys reported, and nesting depth bounded so a hostile header cannot exhaust the stack.
-enum HeaderJSON: Equatable {
+public enum HeaderJSON: Equatable, Sendable {
     case object([String: HeaderJSON])
     case array([HeaderJSON])
     case string(String)
@@ -16,7 +16,7 @@ enum HeaderJSON: Equatable {
     case bool(Bool)
     case null
 
-    var typeName: String {
+    public var typeName: String {
         switch self {
         case .object: "object"
         case .array: "array"
@@ -29,13 +29,13 @@ enum HeaderJSON: Equatable {
     }
 }
 
-struct HeaderJSONError: Error, CustomStringConvertible {
+public struct HeaderJSONError: Error, CustomStringConvertible {
     let message: String
     let offset: Int
-    var description: String { "invalid JSON at byte \(offset): \(message)" }
+    public var description: String { "invalid JSON at byte \(offset): \(message)" }
 }
 
-struct HeaderJSONParser {
+public struct HeaderJSONParser {
     /// Deep enough for any real header (safetensors nests 3 levels); shallow enough that the
     /// recursive descent cannot overflow the stack.
     static let maxDepth = 32
@@ -46,7 +46,7 @@ struct HeaderJSONParser {
     private init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     /// Parses one complete JSON document (surrounding whitespace allowed, nothing else).
-    static func parse(_ bytes: [UInt8]) throws -> HeaderJSON {
+    public static func parse(_ bytes: [UInt8]) throws -> HeaderJSON {
         var p = HeaderJSONParser(bytes)
         p.skipWhitespace()
         let v = try p.value(depth: 0)

@@ -18,6 +18,10 @@ public struct ExtractJob {
     public var norm = true
     public var batchSize = 4
     public var overwrite = false
+    /// When set, each image's network input (the normalised (3, H, W) tensor the ViT sees) is
+    /// written here too, as <relative stem>.npy: the exact input to feed another runtime when
+    /// comparing features (scripts/make_onnx_golden.py).
+    public var inputsDirectory: URL?
     /// How the size and stride were given, for the geometry check's message.
     public var geometryNames = InputGeometry.Names.flags
 
@@ -68,7 +72,11 @@ public struct ExtractJob {
             let dst = destination(item)
             try FileManager.default.createDirectory(at: dst.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Npy.write(features, to: dst)
-            return ImageJobOutput(files: [dst])
+            guard let inputs = job.inputsDirectory else { return ImageJobOutput(files: [dst]) }
+            let input = inputs.appendingPathComponent(item.relativeStem + ".npy")
+            try FileManager.default.createDirectory(at: input.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Npy.write(prepared, to: input)
+            return ImageJobOutput(files: [dst, input])
         }
     }
 

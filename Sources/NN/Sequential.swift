@@ -8,12 +8,15 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
     case gelu
     /// x·σ(1.702·x), OpenAI CLIP's QuickGELU.
     case quickGelu
+    /// GELU's tanh approximation, torch `F.gelu(approximate="tanh")` (SigLIP in transformers).
+    case geluTanh
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         switch self {
         case .relu: return x.relu()
         case .gelu: return x.gelu()
         case .quickGelu: return x.quickGelu()
+        case .geluTanh: return x.geluTanh()
         }
     }
 }

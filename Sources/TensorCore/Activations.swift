@@ -70,6 +70,25 @@ extension Tensor {
         }
     }
 
+    /// The tanh approximation of GELU, torch's `F.gelu(x, approximate="tanh")` (transformers'
+    /// `gelu_pytorch_tanh`, SigLIP's `hidden_act`):
+    /// ```
+    /// u = √(2/π) · (x + 0.044715 x³)
+    /// f(x)  = 0.5 · x · (1 + tanh u) = x · σ(2u)
+    /// f'(x) = s + 2 · x · s · (1 − s) · √(2/π) · (1 + 3 · 0.044715 x²),   s = σ(2u)
+    /// ```
+    /// The sigmoid form avoids the cancellation of 1 + tanh u for negative x.
+    public func geluTanh() -> Tensor {
+        let out = activationForward { x in x * geluTanhGate(x) }
+        return out.record("geluTanh", [self]) { g in
+            self.activationBackward(g) { gv, x in
+                let s = geluTanhGate(x)
+                let du = sqrt2OverPi * (1 + 3 * geluTanhCubic * x * x)
+                return gv * (s + 2 * x * s * (1 - s) * du)
+            }
+        }
+    }
+
     /// out = f(self), split over cores. No graph.
     @inline(__always)
     private func activationForward(_ f: (SIMD8<Float>) -> SIMD8<Float>) -> Tensor {
@@ -90,6 +109,17 @@ extension Tensor {
         }
     }
 }
+
+/// σ(2u) = 0.5 · (1 + tanh u) of the tanh GELU, lane-wise (exp saturates to 0 or +∞, giving 1 or 0).
+@inline(__always)
+private func geluTanhGate(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let u = sqrt2OverPi * (x + geluTanhCubic * x * x * x)
+    return 1 / (1 + RowKernels.exp(-2 * u))
+}
+
+/// √(2/π) and the cubic coefficient of the tanh GELU (Hendrycks & Gimpel, arXiv:1606.08415 §2).
+private let sqrt2OverPi: Float = 0.7978845608028654
+private let geluTanhCubic: Float = 0.044715
 
 /// 1/√(2π), the normal density's constant.
 private let invSqrt2Pi: Float = 0.39894228040143268

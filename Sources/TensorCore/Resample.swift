@@ -112,6 +112,39 @@ public enum Resample {
         }
     }
 
+    /// A float pass with a fixed number of taps per output at explicit input indices (repeats
+    /// allowed): ATen's non-antialiased separable interpolation (upsample_bicubic2d's 4 taps,
+    /// with indices clamped to the edge). acc = in[i₀]·w₀, then += in[iⱼ]·wⱼ in tap order, as
+    /// ATen's `Interpolate::eval` sums (UpSampleKernel.cpp). `indices` and `weights` are
+    /// row-major (outSize, taps). Not recorded for autodiff.
+    public static func indexedPass(_ src: Tensor, _ from: LineLayout, into dst: Tensor, _ to: LineLayout,
+                                   lines: Int, inSize: Int, taps: Int, indices: [Int], weights: [Float]) {
+        precondition(taps >= 1 && indices.count == weights.count && indices.count % taps == 0,
+                     "indexedPass: \(indices.count) indices and \(weights.count) weights for \(taps) taps")
+        let outSize = indices.count / taps
+        guard lines > 0 && outSize > 0 else { return }
+        precondition(indices.allSatisfy { $0 >= 0 && $0 < inSize }, "indexedPass: an index is outside 0..<\(inSize)")
+        precondition(from.reach(lines: lines, samples: inSize) < src.count && to.reach(lines: lines, samples: outSize) < dst.count,
+                     "indexedPass: layout outside the tensors")
+        let s0 = src.ptr + from.offset, d0 = dst.ptr + to.offset
+        let (ss, ds, sl, dl) = (from.sampleStride, to.sampleStride, from.lineStride, to.lineStride)
+        indices.withUnsafeBufferPointer { ix in
+            weights.withUnsafeBufferPointer { w in
+                Parallel.forRanges(lines, grain: max(1, 16384 / max(outSize * taps, 1))) { range in
+                    for line in range {
+                        let s = s0 + line * sl, d = d0 + line * dl
+                        for o in 0..<outSize {
+                            let k = o * taps
+                            var acc = s[ix[k] * ss] * w[k]
+                            for j in 1..<taps { acc += s[ix[k + j] * ss] * w[k + j] }
+                            d[o * ds] = acc
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Copies a (planes, rows, cols) strided block from `src` into `dst` (no arithmetic): the
     /// pass a resize skips when a dimension keeps its size. Strides are (plane, row, col).
     public static func copyBlock(_ src: Tensor, offset: Int, strides s: (Int, Int, Int), into dst: Tensor,

@@ -24,8 +24,8 @@ public enum ImageLayout: Sendable {
 /// - `bicubicAntialiased`: torch `F.interpolate(mode="bicubic", align_corners=False,
 ///   antialias=True)` on float tensors (ATen's separable "aa" CPU kernel, which follows Pillow's
 ///   rule above with the same a = −0.5, but computes weights and sums in float32 and never rounds
-///   or clips). Note torch's antialias=False bicubic uses a = −0.75 and a fixed 4-tap stencil; that
-///   is a different function and not what DVT uses.
+///   or clips). torch's antialias=False bicubic (a = −0.75, a fixed 4-tap stencil) is
+///   `bicubicTorch`, the position-embedding resampling of most transformers models.
 public enum Resize {
     /// Keys' cubic convolution kernel with a = −0.5 (Pillow's bicubic_filter; ATen's aa_filter).
     @inline(__always)
@@ -228,6 +228,91 @@ public enum Resize {
                                planes: C, rows: height, cols: width)
         }
         return out
+    }
+}
+
+extension Resize {
+    /// ATen's non-antialiased bicubic coefficients at fraction t ∈ [0, 1] with A = −0.75
+    /// (UpSample.h `get_cubic_upsample_coefficients`, `cubic_convolution1/2`), in float.
+    @inline(__always)
+    static func torchCubicCoefficients(_ t: Float) -> (Float, Float, Float, Float) {
+        let a: Float = -0.75
+        func conv1(_ x: Float) -> Float { ((a + 2) * x - (a + 3)) * x * x + 1 }
+        func conv2(_ x: Float) -> Float { ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
+        let x2: Float = 1 - t
+        return (conv2(t + 1), conv1(t), conv1(x2), conv2(x2 + 1))
+    }
+
+    /// The 4 taps of each output of a 1-D non-antialiased bicubic resize, as ATen computes them
+    /// in float (UpSampleKernel.cpp `compute_indices_weights_cubic`; UpSample.h): scale =
+    /// in/out (`area_pixel_compute_scale`, align_corners=False), or 1/scaleFactor when a scale
+    /// factor is given; source x = scale·(i + 0.5) − 0.5, not clamped for cubic;
+    /// i₀ = min(⌊x⌋, in − 1); t = clamp(x − i₀, 0, 1); taps i₀ − 1 … i₀ + 2 clamped into
+    /// 0..<in (edge replication).
+    static func torchCubicTaps(inSize: Int, outSize: Int, scaleFactor: Double?) -> (indices: [Int], weights: [Float]) {
+        let scale: Float = scaleFactor.map { $0 > 0 ? Float(1.0 / $0) : Float(inSize) / Float(outSize) }
+            ?? Float(inSize) / Float(outSize)
+        var indices = [Int](repeating: 0, count: outSize * 4), weights = [Float](repeating: 0, count: outSize * 4)
+        for i in 0..<outSize {
+            let real = scale * (Float(i) + 0.5) - 0.5
+            let i0 = min(Int(real.rounded(.down)), inSize - 1)
+            let t = min(max(real - Float(i0), 0), 1)
+            let (w0, w1, w2, w3) = torchCubicCoefficients(t)
+            for (j, w) in [w0, w1, w2, w3].enumerated() {
+                indices[i * 4 + j] = min(max(i0 - 1 + j, 0), inSize - 1)
+                weights[i * 4 + j] = w
+            }
+        }
+        return (indices, weights)
+    }
+
+    /// torch `F.interpolate(x[None], size=(height, width), mode="bicubic", align_corners=False)`
+    /// without antialias (`scale_factor=` when `scaleFactors` (sy, sx) are given; the output
+    /// size is then still `height`×`width`), for a float tensor in `layout`: a horizontal then a
+    /// vertical 4-tap pass (TensorCore `Resample.indexedPass`), the sum order of ATen's
+    /// separable kernel. Both passes always run (a same-size pass has taps (0, 1, 0, 0), the
+    /// identity). Not recorded for autodiff.
+    public static func bicubicTorch(_ x: Tensor, height: Int, width: Int, layout: ImageLayout = .chw,
+                                    scaleFactors: (Double, Double)? = nil) -> Tensor {
+        precondition(x.rank == 3, "bicubicTorch needs a rank-3 \(layout == .chw ? "(C, H, W)" : "(H, W, C)") tensor, got \(x.shape)")
+        precondition(height > 0 && width > 0, "bicubicTorch: target size \(height)x\(width) must be positive")
+        let (C, H, W) = layout == .chw ? (x.shape[0], x.shape[1], x.shape[2]) : (x.shape[2], x.shape[0], x.shape[1])
+        let (sc, sy, sx) = layout == .chw ? (H * W, W, 1) : (1, W * C, C)
+        let tmp = Tensor(zeros: [C, H, width])                                   // (C, H, width)
+        let tx = torchCubicTaps(inSize: W, outSize: width, scaleFactor: scaleFactors?.1)
+        for c in 0..<C {
+            Resample.indexedPass(x, LineLayout(offset: c * sc, sampleStride: sx, lineStride: sy),
+                                 into: tmp, LineLayout(offset: c * H * width, sampleStride: 1, lineStride: width),
+                                 lines: H, inSize: W, taps: 4, indices: tx.indices, weights: tx.weights)
+        }
+        let out = Tensor(zeros: layout == .chw ? [C, height, width] : [height, width, C])
+        let (oc, oy, ox) = layout == .chw ? (height * width, width, 1) : (1, width * C, C)
+        let ty = torchCubicTaps(inSize: H, outSize: height, scaleFactor: scaleFactors?.0)
+        for c in 0..<C {
+            Resample.indexedPass(tmp, LineLayout(offset: c * H * width, sampleStride: width, lineStride: 1),
+                                 into: out, LineLayout(offset: c * oc, sampleStride: oy, lineStride: ox),
+                                 lines: width, inSize: H, taps: 4, indices: ty.indices, weights: ty.weights)
+        }
+        return out
+    }
+
+    /// (m, n): row y holds the taps of output y of a 1-D resize n → m by `rule`, obtained by
+    /// resizing one-hot bases, so a matrix product applies exactly the same weights.
+    static func matrix(from n: Int, to m: Int, rule: PositionResampling) -> Tensor {
+        let identity = Tensor(zeros: [n, 1, n])  // (n, 1, n): channel k is one-hot at position k
+        for k in 0..<n { identity[flat: k * n + k] = 1 }
+        let r = rule.resize(identity, height: m, width: 1, layout: .hwc)
+        return r.reshape([m, n])
+    }
+}
+
+extension PositionResampling {
+    /// This rule's 2-D resize of a float tensor.
+    public func resize(_ x: Tensor, height: Int, width: Int, layout: ImageLayout) -> Tensor {
+        switch self {
+        case .bicubicAntialias: return Resize.bicubicAntialiased(x, height: height, width: width, layout: layout)
+        case .bicubic: return Resize.bicubicTorch(x, height: height, width: width, layout: layout)
+        }
     }
 }
 

@@ -40,6 +40,14 @@ public final class VisionTransformer: Module {
     /// kept as loaded so an exported timm state dict still loads with strict=True.
     public internal(set) var passthroughTensors: [String: Tensor] = [:]
 
+    /// Where the weights came from ("timm checkpoint", "transformers dinov2", …): what the
+    /// `auto` position resampling follows.
+    public internal(set) var weightsOrigin = "random init"
+    /// "auto" (the rule of `weightsOrigin`) or "config" (`pos_embed_resample` set).
+    public internal(set) var positionResamplingChosenBy = "auto"
+    /// The transformers description when the weights came from a transformers snapshot.
+    public internal(set) var transformers: TransformersModel?
+
     private var posCache: [String: Tensor] = [:]
     private var ropeCache: [String: RopeTables] = [:]
     private let posCacheLock = NSLock()
@@ -71,6 +79,10 @@ public final class VisionTransformer: Module {
     /// keys the feature path never reads (`head.*`, `fc_norm.*`, `mask_token`, …) are ignored;
     /// every other missing, unexpected or mis-shaped tensor is reported, all in one error.
     public convenience init(config: ViTConfig, weights url: URL) throws {
+        if try WeightFiles.format(of: url) == .onnx {
+            try self.init(onnx: url, preferred: config)
+            return
+        }
         let raw = try WeightFiles.load(url, stateDict: TimmCheckpointNames.unwrap, keep: { !$0.hasPrefix("head.") }).tensors
         let all = try TimmCheckpointNames.fromDINOv2Hub(TimmCheckpointNames.fromDVTWrapper(raw))
         let dict = all.filter { !VisionTransformer.isIgnoredKey($0.key) }
@@ -117,8 +129,9 @@ public final class VisionTransformer: Module {
         return ((height - p) / s + 1, (width - p) / s + 1)
     }
 
-    /// Patch-token position embedding resampled to a grid, as timm's `resample_abs_pos_embed`
-    /// (bicubic, align_corners=False, antialias=True, from the square pretraining grid). Cached.
+    /// Patch-token position embedding resampled to a grid from the square pretraining grid,
+    /// by `config.positionResampling` (timm's `resample_abs_pos_embed` by default; the rule of
+    /// the weights' own framework when they come from transformers). Cached.
     func patchPositions(_ gh: Int, _ gw: Int) -> Tensor? {
         guard let posEmbed else { return nil }
         // Fine-tuning: a resample that records the graph into `pos_embed` (ViTTraining.swift).
@@ -133,7 +146,7 @@ public final class VisionTransformer: Module {
         precondition(g0 * g0 == rows, "pos_embed has \(rows) patch rows, not a square grid")
         let patchPart = posEmbed.reshape([r + rows, c]).slice(axis: 0, r..<(r + rows)).reshape([g0, g0, c])  // (G0, G0, C)
         let resized = (g0 == gh && g0 == gw) ? patchPart
-            : Resize.bicubicAntialiased(patchPart, height: gh, width: gw, layout: .hwc)                   // (Gh, Gw, C)
+            : config.positionResampling.resize(patchPart, height: gh, width: gw, layout: .hwc)           // (Gh, Gw, C)
         let out = resized.reshape([gh * gw, c])                                                            // (T, C)
         posCache[key] = out
         return out
@@ -243,17 +256,56 @@ extension VisionTransformer {
         "WARNING: RANDOM WEIGHTS (--random-init \(seed)). These features come from a randomly initialised ViT and carry no semantics; they exercise the pipeline only. Pass --weights FILE (a timm checkpoint, .safetensors or .pth, e.g. vit_small_patch14_dinov2.safetensors) for real features."
     }
 
-    /// A backbone from a timm name and either a checkpoint or a random-init seed.
-    public static func load(arch: String, weights: String?, randomInit: UInt64?) throws -> VisionTransformer {
-        guard let cfg = ViTPresets.named(arch) else {
+    /// A backbone from a timm name and either a checkpoint or a random-init seed. A transformers
+    /// snapshot (a folder with config.json, or a weight file with config.json beside it) brings
+    /// its own architecture and `arch` is not used. `resample` overrides the position-embedding
+    /// resampling the weights' framework implies (nil: `auto`).
+    public static func load(arch: String, weights: String?, randomInit: UInt64?,
+                            resample: PositionResampling? = nil) throws -> VisionTransformer {
+        if let w = weights, randomInit == nil, let snapshot = try TransformersSnapshot.locate(URL(fileURLWithPath: w)) {
+            return try VisionTransformer(transformers: snapshot, resample: resample)
+        }
+        guard var cfg = ViTPresets.named(arch) else {
             throw ViTError("unknown ViT architecture '\(arch)'; known: \(ViTPresets.names.joined(separator: ", "))")
         }
+        if let resample { cfg.positionResampling = resample }
+        // An ONNX export brings its framework (transformers) and so its own resampling rule.
+        if let w = weights, randomInit == nil, (try? WeightFiles.format(of: URL(fileURLWithPath: w))) == .onnx {
+            return try VisionTransformer(onnx: URL(fileURLWithPath: w), preferred: cfg, resample: resample)
+        }
+        let model: VisionTransformer
         switch (weights, randomInit) {
-        case (let w?, nil): return try VisionTransformer(config: cfg, weights: URL(fileURLWithPath: w))
-        case (nil, let s?): return VisionTransformer(config: cfg, seed: s)
-        case (nil, nil): throw ViTError("give either --weights FILE (a timm checkpoint: .safetensors or .pth) or --random-init SEED")
+        case (let w?, nil): model = try VisionTransformer(config: cfg, weights: URL(fileURLWithPath: w))
+        case (nil, let s?): model = VisionTransformer(config: cfg, seed: s)
+        case (nil, nil): throw ViTError("give either --weights FILE (a timm checkpoint: .safetensors or .pth, or a transformers snapshot folder) or --random-init SEED")
         default: throw ViTError("give only one of --weights and --random-init")
         }
+        model.weightsOrigin = randomInit == nil ? "timm checkpoint" : "random init"
+        model.positionResamplingChosenBy = resample == nil ? "auto" : "config"
+        return model
+    }
+
+    /// A model from a transformers snapshot (config.json + weights): architecture from
+    /// config.json, names mapped by `HFCheckpointNames`, position resampling as that
+    /// transformers class does it unless `resample` overrides it.
+    public convenience init(transformers snapshot: TransformersSnapshot, resample: PositionResampling? = nil) throws {
+        let (model, sd) = try snapshot.read()
+        var cfg = model.config
+        if let resample { cfg.positionResampling = resample }
+        let dict = sd.filter { !VisionTransformer.isIgnoredKey($0.key) }
+        try self.init(config: cfg, stateDict: dict, source: snapshot.weightsURL.path)
+        passthroughTensors = sd.filter { VisionTransformer.isIgnoredKey($0.key) }
+        weightsOrigin = "transformers \(model.layout.rawValue)"
+        positionResamplingChosenBy = resample == nil ? "auto" : "config"
+        transformers = model
+    }
+
+    /// The position-embedding resampling in use and why, for output metadata and the report:
+    /// e.g. "bicubic (auto: transformers dinov2)". nil for models without a learned
+    /// position embedding (RoPE only).
+    public var positionResamplingNote: String? {
+        guard posEmbed != nil else { return nil }
+        return "\(config.positionResampling.rawValue) (\(positionResamplingChosenBy): \(weightsOrigin))"
     }
 
     /// Loads an image file, resizes it to (height, width) with Pillow's bicubic and normalises it

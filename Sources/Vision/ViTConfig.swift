@@ -47,6 +47,9 @@ public struct ViTConfig: Sendable, Codable, Equatable {
     /// timm's `Eva` key names for layer scale: `blocks.i.gamma_1`/`gamma_2` instead of
     /// `ls1.gamma`/`ls2.gamma`.
     public var evaLayerScaleKeys = false
+    /// How `pos_embed` is resampled to a token grid other than the pretraining one: as the
+    /// framework the weights come from does it (see `PositionResampling`).
+    public var positionResampling: PositionResampling = .bicubicAntialias
 
     /// H for the MLP built before a checkpoint is read.
     public var mlpHiddenWidth: Int {
@@ -69,6 +72,20 @@ public struct ViTConfig: Sendable, Codable, Equatable {
         self.heads = heads
         self.imageSize = imageSize
     }
+}
+
+/// The resampling of a learned position embedding to another token grid. Frameworks differ,
+/// and features follow the one the weights were trained and exported with (docs/backbones.md).
+public enum PositionResampling: String, Sendable, Codable, CaseIterable {
+    /// torch bicubic with antialias=True (a = −0.5, support widened when shrinking): timm's
+    /// `resample_abs_pos_embed` (timm/layers/pos_embed.py) and transformers'
+    /// Dinov2WithRegisters (modeling_dinov2_with_registers.py line 122).
+    case bicubicAntialias = "bicubic_antialias"
+    /// torch bicubic without antialias (upsample_bicubic2d: a = −0.75, 4 taps, edge-clamped):
+    /// transformers' `interpolate_pos_encoding` of Dinov2, ViT, DeiT, CLIP and SigLIP
+    /// (modeling_dinov2.py line 116, modeling_vit.py 118, modeling_deit.py 123,
+    /// modeling_clip.py 191, modeling_siglip.py 165; transformers 5.25.0).
+    case bicubic
 }
 
 /// The MLP of a ViT block.

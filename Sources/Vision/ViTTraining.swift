@@ -63,9 +63,9 @@ extension VisionTransformer {
     }
 
     /// `pos_embed`'s patch rows resampled to (gh, gw) as two matrix products, so the gradient
-    /// flows back into `pos_embed`: torch's antialiased bicubic resize is separable (one pass
-    /// per axis), and each pass is the 1-D resize matrix obtained by resizing identity bases
-    /// with `Resize.bicubicAntialiased` (the same taps as the cached inference path).
+    /// flows back into `pos_embed`: both torch bicubic resizes are separable (one pass per
+    /// axis), and each pass is the 1-D resize matrix obtained by resizing identity bases with
+    /// `config.positionResampling` (the same taps as the cached inference path).
     func differentiablePatchPositions(_ gh: Int, _ gw: Int) -> Tensor {
         let posEmbed = posEmbed!
         let c = config.embedDim, r = config.positionPrefixRows
@@ -74,22 +74,15 @@ extension VisionTransformer {
         precondition(g0 * g0 == rows, "pos_embed has \(rows) patch rows, not a square grid")
         var grid = posEmbed.reshape([r + rows, c]).slice(axis: 0, r..<(r + rows)).reshape([g0, g0, c])  // (G0, G0, C)
         if gh != g0 {
-            let ry = Self.resizeMatrix(from: g0, to: gh)                                                // (Gh, G0)
+            let ry = Resize.matrix(from: g0, to: gh, rule: config.positionResampling)                                                // (Gh, G0)
             grid = Tensor.matmul(ry, grid.reshape([g0, g0 * c])).reshape([gh, g0, c])                   // (Gh, G0, C)
         }
         if gw != g0 {
-            let rx = Self.resizeMatrix(from: g0, to: gw)                                                // (Gw, G0)
+            let rx = Resize.matrix(from: g0, to: gw, rule: config.positionResampling)                                                // (Gw, G0)
             let cols = grid.permute([0, 2, 1]).reshape([gh * c, g0])                                    // (Gh·C, G0)
             grid = Tensor.matmul(cols, rx, transposeB: true).reshape([gh, c, gw]).permute([0, 2, 1])   // (Gh, Gw, C)
         }
         return grid.reshape([gh * gw, c])                                                               // (T, C)
-    }
-
-    /// (m, n): row y holds the taps of output y of a 1-D antialiased bicubic resize n → m.
-    static func resizeMatrix(from n: Int, to m: Int) -> Tensor {
-        let identity = Tensor(zeros: [n, 1, n])  // (n, 1, n): channel k is one-hot at position k
-        for k in 0..<n { identity[flat: k * n + k] = 1 }
-        return Resize.bicubicAntialiased(identity, height: m, width: 1, layout: .hwc).reshape([m, n])
     }
 
     /// The model as a timm state dict: every parameter under its timm name plus the loaded

@@ -1,13 +1,16 @@
 import Foundation
 import Formats
+import ONNX
 import TensorCore
 
-/// The two weight-file formats, told apart by their first bytes (never by the file name).
+/// The weight-file formats, told apart by their first bytes (never by the file name).
 public enum WeightFileFormat: String, Sendable {
     /// safetensors: an 8-byte little-endian header length, then a JSON object.
     case safetensors
     /// A `torch.save` zip archive (.pth / .pt / .bin): "PK".
     case torch
+    /// An ONNX model (a serialised `ModelProto`): its weights are the graph's initializers.
+    case onnx
 }
 
 /// Reads weight files in either format into float32 tensors.
@@ -28,8 +31,13 @@ public enum WeightFiles {
         if b.count >= 2, b[0] == 0x80, b[1] <= 5 { return .torch }  // a legacy torch pickle: TorchArchive says so
         // safetensors: a plausible header length followed by '{'.
         if b.count >= 9, b[8] == UInt8(ascii: "{"), b[4..<8].allSatisfy({ $0 == 0 }) { return .safetensors }
+        // ONNX: ModelProto's field 1 (ir_version, a small varint: tag 0x08) comes first, then
+        // another ModelProto field (producer_name 0x12, …, graph 0x3A, opset_import 0x42,
+        // metadata_props 0x72); every exporter writes ir_version first.
+        if b.count >= 3, b[0] == 0x08, (1...0x7F).contains(b[1]),
+           [0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72].contains(b[2]) { return .onnx }
         let hex = b.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
-        throw WeightFileError("\(path): unknown weight-file format (first bytes \(hex.isEmpty ? "none: empty file" : hex)); expected a safetensors file or a PyTorch .pth zip archive (torch.save, PyTorch >= 1.6)")
+        throw WeightFileError("\(path): unknown weight-file format (first bytes \(hex.isEmpty ? "none: empty file" : hex)); expected a safetensors file, a PyTorch .pth zip archive (torch.save, PyTorch >= 1.6) or an ONNX model")
     }
 
     /// Every tensor of a safetensors file, or of the state dict in a torch archive, with the
@@ -51,12 +59,22 @@ public enum WeightFiles {
             }
             let filtered = entries.filter { if case .string(let k) = $0.key { keep(k) } else { true } }
             return (try archive.tensors(in: .dict(filtered)), [:])
+        case .onnx:
+            // Every initializer under its own name; a ViT reads ONNX through
+            // `ONNXCheckpointNames`, which also names the exporter's unnamed tensors.
+            let model = try ONNXModel(contentsOf: url)
+            return (try model.initializers { keep($0.name) }, model.metadata)
         }
     }
 
-    /// The safetensors metadata of `url`; empty for torch archives (they have none).
+    /// The safetensors metadata of `url`, an ONNX model's `metadata_props`; empty for torch
+    /// archives (they have none).
     public static func metadata(_ url: URL) throws -> [String: String] {
-        try format(of: url) == .safetensors ? SafeTensorsFile(url: url).metadata : [:]
+        switch try format(of: url) {
+        case .safetensors: return try SafeTensorsFile(url: url).metadata
+        case .torch: return [:]
+        case .onnx: return try ONNXModel(contentsOf: url).metadata
+        }
     }
 
     static func describe(_ v: PickleValue) -> String {

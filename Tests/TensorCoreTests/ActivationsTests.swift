@@ -46,6 +46,15 @@ struct ActivationsTests {
         expectClose(x.quickGelu(), composed, rtol: 1e-6, atol: 1e-7, "quickGelu vs composition")
     }
 
+    @Test("geluTanh equals 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))")
+    func geluTanhValues() {
+        let x = Tensor([1.0, -0.5, 2.0, -3.0, 0.1, 0, 6, -6, 12, -12], shape: [10])
+        // Reference values in double precision (Python math.tanh).
+        let want: [Float] = [0.8411919906082768, -0.15428599017485606, 1.954597694087775, -0.0036373920817729943,
+                             0.053982751045435165, 0, 5.9999999999156035, -8.43964897967453e-11, 12, 0]
+        expectClose(x.geluTanh().scalars, want, rtol: 1e-6, atol: 1e-9, "geluTanh")
+    }
+
     @Test("relu values and zero gradient at and below 0")
     func reluValues() {
         let x = Tensor([-2, -0.0, 0, 0.5, 3], shape: [5], requiresGrad: true)
@@ -63,8 +72,10 @@ struct ActivationsTests {
         gradCheck("relu", [x]) { $0[0].relu() }
         gradCheck("gelu", [x]) { $0[0].gelu() }
         gradCheck("quickGelu", [x]) { $0[0].quickGelu() }
+        gradCheck("geluTanh", [x]) { $0[0].geluTanh() }
         let wide = randn([3, 5], seed: 12, scale: 4)
         gradCheck("gelu wide range", [wide]) { $0[0].gelu() }
         gradCheck("quickGelu wide range", [wide]) { $0[0].quickGelu() }
+        gradCheck("geluTanh wide range", [wide]) { $0[0].geluTanh() }
     }
 }
