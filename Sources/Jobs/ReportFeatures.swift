@@ -54,7 +54,10 @@ struct ReportFeatures {
         var stage2: [(ofTransformed: Tensor, transformedFeatures: Tensor)] = []
         var srtPairs: [(ofTransformed: Tensor, transformedFeatures: Tensor)] = []
         var stage1Pairs: [(ofTransformed: Tensor, transformedFeatures: Tensor)] = []
-        for item in items {
+        var measured = 0
+        // Images that failed in stage 1 (no raw map) are left out, as every later step does.
+        for item in items where FileManager.default.fileExists(atPath: paths.raw(item.relativeStem).path) {
+            measured += 1
             let x = try model.preprocess(item.url, height: h, width: w)  // (3, H, W)
             let mirrored = x.flippedLastAxis()  // (3, H, W): the one flip op, along W
             let batch = Tensor.concat([x.reshape([1, 3, h, w]), mirrored.reshape([1, 3, h, w])], axis: 0)  // (B, 3, H, W)
@@ -101,6 +104,6 @@ struct ReportFeatures {
         if !stage2.isEmpty { eq["DVT stage 2"] = try ArtifactMetrics.equivarianceError(stage2) }
         if !srtPairs.isEmpty { eq["SRT"] = try ArtifactMetrics.equivarianceError(srtPairs) }
         if !stage1Pairs.isEmpty { eq["DVT stage 1"] = try ArtifactMetrics.equivarianceError(stage1Pairs) }
-        return Outcome(strength: strength, equivariance: eq, images: items.count, viewerLayers: shown.sorted())
+        return Outcome(strength: strength, equivariance: eq, images: measured, viewerLayers: shown.sorted())
     }
 }

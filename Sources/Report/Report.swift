@@ -146,15 +146,16 @@ public struct Report {
                 guard k < item.maps.count, let map = item.maps[k], map.shape == raw.shape else { methodRows.append(nil); continue }
                 let norms = Visuals.norms(map)
                 let lo = norms.scalars.min() ?? 0, hi = norms.scalars.max() ?? 1
-                let km = try SphericalKMeans(map: map, k: Report.clusters, seed: Report.clusterSeed)
+                let k = min(Report.clusters, map.shape[0] * map.shape[1])  // a tiny grid has fewer tokens than clusters
+                let km = try SphericalKMeans(map: map, k: k, seed: Report.clusterSeed)
                 let sim = ClusterMaps.centreSimilarity(map)
                 let simLo = sim.scalars.min() ?? 0
                 methodRows.append((m.label, [
                     try put(pca.image(map), "\(m.key)_pca", "\(m.label): PCA (one basis per image)"),
                     try put(Visuals.heatmap(norms, colormap: Colormap.inferno), "\(m.key)_norm",
                             String(format: "%@: token norm %.4g … %.4g (inferno, min–max per map)", m.label as NSString, lo, hi)),
-                    try put(ClusterMaps.clusterImage(labels: km.labels, k: Report.clusters, height: map.shape[0], width: map.shape[1]),
-                            "\(m.key)_kmeans", "\(m.label): k-means, k = \(Report.clusters), seed \(Report.clusterSeed), cosine"),
+                    try put(ClusterMaps.clusterImage(labels: km.labels, k: k, height: map.shape[0], width: map.shape[1]),
+                            "\(m.key)_kmeans", "\(m.label): k-means, k = \(k), seed \(Report.clusterSeed), cosine"),
                     try put(ClusterMaps.centreSimilarityImage(map), "\(m.key)_centresim",
                             String(format: "%@: cosine to the centre token (red), %.2f … 1 (turbo, min–max)", m.label as NSString, simLo)),
                 ]))
