@@ -51,75 +51,99 @@ let package = Package(
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "COneDNN", "CKernels"], swiftSettings: kernelSettings),
         .target(name: "NN", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
-        .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
-                linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
+        .target(
+            name: "CImageCodecs", path: "Sources/CImageCodecs",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png")]),
         // Formats: file formats and atomic writes (safetensors, npy, PyTorch .pth, JSON header),
         // below everything that reads or writes files.
         .target(name: "Formats", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
         // ONNX: the onnx.proto subset (Sources/ONNX/onnx.proto, generated onnx.pb.swift, public so
         // that writers reuse it) and the bounded reader of a model's initializers and nodes.
-        .target(name: "ONNX", dependencies: ["Formats", "TensorCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
-                exclude: ["onnx.proto"], swiftSettings: swift6),
-        .target(name: "Vision", dependencies: ["ONNX", "Formats", "NN", "TensorCore", "CImageCodecs"],
-                swiftSettings: kernelSettings),
+        .target(
+            name: "ONNX", dependencies: ["Formats", "TensorCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["onnx.proto"], swiftSettings: swift6),
+        .target(
+            name: "Vision", dependencies: ["ONNX", "Formats", "NN", "TensorCore", "CImageCodecs"],
+            swiftSettings: kernelSettings),
         // Training sits below DVT so that DVT's tasks can conform to its TrainingTask protocol.
         .target(name: "Training", dependencies: ["Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
         // Settings sits low: the method code never needs it; Jobs maps its sections onto the
         // method's settings.
-        .target(name: "Settings", dependencies: ["Formats", "TensorCore", .product(name: "Yams", package: "Yams")],
-                swiftSettings: swift6),
-        .target(name: "DVT", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "CLapacke"],
-                swiftSettings: kernelSettings),
+        .target(
+            name: "Settings", dependencies: ["Formats", "TensorCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swift6),
+        .target(
+            name: "DVT", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "CLapacke"],
+            swiftSettings: kernelSettings),
         // ONNX graphs of the denoiser and of the whole extractor (ViT + denoiser): a small graph
         // builder over the generated onnx.proto types.
-        .target(name: "ONNXExport", dependencies: ["DVT", "Vision", "ONNX", "Formats", "NN", "TensorCore"],
-                swiftSettings: swift6),
+        .target(
+            name: "ONNXExport", dependencies: ["DVT", "Vision", "ONNX", "Formats", "NN", "TensorCore"],
+            swiftSettings: swift6),
         // Probe: downstream evaluation (DVT's linear-probe protocol): mmseg/DINOv2 metrics, the
         // BN + 1×1 heads and their losses, dataset readers, the synthetic labelled scenes.
         .target(name: "Probe", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
-        .target(name: "Report", dependencies: ["DVT", "Training", "Vision", "Formats", "TensorCore"],
-                swiftSettings: kernelSettings),
+        .target(
+            name: "Report", dependencies: ["DVT", "Training", "Vision", "Formats", "TensorCore"],
+            swiftSettings: kernelSettings),
         // OpenMPI (Debian's libopenmpi-dev; pkg-config ompi-c gives mpi.h's folder) and the
         // communicator over it: stage 2 data parallelism under mpirun / srun --mpi=pmix.
-        .systemLibrary(name: "COpenMPI", path: "Sources/COpenMPI", pkgConfig: "ompi-c",
-                       providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(
+            name: "COpenMPI", path: "Sources/COpenMPI", pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "Distributed", dependencies: ["COpenMPI", "TensorCore"], swiftSettings: swift6),
-        .target(name: "Jobs", dependencies: [
-            "ONNXExport", "Probe", "Distributed", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
-        ], swiftSettings: kernelSettings),
+        .target(
+            name: "Jobs",
+            dependencies: [
+                "ONNXExport", "Probe", "Distributed", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
+            ], swiftSettings: kernelSettings),
         // Benchmarks that spawn the PyTorch reference and call cblas: only the CLI depends on them.
-        .target(name: "Bench", dependencies: [
-            "Probe", "Distributed", "Jobs", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "COpenBLAS",
-        ], swiftSettings: kernelSettings),
-        .target(name: "DVTCommands", dependencies: [
-            "Probe", "Distributed", "Bench", "Jobs", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: swift6),
+        .target(
+            name: "Bench",
+            dependencies: [
+                "Probe", "Distributed", "Jobs", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "COpenBLAS",
+            ], swiftSettings: kernelSettings),
+        .target(
+            name: "DVTCommands",
+            dependencies: [
+                "Probe", "Distributed", "Bench", "Jobs", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ], swiftSettings: swift6),
         .executableTarget(name: "DVTTool", dependencies: ["DVTCommands"], swiftSettings: swift6),
         .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport", swiftSettings: swift6),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "CKernels", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "NNTests", dependencies: ["NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TensorCore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "ONNXTests", dependencies: ["ONNX", "TensorCore", "TestSupport",
-                                                      .product(name: "SwiftProtobuf", package: "swift-protobuf")],
-                    swiftSettings: swift6),
+        .testTarget(
+            name: "ONNXTests",
+            dependencies: [
+                "ONNX", "TensorCore", "TestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swift6),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "ONNX", "Formats", "NN", "TensorCore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
-                    swiftSettings: swift6),
+        .testTarget(
+            name: "TrainingTests", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
+            swiftSettings: swift6),
         .testTarget(name: "SettingsTests", dependencies: ["Settings", "TensorCore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "DVTTests", dependencies: ["DVT", "Bench", "Settings", "Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
-                    swiftSettings: swift6),
+        .testTarget(
+            name: "DVTTests", dependencies: ["DVT", "Bench", "Settings", "Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport"],
+            swiftSettings: swift6),
         .testTarget(name: "ProbeTests", dependencies: ["Probe", "Vision", "TensorCore", "TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "JobsTests", dependencies: [
-            "Jobs", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport",
-        ], swiftSettings: swift6),
+        .testTarget(
+            name: "JobsTests",
+            dependencies: [
+                "Jobs", "Report", "Settings", "DVT", "Training", "Vision", "Formats", "NN", "TensorCore", "TestSupport",
+            ], swiftSettings: swift6),
         // Checks over the repository's own sources (test bodies, the module graph).
         .testTarget(name: "RepositoryTests", dependencies: ["TestSupport"], swiftSettings: swift6),
-        .testTarget(name: "CLITests", dependencies: [
-            "ONNX", "ONNXExport",
-            "DVTCommands", "Bench", "Jobs", "Probe", "Settings", "Training", "DVT", "Vision", "Formats", "TensorCore", "TestSupport",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: swift6),
+        .testTarget(
+            name: "CLITests",
+            dependencies: [
+                "ONNX", "ONNXExport",
+                "DVTCommands", "Bench", "Jobs", "Probe", "Settings", "Training", "DVT", "Vision", "Formats", "TensorCore", "TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ], swiftSettings: swift6),
     ],
     // Swift 6 for the whole package; every target also says so (`swift6`), so that one can be
     // set back to .v5 alone if a conversion ever needs it. The engine's threads are made in one

@@ -27,8 +27,10 @@ public enum Bench {
     }
 
     /// Two bodies timed alternately (a, b, a, b, …) so drift hits both equally; medians.
-    public static func interleaved(warmup: Int = 1, rounds: Int = 7, settle: Double = 0,
-                                   _ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
+    public static func interleaved(
+        warmup: Int = 1, rounds: Int = 7, settle: Double = 0,
+        _ a: () -> Void, _ b: () -> Void
+    ) -> (Double, Double) {
         for _ in 0..<warmup { a(); b() }
         var ta: [Double] = [], tb: [Double] = []
         for _ in 0..<max(rounds, 1) {
@@ -76,14 +78,30 @@ public enum Bench {
         func raw() { Parallel.withOpenBLASThreads(rawCalls) }
         // cblas takes pointers: the engine's kernel extension points (docs/architecture.md).
         func rawCalls() {
-            x.withUnsafeKernelBuffer { px in w.withUnsafeKernelBuffer { pw in dy.withUnsafeKernelBuffer { pdy in
-                y.withUnsafeMutableKernelBuffer { py in dx.withUnsafeMutableKernelBuffer { pdx in dw.withUnsafeMutableKernelBuffer { pdw in
-                    let (x, w, dy, y, dx, dw) = (px.baseAddress, pw.baseAddress, pdy.baseAddress, py.baseAddress, pdx.baseAddress, pdw.baseAddress)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, x, Int32(k), w, Int32(n), 0, y, Int32(n))
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(k), Int32(n), 1, dy, Int32(n), w, Int32(n), 0, dx, Int32(k))
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(m), 1, x, Int32(k), dy, Int32(n), 0, dw, Int32(n))
-                } } }
-            } } }
+            x.withUnsafeKernelBuffer { px in
+                w.withUnsafeKernelBuffer { pw in
+                    dy.withUnsafeKernelBuffer { pdy in
+                        y.withUnsafeMutableKernelBuffer { py in
+                            dx.withUnsafeMutableKernelBuffer { pdx in
+                                dw.withUnsafeMutableKernelBuffer { pdw in
+                                    let (x, w, dy, y, dx, dw) = (
+                                        px.baseAddress, pw.baseAddress, pdy.baseAddress, py.baseAddress, pdx.baseAddress, pdw.baseAddress
+                                    )
+                                    cblas_sgemm(
+                                        CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, x, Int32(k), w, Int32(n), 0, y,
+                                        Int32(n))
+                                    cblas_sgemm(
+                                        CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(k), Int32(n), 1, dy, Int32(n), w, Int32(n), 0, dx,
+                                        Int32(k))
+                                    cblas_sgemm(
+                                        CblasRowMajor, CblasTrans, CblasNoTrans, Int32(k), Int32(n), Int32(m), 1, x, Int32(k), dy, Int32(n), 0, dw,
+                                        Int32(n))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
         func engine() {
             x.zeroGrad(); w.zeroGrad()
@@ -191,8 +209,10 @@ extension Bench {
     /// Seconds per image of SRT (random weights, a seeded random image): the forwards once per
     /// round, then both aggregations on the same views, so the paths differ only by what really
     /// differs; medians over `rounds`.
-    public static func srt(arch: String, size: Int, dx: Int, dy: Int, batch: Int,
-                           rounds: Int = 1, parallelViews: Bool = true) throws -> SRTTiming {
+    public static func srt(
+        arch: String, size: Int, dx: Int, dy: Int, batch: Int,
+        rounds: Int = 1, parallelViews: Bool = true
+    ) throws -> SRTTiming {
         guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
         let model = VisionTransformer(config: cfg, seed: 0)
         var rng = RandomGenerator(seed: 1)
@@ -214,8 +234,9 @@ extension Bench {
             tf.append(try seconds { _ = try srt.ensemble(views!, resolution: .token, fast: true) })
         }
         func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
-        return SRTTiming(forwards: median(tv), pixelAggregate: median(tp), fastAggregate: median(tf),
-                         views: srt.shifts.count, forwardCount: (2 * dx + 1) * (2 * dy + 1))
+        return SRTTiming(
+            forwards: median(tv), pixelAggregate: median(tp), fastAggregate: median(tf),
+            views: srt.shifts.count, forwardCount: (2 * dx + 1) * (2 * dy + 1))
     }
 }
 

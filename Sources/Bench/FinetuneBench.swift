@@ -19,8 +19,10 @@ extension Bench {
     /// times it: last-block patch features after the final norm, MSE + (1 − cos) against a
     /// fixed target, backward through every parameter, AdamW (0.9, 0.999), wd 1e-5; the ViT's
     /// products in `precision` (bf16: torch.autocast's; weights and AdamW state stay fp32).
-    public static func finetuneStep(arch: String, size: Int, batch: Int, steps: Int, checkpointBlocks: Bool,
-                                    precision: Precision = .fp32) throws -> FinetuneTiming {
+    public static func finetuneStep(
+        arch: String, size: Int, batch: Int, steps: Int, checkpointBlocks: Bool,
+        precision: Precision = .fp32
+    ) throws -> FinetuneTiming {
         guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
         let model = VisionTransformer(config: cfg, seed: 0)
         model.precision = precision  // bound around forward; ops record it for backward
@@ -32,9 +34,10 @@ extension Bench {
         let opt = AdamW(parameters: model.namedParameters(), lr: 1e-4, betas: (0.9, 0.999), weightDecay: 1e-5)
         var phases = StepPhases(), totals: [Double] = []
         func step() {
-            totals.append(phases.time(opt) {
-                denoiserLoss(model.trainingFeatures(x, layer: last, checkpointBlocks: checkpointBlocks).patch, target).loss
-            })
+            totals.append(
+                phases.time(opt) {
+                    denoiserLoss(model.trainingFeatures(x, layer: last, checkpointBlocks: checkpointBlocks).patch, target).loss
+                })
         }
         step()
         phases = StepPhases(); totals = []
@@ -46,7 +49,8 @@ extension Bench {
         getrusage(RUSAGE_SELF, &usage)
         #endif
         let n = Double(steps)
-        return FinetuneTiming(step: totals.sorted()[totals.count / 2], forward: phases.seconds[0] / n, backward: phases.seconds[1] / n,
-                              optimizer: phases.seconds[2] / n, peakRSSMiB: Double(usage.ru_maxrss) / 1024)
+        return FinetuneTiming(
+            step: totals.sorted()[totals.count / 2], forward: phases.seconds[0] / n, backward: phases.seconds[1] / n,
+            optimizer: phases.seconds[2] / n, peakRSSMiB: Double(usage.ru_maxrss) / 1024)
     }
 }

@@ -41,47 +41,58 @@ public enum PlantedBench {
     /// Scores a stage-1 output against the planted truth.
     public static func score(_ output: Stage1Output, truth: PlantedData, label: String, msPerStep: Double) -> Row {
         let s = PlantedScore(stage1: output, truth: truth)
-        return Row(label: label, rawVsClean: Double(s.rawVsClean), denoisedVsClean: Double(s.denoisedVsClean),
-                   learntArtifactVsPlanted: Double(s.learntArtifactVsPlanted!), msPerStep: msPerStep)
+        return Row(
+            label: label, rawVsClean: Double(s.rawVsClean), denoisedVsClean: Double(s.denoisedVsClean),
+            learntArtifactVsPlanted: Double(s.learntArtifactVsPlanted!), msPerStep: msPerStep)
     }
 
     /// Runs our stage 1 on `data` and scores it.
     /// With `valFreq > 0` the recovery metrics are also logged during training (`val_denoised_cos`,
     /// `val_artifact_cos`), which shows how each phase contributes.
-    public static func run(_ data: PlantedData, settings: Stage1Settings, seed: UInt64, quiet: Bool = true,
-                           valFreq: Int = 0) throws -> (Row, Stage1Result) {
+    public static func run(
+        _ data: PlantedData, settings: Stage1Settings, seed: UInt64, quiet: Bool = true,
+        valFreq: Int = 0
+    ) throws -> (Row, Stage1Result) {
         let validation: (Stage1Output) -> [String: Double] = { out in
-            ["denoised_cos": Double(Metrics.centeredCosine(out.denoised, data.cleanFull)),
-             "artifact_cos": Double(Metrics.flatCenteredCosine(out.sharedArtifacts, data.artifact)),
-             // How much of the whole image's own raw tokens (artifact included) F reproduces.
-             "denoised_raw_cos": Double(Metrics.centeredCosine(out.denoised, out.raw))]
+            [
+                "denoised_cos": Double(Metrics.centeredCosine(out.denoised, data.cleanFull)),
+                "artifact_cos": Double(Metrics.flatCenteredCosine(out.sharedArtifacts, data.artifact)),
+                // How much of the whole image's own raw tokens (artifact included) F reproduces.
+                "denoised_raw_cos": Double(Metrics.centeredCosine(out.denoised, out.raw)),
+            ]
         }
-        let result = try Stage1.fit(views: data.raw, coords: data.coords, settings: settings, seed: seed, quiet: quiet,
-                                    valFreq: valFreq, validation: valFreq > 0 ? validation : nil)
+        let result = try Stage1.fit(
+            views: data.raw, coords: data.coords, settings: settings, seed: seed, quiet: quiet,
+            valFreq: valFreq, validation: valFreq > 0 ? validation : nil)
         return (score(result.output, truth: data, label: "ours", msPerStep: result.msPerStep), result)
     }
 
     /// The `dvt_torch.py stage1` arguments equivalent to `settings` (the reference has no
     /// switch for the residual predictor or the freeze fraction: it always uses DVT's 0.5).
     public static func referenceArguments(file: String, settings s: Stage1Settings, seed: UInt64) -> [String] {
-        ["stage1", file, "--iters", "\(s.numIters)", "--warmup", "\(s.effectiveWarmupIters)", "--batch", "\(s.pixelBsz)",
-         "--lr", "\(s.lr)", "--min-lr", "\(s.minLR)", "--weight-decay", "\(s.weightDecay)", "--loss-scale", "\(s.lossScale)",
-         "--levels", "\(s.nLevels)", "--feats", "\(s.nFeaturesPerLevel)", "--log2-table", "\(s.log2HashmapSize)",
-         "--base-res", "\(s.baseResolution)", "--finest-res", "\(s.maxResolution)", "--seed", "\(seed)"]
+        [
+            "stage1", file, "--iters", "\(s.numIters)", "--warmup", "\(s.effectiveWarmupIters)", "--batch", "\(s.pixelBsz)",
+            "--lr", "\(s.lr)", "--min-lr", "\(s.minLR)", "--weight-decay", "\(s.weightDecay)", "--loss-scale", "\(s.lossScale)",
+            "--levels", "\(s.nLevels)", "--feats", "\(s.nFeaturesPerLevel)", "--log2-table", "\(s.log2HashmapSize)",
+            "--base-res", "\(s.baseResolution)", "--finest-res", "\(s.maxResolution)", "--seed", "\(seed)",
+        ]
     }
 
     /// Runs the PyTorch reference on `file` and reads its row.
     public static func runReference(_ runner: TorchReference, file: String, settings: Stage1Settings, seed: UInt64) throws -> Row {
         let keys = ["ms_per_step", "raw_vs_clean_centered_cos", "denoised_vs_clean_centered_cos", "artifact_vs_truth_cos"]
         let v = try runner.values(referenceArguments(file: file, settings: settings, seed: seed), required: keys)
-        return Row(label: "torch", rawVsClean: v[keys[1]]!, denoisedVsClean: v[keys[2]]!, learntArtifactVsPlanted: v[keys[3]]!,
-                   msPerStep: v[keys[0]]!)
+        return Row(
+            label: "torch", rawVsClean: v[keys[1]]!, denoisedVsClean: v[keys[2]]!, learntArtifactVsPlanted: v[keys[3]]!,
+            msPerStep: v[keys[0]]!)
     }
 
     public static let header = "            raw_cos  denoised_cos  artifact_cos   ms/step"
 
     public static func format(_ r: Row) -> String {
-        String(format: "%@  %7.4f  %12.4f  %12.4f  %8.2f", r.label.padding(toLength: 10, withPad: " ", startingAt: 0) as NSString, r.rawVsClean, r.denoisedVsClean,
-               r.learntArtifactVsPlanted, r.msPerStep)
+        String(
+            format: "%@  %7.4f  %12.4f  %12.4f  %8.2f", r.label.padding(toLength: 10, withPad: " ", startingAt: 0) as NSString, r.rawVsClean,
+            r.denoisedVsClean,
+            r.learntArtifactVsPlanted, r.msPerStep)
     }
 }

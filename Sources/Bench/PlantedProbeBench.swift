@@ -38,8 +38,10 @@ public enum PlantedProbeBench {
         public var mapsPerSecond: Double
     }
 
-    public static func run(config base: ResolvedConfig, options o: Options, json: URL,
-                           log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> [Row] {
+    public static func run(
+        config base: ResolvedConfig, options o: Options, json: URL,
+        log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    ) throws -> [Row] {
         var rows: [Row] = []
         var figures: [[String: String]] = []
         let visuals = json.deletingLastPathComponent().appendingPathComponent("visuals")
@@ -80,8 +82,9 @@ public enum PlantedProbeBench {
             ]
             for (method, m) in maps {
                 let examples = (0..<total).map { i -> ProbeExample in
-                    var e = ProbeExample(name: PlantedStage2.caseName(i), features: m[i], trainHeight: o.grid, trainWidth: o.grid,
-                                         evalHeight: o.grid, evalWidth: o.grid)
+                    var e = ProbeExample(
+                        name: PlantedStage2.caseName(i), features: m[i], trainHeight: o.grid, trainWidth: o.grid,
+                        evalHeight: o.grid, evalWidth: o.grid)
                     e.trainLabels = labels[i]
                     e.evalLabels = labels[i]
                     return e
@@ -92,9 +95,14 @@ public enum PlantedProbeBench {
                 let (head, summary) = try ProbeTrainer.trainSegmentation(Array(examples[..<o.trainCases]), classes: o.classes, options: po)
                 let metrics = ProbeTrainer.evaluateSegmentation(head, Array(examples[o.trainCases...]), classes: o.classes)
                 let cos = (o.trainCases..<total).map { Double(Metrics.centeredCosine(m[$0], truth[$0])) }.reduce(0, +) / Double(o.valCases)
-                rows.append(Row(strength: s, method: method, mIoU: metrics.mIoU, mAcc: metrics.mAcc, aAcc: metrics.aAcc,
-                                cosine: cos, mapsPerSecond: summary.mapsPerSecond))
-                log(String(format: "   %-7@ mIoU %.4f  cosine to truth %.4f  (%.0f maps/s)", method as NSString, metrics.mIoU, cos, summary.mapsPerSecond))
+                rows.append(
+                    Row(
+                        strength: s, method: method, mIoU: metrics.mIoU, mAcc: metrics.mAcc, aAcc: metrics.aAcc,
+                        cosine: cos, mapsPerSecond: summary.mapsPerSecond))
+                log(
+                    String(
+                        format: "   %-7@ mIoU %.4f  cosine to truth %.4f  (%.0f maps/s)", method as NSString, metrics.mIoU, cos, summary.mapsPerSecond
+                    ))
             }
             figures.append(try figure(strength: s, case: o.trainCases, maps: maps, labels: labels[o.trainCases], grid: o.grid, to: visuals))
         }
@@ -104,8 +112,10 @@ public enum PlantedProbeBench {
 
     /// One held-out case: labels | truth | raw | stage 1 | stage 2 (PCA with one basis fitted on
     /// all four) | token norms of raw and stage 2 on one scale.
-    static func figure(strength s: Float, case i: Int, maps: [(String, [Tensor])], labels: [Int32], grid: Int,
-                       to dir: URL) throws -> [String: String] {
+    static func figure(
+        strength s: Float, case i: Int, maps: [(String, [Tensor])], labels: [Int32], grid: Int,
+        to dir: URL
+    ) throws -> [String: String] {
         let byName = Dictionary(uniqueKeysWithValues: maps.map { ($0.0, $0.1[i]) })
         let ordered = ["truth", "raw", "stage1", "stage2"].map { byName[$0]! }
         let pca = try FeaturePCA(fitting: ordered)
@@ -121,9 +131,14 @@ public enum PlantedProbeBench {
         let name = String(format: "planted_strength_%.2f.png", s)
         try Visuals.hstrip(tiles).write(to: dir.appendingPathComponent(name))
         let cos = ["raw", "stage1", "stage2"].map { String(format: "%@ %.3f", $0, Metrics.centeredCosine(byName[$0]!, byName["truth"]!)) }
-        return ["file": "visuals/\(name)",
-                "caption": String(format: "artifact strength %.2f, held-out case: labels | truth | raw | stage 1 | stage 2 (PCA, one basis) | norms raw, stage 2 (one scale). Centred cosine to truth: ", s)
-                    + cos.joined(separator: ", ")]
+        return [
+            "file": "visuals/\(name)",
+            "caption": String(
+                format:
+                    "artifact strength %.2f, held-out case: labels | truth | raw | stage 1 | stage 2 (PCA, one basis) | norms raw, stage 2 (one scale). Centred cosine to truth: ",
+                s)
+                + cos.joined(separator: ", "),
+        ]
     }
 
     static func writeJSON(_ rows: [Row], figures: [[String: String]], options o: Options, to url: URL) throws {
@@ -131,14 +146,17 @@ public enum PlantedProbeBench {
         let obj: [String: Any] = [
             "task": "planted segmentation", "dataset": "planted", "root": "generated", "protocol": "cpu",
             "title": "Planted segmentation (ground truth): artifact strength × method",
-            "note": "\(o.classes) classes shared by all cases, \(o.grid)×\(o.grid) tokens of \(o.dim) channels; 'truth' is the clean field itself (the ceiling)",
+            "note":
+                "\(o.classes) classes shared by all cases, \(o.grid)×\(o.grid) tokens of \(o.dim) channels; 'truth' is the clean field itself (the ceiling)",
             "train_images": o.trainCases, "val_images": o.valCases,
             "options": ["iterations": o.probeIterations, "batchSize": 8],
             "metric_names": ["mIoU", "mAcc", "aAcc", "cosine to truth"],
             "methods": rows.map { r in
-                ["method": String(format: "strength %.2f · %@", r.strength, r.method),
-                 "metric_values": [clean(r.mIoU), clean(r.mAcc), clean(r.aAcc), clean(r.cosine)],
-                 "training": ["maps_per_second": r.mapsPerSecond]] as [String: Any]
+                [
+                    "method": String(format: "strength %.2f · %@", r.strength, r.method),
+                    "metric_values": [clean(r.mIoU), clean(r.mAcc), clean(r.aAcc), clean(r.cosine)],
+                    "training": ["maps_per_second": r.mapsPerSecond],
+                ] as [String: Any]
             },
             "figures": figures,
         ]
@@ -149,7 +167,9 @@ public enum PlantedProbeBench {
     public static func table(_ rows: [Row]) -> String {
         var s = "| artifact strength | method | mIoU | mAcc | aAcc | cosine to truth | probe maps/s |\n|---:|---|---:|---:|---:|---:|---:|\n"
         for r in rows {
-            s += String(format: "| %.2f | %@ | %.4f | %.4f | %.4f | %.4f | %.0f |\n", r.strength, r.method as NSString, r.mIoU, r.mAcc, r.aAcc, r.cosine, r.mapsPerSecond)
+            s += String(
+                format: "| %.2f | %@ | %.4f | %.4f | %.4f | %.4f | %.0f |\n", r.strength, r.method as NSString, r.mIoU, r.mAcc, r.aAcc, r.cosine,
+                r.mapsPerSecond)
         }
         return s
     }

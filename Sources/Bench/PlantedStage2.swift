@@ -60,8 +60,10 @@ public enum PlantedStage2 {
     /// Runs (or resumes) the experiment described by `config` (stage1.*, stage2.*, seed,
     /// output_dir) and `options`; `log` gets progress lines.
     // Long on purpose: the experiment's steps (generate, stage 1 per case, stage 2, score) in order.
-    public static func run(config base: ResolvedConfig, options o: Options,
-                           log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> Report {
+    public static func run(
+        config base: ResolvedConfig, options o: Options,
+        log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    ) throws -> Report {
         guard o.trainCases >= 1, o.valCases >= 1 else {
             throw Stage2Error("planted stage 2 needs at least 1 training and 1 validation case (got \(o.trainCases) and \(o.valCases))")
         }
@@ -117,9 +119,14 @@ public enum PlantedStage2 {
         let denoiser = try Denoiser.load(outcome.denoiserFile)
 
         var raws: [Double] = [], s1: [Double] = [], s2: [Double] = [], removed: [Double] = []
-        let artifact = PlantedData.generate(seed: o.artifactSeed, options: { var p = planted; p.views = 0; return p }()).artifact
+        let artifact = PlantedData.generate(
+            seed: o.artifactSeed,
+            options: {
+                var p = planted; p.views = 0; return p
+            }()
+        ).artifact
         for i in o.trainCases..<total {
-            let raw = try Npy.read(file(FeatureTree.raw, i))      // (H, W, C)
+            let raw = try Npy.read(file(FeatureTree.raw, i))  // (H, W, C)
             let truth = try Npy.read(file(truthTree, i))
             let target = try Npy.read(file(FeatureTree.denoised, i))
             let out = denoiser.denoise(raw)
@@ -131,12 +138,14 @@ public enum PlantedStage2 {
         func mean(_ x: [Double]) -> Double { x.reduce(0, +) / Double(max(1, x.count)) }
         let v = outcome.summary.lastValidation
         guard let loss = v["loss"], let identity = v["identity_loss"] else {
-            throw Stage2Error("stage 2 reported no validation loss (val_freq \(config.settings.stage2.valFreq), num_iters \(config.settings.stage2.numIters))")
+            throw Stage2Error(
+                "stage 2 reported no validation loss (val_freq \(config.settings.stage2.valFreq), num_iters \(config.settings.stage2.numIters))")
         }
-        let report = Report(trainCases: o.trainCases, valCases: o.valCases, stage2Steps: outcome.summary.steps,
-                            identityLoss: identity, stage2Loss: loss, rawVsTruth: mean(raws), stage1VsTruth: mean(s1),
-                            stage2VsTruth: mean(s2), removedVsArtifact: mean(removed),
-                            stage1SecondsPerCase: fitted.isEmpty ? .nan : mean(fitted))
+        let report = Report(
+            trainCases: o.trainCases, valCases: o.valCases, stage2Steps: outcome.summary.steps,
+            identityLoss: identity, stage2Loss: loss, rawVsTruth: mean(raws), stage1VsTruth: mean(s1),
+            stage2VsTruth: mean(s2), removedVsArtifact: mean(removed),
+            stage1SecondsPerCase: fitted.isEmpty ? .nan : mean(fitted))
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
@@ -146,8 +155,9 @@ public enum PlantedStage2 {
 
     public static func format(_ r: Report) -> String {
         var s = String(format: "validation (%d held-out cases; stage 2 trained on %d for %d steps):\n", r.valCases, r.trainCases, r.stage2Steps)
-        s += String(format: "  loss to stage-1 targets   identity %.5f   stage 2 %.5f  (%@)\n", r.identityLoss, r.stage2Loss,
-                    r.stage2Loss < r.identityLoss ? "below identity" : "NOT below identity")
+        s += String(
+            format: "  loss to stage-1 targets   identity %.5f   stage 2 %.5f  (%@)\n", r.identityLoss, r.stage2Loss,
+            r.stage2Loss < r.identityLoss ? "below identity" : "NOT below identity")
         s += String(format: "  centred cosine to truth   raw %.4f   stage 1 %.4f   stage 2 %.4f\n", r.rawVsTruth, r.stage1VsTruth, r.stage2VsTruth)
         s += String(format: "  what stage 2 removed vs the planted artifact: cosine %.4f", r.removedVsArtifact)
         if r.stage1SecondsPerCase.isFinite { s += String(format: "\n  stage 1: %.1f s per case", r.stage1SecondsPerCase) }

@@ -43,15 +43,20 @@ extension Bench {
     /// With `reference`, `dvt_torch.py stage1` then fits the same raw features and coordinates
     /// (written to a temporary safetensors file) with the same settings and seed, for the
     /// side-by-side ms/step.
-    public static func stage1Image(config file: URL, image: URL, views: Int, steps: Int,
-                                   precision: Precision, fitPrecision: Precision? = nil,
-                                   reference: TorchReference? = nil) throws -> Stage1ImageTiming {
+    public static func stage1Image(
+        config file: URL, image: URL, views: Int, steps: Int,
+        precision: Precision, fitPrecision: Precision? = nil,
+        reference: TorchReference? = nil
+    ) throws -> Stage1ImageTiming {
         let full = try ConfigSchema.load(file: file)
         let viewsFull = full.settings.stage1.numViews, stepsFull = full.settings.stage1.numIters
-        let slice = try ConfigSchema.load(file: file, overrides: [
-            "stage1.num_views=\(views)", "stage1.num_iters=\(steps)", "stage1.warmup_iters=\(steps / 10)",
-            "random_init=0", "weights=null", "precision=\(precision.rawValue)",
-            "output_dir=\(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-stage1").path)"])
+        let slice = try ConfigSchema.load(
+            file: file,
+            overrides: [
+                "stage1.num_views=\(views)", "stage1.num_iters=\(steps)", "stage1.warmup_iters=\(steps / 10)",
+                "random_init=0", "weights=null", "precision=\(precision.rawValue)",
+                "output_dir=\(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-stage1").path)",
+            ])
         let model = try VisionTransformer.load(arch: slice.settings.run.model, weights: nil, randomInit: 0)
         model.precision = precision
         let job = try Stage1Job(config: slice, model: model)
@@ -61,15 +66,17 @@ extension Bench {
         var forwardUsage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &forwardUsage)
         Tensor.releaseCachedMemory()  // as `dvt stage1` does before each fit
-        let result = try Stage1.fit(rows: rows, lastView: last, coords: coords, settings: job.settings, seed: 0,
-                                    precision: fitPrecision ?? precision)  // as the config key: both, unless told
+        let result = try Stage1.fit(
+            rows: rows, lastView: last, coords: coords, settings: job.settings, seed: 0,
+            precision: fitPrecision ?? precision)  // as the config key: both, unless told
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let tokensPerView = coords.count / coords.shape[0] / 2
         let perView = Double(rows.bytes / coords.shape[0] + 2 * tokensPerView * 2 * 4)
-        var timing = Stage1ImageTiming(viewsMeasured: views, stepsMeasured: steps, viewsFull: viewsFull, stepsFull: stepsFull,
-                                       viewSeconds: Double(t1 - t0) / 1e9, fitSeconds: result.seconds,
-                                       peakRSSBytes: Double(usage.ru_maxrss) * 1024, bytesPerView: perView)
+        var timing = Stage1ImageTiming(
+            viewsMeasured: views, stepsMeasured: steps, viewsFull: viewsFull, stepsFull: stepsFull,
+            viewSeconds: Double(t1 - t0) / 1e9, fitSeconds: result.seconds,
+            peakRSSBytes: Double(usage.ru_maxrss) * 1024, bytesPerView: perView)
         timing.forwardPeakRSSBytes = Double(forwardUsage.ru_maxrss) * 1024
         if let reference {
             let raw = rows.copyRows(0..<rows.rows).reshape(Array(coords.shape.dropLast()) + [rows.cols])  // (V+1, Gh, Gw, C)
@@ -88,8 +95,9 @@ extension Bench {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-stage1-\(getpid()).safetensors")
         try SafeTensors.write(["raw": raw, "coords": coords, "clean_full": last, "artifact": Tensor(zeros: [h, w, c])], to: file)
         defer { try? FileManager.default.removeItem(at: file) }
-        let v = try reference.values(PlantedBench.referenceArguments(file: file.path, settings: settings, seed: 0),
-                                     required: ["ms_per_step"])
+        let v = try reference.values(
+            PlantedBench.referenceArguments(file: file.path, settings: settings, seed: 0),
+            required: ["ms_per_step"])
         return v["ms_per_step"]!
     }
 }

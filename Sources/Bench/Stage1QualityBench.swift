@@ -55,8 +55,10 @@ public enum Stage1QualityBench {
 
     /// The fast recipe at the budget, scaled as the type's comment says.
     /// - Throws: `ConfigError` when a scaled value leaves its key's range.
-    public static func scaledFast(official: DVTSettings.Stage1, fast: DVTSettings.Stage1,
-                                  budget: Stage1Settings, budgetViews: Int) throws -> (Stage1Settings, Int) {
+    public static func scaledFast(
+        official: DVTSettings.Stage1, fast: DVTSettings.Stage1,
+        budget: Stage1Settings, budgetViews: Int
+    ) throws -> (Stage1Settings, Int) {
         let o = Stage1Settings(official), f = Stage1Settings(fast)
         var s = budget
         func ratio(_ b: Int, _ fv: Int, _ ov: Int) -> Int { max(1, Int((Double(b) * Double(fv) / Double(ov)).rounded())) }
@@ -110,9 +112,11 @@ public enum Stage1QualityBench {
     /// Runs `recipes` (the first is the reference: the official seed 0) on one case's (V+1, h, w, C)
     /// `raw` and (V+1, h, w, 2) `coords` and scores them. `forwardSecondsPerView`: the case's ViT
     /// time per view (0 for planted data); `truth`: the planted truth.
-    public static func compare(caseName: String, raw: Tensor, coords: Tensor, recipes: [Recipe], precision: Precision,
-                               forwardSecondsPerView: Double, truth: PlantedData? = nil,
-                               log: (String) -> Void = { _ in }) throws -> [Row] {
+    public static func compare(
+        caseName: String, raw: Tensor, coords: Tensor, recipes: [Recipe], precision: Precision,
+        forwardSecondsPerView: Double, truth: PlantedData? = nil,
+        log: (String) -> Void = { _ in }
+    ) throws -> [Row] {
         let available = raw.shape[0] - 1
         var reference: Stage1Output? = nil
         var rows: [Row] = []
@@ -120,15 +124,17 @@ public enum Stage1QualityBench {
             guard r.views <= available else {
                 throw ConfigError("recipe \(r.label) needs \(r.views) views; case \(caseName) has \(available)")
             }
-            let result = try Stage1.fit(views: subset(raw, views: r.views), coords: subset(coords, views: r.views),
-                                        settings: r.settings, seed: r.seed, precision: precision)
+            let result = try Stage1.fit(
+                views: subset(raw, views: r.views), coords: subset(coords, views: r.views),
+                settings: r.settings, seed: r.seed, precision: precision)
             let out = result.output
             if reference == nil { reference = out }
             let ref = reference!
-            var row = Row(caseName: caseName, recipe: r.label, views: r.views, steps: r.settings.numIters,
-                          forwardSeconds: forwardSecondsPerView * Double(r.views + 1), fitSeconds: result.seconds,
-                          fAgreement: Double(Metrics.centeredCosine(out.denoised, ref.denoised)),
-                          gAgreement: Double(Metrics.flatCenteredCosine(out.sharedArtifacts, ref.sharedArtifacts)))
+            var row = Row(
+                caseName: caseName, recipe: r.label, views: r.views, steps: r.settings.numIters,
+                forwardSeconds: forwardSecondsPerView * Double(r.views + 1), fitSeconds: result.seconds,
+                fAgreement: Double(Metrics.centeredCosine(out.denoised, ref.denoised)),
+                gAgreement: Double(Metrics.flatCenteredCosine(out.sharedArtifacts, ref.sharedArtifacts)))
             if let truth {
                 row.denoisedCosine = Double(Metrics.centeredCosine(out.denoised, truth.cleanFull))
                 row.artifactCosine = Double(Metrics.flatCenteredCosine(out.sharedArtifacts, truth.artifact))
@@ -154,11 +160,12 @@ public enum Stage1QualityBench {
 
     public static func format(_ r: Row) -> String {
         func opt(_ x: Double?) -> String { x.map { String(format: "%7.4f", $0) } ?? "      —" }
-        return String(format: "%@  %@  %5d  %5d  %6.1f  %6.1f  %6.1f   %7.4f  %7.4f  %@  %@",
-                      r.caseName.padding(toLength: 16, withPad: " ", startingAt: 0) as NSString,
-                      r.recipe.padding(toLength: 14, withPad: " ", startingAt: 0) as NSString,
-                      r.views, r.steps, r.forwardSeconds, r.fitSeconds, r.costSeconds, r.fAgreement, r.gAgreement,
-                      opt(r.denoisedCosine) as NSString, opt(r.artifactCosine) as NSString)
+        return String(
+            format: "%@  %@  %5d  %5d  %6.1f  %6.1f  %6.1f   %7.4f  %7.4f  %@  %@",
+            r.caseName.padding(toLength: 16, withPad: " ", startingAt: 0) as NSString,
+            r.recipe.padding(toLength: 14, withPad: " ", startingAt: 0) as NSString,
+            r.views, r.steps, r.forwardSeconds, r.fitSeconds, r.costSeconds, r.fAgreement, r.gAgreement,
+            opt(r.denoisedCosine) as NSString, opt(r.artifactCosine) as NSString)
     }
 
     /// Real features of `image` for the budget: `num_views` views at `config`'s input size through

@@ -20,8 +20,10 @@ extension Bench {
     /// rank's slice (globalBatch / R maps) of in-memory random (B, grid, grid, C) maps, DVT's loss,
     /// backward, the fused-buffer gradient average (`GradientAverager`), AdamW. Without a launcher
     /// it is the single-process step at the full global batch.
-    public static func stage2DataParallelStep(dim: Int, grid: Int, globalBatch: Int, steps: Int,
-                                              communicator: Communicator?) throws -> DataParallelStepTiming {
+    public static func stage2DataParallelStep(
+        dim: Int, grid: Int, globalBatch: Int, steps: Int,
+        communicator: Communicator?
+    ) throws -> DataParallelStepTiming {
         let ranks = communicator?.size ?? 1
         guard globalBatch % ranks == 0 else {
             throw Stage2Error("--global-batch \(globalBatch) must divide evenly over the \(ranks) MPI ranks")
@@ -44,7 +46,8 @@ extension Bench {
             opt.step()
         }
         let reduce = averager.map { $0.allreduceSeconds / Double(max($0.steps, 1)) } ?? 0
-        return DataParallelStepTiming(ranks: ranks, localBatch: local, parameters: denoiser.parameterCount,
-                                      stepSeconds: step, allreduceSeconds: reduce)
+        return DataParallelStepTiming(
+            ranks: ranks, localBatch: local, parameters: denoiser.parameterCount,
+            stepSeconds: step, allreduceSeconds: reduce)
     }
 }

@@ -189,8 +189,10 @@ public enum ArtifactMetrics {
     /// (H, W, C) map: what a token-aligned crop of the image should give an equivariant extractor.
     public static func croppedTokens(_ map: Tensor, top: Int, left: Int, height: Int, width: Int) throws -> Tensor {
         guard map.rank == 3, top >= 0, left >= 0, height >= 1, width >= 1,
-              top + height <= map.shape[0], left + width <= map.shape[1] else {
-            throw ArtifactMetricsError("token crop rows \(top)..<\(top + height), columns \(left)..<\(left + width) does not fit a map of shape \(map.shape)")
+            top + height <= map.shape[0], left + width <= map.shape[1]
+        else {
+            throw ArtifactMetricsError(
+                "token crop rows \(top)..<\(top + height), columns \(left)..<\(left + width) does not fit a map of shape \(map.shape)")
         }
         return withNoGrad { map.slice(axis: 0, top..<(top + height)).slice(axis: 1, left..<(left + width)) }  // (h, w, C)
     }
@@ -213,7 +215,8 @@ public enum ArtifactMetrics {
         for (i, pair) in pairs.enumerated() {
             let a = pair.ofTransformed, b = pair.transformedFeatures
             guard a.rank == 3, a.shape == b.shape else {
-                throw ArtifactMetricsError("equivariance error: pair \(i) has f(T x) of shape \(a.shape) and T f(x) of shape \(b.shape); both must be one (H, W, C)")
+                throw ArtifactMetricsError(
+                    "equivariance error: pair \(i) has f(T x) of shape \(a.shape) and T f(x) of shape \(b.shape); both must be one (H, W, C)")
             }
             let c = a.shape[2], n = a.count / c
             let av = a.scalars, bv = b.scalars
@@ -239,12 +242,15 @@ public enum ArtifactMetrics {
     /// `denoised` gives the baseline (nothing removed, so `removedVsPlanted` is 0).
     public static func plantedScore(raw: Tensor, cleanFull: Tensor, artifact: Tensor, denoised: Tensor) throws -> PlantedScore {
         guard raw.rank == 4, cleanFull.rank == 3, artifact.shape == cleanFull.shape, Array(raw.shape.dropFirst()) == cleanFull.shape else {
-            throw ArtifactMetricsError("planted data: expected raw (V+1, H, W, C), clean_full and artifact (H, W, C); got raw \(raw.shape), clean_full \(cleanFull.shape), artifact \(artifact.shape)")
+            throw ArtifactMetricsError(
+                "planted data: expected raw (V+1, H, W, C), clean_full and artifact (H, W, C); got raw \(raw.shape), clean_full \(cleanFull.shape), artifact \(artifact.shape)"
+            )
         }
         let d: Tensor
         if denoised.rank == 4 { d = lastView(denoised) } else { d = denoised }
         guard d.shape == cleanFull.shape else {
-            throw ArtifactMetricsError("planted data: denoised map \(denoised.shape) does not match the planted grid \(cleanFull.shape) (or a (V+1, H, W, C) stack)")
+            throw ArtifactMetricsError(
+                "planted data: denoised map \(denoised.shape) does not match the planted grid \(cleanFull.shape) (or a (V+1, H, W, C) stack)")
         }
         return PlantedScore(raw: lastView(raw), denoised: d, cleanFull: cleanFull, artifact: artifact)
     }
@@ -272,21 +278,24 @@ public enum ArtifactMetrics {
     /// Computes a row over one method's maps.
     public static func row(label: String, maps: [Tensor], maxSamples: Int = 4096) throws -> Row {
         let (h, w, c) = try checkSameGrid(maps, label)
-        return Row(label: label, maps: maps.count, grid: [h, w, c],
-                   positionVarianceRatio: try positionVarianceRatio(maps),
-                   channelMIC: try positionMIC(maps, of: .channels, maxSamples: maxSamples),
-                   normMIC: try positionMIC(maps, of: .norm, maxSamples: maxSamples))
+        return Row(
+            label: label, maps: maps.count, grid: [h, w, c],
+            positionVarianceRatio: try positionVarianceRatio(maps),
+            channelMIC: try positionMIC(maps, of: .channels, maxSamples: maxSamples),
+            normMIC: try positionMIC(maps, of: .norm, maxSamples: maxSamples))
     }
 
     /// A markdown table of rows.
     public static func markdown(_ rows: [Row]) -> String {
-        var s = "| method | maps | grid (H, W, C) | position-variance ratio | MIC_eq channels vs position | MIC_eq norm vs position | flip equivariance error |\n"
+        var s =
+            "| method | maps | grid (H, W, C) | position-variance ratio | MIC_eq channels vs position | MIC_eq norm vs position | flip equivariance error |\n"
         s += "|---|---:|---|---:|---:|---:|---:|\n"
         for r in rows {
-            s += String(format: "| %@ | %d | %@ | %.4f | %.4f | %.4f | %@ |\n", r.label as NSString, r.maps,
-                        r.grid.map(String.init).joined(separator: "×") as NSString,
-                        r.positionVarianceRatio, r.channelMIC, r.normMIC,
-                        (r.flipEquivariance.map { String(format: "%.4f", $0) } ?? "—") as NSString)
+            s += String(
+                format: "| %@ | %d | %@ | %.4f | %.4f | %.4f | %@ |\n", r.label as NSString, r.maps,
+                r.grid.map(String.init).joined(separator: "×") as NSString,
+                r.positionVarianceRatio, r.channelMIC, r.normMIC,
+                (r.flipEquivariance.map { String(format: "%.4f", $0) } ?? "—") as NSString)
         }
         return s
     }

@@ -144,8 +144,10 @@ public enum Colormap {
     }
 
     /// Anchors of matplotlib's "inferno" at 0, ⅛, …, 1, linearly interpolated.
-    static let infernoAnchors: [(Float, Float, Float)] = [(0, 0, 4), (31, 12, 72), (85, 15, 109), (136, 34, 106),
-                                                          (186, 54, 85), (227, 89, 51), (249, 140, 10), (249, 201, 50), (252, 255, 164)]
+    static let infernoAnchors: [(Float, Float, Float)] = [
+        (0, 0, 4), (31, 12, 72), (85, 15, 109), (136, 34, 106),
+        (186, 54, 85), (227, 89, 51), (249, 140, 10), (249, 201, 50), (252, 255, 164),
+    ]
 
     public static func inferno(_ t: Float) -> (UInt8, UInt8, UInt8) {
         let a = infernoAnchors

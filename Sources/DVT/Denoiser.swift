@@ -143,25 +143,30 @@ public final class Denoiser: Layer {
             for k in 0..<n { t[flat: k * n + k] = 1 }
             return t
         }
-        let rows: Tensor? = height == h ? nil
+        let rows: Tensor? =
+            height == h
+            ? nil
             : Resize.bicubicAntialiased(identity(h, [h, 1, h]), height: height, width: 1, layout: .hwc).reshape([height, h])  // (H, h)
-        let cols: Tensor? = width == w ? nil
-            : Resize.bicubicAntialiased(identity(w, [1, w, w]), height: 1, width: width, layout: .hwc).reshape([width, w])    // (W, w)
+        let cols: Tensor? =
+            width == w
+            ? nil
+            : Resize.bicubicAntialiased(identity(w, [1, w, w]), height: 1, width: width, layout: .hwc).reshape([width, w])  // (W, w)
         resampleCache[key] = (rows, cols)
         return (rows, cols)
     }
 
     /// (B, H, W, C) → (B, H, W, C). Records the graph when grad mode is on (training).
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        precondition(x.rank == 4 && x.shape[3] == config.dim,
-                     "Denoiser: input must be (B, H, W, \(config.dim)), got \(x.shape)")
+        precondition(
+            x.rank == 4 && x.shape[3] == config.dim,
+            "Denoiser: input must be (B, H, W, \(config.dim)), got \(x.shape)")
         let (b, hh, ww, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        var tokens = x.reshape([b, hh * ww, c])                     // (B, N, C)
+        var tokens = x.reshape([b, hh * ww, c])  // (B, N, C)
         if let pos = Precision.fp32.run({ positionEmbedding(height: hh, width: ww) }) {  // (N, C)
-            tokens = tokens + pos.reshape([1, hh * ww, c])          // (B, N, C)
+            tokens = tokens + pos.reshape([1, hh * ww, c])  // (B, N, C)
         }
         precision.run { for block in blocks { tokens = block(tokens) } }  // (B, N, C)
-        return tokens.reshape([b, hh, ww, c])                       // (B, H, W, C)
+        return tokens.reshape([b, hh, ww, c])  // (B, H, W, C)
     }
 
     /// Inference on one map (H, W, C) or a batch (B, H, W, C), without recording a graph.
@@ -186,7 +191,8 @@ extension Denoiser {
     public func metadata(provenance: [String: String] = [:]) -> [String: String] {
         var m = provenance
         m["format"] = Denoiser.fileFormat
-        m["architecture"] = "DVT generalizable denoiser: pos_embed + \(config.numBlocks) timm Block(s) "
+        m["architecture"] =
+            "DVT generalizable denoiser: pos_embed + \(config.numBlocks) timm Block(s) "
             + "(pre-norm LayerNorm eps 1e-6, MHSA with qkv bias, MLP ratio 4, exact GELU, no layer scale); input/output (B, H, W, C)"
         m["feature_dim"] = String(config.dim)
         m["num_blocks"] = String(config.numBlocks)
@@ -195,7 +201,9 @@ extension Denoiser {
         // DVT's names for the native grid.
         m["noise_map_height"] = String(config.gridHeight)
         m["noise_map_width"] = String(config.gridWidth)
-        m["key_layout"] = config.numBlocks == 1 ? "pos_embed, denoiser.<timm Block keys> (official DVT Denoiser)"
+        m["key_layout"] =
+            config.numBlocks == 1
+            ? "pos_embed, denoiser.<timm Block keys> (official DVT Denoiser)"
             : "pos_embed, denoiser.<i>.<timm Block keys> (blocks as nn.Sequential)"
         return m
     }
@@ -221,8 +229,10 @@ extension Denoiser {
     }
 
     /// The architecture of a state dict in the official layout (see `load`).
-    public static func inferConfig(stateDict dict: [String: Tensor], metadata: [String: String] = [:],
-                                   source: String = "") throws -> DenoiserConfig {
+    public static func inferConfig(
+        stateDict dict: [String: Tensor], metadata: [String: String] = [:],
+        source: String = ""
+    ) throws -> DenoiserConfig {
         let origin = source.isEmpty ? "denoiser weights" : source
         // One block: denoiser.norm1.weight; several: denoiser.0.norm1.weight, denoiser.1.…
         var numBlocks = 0
@@ -235,7 +245,9 @@ extension Denoiser {
             normKey = "denoiser.0.norm1.weight"
         }
         guard numBlocks > 0, let norm = dict[normKey], norm.rank == 1 else {
-            throw DenoiserError("\(origin): no 'denoiser.norm1.weight' (or 'denoiser.0.norm1.weight') of shape (C): not a DVT denoiser in the official layout; keys: \(dict.keys.sorted().prefix(8).joined(separator: ", "))")
+            throw DenoiserError(
+                "\(origin): no 'denoiser.norm1.weight' (or 'denoiser.0.norm1.weight') of shape (C): not a DVT denoiser in the official layout; keys: \(dict.keys.sorted().prefix(8).joined(separator: ", "))"
+            )
         }
         let dim = norm.shape[0]
         var gh: Int, gw: Int
@@ -254,7 +266,8 @@ extension Denoiser {
             // timm's resample_abs_pos_embed assumes a square grid when the old size is not given.
             let n = pos.shape[1], side = Int(Double(n).squareRoot().rounded())
             guard side * side == n else {
-                throw DenoiserError("\(origin): pos_embed has \(n) tokens, not a square grid, and the metadata has no noise_map_height/noise_map_width")
+                throw DenoiserError(
+                    "\(origin): pos_embed has \(n) tokens, not a square grid, and the metadata has no noise_map_height/noise_map_width")
             }
             (gh, gw) = (side, side)
         } else {

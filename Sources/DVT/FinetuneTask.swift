@@ -41,7 +41,8 @@ public final class DenoiserTeacher: FinetuneTeacher {
 
     public init(vit: VisionTransformer, denoiser: Denoiser, stride: Int?) throws {
         guard denoiser.config.dim == vit.config.embedDim else {
-            throw FinetuneError("the denoiser denoises \(denoiser.config.dim)-channel features but \(vit.config.name) has \(vit.config.embedDim) channels")
+            throw FinetuneError(
+                "the denoiser denoises \(denoiser.config.dim)-channel features but \(vit.config.name) has \(vit.config.embedDim) channels")
         }
         self.vit = vit
         self.denoiser = denoiser
@@ -51,7 +52,7 @@ public final class DenoiserTeacher: FinetuneTeacher {
     public func targets(_ images: Tensor) throws -> Tensor {
         let last = vit.config.depth - 1
         let raw = vit.features(images, layers: [last], norm: true, stride: stride)[last]!.patch  // (B, Gh, Gw, C)
-        return denoiser.denoise(raw)                                                            // (B, Gh, Gw, C)
+        return denoiser.denoise(raw)  // (B, Gh, Gw, C)
     }
 }
 
@@ -68,10 +69,10 @@ public final class SRTTeacher: FinetuneTeacher {
         var maps: [Tensor] = []
         for i in 0..<b {
             let image = images.slice(axis: 0, i..<(i + 1)).reshape(Array(images.shape.dropFirst()))  // (3, H, W)
-            let out = try srt.run(image, resolution: .token, fast: srt.options.aggregate == .mean).output   // (Gh, Gw, C)
+            let out = try srt.run(image, resolution: .token, fast: srt.options.aggregate == .mean).output  // (Gh, Gw, C)
             maps.append(out.reshape([1] + out.shape))
         }
-        return Tensor.concat(maps, axis: 0)                                                              // (B, Gh, Gw, C)
+        return Tensor.concat(maps, axis: 0)  // (B, Gh, Gw, C)
     }
 }
 
@@ -121,8 +122,10 @@ public final class FinetuneTask: TrainingTask {
     /// teacher, its weights and the input geometry (`FinetuneRunner`, finetune.cache_teacher: disk).
     public var teacherCacheDirectory: URL?
 
-    public init(student: VisionTransformer, teacher: FinetuneTeacher, imageCount: Int, options: FinetuneOptions,
-                seed: UInt64, loadImage: @escaping (Int) throws -> Tensor) throws {
+    public init(
+        student: VisionTransformer, teacher: FinetuneTeacher, imageCount: Int, options: FinetuneOptions,
+        seed: UInt64, loadImage: @escaping (Int) throws -> Tensor
+    ) throws {
         guard imageCount > 0 else { throw FinetuneError("fine-tuning has no training images") }
         guard options.batchSize >= 1 else { throw FinetuneError("batch size must be >= 1, got \(options.batchSize)") }
         guard student.namedParameters().contains(where: { $0.1.requiresGrad }) else {
@@ -147,17 +150,17 @@ public final class FinetuneTask: TrainingTask {
         let flips = indices.map { _ in options.horizontalFlip && rng.uniformDouble() < 0.5 }  // the global batch's
         let per = indices.count / shard.size, mine = (shard.rank * per)..<((shard.rank + 1) * per)
         for (k, (i, flip)) in zip(indices[mine], flips[mine]).enumerated() {
-            var x = try loadImage(i)                                                      // (3, H, W)
-            if flip { x = x.flipped(axis: -1) }                                         // mirrored left-right
+            var x = try loadImage(i)  // (3, H, W)
+            if flip { x = x.flipped(axis: -1) }  // mirrored left-right
             inputs.append(x.reshape([1] + x.shape))
             let key = 2 * i + (flip ? 1 : 0)
             keys.append(key)
             if let hit = try cachedTarget(key) { targets.append(hit) } else { targets.append(nil); missing.append(k) }
         }
-        let images = Tensor.concat(inputs, axis: 0)                                       // (B, 3, H, W)
+        let images = Tensor.concat(inputs, axis: 0)  // (B, 3, H, W)
         if !missing.isEmpty {
             let sub = missing.count == inputs.count ? images : Tensor.concat(missing.map { inputs[$0] }, axis: 0)
-            let computed = try withNoGrad { try teacher.targets(sub) }                      // (b, Gh, Gw, C)
+            let computed = try withNoGrad { try teacher.targets(sub) }  // (b, Gh, Gw, C)
             for (j, k) in missing.enumerated() {
                 let t = computed.slice(axis: 0, j..<(j + 1))
                 targets[k] = t
@@ -167,7 +170,7 @@ public final class FinetuneTask: TrainingTask {
                 }
             }
         }
-        return (images, Tensor.concat(targets.map { $0! }, axis: 0))                      // (B, Gh, Gw, C)
+        return (images, Tensor.concat(targets.map { $0! }, axis: 0))  // (B, Gh, Gw, C)
     }
 
     static func cacheName(_ key: Int) -> String { "\(key / 2)_\(key % 2).npy" }
@@ -178,7 +181,7 @@ public final class FinetuneTask: TrainingTask {
         guard let dir = teacherCacheDirectory else { return nil }
         let url = dir.appendingPathComponent(Self.cacheName(key))
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
-        let map = try Npy.read(url)                                                       // (Gh, Gw, C)
+        let map = try Npy.read(url)  // (Gh, Gw, C)
         let t = map.reshape([1] + map.shape)
         if options.cacheTeacher { teacherCache[key] = t }
         return t
@@ -186,8 +189,10 @@ public final class FinetuneTask: TrainingTask {
 
     public func loss(step: Int, rng: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
         let (images, target) = try batch(sampler.next(options.batchSize), rng: &rng)
-        let prediction = student.trainingFeatures(images, layer: student.config.depth - 1, stride: options.stride,
-                                                  checkpointBlocks: options.checkpointBlocks).patch  // (B, Gh, Gw, C)
+        let prediction = student.trainingFeatures(
+            images, layer: student.config.depth - 1, stride: options.stride,
+            checkpointBlocks: options.checkpointBlocks
+        ).patch  // (B, Gh, Gw, C)
         guard prediction.shape == target.shape else {
             throw FinetuneError("teacher targets \(target.shape) do not match the student's features \(prediction.shape)")
         }
@@ -197,13 +202,13 @@ public final class FinetuneTask: TrainingTask {
         case .mseCosine:
             let (l, mse, cos) = denoiserLoss(prediction, target)
             loss = l
-            metrics["l2_loss"] = Double(mse.item)                    // DVT's log names
+            metrics["l2_loss"] = Double(mse.item)  // DVT's log names
             metrics["cosine_similarity_loss"] = 1 - Double(cos.item)
         case .mse: loss = Tensor.mseLoss(prediction, target)
         case .l1: loss = Tensor.l1Mean(prediction - target)
         }
         if options.l2Penalty > 0 {
-            metrics["emp_risk"] = Double(loss.item)                  // SRT's log names
+            metrics["emp_risk"] = Double(loss.item)  // SRT's log names
             let reg = Self.parameterNorm(student)
             metrics["reg"] = Double(reg.item)
             loss = loss + reg * Float(options.l2Penalty)

@@ -41,8 +41,9 @@ public final class NeuralFeatureField: Module {
         precondition(dim >= 2, "NeuralFeatureField: feature dimension must be >= 2, got \(dim)")
         self.layout = layout
         self.dim = dim
-        table = Tensor.uniform([layout.totalRows, layout.featuresPerLevel], -Self.tableInitScale, Self.tableInitScale,
-                               rng: &rng, requiresGrad: true)  // (T, F)
+        table = Tensor.uniform(
+            [layout.totalRows, layout.featuresPerLevel], -Self.tableInitScale, Self.tableInitScale,
+            rng: &rng, requiresGrad: true)  // (T, F)
         mlp = Sequential.reluMLP([layout.outputDimension, dim / 2, dim], rng: &rng)
     }
 

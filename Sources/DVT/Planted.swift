@@ -48,7 +48,8 @@ public struct PlantedData {
         ["raw": raw, "coords": coords, "clean_full": cleanFull, "artifact": artifact]
     }
 
-    public static let layoutDescription = "raw (V+1,H,W,C); coords (V+1,H,W,2) as (x,y) in [0,1], last view = whole image; clean_full (H,W,C) = F at the whole-image grid; artifact (H,W,C) = G (zero-mean per channel)"
+    public static let layoutDescription =
+        "raw (V+1,H,W,C); coords (V+1,H,W,2) as (x,y) in [0,1], last view = whole image; clean_full (H,W,C) = F at the whole-image grid; artifact (H,W,C) = G (zero-mean per channel)"
 
     /// F's parameters: the field is evaluated at any point of the image.
     struct Field {
@@ -87,10 +88,10 @@ public struct PlantedData {
     /// What one seed draws before its views: F, F on the whole-image grid, G and the residual vector.
     struct Parts {
         var field: Field
-        var cleanFull: Tensor   // (H, W, C)
-        var artifact: Tensor    // (H, W, C)
-        var hot: [Double]       // (C)
-        var fscale: Double      // mean token norm of cleanFull
+        var cleanFull: Tensor  // (H, W, C)
+        var artifact: Tensor  // (H, W, C)
+        var hot: [Double]  // (C)
+        var fscale: Double  // mean token norm of cleanFull
     }
 
     static func linspace(_ a: Double, _ b: Double, _ n: Int) -> [Double] {
@@ -102,11 +103,11 @@ public struct PlantedData {
         let g = o.grid, c = o.dim
         func normals(_ n: Int, _ scale: Double) -> [Double] { (0..<n).map { _ in Double(rng.normal()) * scale } }
         var field = Field(c: c)
-        field.centers = (0..<(2 * field.k)).map { _ in 0.05 + 0.9 * rng.uniformDouble() }    // (k, 2)
-        field.regionEmbed = normals(field.k * c, 1.5)                                        // (k, C)
-        field.freqs = normals(field.nSmooth * 2, 3.0)                                        // (6, 2)
+        field.centers = (0..<(2 * field.k)).map { _ in 0.05 + 0.9 * rng.uniformDouble() }  // (k, 2)
+        field.regionEmbed = normals(field.k * c, 1.5)  // (k, C)
+        field.freqs = normals(field.nSmooth * 2, 3.0)  // (6, 2)
         field.phases = (0..<field.nSmooth).map { _ in 2 * Double.pi * rng.uniformDouble() }  // (6)
-        field.smoothEmbed = normals(field.nSmooth * c, 0.4)                                  // (6, C)
+        field.smoothEmbed = normals(field.nSmooth * c, 0.4)  // (6, C)
 
         // Whole-image field and its mean token norm, the scale everything else is tied to.
         let full = linspace(0, 1, g)
@@ -124,9 +125,11 @@ public struct PlantedData {
         var art = [Double](repeating: 0, count: g * g * c)
         for i in 0..<g {
             for j in 0..<g {
-                let basis = [Foundation.cos(Double.pi * Double(i) / 2), Foundation.cos(Double.pi * Double(j) / 2),
-                             Foundation.cos(Double.pi * Double(i + j) / 3), Double((i + j) % 2) * 2 - 1,
-                             Foundation.cos(2 * Double.pi * Double(i) / Double(g)) * Foundation.cos(2 * Double.pi * Double(j) / Double(g))]
+                let basis = [
+                    Foundation.cos(Double.pi * Double(i) / 2), Foundation.cos(Double.pi * Double(j) / 2),
+                    Foundation.cos(Double.pi * Double(i + j) / 3), Double((i + j) % 2) * 2 - 1,
+                    Foundation.cos(2 * Double.pi * Double(i) / Double(g)) * Foundation.cos(2 * Double.pi * Double(j) / Double(g)),
+                ]
                 for ch in 0..<c {
                     var acc = 0.0
                     for q in 0..<nb { acc += basis[q] * mix[q * c + ch] }
@@ -181,7 +184,7 @@ public struct PlantedData {
         let (field, cleanFull, artifact, hot, fscale) = (parts.field, parts.cleanFull, parts.artifact, parts.hot, parts.fscale)
 
         let nv = o.views + 1
-        var raw = [Float](repeating: 0, count: nv * g * g * c)     // (V+1, H, W, C)
+        var raw = [Float](repeating: 0, count: nv * g * g * c)  // (V+1, H, W, C)
         var coords = [Float](repeating: 0, count: nv * g * g * 2)  // (V+1, H, W, 2)
         let noiseStd = Double(o.noise) * fscale / Double(c).squareRoot()
         var f = [Float](repeating: 0, count: g * g * c)  // (H, W, C): F at this view's grid
@@ -237,7 +240,8 @@ public struct PlantedData {
                 }
             }
         }
-        return PlantedData(raw: Tensor(raw, shape: [nv, g, g, c]), coords: Tensor(coords, shape: [nv, g, g, 2]),
-                           cleanFull: cleanFull, artifact: artifact)
+        return PlantedData(
+            raw: Tensor(raw, shape: [nv, g, g, c]), coords: Tensor(coords, shape: [nv, g, g, 2]),
+            cleanFull: cleanFull, artifact: artifact)
     }
 }

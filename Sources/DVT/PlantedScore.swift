@@ -27,7 +27,8 @@ public struct PlantedScore: Sendable, Equatable {
 
     /// Scores a stage-1 output (whole-image raw, denoised and G) against the planted truth.
     public init(stage1 output: Stage1Output, truth: PlantedData) {
-        self.init(raw: output.raw, denoised: output.denoised, cleanFull: truth.cleanFull, artifact: truth.artifact,
-                  learntArtifact: output.sharedArtifacts)
+        self.init(
+            raw: output.raw, denoised: output.denoised, cleanFull: truth.cleanFull, artifact: truth.artifact,
+            learntArtifact: output.sharedArtifacts)
     }
 }

@@ -177,13 +177,15 @@ public struct SRT {
         }
         // Concurrent single-threaded forwards: workers take the next batch; kernels run inline.
         let workers = options.parallelViews ? Parallel.threads : 1
-        return Views(dx: options.dx, dy: options.dy, maps: Parallel.mapConcurrently(batches.count, workers: workers) { forward(batches[$0]) }.flatMap { $0 })
+        return Views(
+            dx: options.dx, dy: options.dy, maps: Parallel.mapConcurrently(batches.count, workers: workers) { forward(batches[$0]) }.flatMap { $0 })
     }
 
     /// The view list in aggregation order, with repeats sharing one tensor.
     func orderedViews(_ views: Views) -> [(shift: (Int, Int), features: Tensor)] {
-        precondition(views.dx == options.dx && views.dy == options.dy,
-                     "SRT: views were computed for dx \(views.dx), dy \(views.dy), options say dx \(options.dx), dy \(options.dy)")
+        precondition(
+            views.dx == options.dx && views.dy == options.dy,
+            "SRT: views were computed for dx \(views.dx), dy \(views.dy), options say dx \(options.dx), dy \(options.dy)")
         return shifts.map { ($0, views[down: $0.0, right: $0.1]) }
     }
 

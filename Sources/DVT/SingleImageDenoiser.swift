@@ -102,12 +102,12 @@ public final class SingleImageDenoiser: Module {
     ///   - viewCoords: (B, 2) their (x, y) in [−1, 1] within their own view's token grid.
     public func loss(raw: Tensor, globalCoords: Tensor, viewCoords: Tensor, field: NeuralFeatureField) -> LossTerms {
         precondition(raw.rank == 2 && raw.shape[1] == dim, "SingleImageDenoiser.loss: raw must be (B, \(dim)), got \(raw.shape)")
-        let clean = field(globalCoords)                                 // (B, C)
-        let g = Tensor.gridSample(sharedArtifacts, viewCoords)          // (B, C)
-        var pred = clean + g                                            // (B, C)
+        let clean = field(globalCoords)  // (B, C)
+        let g = Tensor.gridSample(sharedArtifacts, viewCoords)  // (B, C)
+        var pred = clean + g  // (B, C)
         var res: Tensor? = nil
         if residualOn {
-            let r = residualPredictor(raw)                              // (B, C)
+            let r = residualPredictor(raw)  // (B, C)
             pred = pred + r.detach()
             res = r
         }
@@ -116,7 +116,7 @@ public final class SingleImageDenoiser: Module {
         var total = l2 + cos
         var terms = LossTerms(total: total, patchL2: l2.item, cosine: cos.item)
         if let res {
-            let target = withNoGrad { raw - clean - g }                 // (B, C), detached
+            let target = withNoGrad { raw - clean - g }  // (B, C), detached
             let fit = Tensor.mseLoss(res, target)
             let sparsity = Tensor.l1Mean(res)
             total = total + Self.residualLossWeight * fit + Self.residualSparsityWeight * sparsity

@@ -102,8 +102,9 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
 
     /// The hash-grid layout these settings describe.
     public var layout: HashGridLayout {
-        HashGridLayout(levels: nLevels, featuresPerLevel: nFeaturesPerLevel, log2TableSize: log2HashmapSize,
-                       baseResolution: baseResolution, finestResolution: maxResolution)
+        HashGridLayout(
+            levels: nLevels, featuresPerLevel: nFeaturesPerLevel, log2TableSize: log2HashmapSize,
+            baseResolution: baseResolution, finestResolution: maxResolution)
     }
 
     /// Step from which the second phase runs: DVT switches when `step > int(f · num_iters)`.
@@ -179,7 +180,9 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
         if !(lossScale > 0 && lossScale.isFinite) { throw fail(.lossScale, "must be a finite number > 0, got \(lossScale)") }
         if let w = sharedArtifactsWeightDecay, !(w >= 0) { throw fail(.sharedArtifactsWeightDecay, "must be >= 0, got \(w)") }
         if pixelBsz < 1 { throw fail(.pixelBsz, "must be >= 1, got \(pixelBsz)") }
-        if !(0...1).contains(freezeSharedArtifactsAfter) { throw fail(.freezeSharedArtifactsAfter, "must be in [0, 1], got \(freezeSharedArtifactsAfter)") }
+        if !(0...1).contains(freezeSharedArtifactsAfter) {
+            throw fail(.freezeSharedArtifactsAfter, "must be in [0, 1], got \(freezeSharedArtifactsAfter)")
+        }
         if nLevels < 1 { throw fail(.nLevels, "must be >= 1, got \(nLevels)") }
         if nFeaturesPerLevel < 1 { throw fail(.nFeaturesPerLevel, "must be >= 1, got \(nFeaturesPerLevel)") }
         if !(4...30).contains(log2HashmapSize) { throw fail(.log2HashmapSize, "must be in 4...30, got \(log2HashmapSize)") }
@@ -252,8 +255,9 @@ public final class Stage1Task {
         guard raw.rank == 4, raw.shape[0] >= 1 else { throw Stage1Error("stage1: raw features must be (V, h, w, C), got \(raw.shape)") }
         let (v, h, w) = (raw.shape[0], raw.shape[1], raw.shape[2])
         let last = withNoGrad { raw.slice(axis: 0, (v - 1)..<v) }.reshape([h, w, raw.shape[3]])  // (h, w, C)
-        try self.init(raw: FeatureRows(raw.detach(), element: settings.viewFeaturesDtype), lastView: last,
-                      coords: coords, settings: settings, seed: seed)
+        try self.init(
+            raw: FeatureRows(raw.detach(), element: settings.viewFeaturesDtype), lastView: last,
+            coords: coords, settings: settings, seed: seed)
     }
 
     /// - Parameters:
@@ -276,9 +280,9 @@ public final class Stage1Task {
         self.settings = settings
         self.seed = seed
         views = v; height = h; width = w; dim = c
-        flatRaw = raw                                         // (T, C)
+        flatRaw = raw  // (T, C)
         self.lastView = lastView
-        flatCoords = coords.copy().reshape([v * h * w, 2])    // (T, 2)
+        flatCoords = coords.copy().reshape([v * h * w, 2])  // (T, 2)
         viewGrid = Stage1Grid.coordinates(height: h, width: w, lo: -1, hi: 1)  // (h·w, 2)
         var rng = RandomGenerator(seed: seed)
         field = NeuralFeatureField(dim: c, layout: settings.layout, rng: &rng)
@@ -335,9 +339,9 @@ public final class Stage1Task {
         let b = settings.pixelBsz, total = views * height * width, perView = height * width
         // All indices first, then the jitter draws: the tokens of a batch do not depend on coordJitter.
         let tokens = (0..<b).map { _ in rng.randint(total) }
-        let raw = flatRaw.gatherRows(tokens)                           // (B, C)
-        let gc = flatCoords.gatherRows(tokens)                         // (B, 2)
-        let vc = viewGrid.gatherRows(tokens.map { $0 % perView })      // (B, 2)
+        let raw = flatRaw.gatherRows(tokens)  // (B, C)
+        let gc = flatCoords.gatherRows(tokens)  // (B, 2)
+        let vc = viewGrid.gatherRows(tokens.map { $0 % perView })  // (B, 2)
         if jitter > 0 {
             for (i, t) in tokens.enumerated() {
                 let (dx, dy) = viewSpacing[t / perView]
@@ -377,7 +381,8 @@ public final class Stage1Task {
         if denoiser.residualOn {
             residual = withNoGrad { denoiser.residualPredictor(last.reshape([perView, dim])) }.reshape([height, width, dim])
         }
-        return Stage1Output(denoised: denoised, raw: last, sharedArtifacts: denoiser.sharedArtifacts.detach().copy(),
-                            residual: residual)
+        return Stage1Output(
+            denoised: denoised, raw: last, sharedArtifacts: denoiser.sharedArtifacts.detach().copy(),
+            residual: residual)
     }
 }

@@ -42,9 +42,9 @@ public enum Stage1 {
         o.lr = s.lr
         o.minLR = s.minLR
         o.warmupIters = s.effectiveWarmupIters
-        o.beta1 = 0.9      // DVT stage 1
-        o.beta2 = 0.99     // DVT stage 1 (tiny-cuda-nn's usual β2 for hash grids)
-        o.eps = 1e-15      // DVT stage 1 (keeps Adam's step size for the tiny hash-grid gradients)
+        o.beta1 = 0.9  // DVT stage 1
+        o.beta2 = 0.99  // DVT stage 1 (tiny-cuda-nn's usual β2 for hash grids)
+        o.eps = 1e-15  // DVT stage 1 (keeps Adam's step size for the tiny hash-grid gradients)
         o.weightDecay = s.weightDecay
         o.lossScale = s.lossScale  // DVT's never-unscaled GradScaler (main_img_denoising.py lines 55, 88-89)
         return o
@@ -53,10 +53,13 @@ public enum Stage1 {
     /// A Trainer for a stage-1 task with DVT's optimiser settings; the task's parameter groups
     /// carry G's weight decay and the table's row-sparse mode, and the Trainer flushes deferred
     /// rows when training ends.
-    public static func makeTrainer(task: Stage1Task, loop: LoopSettings, runDirectory: URL? = nil,
-                                   label: String = "stage1", quiet: Bool = true) -> Trainer {
-        Trainer(task: task, optimizer: optimizerSettings(task.settings), loop: loop,
-                runDirectory: runDirectory, label: label, quiet: quiet)
+    public static func makeTrainer(
+        task: Stage1Task, loop: LoopSettings, runDirectory: URL? = nil,
+        label: String = "stage1", quiet: Bool = true
+    ) -> Trainer {
+        Trainer(
+            task: task, optimizer: optimizerSettings(task.settings), loop: loop,
+            runDirectory: runDirectory, label: label, quiet: quiet)
     }
 
     /// The sampler's seed, derived from the model seed so the two streams differ (the same
@@ -73,26 +76,34 @@ public enum Stage1 {
     ///   - precision: operand precision of the fit's products (`Stage1Task.precision`).
     /// - Throws: `Stage1Error` for bad shapes or settings, `TrainerError.nonFiniteLoss` when the
     ///   loss turns NaN/Inf.
-    public static func fit(views: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64 = 0,
-                           runDirectory: URL? = nil, label: String = "stage1", quiet: Bool = true,
-                           printFreq: Int = 0, valFreq: Int = 0, precision: Precision = .fp32,
-                           validation: ((Stage1Output) -> [String: Double])? = nil) throws -> Stage1Result {
-        try fit(task: Stage1Task(raw: views, coords: coords, settings: settings, seed: seed), runDirectory: runDirectory,
-                label: label, quiet: quiet, printFreq: printFreq, valFreq: valFreq, precision: precision, validation: validation)
+    public static func fit(
+        views: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64 = 0,
+        runDirectory: URL? = nil, label: String = "stage1", quiet: Bool = true,
+        printFreq: Int = 0, valFreq: Int = 0, precision: Precision = .fp32,
+        validation: ((Stage1Output) -> [String: Double])? = nil
+    ) throws -> Stage1Result {
+        try fit(
+            task: Stage1Task(raw: views, coords: coords, settings: settings, seed: seed), runDirectory: runDirectory,
+            label: label, quiet: quiet, printFreq: printFreq, valFreq: valFreq, precision: precision, validation: validation)
     }
 
     /// `fit` on features already held as `FeatureRows` (V·h·w, C), with the whole image's fp32
     /// (h, w, C) features: what `dvt stage1` passes, so that no fp32 copy of every view exists.
-    public static func fit(rows: FeatureRows, lastView: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64 = 0,
-                           runDirectory: URL? = nil, label: String = "stage1", quiet: Bool = true,
-                           printFreq: Int = 0, valFreq: Int = 0, precision: Precision = .fp32,
-                           validation: ((Stage1Output) -> [String: Double])? = nil) throws -> Stage1Result {
-        try fit(task: Stage1Task(raw: rows, lastView: lastView, coords: coords, settings: settings, seed: seed), runDirectory: runDirectory,
-                label: label, quiet: quiet, printFreq: printFreq, valFreq: valFreq, precision: precision, validation: validation)
+    public static func fit(
+        rows: FeatureRows, lastView: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64 = 0,
+        runDirectory: URL? = nil, label: String = "stage1", quiet: Bool = true,
+        printFreq: Int = 0, valFreq: Int = 0, precision: Precision = .fp32,
+        validation: ((Stage1Output) -> [String: Double])? = nil
+    ) throws -> Stage1Result {
+        try fit(
+            task: Stage1Task(raw: rows, lastView: lastView, coords: coords, settings: settings, seed: seed), runDirectory: runDirectory,
+            label: label, quiet: quiet, printFreq: printFreq, valFreq: valFreq, precision: precision, validation: validation)
     }
 
-    static func fit(task: Stage1Task, runDirectory: URL?, label: String, quiet: Bool, printFreq: Int, valFreq: Int,
-                    precision: Precision, validation: ((Stage1Output) -> [String: Double])?) throws -> Stage1Result {
+    static func fit(
+        task: Stage1Task, runDirectory: URL?, label: String, quiet: Bool, printFreq: Int, valFreq: Int,
+        precision: Precision, validation: ((Stage1Output) -> [String: Double])?
+    ) throws -> Stage1Result {
         let settings = task.settings
         task.validation = validation
         task.precision = precision
@@ -102,7 +113,8 @@ public enum Stage1 {
         loop.valFreq = valFreq
         let trainer = makeTrainer(task: task, loop: loop, runDirectory: runDirectory, label: label, quiet: quiet)
         let summary = try trainer.run()
-        return Stage1Result(output: task.output(), lossHistory: summary.lossHistory, finalLoss: summary.finalLoss,
-                            msPerStep: summary.msPerStep, seconds: summary.seconds, lastMetrics: summary.lastMetrics)
+        return Stage1Result(
+            output: task.output(), lossHistory: summary.lossHistory, finalLoss: summary.finalLoss,
+            msPerStep: summary.msPerStep, seconds: summary.seconds, lastMetrics: summary.lastMetrics)
     }
 }

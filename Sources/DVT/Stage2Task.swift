@@ -73,7 +73,9 @@ public struct ShuffledSampler: Sendable, Equatable {
             throw Stage2Error("sampler state \(v) is malformed")
         }
         guard savedCount == count else {
-            throw Stage2Error("the checkpoint's sampler walked \(savedCount) training pairs, this run has \(count): the data list or feature tree changed since the checkpoint, so the run cannot resume exactly")
+            throw Stage2Error(
+                "the checkpoint's sampler walked \(savedCount) training pairs, this run has \(count): the data list or feature tree changed since the checkpoint, so the run cannot resume exactly"
+            )
         }
         epoch = e
         cursor = c
@@ -119,8 +121,11 @@ public struct FeatureMapReader: Sendable {
     public func read(_ url: URL) throws -> Tensor {
         let t = try Npy.read(url)
         guard t.count == height * width * dim,
-              t.shape == [height, width, dim] || t.shape == [1, height, width, dim] else {
-            throw Stage2Error("\(url.path): feature map has shape \(t.shape), but this run's maps are (\(height), \(width), \(dim)) — was it written with another input size, stride or model?")
+            t.shape == [height, width, dim] || t.shape == [1, height, width, dim]
+        else {
+            throw Stage2Error(
+                "\(url.path): feature map has shape \(t.shape), but this run's maps are (\(height), \(width), \(dim)) — was it written with another input size, stride or model?"
+            )
         }
         // A NaN here would surface only as "loss is nan at step N", without the file.
         do { try t.requireFinite(url.path) } catch {
@@ -138,7 +143,7 @@ public struct FeatureMapReader: Sendable {
 
 /// DVT's stage-2 objective, `mse(p, t) + (1 − mean cos(p, t))`, with cosine along channels.
 public func denoiserLoss(_ prediction: Tensor, _ target: Tensor) -> (loss: Tensor, mse: Tensor, cos: Tensor) {
-    let mse = Tensor.mseLoss(prediction, target)                           // scalar
+    let mse = Tensor.mseLoss(prediction, target)  // scalar
     let cos = Tensor.cosineSimilarity(prediction, target, axis: -1).mean()  // scalar
     return (mse + (1 - cos), mse, cos)
 }
@@ -178,7 +183,7 @@ public final class Stage2Task: TrainingTask {
 
     public func loss(step: Int, rng: inout RandomGenerator) throws -> (loss: Tensor, metrics: [String: Double]) {
         let idx = Stage2Task.slice(sampler.next(batchSize), rank: shard.rank, of: shard.size)
-        let raw = try reader.batch(idx.map { train[$0].raw })        // (B, H, W, C)
+        let raw = try reader.batch(idx.map { train[$0].raw })  // (B, H, W, C)
         let target = try reader.batch(idx.map { train[$0].target })  // (B, H, W, C)
         let (loss, mse, cos) = denoiserLoss(denoiser(raw), target)
         // DVT's log names.
@@ -192,7 +197,7 @@ public final class Stage2Task: TrainingTask {
         var loss = 0.0, mse = 0.0, cos = 0.0
         for start in stride(from: 0, to: pairs.count, by: batchSize) {
             let chunk = Array(pairs[start..<min(start + batchSize, pairs.count)])
-            let raw = try reader.batch(chunk.map(\.raw))        // (b, H, W, C)
+            let raw = try reader.batch(chunk.map(\.raw))  // (b, H, W, C)
             let target = try reader.batch(chunk.map(\.target))  // (b, H, W, C)
             let r = withNoGrad { denoiserLoss(predict(raw), target) }
             let n = Double(chunk.count)
@@ -220,8 +225,10 @@ public final class Stage2Task: TrainingTask {
             identityBaseline = (id.loss, id.cos)
         }
         let r = try evaluate(validation) { self.denoiser.denoise($0) }
-        return ["loss": r.loss, "mse": r.mse, "cos": r.cos,
-                "identity_loss": identityBaseline!.loss, "identity_cos": identityBaseline!.cos]
+        return [
+            "loss": r.loss, "mse": r.mse, "cos": r.cos,
+            "identity_loss": identityBaseline!.loss, "identity_cos": identityBaseline!.cos,
+        ]
     }
 
     public func extraState() -> [String: Tensor] { ["sampler": sampler.state] }

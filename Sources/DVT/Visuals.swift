@@ -21,8 +21,9 @@ public enum SymmetricEigen {
         var w = [Float](repeating: 0, count: n)
         let info = a.withUnsafeMutableBufferPointer { ap in
             w.withUnsafeMutableBufferPointer { wp in
-                LAPACKE_ssyevd(LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "V")), CChar(UInt8(ascii: "U")),
-                               Int32(n), ap.baseAddress, Int32(n), wp.baseAddress)
+                LAPACKE_ssyevd(
+                    LAPACK_ROW_MAJOR, CChar(UInt8(ascii: "V")), CChar(UInt8(ascii: "U")),
+                    Int32(n), ap.baseAddress, Int32(n), wp.baseAddress)
             }
         }
         guard info == 0 else {
@@ -178,8 +179,10 @@ public enum Visuals {
 
     /// A (H, W) scalar map as a colour image, min/max scaled (or over `range`), in `colormap`
     /// (the viridis-like ramp unless given).
-    public static func heatmap(_ values: Tensor, range: (Float, Float)? = nil,
-                               colormap: (Float) -> (UInt8, UInt8, UInt8) = Visuals.colormap) -> RGBImage {
+    public static func heatmap(
+        _ values: Tensor, range: (Float, Float)? = nil,
+        colormap: (Float) -> (UInt8, UInt8, UInt8) = Visuals.colormap
+    ) -> RGBImage {
         precondition(values.rank == 2, "heatmap: expected (H, W), got \(values.shape)")
         let h = values.shape[0], w = values.shape[1]
         let v = values.scalars
@@ -241,8 +244,9 @@ public enum Visuals {
     /// on `before`) | heat map of the per-token norm of their difference. `before` is upsampled
     /// (nearest) to `after`'s grid when it is coarser by an integer factor.
     public static func comparisonStrip(before: Tensor, after: Tensor, target: Int = 224) throws -> RGBImage {
-        precondition(before.rank == 3 && after.rank == 3 && before.shape[2] == after.shape[2],
-                     "comparisonStrip: maps \(before.shape) and \(after.shape) must be (H, W, C) with equal C")
+        precondition(
+            before.rank == 3 && after.rank == 3 && before.shape[2] == after.shape[2],
+            "comparisonStrip: maps \(before.shape) and \(after.shape) must be (H, W, C) with equal C")
         var b = before
         if before.shape[0] != after.shape[0] || before.shape[1] != after.shape[1] {
             let f = after.shape[0] / before.shape[0]

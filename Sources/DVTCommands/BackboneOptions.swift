@@ -13,9 +13,16 @@ import Vision
 struct BackboneOptions: ParsableArguments {
     @Option(help: "timm architecture name (see `dvt models`).")
     var arch = "vit_small_patch14_dinov2.lvd142m"
-    @Option(help: "timm checkpoint for --arch: .safetensors or .pth (timm or DINOv2 hub names), or a Hugging Face transformers snapshot folder (config.json sets the architecture).")
+    @Option(
+        help:
+            "timm checkpoint for --arch: .safetensors or .pth (timm or DINOv2 hub names), or a Hugging Face transformers snapshot folder (config.json sets the architecture)."
+    )
     var weights: String?
-    @Option(name: .customLong("pos-embed-resample"), help: "Position-embedding resampling: auto (as the weights' framework does), bicubic_antialias (timm), bicubic (transformers' Dinov2/ViT/CLIP/SigLIP) or bicubic_offset (facebookresearch/dinov2's +0.1 scale factors).")
+    @Option(
+        name: .customLong("pos-embed-resample"),
+        help:
+            "Position-embedding resampling: auto (as the weights' framework does), bicubic_antialias (timm), bicubic (transformers' Dinov2/ViT/CLIP/SigLIP) or bicubic_offset (facebookresearch/dinov2's +0.1 scale factors)."
+    )
     var posEmbedResample: PositionResamplingChoice = .auto
     @Option(name: .customLong("random-init"), help: "Use seeded random weights instead of a checkpoint (demos and tests only).")
     var randomInit: UInt64?
@@ -25,7 +32,9 @@ struct BackboneOptions: ParsableArguments {
     var layer = -1
     @Option(help: "Patch stride (DVT's stride option; default the patch size).")
     var stride: Int?
-    @Option(help: "Operand precision of the matrix products: fp32, or bf16 (bfloat16 operands, fp32 accumulation and everything else; docs/precision.md).")
+    @Option(
+        help: "Operand precision of the matrix products: fp32, or bf16 (bfloat16 operands, fp32 accumulation and everything else; docs/precision.md)."
+    )
     var precision: Precision = .fp32
 
     // "Neither --weights nor --random-init" is reported by `load()` (VisionTransformer.load),
@@ -41,7 +50,8 @@ struct BackboneOptions: ParsableArguments {
     func load() throws -> VisionTransformer {
         let model = try loadViT(arch: arch, weights: weights, randomInit: randomInit, precision: precision, resample: posEmbedResample.rule)
         if let s = stride, s > model.config.patchSize {
-            throw ConfigError("--stride \(s) is not allowed for \(model.config.name): the stride must be in 1...\(model.config.patchSize) (its patch size)")
+            throw ConfigError(
+                "--stride \(s) is not allowed for \(model.config.name): the stride must be in 1...\(model.config.patchSize) (its patch size)")
         }
         return model
     }
@@ -63,8 +73,10 @@ struct BackboneOptions: ParsableArguments {
 
 /// The ViT of every command (from flags or from a config): weights or seeded random weights,
 /// the operand precision, and random weights announced loudly on stderr.
-func loadViT(arch: String, weights: String?, randomInit: UInt64?, precision: Precision,
-             resample: PositionResampling?) throws -> VisionTransformer {
+func loadViT(
+    arch: String, weights: String?, randomInit: UInt64?, precision: Precision,
+    resample: PositionResampling?
+) throws -> VisionTransformer {
     let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: randomInit, resample: resample)
     model.precision = precision
     if let seed = model.randomInitSeed {

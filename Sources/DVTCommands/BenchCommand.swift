@@ -16,7 +16,10 @@ struct ReferenceOptions: ParsableArguments {
     @Option(help: "Path of dvt_torch.py, the PyTorch reference (env DVT_TORCH_REFERENCE).")
     var reference: String? = ProcessInfo.processInfo.environment["DVT_TORCH_REFERENCE"]
 
-    @Option(help: "Path of scripts/torch_bench.py (the vit and denoiser cases with --precision; env DVT_TORCH_BENCH; default scripts/torch_bench.py when it exists).")
+    @Option(
+        help:
+            "Path of scripts/torch_bench.py (the vit and denoiser cases with --precision; env DVT_TORCH_BENCH; default scripts/torch_bench.py when it exists)."
+    )
     var torchBench: String? = ProcessInfo.processInfo.environment["DVT_TORCH_BENCH"]
 
     var runner: TorchReference? {
@@ -31,7 +34,9 @@ struct ReferenceOptions: ParsableArguments {
         let script = torchBench ?? (FileManager.default.fileExists(atPath: "scripts/torch_bench.py") ? "scripts/torch_bench.py" : nil)
         if let script { return TorchReference(python: torchPython, script: script) }
         if precision != .fp32 {
-            throw ValidationError("--precision \(precision.rawValue) with a PyTorch reference needs scripts/torch_bench.py (--torch-bench PATH): dvt_torch.py has no precision option")
+            throw ValidationError(
+                "--precision \(precision.rawValue) with a PyTorch reference needs scripts/torch_bench.py (--torch-bench PATH): dvt_torch.py has no precision option"
+            )
         }
         return runner
     }
@@ -49,8 +54,10 @@ extension DVTCommand {
         static let configuration = CommandConfiguration(
             commandName: "bench",
             abstract: "Benchmarks, optionally side by side with the PyTorch reference (release builds only).",
-            subcommands: [Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, ProbeBench.self, DenoiserBench.self, DenoiserRanksBench.self,
-                          FinetuneBench.self, Stage1Image.self, Stage1Quality.self])
+            subcommands: [
+                Engine.self, ViT.self, SRT.self, Planted.self, PlantedStage2Bench.self, ProbeBench.self, DenoiserBench.self, DenoiserRanksBench.self,
+                FinetuneBench.self, Stage1Image.self, Stage1Quality.self,
+            ])
     }
 }
 
@@ -64,8 +71,10 @@ extension DVTCommand.BenchCommand {
         func run() throws {
             print("threads: \(Parallel.threads), load \(Bench.loadAverage)")
             let peak = Backends.measuredPeak()
-            print(String(format: "measured per-core peak: fp32 %.1f GFLOP/s (%@ FMA loop), bf16 %@", peak.fp32, peak.fp32ISA,
-                         peak.bf16.map { String(format: "%.1f GFLOP/s (vdpbf16ps loop)", $0) } ?? "n/a (no AVX512_BF16)"))
+            print(
+                String(
+                    format: "measured per-core peak: fp32 %.1f GFLOP/s (%@ FMA loop), bf16 %@", peak.fp32, peak.fp32ISA,
+                    peak.bf16.map { String(format: "%.1f GFLOP/s (vdpbf16ps loop)", $0) } ?? "n/a (no AVX512_BF16)"))
             print("one product on one core (GFLOP/s; % of the measured peak):")
             print("  shape (M×K×N)      oneDNN fp32     oneDNN bf16     OpenBLAS fp32")
             for (m, k, n) in [(2056, 384, 1536), (1370, 768, 3072), (1370, 3072, 768)] {
@@ -76,8 +85,9 @@ extension DVTCommand.BenchCommand {
                     return String(format: "%6.1f (%3.0f%%)", g, 100 * g / ref)
                 }
                 let bf16 = Backends.oneDNNImplementation(m: m, n: n, k: k, bf16: true) != nil ? cell("onednn", .bf16, peak.bf16) : "n/a"
-                print("  " + "\(m)×\(k)×\(n)".padding(toLength: 18, withPad: " ", startingAt: 0)
-                      + [cell("onednn", .fp32, peak.fp32), bf16, cell("openblas", .fp32, peak.fp32)]
+                print(
+                    "  " + "\(m)×\(k)×\(n)".padding(toLength: 18, withPad: " ", startingAt: 0)
+                        + [cell("onednn", .fp32, peak.fp32), bf16, cell("openblas", .fp32, peak.fp32)]
                         .map { $0.padding(toLength: 16, withPad: " ", startingAt: 0) }.joined())
             }
             print("matmul, forward + both backward products (GFLOP/s; raw = the same 3 cblas_sgemm calls):")
@@ -91,11 +101,14 @@ extension DVTCommand.BenchCommand {
             for (dim, grid, batch) in [(384, 16, 8), (768, 37, 1)] {
                 let ours = Bench.denoiserStep(dim: dim, grid: grid, batch: batch)
                 let ph = Bench.lastDenoiserPhases.map { 1000 * $0 }
-                var line = String(format: "stage-2 block step dim %d grid %d batch %d: %.2f ms (fwd %.1f, bwd %.1f, AdamW %.1f)",
-                                  dim, grid, batch, 1000 * ours, ph[0], ph[1], ph[2])
+                var line = String(
+                    format: "stage-2 block step dim %d grid %d batch %d: %.2f ms (fwd %.1f, bwd %.1f, AdamW %.1f)",
+                    dim, grid, batch, 1000 * ours, ph[0], ph[1], ph[2])
                 if let runner = ref.runner {
-                    let theirs = try runner.run(["stage2-bench", "--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)"],
-                                                key: "ms_per_step") / 1000
+                    let theirs =
+                        try runner.run(
+                            ["stage2-bench", "--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)"],
+                            key: "ms_per_step") / 1000
                     line += String(format: "  torch %.2f ms  speed-up %.2fx", 1000 * theirs, theirs / ours)
                 }
                 print(line)
@@ -118,12 +131,16 @@ extension DVTCommand.BenchCommand {
         func run() throws {
             print("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
             let ours = try Bench.vitImagesPerSecond(arch: arch, size: size, batch: batch, steps: steps, precision: precision)
-            var line = String(format: "%@ %dx%d batch %d %@: %.2f images/s", arch as NSString, size, size, batch,
-                              precision.rawValue, ours)
+            var line = String(
+                format: "%@ %dx%d batch %d %@: %.2f images/s", arch as NSString, size, size, batch,
+                precision.rawValue, ours)
             if let runner = try ref.benchRunner(precision: precision) {
                 let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
-                let theirs = try runner.run(["vit-bench", "--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)",
-                                             "--steps", "\(steps)"] + runner.precisionArguments(precision), key: "images_per_s")
+                let theirs = try runner.run(
+                    [
+                        "vit-bench", "--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)",
+                        "--steps", "\(steps)",
+                    ] + runner.precisionArguments(precision), key: "images_per_s")
                 line += String(format: "  torch %.2f images/s  ratio %.2fx", theirs, ours / theirs)
             }
             print(line)
@@ -147,15 +164,22 @@ extension DVTCommand.BenchCommand {
 
         func run() throws {
             let r = try Bench.srt(arch: arch, size: size, dx: dx, dy: dy, batch: batch, rounds: rounds, parallelViews: !serialViews)
-            print(String(format: "SRT %@ %dx%d dx %d dy %d: %d views, %d forwards (the repeated unshifted view is reused)",
-                         arch as NSString, size, size, dx, dy, r.views, r.forwardCount))
-            print(String(format: "forwards %.2f s; aggregation to tokens: pixel path %.3f s, fast %.3f s",
-                         r.forwards, r.pixelAggregate, r.fastAggregate))
+            print(
+                String(
+                    format: "SRT %@ %dx%d dx %d dy %d: %d views, %d forwards (the repeated unshifted view is reused)",
+                    arch as NSString, size, size, dx, dy, r.views, r.forwardCount))
+            print(
+                String(
+                    format: "forwards %.2f s; aggregation to tokens: pixel path %.3f s, fast %.3f s",
+                    r.forwards, r.pixelAggregate, r.fastAggregate))
             var line = String(format: "seconds per image: pixel path %.2f  fast %.2f", r.pixel, r.fast)
             if let runner = ref.runner {
                 let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
-                let theirs = try runner.run(["srt-bench", "--arch", torchArch, "--size", "\(size)", "--dx", "\(dx)", "--dy", "\(dy)",
-                                             "--batch", "\(batch)"], key: "seconds_per_image")
+                let theirs = try runner.run(
+                    [
+                        "srt-bench", "--arch", torchArch, "--size", "\(size)", "--dx", "\(dx)", "--dy", "\(dy)",
+                        "--batch", "\(batch)",
+                    ], key: "seconds_per_image")
                 line += String(format: "  torch %.2f  speed-up pixel %.2fx  fast %.2fx", theirs, theirs / r.pixel, theirs / r.fast)
             }
             print(line)
@@ -168,11 +192,11 @@ extension DVTCommand.BenchCommand {
         static let configuration = CommandConfiguration(
             abstract: "DVT stage 1 on a planted-artifact case: recovery of the clean field and the artifact, and ms/step.",
             discussion: """
-            Reads FILE (safetensors in the planted layout: raw, coords, clean_full, artifact) or, with \
-            --generate-seed, generates a case. Prints centred cosines raw-vs-clean, denoised-vs-clean and \
-            artifact-vs-truth. With --torch-python and --reference, runs dvt_torch.py stage1 on the same \
-            data in the same command and prints its row and the speed ratio.
-            """)
+                Reads FILE (safetensors in the planted layout: raw, coords, clean_full, artifact) or, with \
+                --generate-seed, generates a case. Prints centred cosines raw-vs-clean, denoised-vs-clean and \
+                artifact-vs-truth. With --torch-python and --reference, runs dvt_torch.py stage1 on the same \
+                data in the same command and prints its row and the speed ratio.
+                """)
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var ref: ReferenceOptions
         @Argument(help: "Planted case (.safetensors).") var file: String?
@@ -181,7 +205,10 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Generated case: feature channels.") var dim = 64
         @Option(help: "Generated case: views besides the whole image.") var views = 96
         @Option(help: "Write the generated case to this file.") var saveGenerated: String?
-        @Option(help: "Stage-1 setting of the bench (any stage1.* key, docs/config.md), applied over the bench's preset (PlantedBench.stage1Preset: the planted budget over DVT's defaults): --set stage1.num_iters=500")
+        @Option(
+            help:
+                "Stage-1 setting of the bench (any stage1.* key, docs/config.md), applied over the bench's preset (PlantedBench.stage1Preset: the planted budget over DVT's defaults): --set stage1.num_iters=500"
+        )
         var set: [String] = []
         @Option(help: "Model seed.") var seed: UInt64 = 0
         // Deprecated aliases of `--set stage1.KEY=VALUE`, kept so existing scripts keep working.
@@ -259,9 +286,11 @@ extension DVTCommand.BenchCommand {
             }
             defer { if let tempDir { try? FileManager.default.removeItem(at: tempDir) } }
             let v = data.raw.shape
-            print("planted \(generateSeed.map { "generated seed \($0)" } ?? file!): \(v[0]) views, \(v[1])x\(v[2]) tokens, C \(v[3]); "
-                  + "levels \(s.nLevels)x\(s.nFeaturesPerLevel), table 2^\(s.log2HashmapSize), res \(s.baseResolution)..\(s.maxResolution), "
-                  + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), table Adam \(s.hashTableAdam.rawValue), loss scale \(s.lossScale), wd \(s.weightDecay), coord jitter \(s.coordJitter), seed \(seed), threads \(Parallel.threads)")
+            print(
+                "planted \(generateSeed.map { "generated seed \($0)" } ?? file!): \(v[0]) views, \(v[1])x\(v[2]) tokens, C \(v[3]); "
+                    + "levels \(s.nLevels)x\(s.nFeaturesPerLevel), table 2^\(s.log2HashmapSize), res \(s.baseResolution)..\(s.maxResolution), "
+                    + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), table Adam \(s.hashTableAdam.rawValue), loss scale \(s.lossScale), wd \(s.weightDecay), coord jitter \(s.coordJitter), seed \(seed), threads \(Parallel.threads)"
+            )
             let (ours, result) = try PlantedBench.run(data, settings: s, seed: seed, quiet: !verbose, valFreq: valEvery)
             print(String(format: "ours final loss %.6f", result.finalLoss))
             print(PlantedBench.header)
@@ -282,13 +311,13 @@ extension DVTCommand.BenchCommand {
             commandName: "planted-stage2",
             abstract: "Stage 1 on planted cases that share one artifact, then stage 2 on their pairs, scored against the truth.",
             discussion: """
-            Generates TRAIN_CASES + VAL_CASES planted cases (each its own clean field, all with the artifact of \
-            --artifact-seed), runs stage 1 on each with the config's stage1.* settings and writes the usual feature \
-            trees under output_dir (model name 'planted'), then trains stage 2 with the config's stage2.* settings on \
-            the first TRAIN_CASES and validates on the rest. Prints the validation loss against the identity baseline \
-            and the centred cosine to the planted truth of raw, stage-1 and stage-2 features; writes \
-            output_dir/planted_stage2.json. Finished stage-1 cases are reused, so a killed run continues.
-            """)
+                Generates TRAIN_CASES + VAL_CASES planted cases (each its own clean field, all with the artifact of \
+                --artifact-seed), runs stage 1 on each with the config's stage1.* settings and writes the usual feature \
+                trees under output_dir (model name 'planted'), then trains stage 2 with the config's stage2.* settings on \
+                the first TRAIN_CASES and validates on the rest. Prints the validation loss against the identity baseline \
+                and the centred cosine to the planted truth of raw, stage-1 and stage-2 features; writes \
+                output_dir/planted_stage2.json. Finished stage-1 cases are reused, so a killed run continues.
+                """)
 
         @Argument(help: "YAML configuration (stage1.*, stage2.*, seed, output_dir).")
         var config = "Configs/planted.yaml"
@@ -317,10 +346,12 @@ extension DVTCommand.BenchCommand {
             o.trainCases = trainCases; o.valCases = valCases; o.firstSeed = firstSeed; o.artifactSeed = artifactSeed
             o.planted.grid = grid; o.planted.dim = dim; o.planted.views = views
             o.resume = resume; o.quiet = quiet
-            print("planted stage 2: \(trainCases) training + \(valCases) validation cases (seeds \(firstSeed)..., artifact seed \(artifactSeed)), "
-                  + "\(grid)x\(grid) tokens, C \(dim), \(views) views; stage 1 \(cfg.settings.stage1.numIters) iters per case, "
-                  + "stage 2 \(cfg.settings.stage2.numIters) iters; output \(cfg.settings.run.outputDir)")
-            let report = try PlantedStage2.run(config: cfg, options: o, log: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } })
+            print(
+                "planted stage 2: \(trainCases) training + \(valCases) validation cases (seeds \(firstSeed)..., artifact seed \(artifactSeed)), "
+                    + "\(grid)x\(grid) tokens, C \(dim), \(views) views; stage 1 \(cfg.settings.stage1.numIters) iters per case, "
+                    + "stage 2 \(cfg.settings.stage2.numIters) iters; output \(cfg.settings.run.outputDir)")
+            let report = try PlantedStage2.run(
+                config: cfg, options: o, log: { line in if !quiet { FileHandle.standardError.write(Data((line + "\n").utf8)) } })
             print(PlantedStage2.format(report))
         }
     }

@@ -35,7 +35,8 @@ extension DVTCommand {
         func run() throws {
             print("name | patch | dim | depth | heads | prefix tokens | pretraining size | family")
             for c in ViTPresets.all {
-                print("\(c.name) | \(c.patchSize) | \(c.embedDim) | \(c.depth) | \(c.heads) | \(c.prefixTokens) | \(c.imageSize) | \(c.familySummary)")
+                print(
+                    "\(c.name) | \(c.patchSize) | \(c.embedDim) | \(c.depth) | \(c.heads) | \(c.prefixTokens) | \(c.imageSize) | \(c.familySummary)")
             }
         }
     }

@@ -7,13 +7,14 @@ extension DVTCommand {
     struct Convert: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "convert",
-            abstract: "Write a ViT checkpoint (timm, DINOv2 hub, Hugging Face transformers snapshot, …: whatever --weights reads) as a timm state dict (.safetensors or .pth) that timm loads with strict=True.",
+            abstract:
+                "Write a ViT checkpoint (timm, DINOv2 hub, Hugging Face transformers snapshot, …: whatever --weights reads) as a timm state dict (.safetensors or .pth) that timm loads with strict=True.",
             discussion: """
-            The safetensors metadata (or OUT.timm.json beside a .pth) names the timm architecture and the \
-            timm.create_model keyword arguments for these shapes (timm_arch, timm_kwargs, ln_eps). Note \
-            that timm resamples position embeddings with antialias: at input sizes other than the \
-            pretraining one a converted transformers checkpoint then differs from transformers (docs/backbones.md).
-            """)
+                The safetensors metadata (or OUT.timm.json beside a .pth) names the timm architecture and the \
+                timm.create_model keyword arguments for these shapes (timm_arch, timm_kwargs, ln_eps). Note \
+                that timm resamples position embeddings with antialias: at input sizes other than the \
+                pretraining one a converted transformers checkpoint then differs from transformers (docs/backbones.md).
+                """)
 
         @Argument(help: "The checkpoint: a file or a transformers snapshot folder (as --weights).")
         var input: String
@@ -25,7 +26,9 @@ extension DVTCommand {
         func run() throws {
             let c = try TimmConversion(model: VisionTransformer.load(arch: arch, weights: input, randomInit: nil))
             try c.write(to: URL(fileURLWithPath: out))
-            print("wrote \(out): \(c.tensors.count) tensors; timm.create_model('\(c.arch)', pretrained=False, num_classes=0, **\(c.kwargsJSON)) with LayerNorm eps \(c.layerNormEps)")
+            print(
+                "wrote \(out): \(c.tensors.count) tensors; timm.create_model('\(c.arch)', pretrained=False, num_classes=0, **\(c.kwargsJSON)) with LayerNorm eps \(c.layerNormEps)"
+            )
         }
     }
 }

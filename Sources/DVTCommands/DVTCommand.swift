@@ -16,12 +16,16 @@ public struct DVTCommand: ParsableCommand {
         commandName: "dvt",
         abstract: "Remove position artifacts from Vision Transformer features (DVT and SRT), on the CPU.",
         discussion: """
-        Every command that builds a ViT takes either --weights FILE (a timm checkpoint: .safetensors or .pth) \
-        or --random-init SEED (seeded random weights, for demos and tests only: features from \
-        random weights mean nothing, and every output says so).
-        """,
+            Every command that builds a ViT takes either --weights FILE (a timm checkpoint: .safetensors or .pth) \
+            or --random-init SEED (seeded random weights, for demos and tests only: features from \
+            random weights mean nothing, and every output says so).
+            """,
         version: DVTVersion.string,
-        subcommands: [Run.self, ProbeCommand.self, SynthVOC.self, ConfigCommand.self, Models.self, EngineDemo.self, Extract.self, Stage1Command.self, Stage2.self, Finetune.self, Export.self, ExportExtractor.self, Convert.self, Denoise.self, SRTCommand.self, MetricsCommand.self, BenchCommand.self, DoctorCommand.self]
+        subcommands: [
+            Run.self, ProbeCommand.self, SynthVOC.self, ConfigCommand.self, Models.self, EngineDemo.self, Extract.self, Stage1Command.self,
+            Stage2.self, Finetune.self, Export.self, ExportExtractor.self, Convert.self, Denoise.self, SRTCommand.self, MetricsCommand.self,
+            BenchCommand.self, DoctorCommand.self,
+        ]
     )
 
     public init() {}

@@ -23,7 +23,8 @@ func doctorLines() -> [String] {
     let env = ProcessInfo.processInfo.environment
     lines.append("matmul: \(Backends.matmulBackend), threads: \(Parallel.threads) (\(Backends.matmulThreading) split)")
     lines.append("oneDNN fp32 kernel: \(Backends.oneDNNImplementation(m: 1370, n: 768, k: 768) ?? "none")")
-    lines.append("oneDNN bf16 kernel: \(Backends.oneDNNImplementation(m: 1370, n: 768, k: 768, bf16: true) ?? "none (this CPU has no bf16 matmul in oneDNN)")")
+    lines.append(
+        "oneDNN bf16 kernel: \(Backends.oneDNNImplementation(m: 1370, n: 768, k: 768, bf16: true) ?? "none (this CPU has no bf16 matmul in oneDNN)")")
     lines.append("softmax / GELU kernels: \(Backends.rowKernels)")
     lines.append("OPENBLAS_CORETYPE: \(env["OPENBLAS_CORETYPE"] ?? "unset"), DVT_GEMM: \(env["DVT_GEMM"] ?? "unset")")
     return lines

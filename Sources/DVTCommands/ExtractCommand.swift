@@ -31,8 +31,9 @@ extension DVTCommand {
         func run() throws {
             let model = try backbone.load()
             let items = try ImageSource.items(from: images, root: root)
-            var job = ExtractJob(model: model, layer: try model.resolveLayer(backbone.layer),
-                                 inputSize: backbone.inputSize(for: model), stride: backbone.stride)
+            var job = ExtractJob(
+                model: model, layer: try model.resolveLayer(backbone.layer),
+                inputSize: backbone.inputSize(for: model), stride: backbone.stride)
             job.batchSize = batchSize
             job.norm = !noNorm
             job.overwrite = overwrite

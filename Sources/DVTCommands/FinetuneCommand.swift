@@ -12,13 +12,13 @@ extension DVTCommand {
             commandName: "finetune",
             abstract: "Fine-tune the ViT towards its denoised (DVT stage 3) or SRT-ensembled features, and export it as a timm checkpoint.",
             discussion: """
-            Trains the ViT of `model`/`weights` on the images of data_list (resized to input_size, random flips) \
-            towards a frozen teacher computed on the fly: --teacher dvt = the pretrained ViT + the stage-2 denoiser \
-            (finetune.denoiser, default OUTPUT_DIR/stage2/denoiser.safetensors); --teacher srt = the ViT's own SRT \
-            ensemble (srt.* keys). The finetune.* keys (docs/finetune.md) default to each teacher's official recipe. \
-            Writes OUTPUT_DIR/finetune/: resolved.yaml, metrics.jsonl, checkpoints/, loss_curve.png and vit.safetensors \
-            (a timm state dict under timm's names; `dvt extract --weights` and timm load it).
-            """)
+                Trains the ViT of `model`/`weights` on the images of data_list (resized to input_size, random flips) \
+                towards a frozen teacher computed on the fly: --teacher dvt = the pretrained ViT + the stage-2 denoiser \
+                (finetune.denoiser, default OUTPUT_DIR/stage2/denoiser.safetensors); --teacher srt = the ViT's own SRT \
+                ensemble (srt.* keys). The finetune.* keys (docs/finetune.md) default to each teacher's official recipe. \
+                Writes OUTPUT_DIR/finetune/: resolved.yaml, metrics.jsonl, checkpoints/, loss_curve.png and vit.safetensors \
+                (a timm state dict under timm's names; `dvt extract --weights` and timm load it).
+                """)
 
         @Argument(help: "YAML configuration (docs/config.md lists every key).")
         var config: String
@@ -30,7 +30,10 @@ extension DVTCommand {
         var resume = false
         @Flag(help: "No progress lines.")
         var quiet = false
-        @Option(help: "fp32 or bf16 operands in the student's and teacher's products (config key precision; docs/precision.md); weights and AdamW state stay fp32.")
+        @Option(
+            help:
+                "fp32 or bf16 operands in the student's and teacher's products (config key precision; docs/precision.md); weights and AdamW state stay fp32."
+        )
         var precision: Precision?
         @OptionGroup var compute: ComputeOptions
 
@@ -41,8 +44,9 @@ extension DVTCommand {
         }
 
         func run() throws {
-            let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config),
-                                              overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
+            let cfg = try ConfigSchema.load(
+                file: URL(fileURLWithPath: config),
+                overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
             let outcome: FinetuneOutcome
             do { outcome = try FinetuneRunner.run(config: cfg, teacher: teacher, resume: resume, quiet: quiet) } catch {
                 Stage2Runner.abortOtherRanksIfParallel(after: error)  // one failing rank ends the MPI job
@@ -50,8 +54,10 @@ extension DVTCommand {
             }
             guard Stage2Runner.isRootProcess else { return }  // MPI ranks > 0 report nothing
             let s = outcome.summary
-            print(String(format: "finetune done (%@ teacher): %d steps, final loss %.5f, %.1f ms/step",
-                         outcome.recipe.teacher.rawValue as NSString, s.steps, s.finalLoss, s.msPerStep))
+            print(
+                String(
+                    format: "finetune done (%@ teacher): %d steps, final loss %.5f, %.1f ms/step",
+                    outcome.recipe.teacher.rawValue as NSString, s.steps, s.finalLoss, s.msPerStep))
             print("weights: \(outcome.exported.path)")
         }
     }

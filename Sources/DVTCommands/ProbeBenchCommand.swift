@@ -8,14 +8,15 @@ extension DVTCommand.BenchCommand {
     struct ProbeBench: ComputeCommand {
         static let configuration = CommandConfiguration(
             commandName: "probe",
-            abstract: "Planted segmentation: linear probes on raw, stage-1 and stage-2 features of planted cases as the artifact grows, against exact labels.",
+            abstract:
+                "Planted segmentation: linear probes on raw, stage-1 and stage-2 features of planted cases as the artifact grows, against exact labels.",
             discussion: """
-            For each --strengths value: TRAIN_CASES + VAL_CASES planted cases whose regions carry one of --classes \
-            classes, stage 1 and stage 2 as `dvt bench planted-stage2` runs them (the config's stage1.* and stage2.*), \
-            then one linear segmentation head per method trained on the training cases and scored on the rest. \
-            Prints artifact strength × method → mIoU (and the centred cosine to the truth, and the probe's training \
-            speed in maps/s); writes --json (default OUTPUT_DIR/probe/planted.json) with figures beside it.
-            """)
+                For each --strengths value: TRAIN_CASES + VAL_CASES planted cases whose regions carry one of --classes \
+                classes, stage 1 and stage 2 as `dvt bench planted-stage2` runs them (the config's stage1.* and stage2.*), \
+                then one linear segmentation head per method trained on the training cases and scored on the rest. \
+                Prints artifact strength × method → mIoU (and the centred cosine to the truth, and the probe's training \
+                speed in maps/s); writes --json (default OUTPUT_DIR/probe/planted.json) with figures beside it.
+                """)
 
         @OptionGroup var compute: ComputeOptions
         @Argument(help: "YAML configuration (stage1.*, stage2.*, seed, output_dir).") var config = "Configs/planted.yaml"
@@ -28,7 +29,10 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Classes shared by the cases' regions.") var classes = 5
         @Option(help: "Head training steps.") var probeIterations = 300
         @Option(help: "Stage-1 views per case besides the whole image.") var views = 96
-        @Option(help: "Feature channels of the planted cases. A linear head can project out a low-rank artifact when channels are many, so the effect shows at a few channels per artifact pattern.")
+        @Option(
+            help:
+                "Feature channels of the planted cases. A linear head can project out a low-rank artifact when channels are many, so the effect shows at a few channels per artifact pattern."
+        )
         var dim = 16
         @Option(help: "Where to write the table as JSON (default OUTPUT_DIR/probe/planted.json).") var json: String?
         @Flag(help: "Per-case progress lines.") var verbose = false
@@ -49,7 +53,8 @@ extension DVTCommand.BenchCommand {
             o.views = views
             o.dim = dim
             o.quiet = !verbose
-            let out = json.map { URL(fileURLWithPath: $0) }
+            let out =
+                json.map { URL(fileURLWithPath: $0) }
                 ?? URL(fileURLWithPath: c.settings.run.outputDir).appendingPathComponent("probe/planted.json")
             let rows = try PlantedProbeBench.run(config: c, options: o, json: out)
             print(PlantedProbeBench.table(rows), terminator: "")

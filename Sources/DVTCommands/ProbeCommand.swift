@@ -11,13 +11,13 @@ extension DVTCommand {
             commandName: "probe",
             abstract: "Downstream evaluation: DVT's linear probes (segmentation mIoU, depth RMSE) on frozen features of each method.",
             discussion: """
-            One head per method, trained on the train split's cached feature maps and evaluated on val: \
-            raw (the ViT), srt (SRT ensembles), stage1 (DVT stage 1, written into the run tree), stage2 \
-            (the run's denoiser) or the path of a denoiser file. Prints the method × metric table and \
-            writes OUTPUT_DIR/probe/<task>.json and OUTPUT_DIR/probe/visuals/. The default is a CPU-sized \
-            protocol (1000 steps of 8 maps); --official uses the official numbers (docs/probe.md). \
-            Example: dvt probe Configs/demo.yaml --task segmentation --dataset voc Datasets/synthetic-voc --methods raw,stage2
-            """)
+                One head per method, trained on the train split's cached feature maps and evaluated on val: \
+                raw (the ViT), srt (SRT ensembles), stage1 (DVT stage 1, written into the run tree), stage2 \
+                (the run's denoiser) or the path of a denoiser file. Prints the method × metric table and \
+                writes OUTPUT_DIR/probe/<task>.json and OUTPUT_DIR/probe/visuals/. The default is a CPU-sized \
+                protocol (1000 steps of 8 maps); --official uses the official numbers (docs/probe.md). \
+                Example: dvt probe Configs/demo.yaml --task segmentation --dataset voc Datasets/synthetic-voc --methods raw,stage2
+                """)
 
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var options: ConfigOptions
@@ -35,8 +35,9 @@ extension DVTCommand {
             o.overrides = extra
             let config = try o.resolve()
             let model = try loadBackbone(config)
-            let probe = try ProbeRun(config: config, model: model, task: task, dataset: dataset, root: root, methods: methods,
-                                     official: official ? true : nil)
+            let probe = try ProbeRun(
+                config: config, model: model, task: task, dataset: dataset, root: root, methods: methods,
+                official: official ? true : nil)
             let outcome = try probe.run()
             print(outcome.table, terminator: "")
             print("written: \(outcome.json.path)")

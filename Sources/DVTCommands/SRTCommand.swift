@@ -14,16 +14,16 @@ extension DVTCommand {
             commandName: "srt",
             abstract: "Stochastic Resonance Transformer: average the features of sub-token shifts of each image.",
             discussion: """
-            For every offset (i, j) in [-dy, dy] x [-dx, dx] pixels the image is translated (zero fill), \
-            its features are upsampled to pixels (nearest), translated back and averaged (or the median \
-            taken); the unshifted view counts twice as in the official SRT code unless --uniform. \
-            Writes OUT/<image path>.npy (H', W', C) float32 for every image, mirroring the input tree, \
-            and OUT/srt_run.json with the settings. Resolutions: token = the ViT token grid (the pixel \
-            map average-pooled over each token cell), fine = --scale-factor times the token grid, \
-            pixel = full resolution (token grid x stride). --fast computes token/fine mean outputs \
-            directly from the token maps (same numbers, much less work). Images that fail are \
-            reported, skipped and listed at the end, and the exit status is then 1.
-            """)
+                For every offset (i, j) in [-dy, dy] x [-dx, dx] pixels the image is translated (zero fill), \
+                its features are upsampled to pixels (nearest), translated back and averaged (or the median \
+                taken); the unshifted view counts twice as in the official SRT code unless --uniform. \
+                Writes OUT/<image path>.npy (H', W', C) float32 for every image, mirroring the input tree, \
+                and OUT/srt_run.json with the settings. Resolutions: token = the ViT token grid (the pixel \
+                map average-pooled over each token cell), fine = --scale-factor times the token grid, \
+                pixel = full resolution (token grid x stride). --fast computes token/fine mean outputs \
+                directly from the token maps (same numbers, much less work). Images that fail are \
+                reported, skipped and listed at the end, and the exit status is then 1.
+                """)
 
         enum Resolution: String, ExpressibleByArgument, CaseIterable { case token, fine, pixel }
         enum Aggregate: String, ExpressibleByArgument, CaseIterable { case mean, median }
@@ -83,8 +83,10 @@ extension DVTCommand {
             if items.isEmpty { throw ValidationError("no images found in \(images)") }
             let report = try job.run(items: items, outDir: URL(fileURLWithPath: out), showProgress: !quiet)
             let done = items.count - report.failures.count
-            print(String(format: "srt: %d of %d images written to %@ in %.1f s (%.2f s/image), %d views per image",
-                         done, items.count, out as NSString, report.seconds, report.seconds / Double(max(items.count, 1)), srt.shifts.count))
+            print(
+                String(
+                    format: "srt: %d of %d images written to %@ in %.1f s (%.2f s/image), %d views per image",
+                    done, items.count, out as NSString, report.seconds, report.seconds / Double(max(items.count, 1)), srt.shifts.count))
             if let seed = model.randomInitSeed { print(VisionTransformer.randomWeightsWarning(seed: seed)) }
             if !report.failures.isEmpty {
                 print("\(report.failures.count) image(s) failed and were skipped:")

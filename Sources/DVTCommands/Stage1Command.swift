@@ -39,9 +39,10 @@ struct ConfigOptions: ParsableArguments {
 
 /// Builds the ViT a config names, announcing random weights loudly.
 func loadBackbone(_ c: ResolvedConfig) throws -> VisionTransformer {
-    try loadViT(arch: c.settings.run.model, weights: c.settings.run.weights, randomInit: c.settings.run.randomInit.map { UInt64($0) },
-                precision: c.settings.run.precision,
-                resample: PositionResampling(setting: c.settings.run.posEmbedResample.rawValue))
+    try loadViT(
+        arch: c.settings.run.model, weights: c.settings.run.weights, randomInit: c.settings.run.randomInit.map { UInt64($0) },
+        precision: c.settings.run.precision,
+        resample: PositionResampling(setting: c.settings.run.posEmbedResample.rawValue))
 }
 
 extension DVTCommand {
@@ -50,11 +51,11 @@ extension DVTCommand {
             commandName: "stage1",
             abstract: "DVT stage 1: per-image decomposition into clean features F, shared artifacts G and residual h.",
             discussion: """
-            Writes OUT/raw_features/<model>/<rel>.npy and OUT/denoised_features/<model>/<rel>.npy, (H, W, C) float32, \
-            one pair per image, plus stage1_manifest.jsonl. Images whose outputs exist are skipped, so a killed job \
-            can simply be rerun. Shard with --shard K/N, or under Slurm arrays (SLURM_ARRAY_TASK_ID/COUNT) or \
-            Kubernetes indexed jobs (JOB_COMPLETION_INDEX with DVT_NUM_SHARDS).
-            """)
+                Writes OUT/raw_features/<model>/<rel>.npy and OUT/denoised_features/<model>/<rel>.npy, (H, W, C) float32, \
+                one pair per image, plus stage1_manifest.jsonl. Images whose outputs exist are skipped, so a killed job \
+                can simply be rerun. Shard with --shard K/N, or under Slurm arrays (SLURM_ARRAY_TASK_ID/COUNT) or \
+                Kubernetes indexed jobs (JOB_COMPLETION_INDEX with DVT_NUM_SHARDS).
+                """)
 
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var options: ConfigOptions
@@ -62,7 +63,8 @@ extension DVTCommand {
         @Option(help: "First image index of this run (after sharding).") var start = 0
         @Option(help: "Number of images of this run (default: all).") var count: Int?
         @Option(help: "This process's shard, K/N (0-based).") var shard: String?
-        @Option(help: "Fit a precomputed feature file instead of images (safetensors with raw (V+1,H,W,C) and coords (V+1,H,W,2), the planted layout).")
+        @Option(
+            help: "Fit a precomputed feature file instead of images (safetensors with raw (V+1,H,W,C) and coords (V+1,H,W,2), the planted layout).")
         var features: String?
 
         func validate() throws {
@@ -97,7 +99,10 @@ extension DVTCommand {
             let r = try Stage1FeatureFile.run(URL(fileURLWithPath: path), config: config)
             print(String(format: "stage1 on %@: final loss %.5f, %.2f ms/step; outputs under %@", path, r.finalLoss, r.msPerStep, r.output.path))
             if let g = r.groundTruth {
-                print(String(format: "ground truth: centred cosine raw %.4f, denoised %.4f; artifact cosine %.4f", g.rawVsClean, g.denoisedVsClean, g.learntArtifactVsPlanted ?? .nan))
+                print(
+                    String(
+                        format: "ground truth: centred cosine raw %.4f, denoised %.4f; artifact cosine %.4f", g.rawVsClean, g.denoisedVsClean,
+                        g.learntArtifactVsPlanted ?? .nan))
             }
         }
     }

@@ -14,16 +14,16 @@ extension DVTCommand.BenchCommand {
             commandName: "stage1-quality",
             abstract: "A fast stage-1 recipe against the official one (seeds 0 and 1) on the same views: cost and agreement of F and G.",
             discussion: """
-            Runs the official recipe with seeds 0 and 1 and the fast recipe with seed 0 on the same views of each case, \
-            at a budget (default the planted budget: PlantedBench's 8 levels, 2^16, finest 256, 3000 steps, over \
-            DVT's defaults; change it with --budget-set), the fast recipe scaled from --fast and --official (views and \
-            steps by their ratio, table keys by their difference; docs/speed.md). Cases: planted files (--planted, \
-            scored against the truth too) or photos (--images, through --arch with --weights at --size, --views \
-            views). Prints one row per run: views, steps, forward / fit / total seconds, centred cosine of F and G \
-            against the official seed 0, and for planted cases against the truth; then per case whether the fast \
-            recipe passes (F and G agreement >= the official seed 1's − 0.005; planted cosines within 0.002 of \
-            the official seed 0's) and the cost ratio.
-            """)
+                Runs the official recipe with seeds 0 and 1 and the fast recipe with seed 0 on the same views of each case, \
+                at a budget (default the planted budget: PlantedBench's 8 levels, 2^16, finest 256, 3000 steps, over \
+                DVT's defaults; change it with --budget-set), the fast recipe scaled from --fast and --official (views and \
+                steps by their ratio, table keys by their difference; docs/speed.md). Cases: planted files (--planted, \
+                scored against the truth too) or photos (--images, through --arch with --weights at --size, --views \
+                views). Prints one row per run: views, steps, forward / fit / total seconds, centred cosine of F and G \
+                against the official seed 0, and for planted cases against the truth; then per case whether the fast \
+                recipe passes (F and G agreement >= the official seed 1's − 0.005; planted cosines within 0.002 of \
+                the official seed 0's) and the cost ratio.
+                """)
         @OptionGroup var compute: ComputeOptions
         @Option(help: "Official recipe config.") var official = "Configs/dvt-default.yaml"
         @Option(help: "Fast recipe config.") var fast = "Configs/dvt-fast.yaml"
@@ -37,8 +37,12 @@ extension DVTCommand.BenchCommand {
         var budgetSet: [String] = []
         @Option(help: "A stage1.* setting applied to the scaled fast recipe only (for sweeps): --fast-set stage1.pixel_bsz=1024")
         var fastSet: [String] = []
-        @Option(parsing: .upToNextOption, help: "Sweep: views of the fast recipe at the budget instead of the scaled count (several: one fast run each, crossed with --fast-steps).") var fastViews: [Int] = []
-        @Option(parsing: .upToNextOption, help: "Sweep: steps of the fast recipe at the budget instead of the scaled count (warmup a tenth).") var fastSteps: [Int] = []
+        @Option(
+            parsing: .upToNextOption,
+            help: "Sweep: views of the fast recipe at the budget instead of the scaled count (several: one fast run each, crossed with --fast-steps)."
+        ) var fastViews: [Int] = []
+        @Option(parsing: .upToNextOption, help: "Sweep: steps of the fast recipe at the budget instead of the scaled count (warmup a tenth).")
+        var fastSteps: [Int] = []
         @Option(help: "Operand precision of the fit's products.") var precision: Precision = .fp32
 
         func validate() throws {
@@ -62,10 +66,13 @@ extension DVTCommand.BenchCommand {
                 cases.append((URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent, d.raw, d.coords, 0, d))
             }
             if !images.isEmpty {
-                let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: official), overrides: [
-                    "model=\(arch)", weights.map { "weights=\($0)" } ?? "weights=null", "random_init=\(weights == nil ? "0" : "null")",
-                    "input_size=[\(size), \(size)]", "stage1.num_views=\(views)", "stride_size=null",
-                    "output_dir=\(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-quality").path)"])
+                let cfg = try ConfigSchema.load(
+                    file: URL(fileURLWithPath: official),
+                    overrides: [
+                        "model=\(arch)", weights.map { "weights=\($0)" } ?? "weights=null", "random_init=\(weights == nil ? "0" : "null")",
+                        "input_size=[\(size), \(size)]", "stage1.num_views=\(views)", "stride_size=null",
+                        "output_dir=\(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-quality").path)",
+                    ])
                 let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: weights == nil ? 0 : nil)
                 model.precision = precision
                 for image in images {
@@ -95,14 +102,17 @@ extension DVTCommand.BenchCommand {
                         recipes.append(.init(label: label, settings: f, views: v, seed: 0))
                     }
                 }
-                let rows = try Stage1QualityBench.compare(caseName: c.name, raw: c.raw, coords: c.coords, recipes: recipes,
-                                                          precision: precision, forwardSecondsPerView: c.perView, truth: c.truth,
-                                                          log: { print($0) })
+                let rows = try Stage1QualityBench.compare(
+                    caseName: c.name, raw: c.raw, coords: c.coords, recipes: recipes,
+                    precision: precision, forwardSecondsPerView: c.perView, truth: c.truth,
+                    log: { print($0) })
                 for fast in rows.dropFirst(2) {
                     let pass = Stage1QualityBench.passes(fast: fast, seed1: rows[1], seed0: rows[0])
                     allPass = allPass && pass
-                    print(String(format: "%@ %@: %@ (cost %.3f of official s0)", c.name as NSString, fast.recipe as NSString,
-                                 pass ? "PASSES" : "FAILS", fast.costSeconds / rows[0].costSeconds))
+                    print(
+                        String(
+                            format: "%@ %@: %@ (cost %.3f of official s0)", c.name as NSString, fast.recipe as NSString,
+                            pass ? "PASSES" : "FAILS", fast.costSeconds / rows[0].costSeconds))
                 }
             }
             print("all cases: \(allPass ? "fast recipe within the official seed-to-seed agreement" : "fast recipe FAILS on some case")")

@@ -16,10 +16,10 @@ extension DVTCommand {
             commandName: "stage2",
             abstract: "Train DVT's generalizable denoiser on the feature pairs of stage 1 (or SRT).",
             discussion: """
-            Reads OUTPUT_DIR/raw_features/<model>/<image>.npy and OUTPUT_DIR/denoised_features/<model>/<image>.npy \
-            (or srt_features with stage2.targets=srt) for the images of data_list (and val_list for validation). \
-            Writes OUTPUT_DIR/stage2/: resolved.yaml, metrics.jsonl, checkpoints/, denoiser.safetensors, loss_curve.png.
-            """)
+                Reads OUTPUT_DIR/raw_features/<model>/<image>.npy and OUTPUT_DIR/denoised_features/<model>/<image>.npy \
+                (or srt_features with stage2.targets=srt) for the images of data_list (and val_list for validation). \
+                Writes OUTPUT_DIR/stage2/: resolved.yaml, metrics.jsonl, checkpoints/, denoiser.safetensors, loss_curve.png.
+                """)
 
         @Argument(help: "YAML configuration (docs/config.md lists every key).")
         var config: String
@@ -34,8 +34,9 @@ extension DVTCommand {
         @OptionGroup var compute: ComputeOptions
 
         func run() throws {
-            let cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config),
-                                            overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
+            let cfg = try ConfigSchema.load(
+                file: URL(fileURLWithPath: config),
+                overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
             let outcome: Stage2Outcome
             do { outcome = try Stage2Runner.run(config: cfg, resume: resume, quiet: quiet) } catch {
                 Stage2Runner.abortOtherRanksIfParallel(after: error)
@@ -57,13 +58,21 @@ extension DVTCommand {
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "export",
-            abstract: "Write a denoiser in the official DVT layout (pos_embed, denoiser.*) as safetensors or an official .pth, or as an ONNX graph (docs/formats.md).")
+            abstract:
+                "Write a denoiser in the official DVT layout (pos_embed, denoiser.*) as safetensors or an official .pth, or as an ONNX graph (docs/formats.md)."
+        )
 
-        @Argument(help: "A stage-2 checkpoint (OUTPUT_DIR/stage2/checkpoints/*.safetensors), or any denoiser file --denoiser reads (an exported .safetensors, an official .pth).")
+        @Argument(
+            help:
+                "A stage-2 checkpoint (OUTPUT_DIR/stage2/checkpoints/*.safetensors), or any denoiser file --denoiser reads (an exported .safetensors, an official .pth)."
+        )
         var checkpoint: String
         @Option(help: "Output file.")
         var out: String
-        @Option(help: "safetensors, pth ({\"denoiser\": state dict} for the official code, torch.load(path, weights_only=True)), or onnx (opset 18: features (B, H, W, C) -> denoised, any H, W). Default: from the --out extension (.onnx, .pth/.pt, else safetensors).")
+        @Option(
+            help:
+                "safetensors, pth ({\"denoiser\": state dict} for the official code, torch.load(path, weights_only=True)), or onnx (opset 18: features (B, H, W, C) -> denoised, any H, W). Default: from the --out extension (.onnx, .pth/.pt, else safetensors)."
+        )
         var format: String?
 
         func run() throws {
@@ -71,7 +80,9 @@ extension DVTCommand {
             let fmt = try DenoiserExport.format(for: out, explicit: format)
             let d = try DenoiserExport.run(source: URL(fileURLWithPath: checkpoint), out: out, format: fmt, toolkit: "dvt \(DVTVersion.string)")
             let c = d.config
-            print("wrote \(out.path) (\(fmt.rawValue)): \(c.numBlocks) block(s), C \(c.dim), grid \(c.gridHeight)x\(c.gridWidth), pos_embed \(c.enablePE ? "on" : "off"), \(d.parameterCount) parameters")
+            print(
+                "wrote \(out.path) (\(fmt.rawValue)): \(c.numBlocks) block(s), C \(c.dim), grid \(c.gridHeight)x\(c.gridWidth), pos_embed \(c.enablePE ? "on" : "off"), \(d.parameterCount) parameters"
+            )
         }
     }
 
@@ -79,13 +90,14 @@ extension DVTCommand {
     struct ExportExtractor: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "export-extractor",
-            abstract: "Write one ONNX graph from an image to its denoised ViT features: normalisation, patch embedding, blocks up to --layer, final norm, denoiser (docs/formats.md).",
+            abstract:
+                "Write one ONNX graph from an image to its denoised ViT features: normalisation, patch embedding, blocks up to --layer, final norm, denoiser (docs/formats.md).",
             discussion: """
-            The graph's input `image` is (B, 3, H, W) float32 RGB in [0, 1], already resized (dvt resizes with \
-            Pillow's bicubic before the network); outputs `denoised` and `raw_features`, (B, Gh, Gw, C). \
-            --size fixes H and W in the graph; without it they are dynamic. Families with rotary position \
-            embeddings (EVA-02, DINOv3) are refused.
-            """)
+                The graph's input `image` is (B, 3, H, W) float32 RGB in [0, 1], already resized (dvt resizes with \
+                Pillow's bicubic before the network); outputs `denoised` and `raw_features`, (B, Gh, Gw, C). \
+                --size fixes H and W in the graph; without it they are dynamic. Families with rotary position \
+                embeddings (EVA-02, DINOv3) are refused.
+                """)
 
         @OptionGroup var backbone: BackboneOptions
         @Option(help: "Denoiser weights: a stage-2 checkpoint, an exported .safetensors, or an official .pth.")
@@ -95,11 +107,14 @@ extension DVTCommand {
 
         func run() throws {
             let vit = try backbone.load()
-            let job = ExtractorExport(model: vit, weights: backbone.weights.map { URL(fileURLWithPath: $0) }, layer: try vit.resolveLayer(backbone.layer),
-                                      stride: backbone.stride, inputSize: backbone.size.count == 2 ? (backbone.size[0], backbone.size[1]) : nil,
-                                      denoiserFile: URL(fileURLWithPath: denoiser))
+            let job = ExtractorExport(
+                model: vit, weights: backbone.weights.map { URL(fileURLWithPath: $0) }, layer: try vit.resolveLayer(backbone.layer),
+                stride: backbone.stride, inputSize: backbone.size.count == 2 ? (backbone.size[0], backbone.size[1]) : nil,
+                denoiserFile: URL(fileURLWithPath: denoiser))
             let d = try job.run(out: URL(fileURLWithPath: out), toolkit: "dvt \(DVTVersion.string)")
-            print("wrote \(out) (onnx): \(vit.config.name) blocks 0...\(job.layer) + denoiser (C \(d.config.dim), grid \(d.config.gridHeight)x\(d.config.gridWidth))")
+            print(
+                "wrote \(out) (onnx): \(vit.config.name) blocks 0...\(job.layer) + denoiser (C \(d.config.dim), grid \(d.config.gridHeight)x\(d.config.gridWidth))"
+            )
             if let seed = vit.randomInitSeed { print(VisionTransformer.randomWeightsWarning(seed: seed)) }
         }
     }
@@ -110,10 +125,10 @@ extension DVTCommand {
             commandName: "denoise",
             abstract: "Denoise ViT features of new images (--images) or saved (H, W, C) feature maps (--features) with a trained denoiser.",
             discussion: """
-            Outputs mirror the input tree: OUT/<relative path>.npy, each (H, W, C) float32. Images or maps \
-            that cannot be read are reported, listed at the end, and make the exit status nonzero. \
-            --vis adds OUT/vis/<relative path>.png: [image |] raw PCA | denoised PCA | raw norms | denoised norms.
-            """)
+                Outputs mirror the input tree: OUT/<relative path>.npy, each (H, W, C) float32. Images or maps \
+                that cannot be read are reported, listed at the end, and make the exit status nonzero. \
+                --vis adds OUT/vis/<relative path>.png: [image |] raw PCA | denoised PCA | raw norms | denoised norms.
+                """)
 
         @Option(help: "Denoiser weights: .safetensors (official DVT layout, e.g. from `dvt export`) or an official .pth checkpoint.")
         var denoiser: String
@@ -150,14 +165,18 @@ extension DVTCommand {
             if let images {
                 let vit = try backbone.load()
                 let trained = try WeightFiles.metadata(URL(fileURLWithPath: denoiser))["vit_model"]
-                report = try job.run(images: try ImageSource.items(from: images, root: dataRoot),
-                                     backbone: .init(model: vit, layer: try vit.resolveLayer(backbone.layer), inputSize: try backbone.checkedInputSize(for: vit, batch: batch),
-                                                     stride: backbone.stride, trainedOn: trained))
+                report = try job.run(
+                    images: try ImageSource.items(from: images, root: dataRoot),
+                    backbone: .init(
+                        model: vit, layer: try vit.resolveLayer(backbone.layer), inputSize: try backbone.checkedInputSize(for: vit, batch: batch),
+                        stride: backbone.stride, trainedOn: trained))
             } else {
                 report = try job.run(features: URL(fileURLWithPath: features!))
             }
-            print(String(format: "denoised %d maps into %@ (%.2f maps/s, %@)", report.written, job.output.path,
-                         report.seconds > 0 ? Double(report.written) / report.seconds : 0, backbone.precision.rawValue))
+            print(
+                String(
+                    format: "denoised %d maps into %@ (%.2f maps/s, %@)", report.written, job.output.path,
+                    report.seconds > 0 ? Double(report.written) / report.seconds : 0, backbone.precision.rawValue))
             if !report.failures.isEmpty {
                 var msg = "\(report.failures.count) input(s) could not be processed:\n"
                 for f in report.failures { msg += "  \(f.image): \(f.error)\n" }

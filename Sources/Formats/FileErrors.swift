@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,8 +42,10 @@ public enum FileErrors {
                 }
                 return foundationMessage(path, error) ?? error
             case let kind:
-                return PathError(p == path ? "cannot write \(path): it is \(kind.noun), and a folder is needed here"
-                                           : "cannot write \(path): \(p) is \(kind.noun), not a folder")
+                return PathError(
+                    p == path
+                        ? "cannot write \(path): it is \(kind.noun), and a folder is needed here"
+                        : "cannot write \(path): \(p) is \(kind.noun), not a folder")
             }
         }
         return foundationMessage(path, error) ?? error
@@ -52,7 +55,8 @@ public enum FileErrors {
     public static func describe(_ error: Error) -> Error {
         let ns = error as NSError
         guard ns.domain == NSCocoaErrorDomain else { return error }
-        let path = (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+        let path =
+            (ns.userInfo[NSFilePathErrorKey] as? String) ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
             ?? (ns.userInfo["NSURL"] as? URL)?.path
         guard let path else { return foundationMessage(nil, error) ?? error }
         return diagnose(path, error)
@@ -64,7 +68,7 @@ public enum FileErrors {
         let what = path ?? "a file"
         switch ns.code {
         case CocoaError.fileWriteNoPermission.rawValue, CocoaError.fileReadNoPermission.rawValue,
-             CocoaError.fileWriteVolumeReadOnly.rawValue:
+            CocoaError.fileWriteVolumeReadOnly.rawValue:
             return PathError("cannot write \(what): permission denied")
         case CocoaError.fileWriteOutOfSpace.rawValue:
             return PathError("cannot write \(what): no space left on device")

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,8 +43,10 @@ public enum FileKind: Equatable, Sendable {
     }
 
     /// Throws `makeError(message)` unless `path` is a regular file; returns its size.
-    public static func requireRegular(_ path: String, what: String,
-                                      _ makeError: (String) -> Error) throws -> Int {
+    public static func requireRegular(
+        _ path: String, what: String,
+        _ makeError: (String) -> Error
+    ) throws -> Int {
         switch of(path) {
         case .regular(let size): return size
         case .missing: throw makeError("cannot read \(what) \(path): no such file")

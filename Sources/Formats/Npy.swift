@@ -244,7 +244,11 @@ struct NpyHeaderParser {
     private mutating func parseShape() throws -> [Int] {
         skipSpace()
         let close: Character
-        if tryConsume("(") { close = ")" } else if tryConsume("[") { close = "]" } else {
+        if tryConsume("(") {
+            close = ")"
+        } else if tryConsume("[") {
+            close = "]"
+        } else {
             throw NpyHeaderError(message: "shape must be a tuple")
         }
         var dims: [Int] = []

@@ -177,7 +177,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 throw fail("unsupported dtype \"\(dtypeName)\"", key: key, shape: shape)
             }
             guard case .array(let offs)? = info["data_offsets"], offs.count == 2,
-                  case .integer(let begin) = offs[0], case .integer(let end) = offs[1] else {
+                case .integer(let begin) = offs[0], case .integer(let end) = offs[1]
+            else {
                 throw fail("\"data_offsets\" must be an array of two integers", key: key, shape: shape)
             }
             guard begin >= 0, begin <= end, end <= dataLength else {
@@ -192,7 +193,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
             let (nbytes, o) = count.multipliedReportingOverflow(by: dtype.byteSize)
             guard !o else { throw fail("byte size overflows", key: key, shape: shape) }
             guard nbytes == end - begin else {
-                throw fail("\(dtype.rawValue) × \(count) elements = \(nbytes) bytes, but data_offsets [\(begin), \(end)] span \(end - begin)", key: key, shape: shape)
+                throw fail(
+                    "\(dtype.rawValue) × \(count) elements = \(nbytes) bytes, but data_offsets [\(begin), \(end)] span \(end - begin)", key: key,
+                    shape: shape)
             }
             entries[key] = SafeTensorsEntry(key: key, dtype: dtype, shape: shape, dataRange: begin..<end)
         }
@@ -207,15 +210,17 @@ public final class SafeTensorsFile: @unchecked Sendable {
         var covered = 0
         for e in sorted {
             guard e.dataRange.lowerBound == covered else {
-                throw fail("data section has a gap of \(e.dataRange.lowerBound - covered) bytes before this tensor "
-                           + "(offsets must cover the data section without holes; corrupt or misaligned header?)",
-                           key: e.key, shape: e.shape)
+                throw fail(
+                    "data section has a gap of \(e.dataRange.lowerBound - covered) bytes before this tensor "
+                        + "(offsets must cover the data section without holes; corrupt or misaligned header?)",
+                    key: e.key, shape: e.shape)
             }
             covered = e.dataRange.upperBound
         }
         guard covered == dataLength else {
-            throw fail("tensors cover \(covered) bytes but the data section after the \(headerLength)-byte header has "
-                       + "\(dataLength) (header length field off, or bytes appended/truncated?)")
+            throw fail(
+                "tensors cover \(covered) bytes but the data section after the \(headerLength)-byte header has "
+                    + "\(dataLength) (header length field off, or bytes appended/truncated?)")
         }
         self.metadata = metadata
         self.entries = entries
@@ -224,8 +229,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
     private func entry(_ key: String) throws -> SafeTensorsEntry {
         guard let e = entries[key] else {
             let known = keys.prefix(8).joined(separator: ", ")
-            throw SafeTensorsError(path: path, key: key, shape: nil,
-                                   message: "no such tensor (file has \(entries.count): \(known)\(entries.count > 8 ? ", …" : ""))")
+            throw SafeTensorsError(
+                path: path, key: key, shape: nil,
+                message: "no such tensor (file has \(entries.count): \(known)\(entries.count > 8 ? ", …" : ""))")
         }
         return e
     }
@@ -240,8 +246,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public func tensor(_ key: String) throws -> Tensor {
         let e = try entry(key)
         guard e.dtype.convertsToFloat else {
-            throw SafeTensorsError(path: path, key: key, shape: e.shape,
-                                   message: "unsupported dtype \(e.dtype.rawValue) (readable dtypes: F32, F16, BF16, F64, U8, I8, U16, I16)")
+            throw SafeTensorsError(
+                path: path, key: key, shape: e.shape,
+                message: "unsupported dtype \(e.dtype.rawValue) (readable dtypes: F32, F16, BF16, F64, U8, I8, U16, I16)")
         }
         return Tensor.decoding(bytes, at: dataStart + e.dataRange.lowerBound, as: e.dtype.stored!, shape: e.shape)
     }
@@ -291,11 +298,14 @@ public enum SafeTensors {
         var offset = 0
         for key in tensors.keys.sorted() {
             if key == "__metadata__" {
-                throw SafeTensorsError(path: path, key: key, shape: tensors[key]!.shape, message: "\"__metadata__\" is reserved and cannot name a tensor")
+                throw SafeTensorsError(
+                    path: path, key: key, shape: tensors[key]!.shape, message: "\"__metadata__\" is reserved and cannot name a tensor")
             }
             let t = tensors[key]!
             let n = t.count * 4
-            parts.append("\(jsonQuoted(key)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + n)]}")
+            parts.append(
+                "\(jsonQuoted(key)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + n)]}"
+            )
             offset += n
         }
         var bytes = Array("{\(parts.joined(separator: ","))}".utf8)

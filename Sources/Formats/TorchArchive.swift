@@ -48,7 +48,9 @@ public final class TorchArchive: @unchecked Sendable {
         var root = PickleValue.none
         do {
             if buf.count >= 14, buf.bytes(0..<14) == Self.legacyMagic {
-                throw fail("a legacy torch.save file (the pre-1.6 format: a bare pickle stream, not a zip archive); it is not read. Re-save it with a current PyTorch: torch.save(torch.load(f, weights_only=True), \"new.pth\"), or convert it to safetensors")
+                throw fail(
+                    "a legacy torch.save file (the pre-1.6 format: a bare pickle stream, not a zip archive); it is not read. Re-save it with a current PyTorch: torch.save(torch.load(f, weights_only=True), \"new.pth\"), or convert it to safetensors"
+                )
             }
             if buf.count >= 262, buf.bytes(257..<262) == Array("ustar".utf8) {
                 throw fail("a tar archive: the oldest (torch < 0.4) torch.save format, which is not read; re-save it with a current PyTorch")
@@ -59,8 +61,10 @@ public final class TorchArchive: @unchecked Sendable {
             entries = try TorchZip.entries(buf, fail: fail)
             let pickles = entries.keys.filter { $0.hasSuffix("/data.pkl") && $0.split(separator: "/", omittingEmptySubsequences: false).count == 2 }
             guard pickles.count == 1, let pkl = pickles.first else {
-                throw fail(pickles.isEmpty ? "zip archive without a <name>/data.pkl record: not a torch.save checkpoint (a TorchScript or .npz archive?)"
-                           : "zip archive with \(pickles.count) data.pkl records")
+                throw fail(
+                    pickles.isEmpty
+                        ? "zip archive without a <name>/data.pkl record: not a torch.save checkpoint (a TorchScript or .npz archive?)"
+                        : "zip archive with \(pickles.count) data.pkl records")
             }
             prefix = String(pkl.dropLast("data.pkl".count))
             if let order = entries[prefix + "byteorder"] {
@@ -69,14 +73,19 @@ public final class TorchArchive: @unchecked Sendable {
             }
             let pickle = buf.bytes(try TorchZip.checkedRange(buf, entries[pkl]!, fail: fail))
             let known = entries, dir = prefix
-            root = try RestrictedUnpickler(bytes: pickle, storage: { dtype, key, count in
-                let name = dir + "data/" + key
-                guard let e = known[name] else { throw fail("the pickle declares storage \"\(key)\" but the archive has no record \(name)") }
-                let (n, o) = count.multipliedReportingOverflow(by: dtype.byteSize)
-                guard !o, n == e.size else {
-                    throw fail("storage \"\(key)\" declares \(count) × \(dtype.rawValue) (\(o ? "overflow" : "\(n) bytes")) but its record holds \(e.size) bytes")
-                }
-            }, fail: fail).run()
+            root = try RestrictedUnpickler(
+                bytes: pickle,
+                storage: { dtype, key, count in
+                    let name = dir + "data/" + key
+                    guard let e = known[name] else { throw fail("the pickle declares storage \"\(key)\" but the archive has no record \(name)") }
+                    let (n, o) = count.multipliedReportingOverflow(by: dtype.byteSize)
+                    guard !o, n == e.size else {
+                        throw fail(
+                            "storage \"\(key)\" declares \(count) × \(dtype.rawValue) (\(o ? "overflow" : "\(n) bytes")) but its record holds \(e.size) bytes"
+                        )
+                    }
+                }, fail: fail
+            ).run()
         }
         self.entries = entries
         self.prefix = prefix
@@ -119,4 +128,3 @@ public final class TorchArchive: @unchecked Sendable {
         return out
     }
 }
-

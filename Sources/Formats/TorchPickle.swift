@@ -139,7 +139,7 @@ struct RestrictedUnpickler {
     final class DictBox { var keys: [Item] = []; var values: [Item] = []; var height = 1; var placed = false }
 
     indirect enum Item {
-        case value(PickleValue)   // scalars, strings, tensors
+        case value(PickleValue)  // scalars, strings, tensors
         case tuple([Item], height: Int)
         case list(ListBox)
         case dict(DictBox)
@@ -210,7 +210,9 @@ struct RestrictedUnpickler {
         /// after `contain` sealed the new children, so appending a list to itself is refused too).
         func mayChange(_ placed: Bool, at: Int) throws {
             guard !placed else {
-                throw fail("data.pkl changes a list or dict at byte \(at) after placing it inside another container (a self-referencing structure); not a state dict, refused")
+                throw fail(
+                    "data.pkl changes a list or dict at byte \(at) after placing it inside another container (a self-referencing structure); not a state dict, refused"
+                )
             }
         }
         func need(_ n: Int) throws -> [UInt8] {
@@ -253,23 +255,23 @@ struct RestrictedUnpickler {
                 guard stack.count == 1 else { throw fail("pickle stops with \(stack.count) values on the stack, expected 1") }
                 var nodes = 0
                 return try plain(stack[0], depth: 0, nodes: &nodes)
-            case 0x28: try push(.mark)                                        // MARK
-            case 0x30: _ = try pop()                                          // POP
-            case 0x31: _ = try popToMark()                                    // POP_MARK
-            case 0x32: let v = try pop(); try push(v); try push(v)            // DUP
-            case 0x4E: try push(.value(.none))                                // NONE
-            case 0x88: try push(.value(.bool(true)))                          // NEWTRUE
-            case 0x89: try push(.value(.bool(false)))                         // NEWFALSE
-            case 0x4B: try push(.value(.int(Int(try le(1)))))                 // BININT1
-            case 0x4D: try push(.value(.int(Int(try le(2)))))                 // BININT2
+            case 0x28: try push(.mark)  // MARK
+            case 0x30: _ = try pop()  // POP
+            case 0x31: _ = try popToMark()  // POP_MARK
+            case 0x32: let v = try pop(); try push(v); try push(v)  // DUP
+            case 0x4E: try push(.value(.none))  // NONE
+            case 0x88: try push(.value(.bool(true)))  // NEWTRUE
+            case 0x89: try push(.value(.bool(false)))  // NEWFALSE
+            case 0x4B: try push(.value(.int(Int(try le(1)))))  // BININT1
+            case 0x4D: try push(.value(.int(Int(try le(2)))))  // BININT2
             case 0x4A: try push(.value(.int(Int(Int32(truncatingIfNeeded: try le(4))))))  // BININT
-            case 0x8A, 0x8B:                                                  // LONG1, LONG4
+            case 0x8A, 0x8B:  // LONG1, LONG4
                 let n = Int(try le(op == 0x8A ? 1 : 4))
                 guard n <= 8 else { throw fail("integer of \(n) bytes at byte \(at) does not fit 64 bits") }
                 var v = try le(n)
                 if n > 0, n < 8, v & (1 << (8 * n - 1)) != 0 { v |= ~0 << (8 * n) }  // sign-extend
                 try push(.value(.int(Int(Int64(bitPattern: v)))))
-            case 0x47:                                                        // BINFLOAT (big-endian)
+            case 0x47:  // BINFLOAT (big-endian)
                 let b = try need(8)
                 var bits: UInt64 = 0
                 for i in 0..<8 { bits = bits << 8 | UInt64(b[i]) }
@@ -277,32 +279,34 @@ struct RestrictedUnpickler {
             case 0x58: try push(.value(.string(try string(Int(try le(4))))))  // BINUNICODE
             case 0x55: try push(.value(.string(try string(Int(try le(1))))))  // SHORT_BINSTRING
             case 0x54: try push(.value(.string(try string(Int(Int32(truncatingIfNeeded: try le(4)))))))  // BINSTRING
-            case 0x29: try push(.tuple([], height: 1))                        // EMPTY_TUPLE
+            case 0x29: try push(.tuple([], height: 1))  // EMPTY_TUPLE
             case 0x74: let t = try popToMark(); try push(.tuple(t, height: try contain(t, at: at)))  // TUPLE
-            case 0x85, 0x86, 0x87:                                            // TUPLE1-3
+            case 0x85, 0x86, 0x87:  // TUPLE1-3
                 let n = Int(op - 0x84)
                 var items: [Item] = []
                 for _ in 0..<n { items.insert(try pop(), at: 0) }
                 try push(.tuple(items, height: try contain(items, at: at)))
-            case 0x5D: try push(.list(ListBox()))                             // EMPTY_LIST
-            case 0x6C:                                                        // LIST
+            case 0x5D: try push(.list(ListBox()))  // EMPTY_LIST
+            case 0x6C:  // LIST
                 let l = ListBox()
                 l.items = try popToMark()
                 l.height = try contain(l.items, at: at)
                 try push(.list(l))
-            case 0x61, 0x65:                                                  // APPEND, APPENDS
+            case 0x61, 0x65:  // APPEND, APPENDS
                 let items = op == 0x61 ? [try pop()] : try popToMark()
                 guard case .list(let l)? = stack.last else { throw fail("APPEND at byte \(at) onto a non-list") }
                 let h = try contain(items, at: at)
                 try mayChange(l.placed, at: at)
                 l.height = max(l.height, h)
                 l.items += items
-            case 0x7D: try push(.dict(DictBox()))                             // EMPTY_DICT
-            case 0x64, 0x73, 0x75:                                            // DICT, SETITEM, SETITEMS
+            case 0x7D: try push(.dict(DictBox()))  // EMPTY_DICT
+            case 0x64, 0x73, 0x75:  // DICT, SETITEM, SETITEMS
                 let items: [Item] = op == 0x73 ? Array([try pop(), try pop()].reversed()) : try popToMark()
                 guard items.count % 2 == 0 else { throw fail("odd number of dict items at byte \(at)") }
                 let d: DictBox
-                if op == 0x64 { d = DictBox() } else {
+                if op == 0x64 {
+                    d = DictBox()
+                } else {
                     guard case .dict(let top)? = stack.last else { throw fail("SETITEM at byte \(at) onto a non-dict") }
                     d = top
                 }
@@ -311,31 +315,35 @@ struct RestrictedUnpickler {
                 d.height = max(d.height, h)
                 for i in stride(from: 0, to: items.count, by: 2) { d.keys.append(items[i]); d.values.append(items[i + 1]) }
                 if op == 0x64 { try push(.dict(d)) }
-            case 0x71, 0x72:                                                  // BINPUT, LONG_BINPUT
+            case 0x71, 0x72:  // BINPUT, LONG_BINPUT
                 let k = Int(try le(op == 0x71 ? 1 : 4))
                 guard let top = stack.last else { throw fail("PUT at byte \(at) with an empty stack") }
                 memo[k] = top
-            case 0x68, 0x6A:                                                  // BINGET, LONG_BINGET
+            case 0x68, 0x6A:  // BINGET, LONG_BINGET
                 let k = Int(try le(op == 0x68 ? 1 : 4))
                 guard let v = memo[k] else { throw fail("GET of memo \(k) at byte \(at), which was never stored") }
                 try push(v)
-            case 0x63:                                                        // GLOBAL "module\nname\n"
+            case 0x63:  // GLOBAL "module\nname\n"
                 let module = try line(&pos, at), name = try line(&pos, at)
                 guard let g = Global.named(module, name) else {
-                    throw fail("data.pkl refers to the global \(module).\(name) (byte \(at)), which a state dict never needs; refused, nothing was executed (allowed: collections.OrderedDict, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter, torch.<Float|Half|BFloat16|Double|Long|Int|Short|Char|Byte|Bool>Storage)")
+                    throw fail(
+                        "data.pkl refers to the global \(module).\(name) (byte \(at)), which a state dict never needs; refused, nothing was executed (allowed: collections.OrderedDict, torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter, torch.<Float|Half|BFloat16|Double|Long|Int|Short|Char|Byte|Bool>Storage)"
+                    )
                 }
                 try push(.global(g))
-            case 0x51:                                                        // BINPERSID
+            case 0x51:  // BINPERSID
                 let pid = try pop()
                 let s = try persistentStorage(pid, at: at)
                 if let seen = storages[s.key] {
-                    guard seen.dtype == s.dtype, seen.count == s.count else { throw fail("storage \"\(s.key)\" is declared twice with different types or sizes") }
+                    guard seen.dtype == s.dtype, seen.count == s.count else {
+                        throw fail("storage \"\(s.key)\" is declared twice with different types or sizes")
+                    }
                 } else {
                     try storage(s.dtype, s.key, s.count)
                     storages[s.key] = s
                 }
                 try push(.storage(s))
-            case 0x62:                                                        // BUILD
+            case 0x62:  // BUILD
                 // torch pickles a module's state_dict() as an OrderedDict whose `_metadata`
                 // attribute (per-module versions) arrives as BUILD state. Only that is accepted,
                 // and the state is dropped: it carries no weights.
@@ -343,14 +351,17 @@ struct RestrictedUnpickler {
                 guard case .dict? = stack.last else { throw fail("BUILD at byte \(at) on something other than a dict; refused") }
                 switch state {
                 case .dict, .value(.none): break
-                case .tuple(let t, _) where t.allSatisfy({ if case .dict = $0 { true } else if case .value(.none) = $0 { true } else { false } }): break
+                case .tuple(let t, _) where t.allSatisfy({ if case .dict = $0 { true } else if case .value(.none) = $0 { true } else { false } }):
+                    break
                 default: throw fail("BUILD at byte \(at) with a state that is not a dict; refused")
                 }
-            case 0x52:                                                        // REDUCE
+            case 0x52:  // REDUCE
                 let args = try pop(), callable = try pop()
                 try push(try reduce(callable, args, at: at))
             default:
-                throw fail(String(format: "unsupported pickle opcode 0x%02x at byte %d of data.pkl (a state dict needs only protocol-2 data opcodes)", op, at))
+                throw fail(
+                    String(
+                        format: "unsupported pickle opcode 0x%02x at byte %d of data.pkl (a state dict needs only protocol-2 data opcodes)", op, at))
             }
         }
     }
@@ -399,7 +410,8 @@ struct RestrictedUnpickler {
     /// The view must lie inside its storage (checked with overflow-safe arithmetic).
     private func rebuildTensor(_ a: [Item], at: Int) throws -> TorchTensorRef {
         guard a.count == 6 || a.count == 7, case .storage(let s) = a[0], case .value(.int(let offset)) = a[1],
-              case .tuple(let sizeItems, _) = a[2], case .tuple(let strideItems, _) = a[3] else {
+            case .tuple(let sizeItems, _) = a[2], case .tuple(let strideItems, _) = a[3]
+        else {
             throw fail("_rebuild_tensor_v2 at byte \(at) with unexpected arguments")
         }
         func ints(_ items: [Item]) -> [Int]? {
@@ -425,10 +437,14 @@ struct RestrictedUnpickler {
         // More elements than the storage holds needs overlapping (e.g. stride-0, expanded) views,
         // which state dicts do not use; refusing them bounds every allocation by the file size.
         if count > s.count {
-            throw fail("tensor of shape \(shape) has \(count) elements but its storage \"\(s.key)\" holds \(s.count) (an expanded, overlapping view); refused")
+            throw fail(
+                "tensor of shape \(shape) has \(count) elements but its storage \"\(s.key)\" holds \(s.count) (an expanded, overlapping view); refused"
+            )
         }
         if count > 0, last >= s.count {
-            throw fail("tensor of shape \(shape), strides \(strides), offset \(offset) reaches element \(last) of storage \"\(s.key)\", which holds \(s.count)")
+            throw fail(
+                "tensor of shape \(shape), strides \(strides), offset \(offset) reaches element \(last) of storage \"\(s.key)\", which holds \(s.count)"
+            )
         }
         return TorchTensorRef(storageKey: s.key, dtype: s.dtype, storageCount: s.count, offset: offset, shape: shape, strides: strides)
     }
@@ -437,7 +453,9 @@ struct RestrictedUnpickler {
     private func plain(_ item: Item, depth: Int, nodes: inout Int) throws -> PickleValue {
         nodes += 1
         guard depth < Self.maxDepth, nodes < Self.maxNodes else {
-            throw fail("pickle nests deeper than \(Self.maxDepth) or expands to more than \(Self.maxNodes) values (self-referencing or shared containers); not a state dict")
+            throw fail(
+                "pickle nests deeper than \(Self.maxDepth) or expands to more than \(Self.maxNodes) values (self-referencing or shared containers); not a state dict"
+            )
         }
         switch item {
         case .value(let v): return v

@@ -21,7 +21,7 @@ public enum TorchWriter {
         var pickler = Pickler()
         pickler.bytes = [0x80, 0x02]  // PROTO 2
         pickler.save(value)
-        pickler.bytes.append(0x2E)    // STOP
+        pickler.bytes.append(0x2E)  // STOP
         var zip = ZipWriter()
         let p = archiveName + "/"
         zip.add(p + "data.pkl", pickler.bytes)
@@ -57,9 +57,15 @@ public enum TorchWriter {
         }
 
         mutating func int(_ n: Int) {
-            if n >= 0 && n < 256 { bytes += [0x4B, UInt8(n)] }                       // BININT1
-            else if n >= Int(Int32.min) && n <= Int(Int32.max) { bytes.append(0x4A); le(UInt64(UInt32(bitPattern: Int32(n))), 4) }  // BININT
-            else { bytes += [0x8A, 8]; le(UInt64(bitPattern: Int64(n)), 8) }          // LONG1
+            if n >= 0 && n < 256 {
+                bytes += [0x4B, UInt8(n)]
+            }  // BININT1
+            else if n >= Int(Int32.min) && n <= Int(Int32.max) {
+                bytes.append(0x4A); le(UInt64(UInt32(bitPattern: Int32(n))), 4)
+            }  // BININT
+            else {
+                bytes += [0x8A, 8]; le(UInt64(bitPattern: Int64(n)), 8)
+            }  // LONG1
         }
 
         mutating func string(_ s: String) {
@@ -89,7 +95,7 @@ public enum TorchWriter {
             string("storage"); global("torch", "FloatStorage"); string(String(key)); string("cpu"); int(t.count)
             bytes.append(0x74)  // TUPLE
             bytes.append(0x51)  // BINPERSID
-            int(0)              // storage offset
+            int(0)  // storage offset
             tuple(t.shape)
             var strides = [Int](repeating: 1, count: t.shape.count)
             for d in stride(from: t.shape.count - 2, through: 0, by: -1) { strides[d] = strides[d + 1] * t.shape[d + 1] }
@@ -124,9 +130,9 @@ public enum TorchWriter {
                 var h: [UInt8] = []
                 func w(_ v: Int, _ n: Int) { for i in 0..<n { h.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
                 w(Int(sig), 4)
-                if central { w(20, 2) }               // version made by
-                w(20, 2); w(0x0800, 2); w(0, 2)       // version needed, flags (UTF-8 names), method stored
-                w(0, 2); w(0x21, 2)                   // time, date (1980-01-01)
+                if central { w(20, 2) }  // version made by
+                w(20, 2); w(0x0800, 2); w(0, 2)  // version needed, flags (UTF-8 names), method stored
+                w(0, 2); w(0x21, 2)  // time, date (1980-01-01)
                 w(Int(crc), 4); w(data.count, 4); w(data.count, 4)
                 w(nameBytes.count, 2); w(extra, 2)
                 if central { w(0, 2); w(0, 2); w(0, 2); w(0, 4); w(offset, 4) }  // comment, disk, attrs, offset
@@ -147,7 +153,8 @@ public enum TorchWriter {
         mutating func finish() throws -> Data {
             let cdOffset = out.count
             guard cdOffset + central.count < Int(UInt32.max), count < 0xFFFF else {
-                throw TorchFormatError(path: "<writer>", message: "archive of \(cdOffset) bytes / \(count) records needs zip64, which the writer does not produce")
+                throw TorchFormatError(
+                    path: "<writer>", message: "archive of \(cdOffset) bytes / \(count) records needs zip64, which the writer does not produce")
             }
             out += central
             var e: [UInt8] = []

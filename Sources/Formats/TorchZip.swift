@@ -37,19 +37,25 @@ struct ByteCursor {
     let fail: (String) -> TorchFormatError
 
     func u16(_ at: Int) throws -> Int {
-        guard at >= 0, at <= buf.count - 2 else { throw fail("read of 2 bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?") }
+        guard at >= 0, at <= buf.count - 2 else {
+            throw fail("read of 2 bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?")
+        }
         return Int(UInt16(buf[at]) | UInt16(buf[at + 1]) << 8)
     }
 
     func u32(_ at: Int) throws -> UInt32 {
-        guard at >= 0, at <= buf.count - 4 else { throw fail("read of 4 bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?") }
+        guard at >= 0, at <= buf.count - 4 else {
+            throw fail("read of 4 bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?")
+        }
         var v: UInt32 = 0
         for i in 0..<4 { v |= UInt32(buf[at + i]) << (8 * i) }
         return v
     }
 
     func u64(_ at: Int) throws -> UInt64 {
-        guard at >= 0, at <= buf.count - 8 else { throw fail("read of 8 bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?") }
+        guard at >= 0, at <= buf.count - 8 else {
+            throw fail("read of 8 bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?")
+        }
         var v: UInt64 = 0
         for i in 0..<8 { v |= UInt64(buf[at + i]) << (8 * i) }
         return v
@@ -116,8 +122,10 @@ enum TorchZip {
     }
 
     /// Parses the central-directory record at `at` (advanced past it) and its local header.
-    private static func centralRecord(_ c: ByteCursor, at: inout Int, cdOffset: Int,
-                                      fail: (String) -> TorchFormatError) throws -> TorchZipEntry {
+    private static func centralRecord(
+        _ c: ByteCursor, at: inout Int, cdOffset: Int,
+        fail: (String) -> TorchFormatError
+    ) throws -> TorchZipEntry {
         guard try c.u32(at) == centralSignature else { throw fail("bad central directory record signature at offset \(at)") }
         let method = try c.u16(at + 10)
         let crc = try c.u32(at + 16)
@@ -126,7 +134,9 @@ enum TorchZip {
         let nameLen = try c.u16(at + 28), extraLen = try c.u16(at + 30), commentLen = try c.u16(at + 32)
         var local = UInt64(try c.u32(at + 42))
         let nameStart = at + 46
-        guard nameStart + nameLen + extraLen + commentLen <= c.buf.count else { throw fail("central directory record at \(at) runs past the end of the file") }
+        guard nameStart + nameLen + extraLen + commentLen <= c.buf.count else {
+            throw fail("central directory record at \(at) runs past the end of the file")
+        }
         let name = c.buf.string(nameStart..<(nameStart + nameLen))
         // zip64 extra field (id 1): the 64-bit values of exactly the fields that hold 0xFFFFFFFF.
         var x = nameStart + nameLen
@@ -149,7 +159,9 @@ enum TorchZip {
         }
         at = xEnd + commentLen
         guard method == 0 else {
-            throw fail("record \"\(name)\" is compressed (zip method \(method)); torch.save stores records uncompressed, and only that is supported (was the file re-zipped?)")
+            throw fail(
+                "record \"\(name)\" is compressed (zip method \(method)); torch.save stores records uncompressed, and only that is supported (was the file re-zipped?)"
+            )
         }
         guard compressed == size else { throw fail("stored record \"\(name)\" has compressed size \(compressed) != size \(size)") }
         let localAt = try c.bounded(local, "local header offset of \"\(name)\"")
@@ -157,8 +169,9 @@ enum TorchZip {
         let lName = try c.u16(localAt + 26), lExtra = try c.u16(localAt + 28)
         let dataOffset = localAt + 30 + lName + lExtra
         guard lName == nameLen, dataOffset <= cdOffset,
-              localAt + 30 + nameLen <= c.buf.count,
-              c.buf.equal((localAt + 30)..<(localAt + 30 + nameLen), nameStart..<(nameStart + nameLen)) else {
+            localAt + 30 + nameLen <= c.buf.count,
+            c.buf.equal((localAt + 30)..<(localAt + 30 + nameLen), nameStart..<(nameStart + nameLen))
+        else {
             throw fail("record \"\(name)\": local header does not match the central directory")
         }
         let n = try c.bounded(size, "size of \"\(name)\"")
@@ -169,8 +182,10 @@ enum TorchZip {
     }
 
     /// The record's byte range after checking its CRC-32.
-    static func checkedRange(_ buf: ReadOnlyBytes, _ e: TorchZipEntry,
-                             fail: (String) -> TorchFormatError) throws -> Range<Int> {
+    static func checkedRange(
+        _ buf: ReadOnlyBytes, _ e: TorchZipEntry,
+        fail: (String) -> TorchFormatError
+    ) throws -> Range<Int> {
         let bytes = e.dataOffset..<(e.dataOffset + e.size)
         let crc = buf.crc32(bytes)
         guard crc == e.crc32 else {

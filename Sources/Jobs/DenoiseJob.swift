@@ -47,21 +47,26 @@ public struct DenoiseJob {
         try FileErrors.createDirectory(output)  // a plain `cannot write PATH` message, not a Foundation dump
         if let seed = b.model.randomInitSeed {
             // The .npy maps cannot carry the warning themselves; the folder does.
-            try AtomicFile.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8),
-                                 to: output.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
+            try AtomicFile.write(
+                Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8),
+                to: output.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
         }
         // backbone.json: the weights' origin and the position resampling behind these features.
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: b.model.provenance, options: [.prettyPrinted, .sortedKeys]),
-                             to: output.appendingPathComponent("backbone.json"))
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: b.model.provenance, options: [.prettyPrinted, .sortedKeys]),
+            to: output.appendingPathComponent("backbone.json"))
         if let trained = b.trainedOn, trained != b.model.config.name {
             log("warning: the denoiser was trained on \(trained) features, but --arch is \(b.model.config.name)")
         }
         guard b.model.config.embedDim == denoiser.config.dim else {
-            throw JobsError.mismatch("the denoiser takes \(denoiser.config.dim)-channel features but \(b.model.config.name) has \(b.model.config.embedDim) channels")
+            throw JobsError.mismatch(
+                "the denoiser takes \(denoiser.config.dim)-channel features but \(b.model.config.name) has \(b.model.config.embedDim) channels")
         }
         let (gh, gw) = b.model.grid(height: b.inputSize.0, width: b.inputSize.1, stride: b.stride)
         if gh != denoiser.config.gridHeight || gw != denoiser.config.gridWidth {
-            log("note: feature grid \(gh)x\(gw) differs from the denoiser's \(denoiser.config.gridHeight)x\(denoiser.config.gridWidth); its position embedding is resampled bicubically")
+            log(
+                "note: feature grid \(gh)x\(gw) differs from the denoiser's \(denoiser.config.gridHeight)x\(denoiser.config.gridWidth); its position embedding is resampled bicubically"
+            )
         }
         return try engine().run(ImageClient(job: self, backbone: b), items: items)
     }
@@ -147,9 +152,10 @@ public struct DenoiseJob {
         }
 
         func forward(_ batch: [Tensor]) throws -> [(raw: Tensor, denoised: Tensor)] {
-            let feats = backbone.model.features(Tensor.batched(batch), layers: [backbone.layer],
-                                                stride: backbone.stride)[backbone.layer]!.patch  // (B, Gh, Gw, C)
-            let y = job.denoiser.denoise(feats)                                                     // (B, Gh, Gw, C)
+            let feats = backbone.model.features(
+                Tensor.batched(batch), layers: [backbone.layer],
+                stride: backbone.stride)[backbone.layer]!.patch  // (B, Gh, Gw, C)
+            let y = job.denoiser.denoise(feats)  // (B, Gh, Gw, C)
             return Array(zip(feats.unbatched(), y.unbatched()))
         }
 

@@ -22,7 +22,8 @@ public enum DenoiserExport {
             throw DenoiserError("--format must be one of \(Format.allCases.map(\.rawValue).joined(separator: ", ")); got \(explicit)")
         }
         if let implied, implied != f {
-            throw DenoiserError("--format \(f.rawValue) contradicts --out \(out.lastPathComponent) (a .\(ext) file is \(implied.rawValue)); use a matching extension")
+            throw DenoiserError(
+                "--format \(f.rawValue) contradicts --out \(out.lastPathComponent) (a .\(ext) file is \(implied.rawValue)); use a matching extension")
         }
         return f
     }
@@ -31,13 +32,16 @@ public enum DenoiserExport {
     /// `model.*` tensors), else an exported safetensors or an official .pth.
     public static func load(_ url: URL) throws -> (Denoiser, provenance: [String: String]) {
         if try WeightFiles.format(of: url) == .safetensors,
-           try SafeTensorsFile(url: url).keys.contains(where: { $0.hasPrefix("model.") }) {
+            try SafeTensorsFile(url: url).keys.contains(where: { $0.hasPrefix("model.") })
+        {
             return try Stage2Runner.loadCheckpoint(url)
         }
         let denoiser = try Denoiser.load(url)
         // An exported safetensors carries its architecture and provenance; keep the provenance.
-        let architectureKeys: Set<String> = ["format", "architecture", "feature_dim", "num_blocks", "num_heads", "enable_pe",
-                                             "noise_map_height", "noise_map_width", "key_layout"]
+        let architectureKeys: Set<String> = [
+            "format", "architecture", "feature_dim", "num_blocks", "num_heads", "enable_pe",
+            "noise_map_height", "noise_map_width", "key_layout",
+        ]
         let provenance = try WeightFiles.metadata(url).filter { !architectureKeys.contains($0.key) }
         return (denoiser, provenance)
     }
@@ -50,8 +54,9 @@ public enum DenoiserExport {
         case .safetensors: try denoiser.export(to: out, format: .safetensors, provenance: provenance)
         case .pth: try denoiser.export(to: out, format: .pth, provenance: provenance)
         case .onnx:
-            let graph = OnnxExport.denoiserGraph(denoiser, sourceSHA256: try SHA256Digest.hex(file: source),
-                                                 provenance: .init(toolkit: toolkit, extra: provenance))
+            let graph = OnnxExport.denoiserGraph(
+                denoiser, sourceSHA256: try SHA256Digest.hex(file: source),
+                provenance: .init(toolkit: toolkit, extra: provenance))
             try OnnxExport.write(graph, to: out)
         }
         return denoiser
@@ -83,7 +88,8 @@ public struct ExtractorExport {
     public func run(out: URL, toolkit: String) throws -> Denoiser {
         try OnnxViTSupport.check(model.config)
         guard model.precision == .fp32 else {
-            throw OnnxExportError("--precision \(model.precision.rawValue): the ONNX graph is float32; choose reduced precision in the runtime that loads it")
+            throw OnnxExportError(
+                "--precision \(model.precision.rawValue): the ONNX graph is float32; choose reduced precision in the runtime that loads it")
         }
         if let (h, w) = inputSize {
             try InputGeometry.validate(height: h, width: w, stride: stride, model: model.config, batch: 1, names: .flags)

@@ -36,8 +36,9 @@ public struct ExtractJob {
     public func run(items: [ImageItem], output: URL, quiet: Bool = false) throws -> JobReport {
         // Before anything is written: a size or stride the model cannot take would trap, or abort
         // on a huge allocation, after extract_info.json was already in place.
-        try InputGeometry.validate(height: inputSize.0, width: inputSize.1, stride: stride, model: model.config,
-                                   batch: batchSize, names: geometryNames)
+        try InputGeometry.validate(
+            height: inputSize.0, width: inputSize.1, stride: stride, model: model.config,
+            batch: batchSize, names: geometryNames)
         try FileErrors.createDirectory(output)
         try writeInfo(output)
         var engine = ImageJobEngine(output: output)
@@ -81,9 +82,11 @@ public struct ExtractJob {
 
     /// extract_info.json: what produced these features (and a loud flag for random weights).
     func writeInfo(_ output: URL) throws {
-        var info: [String: Any] = ["model": model.config.name, "layer": layer, "input_size": [inputSize.0, inputSize.1],
-                                   "stride": stride ?? model.config.patchSize, "norm": norm, "layout": "(H, W, C) float32 per image",
-                                   "precision": model.precision.rawValue]
+        var info: [String: Any] = [
+            "model": model.config.name, "layer": layer, "input_size": [inputSize.0, inputSize.1],
+            "stride": stride ?? model.config.patchSize, "norm": norm, "layout": "(H, W, C) float32 per image",
+            "precision": model.precision.rawValue,
+        ]
         info["weights_origin"] = model.weightsOrigin
         if let note = model.positionResamplingNote { info["pos_embed_resample"] = note }
         if let seed = model.randomInitSeed {

@@ -47,8 +47,10 @@ public struct FeaturePairIndex: Sendable {
 
     /// Pairs for every image of `list` (a list file or a folder, as `ImageSource` reads it).
     /// An image whose raw or target file does not exist is skipped and recorded in `missing`.
-    public static func build(list: String, dataRoot: String?, featureRoot: URL, model: String,
-                             targetTree: String) throws -> FeaturePairIndex {
+    public static func build(
+        list: String, dataRoot: String?, featureRoot: URL, model: String,
+        targetTree: String
+    ) throws -> FeaturePairIndex {
         let items = try ImageSource.items(from: list, root: dataRoot)
         var out = FeaturePairIndex(pairs: [], missing: [])
         let fm = FileManager.default
@@ -74,4 +76,3 @@ public struct FeaturePairIndex: Sendable {
         return s
     }
 }
-

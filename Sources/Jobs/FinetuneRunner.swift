@@ -1,5 +1,5 @@
-import Distributed
 import DVT
+import Distributed
 import Formats
 import Foundation
 import NN
@@ -47,8 +47,8 @@ public struct FinetuneRecipe: Sendable, Equatable {
         var o = OptimizerSettings()
         o.kind = .adamw
         o.beta1 = 0.9
-        o.beta2 = 0.999          // main_distillation.py line 203; SRT get_optim momentum 0.9, 0.999
-        o.eps = 1e-8             // torch.optim.AdamW default
+        o.beta2 = 0.999  // main_distillation.py line 203; SRT get_optim momentum 0.9, 0.999
+        o.eps = 1e-8  // torch.optim.AdamW default
         o.weightDecay = f.weightDecay ?? (isDVT ? 1e-5 : 0)
         o.lr = f.lr ?? (isDVT ? f.baseLR * (Double(batchSize) / 256).squareRoot() : 3e-4)
         o.minLR = f.minLR
@@ -87,15 +87,18 @@ public enum FinetuneRunner {
     }
 
     /// Trains (or with `resume` continues) the ViT towards `teacher` (dvt or srt).
-    public static func run(config: ResolvedConfig, teacher override: String? = nil, resume: Bool = false, quiet: Bool = false,
-                           log everyRank: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws -> FinetuneOutcome {
+    public static func run(
+        config: ResolvedConfig, teacher override: String? = nil, resume: Bool = false, quiet: Bool = false,
+        log everyRank: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    ) throws -> FinetuneOutcome {
         // Under an MPI launcher: data-parallel as stage 2 (Stage2DataParallel.swift); rank 0 logs and writes.
         let communicator = try Communicator.world()
         let isRoot = (communicator?.rank ?? 0) == 0
         let log: (String) -> Void = isRoot ? everyRank : { _ in }
         let run = config.settings.run
         guard let dataList = run.dataList else {
-            throw FinetuneError("dvt finetune needs data_list: the training images (a list file or a folder; set data_list in the config or --set data_list=PATH)")
+            throw FinetuneError(
+                "dvt finetune needs data_list: the training images (a list file or a folder; set data_list in the config or --set data_list=PATH)")
         }
         let items = try ImageSource.items(from: dataList, root: run.dataRoot)
         let recipe = try FinetuneRecipe(config: config, teacher: override, images: items.count)
@@ -103,8 +106,10 @@ public enum FinetuneRunner {
         let randomInit = run.randomInit.map { UInt64($0) }
         // Two copies of the backbone: the student trains, the teacher's stays the pretrained one
         // (main_distillation.py lines 115 and 131).
-        let student = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample.rawValue))
-        let frozen = try VisionTransformer.load(arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample.rawValue))
+        let student = try VisionTransformer.load(
+            arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample.rawValue))
+        let frozen = try VisionTransformer.load(
+            arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample.rawValue))
         // `precision`: products only (docs/precision.md); weights and AdamW state stay fp32.
         student.precision = run.precision
         frozen.precision = run.precision
@@ -128,8 +133,10 @@ public enum FinetuneRunner {
         // when they all fit in 1 GiB (they never change; the flip is applied after).
         let keep = items.count * 3 * h * w * 4 <= 1 << 30
         let cache = PreparedImages()
-        let task = try FinetuneTask(student: student, teacher: teacher, imageCount: items.count, options: options,
-                                    seed: UInt64(run.seed)) { i in
+        let task = try FinetuneTask(
+            student: student, teacher: teacher, imageCount: items.count, options: options,
+            seed: UInt64(run.seed)
+        ) { i in
             if let hit = cache.images[i] { return hit }
             let x: Tensor
             do { x = try student.preprocess(items[i].url, height: h, width: w) } catch {
@@ -157,15 +164,21 @@ public enum FinetuneRunner {
         let trainer = Trainer(task: task, optimizer: recipe.optimizer, loop: loop, runDirectory: runDir, label: "finetune", quiet: quiet)
         trainer.log = log
         if let communicator, communicator.size > 1 { try attachDataParallel(communicator, task: task, trainer: trainer, log: everyRank) }
-        trainer.configJSON = String(decoding: try JSONSerialization.data(withJSONObject: ["teacher": recipe.teacher.rawValue, "config": config.yaml],
-                                                                         options: [.sortedKeys]), as: UTF8.self)
+        trainer.configJSON = String(
+            decoding: try JSONSerialization.data(
+                withJSONObject: ["teacher": recipe.teacher.rawValue, "config": config.yaml],
+                options: [.sortedKeys]), as: UTF8.self)
         let o = recipe.optimizer
-        log(String(format: "finetune: %@ towards the %@ teacher, %d images at %dx%d, stride %d; thaw %@ (%d of %d tensors); loss %@%@; batch %d, %d steps (%d per epoch); AdamW lr %.3g, wd %.3g, %@",
-                   student.config.name as NSString, recipe.teacher.rawValue as NSString, items.count, h, w, stride, recipe.thaw.rawValue as NSString,
-                   trained.count, student.namedParameters().count, recipe.loss.rawValue as NSString,
-                   recipe.l2Penalty > 0 ? String(format: " + %.3g·‖θ‖₂", recipe.l2Penalty) as NSString : "" as NSString,
-                   recipe.batchSize, recipe.steps, recipe.stepsPerEpoch, o.lr, o.weightDecay,
-                   (o.schedule == .cosineScheduler ? "cosine to \(o.minLR), warmup \(o.warmupIters)" : "×\(o.lrDecay) at steps \(o.lrMilestones)") as NSString))
+        log(
+            String(
+                format:
+                    "finetune: %@ towards the %@ teacher, %d images at %dx%d, stride %d; thaw %@ (%d of %d tensors); loss %@%@; batch %d, %d steps (%d per epoch); AdamW lr %.3g, wd %.3g, %@",
+                student.config.name as NSString, recipe.teacher.rawValue as NSString, items.count, h, w, stride, recipe.thaw.rawValue as NSString,
+                trained.count, student.namedParameters().count, recipe.loss.rawValue as NSString,
+                recipe.l2Penalty > 0 ? String(format: " + %.3g·‖θ‖₂", recipe.l2Penalty) as NSString : "" as NSString,
+                recipe.batchSize, recipe.steps, recipe.stepsPerEpoch, o.lr, o.weightDecay,
+                (o.schedule == .cosineScheduler ? "cosine to \(o.minLR), warmup \(o.warmupIters)" : "×\(o.lrDecay) at steps \(o.lrMilestones)")
+                    as NSString))
         if resume, let latest = trainer.latestCheckpoint, !FileManager.default.fileExists(atPath: latest.path) {
             log("finetune: --resume given but \(latest.path) does not exist; starting at step 0")
         }
@@ -174,14 +187,19 @@ public enum FinetuneRunner {
         guard isRoot else { return FinetuneOutcome(summary: summary, recipe: recipe, runDirectory: runDir, exported: out0) }
         let out = out0
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
-        var meta = ["dvt_finetune_teacher": recipe.teacher.rawValue, "dvt_finetune_steps": String(summary.steps),
-                    "dvt_finetune_thaw": recipe.thaw.rawValue, "input_size": "\(h),\(w)",
-                    "precision": run.precision.rawValue]
+        var meta = [
+            "dvt_finetune_teacher": recipe.teacher.rawValue, "dvt_finetune_steps": String(summary.steps),
+            "dvt_finetune_thaw": recipe.thaw.rawValue, "input_size": "\(h),\(w)",
+            "precision": run.precision.rawValue,
+        ]
         if let seed = student.randomInitSeed { meta["random_init"] = String(seed) }
         try student.exportTimm(to: out, metadata: meta)
-        log("finetune: wrote \(out.path) (timm state dict: load with timm.create_model('\(student.config.name)', num_classes=0, dynamic_img_size=True).load_state_dict(..., strict=True))")
+        log(
+            "finetune: wrote \(out.path) (timm state dict: load with timm.create_model('\(student.config.name)', num_classes=0, dynamic_img_size=True).load_state_dict(..., strict=True))"
+        )
         if let history = try? LossCurve.read(metrics: runDir.appendingPathComponent("metrics.jsonl")) {
-            try? LossCurve.render(history, title: "fine-tuning (\(recipe.teacher.rawValue) teacher)").write(to: runDir.appendingPathComponent("loss_curve.png"))
+            try? LossCurve.render(history, title: "fine-tuning (\(recipe.teacher.rawValue) teacher)").write(
+                to: runDir.appendingPathComponent("loss_curve.png"))
         }
         return FinetuneOutcome(summary: summary, recipe: recipe, runDirectory: runDir, exported: out)
     }
@@ -194,9 +212,13 @@ public enum FinetuneRunner {
     static func attachDataParallel(_ communicator: Communicator, task: FinetuneTask, trainer: Trainer, log: (String) -> Void) throws {
         let r = communicator.rank, n = communicator.size
         guard task.options.batchSize % n == 0 else {
-            throw FinetuneError("finetune.batch_size \(task.options.batchSize) is the global batch and must divide evenly over the \(n) MPI ranks; set it to a multiple of \(n)")
+            throw FinetuneError(
+                "finetune.batch_size \(task.options.batchSize) is the global batch and must divide evenly over the \(n) MPI ranks; set it to a multiple of \(n)"
+            )
         }
-        log("finetune: rank \(r) of \(n) on \(ProcessInfo.processInfo.hostName) (pid \(getpid())): \(task.options.batchSize / n) of every global batch of \(task.options.batchSize)\(r == 0 ? "; rank 0 writes the outputs" : "")")
+        log(
+            "finetune: rank \(r) of \(n) on \(ProcessInfo.processInfo.hostName) (pid \(getpid())): \(task.options.batchSize / n) of every global batch of \(task.options.batchSize)\(r == 0 ? "; rank 0 writes the outputs" : "")"
+        )
         task.shard = (r, n)
         _ = trainer.averageOverRanks(communicator) { task.parameters }
     }
@@ -204,17 +226,24 @@ public enum FinetuneRunner {
     /// The disk cache of one teacher: a folder named by a fingerprint of everything the maps
     /// depend on (teacher, ViT and its weights file's size and date, denoiser file likewise, SRT
     /// options, input size, stride, the image list), so a changed input never reads stale maps.
-    static func teacherCacheDirectory(_ runDir: URL, config: ResolvedConfig, teacher: DVTSettings.Finetune.Teacher, size: (Int, Int), stride: Int,
-                                      images: [ImageItem]) throws -> URL {
+    static func teacherCacheDirectory(
+        _ runDir: URL, config: ResolvedConfig, teacher: DVTSettings.Finetune.Teacher, size: (Int, Int), stride: Int,
+        images: [ImageItem]
+    ) throws -> URL {
         func stamp(_ path: String?) -> String {
             guard let path, let a = try? FileManager.default.attributesOfItem(atPath: path) else { return path ?? "-" }
             return "\(path):\((a[.size] as? Int) ?? -1):\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
         }
         let run = config.settings.run, f = config.settings.finetune, s = config.settings.srt
-        var parts = [teacher.rawValue, run.model, stamp(run.weights), run.randomInit.map(String.init) ?? "-",
-                     "\(size.0)x\(size.1)", "\(stride)", images.map(\.url.path).joined(separator: "|")]
-        if teacher == .dvt { parts.append(stamp(f.denoiser ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path)) }
-        else { parts += ["\(s.dx)", "\(s.dy)", s.aggregate, "\(s.uniform)"] }
+        var parts = [
+            teacher.rawValue, run.model, stamp(run.weights), run.randomInit.map(String.init) ?? "-",
+            "\(size.0)x\(size.1)", "\(stride)", images.map(\.url.path).joined(separator: "|"),
+        ]
+        if teacher == .dvt {
+            parts.append(stamp(f.denoiser ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path))
+        } else {
+            parts += ["\(s.dx)", "\(s.dy)", s.aggregate, "\(s.uniform)"]
+        }
         // FNV-1a 64 over the parts: a short, stable folder name.
         let hash = FNV1a.hash(utf8: parts.joined(separator: "\n"))
         let dir = runDir.appendingPathComponent("teacher_cache/\(String(hash, radix: 16))")
@@ -223,13 +252,17 @@ public enum FinetuneRunner {
     }
 
     /// The frozen teacher: the ViT + the stage-2 denoiser (dvt), or the ViT's SRT ensemble (srt).
-    static func makeTeacher(_ kind: DVTSettings.Finetune.Teacher, config: ResolvedConfig, vit: VisionTransformer, stride: Int,
-                            log: (String) -> Void) throws -> FinetuneTeacher {
+    static func makeTeacher(
+        _ kind: DVTSettings.Finetune.Teacher, config: ResolvedConfig, vit: VisionTransformer, stride: Int,
+        log: (String) -> Void
+    ) throws -> FinetuneTeacher {
         if kind == .dvt {
-            let path = config.settings.finetune.denoiser
+            let path =
+                config.settings.finetune.denoiser
                 ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path
             guard FileManager.default.fileExists(atPath: path) else {
-                throw FinetuneError("the dvt teacher needs the stage-2 denoiser: \(path) does not exist (run `dvt stage2` first, or set finetune.denoiser)")
+                throw FinetuneError(
+                    "the dvt teacher needs the stage-2 denoiser: \(path) does not exist (run `dvt stage2` first, or set finetune.denoiser)")
             }
             let denoiser = try Denoiser.load(URL(fileURLWithPath: path))
             denoiser.precision = config.settings.run.precision

@@ -72,8 +72,9 @@ public enum ImageSource {
                 rel = file.deletingPathExtension().lastPathComponent
             } else {
                 guard let inside = RelativePath.normalisedInside((entry as NSString).deletingPathExtension) else {
-                    throw JobsError.input("\(path):\(n + 1): '\(entry)' resolves outside the list's root \(base.path); "
-                                           + "refused, because its outputs would be written outside the output folder")
+                    throw JobsError.input(
+                        "\(path):\(n + 1): '\(entry)' resolves outside the list's root \(base.path); "
+                            + "refused, because its outputs would be written outside the output folder")
                 }
                 rel = inside
             }
@@ -101,9 +102,10 @@ public enum ImageSource {
         let listed = groups.keys.sorted().prefix(10).map { stem in
             "\(stem): " + groups[stem]!.map(\.url.lastPathComponent).joined(separator: ", ")
         }
-        throw JobsError.input("image source \(source): \(groups.count) output name(s) would be shared by several inputs "
-                               + "(outputs drop the extension): \(listed.joined(separator: "; "))"
-                               + (groups.count > 10 ? "; …" : "") + ". Rename or remove the duplicates")
+        throw JobsError.input(
+            "image source \(source): \(groups.count) output name(s) would be shared by several inputs "
+                + "(outputs drop the extension): \(listed.joined(separator: "; "))"
+                + (groups.count > 10 ? "; …" : "") + ". Rename or remove the duplicates")
     }
 
     static func directoryItems(_ dir: URL) throws -> [ImageItem] {
@@ -122,9 +124,10 @@ public enum ImageSource {
             items.append(ImageItem(url: file, relativeStem: (rel as NSString).deletingPathExtension))
         }
         if !undecodable.isEmpty {
-            throw JobsError.input("image folder \(dir.path): \(undecodable.count) file name(s) are not valid UTF-8 (shown with \u{FFFD}): "
-                                  + undecodable.prefix(10).joined(separator: ", ") + (undecodable.count > 10 ? ", …" : "")
-                                  + "; dvt needs UTF-8 names, rename them (e.g. convmv -f latin1 -t utf-8 -r --notest \(dir.path))")
+            throw JobsError.input(
+                "image folder \(dir.path): \(undecodable.count) file name(s) are not valid UTF-8 (shown with \u{FFFD}): "
+                    + undecodable.prefix(10).joined(separator: ", ") + (undecodable.count > 10 ? ", …" : "")
+                    + "; dvt needs UTF-8 names, rename them (e.g. convmv -f latin1 -t utf-8 -r --notest \(dir.path))")
         }
         return items.sorted { $0.relativeStem < $1.relativeStem }
     }

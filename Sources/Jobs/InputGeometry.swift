@@ -35,8 +35,10 @@ public enum InputGeometry {
     /// the stride must lie in 1...patch size, each side must hold at least one patch, and a forward
     /// pass of `batch` images must fit in `memoryLimit` bytes (default: this machine's memory).
     /// The schema cannot do this alone: the allowed ranges depend on the model.
-    public static func validate(height: Int, width: Int, stride: Int?, model: ViTConfig, batch: Int,
-                                names: Names = .config, memoryLimit: UInt64? = nil) throws {
+    public static func validate(
+        height: Int, width: Int, stride: Int?, model: ViTConfig, batch: Int,
+        names: Names = .config, memoryLimit: UInt64? = nil
+    ) throws {
         let p = model.patchSize
         if let s = stride, !(1...p).contains(s) {
             throw ConfigError("\(names.stride) \(s) is not allowed for \(model.name): the stride must be in 1...\(p) (its patch size)")
@@ -49,9 +51,12 @@ public enum InputGeometry {
         if need > Double(limit) {
             var side = p
             while forwardBytes(height: side * 2, width: side * 2, stride: stride ?? p, model: model, batch: batch) <= Double(limit) { side *= 2 }
-            throw ConfigError(String(format: "%@ %d %d needs about %.1f GB for a forward pass of %d image(s) on %@ (images, tokens and attention), more than the %.1f GB of memory here; "
-                                     + "use a smaller size (a square side up to about %d fits)",
-                                     names.size, height, width, need / 1e9, batch, model.name, Double(limit) / 1e9, side))
+            throw ConfigError(
+                String(
+                    format:
+                        "%@ %d %d needs about %.1f GB for a forward pass of %d image(s) on %@ (images, tokens and attention), more than the %.1f GB of memory here; "
+                        + "use a smaller size (a square side up to about %d fits)",
+                    names.size, height, width, need / 1e9, batch, model.name, Double(limit) / 1e9, side))
         }
     }
 

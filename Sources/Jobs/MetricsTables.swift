@@ -9,8 +9,10 @@ public enum MetricsTables {
     /// One `ArtifactMetrics.Row` per folder: every .npy (H, W, C) under it in sorted path order
     /// (at most `limit`), all on one grid. A map holding NaN or Inf stops the table, or with
     /// `skipNonFinite` is left out with a `warn`ing.
-    public static func featureRows(folders: [String], labels: [String], limit: Int?, maxSamples: Int, skipNonFinite: Bool,
-                                   warn: (String) -> Void) throws -> [ArtifactMetrics.Row] {
+    public static func featureRows(
+        folders: [String], labels: [String], limit: Int?, maxSamples: Int, skipNonFinite: Bool,
+        warn: (String) -> Void
+    ) throws -> [ArtifactMetrics.Row] {
         var rows: [ArtifactMetrics.Row] = []
         for (dir, label) in zip(folders, labels) {
             var files = try npyFiles(in: dir)
@@ -28,7 +30,8 @@ public enum MetricsTables {
                     continue
                 }
                 if let first = maps.first, first.shape != t.shape {
-                    throw JobsError.input("\(f.path): shape \(t.shape) differs from \(mapFiles[0].path) \(first.shape); one method's maps must share a grid")
+                    throw JobsError.input(
+                        "\(f.path): shape \(t.shape) differs from \(mapFiles[0].path) \(first.shape); one method's maps must share a grid")
                 }
                 maps.append(t)
                 mapFiles.append(f)

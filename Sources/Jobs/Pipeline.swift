@@ -82,8 +82,9 @@ public final class Pipeline {
             try timed("SRT") { () -> ((), String) in
                 var options = SRT.Options(config.settings.srt, layer: layer, stride: config.settings.run.strideSize)
                 options.parallelViews = true  // the pipeline runs nothing else meanwhile
-                let (sh, sw) = InputGeometry.inputSize(config.settings.run.inputSize,
-                                                       stride: InputGeometry.stride(options.stride, patchSize: model.config.patchSize))
+                let (sh, sw) = InputGeometry.inputSize(
+                    config.settings.run.inputSize,
+                    stride: InputGeometry.stride(options.stride, patchSize: model.config.patchSize))
                 var job = SRTJob(srt: try SRT(model: model, options: options), resolution: .token, height: sh, width: sw)
                 job.fast = options.aggregate == .mean
                 let todo = all.filter { !FileManager.default.fileExists(atPath: paths.srt($0.relativeStem).path) }
@@ -112,8 +113,9 @@ public final class Pipeline {
         } else {
             try timed("stage 2") { () -> ((), String) in
                 let latest = stage2Dir.appendingPathComponent("checkpoints/latest.safetensors")
-                let outcome = try Stage2Runner.run(config: config, resume: FileManager.default.fileExists(atPath: latest.path),
-                                                   quiet: quiet, log: log)
+                let outcome = try Stage2Runner.run(
+                    config: config, resume: FileManager.default.fileExists(atPath: latest.path),
+                    quiet: quiet, log: log)
                 try AtomicFile.write(try JSONSerialization.data(withJSONObject: inputs, options: [.prettyPrinted, .sortedKeys]), to: inputsFile)
                 return ((), String(format: "final loss %.5f, %.1f ms/step", outcome.summary.finalLoss, outcome.summary.msPerStep))
             }
@@ -134,10 +136,13 @@ public final class Pipeline {
         // 5. The report's measurements (every block, flip equivariance), the metrics and 6. the report.
         let reportItems = Array(evalItems.prefix(Report.maxImages))
         let measured = try timed("report features (\(reportItems.count) images)") { () -> (ReportFeatures.Outcome, String) in
-            let srt = config.settings.srt.enabled
+            let srt =
+                config.settings.srt.enabled
                 ? try SRT(model: model, options: SRT.Options(config.settings.srt, layer: layer, stride: config.settings.run.strideSize)) : nil
-            let r = try ReportFeatures(config: config, model: model, paths: paths, layer: layer, denoiser: denoiser, srt: srt,
-                                       stage1: try Stage1Job(config: config, model: model)).run(items: reportItems)
+            let r = try ReportFeatures(
+                config: config, model: model, paths: paths, layer: layer, denoiser: denoiser, srt: srt,
+                stage1: try Stage1Job(config: config, model: model)
+            ).run(items: reportItems)
             return (r, "\(r.strength.count) blocks, viewer blocks \(r.viewerLayers.map(String.init).joined(separator: ", "))")
         }
         let rows = try timed("metrics") { () -> ([ArtifactMetrics.Row], String) in
@@ -180,15 +185,17 @@ public final class Pipeline {
         let dir = url.deletingLastPathComponent().path
         let remedy = "remove \(dir) to retrain stage 2, or set another output_dir"
         guard let data = FileManager.default.contents(atPath: url.path),
-              let old = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            let old = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
             throw JobsError.mismatch("\(denoiser.path) exists but \(url.path) does not record what it was trained on; \(remedy)")
         }
         let was = old["images"] as? [String] ?? [], now = inputs["images"] as? [String] ?? []
         if was != now {
             let added = Set(now).subtracting(was).sorted(), gone = Set(was).subtracting(now).sorted()
-            throw JobsError.mismatch("\(denoiser.path) was trained on \(was.count) image(s), this run has \(now.count) with stage-1 maps"
-                              + (added.isEmpty ? "" : "; new: \(added.prefix(5).joined(separator: ", "))")
-                              + (gone.isEmpty ? "" : "; missing now: \(gone.prefix(5).joined(separator: ", "))") + "; \(remedy)")
+            throw JobsError.mismatch(
+                "\(denoiser.path) was trained on \(was.count) image(s), this run has \(now.count) with stage-1 maps"
+                    + (added.isEmpty ? "" : "; new: \(added.prefix(5).joined(separator: ", "))")
+                    + (gone.isEmpty ? "" : "; missing now: \(gone.prefix(5).joined(separator: ", "))") + "; \(remedy)")
         }
         if old["config_fnv1a"] as? String != inputs["config_fnv1a"] as? String {
             throw JobsError.mismatch("\(denoiser.path) was trained with another configuration (config.yaml changed since); \(remedy)")
@@ -211,7 +218,8 @@ public final class Pipeline {
         }
         run.stage1Extras = { (p.extra("shared_artifacts", $0), p.extra("residual", $0)) }
         run.layerStrength = measured.strength
-        run.equivarianceNote = "Measured on \(measured.images) evaluation image(s) and their mirrors at block \(layer). "
+        run.equivarianceNote =
+            "Measured on \(measured.images) evaluation image(s) and their mirrors at block \(layer). "
             + "For stage 1, F of the mirrored image is a second fit (same seed and settings), so its error also holds the fit's own variation."
         if let weights = config.settings.run.weights {
             let size = (try? FileManager.default.attributesOfItem(atPath: weights)[.size] as? Int) ?? nil
@@ -228,7 +236,8 @@ public final class Pipeline {
     /// key), or nothing when there is no such file. Values are shown as given, not re-checked.
     static func provenanceRecord(weights: String) -> [(String, String)] {
         guard let data = FileManager.default.contents(atPath: weights + ".provenance.json"),
-              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [] }
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return [] }
         let known = ["package", "member", "sha256", "licence", "source", "note"]
         return (known + obj.keys.filter { !known.contains($0) }.sorted()).compactMap { key in obj[key].map { (key, "\($0)") } }
     }
@@ -236,8 +245,10 @@ public final class Pipeline {
     /// The metrics table over the evaluation images: raw, SRT, stage 1 and stage 2.
     func metrics(_ items: [ImageItem]) throws -> [ArtifactMetrics.Row] {
         var rows: [ArtifactMetrics.Row] = []
-        for (label, tree) in [("raw ViT", FeatureTree.raw), ("SRT", FeatureTree.srt),
-                              ("DVT stage 1", FeatureTree.denoised), ("DVT stage 2", "stage2_features")] {
+        for (label, tree) in [
+            ("raw ViT", FeatureTree.raw), ("SRT", FeatureTree.srt),
+            ("DVT stage 1", FeatureTree.denoised), ("DVT stage 2", "stage2_features"),
+        ] {
             let maps = try items.compactMap { item -> Tensor? in
                 let url = paths.extra(tree, item.relativeStem)
                 return FileManager.default.fileExists(atPath: url.path) ? try Npy.read(url) : nil

@@ -42,7 +42,9 @@ public struct ProbeFeatures {
     public var inputSize: (Int, Int) { size }
 
     func cacheDir(_ method: String) -> URL {
-        let tag = ["raw", "srt", "stage1", "stage2"].contains(method) ? method
+        let tag =
+            ["raw", "srt", "stage1", "stage2"].contains(method)
+            ? method
             : "file-" + URL(fileURLWithPath: method).deletingPathExtension().lastPathComponent
         return runRoot.appendingPathComponent("probe/features/\(tag)/\(layout.rawValue)")
     }
@@ -60,7 +62,9 @@ public struct ProbeFeatures {
         case "stage2":
             let file = Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors")
             guard FileManager.default.fileExists(atPath: file.path) else {
-                throw ProbeDataError("method stage2 needs the run's denoiser \(file.path); train it with `dvt stage2 CONFIG` or `dvt run CONFIG`, or pass a denoiser file as a method")
+                throw ProbeDataError(
+                    "method stage2 needs the run's denoiser \(file.path); train it with `dvt stage2 CONFIG` or `dvt run CONFIG`, or pass a denoiser file as a method"
+                )
             }
             return try denoised(samples, file)
         default:

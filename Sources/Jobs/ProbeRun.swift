@@ -37,8 +37,10 @@ public struct ProbeRun {
     }
 
     /// Reads the `probe.*` keys, with CLI values (non-nil) taking precedence.
-    public init(config: ResolvedConfig, model: VisionTransformer, task: String? = nil, dataset: String? = nil, root: String? = nil,
-                methods: String? = nil, official: Bool? = nil) throws {
+    public init(
+        config: ResolvedConfig, model: VisionTransformer, task: String? = nil, dataset: String? = nil, root: String? = nil,
+        methods: String? = nil, official: Bool? = nil
+    ) throws {
         let p = config.settings.probe
         self.config = config
         self.model = model
@@ -50,7 +52,8 @@ public struct ProbeRun {
         }
         guard let r = root ?? p.root else { throw ProbeDataError("the probe needs a dataset root (ROOT argument or probe.root)") }
         if (t == .depth) != (l == .nyu) {
-            throw ProbeDataError("task \(t.rawValue) does not fit dataset \(l.rawValue): depth reads the nyu layout, segmentation voc, ade20k or folder")
+            throw ProbeDataError(
+                "task \(t.rawValue) does not fit dataset \(l.rawValue): depth reads the nyu layout, segmentation voc, ade20k or folder")
         }
         self.task = t
         self.layout = l
@@ -72,8 +75,10 @@ public struct ProbeRun {
     var outDir: URL { URL(fileURLWithPath: config.settings.run.outputDir).appendingPathComponent("probe") }
 
     /// Builds the cached examples of one split for one method.
-    func examples(_ dataset: ProbeDataset, _ samples: [ProbeSample], maps: [(patch: Tensor, cls: Tensor?)],
-                  trainSize: (Int, Int)) throws -> [ProbeExample] {
+    func examples(
+        _ dataset: ProbeDataset, _ samples: [ProbeSample], maps: [(patch: Tensor, cls: Tensor?)],
+        trainSize: (Int, Int)
+    ) throws -> [ProbeExample] {
         try zip(samples, maps).map { s, m in
             let img = try RGBImage(contentsOf: s.image)
             var features = m.patch
@@ -81,8 +86,9 @@ public struct ProbeRun {
                 guard let cls = m.cls else { throw ProbeDataError("the depth head needs a class token; \(model.config.name) has none") }
                 features = DepthHead.withClassToken(m.patch, cls)
             }
-            var e = ProbeExample(name: s.name, features: features, trainHeight: trainSize.0, trainWidth: trainSize.1,
-                                 evalHeight: img.height, evalWidth: img.width)
+            var e = ProbeExample(
+                name: s.name, features: features, trainHeight: trainSize.0, trainWidth: trainSize.1,
+                evalHeight: img.height, evalWidth: img.width)
             switch task {
             case .segmentation:
                 e.evalLabels = try dataset.labels(s, width: img.width, height: img.height)
@@ -97,16 +103,23 @@ public struct ProbeRun {
 
     public func run() throws -> Outcome {
         // The head's memory per class count at this run's geometry (val images not yet read).
-        let channels = model.config.embedDim, (h, w) = InputGeometry.inputSize(config.settings.run.inputSize,
-            stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
+        let channels = model.config.embedDim,
+            (h, w) = InputGeometry.inputSize(
+                config.settings.run.inputSize,
+                stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
         let (gh, gw) = model.grid(height: h, width: w, stride: config.settings.run.strideSize), tokens = gh * gw
-        var dataset = try ProbeDataset.open(layout, root: root, headBytes: { k in
-            SegmentationHead.memoryBytes(classes: k, channels: channels, batch: options.batchSize, trainPixels: h * w, tokens: tokens, evalPixels: 0)
-        })
+        var dataset = try ProbeDataset.open(
+            layout, root: root,
+            headBytes: { k in
+                SegmentationHead.memoryBytes(
+                    classes: k, channels: channels, batch: options.batchSize, trainPixels: h * w, tokens: tokens, evalPixels: 0)
+            })
         guard dataset.task == task else { throw ProbeDataError("dataset \(layout.rawValue) is a \(dataset.task.rawValue) dataset") }
         if let n = maxTrain { dataset.train = Array(dataset.train.prefix(n)) }
         if let n = maxVal { dataset.val = Array(dataset.val.prefix(n)) }
-        log("probe: \(task.rawValue) on \(layout.rawValue) at \(root.path): \(dataset.train.count) train, \(dataset.val.count) val images; \(protocolName) protocol, \(options.iterations) iterations of \(options.batchSize) maps")
+        log(
+            "probe: \(task.rawValue) on \(layout.rawValue) at \(root.path): \(dataset.train.count) train, \(dataset.val.count) val images; \(protocolName) protocol, \(options.iterations) iterations of \(options.batchSize) maps"
+        )
         var features = try ProbeFeatures(config: config, model: model, layout: layout, log: log)
         features.quiet = true
         let trainSize = features.inputSize
@@ -121,24 +134,33 @@ public struct ProbeRun {
             switch task {
             case .segmentation:
                 let f = train[0].features.shape
-                try dataset.checkSegmentationMemory(channels: f[2], batch: options.batchSize, trainHeight: trainSize.0, trainWidth: trainSize.1,
-                                                    tokens: f[0] * f[1], evalPixels: val.map { $0.evalHeight * $0.evalWidth }.max() ?? 0)
+                try dataset.checkSegmentationMemory(
+                    channels: f[2], batch: options.batchSize, trainHeight: trainSize.0, trainWidth: trainSize.1,
+                    tokens: f[0] * f[1], evalPixels: val.map { $0.evalHeight * $0.evalWidth }.max() ?? 0)
                 let (head, summary) = try ProbeTrainer.trainSegmentation(train, classes: dataset.classes, options: options, log: log)
                 let m = ProbeTrainer.evaluateSegmentation(head, val, classes: dataset.classes)
-                results.append(MethodResult(method: method, metrics: [("mIoU", m.mIoU), ("mAcc", m.mAcc), ("aAcc", m.aAcc)],
-                                            perClassIoU: m.iou, training: summary))
+                results.append(
+                    MethodResult(
+                        method: method, metrics: [("mIoU", m.mIoU), ("mAcc", m.mAcc), ("aAcc", m.aAcc)],
+                        perClassIoU: m.iou, training: summary))
                 predictions.append(val.prefix(3).map { ProbeTrainer.predict(head, $0) })
             case .depth:
                 let (head, summary) = try ProbeTrainer.trainDepth(train, options: options, log: log)
                 let m = ProbeTrainer.evaluateDepth(head, val)
-                results.append(MethodResult(method: method, metrics: [("RMSE", m.rmse), ("AbsRel", m.absRel), ("log10", m.log10),
-                                                                       ("RMSE_log", m.rmseLog), ("δ1", m.delta1), ("δ2", m.delta2), ("δ3", m.delta3)],
-                                            perClassIoU: [], training: summary))
+                results.append(
+                    MethodResult(
+                        method: method,
+                        metrics: [
+                            ("RMSE", m.rmse), ("AbsRel", m.absRel), ("log10", m.log10),
+                            ("RMSE_log", m.rmseLog), ("δ1", m.delta1), ("δ2", m.delta2), ("δ3", m.delta3),
+                        ],
+                        perClassIoU: [], training: summary))
                 predictions.append(val.prefix(3).map { ProbeTrainer.predictDepth(head, $0) })
             }
             if let r = results.last, let bad = r.metrics.first(where: { !$0.1.isFinite }) {
-                throw ProbeDataError("probe [\(method)]: the val metric \(bad.0) is \(bad.1) (\(r.metrics.map { "\($0.0) \($0.1)" }.joined(separator: ", "))); "
-                                     + "no result is written for a run with non-finite metrics")
+                throw ProbeDataError(
+                    "probe [\(method)]: the val metric \(bad.0) is \(bad.1) (\(r.metrics.map { "\($0.0) \($0.1)" }.joined(separator: ", "))); "
+                        + "no result is written for a run with non-finite metrics")
             }
         }
         let figures = try writeVisuals(dataset, predictions)
@@ -159,12 +181,14 @@ public struct ProbeRun {
                 why = "every pixel of its \(examples.count) mask(s) is the ignore label \(ProbeDataset.ignoreIndex)"
             case .depth:
                 valid = examples.reduce(0) { $0 + DepthMetrics.validPixels(gt: $1.evalDepth) }
-                why = String(format: "no depth of its %d map(s) lies inside (%g, %g) m (e.g. every value is 0)",
-                             examples.count, DepthMetrics.nyuMinDepth, DepthMetrics.nyuMaxDepth)
+                why = String(
+                    format: "no depth of its %d map(s) lies inside (%g, %g) m (e.g. every value is 0)",
+                    examples.count, DepthMetrics.nyuMinDepth, DepthMetrics.nyuMaxDepth)
             }
             if valid == 0 {
-                throw ProbeDataError("probe [\(method)]: no valid pixel was left in the \(split) split of \(root.path): \(why); "
-                                     + "its metrics would be NaN")
+                throw ProbeDataError(
+                    "probe [\(method)]: no valid pixel was left in the \(split) split of \(root.path): \(why); "
+                        + "its metrics would be NaN")
             }
         }
     }
@@ -175,7 +199,8 @@ public struct ProbeRun {
         var s = "| method | " + first.metrics.map(\.0).joined(separator: " | ") + " | train maps/s |\n"
         s += "|---|" + String(repeating: "---:|", count: first.metrics.count + 1) + "\n"
         for r in results {
-            s += "| \(r.method) | " + r.metrics.map { String(format: "%.4f", $0.1) }.joined(separator: " | ")
+            s +=
+                "| \(r.method) | " + r.metrics.map { String(format: "%.4f", $0.1) }.joined(separator: " | ")
                 + String(format: " | %.0f |\n", r.training.mapsPerSecond)
         }
         return s
@@ -219,8 +244,10 @@ public struct ProbeRun {
             }
             let name = "\(task.rawValue)_\(s.name.replacingOccurrences(of: "/", with: "_")).png"
             try Visuals.hstrip(tiles).write(to: dir.appendingPathComponent(name))
-            figures.append(["file": "visuals/\(name)",
-                            "caption": "\(s.name): input | ground truth | " + methods.joined(separator: " | ")])
+            figures.append([
+                "file": "visuals/\(name)",
+                "caption": "\(s.name): input | ground truth | " + methods.joined(separator: " | "),
+            ])
         }
         return figures
     }
@@ -235,12 +262,16 @@ public struct ProbeRun {
             "options": optionsJSON,
             "metric_names": results.first?.metrics.map(\.0) ?? [],
             "methods": results.map { r in
-                ["method": r.method,
-                 "metrics": Dictionary(uniqueKeysWithValues: r.metrics.map { ($0.0, clean($0.1)) }),
-                 "metric_values": r.metrics.map { clean($0.1) },
-                 "per_class_iou": r.perClassIoU.map(clean),
-                 "training": ["iterations": r.training.iterations, "seconds": r.training.seconds,
-                              "maps_per_second": r.training.mapsPerSecond, "final_loss": clean(r.training.finalLoss)]] as [String: Any]
+                [
+                    "method": r.method,
+                    "metrics": Dictionary(uniqueKeysWithValues: r.metrics.map { ($0.0, clean($0.1)) }),
+                    "metric_values": r.metrics.map { clean($0.1) },
+                    "per_class_iou": r.perClassIoU.map(clean),
+                    "training": [
+                        "iterations": r.training.iterations, "seconds": r.training.seconds,
+                        "maps_per_second": r.training.mapsPerSecond, "final_loss": clean(r.training.finalLoss),
+                    ],
+                ] as [String: Any]
             },
             "figures": figures,
         ]

@@ -82,9 +82,10 @@ struct ReportFeatures {
                 let seed = Stage1Job.imageSeed(config.settings.run.seed, item.relativeStem)
                 let plan = stage1.plan(base: try stage1.base(item.url).flipped(axis: -1), seed: seed)
                 let raw = stage1.features(of: plan)
-                let fit = try Stage1.fit(rows: raw.rows, lastView: raw.lastView, coords: plan.coords, settings: stage1.settings, seed: seed,
-                                         label: "stage1 mirrored \(item.relativeStem)", quiet: true,
-                                         precision: config.settings.run.precision)
+                let fit = try Stage1.fit(
+                    rows: raw.rows, lastView: raw.lastView, coords: plan.coords, settings: stage1.settings, seed: seed,
+                    label: "stage1 mirrored \(item.relativeStem)", quiet: true,
+                    precision: config.settings.run.precision)
                 stage1Pairs.append((fit.output.denoised, flip(try Npy.read(denoisedFile))))
             }
             // SRT of the image itself is the run's own file; only the mirror is new.
@@ -96,9 +97,11 @@ struct ReportFeatures {
         }
         var strength: [Report.LayerStrength] = []
         for block in 0..<depth where maps[block].count >= 1 {
-            strength.append(Report.LayerStrength(layer: block,
-                                                 positionVarianceRatio: maps[block].count >= 2 ? try ArtifactMetrics.positionVarianceRatio(maps[block]) : .nan,
-                                                 flipEquivariance: try ArtifactMetrics.equivarianceError(pairs[block])))
+            strength.append(
+                Report.LayerStrength(
+                    layer: block,
+                    positionVarianceRatio: maps[block].count >= 2 ? try ArtifactMetrics.positionVarianceRatio(maps[block]) : .nan,
+                    flipEquivariance: try ArtifactMetrics.equivarianceError(pairs[block])))
         }
         var eq: [String: Float] = [:]
         if !pairs[layer].isEmpty { eq["raw ViT"] = try ArtifactMetrics.equivarianceError(pairs[layer]) }

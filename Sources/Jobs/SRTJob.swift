@@ -75,15 +75,16 @@ public struct SRTJob {
         case .pixel: res = "pixel"
         }
         let o = srt.options
-        return Record(arch: srt.model.config.name, weights: weightsPath, randomInitSeed: seed,
-                      warning: seed.map { VisionTransformer.randomWeightsWarning(seed: $0) },
-                      precision: srt.model.precision.rawValue,
-                      weightsOrigin: srt.model.weightsOrigin, posEmbedResample: srt.model.positionResamplingNote,
-                      layer: o.layer, stride: srt.stride, inputSize: [height, width], dx: o.dx, dy: o.dy,
-                      aggregate: o.aggregate.rawValue,
-                      weighting: o.uniform ? "uniform over the shift grid" : "unshifted view counted twice (official SRT)",
-                      resolution: res, fast: fast, views: srt.shifts.count,
-                      forwards: (2 * o.dx + 1) * (2 * o.dy + 1), images: images, completed: completed, failed: failed)
+        return Record(
+            arch: srt.model.config.name, weights: weightsPath, randomInitSeed: seed,
+            warning: seed.map { VisionTransformer.randomWeightsWarning(seed: $0) },
+            precision: srt.model.precision.rawValue,
+            weightsOrigin: srt.model.weightsOrigin, posEmbedResample: srt.model.positionResamplingNote,
+            layer: o.layer, stride: srt.stride, inputSize: [height, width], dx: o.dx, dy: o.dy,
+            aggregate: o.aggregate.rawValue,
+            weighting: o.uniform ? "uniform over the shift grid" : "unshifted view counted twice (official SRT)",
+            resolution: res, fast: fast, views: srt.shifts.count,
+            forwards: (2 * o.dx + 1) * (2 * o.dy + 1), images: images, completed: completed, failed: failed)
     }
 
     func writeRecord(_ r: Record, to out: URL) throws {
@@ -94,8 +95,10 @@ public struct SRTJob {
 
     /// Runs over `items`; an image that cannot be read or processed is reported, skipped and
     /// listed in the report (the caller decides the exit status).
-    public func run(items: [ImageItem], outDir: URL, showProgress: Bool = true,
-                    log: @escaping (String) -> Void = ImageJobEngine.standardError) throws -> Report {
+    public func run(
+        items: [ImageItem], outDir: URL, showProgress: Bool = true,
+        log: @escaping (String) -> Void = ImageJobEngine.standardError
+    ) throws -> Report {
         try srt.validate(resolution)
         if fast && srt.options.aggregate != .mean {
             throw SRTError("--fast computes the mean on the token grid directly; it has no median variant")

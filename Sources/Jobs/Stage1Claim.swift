@@ -22,7 +22,8 @@ public enum Stage1Manifest {
         var done = Set<String>()
         for line in data.split(separator: UInt8(ascii: "\n")) {
             guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-                  o["status"] as? String == "ok", let stem = o["image"] as? String else { continue }
+                o["status"] as? String == "ok", let stem = o["image"] as? String
+            else { continue }
             done.insert(stem)
         }
         return done

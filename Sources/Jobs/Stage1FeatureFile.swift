@@ -19,27 +19,32 @@ public enum Stage1FeatureFile {
     public static func run(_ url: URL, config: ResolvedConfig) throws -> Result {
         let file = try SafeTensorsFile(url: url)
         for key in ["raw", "coords"] where !file.contains(key) {
-            throw JobsError.input("\(url.path): no tensor '\(key)'; a feature file needs raw (V+1, H, W, C) and coords (V+1, H, W, 2) (the planted layout)")
+            throw JobsError.input(
+                "\(url.path): no tensor '\(key)'; a feature file needs raw (V+1, H, W, C) and coords (V+1, H, W, 2) (the planted layout)")
         }
         let raw = try file.tensor("raw"), coords = try file.tensor("coords")
         let settings = Stage1Settings(config: config)
         try settings.validate()
-        let r = try Stage1.fit(views: raw, coords: coords, settings: settings, seed: UInt64(config.settings.run.seed),
-                               quiet: false, printFreq: config.settings.stage1.printFreq,
-                               precision: config.settings.run.precision)
+        let r = try Stage1.fit(
+            views: raw, coords: coords, settings: settings, seed: UInt64(config.settings.run.seed),
+            quiet: false, printFreq: config.settings.stage1.printFreq,
+            precision: config.settings.run.precision)
         let out = URL(fileURLWithPath: config.settings.run.outputDir)
         let stem = url.deletingPathExtension().lastPathComponent
         let tree = RunPaths(root: out, model: "features")
-        for (t, dst) in [(r.output.raw, tree.raw(stem)), (r.output.denoised, tree.denoised(stem)),
-                         (r.output.sharedArtifacts, tree.extra("shared_artifacts", stem))] {
+        for (t, dst) in [
+            (r.output.raw, tree.raw(stem)), (r.output.denoised, tree.denoised(stem)),
+            (r.output.sharedArtifacts, tree.extra("shared_artifacts", stem)),
+        ] {
             try FileManager.default.createDirectory(at: dst.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Npy.write(t, to: dst)
         }
         var result = Result(finalLoss: r.finalLoss, msPerStep: r.msPerStep, output: out)
         if file.contains("clean_full") && file.contains("artifact") {
             let clean = try file.tensor("clean_full"), artifact = try file.tensor("artifact")
-            result.groundTruth = PlantedScore(raw: r.output.raw, denoised: r.output.denoised, cleanFull: clean, artifact: artifact,
-                                              learntArtifact: r.output.sharedArtifacts)
+            result.groundTruth = PlantedScore(
+                raw: r.output.raw, denoised: r.output.denoised, cleanFull: clean, artifact: artifact,
+                learntArtifact: r.output.sharedArtifacts)
         }
         return result
     }

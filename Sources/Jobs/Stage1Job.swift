@@ -31,8 +31,9 @@ public final class Stage1Job {
         settings = Stage1Settings(config: config)
         try settings.validate()
         // input_size and stride_size against this model (the views go through it 8 at a time).
-        let size = InputGeometry.inputSize(config.settings.run.inputSize,
-                                           stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
+        let size = InputGeometry.inputSize(
+            config.settings.run.inputSize,
+            stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
         try InputGeometry.validate(height: size.0, width: size.1, stride: config.settings.run.strideSize, model: model.config, batch: 8)
         layer = try Stage1Job.layer(config: config, model: model)
         tree = RunPaths(root: URL(fileURLWithPath: config.settings.run.outputDir), model: config.settings.run.model)
@@ -118,8 +119,9 @@ public final class Stage1Job {
     public func features(ofViews images: Tensor) -> Tensor {
         let n = images.shape[0], batch = Stage1Job.viewBatch
         let parts = Swift.stride(from: 0, to: n, by: batch).map { start in
-            model.features(images.slice(axis: 0, start..<min(n, start + batch)), layers: [layer], norm: true,
-                           stride: stride)[layer]!.patch  // (b, Gh, Gw, C)
+            model.features(
+                images.slice(axis: 0, start..<min(n, start + batch)), layers: [layer], norm: true,
+                stride: stride)[layer]!.patch  // (b, Gh, Gw, C)
         }
         return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
     }
@@ -165,12 +167,14 @@ public final class Stage1Job {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try AtomicFile.write(Data(config.yaml.utf8), to: out.appendingPathComponent("stage1_config.yaml"))
         if let seed = model.randomInitSeed {
-            try AtomicFile.write(Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8),
-                                 to: out.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
+            try AtomicFile.write(
+                Data((VisionTransformer.randomWeightsWarning(seed: seed) + "\n").utf8),
+                to: out.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
         }
         // backbone.json: the weights' origin and the position resampling behind these features.
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: model.provenance, options: [.prettyPrinted, .sortedKeys]),
-                             to: out.appendingPathComponent("backbone.json"))
+        try AtomicFile.write(
+            try JSONSerialization.data(withJSONObject: model.provenance, options: [.prettyPrinted, .sortedKeys]),
+            to: out.appendingPathComponent("backbone.json"))
         return try engine.run(Client(job: self), items: items)
     }
 
@@ -192,17 +196,21 @@ public final class Stage1Job {
             batch.map { job.features(of: $0) }
         }
 
-        func finish(_ item: ImageItem, _ prepared: ViewPlan, _ raw: (rows: FeatureRows, lastView: Tensor),
-                    position: Int) throws -> ImageJobOutput {
+        func finish(
+            _ item: ImageItem, _ prepared: ViewPlan, _ raw: (rows: FeatureRows, lastView: Tensor),
+            position: Int
+        ) throws -> ImageJobOutput {
             let s = job.config.settings.stage1
             let seed = Stage1Job.imageSeed(job.config.settings.run.seed, item.relativeStem)
             Tensor.releaseCachedMemory()  // the ViT's weight copies and freed temporaries (remade by the next image's forwards)
-            let result = try Stage1.fit(rows: raw.rows, lastView: raw.lastView, coords: prepared.coords, settings: job.settings,
-                                        seed: seed, label: "stage1 \(item.relativeStem)", quiet: true, printFreq: s.printFreq,
-                                        precision: job.config.settings.run.precision)
+            let result = try Stage1.fit(
+                rows: raw.rows, lastView: raw.lastView, coords: prepared.coords, settings: job.settings,
+                seed: seed, label: "stage1 \(item.relativeStem)", quiet: true, printFreq: s.printFreq,
+                precision: job.config.settings.run.precision)
             let viewShape = Array(prepared.coords.shape.dropLast()) + [raw.rows.cols]  // (V+1, Gh, Gw, C)
-            let files = try job.write(result.output, item: item, views: { raw.rows.copyRows(0..<raw.rows.rows).reshape(viewShape) },
-                                      visual: s.visEvery > 0 && position % s.visEvery == 0)
+            let files = try job.write(
+                result.output, item: item, views: { raw.rows.copyRows(0..<raw.rows.rows).reshape(viewShape) },
+                visual: s.visEvery > 0 && position % s.visEvery == 0)
             var record: [String: Any] = ["final_loss": result.finalLoss, "ms_per_step": result.msPerStep]
             for (k, v) in result.lastMetrics { record[k] = v }
             return ImageJobOutput(files: files, record: record)
@@ -229,8 +237,10 @@ public final class Stage1Job {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             let (h, w) = inputSize
             let image = try RGBImage(contentsOf: item.url)
-            try Stage1Job.strip(input: image.resized(width: w, height: h), raw: o.raw, denoised: o.denoised,
-                                artifacts: o.sharedArtifacts).write(to: url)
+            try Stage1Job.strip(
+                input: image.resized(width: w, height: h), raw: o.raw, denoised: o.denoised,
+                artifacts: o.sharedArtifacts
+            ).write(to: url)
             files.append(url)
         }
         // raw first, denoised last: the denoised file's presence marks the image complete.
@@ -248,13 +258,15 @@ public final class Stage1Job {
         let rawNorm = Visuals.norms(raw), denNorm = Visuals.norms(denoised)
         let lo = min(rawNorm.scalars.min() ?? 0, denNorm.scalars.min() ?? 0)
         let hi = max(rawNorm.scalars.max() ?? 1, denNorm.scalars.max() ?? 1)
-        let tiles = [input.resized(width: tw, height: th),
-                     Visuals.upsampleNearest(pca.image(raw), width: tw, height: th),
-                     Visuals.upsampleNearest(pca.image(denoised), width: tw, height: th),
-                     Visuals.upsampleNearest(g.image(artifacts), width: tw, height: th),
-                     Visuals.upsampleNearest(Visuals.heatmap(rawNorm, range: (lo, hi)), width: tw, height: th),
-                     Visuals.upsampleNearest(Visuals.heatmap(denNorm, range: (lo, hi)), width: tw, height: th),
-                     Visuals.upsampleNearest(Visuals.normHeatmap(artifacts), width: tw, height: th)]
+        let tiles = [
+            input.resized(width: tw, height: th),
+            Visuals.upsampleNearest(pca.image(raw), width: tw, height: th),
+            Visuals.upsampleNearest(pca.image(denoised), width: tw, height: th),
+            Visuals.upsampleNearest(g.image(artifacts), width: tw, height: th),
+            Visuals.upsampleNearest(Visuals.heatmap(rawNorm, range: (lo, hi)), width: tw, height: th),
+            Visuals.upsampleNearest(Visuals.heatmap(denNorm, range: (lo, hi)), width: tw, height: th),
+            Visuals.upsampleNearest(Visuals.normHeatmap(artifacts), width: tw, height: th),
+        ]
         return Visuals.hstrip(tiles)
     }
 }

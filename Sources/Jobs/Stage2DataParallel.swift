@@ -1,8 +1,8 @@
-import Distributed
 import DVT
+import Distributed
 import Foundation
-import Training
 import TensorCore
+import Training
 
 // Stage 2 data-parallel over MPI (`mpirun -np R dvt stage2 …`). The whole integration is this
 // file plus three small seams: `Trainer.afterBackward` (one gradient reduction per step, after
@@ -20,14 +20,20 @@ extension Stage2Runner {
     /// shards batches and validation, averages gradients, and leaves the writing to rank 0.
     /// Returns the averager (its allreduce time is the benchmark's communication share).
     @discardableResult
-    public static func attachDataParallel(_ communicator: Communicator, task: Stage2Task, trainer: Trainer,
-                                          log: (String) -> Void) throws -> GradientAverager {
+    public static func attachDataParallel(
+        _ communicator: Communicator, task: Stage2Task, trainer: Trainer,
+        log: (String) -> Void
+    ) throws -> GradientAverager {
         let r = communicator.rank, n = communicator.size
         guard task.batchSize % n == 0 else {
-            throw Stage2Error("stage2.batch_size \(task.batchSize) is the global batch and must divide evenly over the \(n) MPI ranks (got a remainder of \(task.batchSize % n)); set stage2.batch_size to a multiple of \(n)")
+            throw Stage2Error(
+                "stage2.batch_size \(task.batchSize) is the global batch and must divide evenly over the \(n) MPI ranks (got a remainder of \(task.batchSize % n)); set stage2.batch_size to a multiple of \(n)"
+            )
         }
         let host = ProcessInfo.processInfo.hostName
-        log("stage2: rank \(r) of \(n) on \(host) (pid \(getpid())): \(task.batchSize / n) of every global batch of \(task.batchSize), \(task.validation.count / n + (r < task.validation.count % n ? 1 : 0)) validation pairs\(r == 0 ? "; rank 0 writes the outputs" : "")")
+        log(
+            "stage2: rank \(r) of \(n) on \(host) (pid \(getpid())): \(task.batchSize / n) of every global batch of \(task.batchSize), \(task.validation.count / n + (r < task.validation.count % n ? 1 : 0)) validation pairs\(r == 0 ? "; rank 0 writes the outputs" : "")"
+        )
         task.shard = (r, n)
         task.reduceSums = { try communicator.allreduceSum(&$0) }
         let averager = trainer.averageOverRanks(communicator) { task.parameters }

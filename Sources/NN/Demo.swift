@@ -14,8 +14,10 @@ public struct EngineDemoResult: Sendable {
 /// separate two interleaved spirals (labels ±1, MSE loss, full batch of 256 points) with AdamW
 /// and a warmup-cosine learning rate, logging the loss every `logEvery` steps.
 @discardableResult
-public func runEngineDemo(steps: Int = 300, logEvery: Int = 50, seed: UInt64 = 0,
-                          log: (String) -> Void) -> EngineDemoResult {
+public func runEngineDemo(
+    steps: Int = 300, logEvery: Int = 50, seed: UInt64 = 0,
+    log: (String) -> Void
+) -> EngineDemoResult {
     let start = Date()
     var rng = RandomGenerator(seed: seed)
     // Two spirals: point i of arm a at angle θ = 1.25 turns · t, radius t, arm b rotated by π.
@@ -34,8 +36,9 @@ public func runEngineDemo(steps: Int = 300, logEvery: Int = 50, seed: UInt64 = 0
 
     let model = Sequential.reluMLP([2, 32, 32, 1], rng: &rng)
     let opt = AdamW(parameters: model.namedParameters(), lr: 0.02, weightDecay: 1e-4)
-    let schedule = WarmupCosineSchedule(baseLR: 0.02, minLR: 0.001, warmupSteps: Double(steps / 10),
-                                        totalSteps: Double(steps))
+    let schedule = WarmupCosineSchedule(
+        baseLR: 0.02, minLR: 0.001, warmupSteps: Double(steps / 10),
+        totalSteps: Double(steps))
     log("engine demo: \(model.parameterCount)-parameter ReLU MLP, two spirals (\(2 * perArm) points), AdamW, \(steps) steps")
     var initial: Float = .nan, last: Float = .nan
     for step in 0..<steps {

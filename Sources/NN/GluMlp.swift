@@ -29,11 +29,11 @@ public final class GluMlp: Layer {
 
     /// (B, N, C) → (B, N, C)
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = fc1(x)                                   // (B, N, 2H)
+        let h = fc1(x)  // (B, N, 2H)
         let axis = h.rank - 1, w = hidden
-        let gate = h.slice(axis: axis, 0..<w)            // (B, N, H), x1 of `chunk(2)`
-        let value = h.slice(axis: axis, w..<(2 * w))     // (B, N, H), x2
-        return fc2(gate.silu() * value)                  // (B, N, C)
+        let gate = h.slice(axis: axis, 0..<w)  // (B, N, H), x1 of `chunk(2)`
+        let value = h.slice(axis: axis, w..<(2 * w))  // (B, N, H), x2
+        return fc2(gate.silu() * value)  // (B, N, C)
     }
 }
 
@@ -61,8 +61,8 @@ public final class SwiGLU: Layer {
 
     /// (B, N, C) → (B, N, C)
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        var h = fc1g(x).silu() * fc1x(x)   // (B, N, H)
+        var h = fc1g(x).silu() * fc1x(x)  // (B, N, H)
         if let norm { h = norm(h) }
-        return fc2(h)                      // (B, N, C)
+        return fc2(h)  // (B, N, C)
     }
 }

@@ -10,8 +10,8 @@ import TensorCore
 public final class Linear: Layer {
     public let inFeatures: Int
     public let outFeatures: Int
-    public let weight: Tensor   // (Out, In)
-    public let bias: Tensor?    // (Out)
+    public let weight: Tensor  // (Out, In)
+    public let bias: Tensor?  // (Out)
 
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, rng: inout RandomGenerator) {
         precondition(inFeatures > 0 && outFeatures > 0, "Linear: features must be positive, got \(inFeatures) → \(outFeatures)")

@@ -38,7 +38,9 @@ public struct StateDictError: Error, CustomStringConvertible, Equatable {
         if !missing.isEmpty { parts.append("missing keys (\(missing.count)): \(Self.summarise(missing))") }
         if !unexpected.isEmpty { parts.append("unexpected keys (\(unexpected.count)): \(Self.summarise(unexpected))") }
         if !mismatched.isEmpty {
-            parts.append("mis-shaped keys (\(mismatched.count)): \(Self.summarise(mismatched.map { "\($0.key): module has shape \($0.expected), state dict has \($0.found)" }, separator: "; "))")
+            parts.append(
+                "mis-shaped keys (\(mismatched.count)): \(Self.summarise(mismatched.map { "\($0.key): module has shape \($0.expected), state dict has \($0.found)" }, separator: "; "))"
+            )
         }
         let origin = source.isEmpty ? "" : " from \(source)"
         return "cannot load state dict\(origin): " + parts.joined(separator: "; ")

@@ -48,9 +48,9 @@ public final class Attention: Layer {
     /// (B, N, C) → (B, N, C)
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.rank == 3, "Attention: input must be (B, N, C), got \(x.shape)")
-        let packed = qkv(x)                                                 // (B, N, 3C)
-        let mixed = Tensor.multiHeadAttention(qkv: packed, heads: heads)    // (B, N, C)
-        return proj(mixed)                                                  // (B, N, C)
+        let packed = qkv(x)  // (B, N, 3C)
+        let mixed = Tensor.multiHeadAttention(qkv: packed, heads: heads)  // (B, N, C)
+        return proj(mixed)  // (B, N, C)
     }
 }
 
@@ -87,8 +87,10 @@ public final class Block: Layer {
 
     /// - Parameters:
     ///   - layerScale: `ls1`/`ls2` initial value (DINOv2 checkpoints have them), or nil for none.
-    public init(_ dim: Int, heads: Int, mlpRatio: Double = 4, activation: Activation = .gelu,
-                layerScale: Float? = nil, normEps: Float = 1e-6, rng: inout RandomGenerator) {
+    public init(
+        _ dim: Int, heads: Int, mlpRatio: Double = 4, activation: Activation = .gelu,
+        layerScale: Float? = nil, normEps: Float = 1e-6, rng: inout RandomGenerator
+    ) {
         norm1 = LayerNorm(dim, eps: normEps)
         attn = Attention(dim, heads: heads, rng: &rng)
         ls1 = layerScale.map { LayerScale(dim, initValues: $0) }
@@ -108,11 +110,11 @@ public final class Block: Layer {
 
     /// (B, N, C) → (B, N, C)
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        var a = attn(norm1(x))             // (B, N, C)
+        var a = attn(norm1(x))  // (B, N, C)
         if let ls1 { a = ls1(a) }
-        let h = x + a                      // (B, N, C)
-        var m = mlp(norm2(h))              // (B, N, C)
+        let h = x + a  // (B, N, C)
+        var m = mlp(norm2(h))  // (B, N, C)
         if let ls2 { m = ls2(m) }
-        return h + m                       // (B, N, C)
+        return h + m  // (B, N, C)
     }
 }

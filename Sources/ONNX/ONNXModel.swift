@@ -47,7 +47,9 @@ public struct ONNXModel {
         let path = url.path
         let size = try FileKind.requireRegular(path, what: "ONNX model", ONNXError.init)
         guard size <= ONNXLimits.maxFileBytes else {
-            throw ONNXError("\(path): \(size) bytes is over protobuf's 2 GiB message limit; such models keep their weights as external data, which dvt does not read")
+            throw ONNXError(
+                "\(path): \(size) bytes is over protobuf's 2 GiB message limit; such models keep their weights as external data, which dvt does not read"
+            )
         }
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
@@ -182,18 +184,24 @@ public enum ONNXTensor {
         let name = t.name.isEmpty ? "(unnamed)" : t.name
         if t.dataLocation == .external || !t.externalData.isEmpty {
             let location = t.externalData.first { $0.key == "location" }?.value ?? "?"
-            throw ONNXError("\(file): tensor '\(name)' keeps its data in an external file ('\(location)'); dvt reads only self-contained .onnx files (re-save the model with onnx.save_model(..., save_as_external_data=False))")
+            throw ONNXError(
+                "\(file): tensor '\(name)' keeps its data in an external file ('\(location)'); dvt reads only self-contained .onnx files (re-save the model with onnx.save_model(..., save_as_external_data=False))"
+            )
         }
         let n = try elementCount(t.dims, tensor: name, file: file)
         let shape = t.dims.map { Int($0) }
         guard let element = storedElement(t.dataType) else {
-            throw ONNXError("\(file): tensor '\(name)' has element type \(typeName(t.dataType)), which dvt does not read (it reads FLOAT, FLOAT16, BFLOAT16, DOUBLE and integer/bool tensors)")
+            throw ONNXError(
+                "\(file): tensor '\(name)' has element type \(typeName(t.dataType)), which dvt does not read (it reads FLOAT, FLOAT16, BFLOAT16, DOUBLE and integer/bool tensors)"
+            )
         }
         if t.hasRawData {
             // Bytes = count × element size exactly, checked before anything is allocated for it.
             let (bytes, overflow) = n.multipliedReportingOverflow(by: element.byteSize)
             guard !overflow, t.rawData.count == bytes else {
-                throw ONNXError("\(file): tensor '\(name)' (\(typeName(t.dataType)), dims \(t.dims)) has \(t.rawData.count) bytes of raw_data, expected \(overflow ? "more than Int.max" : "\(bytes)")")
+                throw ONNXError(
+                    "\(file): tensor '\(name)' (\(typeName(t.dataType)), dims \(t.dims)) has \(t.rawData.count) bytes of raw_data, expected \(overflow ? "more than Int.max" : "\(bytes)")"
+                )
             }
             return Tensor.decoding(ReadOnlyBytes.copy(t.rawData), at: 0, as: element, shape: shape)
         }

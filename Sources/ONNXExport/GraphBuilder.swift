@@ -126,7 +126,8 @@ public struct OnnxGraphBuilder: Sendable {
         if let hit = int64Constants[key] { return hit }
         let saved = scope
         scope = ""
-        let n = unique(scalar ? "const_scalar_\(values.first ?? 0)" : "const_i64_" + values.map { $0 < 0 ? "m\(-$0)" : String($0) }.joined(separator: "_"))
+        let n = unique(
+            scalar ? "const_scalar_\(values.first ?? 0)" : "const_i64_" + values.map { $0 < 0 ? "m\(-$0)" : String($0) }.joined(separator: "_"))
         scope = saved
         precondition(!scalar || values.count == 1, "a scalar constant holds one value")
         var bytes = Data(capacity: 8 * values.count)
@@ -142,8 +143,10 @@ public struct OnnxGraphBuilder: Sendable {
     /// Adds a node with `outputs` results; returns their names. An empty input name is an
     /// omitted optional input, as ONNX spells it.
     @discardableResult
-    public mutating func node(_ op: String, _ inputs: [String], outputs count: Int = 1,
-                              _ attributes: [(String, OnnxAttribute)] = []) -> [String] {
+    public mutating func node(
+        _ op: String, _ inputs: [String], outputs count: Int = 1,
+        _ attributes: [(String, OnnxAttribute)] = []
+    ) -> [String] {
         let nodeName = unique(op)
         let outs = (0..<count).map { i in unique(count == 1 ? "\(op)_out" : "\(op)_out\(i)") }
         nodes.append(Node(opType: op, inputs: inputs, outputs: outs, name: nodeName, attributes: attributes))
@@ -214,19 +217,23 @@ extension OnnxGraphBuilder {
     /// default exclude_outside=0 replicates the border sample and differs by up to 10%,
     /// docs/formats.md).
     public mutating func bicubicAntialiased(_ x: String, sizes: String) -> String {
-        op("Resize", [x, "", "", sizes], [
-            ("mode", .string("cubic")), ("antialias", .int(1)), ("cubic_coeff_a", .float(-0.5)),
-            ("exclude_outside", .int(1)), ("coordinate_transformation_mode", .string("half_pixel")),
-        ])
+        op(
+            "Resize", [x, "", "", sizes],
+            [
+                ("mode", .string("cubic")), ("antialias", .int(1)), ("cubic_coeff_a", .float(-0.5)),
+                ("exclude_outside", .int(1)), ("coordinate_transformation_mode", .string("half_pixel")),
+            ])
     }
 
     /// torch bicubic without antialias (upsample_bicubic2d, align_corners=False, `size=`): 4 taps
     /// of Keys' kernel with a = −0.75 at the half-pixel source position, edge samples replicated:
     /// ONNX Resize with cubic_coeff_a −0.75, antialias 0, exclude_outside 0 (docs/formats.md).
     public mutating func bicubicPlain(_ x: String, sizes: String) -> String {
-        op("Resize", [x, "", "", sizes], [
-            ("mode", .string("cubic")), ("antialias", .int(0)), ("cubic_coeff_a", .float(-0.75)),
-            ("exclude_outside", .int(0)), ("coordinate_transformation_mode", .string("half_pixel")),
-        ])
+        op(
+            "Resize", [x, "", "", sizes],
+            [
+                ("mode", .string("cubic")), ("antialias", .int(0)), ("cubic_coeff_a", .float(-0.75)),
+                ("exclude_outside", .int(0)), ("coordinate_transformation_mode", .string("half_pixel")),
+            ])
     }
 }

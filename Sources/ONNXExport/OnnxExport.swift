@@ -56,7 +56,8 @@ public enum OnnxExport {
         meta["toolkit"] = provenance.toolkit
         meta["source_sha256"] = sourceSHA256
         // The ViT side as the source recorded it (a stage-2 run records both).
-        meta["input_size"] = meta["input_size"].map { "\($0) (ViT input of the training features); graph: any token grid" }
+        meta["input_size"] =
+            meta["input_size"].map { "\($0) (ViT input of the training features); graph: any token grid" }
             ?? "any token grid (H, W dynamic); ViT input not recorded in the source"
         meta["layer"] = meta["layer"] ?? meta["layer_depth_ratio"].map { "depth ratio \($0)" } ?? "not recorded in the source"
         for key in meta.keys.sorted() { g.metadata(key, meta[key]!) }
@@ -66,9 +67,11 @@ public enum OnnxExport {
     /// The extractor graph: input `image` (B, 3, H, W), RGB scaled to [0, 1] (already resized:
     /// the 8-bit Pillow resize stays outside the graph), outputs `denoised` and `raw_features`,
     /// both (B, Gh, Gw, C). H and W are fixed when `inputSize` is given, else dynamic.
-    public static func extractorGraph(vit: VisionTransformer, layer: Int, stride: Int?, inputSize: (Int, Int)?,
-                                      denoiser d: Denoiser, vitSHA256: String?, denoiserSHA256: String,
-                                      provenance: Provenance) throws -> OnnxGraphBuilder {
+    public static func extractorGraph(
+        vit: VisionTransformer, layer: Int, stride: Int?, inputSize: (Int, Int)?,
+        denoiser d: Denoiser, vitSHA256: String?, denoiserSHA256: String,
+        provenance: Provenance
+    ) throws -> OnnxGraphBuilder {
         let cfg = vit.config
         try OnnxViTSupport.check(cfg)
         guard cfg.embedDim == d.config.dim else {
@@ -95,9 +98,11 @@ public enum OnnxExport {
         var meta = provenance.extra
         for (k, v) in d.metadata() where k != "format" { meta["denoiser_" + k] = v }
         meta["format"] = "dvt-extractor-onnx-1"
-        meta["graph"] = "image (B, 3, H, W) float32 RGB in [0, 1] (pixel / 255, resized beforehand) -> ImageNet-style normalisation "
+        meta["graph"] =
+            "image (B, 3, H, W) float32 RGB in [0, 1] (pixel / 255, resized beforehand) -> ImageNet-style normalisation "
             + "(mean/std below) -> \(cfg.name) blocks 0...\(layer) -> final norm -> patch tokens (B, Gh, Gw, C) = raw_features -> denoiser -> denoised"
-        meta["architecture"] = "\(cfg.name): \(cfg.familySummary); patch \(cfg.patchSize), stride \(s), dim \(cfg.embedDim), "
+        meta["architecture"] =
+            "\(cfg.name): \(cfg.familySummary); patch \(cfg.patchSize), stride \(s), dim \(cfg.embedDim), "
             + "\(cfg.heads) heads, \(cfg.prefixTokens) prefix token(s); + DVT denoiser"
         meta["vit_model"] = cfg.name
         meta["layer"] = String(layer)
@@ -106,7 +111,8 @@ public enum OnnxExport {
         meta["mean"] = cfg.mean.map { String($0) }.joined(separator: ",")
         meta["std"] = cfg.std.map { String($0) }.joined(separator: ",")
         meta["input_size"] = inputSize.map { "\($0.0)x\($0.1)" } ?? "dynamic (each side >= \(cfg.patchSize))"
-        meta["position_embedding_resampling"] = "ViT: " + OnnxResampling.describe(cfg.positionResampling)
+        meta["position_embedding_resampling"] =
+            "ViT: " + OnnxResampling.describe(cfg.positionResampling)
             + (vit.positionResamplingChosenBy == "auto" ? "" : " (chosen by \(vit.positionResamplingChosenBy))")
             + ". Denoiser: " + OnnxResampling.antialiased
         meta["toolkit"] = provenance.toolkit
@@ -120,8 +126,10 @@ public enum OnnxExport {
     /// Serialises `graph` and writes it atomically (no partial file on failure).
     public static func write(_ graph: OnnxGraphBuilder, to url: URL) throws {
         guard graph.initializerBytes <= maxInitializerBytes else {
-            throw OnnxExportError(String(format: "%@: the weights take %.2f GB, more than a single protobuf file can hold (2 GB); "
-                                         + "ONNX external data is not supported by this exporter", url.path, Double(graph.initializerBytes) / 1e9))
+            throw OnnxExportError(
+                String(
+                    format: "%@: the weights take %.2f GB, more than a single protobuf file can hold (2 GB); "
+                        + "ONNX external data is not supported by this exporter", url.path, Double(graph.initializerBytes) / 1e9))
         }
         try OnnxModelWriter.write(graph, opset: opset, to: url)
     }

@@ -35,18 +35,18 @@ extension OnnxGraphBuilder {
     /// initializer of a block-relative key ("attn.qkv.weight"), nil when the block has none.
     mutating func attention(_ x: String, spec: OnnxBlockSpec, _ w: (String) -> String?) -> String {
         let c = spec.dim, h = spec.heads, d = c / h
-        let qkv = linear(x, weight: w("attn.qkv.weight")!, bias: w("attn.qkv.bias"))          // (B, N, 3C)
+        let qkv = linear(x, weight: w("attn.qkv.weight")!, bias: w("attn.qkv.bias"))  // (B, N, 3C)
         // timm: qkv.reshape(B, N, 3, h, d).permute(2, 0, 3, 1, 4); Reshape's 0 copies B and N.
-        let split = op("Reshape", [qkv, int64s([0, 0, 3, h, d])])                              // (B, N, 3, h, d)
-        let heads = op("Transpose", [split], [("perm", .ints([2, 0, 3, 1, 4]))])               // (3, B, h, N, d)
-        let q = op("Gather", [heads, int64s([0], scalar: true)], [("axis", .int(0))])        // (B, h, N, d)
+        let split = op("Reshape", [qkv, int64s([0, 0, 3, h, d])])  // (B, N, 3, h, d)
+        let heads = op("Transpose", [split], [("perm", .ints([2, 0, 3, 1, 4]))])  // (3, B, h, N, d)
+        let q = op("Gather", [heads, int64s([0], scalar: true)], [("axis", .int(0))])  // (B, h, N, d)
         let k = op("Gather", [heads, int64s([1], scalar: true)], [("axis", .int(0))])
         let v = op("Gather", [heads, int64s([2], scalar: true)], [("axis", .int(0))])
         let qs = op("Mul", [q, constant("attn_scale", floats: [1 / Float(d).squareRoot()], dims: [])])
-        let kt = op("Transpose", [k], [("perm", .ints([0, 1, 3, 2]))])                         // (B, h, d, N)
-        let scores = op("MatMul", [qs, kt])                                                    // (B, h, N, N)
+        let kt = op("Transpose", [k], [("perm", .ints([0, 1, 3, 2]))])  // (B, h, d, N)
+        let scores = op("MatMul", [qs, kt])  // (B, h, N, N)
         let p = op("Softmax", [scores], [("axis", .int(-1))])
-        let o = op("MatMul", [p, v])                                                           // (B, h, N, d)
+        let o = op("MatMul", [p, v])  // (B, h, N, d)
         let merged = op("Reshape", [op("Transpose", [o], [("perm", .ints([0, 2, 1, 3]))]), int64s([0, 0, c])])  // (B, N, C)
         return linear(merged, weight: w("attn.proj.weight")!, bias: w("attn.proj.bias"))
     }
@@ -78,10 +78,10 @@ extension OnnxGraphBuilder {
         scope = sub("attn")
         var a = attention(layerNorm(x, weight: w("norm1.weight")!, bias: w("norm1.bias")!, eps: spec.normEps), spec: spec, w)
         if let g = w("ls1.gamma") { a = op("Mul", [a, g]) }
-        let h = op("Add", [x, a])                                                               // (B, N, C)
+        let h = op("Add", [x, a])  // (B, N, C)
         scope = sub("mlp")
         var m = mlp(layerNorm(h, weight: w("norm2.weight")!, bias: w("norm2.bias")!, eps: spec.normEps), spec: spec, w)
         if let g = w("ls2.gamma") { m = op("Mul", [m, g]) }
-        return op("Add", [h, m])                                                                // (B, N, C)
+        return op("Add", [h, m])  // (B, N, C)
     }
 }

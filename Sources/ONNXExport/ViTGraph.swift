@@ -19,9 +19,10 @@ public enum OnnxViTSupport {
         if c.attentionNorm { missing.append("attention sub-LN (EVA scale_attn_inner)") }
         if c.mlp == .swiglu { missing.append("split SwiGLU with sub-LN (EVA)") }
         guard missing.isEmpty else {
-            throw OnnxExportError("\(c.name) cannot be exported to ONNX yet: \(missing.joined(separator: "; ")). "
-                                  + "Supported: timm VisionTransformer families with an absolute position embedding "
-                                  + "(DINO, DINOv2 with or without registers, DINOv2 giant, DeiT-III, MAE, CLIP, AugReg, SigLIP)")
+            throw OnnxExportError(
+                "\(c.name) cannot be exported to ONNX yet: \(missing.joined(separator: "; ")). "
+                    + "Supported: timm VisionTransformer families with an absolute position embedding "
+                    + "(DINO, DINOv2 with or without registers, DINOv2 giant, DeiT-III, MAE, CLIP, AugReg, SigLIP)")
         }
     }
 }
@@ -30,8 +31,10 @@ extension OnnxGraphBuilder {
     /// Adds the ViT's weights for blocks 0...layer (named `prefix` + timm key) and its nodes on
     /// `image` (B, 3, H, W), RGB in [0, 1]; returns the patch tokens after block `layer`
     /// (with the final norm when `norm`) as (B, Gh, Gw, C).
-    public mutating func vit(_ image: String, _ model: VisionTransformer, layer: Int, stride: Int?, norm applyNorm: Bool,
-                             prefix: String = "vit.model.") throws -> String {
+    public mutating func vit(
+        _ image: String, _ model: VisionTransformer, layer: Int, stride: Int?, norm applyNorm: Bool,
+        prefix: String = "vit.model."
+    ) throws -> String {
         let c = model.config
         try OnnxViTSupport.check(c)
         precondition(layer >= 0 && layer < c.depth, "layer \(layer) out of range 0..<\(c.depth)")
@@ -51,15 +54,15 @@ extension OnnxGraphBuilder {
         scope = "vit/normalize"
         let mean = constant("mean", floats: c.mean, dims: [1, 3, 1, 1])
         let std = constant("std", floats: c.std, dims: [1, 3, 1, 1])
-        let x0 = op("Div", [op("Sub", [image, mean]), std])                                   // (B, 3, H, W)
+        let x0 = op("Div", [op("Sub", [image, mean]), std])  // (B, 3, H, W)
 
         scope = "vit/patch_embed"
         var convInputs = [x0, names["patch_embed.proj.weight"]!]
         if let b = names["patch_embed.proj.bias"] { convInputs.append(b) }
         let conv = op("Conv", convInputs, [("kernel_shape", .ints([c.patchSize, c.patchSize])), ("strides", .ints([s, s]))])  // (B, C, Gh, Gw)
-        let convShape = op("Shape", [conv])                                                   // [B, C, Gh, Gw]
-        let batch = op("Slice", [convShape, int64s([0]), int64s([1])])                        // [B]
-        let ghw = op("Slice", [convShape, int64s([2]), int64s([4])])                          // [Gh, Gw]
+        let convShape = op("Shape", [conv])  // [B, C, Gh, Gw]
+        let batch = op("Slice", [convShape, int64s([0]), int64s([1])])  // [B]
+        let ghw = op("Slice", [convShape, int64s([2]), int64s([4])])  // [Gh, Gw]
         var x = op("Transpose", [op("Reshape", [conv, int64s([0, dim, -1])])], [("perm", .ints([0, 2, 1]))])  // (B, T, C)
 
         // Position embedding of the patch grid, resampled from the square pretraining grid G0 by
@@ -76,14 +79,16 @@ extension OnnxGraphBuilder {
             }
             let patchRows = op("Slice", [pos, int64s([pr]), int64s([pr + rows]), int64s([1])])  // (1, G0², C)
             let grid = op("Reshape", [patchRows, int64s([1, g0, g0, dim])])
-            let nchw = op("Transpose", [grid], [("perm", .ints([0, 3, 1, 2]))])              // (1, C, G0, G0)
+            let nchw = op("Transpose", [grid], [("perm", .ints([0, 3, 1, 2]))])  // (1, C, G0, G0)
             let sizes = op("Concat", [int64s([1, dim]), ghw], [("axis", .int(0))])
-            let resized: String                                                               // (1, C, Gh, Gw)
+            let resized: String  // (1, C, Gh, Gw)
             switch c.positionResampling {
             case .bicubicAntialias: resized = bicubicAntialiased(nchw, sizes: sizes)
             case .bicubic: resized = bicubicPlain(nchw, sizes: sizes)
             case .bicubicOffset:
-                throw OnnxExportError("\(c.name): the bicubic_offset position resampling (scale factors (g + 0.1) / g0) is not exported; export with --pos-embed-resample bicubic or bicubic_antialias")
+                throw OnnxExportError(
+                    "\(c.name): the bicubic_offset position resampling (scale factors (g + 0.1) / g0) is not exported; export with --pos-embed-resample bicubic or bicubic_antialias"
+                )
             }
             patchPos = op("Reshape", [op("Transpose", [resized], [("perm", .ints([0, 2, 3, 1]))]), int64s([1, -1, dim])])  // (1, T, C)
             if pr > 0 { prefixPos = op("Slice", [pos, int64s([0]), int64s([pr]), int64s([1])]) }  // (1, R, C)
@@ -136,6 +141,6 @@ extension OnnxGraphBuilder {
         // The patch tokens are the last T; reshape to the (B, Gh, Gw, C) map.
         let patches = r == 0 ? x : op("Slice", [x, int64s([r]), int64s([Int(Int64.max)]), int64s([1])])  // (B, T, C)
         let mapShape = op("Concat", [batch, ghw, int64s([dim])], [("axis", .int(0))])
-        return op("Reshape", [patches, mapShape])                                             // (B, Gh, Gw, C)
+        return op("Reshape", [patches, mapShape])  // (B, Gh, Gw, C)
     }
 }

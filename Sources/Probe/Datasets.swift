@@ -58,9 +58,11 @@ public struct ProbeDataset: Sendable {
 
     public var classes: Int { classNames.count }
 
-    public static let vocClasses = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-                                    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-                                    "sheep", "sofa", "train", "tvmonitor"]
+    public static let vocClasses = [
+        "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+        "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+        "sheep", "sofa", "train", "tvmonitor",
+    ]
 
     /// Opens the layout at `root`, listing both splits and checking that every listed file exists.
     /// `headBytes`, when given, is the probe's memory for a class count (`SegmentationHead.memoryBytes`
@@ -77,29 +79,33 @@ public struct ProbeDataset: Sendable {
             func split(_ name: String) throws -> [ProbeSample] {
                 let list = root.appendingPathComponent("ImageSets/Segmentation/\(name).txt")
                 return try stems(list, root: root).map {
-                    ProbeSample(name: $0, image: root.appendingPathComponent("JPEGImages/\($0).jpg"),
-                                target: root.appendingPathComponent("SegmentationClass/\($0).png"))
+                    ProbeSample(
+                        name: $0, image: root.appendingPathComponent("JPEGImages/\($0).jpg"),
+                        target: root.appendingPathComponent("SegmentationClass/\($0).png"))
                 }
             }
             // classes.txt at the root (one name per line) replaces VOC's 21 classes, so a set in the
             // VOC layout with other classes (the shipped synthetic scenes) reads the same way.
             let classFile = root.appendingPathComponent("classes.txt")
             let names = fm.fileExists(atPath: classFile.path) ? try classNames(classFile, headBytes: headBytes) : nil
-            ds = ProbeDataset(layout: layout, root: root, task: .segmentation, classNames: names ?? vocClasses, reduceZeroLabel: false,
-                              train: try split("train"), val: try split("val"))
+            ds = ProbeDataset(
+                layout: layout, root: root, task: .segmentation, classNames: names ?? vocClasses, reduceZeroLabel: false,
+                train: try split("train"), val: try split("val"))
             ds.classSource = names == nil ? "VOC's 21 classes" : classFile.path
         case .ade20k:
             func split(_ name: String) throws -> [ProbeSample] {
                 let dir = root.appendingPathComponent("images/\(name)")
                 return try imageFiles(dir).enumerated().map { i, url in
                     let stem = url.deletingPathExtension().lastPathComponent
-                    return ProbeSample(name: try safeEntry("\(name)/\(stem)", list: dir, line: i + 1, root: root), image: url,
-                                       target: root.appendingPathComponent("annotations/\(name)/\(stem).png"))
+                    return ProbeSample(
+                        name: try safeEntry("\(name)/\(stem)", list: dir, line: i + 1, root: root), image: url,
+                        target: root.appendingPathComponent("annotations/\(name)/\(stem).png"))
                 }
             }
-            ds = ProbeDataset(layout: layout, root: root, task: .segmentation,
-                              classNames: (1...150).map { "class\($0)" }, reduceZeroLabel: true,
-                              train: try split("training"), val: try split("validation"))
+            ds = ProbeDataset(
+                layout: layout, root: root, task: .segmentation,
+                classNames: (1...150).map { "class\($0)" }, reduceZeroLabel: true,
+                train: try split("training"), val: try split("validation"))
             ds.classSource = "ADE20K's 150 classes"
         case .nyu:
             func split(_ name: String) throws -> [ProbeSample] {
@@ -117,7 +123,9 @@ public struct ProbeDataset: Sendable {
                     if f[1] == "None" { continue }  // nyu.py:113-115
                     if f.count >= 3 {  // the focal length is not used here, but a malformed one means a malformed line
                         guard let focal = Double(f[2]), focal.isFinite, focal > 0 else {
-                            throw ProbeDataError("\(list.path) line \(n + 1): focal length \"\(f[2])\" is not a positive number (expected \"rgb_path depth_path [focal]\")")
+                            throw ProbeDataError(
+                                "\(list.path) line \(n + 1): focal length \"\(f[2])\" is not a positive number (expected \"rgb_path depth_path [focal]\")"
+                            )
                         }
                     }
                     // Paths are relative to ROOT, a leading / dropped.
@@ -125,13 +133,16 @@ public struct ProbeDataset: Sendable {
                         try safeEntry(s.hasPrefix("/") ? String(s.dropFirst()) : s, list: list, line: n + 1, root: root)
                     }
                     let rgb = try inside(f[0]), depth = try inside(f[1])
-                    out.append(ProbeSample(name: rgb.replacingOccurrences(of: "/", with: "_"),
-                                           image: root.appendingPathComponent(rgb), target: root.appendingPathComponent(depth)))
+                    out.append(
+                        ProbeSample(
+                            name: rgb.replacingOccurrences(of: "/", with: "_"),
+                            image: root.appendingPathComponent(rgb), target: root.appendingPathComponent(depth)))
                 }
                 return out.sorted { $0.image.path < $1.image.path }  // nyu.py:126
             }
-            ds = ProbeDataset(layout: layout, root: root, task: .depth, classNames: [], reduceZeroLabel: false,
-                              train: try split("nyu_train.txt"), val: try split("nyu_test.txt"))
+            ds = ProbeDataset(
+                layout: layout, root: root, task: .depth, classNames: [], reduceZeroLabel: false,
+                train: try split("nyu_train.txt"), val: try split("nyu_test.txt"))
         case .folder:
             let classFile = root.appendingPathComponent("classes.txt")
             guard fm.fileExists(atPath: classFile.path) else {
@@ -144,13 +155,15 @@ public struct ProbeDataset: Sendable {
                 let stem = url.deletingPathExtension().lastPathComponent
                 // Features are cached by stem, so two images of one stem would share one cache file.
                 if let other = byStem[stem] {
-                    throw ProbeDataError("folder dataset: \(other.path) and \(url.path) share the stem \(stem); each image needs its own name (rename or remove one)")
+                    throw ProbeDataError(
+                        "folder dataset: \(other.path) and \(url.path) share the stem \(stem); each image needs its own name (rename or remove one)")
                 }
                 byStem[stem] = url
             }
             func sample(_ stem: String) throws -> ProbeSample {
                 guard let url = byStem[stem] else {
-                    throw ProbeDataError("folder dataset: \(stem) is listed but \(root.appendingPathComponent("images").path) has no \(stem).jpg/.jpeg/.png")
+                    throw ProbeDataError(
+                        "folder dataset: \(stem) is listed but \(root.appendingPathComponent("images").path) has no \(stem).jpg/.jpeg/.png")
                 }
                 return ProbeSample(name: stem, image: url, target: root.appendingPathComponent("masks/\(stem).png"))
             }
@@ -164,8 +177,9 @@ public struct ProbeDataset: Sendable {
                 train = try all.enumerated().filter { $0.offset % 5 != 4 }.map { try sample($0.element) }
                 val = try all.enumerated().filter { $0.offset % 5 == 4 }.map { try sample($0.element) }
             }
-            ds = ProbeDataset(layout: layout, root: root, task: .segmentation, classNames: names, reduceZeroLabel: false,
-                              train: train, val: val)
+            ds = ProbeDataset(
+                layout: layout, root: root, task: .segmentation, classNames: names, reduceZeroLabel: false,
+                train: train, val: val)
             ds.classSource = classFile.path
         }
         try ds.checkFiles()
@@ -181,7 +195,9 @@ public struct ProbeDataset: Sendable {
         var imageOf: [String: URL] = [:]
         for s in train + val {
             if let other = imageOf[s.name], other.standardizedFileURL != s.image.standardizedFileURL {
-                throw ProbeDataError("\(layout.rawValue) dataset at \(root.path): \(other.path) and \(s.image.path) both get the feature-cache name \(s.name); rename one")
+                throw ProbeDataError(
+                    "\(layout.rawValue) dataset at \(root.path): \(other.path) and \(s.image.path) both get the feature-cache name \(s.name); rename one"
+                )
             }
             imageOf[s.name] = s.image
         }
@@ -195,16 +211,21 @@ public struct ProbeDataset: Sendable {
     /// (default: this machine's memory), before anything is trained: the message names where the
     /// classes came from, how many there are and what they would need. See
     /// `SegmentationHead.memoryBytes` for what is counted.
-    public func checkSegmentationMemory(channels: Int, batch: Int, trainHeight: Int, trainWidth: Int, tokens: Int,
-                                        evalPixels: Int, memoryLimit: UInt64? = nil) throws {
+    public func checkSegmentationMemory(
+        channels: Int, batch: Int, trainHeight: Int, trainWidth: Int, tokens: Int,
+        evalPixels: Int, memoryLimit: UInt64? = nil
+    ) throws {
         let limit = Double(memoryLimit ?? ProcessInfo.processInfo.physicalMemory)
-        let need = SegmentationHead.memoryBytes(classes: classes, channels: channels, batch: batch, trainPixels: trainHeight * trainWidth,
-                                                tokens: tokens, evalPixels: evalPixels)
+        let need = SegmentationHead.memoryBytes(
+            classes: classes, channels: channels, batch: batch, trainPixels: trainHeight * trainWidth,
+            tokens: tokens, evalPixels: evalPixels)
         guard need <= limit else {
-            throw ProbeDataError(String(format: "%@: %d classes need about %.1f GB for the probe head's logits and metrics "
-                                        + "(batches of %d label maps of %d×%d, val images up to %d pixels), more than the %.1f GB of memory here; "
-                                        + "use fewer classes, a smaller input_size or probe.batch_size",
-                                        classSource, classes, need / 1e9, batch, trainHeight, trainWidth, evalPixels, limit / 1e9))
+            throw ProbeDataError(
+                String(
+                    format: "%@: %d classes need about %.1f GB for the probe head's logits and metrics "
+                        + "(batches of %d label maps of %d×%d, val images up to %d pixels), more than the %.1f GB of memory here; "
+                        + "use fewer classes, a smaller input_size or probe.batch_size",
+                    classSource, classes, need / 1e9, batch, trainHeight, trainWidth, evalPixels, limit / 1e9))
         }
     }
 
@@ -229,9 +250,11 @@ public struct ProbeDataset: Sendable {
     /// refuses such list entries the same way (`RelativePath`).
     static func safeEntry(_ entry: String, list: URL, line: Int, root: URL) throws -> String {
         guard !entry.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }),
-              let id = RelativePath.normalisedInside(entry) else {
-            throw ProbeDataError("\(list.path) line \(line): '\(entry)' resolves outside the dataset root \(root.path) (or is absolute); "
-                                 + "refused, because its cached features would be written outside the output folder")
+            let id = RelativePath.normalisedInside(entry)
+        else {
+            throw ProbeDataError(
+                "\(list.path) line \(line): '\(entry)' resolves outside the dataset root \(root.path) (or is absolute); "
+                    + "refused, because its cached features would be written outside the output folder")
         }
         return id
     }
@@ -247,9 +270,13 @@ public struct ProbeDataset: Sendable {
             throw ProbeDataError("\(file.path) lists no class (one class name per line; line k is class k)")
         }
         guard names.count <= maxClasses else {
-            let memory = headBytes.map { String(format: " (the probe head's logits and metrics would also need about %.1f GB for them)", $0(names.count) / 1e9) } ?? ""
-            throw ProbeDataError("\(file.path) lists \(names.count) classes; at most \(maxClasses) are allowed, because class indices "
-                                 + "must stay below 255, the ignore label of the masks\(memory)")
+            let memory =
+                headBytes.map {
+                    String(format: " (the probe head's logits and metrics would also need about %.1f GB for them)", $0(names.count) / 1e9)
+                } ?? ""
+            throw ProbeDataError(
+                "\(file.path) lists \(names.count) classes; at most \(maxClasses) are allowed, because class indices "
+                    + "must stay below 255, the ignore label of the masks\(memory)")
         }
         return names
     }
@@ -266,15 +293,18 @@ public struct ProbeDataset: Sendable {
     /// layout uses it), checked against the image size and the class count.
     public func labels(_ sample: ProbeSample, width: Int, height: Int) throws -> [Int32] {
         let mask = try SampleImage(contentsOf: sample.target)
-        try ProbeDataset.checkMask(mask, path: sample.target.path, width: width, height: height,
-                                   classes: classes, reduceZeroLabel: reduceZeroLabel)
+        try ProbeDataset.checkMask(
+            mask, path: sample.target.path, width: width, height: height,
+            classes: classes, reduceZeroLabel: reduceZeroLabel)
         let raw = mask.samples.map { Int32($0) }
         return reduceZeroLabel ? Probe.reduceZeroLabel(raw) : raw
     }
 
     /// The mask checks, separate so the fuzz test can drive them with arbitrary bytes.
-    public static func checkMask(_ mask: SampleImage, path: String, width: Int, height: Int, classes: Int,
-                                 reduceZeroLabel: Bool) throws {
+    public static func checkMask(
+        _ mask: SampleImage, path: String, width: Int, height: Int, classes: Int,
+        reduceZeroLabel: Bool
+    ) throws {
         guard mask.width == width && mask.height == height else {
             throw ProbeDataError("mask \(path) is \(mask.width)×\(mask.height) but its image is \(width)×\(height)")
         }
@@ -284,7 +314,9 @@ public struct ProbeDataset: Sendable {
         for v in mask.samples where Int(v) > top && Int32(v) != ignoreIndex { bad[v, default: 0] += 1 }
         if let worst = bad.keys.max() {
             let kind = mask.kind == .palette ? "palette-index" : "\(mask.bitDepth)-bit gray index"
-            throw ProbeDataError("mask \(path) (\(kind) PNG) has labels outside 0...\(top) and the ignore label 255: values \(bad.keys.sorted().prefix(8).map(String.init).joined(separator: ", ")) (\(bad.values.reduce(0, +)) pixels, largest \(worst)); the dataset has \(classes) classes")
+            throw ProbeDataError(
+                "mask \(path) (\(kind) PNG) has labels outside 0...\(top) and the ignore label 255: values \(bad.keys.sorted().prefix(8).map(String.init).joined(separator: ", ")) (\(bad.values.reduce(0, +)) pixels, largest \(worst)); the dataset has \(classes) classes"
+            )
         }
     }
 
@@ -292,7 +324,9 @@ public struct ProbeDataset: Sendable {
     public func depth(_ sample: ProbeSample, width: Int, height: Int) throws -> [Float] {
         let map = try SampleImage(contentsOf: sample.target)
         guard map.kind == .gray, map.bitDepth == 16 else {
-            throw ProbeDataError("depth map \(sample.target.path) is a \(map.bitDepth)-bit \(map.kind.rawValue) PNG; NYU depth maps are 16-bit grayscale PNGs in millimetres")
+            throw ProbeDataError(
+                "depth map \(sample.target.path) is a \(map.bitDepth)-bit \(map.kind.rawValue) PNG; NYU depth maps are 16-bit grayscale PNGs in millimetres"
+            )
         }
         guard map.width == width && map.height == height else {
             throw ProbeDataError("depth map \(sample.target.path) is \(map.width)×\(map.height) but its image is \(width)×\(height)")

@@ -12,9 +12,9 @@ public enum DepthLosses {
         let valid = gt.indices.filter { gt[$0] > 0 }
         guard !valid.isEmpty else { return nil }
         let eps: Float = 0.001
-        let p = pred.gatherRows(valid)                                          // (M, 1)
+        let p = pred.gatherRows(valid)  // (M, 1)
         let t = Tensor(valid.map { Foundation_log(gt[$0] + eps) }, shape: [valid.count, 1])
-        let g = (p + eps).log() - t                                             // (M, 1)
+        let g = (p + eps).log() - t  // (M, 1)
         let mean = g.mean()
         if warmUp { return (mean.square() * 0.15).sqrt() }
         let m = Float(valid.count)
@@ -35,7 +35,7 @@ public enum DepthLosses {
     public static func gradientLoss(pred: Tensor, gt: [Float], height: Int, width: Int) -> Tensor? {
         let eps: Float = 0.001
         precondition(gt.count == height * width && pred.count == gt.count, "gradientLoss: sizes differ")
-        let logPred = (pred + eps).log()                                        // (H·W, 1)
+        let logPred = (pred + eps).log()  // (H·W, 1)
         let logGT = Tensor(gt.map { Foundation_log($0 + eps) }, shape: [gt.count, 1])
         let diff = logPred - logGT
         var total: Tensor?

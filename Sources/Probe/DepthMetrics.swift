@@ -35,8 +35,10 @@ public struct DepthMetrics: Sendable, Equatable, Codable {
 
     /// One image's metrics. `gt` and `pred` are row-major metres of the same size; `crop`, when
     /// given, is the evaluation region (`eigenCrop`).
-    public static func image(gt: [Float], pred: [Float], crop: [Bool]? = nil,
-                             minDepth: Double = nyuMinDepth, maxDepth: Double = nyuMaxDepth) -> DepthMetrics {
+    public static func image(
+        gt: [Float], pred: [Float], crop: [Bool]? = nil,
+        minDepth: Double = nyuMinDepth, maxDepth: Double = nyuMaxDepth
+    ) -> DepthMetrics {
         precondition(gt.count == pred.count, "DepthMetrics.image: \(gt.count) ground-truth pixels vs \(pred.count) predicted")
         if let crop { precondition(crop.count == gt.count, "DepthMetrics.image: crop of \(crop.count) pixels for \(gt.count)") }
         var n = 0

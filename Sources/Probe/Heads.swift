@@ -22,8 +22,8 @@ public final class ChannelBatchNorm: @unchecked Sendable {
     public func callAsFunction(_ x: Tensor, training: Bool) -> Tensor {
         let c = x.shape[1], n = x.shape[0]
         if training {
-            let mean = x.mean(axes: [0], keepDims: true)          // (1, C)
-            let centred = x - mean                                 // (N, C)
+            let mean = x.mean(axes: [0], keepDims: true)  // (1, C)
+            let centred = x - mean  // (N, C)
             let variance = centred.square().mean(axes: [0], keepDims: true)  // (1, C), biased
             let unbias = n > 1 ? Float(n) / Float(n - 1) : 1
             for ch in 0..<c {
@@ -64,10 +64,11 @@ public final class SegmentationHead: @unchecked Sendable {
 
     /// Token logits: features (B, Gh, Gw, C) → (B, Gh, Gw, K).
     public func tokenLogits(_ features: Tensor, training: Bool) -> Tensor {
-        precondition(features.rank == 4 && features.shape[3] == channels,
-                     "SegmentationHead: features must be (B, Gh, Gw, \(channels)), got \(features.shape)")
+        precondition(
+            features.rank == 4 && features.shape[3] == channels,
+            "SegmentationHead: features must be (B, Gh, Gw, \(channels)), got \(features.shape)")
         let s = features.shape
-        let rows = features.reshape([s[0] * s[1] * s[2], channels])       // (B·Gh·Gw, C)
+        let rows = features.reshape([s[0] * s[1] * s[2], channels])  // (B·Gh·Gw, C)
         let logits = Tensor.linear(bn(rows, training: training), weight, bias)  // (B·Gh·Gw, K)
         return logits.reshape([s[0], s[1], s[2], classes])
     }
@@ -85,8 +86,10 @@ public final class SegmentationHead: @unchecked Sendable {
     /// softmax, and the gradients of both), plus the token logits; evaluation holds one val
     /// image's upsampled logits and their copy for the argmax; the head keeps K × C weights with
     /// their gradient and two AdamW moments; `SegmentationMetrics` keeps seven counters per class.
-    public static func memoryBytes(classes k: Int, channels c: Int, batch b: Int, trainPixels: Int, tokens: Int,
-                                   evalPixels: Int) -> Double {
+    public static func memoryBytes(
+        classes k: Int, channels c: Int, batch b: Int, trainPixels: Int, tokens: Int,
+        evalPixels: Int
+    ) -> Double {
         let k = Double(k), b = Double(max(1, b))
         let train = 5 * b * Double(trainPixels) * k + 2 * b * Double(tokens) * k
         let eval = 2 * Double(evalPixels) * k
@@ -134,19 +137,22 @@ public final class DepthHead: @unchecked Sendable {
         self.maxDepth = maxDepth
         var rng = RandomGenerator(seed: seed)
         let bound = 1 / Float(channels).squareRoot()
-        weight = Tensor((0..<(bins * channels)).map { _ in (2 * Float(rng.uniformDouble()) - 1) * bound },
-                        shape: [bins, channels], requiresGrad: true)
+        weight = Tensor(
+            (0..<(bins * channels)).map { _ in (2 * Float(rng.uniformDouble()) - 1) * bound },
+            shape: [bins, channels], requiresGrad: true)
         bias = Tensor((0..<bins).map { _ in (2 * Float(rng.uniformDouble()) - 1) * bound }, shape: [bins], requiresGrad: true)
-        binCentres = Tensor((0..<bins).map { minDepth + (maxDepth - minDepth) * Float($0) / Float(max(bins - 1, 1)) },
-                            shape: [bins, 1])
+        binCentres = Tensor(
+            (0..<bins).map { minDepth + (maxDepth - minDepth) * Float($0) / Float(max(bins - 1, 1)) },
+            shape: [bins, 1])
     }
 
     public var parameters: [(String, Tensor)] { [("conv_depth.weight", weight), ("conv_depth.bias", bias)] }
 
     /// One map's depth at 4× the token grid: features (Gh, Gw, C) → (4Gh, 4Gw, 1) metres.
     public func depth(_ features: Tensor) -> Tensor {
-        precondition(features.rank == 3 && features.shape[2] == channels,
-                     "DepthHead: features must be (Gh, Gw, \(channels)), got \(features.shape)")
+        precondition(
+            features.rank == 3 && features.shape[2] == channels,
+            "DepthHead: features must be (Gh, Gw, \(channels)), got \(features.shape)")
         let gh = features.shape[0], gw = features.shape[1]
         let logits = Tensor.linear(features.reshape([gh * gw, channels]), weight, bias).reshape([gh, gw, bins])
         let up = BilinearResize.resize(logits, height: gh * upsample, width: gw * upsample)  // (16·Gh·Gw, bins)

@@ -32,11 +32,13 @@ public struct ProbeOptions: Sendable, Equatable, Codable {
     public static func official(_ task: ProbeTask) -> ProbeOptions {
         switch task {
         case .segmentation:
-            return ProbeOptions(iterations: 40000, batchSize: 16, lr: 1e-3, weightDecay: 1e-4, schedule: .poly,
-                                warmupIters: 1500, warmupRatio: 1e-6, minLRRatio: 0, gradClip: nil)
+            return ProbeOptions(
+                iterations: 40000, batchSize: 16, lr: 1e-3, weightDecay: 1e-4, schedule: .poly,
+                warmupIters: 1500, warmupRatio: 1e-6, minLRRatio: 0, gradClip: nil)
         case .depth:
-            var o = ProbeOptions(iterations: 38400, batchSize: 16, lr: 5e-3, weightDecay: 1e-2, schedule: .cosine,
-                                 warmupIters: 12800, warmupRatio: 1e-3, minLRRatio: 1e-8, gradClip: 35)
+            var o = ProbeOptions(
+                iterations: 38400, batchSize: 16, lr: 5e-3, weightDecay: 1e-2, schedule: .cosine,
+                warmupIters: 12800, warmupRatio: 1e-3, minLRRatio: 1e-8, gradClip: 35)
             o.gradientLossWeight = 0
             return o
         }

@@ -130,8 +130,10 @@ public enum ProbeTrainer {
     }
 
     /// Trains a segmentation head on `train`.
-    public static func trainSegmentation(_ train: [ProbeExample], classes: Int, options o: ProbeOptions,
-                                         log: @escaping (String) -> Void = { _ in }) throws -> (SegmentationHead, ProbeTrainingSummary) {
+    public static func trainSegmentation(
+        _ train: [ProbeExample], classes: Int, options o: ProbeOptions,
+        log: @escaping (String) -> Void = { _ in }
+    ) throws -> (SegmentationHead, ProbeTrainingSummary) {
         precondition(!train.isEmpty, "trainSegmentation: no training examples")
         let c = train[0].features.shape[2]
         let head = SegmentationHead(channels: c, classes: classes, seed: o.seed &+ 1)
@@ -146,9 +148,10 @@ public enum ProbeTrainer {
             }
             let batch = Tensor.concat(maps.map { $0.reshape([1] + $0.shape) }, axis: 0)  // (B, Gh, Gw, C)
             let logits = head.tokenLogits(batch, training: true)
-            let up = Tensor.concat((0..<idx.count).map {
-                SegmentationHead.upsample(logits, image: $0, height: train[idx[$0]].trainHeight, width: train[idx[$0]].trainWidth)
-            }, axis: 0)  // (B·H·W, K)
+            let up = Tensor.concat(
+                (0..<idx.count).map {
+                    SegmentationHead.upsample(logits, image: $0, height: train[idx[$0]].trainHeight, width: train[idx[$0]].trainWidth)
+                }, axis: 0)  // (B·H·W, K)
             return Tensor.crossEntropy(up, labels: labels, ignoreIndex: ProbeDataset.ignoreIndex)
         }
         return (head, try Self.train(task, options: o, log: log))
@@ -169,8 +172,10 @@ public enum ProbeTrainer {
     }
 
     /// Trains a depth head on `train` (SigLoss + weight · GradientLoss, mean over the batch).
-    public static func trainDepth(_ train: [ProbeExample], options o: ProbeOptions, minDepth: Float = 0.001, maxDepth: Float = 10,
-                                  log: @escaping (String) -> Void = { _ in }) throws -> (DepthHead, ProbeTrainingSummary) {
+    public static func trainDepth(
+        _ train: [ProbeExample], options o: ProbeOptions, minDepth: Float = 0.001, maxDepth: Float = 10,
+        log: @escaping (String) -> Void = { _ in }
+    ) throws -> (DepthHead, ProbeTrainingSummary) {
         precondition(!train.isEmpty, "trainDepth: no training examples")
         let head = DepthHead(channels: train[0].features.shape[2], minDepth: minDepth, maxDepth: maxDepth, seed: o.seed &+ 1)
         var flipRng = RandomGenerator(seed: o.seed &+ 3)
@@ -187,7 +192,8 @@ public enum ProbeTrainer {
                 if let s = DepthLosses.sigLoss(pred: pred, gt: gt, warmUp: sigCalls < 100) { terms.append(s) }
                 sigCalls += 1
                 if o.gradientLossWeight > 0,
-                   let g = DepthLosses.gradientLoss(pred: pred, gt: gt, height: e.trainHeight, width: e.trainWidth) {
+                    let g = DepthLosses.gradientLoss(pred: pred, gt: gt, height: e.trainHeight, width: e.trainWidth)
+                {
                     terms.append(g * Float(o.gradientLossWeight))
                 }
             }
@@ -204,9 +210,10 @@ public enum ProbeTrainer {
     /// DINOv2's NYU evaluation: eigen crop on 480×640 frames (elsewhere the whole frame), caps
     /// min/max depth, nanmean over images.
     public static func evaluateDepth(_ head: DepthHead, _ val: [ProbeExample], minDepth: Double = 0.001, maxDepth: Double = 10) -> DepthMetrics {
-        DepthMetrics.mean(val.map { e in
-            let crop = (e.evalHeight == 480 && e.evalWidth == 640) ? DepthMetrics.eigenCrop(height: 480, width: 640) : nil
-            return DepthMetrics.image(gt: e.evalDepth, pred: predictDepth(head, e), crop: crop, minDepth: minDepth, maxDepth: maxDepth)
-        })
+        DepthMetrics.mean(
+            val.map { e in
+                let crop = (e.evalHeight == 480 && e.evalWidth == 640) ? DepthMetrics.eigenCrop(height: 480, width: 640) : nil
+                return DepthMetrics.image(gt: e.evalDepth, pred: predictDepth(head, e), crop: crop, minDepth: minDepth, maxDepth: maxDepth)
+            })
     }
 }

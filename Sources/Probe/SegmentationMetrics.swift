@@ -34,8 +34,9 @@ public struct SegmentationMetrics: Sendable, Equatable {
     /// `label` must already have `reduce_zero_label` applied when the dataset uses it
     /// (`reduceZeroLabel(_:)`), as mmseg does before `intersect_and_union`.
     public mutating func add(prediction: [Int32], label: [Int32]) {
-        precondition(prediction.count == label.count,
-                     "SegmentationMetrics.add: \(prediction.count) predicted pixels vs \(label.count) labelled")
+        precondition(
+            prediction.count == label.count,
+            "SegmentationMetrics.add: \(prediction.count) predicted pixels vs \(label.count) labelled")
         var inter = [Int](repeating: 0, count: classes), pred = inter, lab = inter
         for i in 0..<label.count {
             let y = label[i]

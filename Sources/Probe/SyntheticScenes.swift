@@ -112,8 +112,10 @@ public enum SyntheticScenes {
     /// Writes `train` + `val` scenes at `root` in the VOC2012 layout (JPEGImages/, palette PNG
     /// SegmentationClass/, ImageSets/Segmentation/{train,val}.txt) plus classes.txt. The same seed
     /// always gives the same files.
-    public static func write(to root: URL, seed: UInt64 = 0, train: Int = 48, val: Int = 16, size: Int = 96,
-                             quality: Int = 90) throws {
+    public static func write(
+        to root: URL, seed: UInt64 = 0, train: Int = 48, val: Int = 16, size: Int = 96,
+        quality: Int = 90
+    ) throws {
         let fm = FileManager.default
         for d in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
             try fm.createDirectory(at: root.appendingPathComponent(d), withIntermediateDirectories: true)

@@ -15,8 +15,9 @@ public enum Downstream {
 
     static func load(_ url: URL, copyFiguresTo dir: URL) -> Table? {
         guard let data = FileManager.default.contents(atPath: url.path),
-              let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let columns = obj["metric_names"] as? [String], let methods = obj["methods"] as? [[String: Any]] else { return nil }
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            let columns = obj["metric_names"] as? [String], let methods = obj["methods"] as? [[String: Any]]
+        else { return nil }
         var rows: [(String, [Double?])] = []
         for m in methods {
             let values = (m["metric_values"] as? [Any] ?? []).map { $0 as? Double }
@@ -35,12 +36,14 @@ public enum Downstream {
         }
         let task = obj["task"] as? String ?? ""
         let dataset = obj["dataset"] as? String ?? ""
-        var note = "\(obj["train_images"] ?? "?") training and \(obj["val_images"] ?? "?") validation images of \(dataset) (\(obj["root"] ?? "")), \(obj["protocol"] ?? "?") protocol"
+        var note =
+            "\(obj["train_images"] ?? "?") training and \(obj["val_images"] ?? "?") validation images of \(dataset) (\(obj["root"] ?? "")), \(obj["protocol"] ?? "?") protocol"
         if let o = obj["options"] as? [String: Any] { note += ", \(o["iterations"] ?? "?") steps of \(o["batchSize"] ?? "?") maps" }
         if let extra = obj["note"] as? String { note += ". " + extra }
-        return Table(title: obj["title"] as? String ?? "\(task) linear probe", note: note,
-                     columns: columns + (rows.first.map { $0.1.count > columns.count } == true ? ["train maps/s"] : []),
-                     rows: rows, figures: figures)
+        return Table(
+            title: obj["title"] as? String ?? "\(task) linear probe", note: note,
+            columns: columns + (rows.first.map { $0.1.count > columns.count } == true ? ["train maps/s"] : []),
+            rows: rows, figures: figures)
     }
 
     /// The section's HTML ("" when no probe has run), copying figures into `dir`.

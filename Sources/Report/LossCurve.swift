@@ -20,7 +20,8 @@ public enum LossCurve {
         var h = History()
         for line in text.split(separator: "\n") {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let step = (obj["step"] as? NSNumber)?.intValue else { continue }
+                let step = (obj["step"] as? NSNumber)?.intValue
+            else { continue }
             if let l = (obj["loss"] as? NSNumber)?.doubleValue, l.isFinite { h.train.append(LossPoint(step: step, loss: l)) }
             // Every record repeats the latest validation; keep each new value once, at the
             // first record that shows it.
@@ -32,8 +33,8 @@ public enum LossCurve {
         return h
     }
 
-    static let trainColor: [UInt8] = [31, 119, 180]   // matplotlib's default blue
-    static let valColor: [UInt8] = [255, 127, 14]     // matplotlib's default orange
+    static let trainColor: [UInt8] = [31, 119, 180]  // matplotlib's default blue
+    static let valColor: [UInt8] = [255, 127, 14]  // matplotlib's default orange
     static let baselineColor: [UInt8] = [120, 120, 120]
     static let axisColor: [UInt8] = [0, 0, 0]
     static let gridColor: [UInt8] = [225, 225, 225]
@@ -60,7 +61,8 @@ public enum LossCurve {
         func py(_ v: Double) -> Int { top + plotH - 1 - Int((ty(v) - lo) / (hi - lo) * Double(plotH - 1)) }
 
         // Grid lines and tick labels.
-        let yTicks: [Double] = useLog
+        let yTicks: [Double] =
+            useLog
             ? Array(Int(floor(lo))...Int(ceil(hi))).map { pow(10, Double($0)) }.filter { (lo...hi).contains(log10($0)) }
             : niceTicks(lo, hi)
         for v in yTicks {
@@ -97,8 +99,10 @@ public enum LossCurve {
         let head = (title.isEmpty ? "" : title + "  ") + (useLog ? "loss (log scale)" : "loss")
         canvas.text(head, x: x, y: 10, scale: 2, color: axisColor)
         x += Canvas.textWidth(head, scale: 2) + 24
-        for (name, color, show) in [("train", trainColor, !h.train.isEmpty), ("val", valColor, !h.validation.isEmpty),
-                                    ("identity", baselineColor, h.identity != nil)] where show {
+        for (name, color, show) in [
+            ("train", trainColor, !h.train.isEmpty), ("val", valColor, !h.validation.isEmpty),
+            ("identity", baselineColor, h.identity != nil),
+        ] where show {
             canvas.fill(x: x, y: 14, w: 18, h: 6, color: color)
             canvas.text(name, x: x + 24, y: 10, scale: 2, color: axisColor)
             x += 24 + Canvas.textWidth(name, scale: 2) + 20

@@ -40,7 +40,9 @@ public struct ViewerData {
     /// and equal them when the tokens span at most K directions.
     public init(methods: [Method], imageCount: Int, budget: Int = 4_500_000) throws {
         var gridShape: [Int]?
-        for m in methods { for (_, maps) in m.maps.sorted(by: { $0.key < $1.key }) { for t in maps { if let t, gridShape == nil { gridShape = t.shape } } } }
+        for m in methods {
+            for (_, maps) in m.maps.sorted(by: { $0.key < $1.key }) { for t in maps { if let t, gridShape == nil { gridShape = t.shape } } }
+        }
         guard let shape = gridShape, shape.count == 3 else { throw ReportError("viewer: no feature map to show") }
         grid = (shape[0], shape[1])
         channels = shape[2]
@@ -135,8 +137,10 @@ public struct ViewerData {
     public func script(methods: [Method], images: [(name: String, src: String)], mainLayer: Int) throws -> String {
         var layers: [[String: Any]] = []
         for layer in encoded.keys.sorted() {
-            layers.append(["layer": layer, "kept_energy": keptEnergy[layer] ?? 1,
-                           "features": (encoded[layer] ?? [:]).mapValues { $0.map { (s: String?) -> Any in s ?? NSNull() } }])
+            layers.append([
+                "layer": layer, "kept_energy": keptEnergy[layer] ?? 1,
+                "features": (encoded[layer] ?? [:]).mapValues { $0.map { (s: String?) -> Any in s ?? NSNull() } },
+            ])
         }
         let obj: [String: Any] = [
             "format": "dvt-viewer-1",

@@ -63,8 +63,10 @@ public struct ConfigKey: Sendable {
     public var dvtName: String?
     public var doc: String
 
-    public init(_ path: String, _ kind: ConfigKind, _ defaultValue: ConfigValue, nullable: Bool = false,
-                dvt: String? = nil, _ doc: String) {
+    public init(
+        _ path: String, _ kind: ConfigKind, _ defaultValue: ConfigValue, nullable: Bool = false,
+        dvt: String? = nil, _ doc: String
+    ) {
         self.path = path
         self.kind = kind
         self.defaultValue = defaultValue
@@ -213,8 +215,9 @@ extension ConfigSchema {
             guard let eq = o.firstIndex(of: "=") else {
                 throw ConfigError("override '\(o)' must look like key=value (e.g. stage1.num_iters=200)")
             }
-            try config.set(String(o[..<eq]).trimmingCharacters(in: .whitespaces),
-                           String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces))
+            try config.set(
+                String(o[..<eq]).trimmingCharacters(in: .whitespaces),
+                String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces))
         }
         return config
     }
@@ -257,7 +260,9 @@ extension ConfigSchema {
     }
 
     static func bad(_ key: ConfigKey, _ value: Any?, _ file: String) -> ConfigError {
-        ConfigError("\(file): config key '\(key.path)' = \(value.map { YAMLGuard.clip("\($0)") } ?? "null") is invalid: expected \(key.kind.allowed)\(key.nullable ? " or null" : "")")
+        ConfigError(
+            "\(file): config key '\(key.path)' = \(value.map { YAMLGuard.clip("\($0)") } ?? "null") is invalid: expected \(key.kind.allowed)\(key.nullable ? " or null" : "")"
+        )
     }
 
     /// Converts a YAML-decoded value (Int, Double, Bool, String, [Any], nil) and checks its range.

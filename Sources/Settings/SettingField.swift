@@ -92,8 +92,10 @@ public struct SettingField<Section> {
     /// - Parameters:
     ///   - property: holds the value; its initial value in `Section()` is the default. An
     ///     optional property makes the key nullable.
-    public init<V: ConfigRepresentable>(_ name: String, _ property: WritableKeyPath<Section, V>, _ kind: ConfigKind,
-                                        dvt: String? = nil, _ doc: String) {
+    public init<V: ConfigRepresentable>(
+        _ name: String, _ property: WritableKeyPath<Section, V>, _ kind: ConfigKind,
+        dvt: String? = nil, _ doc: String
+    ) {
         self.name = name
         self.kind = kind
         nullable = V.self is any OptionalMarker.Type

@@ -74,36 +74,54 @@ public struct DVTSettings: Sendable, Equatable {
 
         public init() {}
 
-        public static var fields: [SettingField<Self>] { [
-            SettingField("model", \.model, .string, dvt: "model / vit_type",
-                         "timm architecture name of the ViT (see `dvt models`)."),
-            SettingField("weights", \.weights, .string,
-                         "timm checkpoint for `model` (.safetensors or .pth; DINOv2 hub names are mapped). Exactly one of weights / random_init."),
-            SettingField("random_init", \.randomInit, .int(0...Int(Int32.max)),
-                         "Seed for random ViT weights instead of a checkpoint: demos and tests only, every output says so."),
-            SettingField("input_size", \.inputSize, .ints(count: 2, 14...4096), dvt: "input_size",
-                         "Network input size [H, W] (a single number means square)."),
-            SettingField("stride_size", \.strideSize, .int(1...64), dvt: "stride_size / stride",
-                         "Patch stride; null = the patch size. DVT uses the patch size or half of it."),
-            SettingField("layer", \.layer, .int(-64...63),
-                         "Block whose output is denoised (0-based; -1 = last). Ignored when layer_depth_ratio is set."),
-            SettingField("layer_depth_ratio", \.layerDepthRatio, .double(0...1), dvt: "layer_depth_ratio",
-                         "Pick the block at this fraction of the depth as DVT does: block = int(ratio · (depth − 1)) (main_img_denoising.py line 241)."),
-            SettingField("data_root", \.dataRoot, .string, dvt: "data_root",
-                         "Folder list entries are relative to (default: the list file's folder)."),
-            SettingField("data_list", \.dataList, .string, dvt: "data_list / image_list",
-                         "Training images: a VOC-style list (first field per line) or a directory."),
-            SettingField("val_list", \.valList, .string,
-                         "Held-out images for stage-2 validation, denoising and metrics (list or directory)."),
-            SettingField("output_dir", \.outputDir, .string, dvt: "feat_root / output_dir",
-                         "Run directory: features, checkpoints, logs, report."),
-            SettingField("seed", \.seed, .int(0...Int(Int32.max)), dvt: "seed",
-                         "Seed of every random draw (views, sampling, init, shuffling)."),
-            SettingField("precision", \.precision, Precision.kind, dvt: "dtype (stage 1: float32 / bfloat16)",
-                         "Operand precision of the matrix products of the ViT, the stage-1 fit's MLPs (DVT's stage-1 --dtype) and the denoiser: bf16 rounds matmul operands to bfloat16 and accumulates in fp32, everything else stays fp32 (torch.autocast on a CPU; errors in docs/precision.md)."),
-            SettingField("pos_embed_resample", \.posEmbedResample, PosEmbedResample.kind,
-                         "How the learned position embedding is resampled to another token grid: auto = as the weights' framework does (timm and transformers' Dinov2WithRegisters: bicubic_antialias; transformers' Dinov2, ViT, DeiT, CLIP, SigLIP: bicubic, torch's non-antialiased a = −0.75); bicubic_offset = non-antialiased at scale factors (g + 0.1) / g0 (facebookresearch/dinov2, older transformers Dinov2); recorded in each output's metadata (docs/backbones.md)."),
-        ] }
+        public static var fields: [SettingField<Self>] {
+            [
+                SettingField(
+                    "model", \.model, .string, dvt: "model / vit_type",
+                    "timm architecture name of the ViT (see `dvt models`)."),
+                SettingField(
+                    "weights", \.weights, .string,
+                    "timm checkpoint for `model` (.safetensors or .pth; DINOv2 hub names are mapped). Exactly one of weights / random_init."),
+                SettingField(
+                    "random_init", \.randomInit, .int(0...Int(Int32.max)),
+                    "Seed for random ViT weights instead of a checkpoint: demos and tests only, every output says so."),
+                SettingField(
+                    "input_size", \.inputSize, .ints(count: 2, 14...4096), dvt: "input_size",
+                    "Network input size [H, W] (a single number means square)."),
+                SettingField(
+                    "stride_size", \.strideSize, .int(1...64), dvt: "stride_size / stride",
+                    "Patch stride; null = the patch size. DVT uses the patch size or half of it."),
+                SettingField(
+                    "layer", \.layer, .int(-64...63),
+                    "Block whose output is denoised (0-based; -1 = last). Ignored when layer_depth_ratio is set."),
+                SettingField(
+                    "layer_depth_ratio", \.layerDepthRatio, .double(0...1), dvt: "layer_depth_ratio",
+                    "Pick the block at this fraction of the depth as DVT does: block = int(ratio · (depth − 1)) (main_img_denoising.py line 241)."),
+                SettingField(
+                    "data_root", \.dataRoot, .string, dvt: "data_root",
+                    "Folder list entries are relative to (default: the list file's folder)."),
+                SettingField(
+                    "data_list", \.dataList, .string, dvt: "data_list / image_list",
+                    "Training images: a VOC-style list (first field per line) or a directory."),
+                SettingField(
+                    "val_list", \.valList, .string,
+                    "Held-out images for stage-2 validation, denoising and metrics (list or directory)."),
+                SettingField(
+                    "output_dir", \.outputDir, .string, dvt: "feat_root / output_dir",
+                    "Run directory: features, checkpoints, logs, report."),
+                SettingField(
+                    "seed", \.seed, .int(0...Int(Int32.max)), dvt: "seed",
+                    "Seed of every random draw (views, sampling, init, shuffling)."),
+                SettingField(
+                    "precision", \.precision, Precision.kind, dvt: "dtype (stage 1: float32 / bfloat16)",
+                    "Operand precision of the matrix products of the ViT, the stage-1 fit's MLPs (DVT's stage-1 --dtype) and the denoiser: bf16 rounds matmul operands to bfloat16 and accumulates in fp32, everything else stays fp32 (torch.autocast on a CPU; errors in docs/precision.md)."
+                ),
+                SettingField(
+                    "pos_embed_resample", \.posEmbedResample, PosEmbedResample.kind,
+                    "How the learned position embedding is resampled to another token grid: auto = as the weights' framework does (timm and transformers' Dinov2WithRegisters: bicubic_antialias; transformers' Dinov2, ViT, DeiT, CLIP, SigLIP: bicubic, torch's non-antialiased a = −0.75); bicubic_offset = non-antialiased at scale factors (g + 0.1) / g0 (facebookresearch/dinov2, older transformers Dinov2); recorded in each output's metadata (docs/backbones.md)."
+                ),
+            ]
+        }
     }
 
     /// The `stage1.*` keys: DVT stage 1 (docs/stage1.md).
@@ -156,52 +174,82 @@ public struct DVTSettings: Sendable, Equatable {
 
         public init() {}
 
-        public static var fields: [SettingField<Self>] { [
-            SettingField("num_views", \.numViews, .int(1...100_000), dvt: "num_views / num_patches",
-                         "Random crop/flip views per image (the whole image is added as one more)."),
-            SettingField("num_iters", \.numIters, .int(1...10_000_000), dvt: "num_iters",
-                         "Optimisation steps per image (DVT v2: 25000, main_img_denoising.py line 181)."),
-            SettingField("warmup_iters", \.warmupIters, .int(0...10_000_000), dvt: "warmup_iters",
-                         "Linear warmup steps; null = num_iters / 10, which is DVT's fixed 2500 at the default 25000 steps (main_img_denoising.py line 182) and keeps short runs' warmup in proportion."),
-            SettingField("lr", \.lr, .double(1e-9...10), dvt: "lr",
-                         "Peak learning rate (Adam)."),
-            SettingField("min_lr", \.minLR, .double(0...10), dvt: "min_lr",
-                         "Floor of the cosine decay."),
-            SettingField("weight_decay", \.weightDecay, .double(0...1), dvt: "weight_decay",
-                         "Adam L2 weight decay."),
-            SettingField("loss_scale", \.lossScale, .double(1e-6...1e9), dvt: "GradScaler(\"cuda\", 2**10)",
-                         "The official GradScaler scale, never unscaled: the loss is multiplied by it before backward (main_img_denoising.py lines 55, 88-89), so the effective L2 decay is weight_decay / loss_scale and Adam's ε is 1e-15 / loss_scale. 1 = the literal optimiser."),
-            SettingField("pixel_bsz", \.pixelBsz, .int(1...1_000_000), dvt: "pixel_bsz",
-                         "Tokens sampled (from all views) per step."),
-            SettingField("freeze_shared_artifacts_after", \.freezeSharedArtifactsAfter, .double(0...1), dvt: "freeze_shared_artifacts_after",
-                         "Fraction of num_iters after which G is frozen and the residual predictor switches on."),
-            SettingField("enable_residual_predictor", \.enableResidualPredictor, .bool, dvt: "enable_residual_predictor",
-                         "Fit the residual term h(x, pos) in the second phase."),
-            SettingField("n_levels", \.nLevels, .int(1...32), dvt: "n_levels",
-                         "Hash-grid levels."),
-            SettingField("n_features_per_level", \.nFeaturesPerLevel, .int(1...32), dvt: "n_features_per_level",
-                         "Features per level."),
-            SettingField("log2_hashmap_size", \.log2HashmapSize, .int(4...26), dvt: "log2_hashmap_size",
-                         "log2 of each level's table size."),
-            SettingField("base_resolution", \.baseResolution, .int(2...4096), dvt: "base_resolution",
-                         "Coarsest grid resolution."),
-            SettingField("max_resolution", \.maxResolution, .int(2...65536), dvt: "max_resolution",
-                         "Finest grid resolution."),
-            SettingField("coord_jitter", \.coordJitter, .double(0...2),
-                         "F sees a random point within ±jitter token spacings of each sampled token (0 = DVT). At the official loss scale 0.5 lowers planted accuracy (0.9880 / 0.9983 vs 0.9955 / 0.9996, docs/stage1.md); it helped only with the literal weight decay."),
-            SettingField("hash_table_adam", \.hashTableAdam, .choice(["deferred", "lazy", "dense"]),
-                         "Hash-table Adam: deferred (default) = dense Adam's momentum for touched rows only, without weight decay on idle rows, O(touched rows) per step; at the official loss scale it matches dense on planted data to 1e-4 (docs/stage1.md); dense = torch's dense Adam over the whole table (DVT's literal behaviour); lazy = tiny-cuda-nn's."),
-            SettingField("shared_artifacts_weight_decay", \.sharedArtifactsWeightDecay, .double(0...1),
-                         "Weight decay of the shared artifact map G alone (null = weight_decay, as DVT). 0 used to let G hold the whole artifact under the literal decay; at the official loss scale it gives the same planted accuracy as null (0.9955 / 0.9996, docs/stage1.md)."),
-            SettingField("view_features_dtype", \.viewFeaturesDtype, .choice(["fp32", "bf16"]),
-                         "How the view features are held during the fit: fp32 (DVT) or bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views; effect on the planted cosines in docs/speed.md)."),
-            SettingField("save_extras", \.saveExtras, .bool,
-                         "Also write G, h(raw) and the view features per image."),
-            SettingField("vis_every", \.visEvery, .int(0...1_000_000), dvt: "num_vis_samples (differs)",
-                         "Write a visual strip for every k-th image (0 = none)."),
-            SettingField("print_freq", \.printFreq, .int(1...10_000_000), dvt: "print_freq",
-                         "Steps between loss lines."),
-        ] }
+        public static var fields: [SettingField<Self>] {
+            [
+                SettingField(
+                    "num_views", \.numViews, .int(1...100_000), dvt: "num_views / num_patches",
+                    "Random crop/flip views per image (the whole image is added as one more)."),
+                SettingField(
+                    "num_iters", \.numIters, .int(1...10_000_000), dvt: "num_iters",
+                    "Optimisation steps per image (DVT v2: 25000, main_img_denoising.py line 181)."),
+                SettingField(
+                    "warmup_iters", \.warmupIters, .int(0...10_000_000), dvt: "warmup_iters",
+                    "Linear warmup steps; null = num_iters / 10, which is DVT's fixed 2500 at the default 25000 steps (main_img_denoising.py line 182) and keeps short runs' warmup in proportion."
+                ),
+                SettingField(
+                    "lr", \.lr, .double(1e-9...10), dvt: "lr",
+                    "Peak learning rate (Adam)."),
+                SettingField(
+                    "min_lr", \.minLR, .double(0...10), dvt: "min_lr",
+                    "Floor of the cosine decay."),
+                SettingField(
+                    "weight_decay", \.weightDecay, .double(0...1), dvt: "weight_decay",
+                    "Adam L2 weight decay."),
+                SettingField(
+                    "loss_scale", \.lossScale, .double(1e-6...1e9), dvt: "GradScaler(\"cuda\", 2**10)",
+                    "The official GradScaler scale, never unscaled: the loss is multiplied by it before backward (main_img_denoising.py lines 55, 88-89), so the effective L2 decay is weight_decay / loss_scale and Adam's ε is 1e-15 / loss_scale. 1 = the literal optimiser."
+                ),
+                SettingField(
+                    "pixel_bsz", \.pixelBsz, .int(1...1_000_000), dvt: "pixel_bsz",
+                    "Tokens sampled (from all views) per step."),
+                SettingField(
+                    "freeze_shared_artifacts_after", \.freezeSharedArtifactsAfter, .double(0...1), dvt: "freeze_shared_artifacts_after",
+                    "Fraction of num_iters after which G is frozen and the residual predictor switches on."),
+                SettingField(
+                    "enable_residual_predictor", \.enableResidualPredictor, .bool, dvt: "enable_residual_predictor",
+                    "Fit the residual term h(x, pos) in the second phase."),
+                SettingField(
+                    "n_levels", \.nLevels, .int(1...32), dvt: "n_levels",
+                    "Hash-grid levels."),
+                SettingField(
+                    "n_features_per_level", \.nFeaturesPerLevel, .int(1...32), dvt: "n_features_per_level",
+                    "Features per level."),
+                SettingField(
+                    "log2_hashmap_size", \.log2HashmapSize, .int(4...26), dvt: "log2_hashmap_size",
+                    "log2 of each level's table size."),
+                SettingField(
+                    "base_resolution", \.baseResolution, .int(2...4096), dvt: "base_resolution",
+                    "Coarsest grid resolution."),
+                SettingField(
+                    "max_resolution", \.maxResolution, .int(2...65536), dvt: "max_resolution",
+                    "Finest grid resolution."),
+                SettingField(
+                    "coord_jitter", \.coordJitter, .double(0...2),
+                    "F sees a random point within ±jitter token spacings of each sampled token (0 = DVT). At the official loss scale 0.5 lowers planted accuracy (0.9880 / 0.9983 vs 0.9955 / 0.9996, docs/stage1.md); it helped only with the literal weight decay."
+                ),
+                SettingField(
+                    "hash_table_adam", \.hashTableAdam, .choice(["deferred", "lazy", "dense"]),
+                    "Hash-table Adam: deferred (default) = dense Adam's momentum for touched rows only, without weight decay on idle rows, O(touched rows) per step; at the official loss scale it matches dense on planted data to 1e-4 (docs/stage1.md); dense = torch's dense Adam over the whole table (DVT's literal behaviour); lazy = tiny-cuda-nn's."
+                ),
+                SettingField(
+                    "shared_artifacts_weight_decay", \.sharedArtifactsWeightDecay, .double(0...1),
+                    "Weight decay of the shared artifact map G alone (null = weight_decay, as DVT). 0 used to let G hold the whole artifact under the literal decay; at the official loss scale it gives the same planted accuracy as null (0.9955 / 0.9996, docs/stage1.md)."
+                ),
+                SettingField(
+                    "view_features_dtype", \.viewFeaturesDtype, .choice(["fp32", "bf16"]),
+                    "How the view features are held during the fit: fp32 (DVT) or bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views; effect on the planted cosines in docs/speed.md)."
+                ),
+                SettingField(
+                    "save_extras", \.saveExtras, .bool,
+                    "Also write G, h(raw) and the view features per image."),
+                SettingField(
+                    "vis_every", \.visEvery, .int(0...1_000_000), dvt: "num_vis_samples (differs)",
+                    "Write a visual strip for every k-th image (0 = none)."),
+                SettingField(
+                    "print_freq", \.printFreq, .int(1...10_000_000), dvt: "print_freq",
+                    "Steps between loss lines."),
+            ]
+        }
     }
 
     /// The `stage2.*` keys: DVT stage 2, the denoiser (docs/stage2.md).
@@ -246,36 +294,52 @@ public struct DVTSettings: Sendable, Equatable {
 
         public init() {}
 
-        public static var fields: [SettingField<Self>] { [
-            SettingField("targets", \.targets, Targets.kind,
-                         "Training targets: stage-1 denoised features, or SRT ensembles (self-distillation)."),
-            SettingField("num_iters", \.numIters, .int(1...10_000_000), dvt: "num_iterations",
-                         "Training steps (the released run, sample_scripts/stage2.sh: 50000)."),
-            SettingField("batch_size", \.batchSize, .int(1...4096), dvt: "batch_size × world size",
-                         "Global batch: feature maps per step over all processes (the released run: 16 per GPU × 8 GPUs = 128)."),
-            SettingField("base_lr", \.baseLR, .double(0...10), dvt: "base_lr",
-                         "Learning rate for a batch of 256: lr = base_lr · sqrt(batch_size / 256)."),
-            SettingField("min_lr", \.minLR, .double(0...10), dvt: "min_lr",
-                         "Floor of the cosine decay."),
-            SettingField("warmup_ratio", \.warmupRatio, .double(0...1),
-                         "Fraction of num_iters of linear warmup from 0 (DVT: 15%)."),
-            SettingField("weight_decay", \.weightDecay, .double(0...1), dvt: "weight_decay",
-                         "AdamW decoupled weight decay."),
-            SettingField("adamw_beta1", \.adamwBeta1, .double(0...1), dvt: "adamw_beta1",
-                         "AdamW β1."),
-            SettingField("adamw_beta2", \.adamwBeta2, .double(0...1), dvt: "adamw_beta2",
-                         "AdamW β2."),
-            SettingField("num_blocks", \.numBlocks, .int(1...24),
-                         "Transformer blocks in the denoiser."),
-            SettingField("enable_pe", \.enablePe, .bool, dvt: "enable_pe",
-                         "Learnable position embedding before the block(s)."),
-            SettingField("save_freq", \.saveFreq, .int(0...10_000_000), dvt: "save_freq",
-                         "Steps between checkpoints (0 = end only)."),
-            SettingField("val_freq", \.valFreq, .int(0...10_000_000),
-                         "Steps between validation passes (0 = none)."),
-            SettingField("print_freq", \.printFreq, .int(1...10_000_000), dvt: "print_freq",
-                         "Steps between loss lines."),
-        ] }
+        public static var fields: [SettingField<Self>] {
+            [
+                SettingField(
+                    "targets", \.targets, Targets.kind,
+                    "Training targets: stage-1 denoised features, or SRT ensembles (self-distillation)."),
+                SettingField(
+                    "num_iters", \.numIters, .int(1...10_000_000), dvt: "num_iterations",
+                    "Training steps (the released run, sample_scripts/stage2.sh: 50000)."),
+                SettingField(
+                    "batch_size", \.batchSize, .int(1...4096), dvt: "batch_size × world size",
+                    "Global batch: feature maps per step over all processes (the released run: 16 per GPU × 8 GPUs = 128)."),
+                SettingField(
+                    "base_lr", \.baseLR, .double(0...10), dvt: "base_lr",
+                    "Learning rate for a batch of 256: lr = base_lr · sqrt(batch_size / 256)."),
+                SettingField(
+                    "min_lr", \.minLR, .double(0...10), dvt: "min_lr",
+                    "Floor of the cosine decay."),
+                SettingField(
+                    "warmup_ratio", \.warmupRatio, .double(0...1),
+                    "Fraction of num_iters of linear warmup from 0 (DVT: 15%)."),
+                SettingField(
+                    "weight_decay", \.weightDecay, .double(0...1), dvt: "weight_decay",
+                    "AdamW decoupled weight decay."),
+                SettingField(
+                    "adamw_beta1", \.adamwBeta1, .double(0...1), dvt: "adamw_beta1",
+                    "AdamW β1."),
+                SettingField(
+                    "adamw_beta2", \.adamwBeta2, .double(0...1), dvt: "adamw_beta2",
+                    "AdamW β2."),
+                SettingField(
+                    "num_blocks", \.numBlocks, .int(1...24),
+                    "Transformer blocks in the denoiser."),
+                SettingField(
+                    "enable_pe", \.enablePe, .bool, dvt: "enable_pe",
+                    "Learnable position embedding before the block(s)."),
+                SettingField(
+                    "save_freq", \.saveFreq, .int(0...10_000_000), dvt: "save_freq",
+                    "Steps between checkpoints (0 = end only)."),
+                SettingField(
+                    "val_freq", \.valFreq, .int(0...10_000_000),
+                    "Steps between validation passes (0 = none)."),
+                SettingField(
+                    "print_freq", \.printFreq, .int(1...10_000_000), dvt: "print_freq",
+                    "Steps between loss lines."),
+            ]
+        }
     }
 
     /// The `finetune.*` keys: fine-tuning the ViT (docs/finetune.md); null = the teacher's recipe.
@@ -346,52 +410,85 @@ public struct DVTSettings: Sendable, Equatable {
 
         public init() {}
 
-        public static var fields: [SettingField<Self>] { [
-            SettingField("teacher", \.teacher, Teacher.kind,
-                         "What the ViT is distilled towards: dvt = the frozen ViT + the stage-2 denoiser (DVT stage 3, main_distillation.py), srt = its own SRT ensemble (donglao/srt distill_utils.py); `--teacher` overrides."),
-            SettingField("denoiser", \.denoiser, .string, dvt: "denoiser_ckpt",
-                         "Stage-2 denoiser for the dvt teacher (.safetensors from `dvt stage2`, or DVT's .pth); null = output_dir/stage2/denoiser.safetensors."),
-            SettingField("thaw", \.thaw, .choice(["all", "bias", "last", "last2"]), dvt: "unfreeze (SRT)",
-                         "Trainable parameters: all, those named *bias*, the last block + final norm, or the last two blocks + final norm (SRT's thaw modes; DVT trains all)."),
-            SettingField("loss", \.loss, .choice(["mse_cosine", "mse", "l1"]), dvt: "loss (SRT)",
-                         "mse_cosine = MSE + (1 − cosine) (DVT, main_distillation.py lines 239-242); mse / l1 = SRT's mse / mae. null: dvt → mse_cosine, srt → mse."),
-            SettingField("epochs", \.epochs, .int(1...100_000), dvt: "num_epochs / epochs",
-                         "Passes over the images; steps = epochs · max(1, images ÷ batch_size). null: dvt → 5 (sample_scripts/stage3.sh), srt → 50 (main.py)."),
-            SettingField("num_iters", \.numIters, .int(1...100_000_000), dvt: "num_iterations",
-                         "Training steps; overrides epochs when set."),
-            SettingField("batch_size", \.batchSize, .int(1...4096), dvt: "batch_size × world size",
-                         "Images per step. null: dvt → 512 (64 per GPU × 8, sample_scripts/stage3.sh), srt → 1."),
-            SettingField("base_lr", \.baseLR, .double(0...10), dvt: "blr",
-                         "dvt teacher: lr = base_lr · sqrt(batch_size / 256) (main_distillation.py line 199)."),
-            SettingField("lr", \.lr, .double(0...10), dvt: "lr (SRT)",
-                         "Peak learning rate, used as is; null: dvt → from base_lr, srt → 3e-4 (main.py)."),
-            SettingField("min_lr", \.minLR, .double(0...10), dvt: "min_lr",
-                         "Floor of the cosine schedule."),
-            SettingField("warmup_ratio", \.warmupRatio, .double(0...1),
-                         "Fraction of the steps of linear warmup from 0 in the cosine schedule (main_distillation.py line 210)."),
-            SettingField("schedule", \.schedule, Schedule.kind, dvt: "sched_type (SRT)",
-                         "cosine = DVT's CosineScheduler (misc.py lines 211-241); step = lr · lr_decay per milestone epoch passed (SRT). null: dvt → cosine, srt → step."),
-            SettingField("lr_steps", \.lrSteps, .ints(count: 2, 0...100_000), dvt: "steps (SRT)",
-                         "Step schedule: epochs e after which the rate drops (SRT multiplies by lr_decay once e < epoch, distill_utils.py line 10)."),
-            SettingField("lr_decay", \.lrDecay, .double(0...1), dvt: "lr_decay (SRT)",
-                         "Step schedule factor."),
-            SettingField("weight_decay", \.weightDecay, .double(0...1), dvt: "weight_decay",
-                         "AdamW decoupled weight decay. null: dvt → 1e-5, srt → 0 (SRT's optimiser has none, distill_utils.py line 19)."),
-            SettingField("l2_penalty", \.l2Penalty, .double(0...10), dvt: "wd (SRT)",
-                         "Adds l2_penalty · ‖θ‖₂ (unsquared, over the trainable parameters) to the loss (distill_utils.py lines 65-70, line 92). null: dvt → 0, srt → 1e-5."),
-            SettingField("flip", \.flip, .bool, dvt: "RandomHorizontalFlip",
-                         "Random horizontal flip (p = 0.5) of every training image (main_distillation.py line 166)."),
-            SettingField("gradient_checkpointing", \.gradientCheckpointing, .bool, dvt: "grad_checkpointing",
-                         "Recompute each block's activations in backward instead of keeping them (less memory, about one more forward per step; docs/finetune.md)."),
-            SettingField("cache_teacher", \.cacheTeacher, TeacherCache.kind,
-                         "Keep every (image, flip) teacher map after its first use (the teacher is frozen, so this is exact): memory, or disk = output_dir/finetune/teacher_cache/<fingerprint>/ too, reused by later and resumed runs; pays when epochs revisit the images."),
-            SettingField("export", \.export, .string,
-                         "Where the fine-tuned ViT is written (timm state dict, safetensors); null = output_dir/finetune/vit.safetensors."),
-            SettingField("save_freq", \.saveFreq, .int(0...10_000_000), dvt: "save_freq",
-                         "Steps between checkpoints (0 = end only)."),
-            SettingField("print_freq", \.printFreq, .int(1...10_000_000),
-                         "Steps between loss lines (DVT logs every 50)."),
-        ] }
+        public static var fields: [SettingField<Self>] {
+            [
+                SettingField(
+                    "teacher", \.teacher, Teacher.kind,
+                    "What the ViT is distilled towards: dvt = the frozen ViT + the stage-2 denoiser (DVT stage 3, main_distillation.py), srt = its own SRT ensemble (donglao/srt distill_utils.py); `--teacher` overrides."
+                ),
+                SettingField(
+                    "denoiser", \.denoiser, .string, dvt: "denoiser_ckpt",
+                    "Stage-2 denoiser for the dvt teacher (.safetensors from `dvt stage2`, or DVT's .pth); null = output_dir/stage2/denoiser.safetensors."
+                ),
+                SettingField(
+                    "thaw", \.thaw, .choice(["all", "bias", "last", "last2"]), dvt: "unfreeze (SRT)",
+                    "Trainable parameters: all, those named *bias*, the last block + final norm, or the last two blocks + final norm (SRT's thaw modes; DVT trains all)."
+                ),
+                SettingField(
+                    "loss", \.loss, .choice(["mse_cosine", "mse", "l1"]), dvt: "loss (SRT)",
+                    "mse_cosine = MSE + (1 − cosine) (DVT, main_distillation.py lines 239-242); mse / l1 = SRT's mse / mae. null: dvt → mse_cosine, srt → mse."
+                ),
+                SettingField(
+                    "epochs", \.epochs, .int(1...100_000), dvt: "num_epochs / epochs",
+                    "Passes over the images; steps = epochs · max(1, images ÷ batch_size). null: dvt → 5 (sample_scripts/stage3.sh), srt → 50 (main.py)."
+                ),
+                SettingField(
+                    "num_iters", \.numIters, .int(1...100_000_000), dvt: "num_iterations",
+                    "Training steps; overrides epochs when set."),
+                SettingField(
+                    "batch_size", \.batchSize, .int(1...4096), dvt: "batch_size × world size",
+                    "Images per step. null: dvt → 512 (64 per GPU × 8, sample_scripts/stage3.sh), srt → 1."),
+                SettingField(
+                    "base_lr", \.baseLR, .double(0...10), dvt: "blr",
+                    "dvt teacher: lr = base_lr · sqrt(batch_size / 256) (main_distillation.py line 199)."),
+                SettingField(
+                    "lr", \.lr, .double(0...10), dvt: "lr (SRT)",
+                    "Peak learning rate, used as is; null: dvt → from base_lr, srt → 3e-4 (main.py)."),
+                SettingField(
+                    "min_lr", \.minLR, .double(0...10), dvt: "min_lr",
+                    "Floor of the cosine schedule."),
+                SettingField(
+                    "warmup_ratio", \.warmupRatio, .double(0...1),
+                    "Fraction of the steps of linear warmup from 0 in the cosine schedule (main_distillation.py line 210)."),
+                SettingField(
+                    "schedule", \.schedule, Schedule.kind, dvt: "sched_type (SRT)",
+                    "cosine = DVT's CosineScheduler (misc.py lines 211-241); step = lr · lr_decay per milestone epoch passed (SRT). null: dvt → cosine, srt → step."
+                ),
+                SettingField(
+                    "lr_steps", \.lrSteps, .ints(count: 2, 0...100_000), dvt: "steps (SRT)",
+                    "Step schedule: epochs e after which the rate drops (SRT multiplies by lr_decay once e < epoch, distill_utils.py line 10)."),
+                SettingField(
+                    "lr_decay", \.lrDecay, .double(0...1), dvt: "lr_decay (SRT)",
+                    "Step schedule factor."),
+                SettingField(
+                    "weight_decay", \.weightDecay, .double(0...1), dvt: "weight_decay",
+                    "AdamW decoupled weight decay. null: dvt → 1e-5, srt → 0 (SRT's optimiser has none, distill_utils.py line 19)."),
+                SettingField(
+                    "l2_penalty", \.l2Penalty, .double(0...10), dvt: "wd (SRT)",
+                    "Adds l2_penalty · ‖θ‖₂ (unsquared, over the trainable parameters) to the loss (distill_utils.py lines 65-70, line 92). null: dvt → 0, srt → 1e-5."
+                ),
+                SettingField(
+                    "flip", \.flip, .bool, dvt: "RandomHorizontalFlip",
+                    "Random horizontal flip (p = 0.5) of every training image (main_distillation.py line 166)."),
+                SettingField(
+                    "gradient_checkpointing", \.gradientCheckpointing, .bool, dvt: "grad_checkpointing",
+                    "Recompute each block's activations in backward instead of keeping them (less memory, about one more forward per step; docs/finetune.md)."
+                ),
+                SettingField(
+                    "cache_teacher", \.cacheTeacher, TeacherCache.kind,
+                    "Keep every (image, flip) teacher map after its first use (the teacher is frozen, so this is exact): memory, or disk = output_dir/finetune/teacher_cache/<fingerprint>/ too, reused by later and resumed runs; pays when epochs revisit the images."
+                ),
+                SettingField(
+                    "export", \.export, .string,
+                    "Where the fine-tuned ViT is written (timm state dict, safetensors); null = output_dir/finetune/vit.safetensors."),
+                SettingField(
+                    "save_freq", \.saveFreq, .int(0...10_000_000), dvt: "save_freq",
+                    "Steps between checkpoints (0 = end only)."),
+                SettingField(
+                    "print_freq", \.printFreq, .int(1...10_000_000),
+                    "Steps between loss lines (DVT logs every 50)."),
+            ]
+        }
     }
 
     /// The `srt.*` keys (docs/srt.md).
@@ -412,20 +509,28 @@ public struct DVTSettings: Sendable, Equatable {
 
         public init() {}
 
-        public static var fields: [SettingField<Self>] { [
-            SettingField("dx", \.dx, .int(0...64),
-                         "Horizontal shifts −dx…dx pixels."),
-            SettingField("dy", \.dy, .int(0...64),
-                         "Vertical shifts −dy…dy pixels."),
-            SettingField("aggregate", \.aggregate, .choice(["mean", "median"]),
-                         "How shifted views are combined."),
-            SettingField("uniform", \.uniform, .bool,
-                         "Weight every shift equally (default: the official code's, which counts the unshifted view twice)."),
-            SettingField("batch_size", \.batchSize, .int(1...1024),
-                         "Shifted images per ViT forward."),
-            SettingField("enabled", \.enabled, .bool,
-                         "Compute SRT features in `dvt run` (for metrics and srt targets)."),
-        ] }
+        public static var fields: [SettingField<Self>] {
+            [
+                SettingField(
+                    "dx", \.dx, .int(0...64),
+                    "Horizontal shifts −dx…dx pixels."),
+                SettingField(
+                    "dy", \.dy, .int(0...64),
+                    "Vertical shifts −dy…dy pixels."),
+                SettingField(
+                    "aggregate", \.aggregate, .choice(["mean", "median"]),
+                    "How shifted views are combined."),
+                SettingField(
+                    "uniform", \.uniform, .bool,
+                    "Weight every shift equally (default: the official code's, which counts the unshifted view twice)."),
+                SettingField(
+                    "batch_size", \.batchSize, .int(1...1024),
+                    "Shifted images per ViT forward."),
+                SettingField(
+                    "enabled", \.enabled, .bool,
+                    "Compute SRT features in `dvt run` (for metrics and srt targets)."),
+            ]
+        }
     }
 
     /// The `probe.*` keys: downstream linear probes (`dvt probe`, and the probe step of `dvt run`; docs/probe.md).
@@ -456,30 +561,44 @@ public struct DVTSettings: Sendable, Equatable {
 
         public init() {}
 
-        public static var fields: [SettingField<Self>] { [
-            SettingField("enabled", \.enabled, .bool,
-                         "Run the probe step at the end of `dvt run` (needs probe.root)."),
-            SettingField("task", \.task, .choice(["segmentation", "depth"]), dvt: "--task (evaluate_dense_tasks.py)",
-                         "Downstream task: semantic segmentation (mIoU) or monocular depth (RMSE)."),
-            SettingField("dataset", \.dataset, .choice(["voc", "ade20k", "nyu", "folder"]), dvt: "dataset_type",
-                         "Dataset layout under probe.root (docs/probe.md)."),
-            SettingField("root", \.root, .string, dvt: "data_root",
-                         "Dataset root folder."),
-            SettingField("methods", \.methods, .string,
-                         "Comma-separated feature sources, one head each: raw, srt, stage1 (the run tree's denoised features), stage2 (the run's denoiser), or a denoiser file."),
-            SettingField("official", \.official, .bool,
-                         "Train with the official protocol's numbers (40000 / 38400 iterations, batch 16) instead of the CPU preset."),
-            SettingField("iterations", \.iterations, .int(1...10_000_000), dvt: "max_iters",
-                         "Head training steps; null = the preset's (CPU 1000; official 40000 segmentation, 38400 depth)."),
-            SettingField("batch_size", \.batchSize, .int(1...4096), dvt: "samples_per_gpu × GPUs",
-                         "Feature maps per step; null = the preset's (CPU 8; official 16)."),
-            SettingField("lr", \.lr, .double(0...10), dvt: "optimizer.lr",
-                         "AdamW learning rate; null = DVT's (1e-3 segmentation, 5e-3 depth)."),
-            SettingField("max_train", \.maxTrain, .int(1...10_000_000),
-                         "Use at most this many training images (the first in split order); null = all."),
-            SettingField("max_val", \.maxVal, .int(1...10_000_000),
-                         "Evaluate on at most this many validation images; null = all."),
-        ] }
+        public static var fields: [SettingField<Self>] {
+            [
+                SettingField(
+                    "enabled", \.enabled, .bool,
+                    "Run the probe step at the end of `dvt run` (needs probe.root)."),
+                SettingField(
+                    "task", \.task, .choice(["segmentation", "depth"]), dvt: "--task (evaluate_dense_tasks.py)",
+                    "Downstream task: semantic segmentation (mIoU) or monocular depth (RMSE)."),
+                SettingField(
+                    "dataset", \.dataset, .choice(["voc", "ade20k", "nyu", "folder"]), dvt: "dataset_type",
+                    "Dataset layout under probe.root (docs/probe.md)."),
+                SettingField(
+                    "root", \.root, .string, dvt: "data_root",
+                    "Dataset root folder."),
+                SettingField(
+                    "methods", \.methods, .string,
+                    "Comma-separated feature sources, one head each: raw, srt, stage1 (the run tree's denoised features), stage2 (the run's denoiser), or a denoiser file."
+                ),
+                SettingField(
+                    "official", \.official, .bool,
+                    "Train with the official protocol's numbers (40000 / 38400 iterations, batch 16) instead of the CPU preset."),
+                SettingField(
+                    "iterations", \.iterations, .int(1...10_000_000), dvt: "max_iters",
+                    "Head training steps; null = the preset's (CPU 1000; official 40000 segmentation, 38400 depth)."),
+                SettingField(
+                    "batch_size", \.batchSize, .int(1...4096), dvt: "samples_per_gpu × GPUs",
+                    "Feature maps per step; null = the preset's (CPU 8; official 16)."),
+                SettingField(
+                    "lr", \.lr, .double(0...10), dvt: "optimizer.lr",
+                    "AdamW learning rate; null = DVT's (1e-3 segmentation, 5e-3 depth)."),
+                SettingField(
+                    "max_train", \.maxTrain, .int(1...10_000_000),
+                    "Use at most this many training images (the first in split order); null = all."),
+                SettingField(
+                    "max_val", \.maxVal, .int(1...10_000_000),
+                    "Evaluate on at most this many validation images; null = all."),
+            ]
+        }
     }
 }
 

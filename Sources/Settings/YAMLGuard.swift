@@ -1,6 +1,6 @@
+import Formats
 import Foundation
 import Yams
-import Formats
 
 /// Reads a YAML config defensively, before anything is expanded or converted.
 ///
@@ -83,8 +83,9 @@ public enum YAMLGuard {
         var inComment = false
         var prev: UInt8 = 0x20
         func tooDeep() -> ConfigError {
-            ConfigError("config \(file): nesting deeper than \(maxDepth) levels at line \(line) "
-                        + "(dvt configs are at most a few levels deep)")
+            ConfigError(
+                "config \(file): nesting deeper than \(maxDepth) levels at line \(line) "
+                    + "(dvt configs are at most a few levels deep)")
         }
         for c in text.utf8 {
             defer { prev = c }
@@ -134,12 +135,14 @@ public enum YAMLGuard {
         while let (node, depth) = stack.popLast() {
             visited += 1
             if visited > maxNodes {
-                throw ConfigError("config \(file) expands to more than \(maxNodes) values (anchors and aliases "
-                                  + "nested too deep?); dvt configs are small — write the values out")
+                throw ConfigError(
+                    "config \(file) expands to more than \(maxNodes) values (anchors and aliases "
+                        + "nested too deep?); dvt configs are small — write the values out")
             }
             if depth > maxDepth {
-                throw ConfigError("config \(file): nesting deeper than \(maxDepth) levels\(at(node.mark)) "
-                                  + "after expanding aliases")
+                throw ConfigError(
+                    "config \(file): nesting deeper than \(maxDepth) levels\(at(node.mark)) "
+                        + "after expanding aliases")
             }
             switch node {
             case .scalar(let s):
@@ -152,8 +155,9 @@ public enum YAMLGuard {
                     if case .scalar(let k) = key {
                         if let first = seen[k.string] {
                             let firstAt = first.map { " (first at line \($0.line))" } ?? ""
-                            throw ConfigError("config \(file)\(at(k.mark)): duplicate key '\(clip(k.string))'\(firstAt); "
-                                              + "each key may appear once per section")
+                            throw ConfigError(
+                                "config \(file)\(at(k.mark)): duplicate key '\(clip(k.string))'\(firstAt); "
+                                    + "each key may appear once per section")
                         }
                         seen[k.string] = k.mark
                     }
@@ -174,8 +178,10 @@ public enum YAMLGuard {
         var reason: String? = nil
         if body.count > 1, body.hasPrefix("0"), digits {
             reason = "a leading zero makes YAML 1.1 read it as octal (\(t) would become \(Int(body, radix: 8).map(String.init) ?? "?"))"
-        } else if body.contains(":"), body.split(separator: ":", omittingEmptySubsequences: false)
-                    .allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isNumber || $0 == "." } }) {
+        } else if body.contains(":"),
+            body.split(separator: ":", omittingEmptySubsequences: false)
+                .allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isNumber || $0 == "." } })
+        {
             reason = "YAML 1.1 reads colon-separated numbers as base 60 (\(t) would be a single number)"
         } else if body.hasPrefix("0b") {
             reason = "0b… binary numbers are YAML 1.1 only"
@@ -183,8 +189,9 @@ public enum YAMLGuard {
             reason = "underscores inside numbers are YAML 1.1 only"
         }
         if let reason {
-            throw ConfigError("config \(file)\(at(s.mark)): '\(clip(t))' is ambiguous: \(reason). "
-                              + "Write the number without it, or quote it if you meant text")
+            throw ConfigError(
+                "config \(file)\(at(s.mark)): '\(clip(t))' is ambiguous: \(reason). "
+                    + "Write the number without it, or quote it if you meant text")
         }
     }
 

@@ -12,12 +12,14 @@ public enum AdamKernel {
         var oneMinusBeta1: Float
         var beta2: Float
         var oneMinusBeta2: Float
-        var l2: Float          // Adam's L2 term (0 for AdamW)
-        var decay: Float       // AdamW's 1 − lr·wd (1 for Adam)
+        var l2: Float  // Adam's L2 term (0 for AdamW)
+        var decay: Float  // AdamW's 1 − lr·wd (1 for Adam)
         var eps: Float
 
         public init(oneMinusBeta1: Float, beta2: Float, oneMinusBeta2: Float, l2: Float, decay: Float, eps: Float) {
-            (self.oneMinusBeta1, self.beta2, self.oneMinusBeta2, self.l2, self.decay, self.eps) = (oneMinusBeta1, beta2, oneMinusBeta2, l2, decay, eps)
+            (self.oneMinusBeta1, self.beta2, self.oneMinusBeta2, self.l2, self.decay, self.eps) = (
+                oneMinusBeta1, beta2, oneMinusBeta2, l2, decay, eps
+            )
         }
     }
 
@@ -37,13 +39,16 @@ public enum AdamKernel {
     static let vectorised = dvt_cpu_has_avx512() != 0
 
     @inline(__always)
-    static func update(_ range: Range<Int>, p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>,
-                       m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
-                       c: Coefficients, negStepSize: Float, bc2Sqrt: Float, decoupled: Bool) {
+    static func update(
+        _ range: Range<Int>, p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>,
+        m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+        c: Coefficients, negStepSize: Float, bc2Sqrt: Float, decoupled: Bool
+    ) {
         if vectorised {
             let o = range.lowerBound
-            dvt_adam_update_avx512(p + o, g + o, m + o, v + o, range.count, c.oneMinusBeta1, c.beta2, c.oneMinusBeta2,
-                                   c.l2, c.decay, c.eps, negStepSize, bc2Sqrt, decoupled ? 1 : 0)
+            dvt_adam_update_avx512(
+                p + o, g + o, m + o, v + o, range.count, c.oneMinusBeta1, c.beta2, c.oneMinusBeta2,
+                c.l2, c.decay, c.eps, negStepSize, bc2Sqrt, decoupled ? 1 : 0)
         } else {
             updateSwift(range, p: p, g: g, m: m, v: v, c: c, negStepSize: negStepSize, bc2Sqrt: bc2Sqrt, decoupled: decoupled)
         }
@@ -52,9 +57,11 @@ public enum AdamKernel {
     /// The update as a plain Swift loop: the fallback, and the reference the vector kernel is
     /// tested against (`denseReference`).
     @inline(__always)
-    static func updateSwift(_ range: Range<Int>, p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>,
-                            m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
-                            c: Coefficients, negStepSize: Float, bc2Sqrt: Float, decoupled: Bool) {
+    static func updateSwift(
+        _ range: Range<Int>, p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>,
+        m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+        c: Coefficients, negStepSize: Float, bc2Sqrt: Float, decoupled: Bool
+    ) {
         for i in range {
             var gi = g[i]
             var pi = p[i]
@@ -75,9 +82,11 @@ public enum AdamKernel {
     /// Applies the idle steps t0+1…`to` that row `r` (last updated at t0) missed: the momentum
     /// displacement from the tail sum, then the moments' decay. Rows never updated have m = 0: no move.
     @inline(__always)
-    static func catchUp(row r: Int, width: Int, to last: Int, p: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                        v: UnsafeMutablePointer<Float>, rowSteps: UnsafeMutablePointer<Float>, tail: UnsafeBufferPointer<Float>,
-                        powers: DecayPowers, betas: (Double, Double)) {
+    static func catchUp(
+        row r: Int, width: Int, to last: Int, p: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, rowSteps: UnsafeMutablePointer<Float>, tail: UnsafeBufferPointer<Float>,
+        powers: DecayPowers, betas: (Double, Double)
+    ) {
         let t0 = Int(rowSteps[r])
         let k = last - t0
         guard t0 > 0, k > 0 else { return }
@@ -122,40 +131,52 @@ public enum AdamKernel {
     /// Prefetches row `r` of the parameter, its gradient, both moments and its step count (a
     /// row of ≤ 16 floats is one cache line when the row starts one).
     @inline(__always)
-    static func prefetchRow(_ r: Int, width: Int, _ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
-                            _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ steps: UnsafeMutablePointer<Float>) {
+    static func prefetchRow(
+        _ r: Int, width: Int, _ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>,
+        _ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ steps: UnsafeMutablePointer<Float>
+    ) {
         let o = r * width
         dvt_prefetch(p + o); dvt_prefetch(g + o); dvt_prefetch(m + o); dvt_prefetch(v + o); dvt_prefetch(steps + r)
     }
 
     /// One dense step of every element.
-    public static func dense(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, c: Coefficients,
-                             terms: (negStepSize: Float, bc2Sqrt: Float), decoupled: Bool) {
+    public static func dense(
+        p: Tensor, grad: Tensor, m: Tensor, v: Tensor, c: Coefficients,
+        terms: (negStepSize: Float, bc2Sqrt: Float), decoupled: Bool
+    ) {
         let pp = p.ptr, pg = grad.ptr, pm = m.ptr, pv = v.ptr
         Parallel.forRanges(p.count, grain: 16_384) { range in
-            update(range, p: pp, g: pg, m: pm, v: pv, c: c,
-                   negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+            update(
+                range, p: pp, g: pg, m: pm, v: pv, c: c,
+                negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
         }
     }
 
     /// `dense` on one thread through the Swift loop, whatever the CPU: the reference for tests.
-    package static func denseReference(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, c: Coefficients,
-                                       terms: (negStepSize: Float, bc2Sqrt: Float), decoupled: Bool) {
-        updateSwift(0..<p.count, p: p.ptr, g: grad.ptr, m: m.ptr, v: v.ptr, c: c,
-                    negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+    package static func denseReference(
+        p: Tensor, grad: Tensor, m: Tensor, v: Tensor, c: Coefficients,
+        terms: (negStepSize: Float, bc2Sqrt: Float), decoupled: Bool
+    ) {
+        updateSwift(
+            0..<p.count, p: p.ptr, g: grad.ptr, m: m.ptr, v: v.ptr, c: c,
+            negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
     }
 
     /// One lazy-mode step: rows whose gradient is zero are left alone; a touched row advances its
     /// own step count in `rowSteps` and is bias-corrected with it (`bias[t]` = (1 − β1^t, √(1 − β2^t))).
-    public static func lazyRows(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, rowSteps: Tensor, width: Int,
-                                c: Coefficients, lr: Double, bias: [(Double, Double)], decoupled: Bool) {
+    public static func lazyRows(
+        p: Tensor, grad: Tensor, m: Tensor, v: Tensor, rowSteps: Tensor, width: Int,
+        c: Coefficients, lr: Double, bias: [(Double, Double)], decoupled: Bool
+    ) {
         let pp = p.ptr, pg = grad.ptr, pm = m.ptr, pv = v.ptr, ps = rowSteps.ptr
         let rows = p.count / width
         bias.withUnsafeBufferPointer { bias in
             // Per-row step counts: bias terms from the cache (the same Double arithmetic as
             // `biasTerms`), reused while consecutive rows share a count.
-            @inline(__always) func updateRow(_ r: Int, _ cachedStep: inout Int,
-                                             _ terms: inout (negStepSize: Float, bc2Sqrt: Float)) {
+            @inline(__always) func updateRow(
+                _ r: Int, _ cachedStep: inout Int,
+                _ terms: inout (negStepSize: Float, bc2Sqrt: Float)
+            ) {
                 let lo = r * width, hi = lo + width
                 var touched = false
                 for i in lo..<hi where pg[i] != 0 { touched = true; break }
@@ -166,8 +187,9 @@ public enum AdamKernel {
                     terms = (Float(-(lr / bias[t].0)), Float(bias[t].1))
                     cachedStep = t
                 }
-                update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
-                       negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+                update(
+                    lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
+                    negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
             }
             if let tracked = grad.touchedRows {
                 // The kernel that wrote this gradient listed the rows it touched (each once):
@@ -199,9 +221,11 @@ public enum AdamKernel {
     /// One deferred-mode step at global step `now`: a touched row first catches up the steps it
     /// missed (`catchUp`, from the tail sums), then takes the normal update; `rowSteps` holds the
     /// step each row was last updated at.
-    public static func deferredRows(p: Tensor, grad: Tensor, m: Tensor, v: Tensor, rowSteps: Tensor, width: Int, now: Int,
-                                    c: Coefficients, terms: (negStepSize: Float, bc2Sqrt: Float), tail: [Float],
-                                    powers: DecayPowers, betas: (Double, Double), decoupled: Bool) {
+    public static func deferredRows(
+        p: Tensor, grad: Tensor, m: Tensor, v: Tensor, rowSteps: Tensor, width: Int, now: Int,
+        c: Coefficients, terms: (negStepSize: Float, bc2Sqrt: Float), tail: [Float],
+        powers: DecayPowers, betas: (Double, Double), decoupled: Bool
+    ) {
         let pp = p.ptr, pg = grad.ptr, pm = m.ptr, pv = v.ptr, ps = rowSteps.ptr
         let rows = p.count / width
         tail.withUnsafeBufferPointer { tail in
@@ -210,11 +234,13 @@ public enum AdamKernel {
                 var touched = false
                 for i in lo..<hi where pg[i] != 0 { touched = true; break }
                 if !touched { return }
-                catchUp(row: r, width: width, to: now - 1, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
-                        powers: powers, betas: betas)
+                catchUp(
+                    row: r, width: width, to: now - 1, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
+                    powers: powers, betas: betas)
                 ps[r] = Float(now)
-                update(lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
-                       negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
+                update(
+                    lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
+                    negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
             }
             if let tracked = grad.touchedRows {
                 tracked.rows.withUnsafeBufferPointer { list in
@@ -236,15 +262,18 @@ public enum AdamKernel {
     }
 
     /// Brings every row last updated before `now` up to `now` (deferred mode's flush).
-    public static func flushDeferredRows(p: Tensor, m: Tensor, v: Tensor, rowSteps: Tensor, width: Int, now: Int,
-                                         tail: [Float], powers: DecayPowers, betas: (Double, Double)) {
+    public static func flushDeferredRows(
+        p: Tensor, m: Tensor, v: Tensor, rowSteps: Tensor, width: Int, now: Int,
+        tail: [Float], powers: DecayPowers, betas: (Double, Double)
+    ) {
         let pp = p.ptr, pm = m.ptr, pv = v.ptr, ps = rowSteps.ptr
         let rows = p.count / width
         tail.withUnsafeBufferPointer { tail in
             Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { range in
                 for r in range where Int(ps[r]) > 0 && Int(ps[r]) < now {
-                    catchUp(row: r, width: width, to: now, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
-                            powers: powers, betas: betas)
+                    catchUp(
+                        row: r, width: width, to: now, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
+                        powers: powers, betas: betas)
                     ps[r] = Float(now)
                 }
             }

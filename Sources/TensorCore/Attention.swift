@@ -25,11 +25,13 @@ extension Tensor {
     ///   - heads: H; must divide C.
     /// - Returns: (B, N, C).
     public static func multiHeadAttention(qkv: Tensor, heads: Int) -> Tensor {
-        precondition(qkv.rank == 3 && qkv.shape[2] % 3 == 0,
-                     "multiHeadAttention: qkv must be (B, N, 3C), got \(qkv.shape)")
+        precondition(
+            qkv.rank == 3 && qkv.shape[2] % 3 == 0,
+            "multiHeadAttention: qkv must be (B, N, 3C), got \(qkv.shape)")
         let b = qkv.shape[0], n = qkv.shape[1], c3 = qkv.shape[2], c = c3 / 3
-        precondition(heads >= 1 && c % heads == 0,
-                     "multiHeadAttention: \(heads) heads do not divide C = \(c) (qkv \(qkv.shape))")
+        precondition(
+            heads >= 1 && c % heads == 0,
+            "multiHeadAttention: \(heads) heads do not divide C = \(c) (qkv \(qkv.shape))")
         let d = c / heads
         let scale = 1 / Float(d).squareRoot()
         let pairs = b * heads
@@ -49,8 +51,9 @@ extension Tensor {
                 for pair in range {
                     let bi = pair / heads, h = pair % heads
                     let q = pqkv + bi * n * c3 + h * d
-                    attendBlocked(q: q, k: q + c, v: q + 2 * c, ld: c3, out: po + bi * n * c + h * d, ldo: c,
-                                  n: n, d: d, scale: scale, precision: precision, scratch: scratch)
+                    attendBlocked(
+                        q: q, k: q + c, v: q + 2 * c, ld: c3, out: po + bi * n * c + h * d, ldo: c,
+                        n: n, d: d, scale: scale, precision: precision, scratch: scratch)
                 }
             }
             return out

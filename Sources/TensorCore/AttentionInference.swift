@@ -47,12 +47,18 @@ extension Tensor {
     /// softmax(scale · Q Kᵀ) V for one head, Q, K, V (N, D) with leading dimension `ld`, the
     /// output (N, D) written with leading dimension `ldo`. `prepared: false` forces the generic
     /// per-block products (the reference the tests hold the prepared path to).
-    static func attendBlocked(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,
-                              out o: UnsafeMutablePointer<Float>, ldo: Int, n: Int, d: Int, scale: Float,
-                              precision: Precision, scratch: AttentionScratch, prepared: Bool = true) {
+    static func attendBlocked(
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,
+        out o: UnsafeMutablePointer<Float>, ldo: Int, n: Int, d: Int, scale: Float,
+        precision: Precision, scratch: AttentionScratch, prepared: Bool = true
+    ) {
         if prepared && BLAS.backend == .onednn,
-           attendPrepared(q: q, k: k, v: v, ld: ld, out: o, ldo: ldo, n: n, d: d, scale: scale,
-                          bf16: precision == .bf16, scratch: scratch) { return }
+            attendPrepared(
+                q: q, k: k, v: v, ld: ld, out: o, ldo: ldo, n: n, d: d, scale: scale,
+                bf16: precision == .bf16, scratch: scratch)
+        {
+            return
+        }
         let s = scratch.scores
         var i0 = 0
         while i0 < n {
@@ -69,19 +75,23 @@ extension Tensor {
     /// `attendBlocked` on oneDNN with K and V reordered once per head (see the file comment);
     /// false (nothing written) if the last, shorter block's primitives wanted other layouts
     /// than the full blocks' (not seen with oneDNN 2.6, which picks them by K and N only).
-    static func attendPrepared(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,
-                               out o: UnsafeMutablePointer<Float>, ldo: Int, n: Int, d: Int, scale: Float,
-                               bf16: Bool, scratch: AttentionScratch) -> Bool {
+    static func attendPrepared(
+        q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ld: Int,
+        out o: UnsafeMutablePointer<Float>, ldo: Int, n: Int, d: Int, scale: Float,
+        bf16: Bool, scratch: AttentionScratch
+    ) -> Bool {
         let qb = Swift.min(attentionQueryBlock, n)
         // S = scale · Q Kᵀ: A = Q rows (packed bf16 with ld D, or fp32 in place), B = Kᵀ (D, N).
         func scoresKey(_ m: Int) -> OneDNN.Key {
-            OneDNN.Key(transA: false, transB: false, m: m, n: n, k: d, lda: bf16 ? d : ld, ldb: 0, ldc: n,
-                       alpha: scale.bitPattern, beta: Float(0).bitPattern, bf16: bf16, preparedWeights: true)
+            OneDNN.Key(
+                transA: false, transB: false, m: m, n: n, k: d, lda: bf16 ? d : ld, ldb: 0, ldc: n,
+                alpha: scale.bitPattern, beta: Float(0).bitPattern, bf16: bf16, preparedWeights: true)
         }
         // O = P V: A = P (rows, N), B = V (N, D).
         func outKey(_ m: Int) -> OneDNN.Key {
-            OneDNN.Key(transA: false, transB: false, m: m, n: d, k: n, lda: n, ldb: 0, ldc: ldo,
-                       alpha: Float(1).bitPattern, beta: Float(0).bitPattern, bf16: bf16, preparedWeights: true)
+            OneDNN.Key(
+                transA: false, transB: false, m: m, n: d, k: n, lda: n, ldb: 0, ldc: ldo,
+                alpha: Float(1).bitPattern, beta: Float(0).bitPattern, bf16: bf16, preparedWeights: true)
         }
         let eS = OneDNN.entry(scoresKey(qb)), eO = OneDNN.entry(outKey(qb))
         let tail = n % qb

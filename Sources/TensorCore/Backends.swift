@@ -17,11 +17,13 @@ public enum Backends {
 
     public static var entries: [Entry] {
         let v = dnnl_version().pointee
-        let dnnl = Entry(library: "oneDNN", version: "\(v.major).\(v.minor).\(v.patch)",
-                         isa: OneDNN.isaName, active: BLAS.backend == .onednn)
+        let dnnl = Entry(
+            library: "oneDNN", version: "\(v.major).\(v.minor).\(v.patch)",
+            isa: OneDNN.isaName, active: BLAS.backend == .onednn)
         let config = String(cString: openblas_get_config())
-        let openblas = Entry(library: "OpenBLAS", version: config.split(separator: " ").dropFirst().first.map(String.init) ?? config,
-                             isa: String(cString: openblas_get_corename()), active: BLAS.backend == .openblas)
+        let openblas = Entry(
+            library: "OpenBLAS", version: config.split(separator: " ").dropFirst().first.map(String.init) ?? config,
+            isa: String(cString: openblas_get_corename()), active: BLAS.backend == .openblas)
         return [dnnl, openblas]
     }
 

@@ -46,9 +46,13 @@ extension Backends {
         }
         let avx512 = dvt_cpu_has_avx512() != 0
         let fp32: Double
-        if avx512 { fp32 = rate { dvt_peak_fp32_avx512($0, $1) } } else if dvt_cpu_has_avx2_fma() != 0 {
+        if avx512 {
+            fp32 = rate { dvt_peak_fp32_avx512($0, $1) }
+        } else if dvt_cpu_has_avx2_fma() != 0 {
             fp32 = rate { dvt_peak_fp32_avx2($0, $1) }
-        } else { fp32 = 0 }
+        } else {
+            fp32 = 0
+        }
         let bf16 = dvt_cpu_has_avx512_bf16() != 0 ? rate { dvt_peak_bf16_avx512($0, $1) } : nil
         return Peak(fp32: fp32, fp32ISA: avx512 ? "avx512f" : "avx2+fma", bf16: bf16)
     }
@@ -56,8 +60,10 @@ extension Backends {
     /// Median seconds of one row-major (M, K)·(K, N) product on the calling thread (no row
     /// split) through `library` (`onednn` or `openblas`) in `precision` (bf16 includes packing
     /// the operands), for `dvt bench engine`.
-    public static func productSeconds(m: Int, n: Int, k: Int, library: String, precision: Precision = .fp32,
-                                      repeats: Int = 5) -> Double {
+    public static func productSeconds(
+        m: Int, n: Int, k: Int, library: String, precision: Precision = .fp32,
+        repeats: Int = 5
+    ) -> Double {
         _ = Parallel.threads  // sets OpenBLAS to one thread under the engine split
         let backend: BLAS.Backend = library == "openblas" ? .openblas : .onednn
         var rng = RandomGenerator(seed: 7)

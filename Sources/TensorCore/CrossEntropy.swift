@@ -25,8 +25,10 @@ extension Tensor {
     /// A label outside 0..<K that is not `ignoreIndex` is a programming error (the dataset
     /// readers check labels first) and traps with the offending row.
     /// Returns a scalar; NaN when D is 0.
-    public static func crossEntropy(_ logits: Tensor, labels: [Int32], ignoreIndex: Int32 = 255,
-                                    average: CrossEntropyAverage = .allPixels) -> Tensor {
+    public static func crossEntropy(
+        _ logits: Tensor, labels: [Int32], ignoreIndex: Int32 = 255,
+        average: CrossEntropyAverage = .allPixels
+    ) -> Tensor {
         precondition(logits.rank == 2, "crossEntropy: logits must be (N, K), got \(logits.shape)")
         let n = logits.shape[0], k = logits.shape[1]
         precondition(labels.count == n, "crossEntropy: \(labels.count) labels for \(n) logit rows")

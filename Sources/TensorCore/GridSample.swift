@@ -64,8 +64,10 @@ extension Tensor {
 
     /// Calls `body(pixelIndex, weight)` for each in-bounds bilinear neighbour of (x, y).
     @inline(__always)
-    private static func forEachNeighbour(_ x: Float, _ y: Float, _ h: Int, _ w: Int,
-                                         _ body: (Int, Float) -> Void) {
+    private static func forEachNeighbour(
+        _ x: Float, _ y: Float, _ h: Int, _ w: Int,
+        _ body: (Int, Float) -> Void
+    ) {
         let ix = (x + 1) * 0.5 * Float(w - 1)
         let iy = (y + 1) * 0.5 * Float(h - 1)
         // Farther than one pixel outside (or NaN): every neighbour is padding.

@@ -35,12 +35,15 @@ public struct HashGridLayout: Sendable, Equatable {
     public var outputDimension: Int { levels * featuresPerLevel }
     public var totalRows: Int { offsets[levels] }
 
-    public init(levels: Int = 16, featuresPerLevel: Int = 8, log2TableSize: Int = 20,
-                baseResolution: Int = 16, finestResolution: Int = 1024) {
+    public init(
+        levels: Int = 16, featuresPerLevel: Int = 8, log2TableSize: Int = 20,
+        baseResolution: Int = 16, finestResolution: Int = 1024
+    ) {
         precondition(levels >= 1 && featuresPerLevel >= 1, "hash grid needs >= 1 level and feature, got \(levels), \(featuresPerLevel)")
         precondition((4...30).contains(log2TableSize), "log2 table size \(log2TableSize) outside 4...30")
-        precondition(baseResolution >= 2 && finestResolution >= baseResolution,
-                     "hash grid resolutions must satisfy 2 <= base (\(baseResolution)) <= finest (\(finestResolution))")
+        precondition(
+            baseResolution >= 2 && finestResolution >= baseResolution,
+            "hash grid resolutions must satisfy 2 <= base (\(baseResolution)) <= finest (\(finestResolution))")
         self.levels = levels
         self.featuresPerLevel = featuresPerLevel
         self.log2TableSize = log2TableSize
@@ -122,8 +125,10 @@ extension Tensor {
     /// uint32 wrap-around gives the same index as 64-bit arithmetic would.
     @inline(__always)
     static func gridIndex(_ x: Int, _ y: Int, res: Int, size: Int, dense: Bool) -> Int {
-        let raw: UInt32 = dense ? UInt32(truncatingIfNeeded: x + y * res)
-                                : UInt32(truncatingIfNeeded: x) ^ (UInt32(truncatingIfNeeded: y) &* 2_654_435_761)
+        let raw: UInt32 =
+            dense
+            ? UInt32(truncatingIfNeeded: x + y * res)
+            : UInt32(truncatingIfNeeded: x) ^ (UInt32(truncatingIfNeeded: y) &* 2_654_435_761)
         return Int(raw % UInt32(size))
     }
 
@@ -146,8 +151,9 @@ extension Tensor {
     /// - Paper: Müller et al., "Instant Neural Graphics Primitives with a Multiresolution Hash Encoding" (2022).
     public static func hashGridEncode(_ table: Tensor, coords: Tensor, layout: HashGridLayout) -> Tensor {
         let f = layout.featuresPerLevel, levels = layout.levels
-        precondition(table.shape == [layout.totalRows, f],
-                     "hashGridEncode: table shape \(table.shape) does not match the layout (\(layout.totalRows), \(f))")
+        precondition(
+            table.shape == [layout.totalRows, f],
+            "hashGridEncode: table shape \(table.shape) does not match the layout (\(layout.totalRows), \(f))")
         precondition(coords.rank == 2 && coords.shape[1] == 2, "hashGridEncode: coords must be (N, 2), got \(coords.shape)")
         let n = coords.shape[0], d = levels * f
         let out = Tensor.uninitialized([n, d])  // (N, L·F)
@@ -176,7 +182,9 @@ extension Tensor {
         return out.record("hashGridEncode", [table]) { g in
             let gt = table.gradBuffer()
             let tracker: TouchedRows
-            if let t = table.grad!.touchedRows { tracker = t } else {
+            if let t = table.grad!.touchedRows {
+                tracker = t
+            } else {
                 tracker = TouchedRows(rowCount: layout.totalRows)
                 table.grad!.touchedRows = tracker
             }

@@ -92,8 +92,9 @@ extension Tensor {
     /// Mean squared error, torch `F.mse_loss(prediction, target)` (reduction 'mean'):
     /// `mean((p − t)²)`, a scalar; both inputs get gradients (± 2(p − t)/n).
     public static func mseLoss(_ prediction: Tensor, _ target: Tensor) -> Tensor {
-        precondition(prediction.shape == target.shape,
-                     "mseLoss: prediction \(prediction.shape) and target \(target.shape) differ")
+        precondition(
+            prediction.shape == target.shape,
+            "mseLoss: prediction \(prediction.shape) and target \(target.shape) differ")
         let n = prediction.count
         let pp = prediction.ptr, pt = target.ptr
         let total = RowKernels.blockedSum(n) { RowKernels.squaredDistance(pp + $0, pt + $0, $1) }

@@ -56,11 +56,13 @@ enum BLAS {
 
     /// Row-major C = alpha · op(A) · op(B) + beta · C, with op(A) (M, K) and op(B) (K, N).
     @inline(__always)
-    static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
-                     _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
-                     _ b: UnsafePointer<Float>, _ ldb: Int,
-                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true,
-                     backend: Backend = BLAS.backend, precision: Precision = .fp32) {
+    static func gemm(
+        _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+        _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+        _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool = true,
+        backend: Backend = BLAS.backend, precision: Precision = .fp32
+    ) {
         // `split: false` is for callers that already run products on several workers (attention).
         if m == 0 || n == 0 { return }
         if k == 0 {
@@ -106,11 +108,13 @@ enum BLAS {
     /// packed once into contiguous bf16 (before any row split, so B is converted once, not per
     /// worker). oneDNN multiplies them on its bf16 kernels; OpenBLAS gets the rounded values
     /// back as fp32, which is the same arithmetic up to summation order.
-    static func gemmBF16(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
-                         _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
-                         _ b: UnsafePointer<Float>, _ ldb: Int,
-                         _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool,
-                         backend: Backend) {
+    static func gemmBF16(
+        _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+        _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+        _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, split: Bool,
+        backend: Backend
+    ) {
         let rowsA = transA ? k : m, colsA = transA ? m : k  // A as stored
         let rowsB = transB ? n : k, colsB = transB ? k : n  // B as stored
         let ha = BFloat16.allocatePadded(rowsA * colsA), hb = BFloat16.allocatePadded(rowsB * colsB)
@@ -127,24 +131,28 @@ enum BLAS {
             return
         }
         let didSplit = splitRows(m, n, k, split: split) { lo, hi in
-            OneDNN.gemm(transA, transB, hi - lo, n, k, alpha, transA ? ha + lo : ha + lo * colsA, colsA,
-                        hb, colsB, beta, c + lo * ldc, ldc, bf16: true)
+            OneDNN.gemm(
+                transA, transB, hi - lo, n, k, alpha, transA ? ha + lo : ha + lo * colsA, colsA,
+                hb, colsB, beta, c + lo * ldc, ldc, bf16: true)
         }
         if !didSplit { OneDNN.gemm(transA, transB, m, n, k, alpha, ha, colsA, hb, colsB, beta, c, ldc, bf16: true) }
     }
 
     @inline(__always)
-    static func raw(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
-                    _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
-                    _ b: UnsafePointer<Float>, _ ldb: Int,
-                    _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
-                    backend: Backend = BLAS.backend) {
+    static func raw(
+        _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+        _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+        _ b: UnsafePointer<Float>, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
+        backend: Backend = BLAS.backend
+    ) {
         if backend == .onednn {
             OneDNN.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 }
 
@@ -176,7 +184,8 @@ extension Tensor {
             BLAS.gemm(false, transposeB, batch * m, n, k, 1, pa, lda, pb, ldb, 0, pc, n, precision: precision)
         } else {
             for i in 0..<batch {
-                BLAS.gemm(transposeA, transposeB, m, n, k, 1, pa + i * strideA, lda, pb + i * strideB, ldb, 0, pc + i * strideC, n, precision: precision)
+                BLAS.gemm(
+                    transposeA, transposeB, m, n, k, 1, pa + i * strideA, lda, pb + i * strideB, ldb, 0, pc + i * strideC, n, precision: precision)
             }
         }
         return out.record("matmul", [a, b]) { g in
@@ -227,15 +236,17 @@ extension Tensor {
     public static func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
         precondition(w.rank == 2, "linear: weight must be (Out, In), got \(w.shape)")
         let outF = w.shape[0], inF = w.shape[1]
-        precondition(x.rank >= 1 && x.shape[x.rank - 1] == inF,
-                     "linear: input \(x.shape) does not end in \(inF) (weight \(w.shape))")
+        precondition(
+            x.rank >= 1 && x.shape[x.rank - 1] == inF,
+            "linear: input \(x.shape) does not end in \(inF) (weight \(w.shape))")
         if let b { precondition(b.shape == [outF], "linear: bias \(b.shape) should be [\(outF)]") }
         let rows = x.count / max(inF, 1)
         let precision = Precision.current  // forward and backward products alike
         let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
         let px = x.ptr, pw = w.ptr, py = out.ptr
         // No gradient for w: weights reordered (and rounded) once, MatMulPrepared.swift.
-        let prepared = rows > 0 && PreparedWeights.applies(to: w)
+        let prepared =
+            rows > 0 && PreparedWeights.applies(to: w)
             && PreparedWeights.linear(px, rows: rows, inF: inF, outF: outF, w: w, b: b, into: py, precision: precision)
         if !prepared {
             if let b {
@@ -280,8 +291,11 @@ extension Tensor {
         let rows = x.count / max(inF, 1)
         let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
         if rows == 0 { return out }
-        guard PreparedWeights.linear(x.ptr, rows: rows, inF: inF, outF: outF, w: w, b: b, into: out.ptr,
-                                     precision: Precision.current, gelu: true) else { return linear(x, w, b).gelu() }
+        guard
+            PreparedWeights.linear(
+                x.ptr, rows: rows, inF: inF, outF: outF, w: w, b: b, into: out.ptr,
+                precision: Precision.current, gelu: true)
+        else { return linear(x, w, b).gelu() }
         return out
     }
 
@@ -294,7 +308,8 @@ extension Tensor {
         let graph = GradMode.enabled && (x.requiresGrad || params.contains { $0.requiresGrad })
         let hidden = w1.shape[0], inF = w1.shape[1]
         guard !graph, Precision.current == .bf16, w1.rank == 2, w2.rank == 2, w2.shape[1] == hidden,
-              x.rank >= 1, x.shape[x.rank - 1] == inF, PreparedWeights.applies(to: w1), PreparedWeights.applies(to: w2) else {
+            x.rank >= 1, x.shape[x.rank - 1] == inF, PreparedWeights.applies(to: w1), PreparedWeights.applies(to: w2)
+        else {
             return linear(linearGELU(x, w1, b1), w2, b2)
         }
         if let b1 { precondition(b1.shape == [hidden], "mlpGELU: bias \(b1.shape) should be [\(hidden)]") }
@@ -304,10 +319,14 @@ extension Tensor {
         if rows == 0 { return out }
         let h16 = BFloat16.allocatePadded(rows * hidden)  // (rows, H) bf16
         defer { h16.deallocate() }
-        guard PreparedWeights.linear(x.ptr, rows: rows, inF: inF, outF: hidden, w: w1, b: b1, into: h16,
-                                     precision: .bf16, gelu: true, yBF16: true),
-              PreparedWeights.linear(h16, rows: rows, inF: hidden, outF: outF, w: w2, b: b2, into: out.ptr,
-                                     precision: .bf16, xBF16: true) else { return linear(linearGELU(x, w1, b1), w2, b2) }
+        guard
+            PreparedWeights.linear(
+                x.ptr, rows: rows, inF: inF, outF: hidden, w: w1, b: b1, into: h16,
+                precision: .bf16, gelu: true, yBF16: true),
+            PreparedWeights.linear(
+                h16, rows: rows, inF: hidden, outF: outF, w: w2, b: b2, into: out.ptr,
+                precision: .bf16, xBF16: true)
+        else { return linear(linearGELU(x, w1, b1), w2, b2) }
         return out
     }
 }

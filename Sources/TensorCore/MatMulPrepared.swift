@@ -157,9 +157,11 @@ enum PreparedWeights {
     /// split by rows as `BLAS.gemm` splits; false (nothing written) when no copy could be
     /// prepared. x and y are fp32, except that in bf16 `xBF16` says x is already bf16 (the
     /// hidden of `mlpGELU`) and `yBF16` asks for y as bf16.
-    static func linear(_ x: UnsafeRawPointer, rows: Int, inF: Int, outF: Int, w: Tensor, b: Tensor?,
-                       into y: UnsafeMutableRawPointer, precision: Precision, gelu: Bool = false,
-                       xBF16: Bool = false, yBF16: Bool = false) -> Bool {
+    static func linear(
+        _ x: UnsafeRawPointer, rows: Int, inF: Int, outF: Int, w: Tensor, b: Tensor?,
+        into y: UnsafeMutableRawPointer, precision: Precision, gelu: Bool = false,
+        xBF16: Bool = false, yBF16: Bool = false
+    ) -> Bool {
         let bf16 = precision == .bf16
         let blocks = BLAS.rowBlocks(rows, outF, inF, split: true) ?? [0, rows]
         // One primitive per distinct block height; their weight layouts, prepared up front so
@@ -168,9 +170,10 @@ enum PreparedWeights {
         for i in 0..<(blocks.count - 1) where blocks[i + 1] > blocks[i] {
             let m = blocks[i + 1] - blocks[i]
             if entries[m] != nil { continue }
-            let key = OneDNN.Key(transA: false, transB: true, m: m, n: outF, k: inF, lda: inF, ldb: inF, ldc: outF,
-                                 alpha: Float(1).bitPattern, beta: Float(0).bitPattern, bf16: bf16,
-                                 preparedWeights: true, bias: b != nil, gelu: gelu, dstBF16: bf16 && yBF16)
+            let key = OneDNN.Key(
+                transA: false, transB: true, m: m, n: outF, k: inF, lda: inF, ldb: inF, ldc: outF,
+                alpha: Float(1).bitPattern, beta: Float(0).bitPattern, bf16: bf16,
+                preparedWeights: true, bias: b != nil, gelu: gelu, dstBF16: bf16 && yBF16)
             let e = OneDNN.entry(key)
             guard let c = copy(of: w, layoutOf: key, bf16: bf16) else { return false }
             entries[m] = (e, c)

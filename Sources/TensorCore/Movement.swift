@@ -9,8 +9,9 @@ extension Tensor {
             precondition(known > 0 && count % known == 0, "reshape: cannot infer -1 in \(newShape) from \(shape)")
             s[i] = count / known
         }
-        precondition(s.reduce(1, *) == count && s.allSatisfy { $0 >= 0 },
-                     "reshape: \(shape) (\(count) elements) cannot become \(newShape)")
+        precondition(
+            s.reduce(1, *) == count && s.allSatisfy { $0 >= 0 },
+            "reshape: \(shape) (\(count) elements) cannot become \(newShape)")
         let out = Tensor(sharing: storage, offset: offset, shape: s)
         return out.record("reshape", [self]) { g in
             let gx = self.gradBuffer(), pg = g.ptr
@@ -47,8 +48,9 @@ extension Tensor {
     /// Elements `range` along `axis`. Copies.
     public func slice(axis: Int, _ range: Range<Int>) -> Tensor {
         let ax = Shape.axis(axis, rank: rank, op: "slice")
-        precondition(range.lowerBound >= 0 && range.upperBound <= shape[ax],
-                     "slice: range \(range) out of bounds for axis \(ax) of shape \(shape)")
+        precondition(
+            range.lowerBound >= 0 && range.upperBound <= shape[ax],
+            "slice: range \(range) out of bounds for axis \(ax) of shape \(shape)")
         var outShape = shape
         outShape[ax] = range.count
         let outer = shape[..<ax].reduce(1, *)
@@ -75,8 +77,9 @@ extension Tensor {
         let r = parts[0].rank
         let ax = Shape.axis(axis, rank: r, op: "concat")
         for p in parts {
-            precondition(p.rank == r && (0..<r).allSatisfy { $0 == ax || p.shape[$0] == parts[0].shape[$0] },
-                         "concat: shapes \(parts.map(\.shape)) disagree outside axis \(ax)")
+            precondition(
+                p.rank == r && (0..<r).allSatisfy { $0 == ax || p.shape[$0] == parts[0].shape[$0] },
+                "concat: shapes \(parts.map(\.shape)) disagree outside axis \(ax)")
         }
         var outShape = parts[0].shape
         outShape[ax] = parts.map { $0.shape[ax] }.reduce(0, +)
@@ -133,8 +136,9 @@ extension Tensor {
 
     /// A (rows, C) tensor with self's rows added at `indices`: out[indices[i]] += self[i].
     public func scatterAddRows(_ indices: [Int], rows: Int) -> Tensor {
-        precondition(rank == 2 && shape[0] == indices.count,
-                     "scatterAddRows: need (\(indices.count), C) for \(indices.count) indices, got \(shape)")
+        precondition(
+            rank == 2 && shape[0] == indices.count,
+            "scatterAddRows: need (\(indices.count), C) for \(indices.count) indices, got \(shape)")
         let c = shape[1]
         for i in indices { precondition(i >= 0 && i < rows, "scatterAddRows: index \(i) out of range 0..<\(rows)") }
         let out = Tensor(zeros: [rows, c])  // (R, C)

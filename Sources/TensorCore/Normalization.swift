@@ -61,8 +61,10 @@ extension Tensor {
     /// the thread count, so results are bit-reproducible); each block sums its dweight/dbias
     /// into its own partial buffer and the partials are added at the end, so no two threads
     /// write the same parameter gradient.
-    private static func layerNormBackward(x: Tensor, weight: Tensor?, bias: Tensor?, stats: Tensor,
-                                          dy: Tensor, rows: Int, c: Int) {
+    private static func layerNormBackward(
+        x: Tensor, weight: Tensor?, bias: Tensor?, stats: Tensor,
+        dy: Tensor, rows: Int, c: Int
+    ) {
         let px = x.ptr, pg = dy.ptr, ps = stats.ptr
         let pw = weight?.ptr
         let gx = x.requiresGrad ? x.gradBuffer() : nil

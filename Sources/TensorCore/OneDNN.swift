@@ -123,8 +123,9 @@ enum OneDNN {
             check(dnnl_primitive_attr_set_post_ops(attr, ops), "set post ops")
         }
         var pd: dnnl_primitive_desc_t?
-        check(dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil),
-              "matmul primitive (\(key.m)×\(key.k))·(\(key.k)×\(key.n)) \(key.bf16 ? "bf16" : "f32")")
+        check(
+            dnnl_primitive_desc_create(&pd, &desc, attr, engine, nil),
+            "matmul primitive (\(key.m)×\(key.k))·(\(key.k)×\(key.n)) \(key.bf16 ? "bf16" : "f32")")
         defer { dnnl_primitive_desc_destroy(pd) }
         var prim: dnnl_primitive_t?
         check(dnnl_primitive_create(&prim, pd), "dnnl_primitive_create")
@@ -142,28 +143,35 @@ enum OneDNN {
 
     /// Row-major C = alpha · op(A) · op(B) + beta · C on the calling thread (one OpenMP thread).
     /// With `bf16`, `a` and `b` point to bf16 values (UInt16 bit patterns) and C stays fp32.
-    static func gemm(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
-                     _ alpha: Float, _ a: UnsafeRawPointer, _ lda: Int,
-                     _ b: UnsafeRawPointer, _ ldb: Int,
-                     _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, bf16: Bool = false) {
+    static func gemm(
+        _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int,
+        _ alpha: Float, _ a: UnsafeRawPointer, _ lda: Int,
+        _ b: UnsafeRawPointer, _ ldb: Int,
+        _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, bf16: Bool = false
+    ) {
         OpenMP.singleThreaded()
-        let key = Key(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
-                      alpha: alpha.bitPattern, beta: beta.bitPattern, bf16: bf16)
+        let key = Key(
+            transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+            alpha: alpha.bitPattern, beta: beta.bitPattern, bf16: bf16)
         execute(entry(key), a, b, nil, c)
     }
 
     /// Runs a cached primitive on the calling thread: src `a`, weights `b` (in `e.weights`'s
     /// layout), the optional bias, dst `c`, with this thread's stream and scratchpad.
-    static func execute(_ e: Entry, _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ bias: UnsafePointer<Float>?,
-                        _ c: UnsafeMutableRawPointer) {
+    static func execute(
+        _ e: Entry, _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ bias: UnsafePointer<Float>?,
+        _ c: UnsafeMutableRawPointer
+    ) {
         var ms: dnnl_memory_t?, mw: dnnl_memory_t?, md: dnnl_memory_t?, mb: dnnl_memory_t?
         check(dnnl_memory_create(&ms, &e.src, engine, UnsafeMutableRawPointer(mutating: a)), "src memory")
         check(dnnl_memory_create(&mw, &e.weights, engine, UnsafeMutableRawPointer(mutating: b)), "weights memory")
         check(dnnl_memory_create(&md, &e.dst, engine, c), "dst memory")
         defer { dnnl_memory_destroy(ms); dnnl_memory_destroy(mw); dnnl_memory_destroy(md) }
-        var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: ms),
-                    dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: mw),
-                    dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: md)]
+        var args = [
+            dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: ms),
+            dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: mw),
+            dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: md),
+        ]
         if let bias {
             check(dnnl_memory_create(&mb, &e.bias, engine, UnsafeMutableRawPointer(mutating: bias)), "bias memory")
             args.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: mb))
@@ -229,8 +237,10 @@ enum OneDNN {
     /// Copies the fp32 operand op(B) (K, N) at `src`, element (i, j) at src[i·strideK + j·strideN],
     /// into the weights layout of the primitive for `layoutOf` (a `preparedWeights` key) at
     /// `dst`, rounding to bf16 (to nearest even) when that primitive is bf16; on the calling thread.
-    static func reorder(_ src: UnsafePointer<Float>, k: Int, n: Int, strideK: Int, strideN: Int,
-                        layoutOf: Key, into dst: UnsafeMutableRawPointer) {
+    static func reorder(
+        _ src: UnsafePointer<Float>, k: Int, n: Int, strideK: Int, strideN: Int,
+        layoutOf: Key, into dst: UnsafeMutableRawPointer
+    ) {
         OpenMP.singleThreaded()
         let r = reorderPrimitive(ReorderKey(k: k, n: n, strideK: strideK, strideN: strideN, layoutOf: layoutOf))
         var ms: dnnl_memory_t?, md: dnnl_memory_t?, mscratch: dnnl_memory_t?
@@ -326,8 +336,9 @@ enum OneDNN {
         var d1: [Int64] = [Int64(m), Int64(k)], d2: [Int64] = [Int64(k), Int64(n)], d3: [Int64] = [Int64(m), Int64(n)]
         var s1: [Int64] = [Int64(k), 1], s2: [Int64] = [Int64(n), 1], s3: [Int64] = [Int64(n), 1]
         guard dnnl_memory_desc_init_by_strides(&src, 2, &d1, type, &s1) == dnnl_success,
-              dnnl_memory_desc_init_by_strides(&wei, 2, &d2, type, &s2) == dnnl_success,
-              dnnl_memory_desc_init_by_strides(&dst, 2, &d3, dnnl_f32, &s3) == dnnl_success else { return nil }
+            dnnl_memory_desc_init_by_strides(&wei, 2, &d2, type, &s2) == dnnl_success,
+            dnnl_memory_desc_init_by_strides(&dst, 2, &d3, dnnl_f32, &s3) == dnnl_success
+        else { return nil }
         var desc = dnnl_matmul_desc_t()
         guard dnnl_matmul_desc_init(&desc, &src, &wei, nil, &dst) == dnnl_success else { return nil }
         var pd: dnnl_primitive_desc_t?

@@ -45,8 +45,10 @@ extension Tensor {
     }
 
     /// dst[o, i, k] (=, or += with `accumulate`) src[o, n − 1 − i, k] over blocks of n · inner.
-    static func mirror(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int, length n: Int,
-                       inner: Int, accumulate: Bool) {
+    static func mirror(
+        _ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>, count: Int, length n: Int,
+        inner: Int, accumulate: Bool
+    ) {
         let block = n * inner
         guard block > 0 else { return }
         for o in 0..<(count / block) {

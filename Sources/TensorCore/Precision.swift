@@ -68,8 +68,10 @@ enum BFloat16 {
 
     /// Packs a (rows, cols) fp32 matrix with leading dimension `ld` into contiguous bf16
     /// (leading dimension `cols`), 16 lanes at a time, split over the workers when large.
-    static func pack(_ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int,
-                     into dst: UnsafeMutablePointer<UInt16>, parallel: Bool) {
+    static func pack(
+        _ src: UnsafePointer<Float>, rows: Int, cols: Int, ld: Int,
+        into dst: UnsafeMutablePointer<UInt16>, parallel: Bool
+    ) {
         func packRows(_ range: Range<Int>) {
             for r in range {
                 let s = src + r * ld, d = dst + r * cols

@@ -95,8 +95,10 @@ public struct RandomGenerator: RandomNumberGenerator, Sendable, Equatable {
 
 extension Tensor {
     /// Uniform in [lo, hi).
-    public static func uniform(_ shape: [Int], _ lo: Float, _ hi: Float, rng: inout RandomGenerator,
-                               requiresGrad: Bool = false) -> Tensor {
+    public static func uniform(
+        _ shape: [Int], _ lo: Float, _ hi: Float, rng: inout RandomGenerator,
+        requiresGrad: Bool = false
+    ) -> Tensor {
         let t = Tensor(zeros: shape, requiresGrad: requiresGrad)
         let p = t.ptr
         for i in 0..<t.count { p[i] = rng.uniform(lo, hi) }
@@ -104,8 +106,10 @@ extension Tensor {
     }
 
     /// Normal with the given mean and standard deviation.
-    public static func normal(_ shape: [Int], mean: Float = 0, std: Float = 1, rng: inout RandomGenerator,
-                              requiresGrad: Bool = false) -> Tensor {
+    public static func normal(
+        _ shape: [Int], mean: Float = 0, std: Float = 1, rng: inout RandomGenerator,
+        requiresGrad: Bool = false
+    ) -> Tensor {
         let t = Tensor(zeros: shape, requiresGrad: requiresGrad)
         let p = t.ptr
         for i in 0..<t.count { p[i] = mean + std * rng.normal() }
@@ -113,8 +117,10 @@ extension Tensor {
     }
 
     /// Normal truncated to [lo, hi] by redrawing (timm's trunc_normal_ init, in absolute bounds).
-    public static func truncatedNormal(_ shape: [Int], std: Float, lo: Float = -2, hi: Float = 2,
-                                       rng: inout RandomGenerator, requiresGrad: Bool = false) -> Tensor {
+    public static func truncatedNormal(
+        _ shape: [Int], std: Float, lo: Float = -2, hi: Float = 2,
+        rng: inout RandomGenerator, requiresGrad: Bool = false
+    ) -> Tensor {
         let t = Tensor(zeros: shape, requiresGrad: requiresGrad)
         let p = t.ptr
         for i in 0..<t.count {

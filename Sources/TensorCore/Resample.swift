@@ -12,8 +12,9 @@ public struct ResampleTaps<Weight: Sendable>: Sendable {
     public let maxTaps: Int
 
     public init(start: [Int], count: [Int], weights: [Weight], maxTaps: Int) {
-        precondition(start.count == count.count && weights.count >= start.count * maxTaps,
-                     "ResampleTaps: \(start.count) starts, \(count.count) counts, \(weights.count) weights for \(maxTaps) taps")
+        precondition(
+            start.count == count.count && weights.count >= start.count * maxTaps,
+            "ResampleTaps: \(start.count) starts, \(count.count) counts, \(weights.count) weights for \(maxTaps) taps")
         self.start = start
         self.count = count
         self.weights = weights
@@ -23,8 +24,9 @@ public struct ResampleTaps<Weight: Sendable>: Sendable {
     /// Checks every tap reads inside `0..<inSize`, so the kernels need no per-sample check.
     func check(inSize: Int) {
         for o in start.indices {
-            precondition(count[o] >= 0 && count[o] <= maxTaps && start[o] >= 0 && start[o] + count[o] <= inSize,
-                         "ResampleTaps: output \(o) reads \(start[o])..<\(start[o] + count[o]) of \(inSize) samples")
+            precondition(
+                count[o] >= 0 && count[o] <= maxTaps && start[o] >= 0 && start[o] + count[o] <= inSize,
+                "ResampleTaps: output \(o) reads \(start[o])..<\(start[o] + count[o]) of \(inSize) samples")
         }
     }
 }
@@ -50,16 +52,19 @@ public enum Resample {
     /// taps with `precisionBits` fraction bits, rounding by adding half, an arithmetic shift
     /// (floor), then clipping to 0...255. `channels` interleaved channels per sample.
     /// Returns `dst` with the pass written into it.
-    public static func fixedPointPass(_ src: [UInt8], _ from: LineLayout, into dst: [UInt8], _ to: LineLayout,
-                                      lines: Int, inSize: Int, channels: Int, taps: ResampleTaps<Int32>,
-                                      precisionBits: Int) -> [UInt8] {
+    public static func fixedPointPass(
+        _ src: [UInt8], _ from: LineLayout, into dst: [UInt8], _ to: LineLayout,
+        lines: Int, inSize: Int, channels: Int, taps: ResampleTaps<Int32>,
+        precisionBits: Int
+    ) -> [UInt8] {
         let outSize = taps.start.count
         var dst = dst
         guard lines > 0 && outSize > 0 && channels > 0 else { return dst }
         taps.check(inSize: inSize)
-        precondition(from.reach(lines: lines, samples: inSize, channels: channels) < src.count &&
-                     to.reach(lines: lines, samples: outSize, channels: channels) < dst.count,
-                     "fixedPointPass: layout outside the buffers")
+        precondition(
+            from.reach(lines: lines, samples: inSize, channels: channels) < src.count
+                && to.reach(lines: lines, samples: outSize, channels: channels) < dst.count,
+            "fixedPointPass: layout outside the buffers")
         let half = 1 << (precisionBits - 1)
         src.withUnsafeBufferPointer { sAll in
             dst.withUnsafeMutableBufferPointer { dAll in
@@ -88,13 +93,16 @@ public enum Resample {
 
     /// A float pass (ATen's separable antialiased interpolation): acc = Σ in·w in tap order,
     /// from `src` into `dst` in place. Not recorded for autodiff (a data-pipeline step).
-    public static func floatPass(_ src: Tensor, _ from: LineLayout, into dst: Tensor, _ to: LineLayout,
-                                 lines: Int, inSize: Int, taps: ResampleTaps<Float>) {
+    public static func floatPass(
+        _ src: Tensor, _ from: LineLayout, into dst: Tensor, _ to: LineLayout,
+        lines: Int, inSize: Int, taps: ResampleTaps<Float>
+    ) {
         let outSize = taps.start.count
         guard lines > 0 && outSize > 0 else { return }
         taps.check(inSize: inSize)
-        precondition(from.reach(lines: lines, samples: inSize) < src.count && to.reach(lines: lines, samples: outSize) < dst.count,
-                     "floatPass: layout outside the tensors")
+        precondition(
+            from.reach(lines: lines, samples: inSize) < src.count && to.reach(lines: lines, samples: outSize) < dst.count,
+            "floatPass: layout outside the tensors")
         let s0 = src.ptr + from.offset, d0 = dst.ptr + to.offset
         let (ss, ds, sl, dl) = (from.sampleStride, to.sampleStride, from.lineStride, to.lineStride)
         taps.weights.withUnsafeBufferPointer { w in
@@ -118,15 +126,19 @@ public enum Resample {
     /// order of ATen's scalar `Interpolate::eval` (UpSampleKernel.cpp); its vectorised build
     /// fuses some multiply-adds, so results agree to float rounding. `indices` and `weights`
     /// are row-major (outSize, taps). Not recorded for autodiff.
-    public static func indexedPass(_ src: Tensor, _ from: LineLayout, into dst: Tensor, _ to: LineLayout,
-                                   lines: Int, inSize: Int, taps: Int, indices: [Int], weights: [Float]) {
-        precondition(taps >= 1 && indices.count == weights.count && indices.count % taps == 0,
-                     "indexedPass: \(indices.count) indices and \(weights.count) weights for \(taps) taps")
+    public static func indexedPass(
+        _ src: Tensor, _ from: LineLayout, into dst: Tensor, _ to: LineLayout,
+        lines: Int, inSize: Int, taps: Int, indices: [Int], weights: [Float]
+    ) {
+        precondition(
+            taps >= 1 && indices.count == weights.count && indices.count % taps == 0,
+            "indexedPass: \(indices.count) indices and \(weights.count) weights for \(taps) taps")
         let outSize = indices.count / taps
         guard lines > 0 && outSize > 0 else { return }
         precondition(indices.allSatisfy { $0 >= 0 && $0 < inSize }, "indexedPass: an index is outside 0..<\(inSize)")
-        precondition(from.reach(lines: lines, samples: inSize) < src.count && to.reach(lines: lines, samples: outSize) < dst.count,
-                     "indexedPass: layout outside the tensors")
+        precondition(
+            from.reach(lines: lines, samples: inSize) < src.count && to.reach(lines: lines, samples: outSize) < dst.count,
+            "indexedPass: layout outside the tensors")
         let s0 = src.ptr + from.offset, d0 = dst.ptr + to.offset
         let (ss, ds, sl, dl) = (from.sampleStride, to.sampleStride, from.lineStride, to.lineStride)
         indices.withUnsafeBufferPointer { ix in
@@ -148,12 +160,15 @@ public enum Resample {
 
     /// Copies a (planes, rows, cols) strided block from `src` into `dst` (no arithmetic): the
     /// pass a resize skips when a dimension keeps its size. Strides are (plane, row, col).
-    public static func copyBlock(_ src: Tensor, offset: Int, strides s: (Int, Int, Int), into dst: Tensor,
-                                 offset dstOffset: Int, strides d: (Int, Int, Int), planes: Int, rows: Int, cols: Int) {
+    public static func copyBlock(
+        _ src: Tensor, offset: Int, strides s: (Int, Int, Int), into dst: Tensor,
+        offset dstOffset: Int, strides d: (Int, Int, Int), planes: Int, rows: Int, cols: Int
+    ) {
         guard planes > 0 && rows > 0 && cols > 0 else { return }
-        precondition(offset + (planes - 1) * s.0 + (rows - 1) * s.1 + (cols - 1) * s.2 < src.count &&
-                     dstOffset + (planes - 1) * d.0 + (rows - 1) * d.1 + (cols - 1) * d.2 < dst.count,
-                     "copyBlock: block outside the tensors")
+        precondition(
+            offset + (planes - 1) * s.0 + (rows - 1) * s.1 + (cols - 1) * s.2 < src.count
+                && dstOffset + (planes - 1) * d.0 + (rows - 1) * d.1 + (cols - 1) * d.2 < dst.count,
+            "copyBlock: block outside the tensors")
         let ps = src.ptr + offset, pd = dst.ptr + dstOffset
         for c in 0..<planes { for y in 0..<rows { for x in 0..<cols { pd[c * d.0 + y * d.1 + x * d.2] = ps[c * s.0 + y * s.1 + x * s.2] } } }
     }

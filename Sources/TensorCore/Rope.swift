@@ -34,15 +34,19 @@ extension Tensor {
     ///   - heads: H; must divide C.
     ///   - prefixTokens: R leading tokens left unrotated.
     /// - Returns: (B, N, 3C).
-    public static func rotaryEmbedding(qkv: Tensor, sin: Tensor, cos: Tensor, heads: Int, prefixTokens: Int,
-                                       layout: RopeLayout) -> Tensor {
+    public static func rotaryEmbedding(
+        qkv: Tensor, sin: Tensor, cos: Tensor, heads: Int, prefixTokens: Int,
+        layout: RopeLayout
+    ) -> Tensor {
         precondition(qkv.rank == 3 && qkv.shape[2] % 3 == 0, "rotaryEmbedding: qkv must be (B, N, 3C), got \(qkv.shape)")
         let b = qkv.shape[0], n = qkv.shape[1], c3 = qkv.shape[2], c = c3 / 3
         precondition(heads >= 1 && c % heads == 0, "rotaryEmbedding: \(heads) heads do not divide C = \(c)")
         let d = c / heads, t = n - prefixTokens
         precondition(d % 2 == 0, "rotaryEmbedding: head width \(d) must be even")
-        precondition(prefixTokens >= 0 && t >= 0 && sin.shape == [t, d] && cos.shape == [t, d],
-                     "rotaryEmbedding: tables must be (T, D) = (\(t), \(d)) for \(n) tokens with \(prefixTokens) prefix, got sin \(sin.shape) cos \(cos.shape)")
+        precondition(
+            prefixTokens >= 0 && t >= 0 && sin.shape == [t, d] && cos.shape == [t, d],
+            "rotaryEmbedding: tables must be (T, D) = (\(t), \(d)) for \(n) tokens with \(prefixTokens) prefix, got sin \(sin.shape) cos \(cos.shape)"
+        )
         let out = qkv.copy()  // (B, N, 3C); v and prefix rows stay as they are
         let src = qkv.ptr, dst = out.ptr, ps = sin.ptr, pc = cos.ptr
         Parallel.forEach(b * t) { row in
@@ -83,8 +87,10 @@ extension Tensor {
     /// y = x ⊙ cos + rot(x) ⊙ sin for one head vector of width d, or its transpose
     /// (the backward map) when `transpose`.
     @inline(__always)
-    private static func rotate(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>,
-                               _ c: UnsafePointer<Float>, _ d: Int, _ layout: RopeLayout, transpose: Bool) {
+    private static func rotate(
+        _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>,
+        _ c: UnsafePointer<Float>, _ d: Int, _ layout: RopeLayout, transpose: Bool
+    ) {
         // Pair (a, b) with rot(x)_a = −x_b and rot(x)_b = x_a.
         let pairs = d / 2
         for i in 0..<pairs {

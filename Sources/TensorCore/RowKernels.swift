@@ -97,8 +97,10 @@ enum RowKernels {
     /// (Σ g[i]·w[i], Σ g[i]·w[i]·(x[i] − mean)), with w = 1 when nil: layer-norm backward's
     /// two row reductions in one pass.
     @inline(__always)
-    static func layerNormGradSums(_ g: UnsafePointer<Float>, _ w: UnsafePointer<Float>?,
-                                  _ x: UnsafePointer<Float>, _ n: Int, mean: Float) -> (Float, Float) {
+    static func layerNormGradSums(
+        _ g: UnsafePointer<Float>, _ w: UnsafePointer<Float>?,
+        _ x: UnsafePointer<Float>, _ n: Int, mean: Float
+    ) -> (Float, Float) {
         var accD = V(repeating: 0), accDX = V(repeating: 0)
         let m = V(repeating: mean)
         var i = 0
@@ -147,8 +149,10 @@ enum RowKernels {
 
     /// dst[i] = exp(src[i] − shift), returning Σ dst[i]. `src` and `dst` may be the same row.
     @inline(__always)
-    static func expShiftedSum(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
-                              _ n: Int, shift: Float) -> Float {
+    static func expShiftedSum(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>,
+        _ n: Int, shift: Float
+    ) -> Float {
         var acc = V(repeating: 0)
         var i = 0
         while i + 8 <= n {
@@ -187,8 +191,10 @@ enum RowKernels {
     /// dst[i] = f(src[i]) eight lanes at a time (the tail through the same `f`).
     /// `dst` may be `src`.
     @inline(__always)
-    static func map(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
-                    _ f: (V) -> V) {
+    static func map(
+        _ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
+        _ f: (V) -> V
+    ) {
         var i = 0
         while i + 8 <= n { store(f(load(src + i)), dst + i); i += 8 }
         if i < n {
@@ -199,8 +205,10 @@ enum RowKernels {
 
     /// dst[i] += f(g[i], x[i]) eight lanes at a time: the backward form of `map`.
     @inline(__always)
-    static func accumulate(_ dst: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>,
-                           _ x: UnsafePointer<Float>, _ n: Int, _ f: (V, V) -> V) {
+    static func accumulate(
+        _ dst: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>,
+        _ x: UnsafePointer<Float>, _ n: Int, _ f: (V, V) -> V
+    ) {
         var i = 0
         while i + 8 <= n { store(load(dst + i) + f(load(g + i), load(x + i)), dst + i); i += 8 }
         if i < n {
@@ -243,7 +251,7 @@ enum RowKernels {
     /// (S. L. Moshier, Cephes Math Library).
     @inline(__always)
     static func exp(_ x: V) -> V {
-        let hi = V(repeating: 88.72283)   // ln(Float.greatestFiniteMagnitude)
+        let hi = V(repeating: 88.72283)  // ln(Float.greatestFiniteMagnitude)
         let lo = V(repeating: -87.33654)  // ln(Float.leastNormalMagnitude)
         // Clamp by masked replacement: the stdlib's pointwiseMin/Max are not inlined and cost a
         // call per vector.

@@ -47,8 +47,10 @@ public enum Shape {
     /// Walks the output of a broadcast op one innermost row at a time, calling
     /// `body(outOffset, aOffset, bOffset, rowLength, aRowStride, bRowStride)`.
     @inline(__always)
-    static func forEachRow(_ shape: [Int], _ sa: [Int], _ sb: [Int],
-                           _ body: (Int, Int, Int, Int, Int, Int) -> Void) {
+    static func forEachRow(
+        _ shape: [Int], _ sa: [Int], _ sb: [Int],
+        _ body: (Int, Int, Int, Int, Int, Int) -> Void
+    ) {
         let r = shape.count
         if r == 0 { body(0, 0, 0, 1, 0, 0); return }
         let n = shape[r - 1]

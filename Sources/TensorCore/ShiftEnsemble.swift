@@ -18,8 +18,10 @@ public enum ShiftEnsemble {
 
     /// Translates a (channels, H, W) plane stack: out[c, y, x] = in[c, y − down, x − right], 0
     /// where that falls outside. `out` must not alias `src`.
-    static func translate(_ src: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int,
-                          down i: Int, right j: Int, into dst: UnsafeMutablePointer<Float>) {
+    static func translate(
+        _ src: UnsafePointer<Float>, channels: Int, height h: Int, width w: Int,
+        down i: Int, right j: Int, into dst: UnsafeMutablePointer<Float>
+    ) {
         dst.update(repeating: 0, count: channels * h * w)
         let x0 = max(0, j), x1 = min(w, w + j)  // destination columns with a source
         guard x1 > x0 else { return }
@@ -132,7 +134,9 @@ public enum ShiftEnsemble {
                 var classOf = [Int](repeating: 0, count: count), reps: [Int] = []
                 for p in 0..<count {
                     let signature = src.map { $0[p] }
-                    if let k = index[signature] { classOf[p] = k } else {
+                    if let k = index[signature] {
+                        classOf[p] = k
+                    } else {
                         index[signature] = reps.count
                         classOf[p] = reps.count
                         reps.append(p)

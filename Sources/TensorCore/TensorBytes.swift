@@ -57,8 +57,10 @@ extension Tensor {
     /// A strided view into one stored record (a torch storage): element `i` of the row-major
     /// result is record element `elementOffset + Σ index[d]·strides[d]`. The record spans
     /// `record` (byte range); every element read must lie inside it.
-    package static func decoding(_ bytes: ReadOnlyBytes, record: Range<Int>, as element: StoredElement,
-                                 elementOffset: Int, strides: [Int], shape: [Int]) -> Tensor {
+    package static func decoding(
+        _ bytes: ReadOnlyBytes, record: Range<Int>, as element: StoredElement,
+        elementOffset: Int, strides: [Int], shape: [Int]
+    ) -> Tensor {
         precondition(strides.count == shape.count, "decoding: \(strides.count) strides for shape \(shape)")
         bytes.check(record)
         let t = Tensor(zeros: shape)
@@ -67,8 +69,9 @@ extension Tensor {
         // Reach of the view, checked once so the walk below needs no per-element bounds check.
         var lo = elementOffset, hi = elementOffset
         for (s, d) in zip(strides, shape) { if s < 0 { lo += s * (d - 1) } else { hi += s * (d - 1) } }
-        precondition(lo >= 0 && (hi + 1) * element.byteSize <= record.count,
-                     "decoding: view of shape \(shape) strides \(strides) offset \(elementOffset) leaves its \(record.count)-byte record")
+        precondition(
+            lo >= 0 && (hi + 1) * element.byteSize <= record.count,
+            "decoding: view of shape \(shape) strides \(strides) offset \(elementOffset) leaves its \(record.count)-byte record")
         let src = bytes.base + record.lowerBound, dst = t.ptr
         var index = [Int](repeating: 0, count: shape.count)
         var at = elementOffset

@@ -32,8 +32,9 @@ public final class Progress {
     public static func format(seconds s: Double) -> String {
         guard s.isFinite else { return "?" }
         let t = Int(s.rounded())
-        return t >= 3600 ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60)
-             : t >= 60 ? String(format: "%dm%02ds", t / 60, t % 60) : "\(t)s"
+        return t >= 3600
+            ? String(format: "%dh%02dm", t / 3600, (t % 3600) / 60)
+            : t >= 60 ? String(format: "%dm%02ds", t / 60, t % 60) : "\(t)s"
     }
 
     /// Advances by `n` items, with an optional note (e.g. the current image or loss).
@@ -54,7 +55,8 @@ public final class Progress {
         let pct = total > 0 ? 100 * Double(done) / Double(total) : 100
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let etaText = eta.map { Progress.format(seconds: $0) } ?? "?"
-        return String(format: "%@ %d/%d (%.0f%%) %.2f/s, elapsed %@, ETA %@", label as NSString, done, total, pct, rate,
-                      Progress.format(seconds: elapsed) as NSString, etaText as NSString) + (note.isEmpty ? "" : "  \(note)")
+        return String(
+            format: "%@ %d/%d (%.0f%%) %.2f/s, elapsed %@, ETA %@", label as NSString, done, total, pct, rate,
+            Progress.format(seconds: elapsed) as NSString, etaText as NSString) + (note.isEmpty ? "" : "  \(note)")
     }
 }

@@ -193,26 +193,32 @@ public final class Trainer {
     /// (the probe heads' mmcv poly/cosine with warmup).
     public var learningRateSchedule: ((Int) -> Double)?
 
-    public init(task: TrainingTask, optimizer settings: OptimizerSettings, loop: LoopSettings,
-                runDirectory: URL? = nil, label: String = "train", quiet: Bool = false) {
+    public init(
+        task: TrainingTask, optimizer settings: OptimizerSettings, loop: LoopSettings,
+        runDirectory: URL? = nil, label: String = "train", quiet: Bool = false
+    ) {
         self.task = task
         optimizerSettings = settings
         self.loop = loop
         self.runDirectory = runDirectory
         self.label = label
         self.quiet = quiet
-        cosineTable = settings.schedule == .cosineScheduler
-            ? CosineScheduler(baseValue: settings.lr, finalValue: settings.minLR, totalIters: loop.numIters,
-                              warmupIters: settings.warmupIters, startWarmupValue: 0)
+        cosineTable =
+            settings.schedule == .cosineScheduler
+            ? CosineScheduler(
+                baseValue: settings.lr, finalValue: settings.minLR, totalIters: loop.numIters,
+                warmupIters: settings.warmupIters, startWarmupValue: 0)
             : nil
         let params = task.parameters
         switch settings.kind {
         case .adam:
-            optimizer = Adam(parameters: params, lr: settings.lr, betas: (settings.beta1, settings.beta2),
-                             eps: settings.eps, weightDecay: settings.weightDecay)
+            optimizer = Adam(
+                parameters: params, lr: settings.lr, betas: (settings.beta1, settings.beta2),
+                eps: settings.eps, weightDecay: settings.weightDecay)
         case .adamw:
-            optimizer = AdamW(parameters: params, lr: settings.lr, betas: (settings.beta1, settings.beta2),
-                              eps: settings.eps, weightDecay: settings.weightDecay)
+            optimizer = AdamW(
+                parameters: params, lr: settings.lr, betas: (settings.beta1, settings.beta2),
+                eps: settings.eps, weightDecay: settings.weightDecay)
         }
         for group in task.parameterGroups {
             for name in group.names {
@@ -230,8 +236,9 @@ public final class Trainer {
             let reached = optimizerSettings.lrMilestones.filter { step >= $0 }.count
             return optimizerSettings.lr * pow(optimizerSettings.lrDecay, Double(reached))
         }
-        return adjustLearningRate(step: Double(step), baseLR: optimizerSettings.lr, minLR: optimizerSettings.minLR,
-                           warmupSteps: Double(optimizerSettings.warmupIters), totalSteps: Double(loop.numIters))
+        return adjustLearningRate(
+            step: Double(step), baseLR: optimizerSettings.lr, minLR: optimizerSettings.minLR,
+            warmupSteps: Double(optimizerSettings.warmupIters), totalSteps: Double(loop.numIters))
     }
 
     var checkpointDirectory: URL? { runDirectory?.appendingPathComponent("checkpoints") }
@@ -314,8 +321,9 @@ public final class Trainer {
                 for (k, v) in lastVal { record["val_\(k)"] = v }
                 if recorded, let metricsFile { try LineAppender.append(Data((jsonLine(record) + "\n").utf8), to: metricsFile) }
                 if !quiet {
-                    var line = String(format: "%@ step %d/%d  loss %.5f  lr %.3g  %.1f it/s  ETA %@", label as NSString, step + 1, total,
-                                      value, optimizer.lr, itPerSec, Progress.format(seconds: eta) as NSString)
+                    var line = String(
+                        format: "%@ step %d/%d  loss %.5f  lr %.3g  %.1f it/s  ETA %@", label as NSString, step + 1, total,
+                        value, optimizer.lr, itPerSec, Progress.format(seconds: eta) as NSString)
                     for k in lastVal.keys.sorted() { line += String(format: "  val_%@ %.5f", k as NSString, lastVal[k]!) }
                     log(line)
                 }
@@ -330,9 +338,10 @@ public final class Trainer {
         task.didFinishTraining()
         let seconds = Date().timeIntervalSince(t0)
         let steps = total - start
-        return TrainingSummary(steps: total, finalLoss: lastLoss, lossHistory: history, seconds: seconds,
-                               msPerStep: steps > 0 ? 1000 * seconds / Double(steps) : 0,
-                               lastMetrics: lastMetrics, lastValidation: lastVal)
+        return TrainingSummary(
+            steps: total, finalLoss: lastLoss, lossHistory: history, seconds: seconds,
+            msPerStep: steps > 0 ? 1000 * seconds / Double(steps) : 0,
+            lastMetrics: lastMetrics, lastValidation: lastVal)
     }
 
     // MARK: Checkpoints
@@ -348,8 +357,10 @@ public final class Trainer {
         for (name, p) in task.parameters { tensors["model.\(name)"] = p }
         for (k, v) in optimizer.stateDict() { tensors["optim.\(k)"] = v }
         for (k, v) in task.extraState() { tensors["extra.\(k)"] = v }
-        let metadata = ["step": String(step), "rng": rng.stateWords.map(String.init).joined(separator: ","),
-                        "config": configJSON, "label": label, "format": "dvt-checkpoint-1"]
+        let metadata = [
+            "step": String(step), "rng": rng.stateWords.map(String.init).joined(separator: ","),
+            "config": configJSON, "label": label, "format": "dvt-checkpoint-1",
+        ]
         let stepFile = dir.appendingPathComponent(String(format: "step_%07d.safetensors", step))
         try SafeTensors.write(tensors, metadata: metadata, to: stepFile)
         try SafeTensors.write(tensors, metadata: metadata, to: latestCheckpoint!)
@@ -366,9 +377,13 @@ public final class Trainer {
         guard words.count == 4 else { throw TrainerError.badCheckpoint(path: url.path, reason: "missing or malformed RNG state") }
         var weights: [String: Tensor] = [:], optim: [String: Tensor] = [:], extra: [String: Tensor] = [:]
         for key in file.keys {
-            if key.hasPrefix("model.") { weights[String(key.dropFirst(6))] = try file.tensor(key) }
-            else if key.hasPrefix("optim.") { optim[String(key.dropFirst(6))] = try file.tensor(key) }
-            else if key.hasPrefix("extra.") { extra[String(key.dropFirst(6))] = try file.tensor(key) }
+            if key.hasPrefix("model.") {
+                weights[String(key.dropFirst(6))] = try file.tensor(key)
+            } else if key.hasPrefix("optim.") {
+                optim[String(key.dropFirst(6))] = try file.tensor(key)
+            } else if key.hasPrefix("extra.") {
+                extra[String(key.dropFirst(6))] = try file.tensor(key)
+            }
         }
         var missing: [String] = [], mismatched: [String] = []
         for (name, p) in task.parameters {
@@ -388,8 +403,9 @@ public final class Trainer {
         let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
         let kept = text.split(separator: "\n").filter { line in
             guard let data = line.data(using: .utf8),
-                  let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let s = obj["step"] as? Double else { return false }
+                let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let s = obj["step"] as? Double
+            else { return false }
             return Int(s) <= step
         }
         try AtomicFile.write(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: url)

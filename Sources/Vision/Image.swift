@@ -20,8 +20,9 @@ public struct RGBImage: Sendable, Equatable {
 
     public init(width: Int, height: Int, pixels: [UInt8]) {
         precondition(width >= 0 && height >= 0, "RGBImage: negative size \(width)x\(height)")
-        precondition(pixels.count == width * height * 3,
-                     "RGBImage: \(pixels.count) bytes for \(width)x\(height)x3 = \(width * height * 3)")
+        precondition(
+            pixels.count == width * height * 3,
+            "RGBImage: \(pixels.count) bytes for \(width)x\(height)x3 = \(width * height * 3)")
         self.width = width
         self.height = height
         self.pixels = pixels
@@ -66,18 +67,24 @@ public struct RGBImage: Sendable, Equatable {
     static func decode(_ bytes: ReadOnlyBytes, name: String, maxPixels: Int) throws -> RGBImage {
         guard bytes.count > 0 else { throw ImageError(path: name, message: "file is empty") }
         guard let format = sniff(bytes) else {
-            throw ImageError(path: name, message: "unsupported image format (not JPEG or PNG; first bytes \(bytes.bytes(0..<min(8, bytes.count)).map { String(format: "%02x", $0) }.joined(separator: " ")))")
+            throw ImageError(
+                path: name,
+                message:
+                    "unsupported image format (not JPEG or PNG; first bytes \(bytes.bytes(0..<min(8, bytes.count)).map { String(format: "%02x", $0) }.joined(separator: " ")))"
+            )
         }
         var out: UnsafeMutablePointer<UInt8>?
         var w: Int32 = 0, h: Int32 = 0
         var err = [CChar](repeating: 0, count: 512)
-        let rc: Int32 = bytes.withUnsafeKernelBytes { b in err.withUnsafeMutableBufferPointer { e in
-            let p = b.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            switch format {
-            case .jpeg: return cic_jpeg_decode(p, b.count, UInt64(max(maxPixels, 0)), &out, &w, &h, e.baseAddress, e.count)
-            case .png: return cic_png_decode(p, b.count, UInt64(max(maxPixels, 0)), &out, &w, &h, e.baseAddress, e.count)
+        let rc: Int32 = bytes.withUnsafeKernelBytes { b in
+            err.withUnsafeMutableBufferPointer { e in
+                let p = b.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                switch format {
+                case .jpeg: return cic_jpeg_decode(p, b.count, UInt64(max(maxPixels, 0)), &out, &w, &h, e.baseAddress, e.count)
+                case .png: return cic_png_decode(p, b.count, UInt64(max(maxPixels, 0)), &out, &w, &h, e.baseAddress, e.count)
+                }
             }
-        } }
+        }
         guard rc == 0, let px = out else {
             let kind = format == .jpeg ? "JPEG" : "PNG"
             throw ImageError(path: name, message: "corrupt or unsupported \(kind): \(String(cString: err))")
@@ -116,11 +123,14 @@ public struct RGBImage: Sendable, Equatable {
 
     /// Encodes raw interleaved pixels with 1 (gray), 3 (RGB) or 4 (CMYK, Adobe marker) components.
     /// `package` so tests can build grayscale, CMYK and progressive files.
-    package static func encodeJPEG(pixels: [UInt8], width: Int, height: Int, components: Int, quality: Int,
-                                   progressive: Bool = false, name: String) throws -> Data {
+    package static func encodeJPEG(
+        pixels: [UInt8], width: Int, height: Int, components: Int, quality: Int,
+        progressive: Bool = false, name: String
+    ) throws -> Data {
         try encode(pixels: pixels, width: width, height: height, components: components, format: "JPEG", name: name) { p, out, size, e, n in
-            cic_jpeg_encode(p, Int32(clamping: width), Int32(clamping: height), Int32(components),
-                            Int32(clamping: quality), progressive ? 1 : 0, out, size, e, n)
+            cic_jpeg_encode(
+                p, Int32(clamping: width), Int32(clamping: height), Int32(components),
+                Int32(clamping: quality), progressive ? 1 : 0, out, size, e, n)
         }
     }
 
@@ -133,9 +143,13 @@ public struct RGBImage: Sendable, Equatable {
 
     /// The frame both encoders share: the size check, the C call with an error buffer, and
     /// copying out (then freeing) the buffer the codec allocated.
-    static func encode(pixels: [UInt8], width: Int, height: Int, components: Int, format: String, name: String,
-                       _ call: (UnsafePointer<UInt8>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>,
-                                UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>?, Int) -> Int32) throws -> Data {
+    static func encode(
+        pixels: [UInt8], width: Int, height: Int, components: Int, format: String, name: String,
+        _ call: (
+            UnsafePointer<UInt8>?, UnsafeMutablePointer<UnsafeMutablePointer<UInt8>?>,
+            UnsafeMutablePointer<Int>, UnsafeMutablePointer<CChar>?, Int
+        ) -> Int32
+    ) throws -> Data {
         guard pixels.count == width * height * components else {
             throw ImageError(path: name, message: "\(pixels.count) bytes for \(width)x\(height)x\(components)")
         }
@@ -182,8 +196,9 @@ public enum ImageNet {
 /// Per-channel normalisation of a (3, H, W) tensor: (x − mean[c]) / std[c]. Not recorded for
 /// autodiff (a data-pipeline step).
 public func normalizeChannels(_ x: Tensor, mean: [Float] = ImageNet.mean, std: [Float] = ImageNet.std) -> Tensor {
-    precondition(x.rank == 3 && x.shape[0] == mean.count && mean.count == std.count,
-                 "normalizeChannels needs a (C, H, W) tensor with C = \(mean.count), got \(x.shape)")
+    precondition(
+        x.rank == 3 && x.shape[0] == mean.count && mean.count == std.count,
+        "normalizeChannels needs a (C, H, W) tensor with C = \(mean.count), got \(x.shape)")
     let hw = x.shape[1] * x.shape[2]
     let src = x.scalars
     var out = [Float](repeating: 0, count: src.count)  // (C, H, W)

@@ -26,11 +26,12 @@ public enum ONNXCheckpointNames {
         let file = model.path
         let anchors = model.graph.initializer.map(\.name).filter { $0 == anchor || $0.hasSuffix("." + anchor) }
         guard anchors.count == 1, let found = anchors.first else {
-            throw WeightFileError(anchors.isEmpty
-                ? "\(file): no ViT trunk with transformers names found: no initializer named '…\(anchor)' (dvt reads ONNX files that torch.onnx exported from a transformers Dinov2Model / ViTModel, or from a module that wraps one)"
-                : "\(file): \(anchors.count) ViT trunks found (\(anchors.joined(separator: ", "))); dvt reads one")
+            throw WeightFileError(
+                anchors.isEmpty
+                    ? "\(file): no ViT trunk with transformers names found: no initializer named '…\(anchor)' (dvt reads ONNX files that torch.onnx exported from a transformers Dinov2Model / ViTModel, or from a module that wraps one)"
+                    : "\(file): \(anchors.count) ViT trunks found (\(anchors.joined(separator: ", "))); dvt reads one")
         }
-        let prefix = String(found.dropLast(anchor.count))                       // "backbone." or ""
+        let prefix = String(found.dropLast(anchor.count))  // "backbone." or ""
         // Node names spell the module path with "/" ("/backbone/encoder/layer.0/…").
         let nodePrefix = "/" + prefix.split(separator: ".").joined(separator: "/") + (prefix.isEmpty ? "" : "/")
         let uses = model.uses()
@@ -81,11 +82,15 @@ public enum ONNXCheckpointNames {
         case (nil, nil): break
         case let (cls?, grid?):
             guard out["embeddings.position_embeddings"] == nil, cls.shape[2] == grid.shape[2] else {
-                throw WeightFileError("\(file): position embedding slices [1, 1, \(cls.shape[2])] and \(grid.shape) do not fit together, or a named position_embeddings exists too")
+                throw WeightFileError(
+                    "\(file): position embedding slices [1, 1, \(cls.shape[2])] and \(grid.shape) do not fit together, or a named position_embeddings exists too"
+                )
             }
-            out["embeddings.position_embeddings"] = Tensor.concat([cls, grid], axis: 1)   // (1, 1 + N, C)
+            out["embeddings.position_embeddings"] = Tensor.concat([cls, grid], axis: 1)  // (1, 1 + N, C)
         case let (cls, grid):
-            throw WeightFileError("\(file): found the \(cls == nil ? "patch-grid" : "class-row") slice of the position embedding but not the \(cls == nil ? "class-row [1, 1, C]" : "patch-grid [1, N, C]") one")
+            throw WeightFileError(
+                "\(file): found the \(cls == nil ? "patch-grid" : "class-row") slice of the position embedding but not the \(cls == nil ? "class-row [1, 1, C]" : "patch-grid [1, N, C]") one"
+            )
         }
         return (out, prefix)
     }
@@ -110,7 +115,8 @@ extension VisionTransformer {
         // modeling_dinov2_with_registers.py resamples with antialias, modeling_dinov2.py without.
         cfg.positionResampling = resample ?? (registers ? .bicubicAntialias : .bicubic)
         try self.init(config: cfg, stateDict: timm.filter { !VisionTransformer.isIgnoredKey($0.key) }, source: url.path)
-        weightsOrigin = "transformers \(registers ? TransformersLayout.dinov2WithRegisters.rawValue : TransformersLayout.dinov2.rawValue) (ONNX export)"
+        weightsOrigin =
+            "transformers \(registers ? TransformersLayout.dinov2WithRegisters.rawValue : TransformersLayout.dinov2.rawValue) (ONNX export)"
         positionResamplingChosenBy = resample == nil ? "auto" : "config"
     }
 }
@@ -121,14 +127,19 @@ extension ViTPresets {
     /// presence.
     static func fits(_ c: ViTConfig, _ sd: [String: Tensor]) -> Bool {
         guard let patch = sd["patch_embed.proj.weight"], patch.shape == [c.embedDim, 3, c.patchSize, c.patchSize] else { return false }
-        let depth = Set(sd.keys.compactMap { k -> Int? in
-            let parts = k.split(separator: ".")
-            return parts.count > 2 && parts[0] == "blocks" ? Int(parts[1]) : nil
-        }).count
+        let depth = Set(
+            sd.keys.compactMap { k -> Int? in
+                let parts = k.split(separator: ".")
+                return parts.count > 2 && parts[0] == "blocks" ? Int(parts[1]) : nil
+            }
+        ).count
         let registers = sd["reg_token"]?.shape[1] ?? 0
         let layerScale = sd["blocks.0.ls1.gamma"] != nil || sd["blocks.0.gamma_1"] != nil
-        let mlp: ViTMlp = sd["blocks.0.mlp.fc1_g.weight"] != nil ? .swiglu
-            : (sd["blocks.0.mlp.fc1.weight"].map { $0.shape[0] == 2 * (sd["blocks.0.mlp.fc2.weight"]?.shape[1] ?? -1) } ?? false) ? .swigluPacked : .mlp
+        let mlp: ViTMlp =
+            sd["blocks.0.mlp.fc1_g.weight"] != nil
+            ? .swiglu
+            : (sd["blocks.0.mlp.fc1.weight"].map { $0.shape[0] == 2 * (sd["blocks.0.mlp.fc2.weight"]?.shape[1] ?? -1) } ?? false)
+                ? .swigluPacked : .mlp
         return depth == c.depth && registers == c.registerTokens && (sd["cls_token"] != nil) == c.classToken
             && layerScale == c.layerScale && mlp == c.mlp && (sd["pos_embed"] != nil) == c.absolutePositionEmbedding
     }
@@ -140,10 +151,13 @@ extension ViTPresets {
 
     /// The shapes `fits` reads, for an error message.
     static func shapeSummary(_ sd: [String: Tensor]) -> String {
-        let blocks = Set(sd.keys.compactMap { k -> Int? in
-            let p = k.split(separator: ".")
-            return p.count > 2 && p[0] == "blocks" ? Int(p[1]) : nil
-        }).count
-        return "patch_embed.proj.weight \(sd["patch_embed.proj.weight"]?.shape ?? []), \(blocks) blocks, registers \(sd["reg_token"]?.shape[1] ?? 0), layer scale \(sd["blocks.0.ls1.gamma"] != nil)"
+        let blocks = Set(
+            sd.keys.compactMap { k -> Int? in
+                let p = k.split(separator: ".")
+                return p.count > 2 && p[0] == "blocks" ? Int(p[1]) : nil
+            }
+        ).count
+        return
+            "patch_embed.proj.weight \(sd["patch_embed.proj.weight"]?.shape ?? []), \(blocks) blocks, registers \(sd["reg_token"]?.shape[1] ?? 0), layer scale \(sd["blocks.0.ls1.gamma"] != nil)"
     }
 }

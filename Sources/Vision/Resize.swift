@@ -107,15 +107,18 @@ public enum Resize {
     /// TensorCore's `Resample.fixedPointPass`): `lines` independent lines, each with `inSize`
     /// samples at stride `srcSampleStride` (elements), lines `srcLineStride` apart, `channels`
     /// interleaved channels per sample; the output has `outSize` samples per line.
-    static func pilPass(_ src: [UInt8], outCount: Int, lines: Int, inSize: Int, outSize: Int,
-                        srcSampleStride: Int, srcLineStride: Int, dstSampleStride: Int, dstLineStride: Int, channels: Int,
-                        filter: PilFilter = .bicubic) -> [UInt8] {
+    static func pilPass(
+        _ src: [UInt8], outCount: Int, lines: Int, inSize: Int, outSize: Int,
+        srcSampleStride: Int, srcLineStride: Int, dstSampleStride: Int, dstLineStride: Int, channels: Int,
+        filter: PilFilter = .bicubic
+    ) -> [UInt8] {
         let taps = pilTaps(inSize: inSize, outSize: outSize, filter: filter)
         let k = ResampleTaps(start: taps.start, count: taps.count, weights: pilFixedPoint(taps), maxTaps: taps.maxTaps)
-        return Resample.fixedPointPass(src, LineLayout(sampleStride: srcSampleStride, lineStride: srcLineStride),
-                                       into: [UInt8](repeating: 0, count: outCount),
-                                       LineLayout(sampleStride: dstSampleStride, lineStride: dstLineStride),
-                                       lines: lines, inSize: inSize, channels: channels, taps: k, precisionBits: pilPrecisionBits)
+        return Resample.fixedPointPass(
+            src, LineLayout(sampleStride: srcSampleStride, lineStride: srcLineStride),
+            into: [UInt8](repeating: 0, count: outCount),
+            LineLayout(sampleStride: dstSampleStride, lineStride: dstLineStride),
+            lines: lines, inSize: inSize, channels: channels, taps: k, precisionBits: pilPrecisionBits)
     }
 
     /// Pillow `Image.resize((width, height), Image.BICUBIC)` of an RGB image: horizontal pass,
@@ -136,16 +139,18 @@ public enum Resize {
         precondition(image.width > 0 && image.height > 0, "pilBicubic: empty source image \(image.width)x\(image.height)")
         var current = image
         if width != image.width {
-            let out = pilPass(current.pixels, outCount: width * image.height * 3, lines: image.height, inSize: image.width, outSize: width,
-                              srcSampleStride: 3, srcLineStride: image.width * 3, dstSampleStride: 3, dstLineStride: width * 3, channels: 3,
-                              filter: filter)
+            let out = pilPass(
+                current.pixels, outCount: width * image.height * 3, lines: image.height, inSize: image.width, outSize: width,
+                srcSampleStride: 3, srcLineStride: image.width * 3, dstSampleStride: 3, dstLineStride: width * 3, channels: 3,
+                filter: filter)
             current = RGBImage(width: width, height: image.height, pixels: out)
         }
         if height != image.height {
             // Vertical: lines are columns (one per x), samples are rows.
-            let out = pilPass(current.pixels, outCount: width * height * 3, lines: width, inSize: image.height, outSize: height,
-                              srcSampleStride: width * 3, srcLineStride: 3, dstSampleStride: width * 3, dstLineStride: 3, channels: 3,
-                              filter: filter)
+            let out = pilPass(
+                current.pixels, outCount: width * height * 3, lines: width, inSize: image.height, outSize: height,
+                srcSampleStride: width * 3, srcLineStride: 3, dstSampleStride: width * 3, dstLineStride: 3, channels: 3,
+                filter: filter)
             current = RGBImage(width: width, height: height, pixels: out)
         }
         return current
@@ -185,15 +190,17 @@ public enum Resize {
     /// crop `crop = (top, left, cropHeight, cropWidth)` of it (resize of a crop, as
     /// RandomResizedCrop does, without materialising the crop). Values are not clipped: bicubic
     /// overshoots slightly outside the input range, as torch's does. Not recorded for autodiff.
-    public static func bicubicAntialiased(_ x: Tensor, height: Int, width: Int, layout: ImageLayout = .chw,
-                                          crop: (top: Int, left: Int, height: Int, width: Int)? = nil) -> Tensor {
+    public static func bicubicAntialiased(
+        _ x: Tensor, height: Int, width: Int, layout: ImageLayout = .chw,
+        crop: (top: Int, left: Int, height: Int, width: Int)? = nil
+    ) -> Tensor {
         precondition(x.rank == 3, "bicubicAntialiased needs a rank-3 \(layout == .chw ? "(C, H, W)" : "(H, W, C)") tensor, got \(x.shape)")
         precondition(height > 0 && width > 0, "bicubicAntialiased: target size \(height)x\(width) must be positive")
         let (C, H, W) = layout == .chw ? (x.shape[0], x.shape[1], x.shape[2]) : (x.shape[2], x.shape[0], x.shape[1])
         let box = crop ?? (0, 0, H, W)
-        precondition(box.top >= 0 && box.left >= 0 && box.height > 0 && box.width > 0 &&
-                     box.top + box.height <= H && box.left + box.width <= W,
-                     "bicubicAntialiased: crop \(box) outside the \(H)x\(W) image")
+        precondition(
+            box.top >= 0 && box.left >= 0 && box.height > 0 && box.width > 0 && box.top + box.height <= H && box.left + box.width <= W,
+            "bicubicAntialiased: crop \(box) outside the \(H)x\(W) image")
         // Element strides of the source for (channel, row, column).
         let (sc, sy, sx) = layout == .chw ? (H * W, W, 1) : (1, W * C, C)
         let origin = box.top * sy + box.left * sx
@@ -207,25 +214,29 @@ public enum Resize {
         if width != box.width {
             let taps = torchTaps(inSize: box.width, outSize: width)
             for c in 0..<C {
-                Resample.floatPass(x, LineLayout(offset: origin + c * sc, sampleStride: sx, lineStride: sy),
-                                   into: tmp, LineLayout(offset: c * tc, sampleStride: 1, lineStride: ty),
-                                   lines: box.height, inSize: box.width, taps: taps)
+                Resample.floatPass(
+                    x, LineLayout(offset: origin + c * sc, sampleStride: sx, lineStride: sy),
+                    into: tmp, LineLayout(offset: c * tc, sampleStride: 1, lineStride: ty),
+                    lines: box.height, inSize: box.width, taps: taps)
             }
         } else {
-            Resample.copyBlock(x, offset: origin, strides: (sc, sy, sx), into: tmp, offset: 0, strides: (tc, ty, 1),
-                               planes: C, rows: box.height, cols: width)
+            Resample.copyBlock(
+                x, offset: origin, strides: (sc, sy, sx), into: tmp, offset: 0, strides: (tc, ty, 1),
+                planes: C, rows: box.height, cols: width)
         }
         // Vertical pass into the output.
         if height != box.height {
             let taps = torchTaps(inSize: box.height, outSize: height)
             for c in 0..<C {
-                Resample.floatPass(tmp, LineLayout(offset: c * tc, sampleStride: ty, lineStride: 1),
-                                   into: out, LineLayout(offset: c * oc, sampleStride: oy, lineStride: ox),
-                                   lines: width, inSize: box.height, taps: taps)
+                Resample.floatPass(
+                    tmp, LineLayout(offset: c * tc, sampleStride: ty, lineStride: 1),
+                    into: out, LineLayout(offset: c * oc, sampleStride: oy, lineStride: ox),
+                    lines: width, inSize: box.height, taps: taps)
             }
         } else {
-            Resample.copyBlock(tmp, offset: 0, strides: (tc, ty, 1), into: out, offset: 0, strides: (oc, oy, ox),
-                               planes: C, rows: height, cols: width)
+            Resample.copyBlock(
+                tmp, offset: 0, strides: (tc, ty, 1), into: out, offset: 0, strides: (oc, oy, ox),
+                planes: C, rows: height, cols: width)
         }
         return out
     }
@@ -250,7 +261,8 @@ extension Resize {
     /// i₀ = min(⌊x⌋, in − 1); t = clamp(x − i₀, 0, 1); taps i₀ − 1 … i₀ + 2 clamped into
     /// 0..<in (edge replication).
     static func torchCubicTaps(inSize: Int, outSize: Int, scaleFactor: Double?) -> (indices: [Int], weights: [Float]) {
-        let scale: Float = scaleFactor.map { $0 > 0 ? Float(1.0 / $0) : Float(inSize) / Float(outSize) }
+        let scale: Float =
+            scaleFactor.map { $0 > 0 ? Float(1.0 / $0) : Float(inSize) / Float(outSize) }
             ?? Float(inSize) / Float(outSize)
         var indices = [Int](repeating: 0, count: outSize * 4), weights = [Float](repeating: 0, count: outSize * 4)
         for i in 0..<outSize {
@@ -274,26 +286,30 @@ extension Resize {
     /// (a few ulp: torch's vectorised CPU kernel contracts some multiply-adds). Both passes
     /// always run (a same-size pass has taps (0, 1, 0, 0), the identity). Not recorded for
     /// autodiff.
-    public static func bicubicTorch(_ x: Tensor, height: Int, width: Int, layout: ImageLayout = .chw,
-                                    scaleFactors: (Double, Double)? = nil) -> Tensor {
+    public static func bicubicTorch(
+        _ x: Tensor, height: Int, width: Int, layout: ImageLayout = .chw,
+        scaleFactors: (Double, Double)? = nil
+    ) -> Tensor {
         precondition(x.rank == 3, "bicubicTorch needs a rank-3 \(layout == .chw ? "(C, H, W)" : "(H, W, C)") tensor, got \(x.shape)")
         precondition(height > 0 && width > 0, "bicubicTorch: target size \(height)x\(width) must be positive")
         let (C, H, W) = layout == .chw ? (x.shape[0], x.shape[1], x.shape[2]) : (x.shape[2], x.shape[0], x.shape[1])
         let (sc, sy, sx) = layout == .chw ? (H * W, W, 1) : (1, W * C, C)
-        let tmp = Tensor(zeros: [C, H, width])                                   // (C, H, width)
+        let tmp = Tensor(zeros: [C, H, width])  // (C, H, width)
         let tx = torchCubicTaps(inSize: W, outSize: width, scaleFactor: scaleFactors?.1)
         for c in 0..<C {
-            Resample.indexedPass(x, LineLayout(offset: c * sc, sampleStride: sx, lineStride: sy),
-                                 into: tmp, LineLayout(offset: c * H * width, sampleStride: 1, lineStride: width),
-                                 lines: H, inSize: W, taps: 4, indices: tx.indices, weights: tx.weights)
+            Resample.indexedPass(
+                x, LineLayout(offset: c * sc, sampleStride: sx, lineStride: sy),
+                into: tmp, LineLayout(offset: c * H * width, sampleStride: 1, lineStride: width),
+                lines: H, inSize: W, taps: 4, indices: tx.indices, weights: tx.weights)
         }
         let out = Tensor(zeros: layout == .chw ? [C, height, width] : [height, width, C])
         let (oc, oy, ox) = layout == .chw ? (height * width, width, 1) : (1, width * C, C)
         let ty = torchCubicTaps(inSize: H, outSize: height, scaleFactor: scaleFactors?.0)
         for c in 0..<C {
-            Resample.indexedPass(tmp, LineLayout(offset: c * H * width, sampleStride: width, lineStride: 1),
-                                 into: out, LineLayout(offset: c * oc, sampleStride: oy, lineStride: ox),
-                                 lines: width, inSize: H, taps: 4, indices: ty.indices, weights: ty.weights)
+            Resample.indexedPass(
+                tmp, LineLayout(offset: c * H * width, sampleStride: width, lineStride: 1),
+                into: out, LineLayout(offset: c * oc, sampleStride: oy, lineStride: ox),
+                lines: width, inSize: H, taps: 4, indices: ty.indices, weights: ty.weights)
         }
         return out
     }
@@ -318,8 +334,9 @@ extension PositionResampling {
             // (g + 0.1) / G0 per axis, in double as Python computes it; the pretraining grid is
             // square, and a 1-wide axis (Resize.matrix's bases) stays the identity.
             let (h0, w0) = layout == .chw ? (x.shape[1], x.shape[2]) : (x.shape[0], x.shape[1])
-            return Resize.bicubicTorch(x, height: height, width: width, layout: layout,
-                                       scaleFactors: ((Double(height) + 0.1) / Double(h0), (Double(width) + 0.1) / Double(w0)))
+            return Resize.bicubicTorch(
+                x, height: height, width: width, layout: layout,
+                scaleFactors: ((Double(height) + 0.1) / Double(h0), (Double(width) + 0.1) / Double(w0)))
         }
     }
 }

@@ -37,8 +37,10 @@ public struct SampleImage: Sendable, Equatable {
     public init(contentsOf url: URL, maxPixels: Int = RGBImage.defaultMaxPixels) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw ImageError(path: url.path, message: FileManager.default.fileExists(atPath: url.path)
-                             ? "cannot read: \(error.localizedDescription)" : "file not found")
+            throw ImageError(
+                path: url.path,
+                message: FileManager.default.fileExists(atPath: url.path)
+                    ? "cannot read: \(error.localizedDescription)" : "file not found")
         }
         self = try SampleImage(data: data, name: url.path, maxPixels: maxPixels)
     }
@@ -55,20 +57,26 @@ public struct SampleImage: Sendable, Equatable {
         // libpng reads the bytes in place: ReadOnlyBytes' documented kernel extension point.
         let rc: Int32 = ReadOnlyBytes.copy(data).withUnsafeKernelBytes { b in
             err.withUnsafeMutableBufferPointer { e in
-                cic_png_decode_samples(b.baseAddress!.assumingMemoryBound(to: UInt8.self), b.count, UInt64(max(maxPixels, 0)),
-                                       &out, &w, &h, &colorType, &depth, e.baseAddress, e.count)
+                cic_png_decode_samples(
+                    b.baseAddress!.assumingMemoryBound(to: UInt8.self), b.count, UInt64(max(maxPixels, 0)),
+                    &out, &w, &h, &colorType, &depth, e.baseAddress, e.count)
             }
         }
         if rc == 2 {
             let what = [2: "an RGB", 4: "a gray+alpha", 6: "an RGBA"][Int(colorType)] ?? "a colour-type-\(colorType)"
-            throw ImageError(path: name, message: "is \(what) PNG; a label mask must be a palette PNG (VOC) or a grayscale index PNG (one class index per pixel), and a depth map a 16-bit grayscale PNG. A colour-rendered mask has to be converted to indices first")
+            throw ImageError(
+                path: name,
+                message:
+                    "is \(what) PNG; a label mask must be a palette PNG (VOC) or a grayscale index PNG (one class index per pixel), and a depth map a 16-bit grayscale PNG. A colour-rendered mask has to be converted to indices first"
+            )
         }
         guard rc == 0, let px = out else {
             throw ImageError(path: name, message: "corrupt or unsupported PNG: \(String(cString: err))")
         }
         defer { cic_free(px) }
-        self.init(width: Int(w), height: Int(h), samples: Array(UnsafeBufferPointer(start: px, count: Int(w) * Int(h))),
-                  kind: colorType == 3 ? .palette : .gray, bitDepth: Int(depth))
+        self.init(
+            width: Int(w), height: Int(h), samples: Array(UnsafeBufferPointer(start: px, count: Int(w) * Int(h))),
+            kind: colorType == 3 ? .palette : .gray, bitDepth: Int(depth))
     }
 
     /// PNG bytes: an 8-bit palette PNG (`palette` = RGB triplets, samples below its length), an
@@ -81,8 +89,9 @@ public struct SampleImage: Sendable, Equatable {
         let rc = err.withUnsafeMutableBufferPointer { e in
             samples.withUnsafeBufferPointer { s in
                 palette.withUnsafeBufferPointer { p in
-                    cic_png_encode_samples(s.baseAddress, Int32(clamping: width), Int32(clamping: height), mode,
-                                           p.baseAddress, Int32(palette.count / 3), &out, &size, e.baseAddress, e.count)
+                    cic_png_encode_samples(
+                        s.baseAddress, Int32(clamping: width), Int32(clamping: height), mode,
+                        p.baseAddress, Int32(palette.count / 3), &out, &size, e.baseAddress, e.count)
                 }
             }
         }

@@ -36,8 +36,10 @@ public struct TimmConversion: Sendable {
     public init(model: VisionTransformer) throws {
         let c = model.config
         var sd = model.timmStateDict()
-        var kw: [String: String] = ["embed_dim": "\(c.embedDim)", "depth": "\(c.depth)", "num_heads": "\(c.heads)",
-                                    "patch_size": "\(c.patchSize)", "img_size": "\(c.imageSize)"]
+        var kw: [String: String] = [
+            "embed_dim": "\(c.embedDim)", "depth": "\(c.depth)", "num_heads": "\(c.heads)",
+            "patch_size": "\(c.patchSize)", "img_size": "\(c.imageSize)",
+        ]
         var arch: String
         if let hf = model.transformers {
             arch = hf.timmArch

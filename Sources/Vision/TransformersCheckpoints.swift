@@ -126,9 +126,11 @@ struct Mapper {
         for w in ws where w.rank != 2 || w.shape != ws[0].shape {
             throw WeightFileError("\(source): \(q).weight / \(k).weight / \(v).weight shapes \(ws.map(\.shape)) differ or are not 2-D")
         }
-        out[to + ".weight"] = Tensor.concat(ws, axis: 0)                          // (3C, C)
+        out[to + ".weight"] = Tensor.concat(ws, axis: 0)  // (3C, C)
         let bs = [q, k, v].map { src.removeValue(forKey: $0 + ".bias") }
-        let required = keyBiasOptional ? [bs[0] != nil || bs[2] != nil, false, bs[0] != nil || bs[2] != nil] : Array(repeating: bs.contains { $0 != nil }, count: 3)
+        let required =
+            keyBiasOptional
+            ? [bs[0] != nil || bs[2] != nil, false, bs[0] != nil || bs[2] != nil] : Array(repeating: bs.contains { $0 != nil }, count: 3)
         for (name, (b, need)) in zip([q, k, v], zip(bs, required)) where need && b == nil {
             throw WeightFileError("\(source): transformers checkpoint has no '\(name).bias' (the other projections have biases)")
         }
@@ -224,20 +226,25 @@ struct Mapper {
     /// cls_token += pos_embed[:, :1]; pos_embed = pos_embed[:, 1:].
     mutating func foldClassPosition() throws {
         guard let cls = out["cls_token"], let pos = out["pos_embed"], pos.rank == 3, pos.shape[0] == 1, pos.shape[1] >= 2,
-              cls.shape == [1, 1, pos.shape[2]] else {
-            throw WeightFileError("\(source): with register tokens, cls_token must be (1, 1, C) and the position embeddings (1, 1 + T, C); got \(out["cls_token"]?.shape ?? []) and \(out["pos_embed"]?.shape ?? [])")
+            cls.shape == [1, 1, pos.shape[2]]
+        else {
+            throw WeightFileError(
+                "\(source): with register tokens, cls_token must be (1, 1, C) and the position embeddings (1, 1 + T, C); got \(out["cls_token"]?.shape ?? []) and \(out["pos_embed"]?.shape ?? [])"
+            )
         }
         let (n, c) = (pos.shape[1], pos.shape[2])
-        let rows = pos.reshape([n, c])                                               // (1 + T, C)
+        let rows = pos.reshape([n, c])  // (1 + T, C)
         out["cls_token"] = (cls.reshape([1, c]) + rows.slice(axis: 0, 0..<1)).reshape([1, 1, c])
-        out["pos_embed"] = rows.slice(axis: 0, 1..<n).reshape([1, n - 1, c])         // (1, T, C)
+        out["pos_embed"] = rows.slice(axis: 0, 1..<n).reshape([1, n - 1, c])  // (1, T, C)
     }
 
     /// Leftover keys are an error; the result is the timm dict.
     func finish(_ layout: TransformersLayout) throws -> [String: Tensor] {
         guard src.isEmpty else {
             let left = src.keys.sorted()
-            throw WeightFileError("\(source): \(left.count) tensor(s) of the \(layout.rawValue) checkpoint have no timm name: \(left.prefix(8).joined(separator: ", "))\(left.count > 8 ? ", …" : "")")
+            throw WeightFileError(
+                "\(source): \(left.count) tensor(s) of the \(layout.rawValue) checkpoint have no timm name: \(left.prefix(8).joined(separator: ", "))\(left.count > 8 ? ", …" : "")"
+            )
         }
         return out
     }
@@ -429,18 +436,23 @@ public struct TransformersSnapshot: Sendable {
         if isDir.boolValue {
             let config = url.appendingPathComponent("config.json")
             guard FileManager.default.fileExists(atPath: config.path) else {
-                throw WeightFileError("\(url.path): a folder of weights must be a transformers snapshot with config.json (save_pretrained); there is none")
+                throw WeightFileError(
+                    "\(url.path): a folder of weights must be a transformers snapshot with config.json (save_pretrained); there is none")
             }
-            guard let w = weightFileNames.map({ url.appendingPathComponent($0) }).first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+            guard let w = weightFileNames.map({ url.appendingPathComponent($0) }).first(where: { FileManager.default.fileExists(atPath: $0.path) })
+            else {
                 let sharded = (try? FileManager.default.contentsOfDirectory(atPath: url.path))?.contains { $0.hasSuffix(".index.json") } ?? false
-                throw WeightFileError("\(url.path): no \(weightFileNames.joined(separator: " or "))\(sharded ? " (sharded checkpoints are not supported)" : "")")
+                throw WeightFileError(
+                    "\(url.path): no \(weightFileNames.joined(separator: " or "))\(sharded ? " (sharded checkpoints are not supported)" : "")")
             }
             if try hasTimmNames(w) {
                 // A timm Hub repository has config.json too (timm's pretrained config, no model_type).
                 let arch = (try? TransformersModel.readJSON(config)).flatMap { j -> String? in
                     if case .object(let o) = j, case .string(let a)? = o["architecture"] { return a } else { return nil }
                 }
-                throw WeightFileError("\(url.path): a timm checkpoint folder, not a transformers snapshot; pass --weights \(w.path)\(arch.map { " --arch \($0)" } ?? " with its --arch")")
+                throw WeightFileError(
+                    "\(url.path): a timm checkpoint folder, not a transformers snapshot; pass --weights \(w.path)\(arch.map { " --arch \($0)" } ?? " with its --arch")"
+                )
             }
             return TransformersSnapshot(configURL: config, weightsURL: w, preprocessorURL: preprocessor(url))
         }

@@ -1,5 +1,5 @@
-import Foundation
 import Formats
+import Foundation
 import NN
 import TensorCore
 
@@ -58,7 +58,9 @@ public struct TransformersModel: Sendable {
             throw WeightFileError("\(file): no 'model_type' key; expected a transformers config.json")
         }
         guard let layout = TransformersLayout(modelType: type) else {
-            throw WeightFileError("\(file): model_type '\(type)' is not a supported ViT; supported: \(TransformersLayout.allCases.map(\.rawValue).joined(separator: ", ")), clip, siglip")
+            throw WeightFileError(
+                "\(file): model_type '\(type)' is not a supported ViT; supported: \(TransformersLayout.allCases.map(\.rawValue).joined(separator: ", ")), clip, siglip"
+            )
         }
         // The two-tower CLIPConfig / SiglipConfig keep the vision tower under `vision_config`.
         if type == "clip" || type == "siglip" {
@@ -76,7 +78,9 @@ public struct TransformersModel: Sendable {
         let image = try keys.squareInt("image_size") ?? 224
         let eps = try keys.double("layer_norm_eps") ?? d.eps
         let act = try keys.string("hidden_act") ?? d.act
-        for (name, v) in [("hidden_size", hidden), ("num_hidden_layers", layers), ("num_attention_heads", heads), ("patch_size", patch), ("image_size", image)] {
+        for (name, v) in [
+            ("hidden_size", hidden), ("num_hidden_layers", layers), ("num_attention_heads", heads), ("patch_size", patch), ("image_size", image),
+        ] {
             guard v >= 1 && v <= 1 << 16 else { throw WeightFileError("\(file): '\(keys.path)\(name)' = \(v) is out of range 1...65536") }
         }
         guard hidden % heads == 0 else {
@@ -86,8 +90,9 @@ public struct TransformersModel: Sendable {
         if let ch = try keys.int("num_channels"), ch != 3 {
             throw WeightFileError("\(file): num_channels \(ch); only RGB (3) models are supported")
         }
-        var c = ViTConfig(name: "\(type) (transformers, hidden \(hidden), \(layers) layers, patch \(patch))", patchSize: patch,
-                          embedDim: hidden, depth: layers, heads: heads, imageSize: image)
+        var c = ViTConfig(
+            name: "\(type) (transformers, hidden \(hidden), \(layers) layers, patch \(patch))", patchSize: patch,
+            embedDim: hidden, depth: layers, heads: heads, imageSize: image)
         c.normEps = Float(eps)
         let gatedKey = try keys.bool("use_gated_mlp") ?? false
         let gated = layout == .dinov3 && gatedKey
@@ -99,8 +104,10 @@ public struct TransformersModel: Sendable {
         } else {
             c.activation = try Self.activation(act, key: "\(keys.path)hidden_act", file: file)
         }
-        var kw: [String: String] = ["embed_dim": "\(hidden)", "depth": "\(layers)", "num_heads": "\(heads)",
-                                    "patch_size": "\(patch)", "img_size": "\(image)"]
+        var kw: [String: String] = [
+            "embed_dim": "\(hidden)", "depth": "\(layers)", "num_heads": "\(heads)",
+            "patch_size": "\(patch)", "img_size": "\(image)",
+        ]
         var arch: String
         switch layout {
         case .dinov2, .dinov2WithRegisters:

@@ -23,9 +23,9 @@ public final class VisionTransformer: Module {
     /// `patch_embed.proj.weight` (C, 3, P, P) and `.bias` (C) — a strided convolution.
     public let patchWeight: Tensor
     public let patchBias: Tensor?
-    public let clsToken: Tensor?      // (1, 1, C)
-    public let regToken: Tensor?      // (1, R_reg, C)
-    public let posEmbed: Tensor?      // (1, prefixRows + G0², C); nil for RoPE-only models (DINOv3)
+    public let clsToken: Tensor?  // (1, 1, C)
+    public let regToken: Tensor?  // (1, R_reg, C)
+    public let posEmbed: Tensor?  // (1, prefixRows + G0², C); nil for RoPE-only models (DINOv3)
     public let normPre: LayerNorm?
     let blocks: [ViTBlock]
     public let norm: LayerNorm
@@ -63,7 +63,8 @@ public final class VisionTransformer: Module {
         clsToken = config.classToken ? Tensor.truncatedNormal([1, 1, c], std: 0.02, rng: &rng) : nil
         regToken = config.registerTokens > 0 ? Tensor.truncatedNormal([1, config.registerTokens, c], std: 0.02, rng: &rng) : nil
         let g0 = config.pretrainGrid
-        posEmbed = config.absolutePositionEmbedding
+        posEmbed =
+            config.absolutePositionEmbedding
             ? Tensor.truncatedNormal([1, config.positionPrefixRows + g0 * g0, c], std: 0.02, rng: &rng) : nil
         normPre = config.preNorm ? LayerNorm(c, eps: config.normEps) : nil
         // A random network with timm's 1e-5 layer-scale init would be the patch embedding plus
@@ -145,9 +146,11 @@ public final class VisionTransformer: Module {
         let g0 = Int(Double(rows).squareRoot().rounded())
         precondition(g0 * g0 == rows, "pos_embed has \(rows) patch rows, not a square grid")
         let patchPart = posEmbed.reshape([r + rows, c]).slice(axis: 0, r..<(r + rows)).reshape([g0, g0, c])  // (G0, G0, C)
-        let resized = (g0 == gh && g0 == gw) ? patchPart
-            : config.positionResampling.resize(patchPart, height: gh, width: gw, layout: .hwc)           // (Gh, Gw, C)
-        let out = resized.reshape([gh * gw, c])                                                            // (T, C)
+        let resized =
+            (g0 == gh && g0 == gw)
+            ? patchPart
+            : config.positionResampling.resize(patchPart, height: gh, width: gw, layout: .hwc)  // (Gh, Gw, C)
+        let out = resized.reshape([gh * gw, c])  // (T, C)
         posCache[key] = out
         return out
     }
@@ -212,9 +215,9 @@ public final class VisionTransformer: Module {
         // The model's matmul precision, bound task-locally (fp32 or bf16, docs/precision.md).
         return precision.run {
             let b = images.shape[0], c = config.embedDim
-            var (x, gh, gw) = embedPatches(images, stride: s)                      // (B, T, C)
+            var (x, gh, gw) = embedPatches(images, stride: s)  // (B, T, C)
             let t = gh * gw
-            let pos = patchPositions(gh, gw)                                       // (T, C) or nil
+            let pos = patchPositions(gh, gw)  // (T, C) or nil
             var prefix: [Tensor] = []
             if let clsToken { prefix.append(clsToken.broadcast(to: [b, 1, c])) }  // (B, 1, C)
             if let regToken { prefix.append(regToken.broadcast(to: [b, config.registerTokens, c])) }
@@ -225,7 +228,7 @@ public final class VisionTransformer: Module {
                 x = x + Tensor.concat([prefixPos, pos], axis: 0)
             } else {
                 if let pos { x = x + pos }
-                if !prefix.isEmpty { x = Tensor.concat(prefix + [x], axis: 1) }   // (B, R + T, C)
+                if !prefix.isEmpty { x = Tensor.concat(prefix + [x], axis: 1) }  // (B, R + T, C)
             }
             if let normPre { x = normPre(x) }
             let r = config.prefixTokens
@@ -237,12 +240,13 @@ public final class VisionTransformer: Module {
                     let block = blocks[i]
                     x = Tensor.checkpoint(x, parameters: block.namedParameters().map(\.1)) { block($0, rope: rope, prefix: r) }
                 } else {
-                    x = blocks[i](x, rope: rope, prefix: r)                       // (B, R + T, C)
+                    x = blocks[i](x, rope: rope, prefix: r)  // (B, R + T, C)
                 }
                 if layers.contains(i) {
                     let y = applyNorm ? norm(x) : x
-                    out[i] = ViTFeatures(patch: y.slice(axis: 1, r..<(r + t)).reshape([b, gh, gw, c]),
-                                         prefix: y.slice(axis: 1, 0..<r))
+                    out[i] = ViTFeatures(
+                        patch: y.slice(axis: 1, r..<(r + t)).reshape([b, gh, gw, c]),
+                        prefix: y.slice(axis: 1, 0..<r))
                 }
             }
             return out
@@ -260,8 +264,10 @@ extension VisionTransformer {
     /// snapshot (a folder with config.json, or a weight file with config.json beside it) brings
     /// its own architecture and `arch` is not used. `resample` overrides the position-embedding
     /// resampling the weights' framework implies (nil: `auto`).
-    public static func load(arch: String, weights: String?, randomInit: UInt64?,
-                            resample: PositionResampling? = nil) throws -> VisionTransformer {
+    public static func load(
+        arch: String, weights: String?, randomInit: UInt64?,
+        resample: PositionResampling? = nil
+    ) throws -> VisionTransformer {
         if let w = weights, randomInit == nil, let snapshot = try TransformersSnapshot.locate(URL(fileURLWithPath: w)) {
             return try VisionTransformer(transformers: snapshot, resample: resample)
         }
@@ -277,7 +283,9 @@ extension VisionTransformer {
         switch (weights, randomInit) {
         case (let w?, nil): model = try VisionTransformer(config: cfg, weights: URL(fileURLWithPath: w))
         case (nil, let s?): model = VisionTransformer(config: cfg, seed: s)
-        case (nil, nil): throw ViTError("give either --weights FILE (a timm checkpoint: .safetensors or .pth, or a transformers snapshot folder) or --random-init SEED")
+        case (nil, nil):
+            throw ViTError(
+                "give either --weights FILE (a timm checkpoint: .safetensors or .pth, or a transformers snapshot folder) or --random-init SEED")
         default: throw ViTError("give only one of --weights and --random-init")
         }
         model.weightsOrigin = randomInit == nil ? "timm checkpoint" : "random init"
@@ -334,4 +342,3 @@ extension VisionTransformer {
         return l
     }
 }
-

@@ -40,7 +40,8 @@ final class ViTAttention: Module {
         var out: [(String, Tensor)] = []
         if let qkv { out += prefixed("qkv", qkv.namedParameters()) }
         if let q, let k, let v {
-            out += prefixed("q_proj", q.namedParameters()) + prefixed("k_proj", k.namedParameters())
+            out +=
+                prefixed("q_proj", q.namedParameters()) + prefixed("k_proj", k.namedParameters())
                 + prefixed("v_proj", v.namedParameters())
         }
         if let norm { out += prefixed("norm", norm.namedParameters()) }
@@ -49,13 +50,14 @@ final class ViTAttention: Module {
 
     /// (B, N, C) → (B, N, C); `prefix` leading tokens are not rotated.
     func callAsFunction(_ x: Tensor, rope: RopeTables?, prefix: Int) -> Tensor {
-        var packed: Tensor                                                       // (B, N, 3C), timm's [q | k | v]
+        var packed: Tensor  // (B, N, 3C), timm's [q | k | v]
         if let qkv { packed = qkv(x) } else { packed = Tensor.concat([q!(x), k!(x), v!(x)], axis: 2) }
         if let rope {
-            packed = Tensor.rotaryEmbedding(qkv: packed, sin: rope.sin, cos: rope.cos, heads: heads,
-                                            prefixTokens: prefix, layout: rope.layout)
+            packed = Tensor.rotaryEmbedding(
+                qkv: packed, sin: rope.sin, cos: rope.cos, heads: heads,
+                prefixTokens: prefix, layout: rope.layout)
         }
-        var o = Tensor.multiHeadAttention(qkv: packed, heads: heads)             // (B, N, C)
+        var o = Tensor.multiHeadAttention(qkv: packed, heads: heads)  // (B, N, C)
         if let norm { o = norm(o) }
         return proj(o)
     }
@@ -101,11 +103,11 @@ final class ViTBlock: Module {
 
     /// (B, N, C) → (B, N, C)
     func callAsFunction(_ x: Tensor, rope: RopeTables?, prefix: Int) -> Tensor {
-        var a = attn(norm1(x), rope: rope, prefix: prefix)   // (B, N, C)
+        var a = attn(norm1(x), rope: rope, prefix: prefix)  // (B, N, C)
         if let ls1 { a = ls1(a) }
-        let h = x + a                                         // (B, N, C)
-        var m = mlp(norm2(h))                                 // (B, N, C)
+        let h = x + a  // (B, N, C)
+        var m = mlp(norm2(h))  // (B, N, C)
         if let ls2 { m = ls2(m) }
-        return h + m                                          // (B, N, C)
+        return h + m  // (B, N, C)
     }
 }

@@ -134,8 +134,9 @@ public enum ViTPresets {
     public static let all: [ViTConfig] = {
         var list: [ViTConfig] = []
         func dino2(_ size: String, _ dim: Int, _ depth: Int, _ heads: Int, reg: Bool) -> ViTConfig {
-            var c = ViTConfig(name: "vit_\(size)_patch14_\(reg ? "reg4_" : "")dinov2.lvd142m", patchSize: 14,
-                              embedDim: dim, depth: depth, heads: heads, imageSize: 518)
+            var c = ViTConfig(
+                name: "vit_\(size)_patch14_\(reg ? "reg4_" : "")dinov2.lvd142m", patchSize: 14,
+                embedDim: dim, depth: depth, heads: heads, imageSize: 518)
             c.layerScale = true
             if reg { c.registerTokens = 4; c.noEmbedClass = true }
             return c
@@ -155,8 +156,9 @@ public enum ViTPresets {
         list.append(ViTConfig(name: "vit_large_patch16_224.mae", patchSize: 16, embedDim: 1024, depth: 24, heads: 16, imageSize: 224))
         list.append(ViTConfig(name: "vit_huge_patch14_224.mae", patchSize: 14, embedDim: 1280, depth: 32, heads: 16, imageSize: 224))
         // CLIP
-        var clipLaion = ViTConfig(name: "vit_base_patch16_clip_384.laion2b_ft_in12k_in1k", patchSize: 16, embedDim: 768,
-                                  depth: 12, heads: 12, imageSize: 384)
+        var clipLaion = ViTConfig(
+            name: "vit_base_patch16_clip_384.laion2b_ft_in12k_in1k", patchSize: 16, embedDim: 768,
+            depth: 12, heads: 12, imageSize: 384)
         clipLaion.preNorm = true
         clipLaion.normEps = 1e-5
         clipLaion.mean = ImageNormalization.clipMean
@@ -182,8 +184,9 @@ public enum ViTPresets {
         deit3.layerScale = true
         list.append(deit3)
         // Supervised AugReg
-        var augreg = ViTConfig(name: "vit_base_patch16_384.augreg_in21k_ft_in1k", patchSize: 16, embedDim: 768, depth: 12,
-                               heads: 12, imageSize: 384)
+        var augreg = ViTConfig(
+            name: "vit_base_patch16_384.augreg_in21k_ft_in1k", patchSize: 16, embedDim: 768, depth: 12,
+            heads: 12, imageSize: 384)
         augreg.mean = ImageNormalization.inceptionMean
         augreg.std = ImageNormalization.inceptionStd
         list.append(augreg)

@@ -8,8 +8,9 @@ extension ViTPresets {
         // DINOv2 giant (vt lines 4190, 4246; cfgs 2255, 2281): ViT-g/14 with timm's SwiGLUPacked MLP,
         // mlp_ratio 2.66667·2 (fc1 out int(1536·5.33334) = 8192 = 2·4096), layer scale.
         for reg in [false, true] {
-            var g = ViTConfig(name: "vit_giant_patch14_\(reg ? "reg4_" : "")dinov2.lvd142m", patchSize: 14,
-                              embedDim: 1536, depth: 40, heads: 24, imageSize: 518)
+            var g = ViTConfig(
+                name: "vit_giant_patch14_\(reg ? "reg4_" : "")dinov2.lvd142m", patchSize: 14,
+                embedDim: 1536, depth: 40, heads: 24, imageSize: 518)
             g.layerScale = true
             g.mlp = .swigluPacked
             g.mlpRatio = 2.66667 * 2
@@ -20,8 +21,9 @@ extension ViTPresets {
         // bias), sub-LN before proj (scale_attn_inner), split SwiGLU with sub-LN (scale_mlp),
         // mlp_ratio 4·2/3, abs pos-embed plus RoPE 'cat' with ref_feat_shape (16, 16), cls token,
         // timm LayerNorm eps 1e-6, OpenAI CLIP mean/std (eva `_cfg`, line 1470).
-        var eva = ViTConfig(name: "eva02_base_patch16_clip_224.merged2b", patchSize: 16, embedDim: 768, depth: 12,
-                            heads: 12, imageSize: 224)
+        var eva = ViTConfig(
+            name: "eva02_base_patch16_clip_224.merged2b", patchSize: 16, embedDim: 768, depth: 12,
+            heads: 12, imageSize: 224)
         eva.separateQKV = true
         eva.attentionNorm = true
         eva.mlp = .swiglu
@@ -35,8 +37,9 @@ extension ViTPresets {
         // with RoPE 'dinov3' (temperature 100, rotate-half), no abs pos-embed, cls + 4 registers,
         // layer scale (gamma_1/gamma_2), qkv without bias, LayerNorm eps 1e-5, GELU Mlp, 256 px.
         func dinov3(_ size: String, _ dim: Int, _ depth: Int, _ heads: Int, tag: String = "lvd1689m") -> ViTConfig {
-            var c = ViTConfig(name: "vit_\(size)_patch16_dinov3.\(tag)", patchSize: 16, embedDim: dim, depth: depth,
-                              heads: heads, imageSize: 256)
+            var c = ViTConfig(
+                name: "vit_\(size)_patch16_dinov3.\(tag)", patchSize: 16, embedDim: dim, depth: depth,
+                heads: heads, imageSize: 256)
             c.qkvBias = false
             c.layerScale = true
             c.evaLayerScaleKeys = true
@@ -56,8 +59,9 @@ extension ViTPresets {
         // SigLIP B/16 (vt line 4329, cfg 2755): no class token (class_token=False), MAP
         // attention-pool head (`attn_pool.*`, not part of the dense features and not loaded),
         // exact GELU, eps 1e-6, Inception mean/std (vt `_cfg`).
-        var siglip = ViTConfig(name: "vit_base_patch16_siglip_224.webli", patchSize: 16, embedDim: 768, depth: 12,
-                               heads: 12, imageSize: 224)
+        var siglip = ViTConfig(
+            name: "vit_base_patch16_siglip_224.webli", patchSize: 16, embedDim: 768, depth: 12,
+            heads: 12, imageSize: 224)
         siglip.classToken = false
         siglip.mean = ImageNormalization.inceptionMean
         siglip.std = ImageNormalization.inceptionStd

@@ -56,8 +56,10 @@ extension VisionTransformer {
     /// `get_intermediate_layers` with n=1, norm=True; SRT's `get_intermediate_layers(n=1)`,
     /// distill_utils.py line 88). With `checkpointBlocks`, each block's activations are
     /// recomputed in backward (timm `set_grad_checkpointing`, main_distillation.py line 152).
-    public func trainingFeatures(_ images: Tensor, layer: Int, norm applyNorm: Bool = true, stride: Int? = nil,
-                                 checkpointBlocks: Bool = false) -> ViTFeatures {
+    public func trainingFeatures(
+        _ images: Tensor, layer: Int, norm applyNorm: Bool = true, stride: Int? = nil,
+        checkpointBlocks: Bool = false
+    ) -> ViTFeatures {
         precondition(layer >= 0 && layer < config.depth, "layer \(layer) out of range 0..<\(config.depth) for \(config.name)")
         return forward(images, layers: [layer], norm: applyNorm, stride: stride, checkpointBlocks: checkpointBlocks)[layer]!
     }
@@ -77,15 +79,15 @@ extension VisionTransformer {
         // `bicubic` rules but not for `bicubic_offset`, whose scale is (g + 0.1) / G0.
         let resample = gh != g0 || gw != g0
         if resample {
-            let ry = Resize.matrix(from: g0, to: gh, rule: config.positionResampling)                                                // (Gh, G0)
-            grid = Tensor.matmul(ry, grid.reshape([g0, g0 * c])).reshape([gh, g0, c])                   // (Gh, G0, C)
+            let ry = Resize.matrix(from: g0, to: gh, rule: config.positionResampling)  // (Gh, G0)
+            grid = Tensor.matmul(ry, grid.reshape([g0, g0 * c])).reshape([gh, g0, c])  // (Gh, G0, C)
         }
         if resample {
-            let rx = Resize.matrix(from: g0, to: gw, rule: config.positionResampling)                                                // (Gw, G0)
-            let cols = grid.permute([0, 2, 1]).reshape([gh * c, g0])                                    // (Gh·C, G0)
-            grid = Tensor.matmul(cols, rx, transposeB: true).reshape([gh, c, gw]).permute([0, 2, 1])   // (Gh, Gw, C)
+            let rx = Resize.matrix(from: g0, to: gw, rule: config.positionResampling)  // (Gw, G0)
+            let cols = grid.permute([0, 2, 1]).reshape([gh * c, g0])  // (Gh·C, G0)
+            grid = Tensor.matmul(cols, rx, transposeB: true).reshape([gh, c, gw]).permute([0, 2, 1])  // (Gh, Gw, C)
         }
-        return grid.reshape([gh * gw, c])                                                               // (T, C)
+        return grid.reshape([gh * gw, c])  // (T, C)
     }
 
     /// The model as a timm state dict: every parameter under its timm name plus the loaded

@@ -77,7 +77,9 @@ public struct ViewSampler: Sendable {
         var coords = [Float](repeating: 0, count: views.count * gh * gw * 2)  // (V, Gh, Gw, 2)
         for (v, view) in views.enumerated() {
             let whole = view == View(top: 0, left: 0, height: H, width: W, flip: false)
-            let ys = whole ? ViewSampler.linspace(0, 1, gh)
+            let ys =
+                whole
+                ? ViewSampler.linspace(0, 1, gh)
                 : ViewSampler.linspace(Double(view.top) / Double(H), Double(view.top + view.height) / Double(H), gh)
             var xs = ViewSampler.linspace(Double(view.left) / Double(W), Double(view.left + view.width) / Double(W), gw)
             if view.flip {
@@ -101,20 +103,26 @@ public struct ViewSampler: Sendable {
         precondition(image.rank == 3 && image.shape[0] == 3, "ViewSampler needs a (3, H, W) image, got \(image.shape)")
         let H = image.shape[1], W = image.shape[2]
         let (oh, ow) = size
-        return Tensor.batched(views.map { view in
-            let crop = (view.top == 0 && view.left == 0 && view.height == H && view.width == W && H == oh && W == ow) ? image
-                : Resize.bicubicAntialiased(image, height: oh, width: ow, layout: .chw,
-                                            crop: (view.top, view.left, view.height, view.width))  // (3, h, w)
-            let normalised = normalizeChannels(crop, mean: mean, std: std)
-            return view.flip ? normalised.flipped(axis: -1) : normalised
-        })
+        return Tensor.batched(
+            views.map { view in
+                let crop =
+                    (view.top == 0 && view.left == 0 && view.height == H && view.width == W && H == oh && W == ow)
+                    ? image
+                    : Resize.bicubicAntialiased(
+                        image, height: oh, width: ow, layout: .chw,
+                        crop: (view.top, view.left, view.height, view.width))  // (3, h, w)
+                let normalised = normalizeChannels(crop, mean: mean, std: std)
+                return view.flip ? normalised.flipped(axis: -1) : normalised
+            })
     }
 
     /// Samples `count` views of `image` ((3, H, W) in [0, 1], not yet normalised) plus the whole
     /// image, normalised with mean/std. Returns views (V+1, 3, h, w) and coords (V+1, Gh, Gw, 2).
     /// (`plan`, `render` and `coordinates` in one call; stage 1 renders its views a batch at a time.)
-    public func sample(_ image: Tensor, count: Int, mean: [Float], std: [Float],
-                       rng: inout RandomGenerator) -> (views: Tensor, coords: Tensor) {
+    public func sample(
+        _ image: Tensor, count: Int, mean: [Float], std: [Float],
+        rng: inout RandomGenerator
+    ) -> (views: Tensor, coords: Tensor) {
         precondition(image.rank == 3 && image.shape[0] == 3, "ViewSampler needs a (3, H, W) image, got \(image.shape)")
         let H = image.shape[1], W = image.shape[2]
         let views = plan(count: count, imageHeight: H, imageWidth: W, rng: &rng)

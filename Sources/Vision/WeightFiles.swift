@@ -1,5 +1,5 @@
-import Foundation
 import Formats
+import Foundation
 import ONNX
 import TensorCore
 
@@ -35,16 +35,23 @@ public enum WeightFiles {
         // another ModelProto field (producer_name 0x12, …, graph 0x3A, opset_import 0x42,
         // metadata_props 0x72); every exporter writes ir_version first.
         if b.count >= 3, b[0] == 0x08, (1...0x7F).contains(b[1]),
-           [0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72].contains(b[2]) { return .onnx }
+            [0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72].contains(b[2])
+        {
+            return .onnx
+        }
         let hex = b.prefix(8).map { String(format: "%02x", $0) }.joined(separator: " ")
-        throw WeightFileError("\(path): unknown weight-file format (first bytes \(hex.isEmpty ? "none: empty file" : hex)); expected a safetensors file, a PyTorch .pth zip archive (torch.save, PyTorch >= 1.6) or an ONNX model")
+        throw WeightFileError(
+            "\(path): unknown weight-file format (first bytes \(hex.isEmpty ? "none: empty file" : hex)); expected a safetensors file, a PyTorch .pth zip archive (torch.save, PyTorch >= 1.6) or an ONNX model"
+        )
     }
 
     /// Every tensor of a safetensors file, or of the state dict in a torch archive, with the
     /// safetensors metadata (empty for torch files). `stateDict` picks the state dict out of the
     /// unpickled torch object (default: the object itself).
-    public static func load(_ url: URL, stateDict: (PickleValue) -> PickleValue = { $0 },
-                            keep: (String) -> Bool = { _ in true }) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
+    public static func load(
+        _ url: URL, stateDict: (PickleValue) -> PickleValue = { $0 },
+        keep: (String) -> Bool = { _ in true }
+    ) throws -> (tensors: [String: Tensor], metadata: [String: String]) {
         switch try format(of: url) {
         case .safetensors:
             let file = try SafeTensorsFile(url: url)
@@ -102,7 +109,8 @@ public enum TimmCheckpointNames {
     /// back into the wrapper. When every key has that prefix and the rest is a ViT, it is dropped.
     public static func fromDVTWrapper(_ dict: [String: Tensor]) -> [String: Tensor] {
         guard !dict.isEmpty, dict.keys.allSatisfy({ $0.hasPrefix("model.") }),
-              dict["model.patch_embed.proj.weight"] != nil else { return dict }
+            dict["model.patch_embed.proj.weight"] != nil
+        else { return dict }
         return Dictionary(uniqueKeysWithValues: dict.map { (String($0.key.dropFirst(6)), $0.value) })
     }
 
@@ -119,14 +127,15 @@ public enum TimmCheckpointNames {
         var out: [String: Tensor] = [:]
         if let reg = sd.removeValue(forKey: "register_tokens") {
             guard let cls = sd.removeValue(forKey: "cls_token"), let pos = sd.removeValue(forKey: "pos_embed"),
-                  cls.rank == 3, pos.rank == 3, pos.shape[0] == 1, pos.shape[1] >= 1, cls.shape == [1, 1, pos.shape[2]] else {
+                cls.rank == 3, pos.rank == 3, pos.shape[0] == 1, pos.shape[1] >= 1, cls.shape == [1, 1, pos.shape[2]]
+            else {
                 throw WeightFileError("DINOv2 hub checkpoint with register_tokens needs cls_token (1, 1, C) and pos_embed (1, 1 + T, C)")
             }
             let (n, c) = (pos.shape[1], pos.shape[2])
-            let rows = pos.reshape([n, c])                                              // (1 + T, C)
+            let rows = pos.reshape([n, c])  // (1 + T, C)
             out["reg_token"] = reg
             out["cls_token"] = (cls.reshape([1, c]) + rows.slice(axis: 0, 0..<1)).reshape([1, 1, c])
-            out["pos_embed"] = rows.slice(axis: 0, 1..<n).reshape([1, n - 1, c])       // (1, T, C)
+            out["pos_embed"] = rows.slice(axis: 0, 1..<n).reshape([1, n - 1, c])  // (1, T, C)
         }
         for (k, v) in sd {
             if let renamed = swigluRename(k) { out[renamed] = v } else { out[k] = v }
@@ -139,7 +148,8 @@ public enum TimmCheckpointNames {
     static func swigluRename(_ key: String) -> String? {
         let parts = key.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count >= 5, parts[0] == "blocks", !parts[1].isEmpty, parts[1].allSatisfy(\.isASCII), parts[1].allSatisfy(\.isNumber),
-              parts[2] == "mlp", parts[4].hasPrefix("weight") || parts[4].hasPrefix("bias") else { return nil }
+            parts[2] == "mlp", parts[4].hasPrefix("weight") || parts[4].hasPrefix("bias")
+        else { return nil }
         switch parts[3] {
         case "w12": return key.replacingOccurrences(of: "w12", with: "fc1")
         case "w3": return key.replacingOccurrences(of: "w3", with: "fc2")

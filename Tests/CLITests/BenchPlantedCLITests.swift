@@ -1,10 +1,11 @@
 import ArgumentParser
+import Bench
 import DVT
 import Foundation
-import TestSupport
 import Settings
-import Bench
+import TestSupport
 import Testing
+
 @testable import DVTCommands
 
 /// `dvt bench planted` reads its stage-1 settings through the one schema: the bench preset,
@@ -28,8 +29,10 @@ struct BenchPlantedCLITests {
 
     @Test("--set and the deprecated aliases override the preset; the aliases win; other sections are refused")
     func overrides() throws {
-        let s = try settings(["--set", "stage1.lr=0.02", "--set", "stage1.num_iters=40", "--num-iters", "50",
-                              "--finest-resolution", "128", "--hash-table-adam", "deferred"])
+        let s = try settings([
+            "--set", "stage1.lr=0.02", "--set", "stage1.num_iters=40", "--num-iters", "50",
+            "--finest-resolution", "128", "--hash-table-adam", "deferred",
+        ])
         #expect(s.lr == 0.02 && s.numIters == 50 && s.maxResolution == 128 && s.hashTableAdam == .deferred)
         #expect(throws: (any Error).self) { _ = try settings(["--set", "seed=3"]) }
         #expect(throws: (any Error).self) { _ = try settings(["--set", "stage1.n_levels=99"]) }
@@ -42,11 +45,15 @@ struct PlantedStage2Tests {
     func plantedStage2() throws {
         let dir = temporaryDirectory("planted-s2")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let cfg = try ConfigSchema.load(file: nil, overrides: [
-            "output_dir=\(dir.path)", "seed=2",
-            "stage1.num_iters=150", "stage1.pixel_bsz=256", "stage1.n_levels=6", "stage1.n_features_per_level=4",
-            "stage1.log2_hashmap_size=12", "stage1.base_resolution=4", "stage1.max_resolution=64", "stage1.coord_jitter=0.5",
-            "stage2.num_iters=600", "stage2.batch_size=4", "stage2.base_lr=3e-3", "stage2.val_freq=300", "stage2.save_freq=300", "stage2.print_freq=300"])
+        let cfg = try ConfigSchema.load(
+            file: nil,
+            overrides: [
+                "output_dir=\(dir.path)", "seed=2",
+                "stage1.num_iters=150", "stage1.pixel_bsz=256", "stage1.n_levels=6", "stage1.n_features_per_level=4",
+                "stage1.log2_hashmap_size=12", "stage1.base_resolution=4", "stage1.max_resolution=64", "stage1.coord_jitter=0.5",
+                "stage2.num_iters=600", "stage2.batch_size=4", "stage2.base_lr=3e-3", "stage2.val_freq=300", "stage2.save_freq=300",
+                "stage2.print_freq=300",
+            ])
         var o = PlantedStage2.Options()
         o.trainCases = 4; o.valCases = 2; o.quiet = true
         o.planted.grid = 8; o.planted.dim = 64; o.planted.views = 12

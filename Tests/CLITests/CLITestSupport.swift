@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import DVTCommands
 
 /// Parses and runs a `dvt` command line in-process, as the executable would, with `--threads`
@@ -24,8 +25,9 @@ var dvtExecutable: URL? {
 
 /// The built `dvt` executable, or a skip (a failure under CI) when the build did not make it.
 func requireExecutable(sourceLocation: SourceLocation = #_sourceLocation) throws -> URL {
-    try requirePrerequisite(dvtExecutable != nil, "no dvt executable next to the test bundle or in .build/debug (swift build --build-tests makes it)",
-                            sourceLocation: sourceLocation)
+    try requirePrerequisite(
+        dvtExecutable != nil, "no dvt executable next to the test bundle or in .build/debug (swift build --build-tests makes it)",
+        sourceLocation: sourceLocation)
     return dvtExecutable!
 }
 

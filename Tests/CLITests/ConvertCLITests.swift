@@ -1,9 +1,10 @@
 import Formats
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 import Vision
+
 @testable import DVTCommands
 
 /// A Python with torch, timm, transformers and safetensors for the timm-side checks:
@@ -17,10 +18,14 @@ let onCI = ProcessInfo.processInfo.environment["CI"] == "true"
 
 @Suite("dvt convert and transformers snapshots on the command line")
 struct ConvertCLITests {
-    static let layouts = ["dinov2_tiny", "dinov2_swiglu_tiny", "dinov2_reg_tiny", "dinov3_tiny", "vit_tiny", "deit_tiny",
-                          "clip_tiny", "siglip_tiny"]
-    static let timmFixtures = ["dinov2_reg4_tiny", "dinov2_giant_swiglu_tiny", "dinov3_s16_tiny", "eva02_b16_clip_tiny",
-                               "siglip_b16_tiny", "clip_b16_tiny", "deit3_b16_tiny"]
+    static let layouts = [
+        "dinov2_tiny", "dinov2_swiglu_tiny", "dinov2_reg_tiny", "dinov3_tiny", "vit_tiny", "deit_tiny",
+        "clip_tiny", "siglip_tiny",
+    ]
+    static let timmFixtures = [
+        "dinov2_reg4_tiny", "dinov2_giant_swiglu_tiny", "dinov3_s16_tiny", "eva02_b16_clip_tiny",
+        "siglip_b16_tiny", "clip_b16_tiny", "deit3_b16_tiny",
+    ]
 
     @Test("dvt extract reads a snapshot folder and records the position resampling; the flag overrides it")
     func extractSnapshot() throws {
@@ -33,14 +38,18 @@ struct ConvertCLITests {
         var maps: [[Float]] = []
         for (i, rule) in ["auto", "bicubic_antialias"].enumerated() {
             let out = dir.appendingPathComponent("out\(i)")
-            try runDVT(["extract", "--weights", snap, "--size", "70", "84", "--images", images.path, "--out", out.path,
-                        "--pos-embed-resample", rule])
+            try runDVT([
+                "extract", "--weights", snap, "--size", "70", "84", "--images", images.path, "--out", out.path,
+                "--pos-embed-resample", rule,
+            ])
             let f = try Npy.read(out.appendingPathComponent("cat.npy"))
             #expect(f.shape == [5, 6, 32])
             maps.append(f.scalars)
             let info = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("extract_info.json"))) as! [String: Any]
             #expect(info["weights_origin"] as? String == "transformers dinov2")
-            #expect(info["pos_embed_resample"] as? String == (i == 0 ? "bicubic (auto: transformers dinov2)" : "bicubic_antialias (config: transformers dinov2)"))
+            #expect(
+                info["pos_embed_resample"] as? String
+                    == (i == 0 ? "bicubic (auto: transformers dinov2)" : "bicubic_antialias (config: transformers dinov2)"))
         }
         #expect(maps[0] != maps[1], "the resampling rule must change the features of a resampled grid")
     }
@@ -52,23 +61,23 @@ struct ConvertCLITests {
         let list = dir.appendingPathComponent("list.txt")
         try "chelsea.jpg".write(to: list, atomically: true, encoding: .utf8)
         let yaml = """
-        model: dinov2_tiny
-        weights: \(fixturesDirectory.appendingPathComponent("hf/dinov2_tiny").path)
-        pos_embed_resample: bicubic_offset
-        input_size: [70, 84]
-        layer: 1
-        data_root: \(photos.path)
-        data_list: \(list.path)
-        output_dir: \(dir.appendingPathComponent("out").path)
-        stage1:
-          num_views: 2
-          num_iters: 10
-          pixel_bsz: 32
-          n_levels: 2
-          log2_hashmap_size: 6
-          max_resolution: 16
-          vis_every: 0
-        """
+            model: dinov2_tiny
+            weights: \(fixturesDirectory.appendingPathComponent("hf/dinov2_tiny").path)
+            pos_embed_resample: bicubic_offset
+            input_size: [70, 84]
+            layer: 1
+            data_root: \(photos.path)
+            data_list: \(list.path)
+            output_dir: \(dir.appendingPathComponent("out").path)
+            stage1:
+              num_views: 2
+              num_iters: 10
+              pixel_bsz: 32
+              n_levels: 2
+              log2_hashmap_size: 6
+              max_resolution: 16
+              vis_every: 0
+            """
         let cfg = dir.appendingPathComponent("hf.yaml")
         try yaml.write(to: cfg, atomically: true, encoding: .utf8)
         try runDVT(["stage1", cfg.path])
@@ -99,15 +108,20 @@ struct ConvertCLITests {
         var rng = RandomGenerator(seed: 2)
         let x = Tensor.normal([1, 3, 56, 56], rng: &rng)
         expectClose(back.features(x, layers: [1])[1]!.patch, orig.features(x, layers: [1])[1]!.patch, rtol: 0, atol: 1e-6, "round trip")
-        #expect(throws: (any Error).self) { try runDVT(["convert", fixturesDirectory.appendingPathComponent("hf/vit_tiny").path, "--out", dir.appendingPathComponent("x.npy").path]) }
+        #expect(throws: (any Error).self) {
+            try runDVT(["convert", fixturesDirectory.appendingPathComponent("hf/vit_tiny").path, "--out", dir.appendingPathComponent("x.npy").path])
+        }
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("x.npy").path))
     }
 
     /// scripts/check_convert_timm.py: timm.create_model from the file's metadata,
     /// load_state_dict(strict=True), and timm's features against transformers' at the
     /// pretraining size (where neither framework resamples).
-    @Test("every converted layout loads strict in timm and equals transformers",
-          .enabled(if: timmPython != nil || onCI, "no Python with torch + timm + transformers (run scripts/hf-venv.sh or set DVT_HF_PYTHON); skipping the timm check"))
+    @Test(
+        "every converted layout loads strict in timm and equals transformers",
+        .enabled(
+            if: timmPython != nil || onCI,
+            "no Python with torch + timm + transformers (run scripts/hf-venv.sh or set DVT_HF_PYTHON); skipping the timm check"))
     func convertLoadsInTimm() throws {
         guard let python = timmPython else {
             Issue.record("CI: no Python with torch + timm + transformers; scripts/test.sh runs scripts/hf-venv.sh to make one")
@@ -127,10 +141,14 @@ struct ConvertCLITests {
         // timm checkpoints (the timm conformance fixtures, each with its preset resized) go back
         // to timm too: strict load only (ViTConformanceTests already checks their features).
         for name in Self.timmFixtures {
-            let meta = try JSONSerialization.jsonObject(with: Data(contentsOf: fixturesDirectory.appendingPathComponent("vit/\(name)/meta.json"))) as! [String: Any]
+            let meta =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: fixturesDirectory.appendingPathComponent("vit/\(name)/meta.json")))
+                as! [String: Any]
             let kw = meta["timm_kwargs"] as! [String: Any]
             var cfg = ViTPresets.named(meta["timm_arch"] as! String)!
-            (cfg.embedDim, cfg.depth, cfg.heads, cfg.imageSize) = (kw["embed_dim"] as! Int, kw["depth"] as! Int, kw["num_heads"] as! Int, kw["img_size"] as! Int)
+            (cfg.embedDim, cfg.depth, cfg.heads, cfg.imageSize) = (
+                kw["embed_dim"] as! Int, kw["depth"] as! Int, kw["num_heads"] as! Int, kw["img_size"] as! Int
+            )
             let model = try VisionTransformer(config: cfg, weights: fixturesDirectory.appendingPathComponent("vit/\(name)/weights.safetensors"))
             let out = dir.appendingPathComponent("timm_\(name).safetensors")
             try TimmConversion(model: model).write(to: out)

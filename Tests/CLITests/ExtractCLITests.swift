@@ -1,9 +1,10 @@
 import Formats
 import Foundation
 import Jobs
-import Testing
 import TestSupport
+import Testing
 import Vision
+
 @testable import DVTCommands
 
 @Suite("dvt extract")
@@ -20,10 +21,11 @@ struct ExtractCLITests {
         let jpeg = try Data(contentsOf: photos.appendingPathComponent("coffee.jpg"))
         try jpeg.prefix(jpeg.count / 3).write(to: dir.appendingPathComponent("in/broken.jpg"))
         let out = dir.appendingPathComponent("out")
-        let args = ["extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "3", "--size", "56", "70",
-                    "--layer", "1", "--images", dir.appendingPathComponent("in").path, "--out", out.path]
-        #expect { try runDVT(args) }
-            throws: { if case JobsError.imagesFailed(let f) = $0 { return f.count == 1 } else { return false } }
+        let args = [
+            "extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "3", "--size", "56", "70",
+            "--layer", "1", "--images", dir.appendingPathComponent("in").path, "--out", out.path,
+        ]
+        #expect { try runDVT(args) } throws: { if case JobsError.imagesFailed(let f) = $0 { return f.count == 1 } else { return false } }
         let cat = try Npy.read(out.appendingPathComponent("sub/cat.npy"))
         #expect(cat.shape == [4, 5, 384])
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("rocket.npy").path))
@@ -46,6 +48,8 @@ struct ExtractCLITests {
     func validation() throws {
         #expect(throws: (any Error).self) { try runDVT(["extract", "--images", "x", "--out", "y"]) }  // neither weights nor random init
         #expect(throws: (any Error).self) { try runDVT(["extract", "--random-init", "1", "--weights", "w", "--images", "x", "--out", "y"]) }
-        #expect(throws: (any Error).self) { try runDVT(["extract", "--random-init", "1", "--arch", "no_such_model", "--images", photos.path, "--out", "/tmp/x"]) }
+        #expect(throws: (any Error).self) {
+            try runDVT(["extract", "--random-init", "1", "--arch", "no_such_model", "--images", photos.path, "--out", "/tmp/x"])
+        }
     }
 }

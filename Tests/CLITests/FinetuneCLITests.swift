@@ -4,10 +4,11 @@ import Foundation
 import Jobs
 import Settings
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Training
 import Vision
+
 @testable import DVTCommands
 
 @Suite("dvt finetune")
@@ -21,21 +22,23 @@ struct FinetuneCLITests {
         }
         try Denoiser(config: DenoiserConfig(dim: 384, grid: (2, 3)), seed: 1).export(to: dir.appendingPathComponent("denoiser.safetensors"))
         let cfg = dir.appendingPathComponent("cfg.yaml")
-        try Data("""
-        model: vit_small_patch14_dinov2
-        random_init: 3
-        data_list: \(images.path)
-        input_size: [28, 42]
-        output_dir: \(dir.appendingPathComponent("out").path)
-        finetune:
-          denoiser: \(dir.appendingPathComponent("denoiser.safetensors").path)
-          batch_size: 2
-          save_freq: 0
-          print_freq: 1
-        srt:
-          dx: 1
-          dy: 1
-        """.utf8).write(to: cfg)
+        try Data(
+            """
+            model: vit_small_patch14_dinov2
+            random_init: 3
+            data_list: \(images.path)
+            input_size: [28, 42]
+            output_dir: \(dir.appendingPathComponent("out").path)
+            finetune:
+              denoiser: \(dir.appendingPathComponent("denoiser.safetensors").path)
+              batch_size: 2
+              save_freq: 0
+              print_freq: 1
+            srt:
+              dx: 1
+              dy: 1
+            """.utf8
+        ).write(to: cfg)
         return cfg
     }
 
@@ -57,12 +60,16 @@ struct FinetuneCLITests {
         for (k, p) in reference.namedParameters() { #expect(try file.shape(of: k) == p.shape, "\(k)") }
         #expect(file.metadata["dvt_finetune_teacher"] == "dvt" && file.metadata["random_init"] == "3")
         // Fine-tuning moved the weights away from the random init they started from.
-        #expect(try file.tensor("blocks.11.mlp.fc2.weight").scalars != reference.namedParameters().first { $0.0 == "blocks.11.mlp.fc2.weight" }!.1.scalars)
+        #expect(
+            try file.tensor("blocks.11.mlp.fc2.weight").scalars != reference.namedParameters().first { $0.0 == "blocks.11.mlp.fc2.weight" }!.1.scalars
+        )
 
         // dvt extract --weights loads the export (by timm name) and writes features.
         let out = dir.appendingPathComponent("features")
-        try runDVT(["extract", "--arch", "vit_small_patch14_dinov2", "--weights", weights.path, "--size", "28", "42",
-                    "--images", dir.appendingPathComponent("images").path, "--out", out.path])
+        try runDVT([
+            "extract", "--arch", "vit_small_patch14_dinov2", "--weights", weights.path, "--size", "28", "42",
+            "--images", dir.appendingPathComponent("images").path, "--out", out.path,
+        ])
         let feats = try Npy.read(out.appendingPathComponent("rocket.npy"))
         #expect(feats.shape == [2, 3, 384])
         let loaded = try VisionTransformer(config: ViTPresets.named("vit_small_patch14_dinov2")!, weights: weights)
@@ -71,8 +78,11 @@ struct FinetuneCLITests {
         expectClose(feats, direct, rtol: 1e-5, atol: 1e-5, "extract --weights features")
 
         // The SRT teacher, the last block only (SRT's thaw mode 'last').
-        try runDVT(["finetune", cfg.path, "--teacher", "srt", "--set", "finetune.num_iters=1", "finetune.thaw=last", "finetune.cache_teacher=disk",
-                    "finetune.export=\(dir.appendingPathComponent("srt.safetensors").path)", "output_dir=\(dir.appendingPathComponent("out2").path)", "--quiet"])
+        try runDVT([
+            "finetune", cfg.path, "--teacher", "srt", "--set", "finetune.num_iters=1", "finetune.thaw=last", "finetune.cache_teacher=disk",
+            "finetune.export=\(dir.appendingPathComponent("srt.safetensors").path)", "output_dir=\(dir.appendingPathComponent("out2").path)",
+            "--quiet",
+        ])
         let cache = dir.appendingPathComponent("out2/finetune/teacher_cache")
         let folders = try FileManager.default.contentsOfDirectory(atPath: cache.path)
         #expect(folders.count == 1, "one fingerprint folder: \(folders)")
@@ -80,8 +90,9 @@ struct FinetuneCLITests {
         #expect(maps.count == 2, "the step's two maps: \(maps)")
         let srt = try SafeTensorsFile(url: dir.appendingPathComponent("srt.safetensors"))
         #expect(srt.metadata["dvt_finetune_teacher"] == "srt")
-        #expect(try srt.tensor("blocks.0.attn.qkv.weight").scalars == reference.namedParameters().first { $0.0 == "blocks.0.attn.qkv.weight" }!.1.scalars,
-                "thaw last must leave block 0 untouched")
+        #expect(
+            try srt.tensor("blocks.0.attn.qkv.weight").scalars == reference.namedParameters().first { $0.0 == "blocks.0.attn.qkv.weight" }!.1.scalars,
+            "thaw last must leave block 0 untouched")
     }
 
     @Test("--precision bf16 fine-tunes to a finite loss and records bf16 in the export's metadata")
@@ -89,8 +100,10 @@ struct FinetuneCLITests {
         let dir = temporaryDirectory("finetune-bf16")
         defer { try? FileManager.default.removeItem(at: dir) }
         let cfg = try setUp(dir)
-        try runDVT(["finetune", cfg.path, "--teacher", "dvt", "--precision", "bf16", "--set", "finetune.num_iters=2",
-                    "finetune.thaw=last2", "--quiet"])
+        try runDVT([
+            "finetune", cfg.path, "--teacher", "dvt", "--precision", "bf16", "--set", "finetune.num_iters=2",
+            "finetune.thaw=last2", "--quiet",
+        ])
         let run = dir.appendingPathComponent("out/finetune")
         let file = try SafeTensorsFile(url: run.appendingPathComponent("vit.safetensors"))
         #expect(file.metadata["precision"] == "bf16")
@@ -134,8 +147,13 @@ struct FinetuneCLITests {
     }
 
     func dummyTask() throws -> FinetuneTask {
-        let vit = VisionTransformer(config: { var c = ViTPresets.named("vit_small_patch14_dinov2")!; (c.embedDim, c.depth, c.heads) = (8, 1, 1); return c }(), seed: 1)
+        let vit = VisionTransformer(
+            config: {
+                var c = ViTPresets.named("vit_small_patch14_dinov2")!; (c.embedDim, c.depth, c.heads) = (8, 1, 1); return c
+            }(), seed: 1)
         vit.thaw(.all)
-        return try FinetuneTask(student: vit, teacher: FixedTeacher { $0 }, imageCount: 1, options: FinetuneOptions(), seed: 0) { _ in Tensor(zeros: [3, 14, 14]) }
+        return try FinetuneTask(student: vit, teacher: FixedTeacher { $0 }, imageCount: 1, options: FinetuneOptions(), seed: 0) { _ in
+            Tensor(zeros: [3, 14, 14])
+        }
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import Jobs
 import TestSupport
+import Testing
+
+@testable import Jobs
 
 /// Issue 18: list entries that escape the root, inputs whose outputs collide, empty sources,
 /// names with spaces, and a negative Kubernetes index.
@@ -22,21 +23,24 @@ struct ImageSourceTests {
     func pathEscapes() throws {
         let dir = try folder(["sub/a.jpg"], list: "../victim.jpg\n")
         defer { try? FileManager.default.removeItem(at: dir) }
-        #expect { _ = try ImageSource.items(from: dir.appendingPathComponent("list.txt").path) }
-            throws: { "\($0)".contains("list.txt:1") && "\($0)".contains("resolves outside the list's root") }
+        #expect { _ = try ImageSource.items(from: dir.appendingPathComponent("list.txt").path) } throws: {
+            "\($0)".contains("list.txt:1") && "\($0)".contains("resolves outside the list's root")
+        }
         try Data("sub/../sub/./a.jpg\n".utf8).write(to: dir.appendingPathComponent("list.txt"))
         #expect(try ImageSource.items(from: dir.appendingPathComponent("list.txt").path).map(\.relativeStem) == ["sub/a"])
         try Data("sub/../../../x.jpg\n".utf8).write(to: dir.appendingPathComponent("list.txt"))
-        #expect { _ = try ImageSource.items(from: dir.appendingPathComponent("list.txt").path) }
-            throws: { if case JobsError.input = $0 { return true } else { return false } }
+        #expect { _ = try ImageSource.items(from: dir.appendingPathComponent("list.txt").path) } throws: {
+            if case JobsError.input = $0 { return true } else { return false }
+        }
     }
 
     @Test("inputs whose outputs would share a name are refused, all of them named")
     func collisions() throws {
         let dir = try folder(["a.jpg", "a.png", "a.JPEG", "b.jpg"])
         defer { try? FileManager.default.removeItem(at: dir) }
-        #expect { _ = try ImageSource.items(from: dir.path) }
-            throws: { "\($0)".contains("a: ") && "\($0)".contains("a.jpg") && "\($0)".contains("a.png") && "\($0)".contains("a.JPEG") }
+        #expect { _ = try ImageSource.items(from: dir.path) } throws: {
+            "\($0)".contains("a: ") && "\($0)".contains("a.jpg") && "\($0)".contains("a.png") && "\($0)".contains("a.JPEG")
+        }
     }
 
     @Test("an empty folder or list is an error, not '0 written'")
@@ -51,8 +55,9 @@ struct ImageSourceTests {
 
     @Test("names with spaces: tab-separated and quoted list lines; VOC's 'name label' still works")
     func spaces() throws {
-        let dir = try folder(["my photo.jpg", "two words/x y.png", "plain.jpg"],
-                             list: "my photo.jpg\t1\n\"two words/x y.png\" 0\nplain.jpg 1\n")
+        let dir = try folder(
+            ["my photo.jpg", "two words/x y.png", "plain.jpg"],
+            list: "my photo.jpg\t1\n\"two words/x y.png\" 0\nplain.jpg 1\n")
         defer { try? FileManager.default.removeItem(at: dir) }
         let items = try ImageSource.items(from: dir.appendingPathComponent("list.txt").path)
         #expect(items.map(\.relativeStem) == ["my photo", "two words/x y", "plain"])
@@ -60,7 +65,8 @@ struct ImageSourceTests {
 
     @Test("a negative JOB_COMPLETION_INDEX is refused")
     func negativeIndex() {
-        #expect { _ = try ShardSpec.fromEnvironment(["JOB_COMPLETION_INDEX": "-1", "DVT_NUM_SHARDS": "2"]) }
-            throws: { "\($0)".contains("JOB_COMPLETION_INDEX=-1 is negative") }
+        #expect { _ = try ShardSpec.fromEnvironment(["JOB_COMPLETION_INDEX": "-1", "DVT_NUM_SHARDS": "2"]) } throws: {
+            "\($0)".contains("JOB_COMPLETION_INDEX=-1 is negative")
+        }
     }
 }

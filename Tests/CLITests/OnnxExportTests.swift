@@ -1,12 +1,12 @@
 import DVT
-import Foundation
 import Formats
+import Foundation
 import Jobs
 import ONNX
 import ONNXExport
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Vision
 
 /// The ONNX exports read back with our own ONNX reader: weights under their source names and
@@ -120,8 +120,9 @@ struct OnnxExportTests {
         return url
     }
 
-    @Test("dvt export-extractor: ViT weights as vit.model.<timm key> up to --layer, denoiser, prefix tokens, fixed or dynamic size",
-          arguments: [("vit_small_patch14_reg4_dinov2.lvd142m", true), ("vit_small_patch16_224.dino", false)])
+    @Test(
+        "dvt export-extractor: ViT weights as vit.model.<timm key> up to --layer, denoiser, prefix tokens, fixed or dynamic size",
+        arguments: [("vit_small_patch14_reg4_dinov2.lvd142m", true), ("vit_small_patch16_224.dino", false)])
     func extractorExport(arch: String, fixedSize: Bool) throws {
         let dir = temporaryDirectory("onnx-extractor")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -169,8 +170,9 @@ struct OnnxExportTests {
         cfg.positionResampling = .bicubic
         let vit = VisionTransformer(config: cfg, seed: 2)
         let dFile = try Self.denoiserFile(dim: 384, in: dir)
-        let g = try OnnxExport.extractorGraph(vit: vit, layer: 0, stride: nil, inputSize: nil, denoiser: try Denoiser.load(dFile),
-                                              vitSHA256: nil, denoiserSHA256: "x", provenance: .init(toolkit: "test"))
+        let g = try OnnxExport.extractorGraph(
+            vit: vit, layer: 0, stride: nil, inputSize: nil, denoiser: try Denoiser.load(dFile),
+            vitSHA256: nil, denoiserSHA256: "x", provenance: .init(toolkit: "test"))
         let out = dir.appendingPathComponent("rule.onnx")
         try OnnxExport.write(g, to: out)
         let m = try ONNXModel(contentsOf: out)
@@ -186,12 +188,19 @@ struct OnnxExportTests {
         let d384 = try Self.denoiserFile(dim: 384, in: dir)
         let out = dir.appendingPathComponent("x.onnx")
         for arch in ["vit_small_patch16_dinov3.lvd1689m", "eva02_base_patch16_clip_224.merged2b"] {
-            #expect { try runDVT(["export-extractor", "--arch", arch, "--random-init", "1", "--layer", "0", "--denoiser", d384.path, "--out", out.path]) } throws: {
+            #expect {
+                try runDVT(["export-extractor", "--arch", arch, "--random-init", "1", "--layer", "0", "--denoiser", d384.path, "--out", out.path])
+            } throws: {
                 "\($0)".contains("cannot be exported to ONNX yet") && "\($0)".contains("RoPE")
             }
         }
         let d64 = try Self.denoiserFile(dim: 64, in: dir)
-        #expect { try runDVT(["export-extractor", "--arch", "vit_small_patch14_dinov2.lvd142m", "--random-init", "1", "--layer", "0", "--denoiser", d64.path, "--out", out.path]) } throws: {
+        #expect {
+            try runDVT([
+                "export-extractor", "--arch", "vit_small_patch14_dinov2.lvd142m", "--random-init", "1", "--layer", "0", "--denoiser", d64.path,
+                "--out", out.path,
+            ])
+        } throws: {
             "\($0)".contains("64-channel") && "\($0)".contains("384")
         }
         #expect(!FileManager.default.fileExists(atPath: out.path))

@@ -1,10 +1,11 @@
 import Formats
 import Foundation
-import Testing
-import TestSupport
 import Settings
 import TensorCore
+import TestSupport
+import Testing
 import Vision
+
 @testable import DVTCommands
 
 @Suite("--precision")
@@ -19,8 +20,10 @@ struct PrecisionCLITests {
         var maps: [String: Tensor] = [:]
         for p in ["fp32", "bf16"] {
             let out = dir.appendingPathComponent(p)
-            try runDVT(["extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "3", "--size", "56", "56",
-                        "--precision", p, "--images", input.path, "--out", out.path])
+            try runDVT([
+                "extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "3", "--size", "56", "56",
+                "--precision", p, "--images", input.path, "--out", out.path,
+            ])
             let info = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("extract_info.json"))) as! [String: Any]
             #expect(info["precision"] as? String == p)
             maps[p] = try Npy.read(out.appendingPathComponent("cat.npy"))
@@ -30,7 +33,9 @@ struct PrecisionCLITests {
         let rel = (num / den).squareRoot()
         #expect(rel > 0 && rel < 3e-2, "bf16 vs fp32 error norm \(rel)")
         #expect(throws: (any Error).self) {
-            try runDVT(["extract", "--random-init", "3", "--precision", "fp16", "--images", input.path, "--out", dir.appendingPathComponent("x").path])
+            try runDVT([
+                "extract", "--random-init", "3", "--precision", "fp16", "--images", input.path, "--out", dir.appendingPathComponent("x").path,
+            ])
         }
         #expect(throws: (any Error).self) { _ = try ConfigSchema.load(file: nil, overrides: ["precision=fp16"]) }
         #expect(try ConfigSchema.load(file: nil, overrides: ["precision=bf16"]).settings.run.precision == .bf16)

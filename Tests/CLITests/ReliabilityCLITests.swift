@@ -3,9 +3,10 @@ import Formats
 import Foundation
 import Jobs
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Vision
+
 @testable import DVTCommands
 
 /// Issue 18, items 7, 11 and 12: values that used to trap, NaN inputs that spread silently, and
@@ -21,18 +22,23 @@ struct ReliabilityCLITests {
         }
     }
 
-    @Test("sizes and strides the model cannot take are refused before extract writes anything", arguments: [
-        (["--size", "5", "5"], "at least its 14-pixel patch"),
-        (["--size", "13", "224"], "at least its 14-pixel patch"),
-        (["--size", "100000", "100000"], "GB"),
-        (["--stride", "20"], "1...14"),
-    ])
+    @Test(
+        "sizes and strides the model cannot take are refused before extract writes anything",
+        arguments: [
+            (["--size", "5", "5"], "at least its 14-pixel patch"),
+            (["--size", "13", "224"], "at least its 14-pixel patch"),
+            (["--size", "100000", "100000"], "GB"),
+            (["--stride", "20"], "1...14"),
+        ])
     func geometry(_ extra: [String], _ expected: String) throws {
         let dir = temporaryDirectory("geometry")
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("out")
-        let m = message(["extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "1", "--images",
-                         try onePhotoFolder(dir).path, "--out", out.path] + extra)
+        let m = message(
+            [
+                "extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "1", "--images",
+                try onePhotoFolder(dir).path, "--out", out.path,
+            ] + extra)
         #expect(m.contains(expected), "\(m)")
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("extract_info.json").path))
     }
@@ -82,8 +88,10 @@ struct ReliabilityCLITests {
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("b.npy").path))
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("a.npy").path))
         if dvtExecutable != nil {
-            let (status, text) = try runExecutable(["denoise", "--denoiser", weights, "--features", feats.path, "--out",
-                                                    dir.appendingPathComponent("out2").path])
+            let (status, text) = try runExecutable([
+                "denoise", "--denoiser", weights, "--features", feats.path, "--out",
+                dir.appendingPathComponent("out2").path,
+            ])
             #expect(status == 1 && text.contains("b.npy") && text.contains("[2, 3, 5]") && text.contains("non-finite"), "\(text)")
         }
         let out3 = dir.appendingPathComponent("out3")
@@ -113,10 +121,14 @@ struct ReliabilityCLITests {
         let fd = open(raw, O_CREAT | O_WRONLY, 0o644)
         #expect(fd >= 0)
         close(fd)
-        let m = message(["extract", "--random-init", "1", "--size", "28", "28", "--images", folder.path, "--out", dir.appendingPathComponent("out").path])
+        let m = message([
+            "extract", "--random-init", "1", "--size", "28", "28", "--images", folder.path, "--out", dir.appendingPathComponent("out").path,
+        ])
         #expect(m.contains("not valid UTF-8") && m.contains("rename"), "\(m)")
-        let list = message(["extract", "--random-init", "1", "--size", "28", "28", "--images", photos.appendingPathComponent("chelsea.jpg").path,
-                            "--out", dir.appendingPathComponent("out").path])
+        let list = message([
+            "extract", "--random-init", "1", "--size", "28", "28", "--images", photos.appendingPathComponent("chelsea.jpg").path,
+            "--out", dir.appendingPathComponent("out").path,
+        ])
         #expect(list.contains("it is an image, not a list"), "\(list)")
     }
 
@@ -126,8 +138,10 @@ struct ReliabilityCLITests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("taken")
         try Data("x".utf8).write(to: file)
-        let base = ["extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "1", "--size", "28", "28",
-                    "--images", try onePhotoFolder(dir).path, "--out"]
+        let base = [
+            "extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "1", "--size", "28", "28",
+            "--images", try onePhotoFolder(dir).path, "--out",
+        ]
         let m = message(base + [file.path])
         #expect(m.contains("cannot write \(file.path)") && m.contains("a regular file") && !m.contains("NSCocoaErrorDomain"), "\(m)")
         let below = message(base + [file.appendingPathComponent("sub").path])
@@ -135,11 +149,13 @@ struct ReliabilityCLITests {
         // Read-only: a read-only tmpfs when root (permissions do not bind root), else a 0555 folder.
         try withReadOnlyFolder(dir) { ro in
             let r = message(base + [ro.appendingPathComponent("out").path])
-            #expect(r.contains("cannot write \(ro.appendingPathComponent("out").path): permission denied") && !r.contains("NSCocoaErrorDomain"), "\(r)")
+            #expect(
+                r.contains("cannot write \(ro.appendingPathComponent("out").path): permission denied") && !r.contains("NSCocoaErrorDomain"), "\(r)")
         }
         // The translation of a raw Foundation error that reaches the top of the tool.
-        let raw = NSError(domain: NSCocoaErrorDomain, code: CocoaError.fileWriteVolumeReadOnly.rawValue,
-                          userInfo: [NSFilePathErrorKey: "/nonexistent-root-\(UUID().uuidString)/x"])
+        let raw = NSError(
+            domain: NSCocoaErrorDomain, code: CocoaError.fileWriteVolumeReadOnly.rawValue,
+            userInfo: [NSFilePathErrorKey: "/nonexistent-root-\(UUID().uuidString)/x"])
         #expect("\(FileErrors.describe(raw))".contains("permission denied"))
     }
 }
@@ -224,8 +240,10 @@ struct FullDiskTests {
         // and a non-zero exit, and leaves no partial map.
         let out = small.appendingPathComponent("out")
         #expect(throws: JobsError.self) {
-            try runDVT(["extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "1", "--size", "56", "56", "--layer", "0",
-                        "--images", try onePhotoFolder(dir).path, "--out", out.path])
+            try runDVT([
+                "extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "1", "--size", "56", "56", "--layer", "0",
+                "--images", try onePhotoFolder(dir).path, "--out", out.path,
+            ])
         }
         let left = (try? FileManager.default.subpathsOfDirectory(atPath: out.path)) ?? []
         #expect(!left.contains { $0.hasSuffix(".npy") || $0.contains(".tmp-") }, "\(left)")
@@ -247,8 +265,10 @@ struct ExtractBatchingTests {
             try FileManager.default.copyItem(at: photos.appendingPathComponent("\(n).jpg"), to: input.appendingPathComponent("\(n).jpg"))
         }
         for b in [1, 3] {
-            try runDVT(["extract", "--random-init", "5", "--size", "56", "70", "--layer", "2", "--images", input.path,
-                        "--out", dir.appendingPathComponent("b\(b)").path, "--batch-size", "\(b)"])
+            try runDVT([
+                "extract", "--random-init", "5", "--size", "56", "70", "--layer", "2", "--images", input.path,
+                "--out", dir.appendingPathComponent("b\(b)").path, "--batch-size", "\(b)",
+            ])
         }
         for n in ["chelsea", "coffee", "rocket"] {
             let a = try Npy.read(dir.appendingPathComponent("b1/\(n).npy")), c = try Npy.read(dir.appendingPathComponent("b3/\(n).npy"))
@@ -263,7 +283,8 @@ extension Stage1CLITests {
         let dir = temporaryDirectory("stage1-geometry")
         defer { try? FileManager.default.removeItem(at: dir) }
         let cfg = try config(dir, images: ["chelsea.jpg"])
-        for (set, expected) in [("stride_size=20", "stride_size 20 is not allowed"), ("input_size=[4096, 4096]", "input_size 4096 4096 needs about")] {
+        for (set, expected) in [("stride_size=20", "stride_size 20 is not allowed"), ("input_size=[4096, 4096]", "input_size 4096 4096 needs about")]
+        {
             var m = "no error"
             do { try runDVT(["stage1", cfg.path, "--set", set]) } catch { m = "\(error)" }
             #expect(m.contains(expected) && m.contains("vit_small_patch14_dinov2"), "\(m)")

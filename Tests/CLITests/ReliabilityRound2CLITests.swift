@@ -1,10 +1,11 @@
 import ArgumentParser
-@testable import Formats
 import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
+
 @testable import DVTCommands
+@testable import Formats
 
 /// The second hostile-user campaign end to end: a deeply nested .pth, a key the schema and the
 /// command disagreed on, and the documented handling of a symlinked sub-folder of the output folder.
@@ -69,17 +70,19 @@ struct ReliabilityRound2CLITests {
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(at: out.appendingPathComponent("stage2"), withDestinationURL: scratch)
         let cfg = dir.appendingPathComponent("cfg.yaml")
-        try Data("""
-        model: tiny
-        data_list: \(dir.appendingPathComponent("train.txt").path)
-        output_dir: \(out.path)
-        stage2:
-          batch_size: 2
-          num_iters: 4
-          save_freq: 2
-          val_freq: 0
-          print_freq: 2
-        """.utf8).write(to: cfg)
+        try Data(
+            """
+            model: tiny
+            data_list: \(dir.appendingPathComponent("train.txt").path)
+            output_dir: \(out.path)
+            stage2:
+              batch_size: 2
+              num_iters: 4
+              save_freq: 2
+              val_freq: 0
+              print_freq: 2
+            """.utf8
+        ).write(to: cfg)
         try runDVT(["stage2", cfg.path, "--quiet", "--threads", "1"])
         let link = try FileManager.default.destinationOfSymbolicLink(atPath: out.appendingPathComponent("stage2").path)
         #expect(link == scratch.path)

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import DVTCommands
 
 @Suite("dvt run")
@@ -13,40 +14,42 @@ struct RunCLITests {
         try "camera.jpg\nbrick.jpg\n".write(to: dir.appendingPathComponent("val.txt"), atomically: true, encoding: .utf8)
         let out = dir.appendingPathComponent("out")
         let yaml = """
-        model: vit_small_patch14_dinov2.lvd142m
-        random_init: 2
-        input_size: [56, 56]
-        layer: 1
-        data_root: \(photos.path)
-        data_list: \(dir.appendingPathComponent("train.txt").path)
-        val_list: \(dir.appendingPathComponent("val.txt").path)
-        output_dir: \(out.path)
-        seed: 1
-        stage1:
-          num_views: 2
-          num_iters: 20
-          pixel_bsz: 32
-          n_levels: 2
-          log2_hashmap_size: 6
-          max_resolution: 16
-          print_freq: 10
-        stage2:
-          num_iters: 6
-          batch_size: 2
-          save_freq: 3
-          val_freq: 3
-          print_freq: 3
-        srt:
-          dx: 1
-          dy: 1
-        """
+            model: vit_small_patch14_dinov2.lvd142m
+            random_init: 2
+            input_size: [56, 56]
+            layer: 1
+            data_root: \(photos.path)
+            data_list: \(dir.appendingPathComponent("train.txt").path)
+            val_list: \(dir.appendingPathComponent("val.txt").path)
+            output_dir: \(out.path)
+            seed: 1
+            stage1:
+              num_views: 2
+              num_iters: 20
+              pixel_bsz: 32
+              n_levels: 2
+              log2_hashmap_size: 6
+              max_resolution: 16
+              print_freq: 10
+            stage2:
+              num_iters: 6
+              batch_size: 2
+              save_freq: 3
+              val_freq: 3
+              print_freq: 3
+            srt:
+              dx: 1
+              dy: 1
+            """
         let cfg = dir.appendingPathComponent("tiny.yaml")
         try yaml.write(to: cfg, atomically: true, encoding: .utf8)
         try runDVT(["run", cfg.path, "--quiet", "--threads", "1"])
         let fm = FileManager.default
-        for file in ["report/index.html", "metrics.md", "run.json", "config.yaml", "stage2/denoiser.safetensors",
-                     "stage2_features/vit_small_patch14_dinov2.lvd142m/camera.npy",
-                     "srt_features/vit_small_patch14_dinov2.lvd142m/rocket.npy"] {
+        for file in [
+            "report/index.html", "metrics.md", "run.json", "config.yaml", "stage2/denoiser.safetensors",
+            "stage2_features/vit_small_patch14_dinov2.lvd142m/camera.npy",
+            "srt_features/vit_small_patch14_dinov2.lvd142m/rocket.npy",
+        ] {
             #expect(fm.fileExists(atPath: out.appendingPathComponent(file).path), "missing \(file)")
         }
         let html = try String(contentsOf: out.appendingPathComponent("report/index.html"), encoding: .utf8)

@@ -1,7 +1,8 @@
 import Foundation
 import Jobs
-import Testing
 import TestSupport
+import Testing
+
 @testable import DVTCommands
 
 /// Issue 18, item 5: `dvt run` exited 0 after a failed image, and after the image was fixed a

@@ -1,9 +1,10 @@
 import Formats
 import Foundation
 import Jobs
-import Testing
 import TestSupport
+import Testing
 import Vision
+
 @testable import DVTCommands
 
 @Suite("dvt stage1")
@@ -13,24 +14,24 @@ struct Stage1CLITests {
         let list = dir.appendingPathComponent("list.txt")
         try images.joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
         let yaml = """
-        model: vit_small_patch14_dinov2.lvd142m
-        random_init: 1
-        input_size: [56, 56]
-        layer: 2
-        data_root: \(photos.path)
-        data_list: \(list.path)
-        output_dir: \(dir.appendingPathComponent("out").path)
-        seed: 5
-        stage1:
-          num_views: 3
-          num_iters: 40
-          pixel_bsz: 64
-          n_levels: 4
-          log2_hashmap_size: 8
-          max_resolution: 32
-          print_freq: 20
-          vis_every: 2
-        """
+            model: vit_small_patch14_dinov2.lvd142m
+            random_init: 1
+            input_size: [56, 56]
+            layer: 2
+            data_root: \(photos.path)
+            data_list: \(list.path)
+            output_dir: \(dir.appendingPathComponent("out").path)
+            seed: 5
+            stage1:
+              num_views: 3
+              num_iters: 40
+              pixel_bsz: 64
+              n_levels: 4
+              log2_hashmap_size: 8
+              max_resolution: 32
+              print_freq: 20
+              vis_every: 2
+            """
         let url = dir.appendingPathComponent("tiny.yaml")
         try yaml.write(to: url, atomically: true, encoding: .utf8)
         return url
@@ -41,8 +42,9 @@ struct Stage1CLITests {
         let dir = temporaryDirectory("stage1")
         defer { try? FileManager.default.removeItem(at: dir) }
         let cfg = try config(dir, images: ["chelsea.jpg", "rocket.jpg", "missing.jpg"])
-        #expect { try runDVT(["stage1", cfg.path, "--shard", "0/1"]) }
-            throws: { if case JobsError.imagesFailed(let f) = $0 { return f.count == 1 } else { return false } }
+        #expect { try runDVT(["stage1", cfg.path, "--shard", "0/1"]) } throws: {
+            if case JobsError.imagesFailed(let f) = $0 { return f.count == 1 } else { return false }
+        }
         let out = dir.appendingPathComponent("out")
         let model = "vit_small_patch14_dinov2.lvd142m"
         let raw = try Npy.read(out.appendingPathComponent("raw_features/\(model)/chelsea.npy"))

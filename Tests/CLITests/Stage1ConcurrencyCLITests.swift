@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-import TestSupport
 import Jobs
+import TestSupport
+import Testing
+
 @testable import DVTCommands
 
 /// Many stage-1 processes on one output folder, as Slurm array tasks (and a requeued task that
@@ -123,7 +124,9 @@ struct Stage1ConcurrencyCLITests {
         for trial in 0..<200 {
             var bytes = [UInt8](whole.prefix(Int.random(in: 0...whole.count, using: &rng)))
             if trial % 2 == 1, !bytes.isEmpty {
-                for _ in 0..<Int.random(in: 1...4, using: &rng) { bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+                for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                    bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
             }
             try Data(bytes).write(to: url)
             let done = Stage1Manifest.completed(url)
@@ -135,7 +138,9 @@ struct Stage1ConcurrencyCLITests {
             #expect(Stage1Manifest.completed(url).contains("new"), "trial \(trial)")
             if trial % 2 == 0 {  // cut only (no flips): every line is whole JSON
                 for line in text.split(separator: UInt8(ascii: "\n")) {
-                    #expect((try? JSONSerialization.jsonObject(with: Data(line))) != nil, "trial \(trial): torn line \(String(decoding: line, as: UTF8.self))")
+                    #expect(
+                        (try? JSONSerialization.jsonObject(with: Data(line))) != nil,
+                        "trial \(trial): torn line \(String(decoding: line, as: UTF8.self))")
                 }
             }
         }

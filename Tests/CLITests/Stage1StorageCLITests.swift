@@ -1,7 +1,8 @@
 import Formats
 import Foundation
-import Testing
 import TestSupport
+import Testing
+
 @testable import DVTCommands
 
 @Suite("dvt stage1 with bf16 view features")
@@ -15,8 +16,10 @@ struct Stage1StorageCLITests {
         var outputs: [String: (raw: [Float], views: [Float])] = [:]
         for dtype in ["fp32", "bf16"] {
             let out = dir.appendingPathComponent("out-\(dtype)")
-            try runDVT(["stage1", cfg.path, "--output-dir", out.path, "--set", "stage1.view_features_dtype=\(dtype)",
-                        "--set", "stage1.save_extras=true", "--set", "stage1.vis_every=0"])
+            try runDVT([
+                "stage1", cfg.path, "--output-dir", out.path, "--set", "stage1.view_features_dtype=\(dtype)",
+                "--set", "stage1.save_extras=true", "--set", "stage1.vis_every=0",
+            ])
             let raw = try Npy.read(out.appendingPathComponent("raw_features/\(model)/chelsea.npy"))
             let views = try Npy.read(out.appendingPathComponent("view_features/\(model)/chelsea.npy"))
             #expect(views.shape == [4, 4, 4, 384] && raw.shape == [4, 4, 384])

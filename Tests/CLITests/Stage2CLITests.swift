@@ -1,15 +1,15 @@
 import ArgumentParser
+import Bench
 import DVT
 import DVTCommands
-import Foundation
-import TensorCore
-import Testing
-import TestSupport
-import Bench
 import Formats
+import Foundation
 import Jobs
 import ONNX
 import Settings
+import TensorCore
+import TestSupport
+import Testing
 import Training
 import Vision
 
@@ -48,19 +48,21 @@ struct Stage2CLITests {
         try writeTree(train + val)
         try Data(train.map { "\($0).jpg\n" }.joined().utf8).write(to: url("train.txt"))
         try Data(val.map { "\($0).jpg\n" }.joined().utf8).write(to: url("val.txt"))
-        try Data("""
-        model: \(model)
-        data_list: \(url("train.txt").path)
-        val_list: \(url("val.txt").path)
-        output_dir: \(url("out").path)
-        stage2:
-          batch_size: 2
-          base_lr: 0.05
-          num_iters: 100
-          save_freq: 10
-          val_freq: 10
-          print_freq: 10
-        """.utf8).write(to: url("cfg.yaml"))
+        try Data(
+            """
+            model: \(model)
+            data_list: \(url("train.txt").path)
+            val_list: \(url("val.txt").path)
+            output_dir: \(url("out").path)
+            stage2:
+              batch_size: 2
+              base_lr: 0.05
+              num_iters: 100
+              save_freq: 10
+              val_freq: 10
+              print_freq: 10
+            """.utf8
+        ).write(to: url("cfg.yaml"))
 
         try runDVT(["stage2", url("cfg.yaml").path, "--set", "stage2.num_iters=20", "stage2.warmup_ratio=0.1", "--quiet"])
         let dir = url("out/stage2")
@@ -74,7 +76,8 @@ struct Stage2CLITests {
         // Export of the step-10 checkpoint: its weights, official keys, architecture metadata.
         let exported = url("denoiser10.safetensors")
         try runDVT(["export", dir.appendingPathComponent("checkpoints/step_0000010.safetensors").path, "--out", exported.path])
-        let file = try SafeTensorsFile(url: exported), ckpt = try SafeTensorsFile(url: dir.appendingPathComponent("checkpoints/step_0000010.safetensors"))
+        let file = try SafeTensorsFile(url: exported),
+            ckpt = try SafeTensorsFile(url: dir.appendingPathComponent("checkpoints/step_0000010.safetensors"))
         #expect(file.keys.contains("pos_embed") && file.keys.contains("denoiser.attn.qkv.weight"))
         for k in file.keys { #expect(try file.tensor(k).scalars == ckpt.tensor("model." + k).scalars, "\(k)") }
         #expect(file.metadata["vit_model"] == model && file.metadata["steps"] == "10" && file.metadata["noise_map_height"] == "6")
@@ -129,8 +132,10 @@ struct Stage2CLITests {
         // vit_small: C 384; trained grid 3 × 3, the ViT at 28 × 42 gives 2 × 3.
         let d = try Denoiser(config: DenoiserConfig(dim: 384, grid: (3, 3)), seed: 4)
         try d.export(to: url("d.safetensors"))
-        let args = ["denoise", "--denoiser", url("d.safetensors").path, "--images", url("imgs").path, "--out", url("o").path,
-                    "--arch", "vit_small_patch14_dinov2.lvd142m", "--random-init", "0", "--size", "28", "42", "--batch", "2", "--vis"]
+        let args = [
+            "denoise", "--denoiser", url("d.safetensors").path, "--images", url("imgs").path, "--out", url("o").path,
+            "--arch", "vit_small_patch14_dinov2.lvd142m", "--random-init", "0", "--size", "28", "42", "--batch", "2", "--vis",
+        ]
         #expect(throws: ExitCode.self) { try runDVT(args) }
 
         let vit = try VisionTransformer.load(arch: "vit_small_patch14_dinov2.lvd142m", weights: nil, randomInit: 0)
@@ -185,18 +190,20 @@ struct Stage2KillTests {
             names = (0..<6).map { "img\($0)" }
             try Data(names.map { "\($0).jpg\n" }.joined().utf8).write(to: dir.appendingPathComponent("train.txt"))
             let cfg = dir.appendingPathComponent("cfg.yaml")
-            try Data("""
-            model: tiny
-            data_list: \(dir.appendingPathComponent("train.txt").path)
-            output_dir: \(dir.appendingPathComponent("out").path)
-            stage2:
-              batch_size: 2
-              base_lr: 0.05
-              num_iters: 400
-              save_freq: 5
-              val_freq: 0
-              print_freq: 50
-            """.utf8).write(to: cfg)
+            try Data(
+                """
+                model: tiny
+                data_list: \(dir.appendingPathComponent("train.txt").path)
+                output_dir: \(dir.appendingPathComponent("out").path)
+                stage2:
+                  batch_size: 2
+                  base_lr: 0.05
+                  num_iters: 400
+                  save_freq: 5
+                  val_freq: 0
+                  print_freq: 50
+                """.utf8
+            ).write(to: cfg)
             return cfg
         }
         let refDir = base.appendingPathComponent("ref"), killDir = base.appendingPathComponent("kill")
@@ -247,20 +254,26 @@ struct PlantedStage2CLITests {
         }
         _ = try requireExecutable()
         let cfg = dir.appendingPathComponent("planted.yaml")
-        try Data("""
-        output_dir: \(dir.appendingPathComponent("out").path)
-        stage1: {num_iters: 30, pixel_bsz: 128, n_levels: 4, n_features_per_level: 2, log2_hashmap_size: 10, base_resolution: 4, max_resolution: 32}
-        stage2: {num_iters: 20, batch_size: 2, val_freq: 10, save_freq: 10, print_freq: 10}
-        """.utf8).write(to: cfg)
-        let (status, out) = try runExecutable(["bench", "planted-stage2", cfg.path, "--train-cases", "2", "--val-cases", "1",
-                                               "--grid", "6", "--views", "4", "--quiet"])
+        try Data(
+            """
+            output_dir: \(dir.appendingPathComponent("out").path)
+            stage1: {num_iters: 30, pixel_bsz: 128, n_levels: 4, n_features_per_level: 2, log2_hashmap_size: 10, base_resolution: 4, max_resolution: 32}
+            stage2: {num_iters: 20, batch_size: 2, val_freq: 10, save_freq: 10, print_freq: 10}
+            """.utf8
+        ).write(to: cfg)
+        let (status, out) = try runExecutable([
+            "bench", "planted-stage2", cfg.path, "--train-cases", "2", "--val-cases", "1",
+            "--grid", "6", "--views", "4", "--quiet",
+        ])
         #expect(status == 0, "\(out)")
         #expect(out.contains("validation (1 held-out cases; stage 2 trained on 2 for 20 steps)"))
         #expect(out.contains("centred cosine to truth"))
         let root = dir.appendingPathComponent("out")
-        for path in ["raw_features/planted/case_000.npy", "denoised_features/planted/case_002.npy",
-                     "truth_features/planted/case_001.npy", "train.txt", "val.txt", "stage2/denoiser.safetensors",
-                     "planted_stage2.json"] {
+        for path in [
+            "raw_features/planted/case_000.npy", "denoised_features/planted/case_002.npy",
+            "truth_features/planted/case_001.npy", "train.txt", "val.txt", "stage2/denoiser.safetensors",
+            "planted_stage2.json",
+        ] {
             #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent(path).path), "\(path)")
         }
         #expect(try String(contentsOf: root.appendingPathComponent("val.txt"), encoding: .utf8) == "case_002\n")

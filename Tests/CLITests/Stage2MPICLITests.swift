@@ -1,10 +1,10 @@
-import Foundation
-import Testing
-import TestSupport
-import TensorCore
-import Jobs
 import Bench
 import Formats
+import Foundation
+import Jobs
+import TensorCore
+import TestSupport
+import Testing
 import Vision
 
 /// `mpirun -np 2 dvt stage2` against the single-process run. Needs OpenMPI's mpirun
@@ -41,20 +41,22 @@ struct Stage2MPICLITests {
         try Data(names.prefix(8).map { "\($0).jpg\n" }.joined().utf8).write(to: dir.appendingPathComponent("train.txt"))
         try Data(names.suffix(2).map { "\($0).jpg\n" }.joined().utf8).write(to: dir.appendingPathComponent("val.txt"))
         let cfg = dir.appendingPathComponent("cfg.yaml")
-        try Data("""
-        model: tiny
-        data_list: \(dir.appendingPathComponent("train.txt").path)
-        val_list: \(dir.appendingPathComponent("val.txt").path)
-        output_dir: \(dir.appendingPathComponent("out").path)
-        seed: 3
-        stage2:
-          batch_size: \(batch)
-          base_lr: 0.05
-          num_iters: \(iters)
-          save_freq: 3
-          val_freq: 3
-          print_freq: 1
-        """.utf8).write(to: cfg)
+        try Data(
+            """
+            model: tiny
+            data_list: \(dir.appendingPathComponent("train.txt").path)
+            val_list: \(dir.appendingPathComponent("val.txt").path)
+            output_dir: \(dir.appendingPathComponent("out").path)
+            seed: 3
+            stage2:
+              batch_size: \(batch)
+              base_lr: 0.05
+              num_iters: \(iters)
+              save_freq: 3
+              val_freq: 3
+              print_freq: 1
+            """.utf8
+        ).write(to: cfg)
         return cfg
     }
 
@@ -164,7 +166,8 @@ struct Stage2MPICLITests {
         let ckDir = cut.appendingPathComponent("out/stage2/checkpoints")
         try FileManager.default.removeItem(at: ckDir.appendingPathComponent("latest.safetensors"))
         try FileManager.default.removeItem(at: ckDir.appendingPathComponent("step_0000006.safetensors"))
-        try FileManager.default.copyItem(at: ckDir.appendingPathComponent("step_0000003.safetensors"), to: ckDir.appendingPathComponent("latest.safetensors"))
+        try FileManager.default.copyItem(
+            at: ckDir.appendingPathComponent("step_0000003.safetensors"), to: ckDir.appendingPathComponent("latest.safetensors"))
         let (rc3, log3) = try run(mpirun, mpi(mpirun, exe, ranks: 2, ["stage2", cfgC.path, "--resume"]))
         #expect(rc3 == 0 && log3.contains("resumed from"), "\(log3)")
         let ckpt = "out/stage2/checkpoints/latest.safetensors"
@@ -199,7 +202,8 @@ struct Stage2MPICLITests {
         let procs = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return procs.compactMap(Int32.init).filter { child in
             guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
+                let close = stat.lastIndex(of: ")")
+            else { return false }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             return fields.count > 2 && Int32(fields[1]) == pid
         }.sorted()

@@ -1,8 +1,8 @@
 import DVT
 import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct ArtifactMetricsTests {
     @Test func positionVarianceRatioIsOneForPurePositionMaps() throws {
@@ -157,6 +157,8 @@ import TestSupport
         #expect(throws: ArtifactMetricsError.self) {
             try ArtifactMetrics.equivarianceError([(randn([4, 4, 3], seed: 1), randn([4, 5, 3], seed: 2))])
         }
-        #expect(throws: ArtifactMetricsError.self) { try ArtifactMetrics.croppedTokens(randn([4, 4, 3], seed: 1), top: 2, left: 0, height: 3, width: 2) }
+        #expect(throws: ArtifactMetricsError.self) {
+            try ArtifactMetrics.croppedTokens(randn([4, 4, 3], seed: 1), top: 2, left: 0, height: 3, width: 2)
+        }
     }
 }

@@ -3,8 +3,8 @@ import Formats
 import Foundation
 import NN
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Vision
 
 /// The DVT module's suites (denoiser, stage 2).
@@ -55,9 +55,11 @@ extension DVTSuites {
             gradCheck("pos_embed resampled to 5x7", [pos]) { _ in d.positionEmbedding(height: 5, width: 7)! }
         }
 
-        @Test("export then load gives the same weights, architecture and outputs, in the official layout", arguments: [
-            (1, true), (2, true), (1, false), (3, false),
-        ])
+        @Test(
+            "export then load gives the same weights, architecture and outputs, in the official layout",
+            arguments: [
+                (1, true), (2, true), (1, false), (3, false),
+            ])
         func roundTrip(blocks: Int, pe: Bool) throws {
             let cfg = DenoiserConfig(dim: 128, grid: (4, 5), numBlocks: blocks, enablePE: pe)
             let d = try Denoiser(config: cfg, seed: 11)
@@ -110,8 +112,9 @@ extension DVTSuites {
             dict = d.stateDict()
             dict.removeValue(forKey: "pos_embed")
             for (h, w) in [("4611686018427387904", "4"), ("0", "6"), ("-3", "6"), ("6", "100000")] {
-                #expect { try Denoiser(stateDict: dict, metadata: ["noise_map_height": h, "noise_map_width": w], source: "crafted.safetensors") }
-                    throws: { "\($0)".contains("crafted.safetensors") && "\($0)".contains("out of range") }
+                #expect {
+                    try Denoiser(stateDict: dict, metadata: ["noise_map_height": h, "noise_map_width": w], source: "crafted.safetensors")
+                } throws: { "\($0)".contains("crafted.safetensors") && "\($0)".contains("out of range") }
             }
         }
 

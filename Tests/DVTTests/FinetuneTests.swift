@@ -2,8 +2,8 @@ import DVT
 import Foundation
 import NN
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Training
 import Vision
 
@@ -37,8 +37,9 @@ struct FinetuneTests {
         FixedTeacher { x in vit.features(x, layers: [vit.config.depth - 1])[vit.config.depth - 1]!.patch }
     }
 
-    @Test("fine-tuning a tiny ViT towards a fixed target network lowers the loss (both losses, with the SRT penalty)",
-          arguments: [FinetuneLoss.mseCosine, .l1])
+    @Test(
+        "fine-tuning a tiny ViT towards a fixed target network lowers the loss (both losses, with the SRT penalty)",
+        arguments: [FinetuneLoss.mseCosine, .l1])
     func learns(_ kind: FinetuneLoss) throws {
         let student = Self.tinyViT(seed: 1), target = Self.tinyViT(seed: 2)
         student.thaw(.all)
@@ -47,8 +48,10 @@ struct FinetuneTests {
         options.loss = kind
         options.batchSize = 2
         options.l2Penalty = kind == .l1 ? 1e-5 : 0
-        let task = try FinetuneTask(student: student, teacher: Self.teacher(target), imageCount: data.count,
-                                    options: options, seed: 4) { data[$0] }
+        let task = try FinetuneTask(
+            student: student, teacher: Self.teacher(target), imageCount: data.count,
+            options: options, seed: 4
+        ) { data[$0] }
         var loop = LoopSettings(numIters: 40)
         loop.printFreq = 1
         let summary = try Trainer(task: task, optimizer: Self.optimizer(lr: 3e-3), loop: loop, quiet: true).run()
@@ -85,9 +88,10 @@ struct FinetuneTests {
         student.invalidatePositionCache()
         let held = Self.images(6, seed: 7)
         func ratio(_ vit: VisionTransformer) throws -> Float {
-            try ArtifactMetrics.positionVarianceRatio(held.map {
-                vit.features($0.reshape([1, 3, 56, 56]), layers: [1])[1]!.patch.reshape([4, 4, 32])
-            })
+            try ArtifactMetrics.positionVarianceRatio(
+                held.map {
+                    vit.features($0.reshape([1, 3, 56, 56]), layers: [1])[1]!.patch.reshape([4, 4, 32])
+                })
         }
         let cleanRatio = try ratio(clean), before = try ratio(student)
         #expect(before > cleanRatio + 0.1, "the planted artifact should show: \(before) vs clean \(cleanRatio)")

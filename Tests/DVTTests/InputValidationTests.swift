@@ -1,10 +1,11 @@
-import Foundation
-import Testing
-import TensorCore
 import Formats
-import Vision
-@testable import DVT
+import Foundation
+import TensorCore
 import TestSupport
+import Testing
+import Vision
+
+@testable import DVT
 
 /// Issue 18: inputs with NaN/Inf are refused where they are read, naming the file and the index.
 @Suite("Input validation")

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import DVT
 
 @Suite struct PlantedSegmentationTests {

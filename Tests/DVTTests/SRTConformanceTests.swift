@@ -2,8 +2,8 @@ import DVT
 import Formats
 import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Vision
 
 /// SRT against the official recipe run in PyTorch (Tests/Fixtures/srt/make_srt_fixture.py: timm
@@ -28,14 +28,19 @@ import Vision
         // Features reach ~3 in magnitude; 1e-4 is the ViT fixtures' tolerance.
         let tol: Float = 1e-4
         expectClose(try srt.ensemble(views, resolution: .token), try expected.tensor("token_mean"), rtol: tol, atol: tol, "token mean")
-        expectClose(try srt.ensemble(views, resolution: .token, fast: true), try expected.tensor("token_mean"), rtol: tol, atol: tol, "fast token mean")
-        expectClose(try srt.ensemble(views, resolution: .fine(scaleFactor: 2)), try expected.tensor("fine2_mean"), rtol: tol, atol: tol, "fine ×2 mean")
-        expectClose(try srt.ensemble(views, resolution: .fine(scaleFactor: 2), fast: true), try expected.tensor("fine2_mean"), rtol: tol, atol: tol, "fast fine ×2")
+        expectClose(
+            try srt.ensemble(views, resolution: .token, fast: true), try expected.tensor("token_mean"), rtol: tol, atol: tol, "fast token mean")
+        expectClose(
+            try srt.ensemble(views, resolution: .fine(scaleFactor: 2)), try expected.tensor("fine2_mean"), rtol: tol, atol: tol, "fine ×2 mean")
+        expectClose(
+            try srt.ensemble(views, resolution: .fine(scaleFactor: 2), fast: true), try expected.tensor("fine2_mean"), rtol: tol, atol: tol,
+            "fast fine ×2")
         var om = o
         om.aggregate = .median
         expectClose(try SRT(model: model, options: om).ensemble(views), try expected.tensor("token_median"), rtol: tol, atol: tol, "token median")
         var ou = o
         ou.uniform = true
-        expectClose(try SRT(model: model, options: ou).ensemble(views), try expected.tensor("uniform_token_mean"), rtol: tol, atol: tol, "uniform token mean")
+        expectClose(
+            try SRT(model: model, options: ou).ensemble(views), try expected.tensor("uniform_token_mean"), rtol: tol, atol: tol, "uniform token mean")
     }
 }

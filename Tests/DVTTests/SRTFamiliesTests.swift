@@ -1,9 +1,10 @@
-@testable import DVT
 import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Vision
+
+@testable import DVT
 
 /// SRT on backbones without a resampled pos_embed (RoPE) or without a class token, at a
 /// non-square input and an overlapping stride: the batched ensemble equals the one-view-at-a-time

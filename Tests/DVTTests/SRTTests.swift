@@ -1,9 +1,10 @@
-@testable import DVT
 import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Vision
+
+@testable import DVT
 
 /// A tiny random-weights ViT (depth 2, dim 32, patch 14) so SRT runs in milliseconds.
 func tinyViT(seed: UInt64 = 3, patch: Int = 14) -> VisionTransformer {
@@ -12,8 +13,10 @@ func tinyViT(seed: UInt64 = 3, patch: Int = 14) -> VisionTransformer {
     return VisionTransformer(config: cfg, seed: seed)
 }
 
-func srtOptions(dx: Int = 2, dy: Int = 2, stride: Int? = nil, aggregate: SRTAggregate = .mean, uniform: Bool = false,
-                batch: Int = 8) -> SRT.Options {
+func srtOptions(
+    dx: Int = 2, dy: Int = 2, stride: Int? = nil, aggregate: SRTAggregate = .mean, uniform: Bool = false,
+    batch: Int = 8
+) -> SRT.Options {
     var o = SRT.Options()
     o.dx = dx; o.dy = dy; o.stride = stride; o.aggregate = aggregate; o.uniform = uniform; o.batchSize = batch
     o.layer = 1
@@ -160,8 +163,10 @@ func naiveSRTPixelMean(_ model: VisionTransformer, _ image: Tensor, shifts: [(In
         let base = randn([2, 2, 3], seed: 4)
         let outlier = base.copy()
         outlier[flat: 0] = 1000
-        let views = [(shift: (0, 0), features: base), (shift: (0, 0), features: base), (shift: (0, 0), features: outlier),
-                     (shift: (0, 0), features: base), (shift: (0, 0), features: base)]
+        let views = [
+            (shift: (0, 0), features: base), (shift: (0, 0), features: base), (shift: (0, 0), features: outlier),
+            (shift: (0, 0), features: base), (shift: (0, 0), features: base),
+        ]
         let median = ShiftEnsemble.pixelAggregate(views, stride: 2, median: true)
         let mean = ShiftEnsemble.pixelAggregate(views, stride: 2, median: false)
         expectClose(ShiftEnsemble.avgPool(median, window: 2), base, rtol: 0, atol: 0, "median ignores the outlier view")

@@ -1,8 +1,9 @@
 import Bench
 import Foundation
 import Settings
-import Testing
 import TensorCore
+import Testing
+
 @testable import DVT
 
 @Suite("dvt bench stage1-quality: the fast recipe at the budget")
@@ -10,9 +11,13 @@ struct Stage1QualityTests {
     @Test("the fast recipe is scaled to the budget: views and steps by ratio, log2 table by difference, other keys copied")
     func scaling() throws {
         let official = try ConfigSchema.load(file: nil, overrides: ["stage1.num_views=768", "stage1.num_iters=25000"]).settings.stage1
-        let fast = try ConfigSchema.load(file: nil, overrides: [
-            "stage1.num_views=128", "stage1.num_iters=5000", "stage1.warmup_iters=500", "stage1.log2_hashmap_size=18",
-            "stage1.pixel_bsz=1024", "stage1.view_features_dtype=bf16"]).settings.stage1
+        let fast = try ConfigSchema.load(
+            file: nil,
+            overrides: [
+                "stage1.num_views=128", "stage1.num_iters=5000", "stage1.warmup_iters=500", "stage1.log2_hashmap_size=18",
+                "stage1.pixel_bsz=1024", "stage1.view_features_dtype=bf16",
+            ]
+        ).settings.stage1
         let budget = Stage1Settings(config: try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset))
         let (s, views) = try Stage1QualityBench.scaledFast(official: official, fast: fast, budget: budget, budgetViews: 96)
         #expect(views == 16 && s.numIters == 600 && s.warmupIters == 60)
@@ -32,9 +37,11 @@ struct Stage1QualityTests {
         fast.numIters = 20
         let rows = try Stage1QualityBench.compare(
             caseName: "small", raw: data.raw, coords: data.coords,
-            recipes: [.init(label: "official s0", settings: s, views: 24, seed: 0),
-                      .init(label: "official s1", settings: s, views: 24, seed: 1),
-                      .init(label: "fast s0", settings: fast, views: 6, seed: 0)],
+            recipes: [
+                .init(label: "official s0", settings: s, views: 24, seed: 0),
+                .init(label: "official s1", settings: s, views: 24, seed: 1),
+                .init(label: "fast s0", settings: fast, views: 6, seed: 0),
+            ],
             precision: .fp32, forwardSecondsPerView: 0.5, truth: data)
         #expect(rows.count == 3 && rows[0].fAgreement == 1 && rows[0].gAgreement == 1)
         #expect(rows[1].fAgreement < 1 && rows[2].views == 6 && rows[2].forwardSeconds == 3.5)

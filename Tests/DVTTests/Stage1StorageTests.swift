@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
+
 @testable import DVT
 
 @Suite("Stage 1: view features held as FeatureRows")
@@ -30,8 +31,9 @@ struct Stage1StorageTests {
         #expect(a.output.sharedArtifacts.scalars == b.output.sharedArtifacts.scalars)
         #expect(a.output.raw.scalars == b.output.raw.scalars)
         #expect(throws: Stage1Error.self) {
-            _ = try Stage1Task(raw: FeatureRows(data.raw, element: .fp32), lastView: last,
-                               coords: data.coords.slice(axis: 0, 0..<(v - 1)), settings: s, seed: 0)
+            _ = try Stage1Task(
+                raw: FeatureRows(data.raw, element: .fp32), lastView: last,
+                coords: data.coords.slice(axis: 0, 0..<(v - 1)), settings: s, seed: 0)
         }
     }
 }

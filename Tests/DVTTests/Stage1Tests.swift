@@ -1,10 +1,10 @@
 import DVT
+import Formats
 import Foundation
 import NN
 import TensorCore
-import Testing
 import TestSupport
-import Formats
+import Testing
 import Training
 import Vision
 
@@ -57,8 +57,10 @@ struct Stage1Tests {
             let terms = den.loss(raw: raw, globalCoords: gc, viewCoords: vc, field: field)
             #expect(abs(terms.total.item - (try file.tensor("loss_\(phase)")).item) < 1e-5, "\(phase) loss \(terms.total.item)")
             terms.total.backward()
-            for key in ["grid.params", "mlp.0.weight", "mlp.2.bias", "shared_artifacts", "residual_predictor.0.weight",
-                        "residual_predictor.4.bias"] {
+            for key in [
+                "grid.params", "mlp.0.weight", "mlp.2.bias", "shared_artifacts", "residual_predictor.0.weight",
+                "residual_predictor.4.bias",
+            ] {
                 let want = try file.tensor("grad_\(phase).\(key)")
                 let got = params[key]!.grad ?? Tensor(zeros: want.shape)
                 expectClose(got.reshape(want.shape), want, rtol: 1e-4, atol: 1e-6, "\(phase) ∂L/∂\(key)")
@@ -99,13 +101,14 @@ struct Stage1Tests {
         let all = [field.table, w1, den.sharedArtifacts] + hParams
         for p in all { p.zeroGrad() }
         den.loss(raw: raw, globalCoords: gc, viewCoords: vc, field: field).total.backward()
-        let r0 = withNoGrad { den.residualPredictor(raw) }                                             // (B, C)
-        let t0 = withNoGrad { raw - field(gc) - Tensor.gridSample(den.sharedArtifacts, vc) }           // (B, C)
+        let r0 = withNoGrad { den.residualPredictor(raw) }  // (B, C)
+        let t0 = withNoGrad { raw - field(gc) - Tensor.gridSample(den.sharedArtifacts, vc) }  // (B, C)
         func frozenLoss() -> Double {
             withNoGrad {
                 let pred = field(gc) + Tensor.gridSample(den.sharedArtifacts, vc) + r0
                 let h = den.residualPredictor(raw)
-                let l = Tensor.mseLoss(pred, raw) + (1 - Tensor.cosineSimilarity(pred, raw).mean())
+                let l =
+                    Tensor.mseLoss(pred, raw) + (1 - Tensor.cosineSimilarity(pred, raw).mean())
                     + 0.1 * Tensor.mseLoss(h, t0) + 0.02 * Tensor.l1Mean(h)
                 return Double(l.item)
             }
@@ -128,7 +131,11 @@ struct Stage1Tests {
 
     @Test("Phase switch at step > int(0.5·N): G freezes and stays unchanged, h switches on and learns")
     func phaseSwitch() throws {
-        let data = PlantedData.generate(seed: 3, options: { var o = PlantedData.Options(); o.grid = 6; o.dim = 16; o.views = 6; return o }())
+        let data = PlantedData.generate(
+            seed: 3,
+            options: {
+                var o = PlantedData.Options(); o.grid = 6; o.dim = 16; o.views = 6; return o
+            }())
         var s = tinySettings()
         s.numIters = 10; s.pixelBsz = 64
         let task = try Stage1Task(raw: data.raw, coords: data.coords, settings: s, seed: 1)
@@ -202,7 +209,9 @@ struct Stage1Tests {
         // bf16 keeps 8 bits of mantissa in the MLP operands only (table, G, losses and Adam stay
         // fp32), so the fit converges to the same recovery up to noise of that order.
         #expect(abs(b.denoisedVsClean - a.denoisedVsClean) < 0.02, "denoised bf16 \(b.denoisedVsClean) vs fp32 \(a.denoisedVsClean)")
-        #expect(abs(b.learntArtifactVsPlanted! - a.learntArtifactVsPlanted!) < 0.02, "artifact bf16 \(b.learntArtifactVsPlanted!) vs fp32 \(a.learntArtifactVsPlanted!)")
+        #expect(
+            abs(b.learntArtifactVsPlanted! - a.learntArtifactVsPlanted!) < 0.02,
+            "artifact bf16 \(b.learntArtifactVsPlanted!) vs fp32 \(a.learntArtifactVsPlanted!)")
         #expect(b.denoisedVsClean > b.rawVsClean + 0.05)
     }
 
@@ -281,8 +290,11 @@ struct Stage1Tests {
         let after = table.scalars
         for r in 0..<layout.totalRows {
             let moved = after[2 * r] != before[2 * r] || after[2 * r + 1] != before[2 * r + 1]
-            if touched.contains(r) { #expect(moved, "touched row \(r) should move") }
-            else { #expect(!moved, "row \(r) is not on the touched list and must not move") }
+            if touched.contains(r) {
+                #expect(moved, "touched row \(r) should move")
+            } else {
+                #expect(!moved, "row \(r) is not on the touched list and must not move")
+            }
         }
         #expect(opt.stateDict()["t.row_step"]!.scalars.enumerated().allSatisfy { touched.contains($0.offset) == ($0.element == 1) })
         // zeroGrad clears exactly the recorded rows and the list (the stray row is not ours to clear).
@@ -293,7 +305,11 @@ struct Stage1Tests {
 
     @Test("makeTrainer: DVT's Adam (β 0.9/0.99, ε 1e-15, wd, warmup) and the table in the chosen row-sparse mode")
     func trainerSetup() throws {
-        let data = PlantedData.generate(seed: 1, options: { var o = PlantedData.Options(); o.grid = 4; o.dim = 8; o.views = 2; return o }())
+        let data = PlantedData.generate(
+            seed: 1,
+            options: {
+                var o = PlantedData.Options(); o.grid = 4; o.dim = 8; o.views = 2; return o
+            }())
         for mode in Stage1Settings.HashTableAdam.allCases {
             var s = tinySettings()
             s.numIters = 50; s.hashTableAdam = mode
@@ -312,15 +328,17 @@ struct Stage1Tests {
         }
         var s = tinySettings()
         s.numIters = 50; s.sharedArtifactsWeightDecay = 0
-        let trainer = Stage1.makeTrainer(task: try Stage1Task(raw: data.raw, coords: data.coords, settings: s, seed: 0),
-                                         loop: LoopSettings(numIters: 50))
+        let trainer = Stage1.makeTrainer(
+            task: try Stage1Task(raw: data.raw, coords: data.coords, settings: s, seed: 0),
+            loop: LoopSettings(numIters: 50))
         #expect(trainer.optimizer.weightDecayOverrides == [Stage1Task.artifactParameter: 0])
         #expect(trainer.optimizer.parameters.contains { $0.0 == Stage1Task.artifactParameter })
     }
 
     @Test("Settings decode DVT's snake_case keys, default the rest, and reject bad values by key")
     func settingsCodable() throws {
-        let json = #"{"num_iters": 300, "pixel_bsz": 512, "n_levels": 8, "log2_hashmap_size": 16, "max_resolution": 256, "enable_residual_predictor": false}"#
+        let json =
+            #"{"num_iters": 300, "pixel_bsz": 512, "n_levels": 8, "log2_hashmap_size": 16, "max_resolution": 256, "enable_residual_predictor": false}"#
         let s = try JSONDecoder().decode(Stage1Settings.self, from: Data(json.utf8))
         #expect(s.numIters == 300 && s.pixelBsz == 512 && s.nLevels == 8 && s.log2HashmapSize == 16 && s.maxResolution == 256)
         #expect(!s.enableResidualPredictor && s.lr == 0.01 && s.minLR == 0.001 && s.weightDecay == 1e-5)
@@ -328,9 +346,12 @@ struct Stage1Tests {
         let round = try JSONDecoder().decode(Stage1Settings.self, from: JSONEncoder().encode(s))
         #expect(round == s)
         let keys = Set((try JSONSerialization.jsonObject(with: JSONEncoder().encode(Stage1Settings())) as! [String: Any]).keys)
-        #expect(keys == ["num_iters", "lr", "min_lr", "weight_decay", "pixel_bsz", "freeze_shared_artifacts_after", "n_levels",
-                         "n_features_per_level", "log2_hashmap_size", "base_resolution", "max_resolution", "enable_residual_predictor",
-                         "hash_table_adam", "coord_jitter", "loss_scale"])
+        #expect(
+            keys == [
+                "num_iters", "lr", "min_lr", "weight_decay", "pixel_bsz", "freeze_shared_artifacts_after", "n_levels",
+                "n_features_per_level", "log2_hashmap_size", "base_resolution", "max_resolution", "enable_residual_predictor",
+                "hash_table_adam", "coord_jitter", "loss_scale",
+            ])
         #expect(s.hashTableAdam == .deferred)  // equals DVT's dense Adam at the official loss scale (docs/stage1.md)
         let lazy = try JSONDecoder().decode(Stage1Settings.self, from: Data(#"{"hash_table_adam": "lazy"}"#.utf8))
         #expect(lazy.hashTableAdam == .lazy)

@@ -1,6 +1,6 @@
 import DVT
-import Testing
 import TensorCore
+import Testing
 
 extension DVTSuites {
     @Suite("Thread-count invariance")

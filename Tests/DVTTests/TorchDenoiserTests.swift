@@ -3,8 +3,8 @@ import Formats
 import Foundation
 import NN
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Vision
 
 /// `--denoiser X.pth`: the official stage-2 checkpoint, a bare state dict, fp16; the
@@ -26,9 +26,12 @@ struct TorchDenoiserTests {
         #expect(worst <= tol, "\(what): max abs error \(worst) > \(tol)")
     }
 
-    @Test("official checkpoint, bare state dict and fp16 reproduce their outputs (pos_embed resampled 6x6 → 5x7)",
-          arguments: [("denoiser_official.pth", "denoiser_io.safetensors"), ("denoiser_state_dict.pth", "denoiser_io.safetensors"),
-                      ("denoiser_fp16.pth", "denoiser_fp16_io.safetensors")])
+    @Test(
+        "official checkpoint, bare state dict and fp16 reproduce their outputs (pos_embed resampled 6x6 → 5x7)",
+        arguments: [
+            ("denoiser_official.pth", "denoiser_io.safetensors"), ("denoiser_state_dict.pth", "denoiser_io.safetensors"),
+            ("denoiser_fp16.pth", "denoiser_fp16_io.safetensors"),
+        ])
     func fixture(_ file: String, _ ioFile: String) throws {
         let d = try Denoiser.load(Self.dir.appendingPathComponent(file))
         #expect(d.config == DenoiserConfig(dim: 128, grid: (6, 6), numBlocks: 1, numHeads: 2, enablePE: true))

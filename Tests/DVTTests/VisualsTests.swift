@@ -1,8 +1,8 @@
 import DVT
 import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 import Vision
 
 func pearson(_ a: [Float], _ b: [Float]) -> Double {

@@ -1,7 +1,7 @@
 import Formats
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite("AtomicFile")
 struct AtomicFileTests {

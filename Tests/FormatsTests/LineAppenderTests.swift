@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import Formats
 import TestSupport
+import Testing
+
+@testable import Formats
 
 /// Issue 18, items 3 and 9: appends are whole lines or nothing, a torn last line is cut before
 /// the next record, and a full disk is a clear error (it used to trap in FileHandle.write).
@@ -19,8 +20,9 @@ struct LineAppenderTests {
     @Test("a full disk gives 'no space left on device' naming the file")
     func fullDisk() throws {
         // /dev/full answers every write with ENOSPC: the disk-full path without a tmpfs.
-        #expect { try LineAppender.append(Data("{\"x\":1}\n".utf8), to: URL(fileURLWithPath: "/dev/full")) }
-            throws: { "\($0)".contains("cannot write /dev/full: no space left on device") }
+        #expect { try LineAppender.append(Data("{\"x\":1}\n".utf8), to: URL(fileURLWithPath: "/dev/full")) } throws: {
+            "\($0)".contains("cannot write /dev/full: no space left on device")
+        }
     }
 
     @Test("a held lock is refused until its holder lets go")

@@ -1,8 +1,8 @@
 import Formats
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 /// Runs `python3 -c script args…`; returns (exit status, stdout, stderr), or nil if python3 cannot
 /// be started.
@@ -52,7 +52,9 @@ func rawNpy(major: UInt8 = 1, header: String, data: [UInt8], declaredLength: Int
 }
 
 func littleEndianBytes(_ values: [Float]) -> [UInt8] {
-    values.flatMap { v -> [UInt8] in let b = v.bitPattern; return (0..<4).map { UInt8(truncatingIfNeeded: b >> (8 * $0)) } }
+    values.flatMap { v -> [UInt8] in
+        let b = v.bitPattern; return (0..<4).map { UInt8(truncatingIfNeeded: b >> (8 * $0)) }
+    }
 }
 
 @Suite("Npy")
@@ -211,11 +213,11 @@ struct NpyTests {
         }
         // numpy reports shape, dtype, order and the little-endian bytes of each array.
         let script = """
-        import sys, numpy as np
-        for p in sys.argv[1:]:
-            a = np.load(p, allow_pickle=False)
-            print(a.dtype.str, a.flags['C_CONTIGUOUS'], list(a.shape), a.astype('<f4').tobytes().hex())
-        """
+            import sys, numpy as np
+            for p in sys.argv[1:]:
+                a = np.load(p, allow_pickle=False)
+                print(a.dtype.str, a.flags['C_CONTIGUOUS'], list(a.shape), a.astype('<f4').tobytes().hex())
+            """
         let r = try #require(runPython(script, paths))
         #expect(r.status == 0, "python failed: \(r.err)")
         let lines = r.out.split(separator: "\n")
@@ -237,21 +239,21 @@ struct NpyTests {
         let dir = temporaryDirectory("npy-py2")
         defer { try? FileManager.default.removeItem(at: dir) }
         let script = """
-        import sys, os, numpy as np
-        from numpy.lib import format as fmt
-        d = sys.argv[1]
-        a = (np.arange(24, dtype=np.float64).reshape(2, 3, 4) * 0.5 - 3.0)
-        np.save(os.path.join(d, 'f4.npy'), a.astype('<f4'))
-        np.save(os.path.join(d, 'f2.npy'), a.astype('<f2'))
-        np.save(os.path.join(d, 'f8.npy'), a)
-        np.save(os.path.join(d, 'scalar.npy'), np.float32(7.5))
-        for v in [(2, 0), (3, 0)]:
-            with open(os.path.join(d, 'v%d.npy' % v[0]), 'wb') as f:
-                fmt.write_array(f, a.astype('<f4'), version=v)
-        np.save(os.path.join(d, 'fortran.npy'), np.asfortranarray(a.astype('<f4')))
-        np.save(os.path.join(d, 'big.npy'), a.astype('>f4'))
-        np.save(os.path.join(d, 'int.npy'), np.arange(3, dtype='<i8'))
-        """
+            import sys, os, numpy as np
+            from numpy.lib import format as fmt
+            d = sys.argv[1]
+            a = (np.arange(24, dtype=np.float64).reshape(2, 3, 4) * 0.5 - 3.0)
+            np.save(os.path.join(d, 'f4.npy'), a.astype('<f4'))
+            np.save(os.path.join(d, 'f2.npy'), a.astype('<f2'))
+            np.save(os.path.join(d, 'f8.npy'), a)
+            np.save(os.path.join(d, 'scalar.npy'), np.float32(7.5))
+            for v in [(2, 0), (3, 0)]:
+                with open(os.path.join(d, 'v%d.npy' % v[0]), 'wb') as f:
+                    fmt.write_array(f, a.astype('<f4'), version=v)
+            np.save(os.path.join(d, 'fortran.npy'), np.asfortranarray(a.astype('<f4')))
+            np.save(os.path.join(d, 'big.npy'), a.astype('>f4'))
+            np.save(os.path.join(d, 'int.npy'), np.arange(3, dtype='<i8'))
+            """
         let r = try #require(runPython(script, [dir.path]))
         #expect(r.status == 0, "python failed: \(r.err)")
         let expected = (0..<24).map { Float($0) * 0.5 - 3 }

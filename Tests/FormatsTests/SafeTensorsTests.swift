@@ -1,9 +1,8 @@
 import Formats
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
-
+import Testing
 
 /// Builds a raw safetensors image from a header string and data bytes (for malformed inputs).
 func rawSafeTensors(header: String, data: [UInt8], declaredLength: UInt64? = nil) -> Data {
@@ -17,8 +16,10 @@ func rawSafeTensors(header: String, data: [UInt8], declaredLength: UInt64? = nil
 }
 
 /// Expects `body` to throw a SafeTensorsError whose message contains every fragment.
-func expectSafeTensorsError(_ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation,
-                            _ body: () throws -> Void) {
+func expectSafeTensorsError(
+    _ fragments: [String], sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> Void
+) {
     do {
         try body()
         Issue.record("expected a SafeTensorsError containing \(fragments)", sourceLocation: sourceLocation)
@@ -82,16 +83,16 @@ struct SafeTensorsTests {
         var data: [UInt8] = []
         for v in f16 + bf16 { data += [UInt8(v & 0xFF), UInt8(v >> 8)] }
         data += [0, 7, 255]  // U8
-        data += [0x80]       // I8 −128
+        data += [0x80]  // I8 −128
         let f64 = (-1.5).bitPattern
         for i in 0..<8 { data.append(UInt8(truncatingIfNeeded: f64 >> (8 * i))) }
         let header = """
-        {"h":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},\
-        "b":{"dtype":"BF16","shape":[4],"data_offsets":[12,20]},\
-        "u":{"dtype":"U8","shape":[3],"data_offsets":[20,23]},\
-        "i":{"dtype":"I8","shape":[1],"data_offsets":[23,24]},\
-        "d":{"dtype":"F64","shape":[],"data_offsets":[24,32]}}
-        """
+            {"h":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]},\
+            "b":{"dtype":"BF16","shape":[4],"data_offsets":[12,20]},\
+            "u":{"dtype":"U8","shape":[3],"data_offsets":[20,23]},\
+            "i":{"dtype":"I8","shape":[1],"data_offsets":[23,24]},\
+            "d":{"dtype":"F64","shape":[],"data_offsets":[24,32]}}
+            """
         let file = try SafeTensorsFile(data: rawSafeTensors(header: header, data: data))
         let h = try file.tensor("h")
         #expect(h.shape == [2, 3])
@@ -190,9 +191,11 @@ struct SafeTensorsTests {
             try open(rawSafeTensors(header: "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", data: eight))
         }
         expectSafeTensorsError(["overlaps"]) {
-            try open(rawSafeTensors(header: """
-            {"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}
-            """, data: eight))
+            try open(
+                rawSafeTensors(
+                    header: """
+                        {"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}
+                        """, data: eight))
         }
         expectSafeTensorsError(["data_offsets"]) {
             try open(rawSafeTensors(header: "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", data: eight))
@@ -201,7 +204,8 @@ struct SafeTensorsTests {
             try open(rawSafeTensors(header: "{\"__metadata__\":{\"epoch\":3}}", data: []))
         }
         expectSafeTensorsError(["nesting deeper"]) {
-            try open(rawSafeTensors(header: "{\"a\":" + String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000) + "}", data: []))
+            try open(
+                rawSafeTensors(header: "{\"a\":" + String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000) + "}", data: []))
         }
         // Missing key names the file and lists what is there.
         let f = try SafeTensorsFile(data: rawSafeTensors(header: good, data: eight), name: "ok.st")
@@ -224,17 +228,21 @@ struct SafeTensorsTests {
         }
         expectSafeTensorsError(["cover 8 bytes", "has 12"]) { try open(rawSafeTensors(header: header, data: data + [0, 0, 0, 0])) }
         expectSafeTensorsError(["\"b\"", "gap of 4 bytes"]) {
-            try open(rawSafeTensors(header: """
-            {"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}
-            """, data: data + [0, 0, 0, 0]))
+            try open(
+                rawSafeTensors(
+                    header: """
+                        {"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}
+                        """, data: data + [0, 0, 0, 0]))
         }
     }
 
     @Test func errorMessagesStaySmallForHugeKeys() throws {
         let key = String(repeating: "k", count: 1_000_000)
         do {
-            _ = try SafeTensorsFile(data: rawSafeTensors(header: "{\"\(key)\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
-                                                         data: [UInt8](repeating: 0, count: 8)), name: "big.st")
+            _ = try SafeTensorsFile(
+                data: rawSafeTensors(
+                    header: "{\"\(key)\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}",
+                    data: [UInt8](repeating: 0, count: 8)), name: "big.st")
             Issue.record("expected an error")
         } catch {
             #expect(String(describing: error).count < 500, "error is \(String(describing: error).count) characters")
@@ -243,9 +251,9 @@ struct SafeTensorsTests {
 
     @Test func zeroSizedTensorsMayShareOffsets() throws {
         let header = """
-        {"a":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},\
-        "c":{"dtype":"F16","shape":[0,5],"data_offsets":[4,4]}}
-        """
+            {"a":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},\
+            "c":{"dtype":"F16","shape":[0,5],"data_offsets":[4,4]}}
+            """
         let f = try SafeTensorsFile(data: rawSafeTensors(header: header, data: [0, 0, 0x80, 0x3F]))
         #expect(try f.tensor("a").shape == [0])
         #expect(try f.tensor("b").scalars == [1])
@@ -274,11 +282,12 @@ struct SafeTensorsTests {
     /// lengths. Every outcome must be a thrown SafeTensorsError or a file whose tensors all load
     /// (and, being validated, are no larger than the bytes that back them).
     @Test func fuzzMutatedFiles() throws {
-        let base = try SafeTensors.serialize([
-            "a": randn([3, 4], seed: 11, requiresGrad: false),
-            "b": randn([5], seed: 12, requiresGrad: false),
-            "c": Tensor.scalar(2),
-        ], metadata: ["k": "v"])
+        let base = try SafeTensors.serialize(
+            [
+                "a": randn([3, 4], seed: 11, requiresGrad: false),
+                "b": randn([5], seed: 12, requiresGrad: false),
+                "c": Tensor.scalar(2),
+            ], metadata: ["k": "v"])
         var accepted = 0, rejected = 0
         func check(_ d: Data) {
             do {

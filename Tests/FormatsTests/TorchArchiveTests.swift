@@ -1,7 +1,8 @@
 import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
+
 @testable import Formats
 
 /// Builds pickles by hand for the reader's refusal and layout paths.
@@ -32,7 +33,9 @@ struct PickleBuilder {
 }
 
 func floatBytes(_ v: [Float]) -> [UInt8] {
-    v.flatMap { f -> [UInt8] in let b = f.bitPattern; return [0, 8, 16, 24].map { UInt8(truncatingIfNeeded: b >> $0) } }
+    v.flatMap { f -> [UInt8] in
+        let b = f.bitPattern; return [0, 8, 16, 24].map { UInt8(truncatingIfNeeded: b >> $0) }
+    }
 }
 
 func errorText(_ body: () throws -> Void) -> String? {
@@ -47,8 +50,10 @@ struct TorchArchiveTests {
     func roundTrip() throws {
         let a = randn([3, 4, 5], seed: 1, requiresGrad: false), b = randn([7], seed: 2, requiresGrad: false)
         let s = Tensor(zeros: [])  // a 0-d tensor
-        let value = TorchWriter.Value.dict([("denoiser", .dict([("w", .tensor(a)), ("b", .tensor(b)), ("s", .tensor(s))])),
-                                            ("step", .int(123_456)), ("neg", .int(-5)), ("big", .int(1 << 40)), ("note", .string("héllo"))])
+        let value = TorchWriter.Value.dict([
+            ("denoiser", .dict([("w", .tensor(a)), ("b", .tensor(b)), ("s", .tensor(s))])),
+            ("step", .int(123_456)), ("neg", .int(-5)), ("big", .int(1 << 40)), ("note", .string("héllo")),
+        ])
         let data = try TorchWriter.serialize(value)
         let archive = try TorchArchive(data: data)
         #expect(archive.root["step"] == .int(123_456))

@@ -1,7 +1,8 @@
 import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
+
 @testable import Formats
 
 /// Random mutations of real .pth files must give a clear error or a valid result, never a crash,

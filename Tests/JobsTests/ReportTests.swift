@@ -1,10 +1,11 @@
 import DVT
 import Foundation
+import TensorCore
+import TestSupport
+import Testing
+
 @testable import Jobs
 @testable import Report
-import TensorCore
-import Testing
-import TestSupport
 
 @Suite struct ReportViewerTests {
     /// Decodes the viewer's fp16 base64 back to floats (what the page's script does).
@@ -61,8 +62,11 @@ import TestSupport
     }
 
     @Test func mapsOfAnotherGridAreLeftOutAndNamed() throws {
-        let data = try ViewerData(methods: [.init(key: "raw", label: "raw", maps: [0: [randn([4, 4, 6], seed: 1)]]),
-                                            .init(key: "srt", label: "SRT", maps: [0: [randn([8, 8, 6], seed: 2)]])], imageCount: 1)
+        let data = try ViewerData(
+            methods: [
+                .init(key: "raw", label: "raw", maps: [0: [randn([4, 4, 6], seed: 1)]]),
+                .init(key: "srt", label: "SRT", maps: [0: [randn([8, 8, 6], seed: 2)]]),
+            ], imageCount: 1)
         #expect(data.skipped.count == 1 && data.skipped[0].contains("SRT") && data.encoded[0]!["srt"]![0] == nil)
     }
 }
@@ -99,7 +103,8 @@ import TestSupport
     }
 
     @Test func chartsAreLabelledSVG() {
-        let svg = Charts.line([Charts.Series(name: "train", color: "#000", points: [(1, 10), (2, 0.1)])], title: "loss", xLabel: "step", yLabel: "loss")
+        let svg = Charts.line(
+            [Charts.Series(name: "train", color: "#000", points: [(1, 10), (2, 0.1)])], title: "loss", xLabel: "step", yLabel: "loss")
         #expect(svg.hasPrefix("<svg") && svg.contains("<title>loss</title>") && svg.contains("(log)"))
         let bars = Charts.bars([("raw", 0.5), ("stage 1", nil)], title: "ratio")
         #expect(bars.contains("0.5000") && bars.contains("not computed"))

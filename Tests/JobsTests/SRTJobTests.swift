@@ -1,11 +1,11 @@
 import DVT
-import Foundation
-import TensorCore
-import Testing
-import TestSupport
 import Formats
+import Foundation
 import Jobs
 import Settings
+import TensorCore
+import TestSupport
+import Testing
 import Vision
 
 /// `dvt srt` end to end through its library function: two bundled photos and a truncated JPEG.

@@ -1,14 +1,15 @@
 import DVT
+import Formats
 import Foundation
 import NN
+import Settings
 import TensorCore
-import Testing
 import TestSupport
+import Testing
+import Vision
+
 @testable import Jobs
 @testable import Training
-import Settings
-import Formats
-import Vision
 
 /// DVT's never-unscaled GradScaler (main_img_denoising.py lines 55, 88-89) and the other
 /// stage-1 details taken from the official code.
@@ -23,7 +24,11 @@ struct Stage1LossScaleTests {
 
     /// All parameters after `settings.numIters` steps of `optimizer` on a small planted case.
     static func train(_ s: Stage1Settings, _ o: OptimizerSettings) throws -> [Float] {
-        let data = PlantedData.generate(seed: 2, options: { var o = PlantedData.Options(); o.grid = 4; o.dim = 8; o.views = 3; return o }())
+        let data = PlantedData.generate(
+            seed: 2,
+            options: {
+                var o = PlantedData.Options(); o.grid = 4; o.dim = 8; o.views = 3; return o
+            }())
         let task = try Stage1Task(raw: data.raw, coords: data.coords, settings: s, seed: 5)
         var loop = LoopSettings(numIters: s.numIters)
         loop.seed = Stage1.samplerSeed(5)

@@ -1,9 +1,10 @@
 import Foundation
-import NN
-import Testing
-@testable import Training
 import Jobs
+import NN
 import Settings
+import Testing
+
+@testable import Training
 
 @Suite("Stage-2 learning-rate schedule")
 struct Stage2ScheduleTests {
@@ -29,8 +30,9 @@ struct Stage2ScheduleTests {
             let t = Trainer(task: OneParameterTask(), optimizer: o, loop: LoopSettings(numIters: n), quiet: true)
             let w = Int(Double(n) * 0.15)
             for step in [0, w - 1, w, n - 1] {
-                let want = Self.official(step: step, blr: config.settings.stage2.baseLR, batch: batch,
-                                         minLR: config.settings.stage2.minLR, total: n)
+                let want = Self.official(
+                    step: step, blr: config.settings.stage2.baseLR, batch: batch,
+                    minLR: config.settings.stage2.minLR, total: n)
                 #expect(abs(t.learningRate(at: step) - want) <= 1e-15 * max(1, want), "step \(step) of \(n)")
             }
             // The warmup reaches the peak one step before W, and W starts the cosine at the peak.

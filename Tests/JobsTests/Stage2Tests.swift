@@ -1,15 +1,16 @@
 import DVT
+import Formats
 import Foundation
 import NN
-import TensorCore
-import Testing
-import TestSupport
-import Formats
-@testable import Jobs
 import Report
 import Settings
+import TensorCore
+import TestSupport
+import Testing
 import Training
 import Vision
+
+@testable import Jobs
 
 /// The suites of this target, grouped as in the test report.
 struct JobsSuites {}
@@ -51,10 +52,12 @@ struct SyntheticFeatureTree {
     func remove() { try? FileManager.default.removeItem(at: root) }
 
     func overrides(iters: Int, extra: [String] = []) -> [String] {
-        ["model=\(model)", "data_list=\(trainList.path)", "val_list=\(valList.path)", "output_dir=\(root.path)",
-         "stage2.num_iters=\(iters)", "stage2.batch_size=4",
-         // lr = base_lr · sqrt(4/256) = 6e-3: the artifact is learnt in 150 steps (longer runs overfit 12 maps).
-         "stage2.base_lr=0.048", "stage2.val_freq=50", "stage2.save_freq=50", "stage2.print_freq=25", "seed=0"] + extra
+        [
+            "model=\(model)", "data_list=\(trainList.path)", "val_list=\(valList.path)", "output_dir=\(root.path)",
+            "stage2.num_iters=\(iters)", "stage2.batch_size=4",
+            // lr = base_lr · sqrt(4/256) = 6e-3: the artifact is learnt in 150 steps (longer runs overfit 12 maps).
+            "stage2.base_lr=0.048", "stage2.val_freq=50", "stage2.save_freq=50", "stage2.print_freq=25", "seed=0",
+        ] + extra
     }
 }
 
@@ -125,10 +128,12 @@ extension JobsSuites {
         }
 
         static func task(_ tree: SyntheticFeatureTree, initSeed: UInt64) throws -> Stage2Task {
-            let train = try FeaturePairIndex.build(list: tree.trainList.path, dataRoot: nil, featureRoot: tree.root,
-                                                   model: tree.model, targetTree: FeatureTree.denoised)
-            let val = try FeaturePairIndex.build(list: tree.valList.path, dataRoot: nil, featureRoot: tree.root,
-                                                 model: tree.model, targetTree: FeatureTree.denoised)
+            let train = try FeaturePairIndex.build(
+                list: tree.trainList.path, dataRoot: nil, featureRoot: tree.root,
+                model: tree.model, targetTree: FeatureTree.denoised)
+            let val = try FeaturePairIndex.build(
+                list: tree.valList.path, dataRoot: nil, featureRoot: tree.root,
+                model: tree.model, targetTree: FeatureTree.denoised)
             let d = try Denoiser(config: DenoiserConfig(dim: 32, grid: (6, 6)), seed: initSeed)
             return try Stage2Task(denoiser: d, train: train.pairs, validation: val.pairs, batchSize: 5, seed: 4)
         }
@@ -203,8 +208,9 @@ extension JobsSuites {
                 try fm.removeItem(at: FeatureTree.path(root: tree.root, tree: FeatureTree.raw, model: tree.model, relativeStem: name))
             }
             try fm.removeItem(at: FeatureTree.path(root: tree.root, tree: FeatureTree.denoised, model: tree.model, relativeStem: tree.trainNames[5]))
-            let index = try FeaturePairIndex.build(list: tree.trainList.path, dataRoot: nil, featureRoot: tree.root,
-                                                   model: tree.model, targetTree: FeatureTree.denoised)
+            let index = try FeaturePairIndex.build(
+                list: tree.trainList.path, dataRoot: nil, featureRoot: tree.root,
+                model: tree.model, targetTree: FeatureTree.denoised)
             #expect(index.pairs.count == 9)
             #expect(index.missing.map(\.name) == [tree.trainNames[0], tree.trainNames[1], tree.trainNames[5]])
             #expect(index.summary(label: "x").contains("9 feature pairs, 3 skipped"))
@@ -229,7 +235,8 @@ extension JobsSuites {
             // The SRT tree holds the clean maps; the stage-1 tree is removed so only SRT targets exist.
             for name in tree.trainNames + tree.valNames {
                 let target = try Npy.read(FeatureTree.path(root: tree.root, tree: FeatureTree.denoised, model: tree.model, relativeStem: name))
-                try SyntheticFeatureTree.write(target, FeatureTree.path(root: tree.root, tree: FeatureTree.srt, model: tree.model, relativeStem: name))
+                try SyntheticFeatureTree.write(
+                    target, FeatureTree.path(root: tree.root, tree: FeatureTree.srt, model: tree.model, relativeStem: name))
             }
             try FileManager.default.removeItem(at: tree.root.appendingPathComponent(FeatureTree.denoised))
             let cfg = try ConfigSchema.load(file: nil, overrides: tree.overrides(iters: 150, extra: ["stage2.targets=srt"]))
@@ -297,21 +304,23 @@ extension JobsSuites {
             func count(_ c: [UInt8]) -> Int {
                 stride(from: 0, to: img.pixels.count, by: 3).filter { Array(img.pixels[$0..<($0 + 3)]) == c }.count
             }
-            #expect(count([31, 119, 180]) > 300)   // train line (and legend)
-            #expect(count([255, 127, 14]) > 60)    // validation dots and line
+            #expect(count([31, 119, 180]) > 300)  // train line (and legend)
+            #expect(count([255, 127, 14]) > 60)  // validation dots and line
             #expect(count([120, 120, 120]) > 200)  // dashed baseline
-            #expect(count([0, 0, 0]) > 500)        // axes and labels
+            #expect(count([0, 0, 0]) > 500)  // axes and labels
             let empty = LossCurve.render(LossCurve.History())
             #expect(empty.width == 800)
 
             let url = temporaryDirectory("metrics").appendingPathComponent("metrics.jsonl")
             defer { try? FileManager.default.removeItem(at: url.deletingLastPathComponent()) }
-            try Data("""
-            {"loss":1.5,"step":1}
-            {"loss":0.9,"step":10,"val_identity_loss":0.4,"val_loss":0.7}
-            {"loss":0.5,"step":20,"val_identity_loss":0.4,"val_loss":0.7}
-            {"loss":0.3,"step":30,"val_identity_loss":0.4,"val_loss":0.2}
-            """.utf8).write(to: url)
+            try Data(
+                """
+                {"loss":1.5,"step":1}
+                {"loss":0.9,"step":10,"val_identity_loss":0.4,"val_loss":0.7}
+                {"loss":0.5,"step":20,"val_identity_loss":0.4,"val_loss":0.7}
+                {"loss":0.3,"step":30,"val_identity_loss":0.4,"val_loss":0.2}
+                """.utf8
+            ).write(to: url)
             let read = try LossCurve.read(metrics: url)
             #expect(read.train.map(\.step) == [1, 10, 20, 30])
             #expect(read.validation == [LossPoint(step: 10, loss: 0.7), LossPoint(step: 30, loss: 0.2)])

@@ -1,13 +1,15 @@
 import Foundation
 import NN
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 
 /// Adam/AdamW written out in Double straight from the torch docs, independent of the library's
 /// Float kernel, for comparison.
-private func referenceAdam(_ p0: [Double], grads: [[Double]], lr: Double, betas: (Double, Double) = (0.9, 0.999),
-                           eps: Double = 1e-8, weightDecay: Double, decoupled: Bool) -> [[Double]] {
+private func referenceAdam(
+    _ p0: [Double], grads: [[Double]], lr: Double, betas: (Double, Double) = (0.9, 0.999),
+    eps: Double = 1e-8, weightDecay: Double, decoupled: Bool
+) -> [[Double]] {
     var p = p0
     var m = [Double](repeating: 0, count: p.count)
     var v = m
@@ -49,8 +51,9 @@ struct AdamTests {
         let p = Tensor(p0, shape: [3], requiresGrad: true)
         let opt = Adam(parameters: [("p", p)], lr: 0.1, weightDecay: 0.1)
         let got = runSteps(opt, p, grads)
-        let want = referenceAdam(p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
-                                 weightDecay: 0.1, decoupled: false)
+        let want = referenceAdam(
+            p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
+            weightDecay: 0.1, decoupled: false)
         for k in grads.indices {
             expectClose(got[k], want[k].map(Float.init), rtol: 1e-6, atol: 1e-6, "Adam step \(k + 1)")
         }
@@ -66,10 +69,14 @@ struct AdamTests {
             a.grad = Tensor(g, shape: [3]); b.grad = Tensor(g, shape: [3])
             opt.step()
         }
-        let wantA = referenceAdam(p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
-                                  weightDecay: 0.1, decoupled: false).last!
-        let wantB = referenceAdam(p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
-                                  weightDecay: 0, decoupled: false).last!
+        let wantA = referenceAdam(
+            p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
+            weightDecay: 0.1, decoupled: false
+        ).last!
+        let wantB = referenceAdam(
+            p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
+            weightDecay: 0, decoupled: false
+        ).last!
         expectClose(a.scalars, wantA.map(Float.init), rtol: 1e-6, atol: 1e-6, "default decay")
         expectClose(b.scalars, wantB.map(Float.init), rtol: 1e-6, atol: 1e-6, "overridden decay")
     }
@@ -79,8 +86,9 @@ struct AdamTests {
         let p = Tensor(p0, shape: [3], requiresGrad: true)
         let opt = AdamW(parameters: [("p", p)], lr: 0.1, weightDecay: 0.1)
         let got = runSteps(opt, p, grads)
-        let want = referenceAdam(p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
-                                 weightDecay: 0.1, decoupled: true)
+        let want = referenceAdam(
+            p0.map(Double.init), grads: grads.map { $0.map(Double.init) }, lr: 0.1,
+            weightDecay: 0.1, decoupled: true)
         for k in grads.indices {
             expectClose(got[k], want[k].map(Float.init), rtol: 1e-6, atol: 1e-6, "AdamW step \(k + 1)")
         }
@@ -151,7 +159,7 @@ struct AdamTests {
 struct SparseAdamTests {
     static let rows = 6, width = 3
     static let everyStep = [0, 2, 5]
-    static let sometimes = 1                 // touched on steps 1 and 4 only
+    static let sometimes = 1  // touched on steps 1 and 4 only
     static let sometimesSteps: Set<Int> = [1, 4]
     static let never = [3, 4]
     static let steps = 6
@@ -182,8 +190,9 @@ struct SparseAdamTests {
         let sparse = Tensor(Self.initial(), shape: [Self.rows, Self.width], requiresGrad: true)
         // Weight decay on: dense Adam then moves untouched rows too, sparse must not.
         let make: ([(String, Tensor)]) -> Adam = { params in
-            decoupled ? AdamW(parameters: params, lr: 0.05, betas: (0.9, 0.99), eps: 1e-15, weightDecay: 0.01)
-                      : Adam(parameters: params, lr: 0.05, betas: (0.9, 0.99), eps: 1e-15, weightDecay: 0.01)
+            decoupled
+                ? AdamW(parameters: params, lr: 0.05, betas: (0.9, 0.99), eps: 1e-15, weightDecay: 0.01)
+                : Adam(parameters: params, lr: 0.05, betas: (0.9, 0.99), eps: 1e-15, weightDecay: 0.01)
         }
         let denseOpt = make([("table", dense)])
         let sparseOpt = make([("table", sparse)])

@@ -1,8 +1,8 @@
 import Foundation
 import NN
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 
 /// The block fixture (timm, fp32) run with bf16 products (`Precision.bf16`).
 ///

@@ -1,8 +1,8 @@
 import Foundation
 import NN
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 
 /// Row-sparse Adam in deferred mode: dense Adam's result at the cost of the touched rows.
 @Suite("Row-sparse Adam, deferred mode")
@@ -123,8 +123,9 @@ struct DeferredAdamTests {
         #expect(c.scalars == a.scalars, "resumed run must equal the uninterrupted one")
 
         // A lazy-mode checkpoint does not load into a deferred optimiser (and says why).
-        let lazyOpt = Adam(parameters: [("t", Tensor(Self.initial(), shape: [Self.rows, Self.width], requiresGrad: true))],
-                           lr: 0.05, betas: (0.9, 0.99), eps: 1e-15)
+        let lazyOpt = Adam(
+            parameters: [("t", Tensor(Self.initial(), shape: [Self.rows, Self.width], requiresGrad: true))],
+            lr: 0.05, betas: (0.9, 0.99), eps: 1e-15)
         lazyOpt.setRowSparse("t", rowWidth: Self.width)
         Self.run(lazyOpt, lazyOpt.parameters[0].1, to: 3)
         #expect(throws: OptimizerStateError.self) { try optC.loadStateDict(lazyOpt.stateDict()) }

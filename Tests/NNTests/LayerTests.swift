@@ -1,8 +1,8 @@
 import Foundation
 import NN
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 
 /// Minimal F32-only safetensors reader for the block fixture (8-byte little-endian header
 /// length, JSON header, raw data). The toolkit's real reader lives in Vision, above NN.
@@ -30,10 +30,11 @@ struct LayerTests {
     func blockNames() {
         var rng = RandomGenerator(seed: 1)
         let plain = Block(8, heads: 2, rng: &rng)
-        #expect(plain.namedParameters().map(\.0) == [
-            "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
-            "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
-        ])
+        #expect(
+            plain.namedParameters().map(\.0) == [
+                "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+                "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+            ])
         let scaled = Block(8, heads: 2, layerScale: 1e-5, rng: &rng)
         let names = scaled.namedParameters().map(\.0)
         #expect(names.contains("ls1.gamma") && names.contains("ls2.gamma"))

@@ -21,8 +21,9 @@ struct ScheduleTests {
         // Last step 109: progress 99/100, 0.5·(1 + cos(0.99π)) = 0.5·(1 − cos(0.01π)) = 2.4671981e-4
         close(s(109), 0.001 + 0.009 * 2.4671981713422e-4, "last step")
         close(s(110), 0.001, "total: exactly the floor")
-        close(adjustLearningRate(step: 60, baseLR: 0.01, minLR: 0.001, warmupSteps: 10, totalSteps: 110), 0.0055,
-              "function form")
+        close(
+            adjustLearningRate(step: 60, baseLR: 0.01, minLR: 0.001, warmupSteps: 10, totalSteps: 110), 0.0055,
+            "function form")
         close(s.lr(at: 2.5), 0.0025, "fractional step")
     }
 
@@ -38,8 +39,9 @@ struct ScheduleTests {
     func cosineScheduler() {
         // 40 iterations, warmup Int(0.15·40) = 6 from 0: linspace(0, 1, 6) = 0, 0.2, …, 1.0.
         let total = 40
-        let s = CosineScheduler(baseValue: 1, finalValue: 0.1, totalIters: total, warmupIters: Int(0.15 * Double(total)),
-                                startWarmupValue: 0)
+        let s = CosineScheduler(
+            baseValue: 1, finalValue: 0.1, totalIters: total, warmupIters: Int(0.15 * Double(total)),
+            startWarmupValue: 0)
         #expect(s.schedule.count == total)
         close(s[0], 0, "step 0")
         close(s[2], 0.4, "mid-warmup")
@@ -55,10 +57,13 @@ struct ScheduleTests {
 
     @Test("CosineScheduler freeze iterations and start value")
     func freezeAndStart() {
-        let s = CosineScheduler(baseValue: 2, finalValue: 0, totalIters: 8, warmupIters: 3, startWarmupValue: 0.5,
-                                freezeIters: 2)
-        let expected: [Double] = [0, 0, 0.5, 1.25, 2,
-                                  0.5 * 2 * (1 + cos(0)), 0.5 * 2 * (1 + cos(Double.pi / 3)), 0.5 * 2 * (1 + cos(2 * Double.pi / 3))]
+        let s = CosineScheduler(
+            baseValue: 2, finalValue: 0, totalIters: 8, warmupIters: 3, startWarmupValue: 0.5,
+            freezeIters: 2)
+        let expected: [Double] = [
+            0, 0, 0.5, 1.25, 2,
+            0.5 * 2 * (1 + cos(0)), 0.5 * 2 * (1 + cos(Double.pi / 3)), 0.5 * 2 * (1 + cos(2 * Double.pi / 3)),
+        ]
         for (i, e) in expected.enumerated() { close(s[i], e, "index \(i)") }
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
 import NN
 import TensorCore
-import Testing
 import TestSupport
+import Testing
 
 /// A small model with a dense MLP and a row-sparse lookup table, so checkpoint tests cover both
 /// kinds of optimiser state. x (B, 2) plus a looked-up table row (B, 2) → MLP → (B, 1).
@@ -25,7 +25,7 @@ private final class TinyNet: Module {
 private func batch(_ step: Int) -> (x: Tensor, rows: [Int], y: Tensor) {
     var rng = RandomGenerator(seed: 1000 + UInt64(step))
     let x = Tensor.uniform([8, 2], -1, 1, rng: &rng)  // (B, 2)
-    let rows = (0..<8).map { _ in rng.randint(7) }   // rows 7...9 never used
+    let rows = (0..<8).map { _ in rng.randint(7) }  // rows 7...9 never used
     let y = Tensor((0..<8).map { i in sin(3 * x[flat: 2 * i]) * x[flat: 2 * i + 1] }, shape: [8, 1])  // (B, 1)
     return (x, rows, y)
 }
@@ -53,7 +53,7 @@ struct TrainingTests {
         var rng = RandomGenerator(seed: 2024)
         let mlp = Sequential.reluMLP([2, 16, 1], rng: &rng)
         let x = Tensor([0, 0, 0, 1, 1, 0, 1, 1], shape: [4, 2])  // (4, 2)
-        let y = Tensor([0, 1, 1, 0], shape: [4, 1])              // (4, 1)
+        let y = Tensor([0, 1, 1, 0], shape: [4, 1])  // (4, 1)
         let opt = Adam(parameters: mlp.namedParameters(), lr: 0.05)
         var loss: Float = .infinity
         var steps = 0

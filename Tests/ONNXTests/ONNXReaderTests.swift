@@ -1,8 +1,9 @@
 import Foundation
 import SwiftProtobuf
 import TensorCore
-import Testing
 import TestSupport
+import Testing
+
 @testable import ONNX
 
 /// A small model built in the test: a MatMul + Add graph with initializers in every stored form
@@ -172,17 +173,21 @@ struct ONNXReaderTests {
 
     @Test func refusesBadTensorsByName() {
         expectError(["m.onnx", "'w'", "external file", "'w.bin'"]) {
-            _ = try ONNXTensor.decode(tensor {
-                $0.floatData = []
-                $0.dataLocation = .external
-                var e = Onnx_StringStringEntryProto()
-                e.key = "location"
-                e.value = "w.bin"
-                $0.externalData = [e]
-            }, file: "m.onnx")
+            _ = try ONNXTensor.decode(
+                tensor {
+                    $0.floatData = []
+                    $0.dataLocation = .external
+                    var e = Onnx_StringStringEntryProto()
+                    e.key = "location"
+                    e.value = "w.bin"
+                    $0.externalData = [e]
+                }, file: "m.onnx")
         }
         expectError(["'w'", "12 bytes of raw_data, expected 16"]) {
-            _ = try ONNXTensor.decode(tensor { $0.floatData = []; $0.rawData = Data(count: 12) }, file: "m.onnx")
+            _ = try ONNXTensor.decode(
+                tensor {
+                    $0.floatData = []; $0.rawData = Data(count: 12)
+                }, file: "m.onnx")
         }
         expectError(["'w'", "3 values in float_data, expected 4"]) {
             _ = try ONNXTensor.decode(tensor { $0.floatData = [1, 2, 3] }, file: "m.onnx")
@@ -198,7 +203,10 @@ struct ONNXReaderTests {
         expectError(["'w'", "data type 99"]) { _ = try ONNXTensor.decode(tensor { $0.dataType = 99 }, file: "m.onnx") }
         // A claimed huge raw tensor with no bytes: refused by the count check, nothing allocated.
         expectError(["'w'", "expected 17179869176"]) {
-            _ = try ONNXTensor.decode(tensor { $0.floatData = []; $0.dims = [Int64(Int32.max), 2]; $0.rawData = Data(count: 8) }, file: "m.onnx")
+            _ = try ONNXTensor.decode(
+                tensor {
+                    $0.floatData = []; $0.dims = [Int64(Int32.max), 2]; $0.rawData = Data(count: 8)
+                }, file: "m.onnx")
         }
     }
 

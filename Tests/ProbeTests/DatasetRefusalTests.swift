@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 import Vision
+
 @testable import Probe
 
 /// Split files, class lists and layouts that must be refused before anything is read, trained or
@@ -23,15 +24,18 @@ import Vision
         let outside = base.appendingPathComponent("a/x/JPEGImages")
         try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
         try FileManager.default.copyItem(at: root.appendingPathComponent("JPEGImages/scene_0000.jpg"), to: outside.appendingPathComponent("evil.jpg"))
-        try FileManager.default.copyItem(at: root.appendingPathComponent("SegmentationClass/scene_0000.png"), to: outside.appendingPathComponent("evil.png"))
+        try FileManager.default.copyItem(
+            at: root.appendingPathComponent("SegmentationClass/scene_0000.png"), to: outside.appendingPathComponent("evil.png"))
         let list = root.appendingPathComponent("ImageSets/Segmentation/train.txt")
         try (String(contentsOf: list, encoding: .utf8) + entries.joined(separator: "\n") + "\n").write(to: list, atomically: true, encoding: .utf8)
         return (root, base)
     }
 
-    @Test("split-file entries that leave the dataset root are refused in every layout", arguments: [
-        "../../x/JPEGImages/evil", "../../../../../x/JPEGImages/evil", "/etc/hostname", "scene_0000/../../../x/JPEGImages/evil",
-    ])
+    @Test(
+        "split-file entries that leave the dataset root are refused in every layout",
+        arguments: [
+            "../../x/JPEGImages/evil", "../../../../../x/JPEGImages/evil", "/etc/hostname", "scene_0000/../../../x/JPEGImages/evil",
+        ])
     func vocEscape(_ entry: String) throws {
         let (root, base) = try vocWithEntries([entry])
         defer { try? FileManager.default.removeItem(at: base) }
@@ -50,8 +54,10 @@ import Vision
         let nyu = temporaryDirectory("nyu-escape")
         defer { try? FileManager.default.removeItem(at: nyu) }
         try Miniature.nyu(nyu)
-        for line in ["/../outside/rgb.jpg /kitchen_0001/sync_depth_00001.png 518.8579",
-                     "/kitchen_0001/rgb_00001.jpg /kitchen_0001/../../d.png 518.8579"] {
+        for line in [
+            "/../outside/rgb.jpg /kitchen_0001/sync_depth_00001.png 518.8579",
+            "/kitchen_0001/rgb_00001.jpg /kitchen_0001/../../d.png 518.8579",
+        ] {
             try (line + "\n").write(to: nyu.appendingPathComponent("nyu_train.txt"), atomically: true, encoding: .utf8)
             let m = message { _ = try ProbeDataset.open(.nyu, root: nyu) }
             #expect(m.contains("nyu_train.txt line 1") && m.contains("resolves outside the dataset root"), "\(m)")
@@ -97,17 +103,21 @@ import Vision
         let ds = try ProbeDataset.open(.folder, root: root)
         // 200 classes, batches of 8 maps at 448×448: about 5·8·448²·200·4 B ≈ 6.4 GB for training alone.
         let m = message {
-            try ds.checkSegmentationMemory(channels: 384, batch: 8, trainHeight: 448, trainWidth: 448, tokens: 1024, evalPixels: 500 * 375,
-                                           memoryLimit: 4_000_000_000)
+            try ds.checkSegmentationMemory(
+                channels: 384, batch: 8, trainHeight: 448, trainWidth: 448, tokens: 1024, evalPixels: 500 * 375,
+                memoryLimit: 4_000_000_000)
         }
         #expect(m.contains("classes.txt: 200 classes need about 6.") && m.contains("more than the 4.0 GB"), "\(m)")
-        #expect(message {
-            try ds.checkSegmentationMemory(channels: 384, batch: 8, trainHeight: 56, trainWidth: 56, tokens: 16, evalPixels: 32 * 32,
-                                           memoryLimit: 4_000_000_000)
-        } == "no error")
+        #expect(
+            message {
+                try ds.checkSegmentationMemory(
+                    channels: 384, batch: 8, trainHeight: 56, trainWidth: 56, tokens: 16, evalPixels: 32 * 32,
+                    memoryLimit: 4_000_000_000)
+            } == "no error")
         // The crash of the campaign: 100 000 classes at 56×56 allocated 1 254 400 000 bytes for one
         // image's logits; the estimate counts at least that.
-        #expect(SegmentationHead.memoryBytes(classes: 100_000, channels: 384, batch: 1, trainPixels: 56 * 56, tokens: 16, evalPixels: 0)
+        #expect(
+            SegmentationHead.memoryBytes(classes: 100_000, channels: 384, batch: 1, trainPixels: 56 * 56, tokens: 16, evalPixels: 0)
                 >= 1_254_400_000)
     }
 
@@ -141,8 +151,9 @@ import Vision
         let root = base.appendingPathComponent("voc")
         try SyntheticScenes.write(to: root, seed: 5, train: 2, val: 1, size: 16)
         // A mask beside its image, so that `../JPEGImages/scene_0000` names an existing image and mask.
-        try FileManager.default.copyItem(at: root.appendingPathComponent("SegmentationClass/scene_0000.png"),
-                                         to: root.appendingPathComponent("JPEGImages/scene_0000.png"))
+        try FileManager.default.copyItem(
+            at: root.appendingPathComponent("SegmentationClass/scene_0000.png"),
+            to: root.appendingPathComponent("JPEGImages/scene_0000.png"))
         let pieces = ["..", ".", "scene_0000", "scene_0001", "JPEGImages", "x", "", "/", "a b", "\u{1}", "..."]
         var rng = RandomGenerator(seed: 27)
         let cache = URL(fileURLWithPath: "/cache/probe/features/raw/voc")
@@ -151,7 +162,9 @@ import Vision
         // reader opens it and caches it under a name that leaves the cache folder.
         let fixed = ["../JPEGImages/scene_0000", "./scene_0001", "scene_0000/../scene_0001", "../../voc/JPEGImages/scene_0000"]
         for trial in 0..<200 {
-            let entry = trial < fixed.count ? fixed[trial]
+            let entry =
+                trial < fixed.count
+                ? fixed[trial]
                 : (0..<(1 + rng.randint(5))).map { _ in pieces[rng.randint(pieces.count)] }.joined(separator: rng.randint(4) == 0 ? "" : "/")
             try "scene_0000\n\(entry)\n".write(to: root.appendingPathComponent("ImageSets/Segmentation/train.txt"), atomically: true, encoding: .utf8)
             let counts = [0, 1, 5, 253, 254, 255, 300, 20_000]

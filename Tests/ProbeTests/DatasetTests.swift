@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 import Vision
+
 @testable import Probe
 
 /// Writes small files of each layout.
@@ -201,7 +202,8 @@ enum Miniature {
         #expect(ds.train.count == 48 && ds.val.count == 16)
         for s in ds.train.prefix(3) + ds.val.prefix(3) {
             let rel = "SegmentationClass/\(s.name).png"
-            #expect(FileManager.default.contents(atPath: shipped.appendingPathComponent(rel).path)
+            #expect(
+                FileManager.default.contents(atPath: shipped.appendingPathComponent(rel).path)
                     == FileManager.default.contents(atPath: root.appendingPathComponent(rel).path), "\(rel) differs from the generator's")
             let a = try RGBImage(contentsOf: s.image), b = try RGBImage(contentsOf: root.appendingPathComponent("JPEGImages/\(s.name).jpg"))
             #expect(a == b, "\(s.name).jpg differs from the generator's")

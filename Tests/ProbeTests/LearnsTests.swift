@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 import Vision
+
 @testable import Probe
 
 /// The probe learns on the synthetic scenes. Features here are per-token appearance statistics
@@ -39,8 +40,9 @@ import Vision
         func examples(_ range: Range<Int>) -> [ProbeExample] {
             range.map { i in
                 let (img, label) = SyntheticScenes.scene(seed: 77 &+ UInt64(i), size: size)
-                var e = ProbeExample(name: "\(i)", features: Self.features(img, patch: 8), trainHeight: size, trainWidth: size,
-                                     evalHeight: size, evalWidth: size)
+                var e = ProbeExample(
+                    name: "\(i)", features: Self.features(img, patch: 8), trainHeight: size, trainWidth: size,
+                    evalHeight: size, evalWidth: size)
                 e.trainLabels = label.map { Int32($0) }
                 e.evalLabels = e.trainLabels
                 return e

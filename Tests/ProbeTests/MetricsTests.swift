@@ -1,21 +1,22 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
+
 @testable import Probe
 
 @Suite struct SegmentationMetricsTests {
     // Hand-computed from mmseg's definitions (intersect_and_union + total_area_to_metrics).
     @Test func areasAreSummedOverTheSetThenDivided() {
         var m = SegmentationMetrics(classes: 3)
-        m.add(prediction: [0, 1, 1, 2], label: [0, 0, 1, 255])   // the 255 pixel (predicted 2) is dropped
+        m.add(prediction: [0, 1, 1, 2], label: [0, 0, 1, 255])  // the 255 pixel (predicted 2) is dropped
         m.add(prediction: [1, 0, 0, 0], label: [1, 1, 0, 0])
         #expect(m.intersection == [3, 2, 0])
         #expect(m.predicted == [4, 3, 0])
         #expect(m.labelled == [4, 3, 0])
         #expect(m.union == [5, 4, 0])
         #expect(abs(m.iou[0] - 0.6) < 1e-12 && abs(m.iou[1] - 0.5) < 1e-12 && m.iou[2].isNaN)
-        #expect(abs(m.mIoU - 0.55) < 1e-12)                     // class 2 absent from both: NaN, skipped
+        #expect(abs(m.mIoU - 0.55) < 1e-12)  // class 2 absent from both: NaN, skipped
         #expect(abs(m.mAcc - (0.75 + 2.0 / 3) / 2) < 1e-12)
         #expect(abs(m.aAcc - 5.0 / 7) < 1e-12)
         // Per-image averaging would give ((1/2 + 2/3)/2 + (1/2 + 1/2)/2)/2 ≠ 0.55.
@@ -45,9 +46,9 @@ import TestSupport
     @Test func handComputedCaseWithCaps() {
         // gt 0 (≤ min_depth) and 20 (≥ max_depth 10) are not evaluated.
         let m = DepthMetrics.image(gt: [1, 2, 4, 0, 20], pred: [1, 1, 5, 3, 3])
-        #expect(abs(m.delta1 - 1.0 / 3) < 1e-12)          // ratios 1, 2, 1.25: 1.25 is not < 1.25
+        #expect(abs(m.delta1 - 1.0 / 3) < 1e-12)  // ratios 1, 2, 1.25: 1.25 is not < 1.25
         #expect(abs(m.delta2 - 2.0 / 3) < 1e-12)
-        #expect(abs(m.delta3 - 2.0 / 3) < 1e-12)          // 2 is not < 1.25³ = 1.953
+        #expect(abs(m.delta3 - 2.0 / 3) < 1e-12)  // 2 is not < 1.25³ = 1.953
         #expect(abs(m.absRel - 0.25) < 1e-12)
         #expect(abs(m.sqRel - 0.25) < 1e-12)
         #expect(abs(m.rmse - (2.0 / 3).squareRoot()) < 1e-12)
@@ -71,10 +72,10 @@ import TestSupport
     }
 
     @Test func datasetValueIsNanmeanOverImages() {
-        let a = DepthMetrics.image(gt: [1, 1], pred: [1, 2])         // rmse √0.5
-        let empty = DepthMetrics.image(gt: [0, 0], pred: [1, 1])     // nothing valid: NaN
+        let a = DepthMetrics.image(gt: [1, 1], pred: [1, 2])  // rmse √0.5
+        let empty = DepthMetrics.image(gt: [0, 0], pred: [1, 1])  // nothing valid: NaN
         #expect(empty.rmse.isNaN)
-        let b = DepthMetrics.image(gt: [2], pred: [2])               // rmse 0
+        let b = DepthMetrics.image(gt: [2], pred: [2])  // rmse 0
         let m = DepthMetrics.mean([a, empty, b])
         #expect(abs(m.rmse - 0.5.squareRoot() / 2) < 1e-12)
     }
@@ -107,8 +108,9 @@ import TestSupport
         let y = BilinearResize.resize(Tensor([0, 1, 2, 3], shape: [2, 2, 1]), height: 3, width: 3).scalars
         expectClose(y, [0, 0.5, 1, 1, 1.5, 2, 2, 2.5, 3], rtol: 1e-6, atol: 1e-6)
         // Downsampling 4 → 2 samples at 0.5 and 2.5.
-        expectClose(BilinearResize.resize(Tensor([0, 1, 2, 3], shape: [1, 4, 1]), height: 1, width: 2).scalars, [0.5, 2.5],
-                    rtol: 1e-6, atol: 1e-6)
+        expectClose(
+            BilinearResize.resize(Tensor([0, 1, 2, 3], shape: [1, 4, 1]), height: 1, width: 2).scalars, [0.5, 2.5],
+            rtol: 1e-6, atol: 1e-6)
     }
 
     @Test func segmentationHeadGradients() {
@@ -121,8 +123,11 @@ import TestSupport
         labels[31] = 255
         gradCheck("BNHead", [feats, head.bn.weight, head.bn.bias, head.weight, head.bias], eps: 1e-2, rtol: 3e-2, atol: 3e-3) { _ in
             let logits = head.tokenLogits(feats, training: true)
-            let up = Tensor.concat([SegmentationHead.upsample(logits, image: 0, height: 5, width: 5),
-                                    SegmentationHead.upsample(logits, image: 1, height: 5, width: 5)], axis: 0)
+            let up = Tensor.concat(
+                [
+                    SegmentationHead.upsample(logits, image: 0, height: 5, width: 5),
+                    SegmentationHead.upsample(logits, image: 1, height: 5, width: 5),
+                ], axis: 0)
             return Tensor.crossEntropy(up, labels: labels)
         }
     }

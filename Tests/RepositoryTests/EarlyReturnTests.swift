@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// A test that returns before its first expectation is reported as passed without having checked
 /// anything. A missing prerequisite is a visible skip instead (`.enabled(if:)`, or
@@ -97,41 +97,42 @@ import TestSupport
         defer { try? FileManager.default.removeItem(at: root.deletingLastPathComponent()) }
         try FileManager.default.createDirectory(at: root.appendingPathComponent("X"), withIntermediateDirectories: true)
         let planted = #"""
-        @Suite struct S {
-            @Test("skips silently", .serialized)
-            func bad() throws {
-                let s = "{ return }"  // return
-                guard ready else { return }
-                #expect(1 == 1)
+            @Suite struct S {
+                @Test("skips silently", .serialized)
+                func bad() throws {
+                    let s = "{ return }"  // return
+                    guard ready else { return }
+                    #expect(1 == 1)
+                }
+                @Test func badExit() {
+                    guard ready else { exit(0) }
+                    #expect(true)
+                }
+                @Test func fine() throws {
+                    try requirePrerequisite(ready, "not ready")
+                    func helper() -> Int { return 1 }
+                    #expect(helper() == 1)
+                    guard ready else { return }
+                }
+                func notATest() {
+                    guard ready else { return }
+                }
+                @Test func badOneLine() { return }
+                @Test func fineValue() { func f() -> String { return "{ }" }; #expect(f() == "{ }") }
+                @Test func fineBlock() {
+                    let yaml = """
+                    a: {b: 1}
+                    return
+                    """
+                    #expect(!yaml.isEmpty)
+                }
             }
-            @Test func badExit() {
-                guard ready else { exit(0) }
-                #expect(true)
-            }
-            @Test func fine() throws {
-                try requirePrerequisite(ready, "not ready")
-                func helper() -> Int { return 1 }
-                #expect(helper() == 1)
-                guard ready else { return }
-            }
-            func notATest() {
-                guard ready else { return }
-            }
-            @Test func badOneLine() { return }
-            @Test func fineValue() { func f() -> String { return "{ }" }; #expect(f() == "{ }") }
-            @Test func fineBlock() {
-                let yaml = """
-                a: {b: 1}
-                return
-                """
-                #expect(!yaml.isEmpty)
-            }
-        }
-        """#
+            """#
         try planted.write(to: root.appendingPathComponent("X/Planted.swift"), atomically: true, encoding: .utf8)
         let found = try Self.earlyExits(under: root)
-        #expect(found.map { String($0.prefix { $0 != " " }) } == [
-            "Tests/X/Planted.swift:5:", "Tests/X/Planted.swift:9:", "Tests/X/Planted.swift:21:",
-        ], "\(found)")
+        #expect(
+            found.map { String($0.prefix { $0 != " " }) } == [
+                "Tests/X/Planted.swift:5:", "Tests/X/Planted.swift:9:", "Tests/X/Planted.swift:21:",
+            ], "\(found)")
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 /// The module graph records dependencies, not history: every target of Package.swift depends on
 /// exactly the modules its Swift files import (toolchain modules aside), and only on targets
@@ -40,10 +40,13 @@ import TestSupport
                 }
                 list = product.stringByReplacingMatches(in: list, range: NSRange(list.startIndex..., in: list), withTemplate: "")
                 let quoted = try! NSRegularExpression(pattern: #""(\w+)""#)
-                deps += quoted.matches(in: list, range: NSRange(list.startIndex..., in: list)).map { (list as NSString).substring(with: $0.range(at: 1)) }
+                deps += quoted.matches(in: list, range: NSRange(list.startIndex..., in: list)).map {
+                    (list as NSString).substring(with: $0.range(at: 1))
+                }
             }
             let pathPattern = try! NSRegularExpression(pattern: #"path:\s*"([^"]+)""#)
-            let path = pathPattern.firstMatch(in: body, range: NSRange(body.startIndex..., in: body))
+            let path =
+                pathPattern.firstMatch(in: body, range: NSRange(body.startIndex..., in: body))
                 .map { (body as NSString).substring(with: $0.range(at: 1)) }
                 ?? (kind == "testTarget" ? "Tests/\(name)" : "Sources/\(name)")
             return Target(name: name, kind: kind, dependencies: deps, path: path)
@@ -53,7 +56,8 @@ import TestSupport
     /// The modules the Swift files under `folder` import (lines inside multi-line string
     /// literals, such as embedded Python, are not code).
     static func imports(under folder: URL) throws -> Set<String> {
-        let pattern = try NSRegularExpression(pattern: #"^\s*(?:@testable\s+|@_implementationOnly\s+|(?:public|package|internal)\s+)?import\s+(\w+)\s*$"#)
+        let pattern = try NSRegularExpression(
+            pattern: #"^\s*(?:@testable\s+|@_implementationOnly\s+|(?:public|package|internal)\s+)?import\s+(\w+)\s*$"#)
         var found: Set<String> = []
         guard let files = FileManager.default.enumerator(atPath: folder.path) else { return found }
         for case let rel as String in files where rel.hasSuffix(".swift") {
@@ -105,16 +109,16 @@ import TestSupport
         let root = temporaryDirectory("module-graph")
         defer { try? FileManager.default.removeItem(at: root) }
         let manifest = """
-        let package = Package(name: "x", targets: [
-            .systemLibrary(name: "CLib", path: "Sources/CLib"),
-            .target(name: "Low", dependencies: ["CLib", .product(name: "Yams", package: "Yams")]),
-            .target(name: "Mid", dependencies: ["Low", "High"]),
-            .target(name: "High", dependencies: [
-                "Mid",
-            ]),
-            .testTarget(name: "MidTests", dependencies: ["Mid", "Low"]),
-        ])
-        """
+            let package = Package(name: "x", targets: [
+                .systemLibrary(name: "CLib", path: "Sources/CLib"),
+                .target(name: "Low", dependencies: ["CLib", .product(name: "Yams", package: "Yams")]),
+                .target(name: "Mid", dependencies: ["Low", "High"]),
+                .target(name: "High", dependencies: [
+                    "Mid",
+                ]),
+                .testTarget(name: "MidTests", dependencies: ["Mid", "Low"]),
+            ])
+            """
         try manifest.write(to: root.appendingPathComponent("Package.swift"), atomically: true, encoding: .utf8)
         let files = [
             "Sources/Low/a.swift": "import CLib\nimport Yams\nimport Foundation\n",
@@ -128,10 +132,11 @@ import TestSupport
             try text.write(to: url, atomically: true, encoding: .utf8)
         }
         #expect(Self.targets(in: manifest).map(\.dependencies) == [[], ["Yams", "CLib"], ["Low", "High"], ["Mid"], ["Mid", "Low"]])
-        #expect(try Self.problems(root: root) == [
-            "Mid: depends on High, which Package.swift lists after it (a layer above)",
-            "High: imports Low but does not declare it",
-            "MidTests: declares Low but no file imports it",
-        ])
+        #expect(
+            try Self.problems(root: root) == [
+                "Mid: depends on High, which Package.swift lists after it (a layer above)",
+                "High: imports Low but does not declare it",
+                "MidTests: declares Low but no file imports it",
+            ])
     }
 }

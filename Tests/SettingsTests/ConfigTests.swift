@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TensorCore
-@testable import Settings
 import TestSupport
+import Testing
+
+@testable import Settings
 
 @Suite("YAML config")
 struct ConfigTests {
@@ -17,16 +18,17 @@ struct ConfigTests {
         let d = try ConfigSchema.load(file: nil)
         #expect(d.int("stage1.num_iters") == 25000 && d.double("stage1.lr") == 0.01 && d.int("stage1.pixel_bsz") == 2048)
         #expect(d.double("stage2.base_lr") == 2e-4 && d.int("stage2.batch_size") == 128)
-        let url = write("""
-        model: vit_small_patch14_dinov2.lvd142m
-        input_size: 224
-        stage1:
-          num_iters: 300
-          weight_decay: 1e-5
-          lr: 2e-2
-        stage2:
-          targets: srt
-        """)
+        let url = write(
+            """
+            model: vit_small_patch14_dinov2.lvd142m
+            input_size: 224
+            stage1:
+              num_iters: 300
+              weight_decay: 1e-5
+              lr: 2e-2
+            stage2:
+              targets: srt
+            """)
         defer { try? FileManager.default.removeItem(at: url) }
         let c = try ConfigSchema.load(file: url, overrides: ["stage1.num_iters=50", "seed=3"])
         #expect(c.string("model") == "vit_small_patch14_dinov2.lvd142m")
@@ -60,11 +62,13 @@ struct ConfigTests {
 
     @Test("bad values name the key, the value and the allowed range")
     func badValues() throws {
-        for (yaml, key, allowed) in [("stage1.pixel_bsz: 0", "stage1.pixel_bsz", "1...1000000"),
-                                     ("stage1:\n  lr: -1", "stage1.lr", "1e-09...10.0"),
-                                     ("stage2:\n  targets: dvt", "stage2.targets", "one of stage1, srt"),
-                                     ("input_size: [1, 2, 3]", "input_size", "a list of 2 integers"),
-                                     ("seed: null", "seed", "an integer")] {
+        for (yaml, key, allowed) in [
+            ("stage1.pixel_bsz: 0", "stage1.pixel_bsz", "1...1000000"),
+            ("stage1:\n  lr: -1", "stage1.lr", "1e-09...10.0"),
+            ("stage2:\n  targets: dvt", "stage2.targets", "one of stage1, srt"),
+            ("input_size: [1, 2, 3]", "input_size", "a list of 2 integers"),
+            ("seed: null", "seed", "an integer"),
+        ] {
             let url = write(yaml.replacingOccurrences(of: "stage1.pixel_bsz: 0", with: "stage1:\n  pixel_bsz: 0"))
             defer { try? FileManager.default.removeItem(at: url) }
             #expect {
@@ -108,8 +112,9 @@ struct ConfigTests {
 struct ConfigDocsTests {
     @Test("docs/config.md is the schema's reference (regenerate with `dvt config --reference > docs/config.md`)")
     func upToDate() throws {
-        let doc = try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("docs/config.md"), encoding: .utf8)
+        let doc = try String(
+            contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("docs/config.md"), encoding: .utf8)
         #expect(doc == ConfigSchema.referenceMarkdown)
         for key in ConfigSchema.keys { #expect(doc.contains("`\(key.path)`")) }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Settings
 
 /// The typed settings are the schema: each key is declared once, in its section's `fields`, and
@@ -19,8 +20,12 @@ struct TypedSettingsTests {
 
     @Test("the typed values are the resolved values (defaults and overrides)")
     func valuesMatch() throws {
-        let c = try ConfigSchema.load(file: nil, overrides: ["stage1.num_iters=7", "srt.dx=2", "seed=5", "model=x",
-                                                             "finetune.schedule=step", "precision=bf16", "probe.lr=0.5"])
+        let c = try ConfigSchema.load(
+            file: nil,
+            overrides: [
+                "stage1.num_iters=7", "srt.dx=2", "seed=5", "model=x",
+                "finetune.schedule=step", "precision=bf16", "probe.lr=0.5",
+            ])
         let s = c.settings
         #expect(s.stage1.numIters == 7 && s.srt.dx == 2 && s.run.seed == 5 && s.run.model == "x")
         #expect(s.finetune.schedule == .step && s.run.precision == .bf16 && s.probe.lr == 0.5)

@@ -1,8 +1,9 @@
 import Foundation
-import Testing
 import TensorCore
-@testable import Settings
 import TestSupport
+import Testing
+
+@testable import Settings
 
 /// Regression tests for the YAML defects of issue 18 (alias and depth bombs, duplicate keys,
 /// YAML 1.1 numbers, special files). Each input here crashed, hung or silently misread before.
@@ -88,9 +89,11 @@ struct YAMLGuardTests {
         #expect(inner?.contains("duplicate key 'num_iters'") == true, "\(inner ?? "loaded")")
     }
 
-    @Test("YAML 1.1 number forms are refused, in files and in overrides", arguments: [
-        "seed: 010\n", "stage1:\n  num_iters: 1:20\n", "seed: 0b101\n", "stage1:\n  num_iters: 1_000\n",
-    ])
+    @Test(
+        "YAML 1.1 number forms are refused, in files and in overrides",
+        arguments: [
+            "seed: 010\n", "stage1:\n  num_iters: 1:20\n", "seed: 0b101\n", "stage1:\n  num_iters: 1_000\n",
+        ])
     func yaml11Numbers(text: String) {
         let err = loadError(text)
         #expect(err?.contains("ambiguous") == true, "\(err ?? "loaded")")
@@ -139,9 +142,10 @@ struct YAMLGuardTests {
                 return "[" + (0..<Int(rng.next() % 4)).map { _ in value(depth - 1, &anchors) }.joined(separator: ", ") + "]"
             }
             if depth > 0 && r < 4 {
-                return "{" + (0..<Int(rng.next() % 3)).map { _ in
-                    "\(keys[Int(rng.next() % UInt64(keys.count))]): \(value(depth - 1, &anchors))"
-                }.joined(separator: ", ") + "}"
+                return "{"
+                    + (0..<Int(rng.next() % 3)).map { _ in
+                        "\(keys[Int(rng.next() % UInt64(keys.count))]): \(value(depth - 1, &anchors))"
+                    }.joined(separator: ", ") + "}"
             }
             if r < 6, !anchors.isEmpty { return "*" + anchors[Int(rng.next() % UInt64(anchors.count))] }
             if r < 7 {

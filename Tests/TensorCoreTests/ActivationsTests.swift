@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 @Suite("Activations")
 struct ActivationsTests {
@@ -9,8 +9,9 @@ struct ActivationsTests {
     func geluValues() {
         let x = Tensor([1.0, -0.5, 2.0, -3.0, 0.1, 0], shape: [6])
         // torch.nn.functional.gelu (exact erf form) at the same points.
-        expectClose(x.gelu().scalars, [0.8413447, -0.15426877, 1.9544997, -0.0040496941, 0.053982784, 0],
-                    rtol: 1e-6, atol: 1e-7, "gelu")
+        expectClose(
+            x.gelu().scalars, [0.8413447, -0.15426877, 1.9544997, -0.0040496941, 0.053982784, 0],
+            rtol: 1e-6, atol: 1e-7, "gelu")
     }
 
     @Test("gelu and its derivative stay within float precision of a Double reference on [−12, 12]")
@@ -40,8 +41,9 @@ struct ActivationsTests {
     @Test("quickGelu equals x·sigmoid(1.702x)")
     func quickGeluValues() {
         let x = Tensor([1.0, -0.5, 2.0, -3.0, 0.1, 0], shape: [6])
-        expectClose(x.quickGelu().scalars, [0.84579577, -0.14961156, 1.9356586, -0.018071310, 0.054244758, 0],
-                    rtol: 1e-6, atol: 1e-7, "quickGelu")
+        expectClose(
+            x.quickGelu().scalars, [0.84579577, -0.14961156, 1.9356586, -0.018071310, 0.054244758, 0],
+            rtol: 1e-6, atol: 1e-7, "quickGelu")
         let composed = x * (x * 1.702).sigmoid()
         expectClose(x.quickGelu(), composed, rtol: 1e-6, atol: 1e-7, "quickGelu vs composition")
     }
@@ -50,8 +52,10 @@ struct ActivationsTests {
     func geluTanhValues() {
         let x = Tensor([1.0, -0.5, 2.0, -3.0, 0.1, 0, 6, -6, 12, -12], shape: [10])
         // Reference values in double precision (Python math.tanh).
-        let want: [Float] = [0.8411919906082768, -0.15428599017485606, 1.954597694087775, -0.0036373920817729943,
-                             0.053982751045435165, 0, 5.9999999999156035, -8.43964897967453e-11, 12, 0]
+        let want: [Float] = [
+            0.8411919906082768, -0.15428599017485606, 1.954597694087775, -0.0036373920817729943,
+            0.053982751045435165, 0, 5.9999999999156035, -8.43964897967453e-11, 12, 0,
+        ]
         expectClose(x.geluTanh().scalars, want, rtol: 1e-6, atol: 1e-9, "geluTanh")
     }
 

@@ -1,6 +1,7 @@
-import Testing
-@testable import TensorCore
 import TestSupport
+import Testing
+
+@testable import TensorCore
 
 /// The blocked inference path of multiHeadAttention (AttentionInference.swift) against the
 /// training path (which keeps P (B, H, N, N)) and the composed reshape/matmul/softmax version.
@@ -11,15 +12,18 @@ struct AttentionInferenceTests {
         return zip(x, y).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) } / max(rms, 1e-30)
     }
 
-    @Test("query blocks (N = 1, 64, 65, 150: one, exact, one-plus-remainder, several blocks) equal the training path and the composition, fp32 and bf16",
-          arguments: [1, 64, 65, 150])
+    @Test(
+        "query blocks (N = 1, 64, 65, 150: one, exact, one-plus-remainder, several blocks) equal the training path and the composition, fp32 and bf16",
+        arguments: [1, 64, 65, 150])
     func blockedEqualsUnblocked(n: Int) {
         let qkv = randn([2, n, 3 * 48], seed: UInt64(n))
         for precision in Precision.allCases {
             let (train, infer, composed) = precision.run {
-                (Tensor.multiHeadAttention(qkv: qkv, heads: 3).scalars,
-                 withNoGrad { Tensor.multiHeadAttention(qkv: qkv, heads: 3) }.scalars,
-                 withNoGrad { SoftmaxAttentionTests.composedAttention(qkv, heads: 3) }.scalars)
+                (
+                    Tensor.multiHeadAttention(qkv: qkv, heads: 3).scalars,
+                    withNoGrad { Tensor.multiHeadAttention(qkv: qkv, heads: 3) }.scalars,
+                    withNoGrad { SoftmaxAttentionTests.composedAttention(qkv, heads: 3) }.scalars
+                )
             }
             // Same products on the same (rounded) operands, in smaller calls: fp32 summation-order error only.
             #expect(errorOverRMS(infer, train) <= 1e-5, "N \(n) \(precision): inference vs training path")
@@ -33,8 +37,9 @@ struct AttentionInferenceTests {
         }
     }
 
-    @Test("K and V reordered once per head (oneDNN) = the generic per-block products, bit for bit, fp32 and bf16 (N = 1, 26, 64, 150, 1370)",
-          arguments: [1, 26, 64, 150, 1370])
+    @Test(
+        "K and V reordered once per head (oneDNN) = the generic per-block products, bit for bit, fp32 and bf16 (N = 1, 26, 64, 150, 1370)",
+        arguments: [1, 26, 64, 150, 1370])
     func preparedEqualsGeneric(n: Int) {
         let d = 64, c3 = 3 * 2 * d  // two heads; one head's q, k, v read with leading dimension 3C
         let qkv = randn([n, c3], seed: UInt64(100 + n), requiresGrad: false)
@@ -43,8 +48,9 @@ struct AttentionInferenceTests {
                 let out = Tensor(zeros: [n, 2 * d])
                 let scratch = Tensor.AttentionScratch(n: n, d: d, bf16: precision == .bf16)
                 let q = qkv.ptr + d  // head 1
-                Tensor.attendBlocked(q: q, k: q + 2 * d, v: q + 4 * d, ld: c3, out: out.ptr + d, ldo: 2 * d, n: n, d: d,
-                                     scale: 0.125, precision: precision, scratch: scratch, prepared: prepared)
+                Tensor.attendBlocked(
+                    q: q, k: q + 2 * d, v: q + 4 * d, ld: c3, out: out.ptr + d, ldo: 2 * d, n: n, d: d,
+                    scale: 0.125, precision: precision, scratch: scratch, prepared: prepared)
                 return out.scalars
             }
             let fast = run(true), generic = run(false)

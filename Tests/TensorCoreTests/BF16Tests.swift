@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import TensorCore
 import TestSupport
+import Testing
+
+@testable import TensorCore
 
 /// `Precision.bf16`: bf16 operands, fp32 accumulation (see Precision.swift).
 ///
@@ -20,9 +21,9 @@ struct BF16Tests {
     @Test("rounding to bf16: nearest even, exact values kept, NaN stays NaN, SIMD and scalar paths agree")
     func rounding() {
         #expect(BFloat16.round(1) == 0x3F80)
-        #expect(BFloat16.float(BFloat16.round(1 + 1.0 / 256)) == 1)            // tie → even (down)
-        #expect(BFloat16.float(BFloat16.round(1 + 3.0 / 256)) == 1 + 4.0 / 256) // tie → even (up)
-        #expect(BFloat16.float(BFloat16.round(1 + 1.5 / 256)) == 1 + 2.0 / 256) // above the tie → up
+        #expect(BFloat16.float(BFloat16.round(1 + 1.0 / 256)) == 1)  // tie → even (down)
+        #expect(BFloat16.float(BFloat16.round(1 + 3.0 / 256)) == 1 + 4.0 / 256)  // tie → even (up)
+        #expect(BFloat16.float(BFloat16.round(1 + 1.5 / 256)) == 1 + 2.0 / 256)  // above the tie → up
         #expect(BFloat16.float(BFloat16.round(-2.5)) == -2.5)
         #expect(BFloat16.float(BFloat16.round(.nan)).isNaN)
         #expect(BFloat16.float(BFloat16.round(.infinity)) == .infinity)
@@ -50,7 +51,8 @@ struct BF16Tests {
         return zip(x, y).reduce(Float(0)) { max($0, abs($1.0 - $1.1)) } / max(rms, 1e-30)
     }
 
-    @Test("oneDNN bf16 = OpenBLAS on bf16-rounded operands (1e-5), and within 4e-2 (max/RMS) of fp32; both transposes, beta 0 and 1, split and unsplit")
+    @Test(
+        "oneDNN bf16 = OpenBLAS on bf16-rounded operands (1e-5), and within 4e-2 (max/RMS) of fp32; both transposes, beta 0 and 1, split and unsplit")
     func againstRoundedAndFP32() {
         for (m, n, k) in [(1, 3, 17), (17, 33, 64), (200, 96, 300), (1000, 17, 3)] {
             for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -106,9 +108,9 @@ struct BF16Tests {
             let a = randn([3, 40, 64], seed: 1), w = randn([48, 64], seed: 2), bias = randn([48], seed: 3)
             let qkv = randn([2, 24, 96], seed: 4)
             return p.run {
-                let y = Tensor.linear(a, w, bias)                                  // (3, 40, 48)
-                let z = Tensor.matmul(y, y, transposeB: true)                      // (3, 40, 40)
-                let o = Tensor.multiHeadAttention(qkv: qkv, heads: 4)              // (2, 24, 32)
+                let y = Tensor.linear(a, w, bias)  // (3, 40, 48)
+                let z = Tensor.matmul(y, y, transposeB: true)  // (3, 40, 40)
+                let o = Tensor.multiHeadAttention(qkv: qkv, heads: 4)  // (2, 24, 32)
                 ((z * z).sum() + (o * o).sum()).backward()
                 return [y.scalars, z.scalars, o.scalars, a.grad!.scalars, w.grad!.scalars, bias.grad!.scalars, qkv.grad!.scalars]
             }

@@ -1,7 +1,8 @@
 import CKernels
-import Testing
-@testable import TensorCore
 import TestSupport
+import Testing
+
+@testable import TensorCore
 
 /// The AVX-512 C row kernels (Sources/CKernels) against the Swift SIMD8 kernels they replace
 /// on AVX-512 CPUs. Same formulas and constants; FMA contraction and 16-lane sums change the
@@ -10,8 +11,9 @@ import TestSupport
 struct CPUKernelsTests {
     /// On a CPU without AVX-512 the C kernels must not be called; the Swift path is then the
     /// only one and the rest of the suite tests it, and these tests are reported as skipped.
-    @Test("softmax rows: AVX-512 = Swift SIMD8 within 4e-6 relative (lengths around the 16-lane tail, large logits)",
-          .enabled(if: CPUKernels.avx512, "this CPU has no AVX-512: the C kernels are never called"))
+    @Test(
+        "softmax rows: AVX-512 = Swift SIMD8 within 4e-6 relative (lengths around the 16-lane tail, large logits)",
+        .enabled(if: CPUKernels.avx512, "this CPU has no AVX-512: the C kernels are never called"))
     func softmaxRows() {
         for n in [1, 2, 15, 16, 17, 31, 33, 100, 1370] {
             for scale: Float in [1, 30] {
@@ -35,8 +37,9 @@ struct CPUKernelsTests {
     /// near −73 (−z² − 1.27 + …), where one rounding of the argument (6e-8 relative) moves the
     /// result by 73 · 6e-8 ≈ 4.4e-6 relative, and FMA rounds z² differently; the bound there is
     /// 2e-5 (measured 7.8e-6).
-    @Test("GELU forward and backward: AVX-512 = Swift SIMD8 within 2e-5 relative, tails included",
-          .enabled(if: CPUKernels.avx512, "this CPU has no AVX-512: the C kernels are never called"))
+    @Test(
+        "GELU forward and backward: AVX-512 = Swift SIMD8 within 2e-5 relative, tails included",
+        .enabled(if: CPUKernels.avx512, "this CPU has no AVX-512: the C kernels are never called"))
     func gelu() {
         // −12…12 covers both tails (Φ(−12) ≈ 2e-33) and the tail lanes (1001 = 62·16 + 9).
         let values = (0..<1001).map { Float($0) * 0.024 - 12 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import TensorCore
 
 /// The data-movement kernels that moved into TensorCore from Vision, DVT and Formats (patch
@@ -18,11 +19,19 @@ import Testing
             let gh = (h - p) / s + 1, gw = (w - p) / s + 1
             #expect(cols.shape == [2 * gh * gw, 3 * p * p])
             var expected: [Float] = []
-            for b in 0..<2 { for gy in 0..<gh { for gx in 0..<gw {
-                for c in 0..<3 { for ky in 0..<p { for kx in 0..<p {
-                    expected.append(x[flat: ((b * 3 + c) * h + gy * s + ky) * w + gx * s + kx])
-                } } }
-            } } }
+            for b in 0..<2 {
+                for gy in 0..<gh {
+                    for gx in 0..<gw {
+                        for c in 0..<3 {
+                            for ky in 0..<p {
+                                for kx in 0..<p {
+                                    expected.append(x[flat: ((b * 3 + c) * h + gy * s + ky) * w + gx * s + kx])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             #expect(cols.scalars == expected)
         }
     }
@@ -67,8 +76,9 @@ import Testing
         let src = Self.ramp([3 + inSize * lines])
         let dst = Tensor(zeros: [outSize * lines])
         let taps = Self.taps(inSize: inSize, outSize: outSize)
-        Resample.floatPass(src, LineLayout(offset: 3, sampleStride: lines, lineStride: 1), into: dst,
-                           LineLayout(sampleStride: lines, lineStride: 1), lines: lines, inSize: inSize, taps: taps)
+        Resample.floatPass(
+            src, LineLayout(offset: 3, sampleStride: lines, lineStride: 1), into: dst,
+            LineLayout(sampleStride: lines, lineStride: 1), lines: lines, inSize: inSize, taps: taps)
         for l in 0..<lines {
             for o in 0..<outSize {
                 var acc: Float = 0
@@ -85,25 +95,35 @@ import Testing
         // Includes a negative and an over-unity weight so clipping is exercised.
         let k = f.weights.enumerated().map { Int32(($0.element * (($0.offset % 4 == 1) ? -2 : 2.5)) * Float(1 << bits)) }
         let taps = ResampleTaps(start: f.start, count: f.count, weights: k, maxTaps: f.maxTaps)
-        let out = Resample.fixedPointPass(src, LineLayout(sampleStride: channels, lineStride: inSize * channels),
-                                          into: [UInt8](repeating: 0, count: lines * 4 * channels),
-                                          LineLayout(sampleStride: channels, lineStride: 4 * channels),
-                                          lines: lines, inSize: inSize, channels: channels, taps: taps, precisionBits: bits)
-        for l in 0..<lines { for o in 0..<4 { for c in 0..<channels {
-            var acc = 1 << (bits - 1)
-            for j in 0..<taps.count[o] { acc += Int(src[l * inSize * channels + (taps.start[o] + j) * channels + c]) * Int(k[o * 3 + j]) }
-            #expect(out[(l * 4 + o) * channels + c] == UInt8(clamping: acc >> bits))
-        } } }
+        let out = Resample.fixedPointPass(
+            src, LineLayout(sampleStride: channels, lineStride: inSize * channels),
+            into: [UInt8](repeating: 0, count: lines * 4 * channels),
+            LineLayout(sampleStride: channels, lineStride: 4 * channels),
+            lines: lines, inSize: inSize, channels: channels, taps: taps, precisionBits: bits)
+        for l in 0..<lines {
+            for o in 0..<4 {
+                for c in 0..<channels {
+                    var acc = 1 << (bits - 1)
+                    for j in 0..<taps.count[o] { acc += Int(src[l * inSize * channels + (taps.start[o] + j) * channels + c]) * Int(k[o * 3 + j]) }
+                    #expect(out[(l * 4 + o) * channels + c] == UInt8(clamping: acc >> bits))
+                }
+            }
+        }
     }
 
     @Test func copyBlockMovesAStridedBlock() {
         let src = Self.ramp([2, 4, 5])  // (C, H, W); copy a (2, 2, 3) HWC-strided block out of it
         let dst = Tensor(zeros: [2 * 3 * 2])
-        Resample.copyBlock(src, offset: 5 + 1, strides: (20, 5, 1), into: dst, offset: 0, strides: (1, 3 * 2, 2),
-                           planes: 2, rows: 2, cols: 3)
-        for c in 0..<2 { for y in 0..<2 { for x in 0..<3 {
-            #expect(dst[flat: c + y * 6 + x * 2] == src[flat: 6 + c * 20 + y * 5 + x])
-        } } }
+        Resample.copyBlock(
+            src, offset: 5 + 1, strides: (20, 5, 1), into: dst, offset: 0, strides: (1, 3 * 2, 2),
+            planes: 2, rows: 2, cols: 3)
+        for c in 0..<2 {
+            for y in 0..<2 {
+                for x in 0..<3 {
+                    #expect(dst[flat: c + y * 6 + x * 2] == src[flat: 6 + c * 20 + y * 5 + x])
+                }
+            }
+        }
     }
 
     @Test func elementRangesPackAndUnpack() {
@@ -128,7 +148,8 @@ import Testing
         let halves: [UInt16] = [0x0000, 0x3C00, 0xC000, 0x4300, 0x7BFF, 0xB400]
         let h = ReadOnlyBytes(copying: halves.flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] })
         #expect(Tensor.decoding(h, at: 0, as: .float16, shape: [6]).scalars == values)
-        let bf = ReadOnlyBytes(copying: values.flatMap { v in [UInt8(truncatingIfNeeded: v.bitPattern >> 16), UInt8(truncatingIfNeeded: v.bitPattern >> 24)] })
+        let bf = ReadOnlyBytes(
+            copying: values.flatMap { v in [UInt8(truncatingIfNeeded: v.bitPattern >> 16), UInt8(truncatingIfNeeded: v.bitPattern >> 24)] })
         #expect(Tensor.decoding(bf, at: 0, as: .bfloat16, shape: [6]).scalars == values.map { Float(bitPattern: $0.bitPattern & 0xFFFF_0000) })
         let ints = ReadOnlyBytes(copying: [0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x05, 0, 0, 0, 0, 0, 0, 0])
         #expect(Tensor.decoding(ints, at: 0, as: .int64, shape: [2]).scalars == [-2, 5])

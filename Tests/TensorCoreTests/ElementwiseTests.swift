@@ -1,6 +1,6 @@
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 @Suite("Elementwise and broadcasting")
 struct ElementwiseTests {
@@ -13,7 +13,8 @@ struct ElementwiseTests {
             gradCheck("add \(sa)+\(sb)", [a, b]) { $0[0] + $0[1] }
             gradCheck("sub \(sa)-\(sb)", [a, b]) { $0[0] - $0[1] }
             gradCheck("mul \(sa)*\(sb)", [a, b]) { $0[0] * $0[1] }
-            let d = Tensor((randn(sb, seed: UInt64(30 + k), requiresGrad: false).scalars.map { $0 > 0 ? $0 + 1 : $0 - 1 }), shape: sb, requiresGrad: true)
+            let d = Tensor(
+                (randn(sb, seed: UInt64(30 + k), requiresGrad: false).scalars.map { $0 > 0 ? $0 + 1 : $0 - 1 }), shape: sb, requiresGrad: true)
             gradCheck("div \(sa)/\(sb)", [a, d]) { $0[0] / $0[1] }
         }
     }

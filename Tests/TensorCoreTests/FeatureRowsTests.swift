@@ -1,4 +1,5 @@
 import Testing
+
 @testable import TensorCore
 
 @Suite("FeatureRows (view features kept in fp32 or bf16)")

@@ -1,13 +1,15 @@
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 /// Helpers for comparing a fused op with its composition from primitive ops.
 enum FusedOpSupport {
     /// Runs `f` on fresh copies of `inputs` (all requiring grad), back-propagates
     /// sum(w · f(x)) with a seeded random w, and returns the output and every input gradient.
-    static func outputAndGradients(_ inputs: [Tensor], seed: UInt64 = 99,
-                                   _ f: ([Tensor]) -> Tensor) -> (Tensor, [Tensor]) {
+    static func outputAndGradients(
+        _ inputs: [Tensor], seed: UInt64 = 99,
+        _ f: ([Tensor]) -> Tensor
+    ) -> (Tensor, [Tensor]) {
         let xs = inputs.map { Tensor($0.scalars, shape: $0.shape, requiresGrad: true) }
         let y = f(xs)
         let w = randn(y.shape, seed: seed, requiresGrad: false)
@@ -16,9 +18,11 @@ enum FusedOpSupport {
     }
 
     /// Expects two functions to agree in output and in all input gradients.
-    static func expectSame(_ name: String, _ inputs: [Tensor], rtol: Float = 1e-4, atol: Float = 1e-5,
-                           sourceLocation: SourceLocation = #_sourceLocation,
-                           fused: ([Tensor]) -> Tensor, composed: ([Tensor]) -> Tensor) {
+    static func expectSame(
+        _ name: String, _ inputs: [Tensor], rtol: Float = 1e-4, atol: Float = 1e-5,
+        sourceLocation: SourceLocation = #_sourceLocation,
+        fused: ([Tensor]) -> Tensor, composed: ([Tensor]) -> Tensor
+    ) {
         let (yf, gf) = outputAndGradients(inputs, fused)
         let (yc, gc) = outputAndGradients(inputs, composed)
         expectClose(yf, yc, rtol: rtol, atol: atol, "\(name) forward", sourceLocation: sourceLocation)

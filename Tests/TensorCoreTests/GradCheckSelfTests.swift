@@ -1,6 +1,6 @@
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 @Suite("The gradient checker itself")
 struct GradCheckSelfTests {

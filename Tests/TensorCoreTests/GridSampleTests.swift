@@ -1,6 +1,6 @@
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 @Suite("Grid sample")
 struct GridSampleTests {
@@ -15,18 +15,19 @@ struct GridSampleTests {
     @Test("corners hit pixels exactly; interior, border and outside points blend as torch")
     func forward() {
         // x ∈ [−1, 1] spans pixel columns 0…3 (step 2/3), y spans rows 0…2 (step 1).
-        let coords = Tensor([
-            -1, -1,          // pixel (0, 0)
-            1, 1,            // pixel (2, 3)
-            1, -1,           // pixel (0, 3)
-            -1, 1,           // pixel (2, 0)
-            0, 0,            // ix 1.5, iy 1: halfway between (1, 1) and (1, 2)
-            -1.0 / 3, 0.5,   // ix 1, iy 1.5: halfway between (1, 1) and (2, 1)
-            4.0 / 3, 0,      // ix 3.5: half a pixel past the right border, half of (1, 3)
-            0, -1.5,         // iy −0.5: half a pixel above the top, half of row 0 at ix 1.5
-            2, 0,            // far outside: zero
-            -3, 5,           // far outside: zero
-        ], shape: [10, 2])
+        let coords = Tensor(
+            [
+                -1, -1,  // pixel (0, 0)
+                1, 1,  // pixel (2, 3)
+                1, -1,  // pixel (0, 3)
+                -1, 1,  // pixel (2, 0)
+                0, 0,  // ix 1.5, iy 1: halfway between (1, 1) and (1, 2)
+                -1.0 / 3, 0.5,  // ix 1, iy 1.5: halfway between (1, 1) and (2, 1)
+                4.0 / 3, 0,  // ix 3.5: half a pixel past the right border, half of (1, 3)
+                0, -1.5,  // iy −0.5: half a pixel above the top, half of row 0 at ix 1.5
+                2, 0,  // far outside: zero
+                -3, 5,  // far outside: zero
+            ], shape: [10, 2])
         let out = Tensor.gridSample(Self.map, coords)
         #expect(out.shape == [10, 2])
         func pixel(_ y: Float, _ x: Float) -> [Float] { [10 * y + x, 100 + 10 * y + x] }
@@ -43,12 +44,13 @@ struct GridSampleTests {
     @Test("map gradient matches finite differences; coords get none")
     func gradients() {
         let map = randn([4, 5, 3], seed: 1)
-        let coords = Tensor([
-            0.1, -0.3, 0.77, 0.5, -0.9, 0.95,   // inside
-            -1, 0.2, 1, 1, 0.3, -1,             // on the border
-            1.2, 0.1, -0.4, -1.3, 3, 3,         // outside (partly and fully)
-            0.1, -0.3,                          // repeated point: scatter must add twice
-        ], shape: [10, 2], requiresGrad: true)
+        let coords = Tensor(
+            [
+                0.1, -0.3, 0.77, 0.5, -0.9, 0.95,  // inside
+                -1, 0.2, 1, 1, 0.3, -1,  // on the border
+                1.2, 0.1, -0.4, -1.3, 3, 3,  // outside (partly and fully)
+                0.1, -0.3,  // repeated point: scatter must add twice
+            ], shape: [10, 2], requiresGrad: true)
         gradCheck("gridSample", [map]) { Tensor.gridSample($0[0], coords) }
         coords.zeroGrad()
         Tensor.gridSample(map, coords).sum().backward()

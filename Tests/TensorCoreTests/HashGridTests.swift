@@ -1,15 +1,18 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 @Suite("Hash-grid encoding")
 struct HashGridTests {
     /// tiny-cuda-nn's level geometry, recomputed here step by step in float32 as
     /// include/tiny-cuda-nn/common_device.h (`grid_scale`, `grid_resolution`) and
     /// encodings/grid.h (`params_in_level`, rounded up to 8, capped at the table) do it.
-    static func float32Geometry(levels: Int, log2Table: Int, base: Int, finest: Int)
-        -> (res: [Int], sizes: [Int], offsets: [Int], dense: [Bool]) {
+    static func float32Geometry(
+        levels: Int, log2Table: Int, base: Int, finest: Int
+    )
+        -> (res: [Int], sizes: [Int], offsets: [Int], dense: [Bool])
+    {
         let perLevelScale = Float(exp((log(Double(finest)) - log(Double(base))) / Double(levels - 1)))  // numpy float64 → JSON → float
         let log2Scale: Float = log2f(perLevelScale)
         var res: [Int] = [], sizes: [Int] = [], offsets = [0], dense: [Bool] = []
@@ -41,9 +44,9 @@ struct HashGridTests {
         // Pinned: float32 rounding puts levels 5, 10 and 15 just above an integer scale
         // (63.000008, 255.00009, 1023.0004), one vertex more than exact arithmetic gives.
         #expect(d.resolutions[0] == 16 && d.sizes[0] == 256)
-        #expect(d.resolutions[1] == 22 && d.sizes[1] == 488)          // 484 rounded up to 488
+        #expect(d.resolutions[1] == 22 && d.sizes[1] == 488)  // 484 rounded up to 488
         #expect(d.resolutions[5] == 65 && d.resolutions[10] == 257 && d.resolutions[15] == 1025)
-        #expect(d.sizes[15] == 1 << 20 && !d.isDense(15))            // 1025² > 2^20: the finest level hashes
+        #expect(d.sizes[15] == 1 << 20 && !d.isDense(15))  // 1025² > 2^20: the finest level hashes
         #expect((0..<15).allSatisfy { d.isDense($0) })
         #expect(d.offsets[1] == 256 && d.offsets[2] == 256 + 488 && d.totalRows == 2_467_720)
     }

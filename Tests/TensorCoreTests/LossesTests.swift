@@ -1,6 +1,6 @@
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 @Suite("Losses")
 struct LossesTests {
@@ -34,9 +34,10 @@ struct LossesTests {
         var expectedShape = [2, 3, 4]
         expectedShape.remove(at: axis < 0 ? axis + 3 : axis)
         #expect(out.shape == expectedShape)
-        FusedOpSupport.expectSame("cosine axis \(axis)", [a, b], rtol: 1e-4, atol: 1e-6,
-                                  fused: { Tensor.cosineSimilarity($0[0], $0[1], axis: axis) },
-                                  composed: { Self.composedCosine($0[0], $0[1], axis: axis) })
+        FusedOpSupport.expectSame(
+            "cosine axis \(axis)", [a, b], rtol: 1e-4, atol: 1e-6,
+            fused: { Tensor.cosineSimilarity($0[0], $0[1], axis: axis) },
+            composed: { Self.composedCosine($0[0], $0[1], axis: axis) })
     }
 
     @Test("mse loss value and gradients to both inputs")
@@ -51,22 +52,26 @@ struct LossesTests {
         #expect(t.grad!.scalars == [-0.5, 0, 1, -0.5])
         let a = randn([3, 5], seed: 3), b = randn([3, 5], seed: 4)
         gradCheck("mseLoss", [a, b]) { Tensor.mseLoss($0[0], $0[1]) }
-        FusedOpSupport.expectSame("mseLoss", [a, b], fused: { Tensor.mseLoss($0[0], $0[1]) },
-                                  composed: { ($0[0] - $0[1]).square().mean() })
+        FusedOpSupport.expectSame(
+            "mseLoss", [a, b], fused: { Tensor.mseLoss($0[0], $0[1]) },
+            composed: { ($0[0] - $0[1]).square().mean() })
     }
 
     @Test("mse and l1 on many blocks equal their compositions (parallel block sums)")
     func largeReductions() {
         let a = randn([37, 1001], seed: 6), b = randn([37, 1001], seed: 7)
-        FusedOpSupport.expectSame("large mseLoss", [a, b], rtol: 1e-5, atol: 1e-7,
-                                  fused: { Tensor.mseLoss($0[0], $0[1]) },
-                                  composed: { ($0[0] - $0[1]).square().mean() })
-        FusedOpSupport.expectSame("large l1Mean", [a], rtol: 1e-5, atol: 1e-7,
-                                  fused: { Tensor.l1Mean($0[0]) }, composed: { $0[0].abs().mean() })
+        FusedOpSupport.expectSame(
+            "large mseLoss", [a, b], rtol: 1e-5, atol: 1e-7,
+            fused: { Tensor.mseLoss($0[0], $0[1]) },
+            composed: { ($0[0] - $0[1]).square().mean() })
+        FusedOpSupport.expectSame(
+            "large l1Mean", [a], rtol: 1e-5, atol: 1e-7,
+            fused: { Tensor.l1Mean($0[0]) }, composed: { $0[0].abs().mean() })
         let c = randn([300, 384], seed: 8), d = randn([300, 384], seed: 9)
-        FusedOpSupport.expectSame("wide cosine", [c, d], rtol: 1e-4, atol: 1e-7,
-                                  fused: { Tensor.cosineSimilarity($0[0], $0[1]) },
-                                  composed: { Self.composedCosine($0[0], $0[1], axis: -1) })
+        FusedOpSupport.expectSame(
+            "wide cosine", [c, d], rtol: 1e-4, atol: 1e-7,
+            fused: { Tensor.cosineSimilarity($0[0], $0[1]) },
+            composed: { Self.composedCosine($0[0], $0[1], axis: -1) })
     }
 
     @Test("l1 mean value and gradient")

@@ -1,6 +1,7 @@
-import Testing
-@testable import TensorCore
 import TestSupport
+import Testing
+
+@testable import TensorCore
 
 @Suite("Matrix products")
 struct MatMulTests {
@@ -9,11 +10,15 @@ struct MatMulTests {
         let am = a.shape[0], ak = a.shape[1], bk = b.shape[0], bn = b.shape[1]
         let m = ta ? ak : am, k = ta ? am : ak, n = tb ? bk : bn
         var out = [Float](repeating: 0, count: m * n)
-        for i in 0..<m { for j in 0..<n { for l in 0..<k {
-            let av = ta ? a[flat: l * ak + i] : a[flat: i * ak + l]
-            let bv = tb ? b[flat: j * bn + l] : b[flat: l * bn + j]
-            out[i * n + j] += av * bv
-        } } }
+        for i in 0..<m {
+            for j in 0..<n {
+                for l in 0..<k {
+                    let av = ta ? a[flat: l * ak + i] : a[flat: i * ak + l]
+                    let bv = tb ? b[flat: j * bn + l] : b[flat: l * bn + j]
+                    out[i * n + j] += av * bv
+                }
+            }
+        }
         return out
     }
 
@@ -61,8 +66,9 @@ struct MatMulTests {
     /// invariance as: identical bits at a fixed thread count (a repeated call, which is what
     /// bit-exact resume needs), within 1e-6 relative across thread counts (per product; a whole
     /// stage-2 step is held to 1e-5, see Stage2Tests.stepBitsIndependentOfThreads).
-    @Test("the engine's sgemm split: identical when repeated, ≤ 1e-6 relative to an unsplit call, on both backends",
-          .enabled(if: BLAS.threading == .engine, "DVT_GEMM=openblas-threads: OpenBLAS splits by itself, the engine has no split to check"))
+    @Test(
+        "the engine's sgemm split: identical when repeated, ≤ 1e-6 relative to an unsplit call, on both backends",
+        .enabled(if: BLAS.threading == .engine, "DVT_GEMM=openblas-threads: OpenBLAS splits by itself, the engine has no split to check"))
     func splitInvariance() {
         // Two workers scoped to this call (whatever DVT_NUM_THREADS or the core count say), and
         // the backend passed per call: nothing is switched process-wide (tests run concurrently).
@@ -93,9 +99,10 @@ struct MatMulTests {
                     // And the product itself is right: row 0 against a naive sum.
                     let c0 = randn([m, n], seed: 3, requiresGrad: false)
                     let row0 = (0..<n).map { j in
-                        0.5 * (0..<k).reduce(Float(0)) { acc, l in
-                            acc + (ta ? a[flat: l * m] : a[flat: l]) * (tb ? b[flat: j * k + l] : b[flat: l * n + j])
-                        } + beta * c0[flat: j]
+                        0.5
+                            * (0..<k).reduce(Float(0)) { acc, l in
+                                acc + (ta ? a[flat: l * m] : a[flat: l]) * (tb ? b[flat: j * k + l] : b[flat: l * n + j])
+                            } + beta * c0[flat: j]
                     }
                     expectClose(Array(split.scalars.prefix(n)), row0, rtol: 1e-4, atol: 1e-4, "row 0 vs naive")
                 }

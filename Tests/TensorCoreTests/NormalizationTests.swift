@@ -1,6 +1,6 @@
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 @Suite("Layer normalisation")
 struct NormalizationTests {
@@ -45,12 +45,14 @@ struct NormalizationTests {
         let x = randn(shape, seed: 8, scale: 2)
         let w = randn([c], seed: 9)
         let b = randn([c], seed: 10)
-        FusedOpSupport.expectSame("layerNorm \(shape)", [x, w, b], rtol: 1e-3, atol: 1e-4,
-                                  fused: { $0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-6) },
-                                  composed: { Self.composed($0[0], $0[1], $0[2], eps: 1e-6) })
-        FusedOpSupport.expectSame("layerNorm no affine \(shape)", [x], rtol: 1e-3, atol: 1e-4,
-                                  fused: { $0[0].layerNorm(weight: nil, bias: nil, eps: 1e-5) },
-                                  composed: { Self.composed($0[0], nil, nil, eps: 1e-5) })
+        FusedOpSupport.expectSame(
+            "layerNorm \(shape)", [x, w, b], rtol: 1e-3, atol: 1e-4,
+            fused: { $0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-6) },
+            composed: { Self.composed($0[0], $0[1], $0[2], eps: 1e-6) })
+        FusedOpSupport.expectSame(
+            "layerNorm no affine \(shape)", [x], rtol: 1e-3, atol: 1e-4,
+            fused: { $0[0].layerNorm(weight: nil, bias: nil, eps: 1e-5) },
+            composed: { Self.composed($0[0], nil, nil, eps: 1e-5) })
     }
 
     @Test("row counts that leave empty trailing backward blocks", arguments: [17, 33, 40, 50])
@@ -60,9 +62,10 @@ struct NormalizationTests {
         let x = randn([rows, 12], seed: 14)
         let w = randn([12], seed: 15)
         let b = randn([12], seed: 16)
-        FusedOpSupport.expectSame("layerNorm \(rows) rows", [x, w, b], rtol: 1e-3, atol: 1e-4,
-                                  fused: { $0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-6) },
-                                  composed: { Self.composed($0[0], $0[1], $0[2], eps: 1e-6) })
+        FusedOpSupport.expectSame(
+            "layerNorm \(rows) rows", [x, w, b], rtol: 1e-3, atol: 1e-4,
+            fused: { $0[0].layerNorm(weight: $0[1], bias: $0[2], eps: 1e-6) },
+            composed: { Self.composed($0[0], $0[1], $0[2], eps: 1e-6) })
     }
 
     @Test("a frozen weight gets no gradient while the input does")

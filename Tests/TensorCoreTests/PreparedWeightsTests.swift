@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import TensorCore
 import TestSupport
+import Testing
+
+@testable import TensorCore
 
 /// `linear` with prepared (reordered once, cached) weights, MatMulPrepared.swift, against the
 /// plain path (the weight requires a gradient and grad mode is on, so nothing is prepared).
@@ -25,8 +26,9 @@ struct PreparedWeightsTests {
         withNoGrad { p.run { Tensor.linear(x, w, b).scalars } }
     }
 
-    @Test("prepared = plain path: fp32 bit-identical, bf16 ≤ 1e-6; split and unsplit rows, with and without bias",
-          arguments: [Precision.fp32, .bf16])
+    @Test(
+        "prepared = plain path: fp32 bit-identical, bf16 ≤ 1e-6; split and unsplit rows, with and without bias",
+        arguments: [Precision.fp32, .bf16])
     func matchesPlain(_ precision: Precision) {
         // (rows, in, out): 1370 rows take the engine's row split on 2+ threads (two block heights).
         for (i, (rows, inF, outF)) in [(1, 3, 5), (17, 64, 48), (200, 96, 130), (1370, 128, 384)].enumerated() {
@@ -44,15 +46,21 @@ struct PreparedWeightsTests {
         }
     }
 
-    @Test("the forward follows weight changes: Adam-style writes with noteModified, assign, element writes, fill",
-          arguments: [Precision.fp32, .bf16])
+    @Test(
+        "the forward follows weight changes: Adam-style writes with noteModified, assign, element writes, fill",
+        arguments: [Precision.fp32, .bf16])
     func followsUpdates(_ precision: Precision) {
         let x = randn([150, 64], seed: 1, requiresGrad: false)
         let w = randn([96, 64], seed: 2, requiresGrad: true), b = randn([96], seed: 3, requiresGrad: true)
         var last = prepared(x, w, b, precision)
         #expect(last == prepared(x, w, b, precision), "repeatable")
         let changes: [(String, () -> Void)] = [
-            ("kernel write + noteModified", { let p = w.ptr; for i in 0..<w.count { p[i] *= 0.9 }; w.noteModified() }),
+            (
+                "kernel write + noteModified",
+                {
+                    let p = w.ptr; for i in 0..<w.count { p[i] *= 0.9 }; w.noteModified()
+                }
+            ),
             ("assign", { w.assign(randn([96, 64], seed: 4, requiresGrad: false)) }),
             ("one element", { w[flat: 777] += 0.5 }),
             ("fill", { w.fill(0.01) }),
@@ -112,8 +120,9 @@ struct PreparedWeightsTests {
 
 @Suite("linear + GELU post-op")
 struct LinearGELUTests {
-    @Test("fused (no grad) = linear then gelu within 1e-6 of max |y|, fp32 and bf16; with a graph it is the composition itself",
-          arguments: [Precision.fp32, .bf16])
+    @Test(
+        "fused (no grad) = linear then gelu within 1e-6 of max |y|, fp32 and bf16; with a graph it is the composition itself",
+        arguments: [Precision.fp32, .bf16])
     func fusedMatchesComposed(_ precision: Precision) {
         for (rows, inF, outF) in [(1, 8, 16), (33, 64, 100), (1370, 96, 384)] {
             let x = randn([rows, inF], seed: 40, requiresGrad: false)

@@ -1,6 +1,6 @@
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 @Suite("Reductions and movement")
 struct ReduceMovementTests {

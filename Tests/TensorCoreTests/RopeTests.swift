@@ -1,6 +1,6 @@
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 /// The rotary-embedding op against timm's definition written out per element, and its gradient.
 @Suite("Rotary position embedding")
@@ -37,8 +37,9 @@ struct RopeTests {
         let qkv = randn([b, n, 3 * heads * d], seed: 1, requiresGrad: false)
         let sin = randn([n - prefix, d], seed: 2, requiresGrad: false), cos = randn([n - prefix, d], seed: 3, requiresGrad: false)
         let y = Tensor.rotaryEmbedding(qkv: qkv, sin: sin, cos: cos, heads: heads, prefixTokens: prefix, layout: layout)
-        expectClose(y.scalars, Self.reference(qkv, sin, cos, heads: heads, prefix: prefix, layout: layout),
-                    rtol: 1e-6, atol: 1e-6, "rope \(layout)")
+        expectClose(
+            y.scalars, Self.reference(qkv, sin, cos, heads: heads, prefix: prefix, layout: layout),
+            rtol: 1e-6, atol: 1e-6, "rope \(layout)")
     }
 
     @Test("gradient matches finite differences", arguments: [RopeLayout.interleaved, .half])

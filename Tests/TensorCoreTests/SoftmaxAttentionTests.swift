@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 
 @Suite("Softmax and attention")
 struct SoftmaxAttentionTests {
@@ -22,7 +22,9 @@ struct SoftmaxAttentionTests {
         // row lengths that do and do not fill 8-lane vectors.
         let xs = stride(from: Float(-86), through: 20, by: 0.0123).map { $0 }
         let rows = Tensor(xs.flatMap { [$0, 0] }, shape: [xs.count, 2])
-        let expected = xs.map { x -> Float in let e = exp(Double(x)); return Float(e / (e + 1)) }
+        let expected = xs.map { x -> Float in
+            let e = exp(Double(x)); return Float(e / (e + 1))
+        }
         let y = rows.softmax()
         expectClose((0..<xs.count).map { y[flat: 2 * $0] }, expected, rtol: 1e-6, atol: 0, "softmax (x, 0)")
         // Long rows with logits spread over ±60, against a Double reference. The shift x − max
@@ -45,9 +47,10 @@ struct SoftmaxAttentionTests {
     func softmaxGradients() {
         let x = randn([3, 4, 6], seed: 1)
         gradCheck("softmax", [x]) { $0[0].softmax() }
-        FusedOpSupport.expectSame("softmax", [x], rtol: 1e-4, atol: 1e-6,
-                                  fused: { $0[0].softmax() },
-                                  composed: { FusedOpSupport.composedSoftmax($0[0]) })
+        FusedOpSupport.expectSame(
+            "softmax", [x], rtol: 1e-4, atol: 1e-6,
+            fused: { $0[0].softmax() },
+            composed: { FusedOpSupport.composedSoftmax($0[0]) })
     }
 
     /// timm's attention from primitives: reshape (B, N, 3, H, D), permute to (3, B, H, N, D),
@@ -71,13 +74,15 @@ struct SoftmaxAttentionTests {
         gradCheck("multiHeadAttention 1 head", [single]) { Tensor.multiHeadAttention(qkv: $0[0], heads: 1) }
     }
 
-    @Test("fused attention equals the reshape/permute/matmul/softmax composition",
-          arguments: [(2, 5, 8, 2), (2, 17, 32, 4), (3, 9, 24, 6)])
+    @Test(
+        "fused attention equals the reshape/permute/matmul/softmax composition",
+        arguments: [(2, 5, 8, 2), (2, 17, 32, 4), (3, 9, 24, 6)])
     func attentionVsComposed(b: Int, n: Int, c: Int, heads: Int) {
         let qkv = randn([b, n, 3 * c], seed: 4)
-        FusedOpSupport.expectSame("attention B\(b) N\(n) C\(c) H\(heads)", [qkv], rtol: 1e-4, atol: 1e-5,
-                                  fused: { Tensor.multiHeadAttention(qkv: $0[0], heads: heads) },
-                                  composed: { Self.composedAttention($0[0], heads: heads) })
+        FusedOpSupport.expectSame(
+            "attention B\(b) N\(n) C\(c) H\(heads)", [qkv], rtol: 1e-4, atol: 1e-5,
+            fused: { Tensor.multiHeadAttention(qkv: $0[0], heads: heads) },
+            composed: { Self.composedAttention($0[0], heads: heads) })
     }
 
     @Test("no-grad inference gives the training-mode output and records nothing")

@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TensorCore
+import Testing
 
 /// Repository root, found from this file's location (tests read fixtures in place).
 public let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
@@ -31,18 +31,24 @@ public func closeness(_ actual: [Float], _ expected: [Float], rtol: Float, atol:
 }
 
 /// Expects two float arrays to agree elementwise within `atol + rtol·|expected|`.
-public func expectClose(_ actual: [Float], _ expected: [Float], rtol: Float = 1e-5, atol: Float = 1e-5,
-                        _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.count == expected.count, "\(what): \(actual.count) values vs \(expected.count) expected",
-            sourceLocation: sourceLocation)
+public func expectClose(
+    _ actual: [Float], _ expected: [Float], rtol: Float = 1e-5, atol: Float = 1e-5,
+    _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(
+        actual.count == expected.count, "\(what): \(actual.count) values vs \(expected.count) expected",
+        sourceLocation: sourceLocation)
     let c = closeness(actual, expected, rtol: rtol, atol: atol)
     #expect(c.firstBad == nil, "\(what): \(c)", sourceLocation: sourceLocation)
 }
 
-public func expectClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-5, atol: Float = 1e-5,
-                        _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.shape == expected.shape, "\(what): shape \(actual.shape) vs \(expected.shape)",
-            sourceLocation: sourceLocation)
+public func expectClose(
+    _ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-5, atol: Float = 1e-5,
+    _ what: String = "", sourceLocation: SourceLocation = #_sourceLocation
+) {
+    #expect(
+        actual.shape == expected.shape, "\(what): shape \(actual.shape) vs \(expected.shape)",
+        sourceLocation: sourceLocation)
     expectClose(actual.scalars, expected.scalars, rtol: rtol, atol: atol, what, sourceLocation: sourceLocation)
 }
 
@@ -51,9 +57,11 @@ public func expectClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-5
 /// Uses loss = sum(w · f(x)) with a fixed random `w`, so every output element matters, and
 /// compares the analytic gradient of each input that requires grad with central differences
 /// (step `eps`) computed in Float. Fails with the op name, input index and the worst element.
-public func gradCheck(_ name: String, _ inputs: [Tensor], eps: Float = 1e-2, rtol: Float = 2e-2, atol: Float = 2e-3,
-                      seed: UInt64 = 7, sourceLocation: SourceLocation = #_sourceLocation,
-                      _ f: ([Tensor]) -> Tensor) {
+public func gradCheck(
+    _ name: String, _ inputs: [Tensor], eps: Float = 1e-2, rtol: Float = 2e-2, atol: Float = 2e-3,
+    seed: UInt64 = 7, sourceLocation: SourceLocation = #_sourceLocation,
+    _ f: ([Tensor]) -> Tensor
+) {
     var rng = RandomGenerator(seed: seed)
     let probe = withNoGrad { f(inputs) }
     let w = Tensor.normal(probe.shape, rng: &rng)
@@ -83,8 +91,10 @@ public func gradCheck(_ name: String, _ inputs: [Tensor], eps: Float = 1e-2, rto
         }
         let scale = max(1, numeric.map { abs($0) }.max() ?? 1)
         let c = closeness(g.scalars, numeric, rtol: rtol, atol: atol * scale)
-        #expect(c.firstBad == nil, "\(name): gradient of input \(k) (shape \(x.shape)) disagrees with finite differences: \(c); analytic \(g.scalars.prefix(6)) numeric \(numeric.prefix(6))",
-                sourceLocation: sourceLocation)
+        #expect(
+            c.firstBad == nil,
+            "\(name): gradient of input \(k) (shape \(x.shape)) disagrees with finite differences: \(c); analytic \(g.scalars.prefix(6)) numeric \(numeric.prefix(6))",
+            sourceLocation: sourceLocation)
     }
 }
 
@@ -124,8 +134,10 @@ public struct MissingPrerequisite: Error, CustomStringConvertible {
 /// machine (`Test.cancel`), and as a failure under CI (`runningUnderCI`), where the scripts install
 /// everything a test needs. Never a silent pass: call it before the first expectation instead of
 /// returning early.
-public func requirePrerequisite(_ met: Bool, _ reason: @autoclosure () -> String,
-                                sourceLocation: SourceLocation = #_sourceLocation) throws {
+public func requirePrerequisite(
+    _ met: Bool, _ reason: @autoclosure () -> String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws {
     if met { return }
     if runningUnderCI { throw MissingPrerequisite(reason: reason()) }
     try Test.cancel("skipped: \(reason())", sourceLocation: sourceLocation)

@@ -1,7 +1,8 @@
 import Foundation
 import NN
-import Testing
 import TensorCore
+import Testing
+
 @testable import Training
 
 /// A task whose parameter groups give one weight its own decay and a table row-sparse deferred

@@ -1,10 +1,11 @@
+import Formats
 import Foundation
 import NN
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 import Vision
-import Formats
+
 @testable import Training
 
 /// A small regression task: y = x·w* + noise, fitted by a Linear layer; the batch is drawn from the trainer's RNG.
@@ -69,7 +70,8 @@ struct TrainerTests {
         #expect(lines.count == 21)  // step 1 and every 10th
         #expect(lines.last!.contains("\"step\":200") && lines.last!.contains("val_mse"))
         for step in [20, 100, 200] {
-            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent(String(format: "checkpoints/step_%07d.safetensors", step)).path))
+            #expect(
+                FileManager.default.fileExists(atPath: dir.appendingPathComponent(String(format: "checkpoints/step_%07d.safetensors", step)).path))
         }
         // Warmup from 0, then cosine to the floor.
         #expect(t.learningRate(at: 0) == 0)
@@ -97,7 +99,12 @@ struct TrainerTests {
         }
         // And a resume with no optimiser state would not match (the comparison can fail).
         let c = RegressionTask(seed: 2)
-        _ = try Trainer(task: c, optimizer: o, loop: { var x = l; x.numIters = 40; return x }(), quiet: true).run()
+        _ = try Trainer(
+            task: c, optimizer: o,
+            loop: {
+                var x = l; x.numIters = 40; return x
+            }(), quiet: true
+        ).run()
         #expect(c.parameters[0].1.scalars != straight.parameters[0].1.scalars)
     }
 
@@ -110,8 +117,9 @@ struct TrainerTests {
         // a second process).
         let other = try FileLock.tryAcquire(dir.appendingPathComponent(".lock"))
         #expect(other != nil)
-        #expect { _ = try Trainer(task: RegressionTask(seed: 1), optimizer: o, loop: l, runDirectory: dir, quiet: true).run() }
-            throws: { "\($0)".contains("another dvt process is training in \(dir.path)") }
+        #expect { _ = try Trainer(task: RegressionTask(seed: 1), optimizer: o, loop: l, runDirectory: dir, quiet: true).run() } throws: {
+            "\($0)".contains("another dvt process is training in \(dir.path)")
+        }
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("metrics.jsonl").path))
         withExtendedLifetime(other) {}
     }

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 import Vision
 
 /// A seeded smooth test pattern with some texture (JPEG-friendly but not flat).
@@ -170,12 +170,14 @@ struct ImageCodecTests {
 
     @Test func pngColourTypesConvertToRGB() throws {
         // 16-bit RGB: the high byte of each sample is kept.
-        let rgb16 = buildPNG(width: 2, height: 1, bitDepth: 16, colorType: 2,
-                             rows: [[0x12, 0x34, 0xAB, 0xCD, 0xFF, 0xFF, 0x00, 0x01, 0x80, 0x00, 0x7F, 0xFF]])
+        let rgb16 = buildPNG(
+            width: 2, height: 1, bitDepth: 16, colorType: 2,
+            rows: [[0x12, 0x34, 0xAB, 0xCD, 0xFF, 0xFF, 0x00, 0x01, 0x80, 0x00, 0x7F, 0xFF]])
         #expect(try RGBImage(data: rgb16).pixels == [0x12, 0xAB, 0xFF, 0x00, 0x80, 0x7F])
         // Palette with transparency: colours come from the palette, alpha is dropped.
-        let pal = buildPNG(width: 3, height: 1, bitDepth: 8, colorType: 3, rows: [[2, 0, 1]],
-                           extra: [pngChunk("PLTE", [10, 20, 30, 40, 50, 60, 70, 80, 90]), pngChunk("tRNS", [0, 128, 255])])
+        let pal = buildPNG(
+            width: 3, height: 1, bitDepth: 8, colorType: 3, rows: [[2, 0, 1]],
+            extra: [pngChunk("PLTE", [10, 20, 30, 40, 50, 60, 70, 80, 90]), pngChunk("tRNS", [0, 128, 255])])
         #expect(try RGBImage(data: pal).pixels == [70, 80, 90, 10, 20, 30, 40, 50, 60])
         // 1-bit gray: bits 1,0,1 → 255, 0, 255.
         let g1 = buildPNG(width: 3, height: 1, bitDepth: 1, colorType: 0, rows: [[0b1010_0000]])
@@ -245,8 +247,9 @@ struct ImageCodecTests {
             }
         }
         // A progressive file, truncated scan by scan.
-        let prog = try RGBImage.encodeJPEG(pixels: testPattern(width: 64, height: 64, seed: 2).pixels, width: 64, height: 64,
-                                           components: 3, quality: 80, progressive: true, name: "p")
+        let prog = try RGBImage.encodeJPEG(
+            pixels: testPattern(width: 64, height: 64, seed: 2).pixels, width: 64, height: 64,
+            components: 3, quality: 80, progressive: true, name: "p")
         for n in stride(from: 0, to: prog.count, by: 17) { check(prog.prefix(n)) }
         #expect(decoded > 0 && rejected > 100)
         print("[fuzz] jpeg: \(decoded) decoded, \(rejected) rejected with ImageError")

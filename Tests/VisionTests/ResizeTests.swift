@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
 import Vision
 
 /// (H, W, C) → (C, H, W).
@@ -92,12 +92,15 @@ struct ResizeTests {
         let img = RGBImage(width: 2, height: 1, pixels: [0, 128, 255, 51, 102, 153])
         let t = img.normalizedTensor(mean: [0.5, 0.25, 0], std: [0.5, 0.25, 2])
         #expect(t.shape == [3, 1, 2])
-        let expected: [Float] = [(0 / 255 - 0.5) / 0.5, (51 / 255 - 0.5) / 0.5,
-                                 (128 / 255 - 0.25) / 0.25, (102 / 255 - 0.25) / 0.25,
-                                 (255 / 255) / 2, (153 / 255) / 2]
+        let expected: [Float] = [
+            (0 / 255 - 0.5) / 0.5, (51 / 255 - 0.5) / 0.5,
+            (128 / 255 - 0.25) / 0.25, (102 / 255 - 0.25) / 0.25,
+            (255 / 255) / 2, (153 / 255) / 2,
+        ]
         expectClose(t.scalars, expected, rtol: 0, atol: 1e-6, "normalizedTensor")
-        expectClose(normalizeChannels(img.tensor(), mean: [0.5, 0.25, 0], std: [0.5, 0.25, 2]).scalars, expected,
-                    rtol: 0, atol: 1e-6, "normalizeChannels")
+        expectClose(
+            normalizeChannels(img.tensor(), mean: [0.5, 0.25, 0], std: [0.5, 0.25, 2]).scalars, expected,
+            rtol: 0, atol: 1e-6, "normalizeChannels")
         #expect(img.tensor().scalars == [0, 0.2, 128 / 255, 0.4, 1, 0.6])
     }
 }

@@ -1,8 +1,8 @@
-import Foundation
-import Testing
 import Formats
-import Vision
+import Foundation
 import TestSupport
+import Testing
+import Vision
 
 /// Issue 18, item 8: a FIFO named like an image or a checkpoint hung the tool forever, because it
 /// was opened for reading before its type was checked. Each reader must refuse it at once.

@@ -1,8 +1,9 @@
-import Foundation
 import Formats
+import Foundation
 import TensorCore
-import Testing
 import TestSupport
+import Testing
+
 @testable import Vision
 
 /// `--weights X.pth`: timm state dicts as they are, DINOv2 hub checkpoints through timm's name
@@ -70,9 +71,11 @@ struct TorchWeightsTests {
         let cls = Tensor([1, 2, 3, 4], shape: [1, 1, c])
         let pos = Tensor((0..<12).map(Float.init), shape: [1, 3, c])
         let reg = Tensor((0..<16).map { Float($0) * 0.5 }, shape: [1, 4, c])
-        let out = try TimmCheckpointNames.fromDINOv2Hub(["mask_token": Tensor(zeros: [1, c]), "cls_token": cls, "pos_embed": pos,
-                                                         "register_tokens": reg, "blocks.3.mlp.w3.bias": Tensor(zeros: [c]),
-                                                         "blocks.3.attn.qkv.weight": Tensor(zeros: [3 * c, c])])
+        let out = try TimmCheckpointNames.fromDINOv2Hub([
+            "mask_token": Tensor(zeros: [1, c]), "cls_token": cls, "pos_embed": pos,
+            "register_tokens": reg, "blocks.3.mlp.w3.bias": Tensor(zeros: [c]),
+            "blocks.3.attn.qkv.weight": Tensor(zeros: [3 * c, c]),
+        ])
         #expect(Set(out.keys) == ["cls_token", "pos_embed", "reg_token", "blocks.3.mlp.fc2.bias", "blocks.3.attn.qkv.weight"])
         #expect(out["cls_token"]!.shape == [1, 1, c] && out["cls_token"]!.scalars == [1, 3, 5, 7])
         #expect(out["pos_embed"]!.shape == [1, 2, c] && out["pos_embed"]!.scalars == (4..<12).map(Float.init))

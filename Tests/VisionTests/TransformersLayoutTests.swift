@@ -1,8 +1,9 @@
 import Formats
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
+
 @testable import Vision
 
 /// transformers conformance: every layout in Tests/Fixtures/hf (scripts/make_hf_fixtures.py),
@@ -10,8 +11,10 @@ import TestSupport
 /// `last_hidden_state` and every block's hidden state, to 1e-5.
 @Suite("transformers layouts match transformers")
 struct TransformersLayoutTests {
-    static let fixtures = ["dinov2_tiny", "dinov2_swiglu_tiny", "dinov2_reg_tiny", "dinov3_tiny", "vit_tiny", "deit_tiny",
-                           "clip_tiny", "siglip_tiny"]
+    static let fixtures = [
+        "dinov2_tiny", "dinov2_swiglu_tiny", "dinov2_reg_tiny", "dinov3_tiny", "vit_tiny", "deit_tiny",
+        "clip_tiny", "siglip_tiny",
+    ]
     static let tolerance: Float = 1e-5
 
     static func meta(_ name: String) throws -> [String: Any] {
@@ -69,11 +72,12 @@ struct TransformersLayoutTests {
     @Test("each layout's position resampling is its transformers class's", arguments: fixtures)
     func resamplingRule(_ name: String) throws {
         let model = try VisionTransformer.load(arch: "", weights: fixturesDirectory.appendingPathComponent("hf/\(name)").path, randomInit: nil)
-        let expected: PositionResampling? = switch name {
-        case "dinov3_tiny": nil  // RoPE only
-        case "dinov2_reg_tiny": .bicubicAntialias
-        default: .bicubic
-        }
+        let expected: PositionResampling? =
+            switch name {
+            case "dinov3_tiny": nil  // RoPE only
+            case "dinov2_reg_tiny": .bicubicAntialias
+            default: .bicubic
+            }
         if let expected {
             #expect(model.config.positionResampling == expected)
             #expect(model.positionResamplingNote == "\(expected.rawValue) (auto: transformers \(model.transformers!.layout.rawValue))")
@@ -93,16 +97,19 @@ struct TransformersLayoutTests {
 
     @Test("fine-tuning's differentiable resample applies the same rule as inference", arguments: PositionResampling.allCases)
     func trainingPathSameRule(_ rule: PositionResampling) throws {
-        let model = try VisionTransformer.load(arch: "", weights: fixturesDirectory.appendingPathComponent("hf/dinov2_tiny").path,
-                                               randomInit: nil, resample: rule)
+        let model = try VisionTransformer.load(
+            arch: "", weights: fixturesDirectory.appendingPathComponent("hf/dinov2_tiny").path,
+            randomInit: nil, resample: rule)
         for (gh, gw) in [(5, 6), (3, 4), (4, 4)] {
-            expectClose(model.differentiablePatchPositions(gh, gw), model.patchPositions(gh, gw)!, rtol: 0, atol: 2e-6,
-                        "\(rule.rawValue) \(gh)x\(gw)")
+            expectClose(
+                model.differentiablePatchPositions(gh, gw), model.patchPositions(gh, gw)!, rtol: 0, atol: 2e-6,
+                "\(rule.rawValue) \(gh)x\(gw)")
         }
     }
 
-    @Test("a .pth state dict under transformers-5 module names, with config.json beside it, loads the same weights",
-          arguments: ["dinov2_tiny", "vit_tiny"])
+    @Test(
+        "a .pth state dict under transformers-5 module names, with config.json beside it, loads the same weights",
+        arguments: ["dinov2_tiny", "vit_tiny"])
     func moduleNamesPth(_ name: String) throws {
         let dir = fixturesDirectory.appendingPathComponent("hf/\(name)")
         let a = try VisionTransformer.load(arch: "", weights: dir.path, randomInit: nil)
@@ -117,12 +124,12 @@ struct TransformersLayoutTests {
     @Test("torch's non-antialiased bicubic: Resize.bicubicTorch equals F.interpolate(mode='bicubic')")
     func bicubicTorch() throws {
         let f = try SafeTensorsFile(url: fixturesDirectory.appendingPathComponent("hf/bicubic_resample.safetensors"))
-        let x = try f.tensor("input")                                   // (1, 3, 5, 6)
+        let x = try f.tensor("input")  // (1, 3, 5, 6)
         let chw = x.reshape([3, 5, 6])
         let hwc = chw.permute([1, 2, 0])
         var checked = 0
         for key in f.keys where key.hasPrefix("size.") || key.hasPrefix("scale.") {
-            let want = try f.tensor(key)                                 // (1, 3, h, w)
+            let want = try f.tensor(key)  // (1, 3, h, w)
             let (h, w) = (want.shape[2], want.shape[3])
             var scales: (Double, Double)?
             if key.hasPrefix("scale.") {
@@ -142,8 +149,9 @@ struct TransformersLayoutTests {
         let p = try f.tensor("offset_input").reshape([3, 4, 4]).permute([1, 2, 0])  // (4, 4, 3)
         for (gh, gw) in [(5, 5), (6, 3), (2, 2)] {
             let got = PositionResampling.bicubicOffset.resize(p, height: gh, width: gw, layout: .hwc)
-            expectClose(got.permute([2, 0, 1]).reshape([1, 3, gh, gw]), try f.tensor("offset.\(gh)x\(gw)"), rtol: 0, atol: 5e-6,
-                        "bicubic_offset \(gh)x\(gw)")
+            expectClose(
+                got.permute([2, 0, 1]).reshape([1, 3, gh, gw]), try f.tensor("offset.\(gh)x\(gw)"), rtol: 0, atol: 5e-6,
+                "bicubic_offset \(gh)x\(gw)")
             let plain = PositionResampling.bicubic.resize(p, height: gh, width: gw, layout: .hwc)
             #expect(got.scalars != plain.scalars || (gh, gw) == (4, 4), "the offset must change the sampling")
         }
@@ -161,13 +169,17 @@ struct TransformersLayoutTests {
         do { _ = try parse(#"{"model_type": "dinov2", "hidden_size": "big"}"#); Issue.record("string size accepted") } catch let e as VisionError {
             #expect(e.description.contains("'hidden_size'") && e.description.contains("string"))
         }
-        do { _ = try parse(#"{"model_type": "vit", "hidden_size": 30, "num_attention_heads": 4}"#); Issue.record("30/4 accepted") } catch let e as VisionError {
+        do { _ = try parse(#"{"model_type": "vit", "hidden_size": 30, "num_attention_heads": 4}"#); Issue.record("30/4 accepted") } catch let e
+            as VisionError
+        {
             #expect(e.description.contains("not divisible"))
         }
         do { _ = try parse(#"{"model_type": "clip"}"#); Issue.record("clip without vision_config") } catch let e as VisionError {
             #expect(e.description.contains("vision_config"))
         }
-        do { _ = try parse(#"{"model_type": "siglip_vision_model", "hidden_act": "mish"}"#); Issue.record("mish accepted") } catch let e as VisionError {
+        do { _ = try parse(#"{"model_type": "siglip_vision_model", "hidden_act": "mish"}"#); Issue.record("mish accepted") } catch let e
+            as VisionError
+        {
             #expect(e.description.contains("hidden_act") && e.description.contains("mish"))
         }
         let clip = try parse(#"{"model_type": "clip", "vision_config": {"hidden_size": 64, "num_attention_heads": 4, "patch_size": 16}}"#)
@@ -206,7 +218,8 @@ struct TransformersLayoutTests {
         var rng = RandomGenerator(seed: 77)
         func load(_ sd: [String: Tensor]) throws {
             let timm = try HFCheckpointNames.toTimm(sd, layout: model.layout, source: "mutated \(name)")
-            _ = try VisionTransformer(config: model.config, stateDict: timm.filter { !VisionTransformer.isIgnoredKey($0.key) }, source: "mutated \(name)")
+            _ = try VisionTransformer(
+                config: model.config, stateDict: timm.filter { !VisionTransformer.isIgnoredKey($0.key) }, source: "mutated \(name)")
         }
         try load(original)  // the unmutated checkpoint loads
         var refused = 0
@@ -235,20 +248,23 @@ struct TransformersLayoutTests {
         do { _ = try TransformersSnapshot.locate(dir); Issue.record("empty folder accepted") } catch let e as VisionError {
             #expect(e.description.contains("config.json"))
         }
-        try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("hf/vit_tiny/config.json"),
-                                          to: dir.appendingPathComponent("config.json"))
+        try FileManager.default.copyItem(
+            at: fixturesDirectory.appendingPathComponent("hf/vit_tiny/config.json"),
+            to: dir.appendingPathComponent("config.json"))
         do { _ = try TransformersSnapshot.locate(dir); Issue.record("folder without weights accepted") } catch let e as VisionError {
             #expect(e.description.contains("model.safetensors"))
         }
         // A timm checkpoint beside an unrelated config.json stays a timm checkpoint.
-        try FileManager.default.copyItem(at: fixturesDirectory.appendingPathComponent("vit/vit_b16_tiny/weights.safetensors"),
-                                          to: dir.appendingPathComponent("timm.safetensors"))
+        try FileManager.default.copyItem(
+            at: fixturesDirectory.appendingPathComponent("vit/vit_b16_tiny/weights.safetensors"),
+            to: dir.appendingPathComponent("timm.safetensors"))
         #expect(try TransformersSnapshot.locate(dir.appendingPathComponent("timm.safetensors")) == nil)
         // A timm Hub folder (config.json with `architecture`, timm-named model.safetensors) is
         // refused with the file and arch to pass instead.
         let timmDir = dir.appendingPathComponent("timm-repo")
         try FileManager.default.createDirectory(at: timmDir, withIntermediateDirectories: true)
-        try #"{"architecture": "vit_base_patch16_224", "num_classes": 0}"#.write(to: timmDir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        try #"{"architecture": "vit_base_patch16_224", "num_classes": 0}"#.write(
+            to: timmDir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
         try FileManager.default.copyItem(at: dir.appendingPathComponent("timm.safetensors"), to: timmDir.appendingPathComponent("model.safetensors"))
         do { _ = try TransformersSnapshot.locate(timmDir); Issue.record("timm folder accepted as a snapshot") } catch let e as VisionError {
             #expect(e.description.contains("--arch vit_base_patch16_224") && e.description.contains("model.safetensors"))

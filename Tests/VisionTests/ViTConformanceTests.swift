@@ -1,9 +1,10 @@
 import Formats
 import Foundation
 import NN
-import Testing
 import TensorCore
 import TestSupport
+import Testing
+
 @testable import Vision
 
 /// timm conformance: every family in Tests/Fixtures/vit, every case, every listed layer, with
@@ -11,9 +12,11 @@ import TestSupport
 /// max abs error <= 1e-4 · max(1, max |expected|)).
 @Suite("ViT matches timm")
 struct ViTConformanceTests {
-    static let families = ["dinov2_small_tiny", "dinov2_reg4_tiny", "dinov2_stride7_tiny", "vit_b16_tiny",
-                           "deit3_b16_tiny", "clip_b16_tiny", "dinov2_giant_swiglu_tiny", "dinov2_giant_reg4_tiny",
-                           "eva02_b16_clip_tiny", "dinov3_s16_tiny", "siglip_b16_tiny"]
+    static let families = [
+        "dinov2_small_tiny", "dinov2_reg4_tiny", "dinov2_stride7_tiny", "vit_b16_tiny",
+        "deit3_b16_tiny", "clip_b16_tiny", "dinov2_giant_swiglu_tiny", "dinov2_giant_reg4_tiny",
+        "eva02_b16_clip_tiny", "dinov3_s16_tiny", "siglip_b16_tiny",
+    ]
 
     static func meta(_ name: String) throws -> [String: Any] {
         let url = fixturesDirectory.appendingPathComponent("vit/\(name)/meta.json")
@@ -120,17 +123,19 @@ struct ViTConformanceTests {
 
     @Test("presets cover DVT's plain-ViT model list")
     func presets() {
-        for name in ["vit_small_patch14_dinov2.lvd142m", "vit_base_patch14_reg4_dinov2.lvd142m", "deit3_base_patch16_224.fb_in1k",
-                     "vit_base_patch16_clip_224.openai", "vit_base_patch16_224.mae", "vit_small_patch16_224.dino",
-                     "vit_small_patch8_224.dino", "vit_base_patch8_224.dino", "vit_base_patch16_224.dino",
-                     "vit_base_patch14_dinov2.lvd142m", "vit_large_patch14_dinov2.lvd142m", "vit_small_patch14_reg4_dinov2.lvd142m",
-                     "vit_large_patch14_reg4_dinov2.lvd142m", "vit_large_patch16_224.mae", "vit_huge_patch14_224.mae",
-                     "vit_base_patch16_clip_384.laion2b_ft_in12k_in1k", "vit_base_patch16_384.augreg_in21k_ft_in1k",
-                     "vit_giant_patch14_dinov2.lvd142m", "vit_giant_patch14_reg4_dinov2.lvd142m",
-                     "eva02_base_patch16_clip_224.merged2b", "vit_base_patch16_clip_quickgelu_224.openai",
-                     "vit_small_patch16_dinov3.lvd1689m", "vit_base_patch16_dinov3.lvd1689m",
-                     "vit_large_patch16_dinov3.lvd1689m", "vit_large_patch16_dinov3.sat493m",
-                     "vit_base_patch16_siglip_224.webli"] {
+        for name in [
+            "vit_small_patch14_dinov2.lvd142m", "vit_base_patch14_reg4_dinov2.lvd142m", "deit3_base_patch16_224.fb_in1k",
+            "vit_base_patch16_clip_224.openai", "vit_base_patch16_224.mae", "vit_small_patch16_224.dino",
+            "vit_small_patch8_224.dino", "vit_base_patch8_224.dino", "vit_base_patch16_224.dino",
+            "vit_base_patch14_dinov2.lvd142m", "vit_large_patch14_dinov2.lvd142m", "vit_small_patch14_reg4_dinov2.lvd142m",
+            "vit_large_patch14_reg4_dinov2.lvd142m", "vit_large_patch16_224.mae", "vit_huge_patch14_224.mae",
+            "vit_base_patch16_clip_384.laion2b_ft_in12k_in1k", "vit_base_patch16_384.augreg_in21k_ft_in1k",
+            "vit_giant_patch14_dinov2.lvd142m", "vit_giant_patch14_reg4_dinov2.lvd142m",
+            "eva02_base_patch16_clip_224.merged2b", "vit_base_patch16_clip_quickgelu_224.openai",
+            "vit_small_patch16_dinov3.lvd1689m", "vit_base_patch16_dinov3.lvd1689m",
+            "vit_large_patch16_dinov3.lvd1689m", "vit_large_patch16_dinov3.sat493m",
+            "vit_base_patch16_siglip_224.webli",
+        ] {
             #expect(ViTPresets.named(name) != nil, "missing preset \(name)")
         }
         let s = ViTPresets.named("vit_small_patch14_dinov2")!

@@ -1,9 +1,10 @@
 import Formats
 import Foundation
 import NN
-import Testing
 import TensorCore
 import TestSupport
+import Testing
+
 @testable import Vision
 
 /// Backward through the whole ViT against PyTorch: Tests/Fixtures/vit_grad/<family>.safetensors
@@ -43,7 +44,8 @@ struct ViTGradientTests {
         #expect(abs(loss - expectedLoss) <= 1e-4 * max(1, abs(expectedLoss)), "\(name): loss \(loss) vs \(expectedLoss)")
         let refKeys = Set(ref.keys.filter { $0.hasPrefix("grad.") }.map { String($0.dropFirst(5)) })
         let ours = Set(model.namedParameters().map(\.0))
-        #expect(refKeys == ours, "\(name): parameters differ from timm's: ours-only \(ours.subtracting(refKeys)), timm-only \(refKeys.subtracting(ours))")
+        #expect(
+            refKeys == ours, "\(name): parameters differ from timm's: ours-only \(ours.subtracting(refKeys)), timm-only \(refKeys.subtracting(ours))")
         for key in refKeys.sorted() {
             let expected = try ref.tensor("grad.\(key)")
             guard let actual = grads[key] else { Issue.record("\(name): \(key) got no gradient"); continue }

@@ -1,8 +1,9 @@
 import Formats
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
+
 @testable import Vision
 
 /// Every ViT fixture with bf16 products (`VisionTransformer.precision = .bf16`) against timm's

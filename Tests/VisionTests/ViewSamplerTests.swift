@@ -1,7 +1,8 @@
 import Foundation
-import Testing
 import TensorCore
 import TestSupport
+import Testing
+
 @testable import Vision
 
 @Suite("View sampler (RandomResizedCropFlip)")
@@ -36,8 +37,9 @@ struct ViewSamplerTests {
             #expect(flip == (cx[0] > cx[3]))
             #expect(abs(cx.min()! - Float(l) / 80) < 1e-6 && abs(cx.max()! - Float(l + w) / 80) < 1e-6)
             #expect(abs(c1[flat: v * 32 + 1] - Float(t) / 60) < 1e-6)
-            let crop = normalizeChannels(Resize.bicubicAntialiased(image, height: 28, width: 28, crop: (t, l, h, w)),
-                                         mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25])
+            let crop = normalizeChannels(
+                Resize.bicubicAntialiased(image, height: 28, width: 28, crop: (t, l, h, w)),
+                mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25])
             let x = flip ? 27 : 0
             #expect(abs(v1[flat: v * 3 * 784 + 5 * 28 + x] - crop[flat: 5 * 28]) < 1e-5)
         }

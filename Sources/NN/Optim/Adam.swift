@@ -59,9 +59,9 @@ public class Adam: Optimizer {
 
     /// Per-parameter state, created on the parameter's first update (as torch does).
     final class State {
-        let expAvg: Tensor     // same shape as the parameter
-        let expAvgSq: Tensor   // same shape as the parameter
-        var step: Int          // updates applied to this parameter
+        let expAvg: Tensor  // same shape as the parameter
+        let expAvgSq: Tensor  // same shape as the parameter
+        var step: Int  // updates applied to this parameter
         var rowSteps: Tensor?  // (rows): per-row step counts (lazy) or last-updated step (deferred)
         /// Deferred mode: entry t holds Σ_{j=1..J} c_{t+j}·ρ^j over the steps seen so far (step + 1 entries).
         var tailSum: [Float] = [0]
@@ -95,13 +95,17 @@ public class Adam: Optimizer {
     ///   - parameters: named parameters (`module.namedParameters()`); frozen ones may be included,
     ///     they are skipped while `requiresGrad` is false.
     ///   - lr, betas, eps, weightDecay: torch.optim.Adam's defaults (1e-3, (0.9, 0.999), 1e-8, 0).
-    public convenience init(parameters: [(String, Tensor)], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999),
-                            eps: Double = 1e-8, weightDecay: Double = 0) {
+    public convenience init(
+        parameters: [(String, Tensor)], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999),
+        eps: Double = 1e-8, weightDecay: Double = 0
+    ) {
         self.init(parameters: parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: false)
     }
 
-    init(parameters: [(String, Tensor)], lr: Double, betas: (Double, Double), eps: Double, weightDecay: Double,
-         decoupled: Bool) {
+    init(
+        parameters: [(String, Tensor)], lr: Double, betas: (Double, Double), eps: Double, weightDecay: Double,
+        decoupled: Bool
+    ) {
         var seen = Set<String>()
         for (name, _) in parameters {
             precondition(seen.insert(name).inserted, "Adam: parameter name '\(name)' appears twice")
@@ -122,10 +126,12 @@ public class Adam: Optimizer {
         guard let p = parameters.first(where: { $0.0 == name })?.1 else {
             preconditionFailure("setRowSparse: no parameter named '\(name)' (have \(parameters.map(\.0)))")
         }
-        precondition(rowWidth > 0 && p.count % rowWidth == 0,
-                     "setRowSparse: '\(name)' has \(p.count) elements (shape \(p.shape)), not a multiple of row width \(rowWidth)")
-        precondition(mode == .lazy || beta1 * beta1 < beta2,
-                     "setRowSparse: deferred mode needs β1² < β2 so missed momentum steps shrink, got β1 \(beta1), β2 \(beta2)")
+        precondition(
+            rowWidth > 0 && p.count % rowWidth == 0,
+            "setRowSparse: '\(name)' has \(p.count) elements (shape \(p.shape)), not a multiple of row width \(rowWidth)")
+        precondition(
+            mode == .lazy || beta1 * beta1 < beta2,
+            "setRowSparse: deferred mode needs β1² < β2 so missed momentum steps shrink, got β1 \(beta1), β2 \(beta2)")
         if let s = states[name], let old = rowModes[name], old != mode {
             preconditionFailure("setRowSparse: '\(name)' already has \(old) state after \(s.step) steps; cannot switch to \(mode)")
         }
@@ -166,10 +172,11 @@ public class Adam: Optimizer {
         for (name, p) in parameters {
             guard p.requiresGrad, let grad = p.grad else { continue }
             let wd = weightDecayOverrides[name] ?? weightDecay
-            let c = AdamKernel.Coefficients(oneMinusBeta1: Float(1 - beta1), beta2: Float(beta2), oneMinusBeta2: Float(1 - beta2),
-                                 l2: decoupled ? 0 : Float(wd),
-                                 decay: decoupled ? Float(1 - lr * wd) : 1,
-                                 eps: Float(eps))
+            let c = AdamKernel.Coefficients(
+                oneMinusBeta1: Float(1 - beta1), beta2: Float(beta2), oneMinusBeta2: Float(1 - beta2),
+                l2: decoupled ? 0 : Float(wd),
+                decay: decoupled ? Float(1 - lr * wd) : 1,
+                eps: Float(eps))
             precondition(grad.shape == p.shape, "Adam: gradient of '\(name)' has shape \(grad.shape), parameter \(p.shape)")
             let s = state(for: name, p)
             s.step += 1
@@ -178,11 +185,13 @@ public class Adam: Optimizer {
                 stepDeferred(s, p: p, grad: grad, width: width, rowSteps: rowSteps, c: c)
             } else if let width = rowWidths[name], let rowSteps = s.rowSteps {
                 ensureBiasCache(upTo: s.step)
-                AdamKernel.lazyRows(p: p, grad: grad, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, c: c,
-                                    lr: lr, bias: biasCache, decoupled: decoupled)
+                AdamKernel.lazyRows(
+                    p: p, grad: grad, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, c: c,
+                    lr: lr, bias: biasCache, decoupled: decoupled)
             } else {
-                AdamKernel.dense(p: p, grad: grad, m: s.expAvg, v: s.expAvgSq, c: c,
-                                 terms: AdamKernel.biasTerms(step: s.step, lr: lr, beta1: beta1, beta2: beta2), decoupled: decoupled)
+                AdamKernel.dense(
+                    p: p, grad: grad, m: s.expAvg, v: s.expAvgSq, c: c,
+                    terms: AdamKernel.biasTerms(step: s.step, lr: lr, beta1: beta1, beta2: beta2), decoupled: decoupled)
             }
         }
     }
@@ -190,9 +199,10 @@ public class Adam: Optimizer {
     /// One deferred-mode step of a row-sparse parameter (see the type's documentation).
     private func stepDeferred(_ s: State, p: Tensor, grad: Tensor, width: Int, rowSteps: Tensor, c: AdamKernel.Coefficients) {
         let now = s.step
-        AdamKernel.deferredRows(p: p, grad: grad, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, now: now, c: c,
-                                terms: AdamKernel.biasTerms(step: now, lr: lr, beta1: beta1, beta2: beta2), tail: s.tailSum,
-                                powers: decayPowers(), betas: (beta1, beta2), decoupled: decoupledWeightDecay)
+        AdamKernel.deferredRows(
+            p: p, grad: grad, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, now: now, c: c,
+            terms: AdamKernel.biasTerms(step: now, lr: lr, beta1: beta1, beta2: beta2), tail: s.tailSum,
+            powers: decayPowers(), betas: (beta1, beta2), decoupled: decoupledWeightDecay)
         // This step's displacement coefficient, added to the sums of the rows last updated at
         // each of the previous J steps; rows updated now start a fresh sum.
         let rho = beta1 / beta2.squareRoot()
@@ -222,9 +232,11 @@ public class Adam: Optimizer {
     public func flushDeferredRows() {
         for (name, p) in parameters {
             guard rowModes[name] == .deferred, let width = rowWidths[name], let s = states[name],
-                  let rowSteps = s.rowSteps else { continue }
-            AdamKernel.flushDeferredRows(p: p, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, now: s.step,
-                                         tail: s.tailSum, powers: decayPowers(), betas: (beta1, beta2))
+                let rowSteps = s.rowSteps
+            else { continue }
+            AdamKernel.flushDeferredRows(
+                p: p, m: s.expAvg, v: s.expAvgSq, rowSteps: rowSteps, width: width, now: s.step,
+                tail: s.tailSum, powers: decayPowers(), betas: (beta1, beta2))
             p.noteModified()
         }
     }
@@ -274,8 +286,10 @@ public class Adam: Optimizer {
             let width = rowWidths[name]
             let deferred = rowModes[name] == .deferred
             let rowKey = deferred ? "\(name).row_last_step" : "\(name).row_step"
-            var expected: [(String, [Int])] = [("\(name).exp_avg", p.shape), ("\(name).exp_avg_sq", p.shape),
-                                               ("\(name).step", [])]
+            var expected: [(String, [Int])] = [
+                ("\(name).exp_avg", p.shape), ("\(name).exp_avg_sq", p.shape),
+                ("\(name).step", []),
+            ]
             if let width { expected.append((rowKey, [p.count / width])) }
             // The tail sums have one entry per step taken (+1): their length follows the step count.
             let savedStep = dict["\(name).step"].map { Int($0.item) }
@@ -301,8 +315,9 @@ public class Adam: Optimizer {
                 error.invalid.append("\(name).step")
                 continue
             }
-            let state = State(expAvg: dict["\(name).exp_avg"]!.copy(), expAvgSq: dict["\(name).exp_avg_sq"]!.copy(),
-                              step: Int(stepValue), rowSteps: width == nil ? nil : dict[rowKey]!.copy())
+            let state = State(
+                expAvg: dict["\(name).exp_avg"]!.copy(), expAvgSq: dict["\(name).exp_avg_sq"]!.copy(),
+                step: Int(stepValue), rowSteps: width == nil ? nil : dict[rowKey]!.copy())
             if width != nil && deferred { state.tailSum = dict["\(name).tail_sum"]!.scalars }
             loaded[name] = state
         }
@@ -318,8 +333,10 @@ public class Adam: Optimizer {
 /// - Paper: Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (ICLR 2019).
 /// - Reference: https://pytorch.org/docs/stable/generated/torch.optim.AdamW.html
 public final class AdamW: Adam {
-    public init(parameters: [(String, Tensor)], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999),
-                eps: Double = 1e-8, weightDecay: Double = 1e-2) {
+    public init(
+        parameters: [(String, Tensor)], lr: Double = 1e-3, betas: (Double, Double) = (0.9, 0.999),
+        eps: Double = 1e-8, weightDecay: Double = 1e-2
+    ) {
         super.init(parameters: parameters, lr: lr, betas: betas, eps: eps, weightDecay: weightDecay, decoupled: true)
     }
 }

@@ -51,7 +51,10 @@ public struct OptimizerStateError: Error, CustomStringConvertible, Equatable {
         var parts: [String] = []
         if !missing.isEmpty { parts.append("missing keys: \(missing.joined(separator: ", "))") }
         if !unexpected.isEmpty { parts.append("unexpected keys: \(unexpected.joined(separator: ", "))") }
-        if !mismatched.isEmpty { parts.append("mis-shaped keys: \(mismatched.map { "\($0.key): expected shape \($0.expected), found \($0.found)" }.joined(separator: "; "))") }
+        if !mismatched.isEmpty {
+            parts.append(
+                "mis-shaped keys: \(mismatched.map { "\($0.key): expected shape \($0.expected), found \($0.found)" }.joined(separator: "; "))")
+        }
         if !invalid.isEmpty { parts.append("step counts that are not whole numbers >= 0: \(invalid.joined(separator: ", "))") }
         return "optimizer state does not fit: " + parts.joined(separator: "; ")
     }

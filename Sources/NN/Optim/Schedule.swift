@@ -21,8 +21,9 @@ public struct WarmupCosineSchedule: Sendable, Equatable {
     public var totalSteps: Double
 
     public init(baseLR: Double, minLR: Double, warmupSteps: Double, totalSteps: Double) {
-        precondition(warmupSteps >= 0 && totalSteps >= warmupSteps,
-                     "WarmupCosineSchedule: need 0 <= warmup (\(warmupSteps)) <= total (\(totalSteps))")
+        precondition(
+            warmupSteps >= 0 && totalSteps >= warmupSteps,
+            "WarmupCosineSchedule: need 0 <= warmup (\(warmupSteps)) <= total (\(totalSteps))")
         self.baseLR = baseLR
         self.minLR = minLR
         self.warmupSteps = warmupSteps
@@ -40,8 +41,10 @@ public struct WarmupCosineSchedule: Sendable, Equatable {
 }
 
 /// Function form of `WarmupCosineSchedule`, named after DVT's `adjust_learning_rate`.
-public func adjustLearningRate(step: Double, baseLR: Double, minLR: Double, warmupSteps: Double,
-                               totalSteps: Double) -> Double {
+public func adjustLearningRate(
+    step: Double, baseLR: Double, minLR: Double, warmupSteps: Double,
+    totalSteps: Double
+) -> Double {
     WarmupCosineSchedule(baseLR: baseLR, minLR: minLR, warmupSteps: warmupSteps, totalSteps: totalSteps).lr(at: step)
 }
 
@@ -69,11 +72,14 @@ public struct CosineScheduler: Sendable, Equatable {
     /// One value per iteration, `totalIters` long.
     public let schedule: [Double]
 
-    public init(baseValue: Double, finalValue: Double, totalIters: Int, warmupIters: Int = 0,
-                startWarmupValue: Double = 0, freezeIters: Int = 0) {
+    public init(
+        baseValue: Double, finalValue: Double, totalIters: Int, warmupIters: Int = 0,
+        startWarmupValue: Double = 0, freezeIters: Int = 0
+    ) {
         let decayIters = totalIters - warmupIters - freezeIters
-        precondition(warmupIters >= 0 && freezeIters >= 0 && decayIters >= 0,
-                     "CosineScheduler: warmup (\(warmupIters)) + freeze (\(freezeIters)) exceed total iterations (\(totalIters))")
+        precondition(
+            warmupIters >= 0 && freezeIters >= 0 && decayIters >= 0,
+            "CosineScheduler: warmup (\(warmupIters)) + freeze (\(freezeIters)) exceed total iterations (\(totalIters))")
         self.baseValue = baseValue
         self.finalValue = finalValue
         self.totalIters = totalIters
@@ -84,8 +90,9 @@ public struct CosineScheduler: Sendable, Equatable {
         var values = [Double](repeating: 0, count: freezeIters)
         values += linspace(startWarmupValue, baseValue, warmupIters)
         for i in 0..<decayIters {
-            values.append(finalValue + 0.5 * (baseValue - finalValue)
-                          * (1 + Foundation.cos(Double.pi * Double(i) / Double(decayIters))))
+            values.append(
+                finalValue + 0.5 * (baseValue - finalValue)
+                    * (1 + Foundation.cos(Double.pi * Double(i) / Double(decayIters))))
         }
         schedule = values
     }
