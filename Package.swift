@@ -5,14 +5,14 @@
 //   TensorCore (tensors, autodiff, kernels)                    ← CKernels, COneDNN, COpenBLAS
 //   NN (layers, losses, optimisers, schedules)                 ← TensorCore
 //   Formats (safetensors, npy, .pth, atomic files, JSON)       ← TensorCore
+//   Settings (typed settings tree, schema, choice enums, YAML) ← Formats, TensorCore, Yams
 //   Distributed (MPI communicator)                             ← COpenMPI, TensorCore
 //   ONNX (onnx.proto subset, generated Swift, bounded reader)  ← Formats, TensorCore, SwiftProtobuf
-//   Vision (images, resizes, views, ViT, checkpoint names)     ← ONNX, Formats, NN, TensorCore, CImageCodecs
+//   Vision (images, resizes, views, ViT, checkpoint names)     ← ONNX, Settings, Formats, NN, TensorCore, CImageCodecs
 //   Training (the one loop, checkpoints, task protocol)        ← Formats, NN, TensorCore
-//   Settings (config schema, typed settings, YAML)             ← Formats, TensorCore, Yams
-//   DVT (stage 1, stage 2, SRT, metrics, planted data)         ← Training, Vision, Formats, NN, TensorCore, CLapacke
+//   DVT (stage 1, stage 2, SRT, metrics, planted data)         ← Training, Vision, Settings, Formats, NN, TensorCore, CLapacke
 //   ONNXExport (ONNX graphs: denoiser, ViT + denoiser)         ← DVT, Vision, ONNX, Formats, NN, TensorCore
-//   Probe (linear probes: metrics, heads, datasets, scenes)    ← Training, Vision, Formats, NN, TensorCore (a sibling of DVT)
+//   Probe (linear probes: metrics, heads, datasets, scenes)    ← Training, Vision, Settings, Formats, NN, TensorCore (a sibling of DVT)
 //   Report (HTML, plots)                                       ← DVT, Training, Vision, Formats, TensorCore
 //   Jobs (image sources, sharding, feature tree, runners)      ← DVT, Probe, Report, Settings, Distributed, …
 //   Bench (benchmarks, PyTorch reference)                      ← Jobs, DVT, Probe, Settings, COpenBLAS, …
@@ -57,23 +57,23 @@ let package = Package(
         // Formats: file formats and atomic writes (safetensors, npy, PyTorch .pth, JSON header),
         // below everything that reads or writes files.
         .target(name: "Formats", dependencies: ["TensorCore"], swiftSettings: kernelSettings),
+        // Settings sits low: the typed settings tree, whose sections and choice enums the method
+        // code (Vision's thaw modes, DVT's stage 1, SRT and fine-tuning, Probe's tasks) takes as is.
+        .target(
+            name: "Settings", dependencies: ["Formats", "TensorCore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swift6),
         // ONNX: the onnx.proto subset (Sources/ONNX/onnx.proto, generated onnx.pb.swift, public so
         // that writers reuse it) and the bounded reader of a model's initializers and nodes.
         .target(
             name: "ONNX", dependencies: ["Formats", "TensorCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             exclude: ["onnx.proto"], swiftSettings: swift6),
         .target(
-            name: "Vision", dependencies: ["ONNX", "Formats", "NN", "TensorCore", "CImageCodecs"],
+            name: "Vision", dependencies: ["ONNX", "Settings", "Formats", "NN", "TensorCore", "CImageCodecs"],
             swiftSettings: kernelSettings),
         // Training sits below DVT so that DVT's tasks can conform to its TrainingTask protocol.
         .target(name: "Training", dependencies: ["Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
-        // Settings sits low: the method code never needs it; Jobs maps its sections onto the
-        // method's settings.
         .target(
-            name: "Settings", dependencies: ["Formats", "TensorCore", .product(name: "Yams", package: "Yams")],
-            swiftSettings: swift6),
-        .target(
-            name: "DVT", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore", "CLapacke"],
+            name: "DVT", dependencies: ["Training", "Vision", "Settings", "Formats", "NN", "TensorCore", "CLapacke"],
             swiftSettings: kernelSettings),
         // ONNX graphs of the denoiser and of the whole extractor (ViT + denoiser): a small graph
         // builder over the generated onnx.proto types.
@@ -82,7 +82,7 @@ let package = Package(
             swiftSettings: swift6),
         // Probe: downstream evaluation (DVT's linear-probe protocol): mmseg/DINOv2 metrics, the
         // BN + 1×1 heads and their losses, dataset readers, the synthetic labelled scenes.
-        .target(name: "Probe", dependencies: ["Training", "Vision", "Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
+        .target(name: "Probe", dependencies: ["Training", "Vision", "Settings", "Formats", "NN", "TensorCore"], swiftSettings: kernelSettings),
         .target(
             name: "Report", dependencies: ["DVT", "Training", "Vision", "Formats", "TensorCore"],
             swiftSettings: kernelSettings),

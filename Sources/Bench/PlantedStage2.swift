@@ -70,7 +70,7 @@ public enum PlantedStage2 {
         let root = URL(fileURLWithPath: base.settings.run.outputDir)
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         for path in AtomicFile.removeStaleTemporaries(under: root) { log("removed a partial file left by a killed run: \(path)") }
-        let settings = Stage1Settings(config: base)
+        let settings = base.settings.stage1
         try settings.validate()
         let seed = UInt64(base.settings.run.seed)
         var planted = o.planted

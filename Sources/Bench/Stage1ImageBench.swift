@@ -50,13 +50,14 @@ extension Bench {
     ) throws -> Stage1ImageTiming {
         let full = try ConfigSchema.load(file: file)
         let viewsFull = full.settings.stage1.numViews, stepsFull = full.settings.stage1.numIters
-        let slice = try ConfigSchema.load(
-            file: file,
-            overrides: [
-                "stage1.num_views=\(views)", "stage1.num_iters=\(steps)", "stage1.warmup_iters=\(steps / 10)",
-                "random_init=0", "weights=null", "precision=\(precision.rawValue)",
-                "output_dir=\(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-stage1").path)",
-            ])
+        var slice = full
+        try slice.set("stage1.num_views", value: .int(views))
+        try slice.set("stage1.num_iters", value: .int(steps))
+        try slice.set("stage1.warmup_iters", value: .int(steps / 10))
+        try slice.set("random_init", value: .int(0))
+        try slice.set("weights", value: .null)
+        try slice.set("precision", value: precision.configValue)
+        try slice.set("output_dir", value: .string(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-stage1").path))
         let model = try VisionTransformer.load(arch: slice.settings.run.model, weights: nil, randomInit: 0)
         model.precision = precision
         let job = try Stage1Job(config: slice, model: model)

@@ -59,7 +59,7 @@ public enum Stage1QualityBench {
         official: DVTSettings.Stage1, fast: DVTSettings.Stage1,
         budget: Stage1Settings, budgetViews: Int
     ) throws -> (Stage1Settings, Int) {
-        let o = Stage1Settings(official), f = Stage1Settings(fast)
+        let o = official, f = fast
         var s = budget
         func ratio(_ b: Int, _ fv: Int, _ ov: Int) -> Int { max(1, Int((Double(b) * Double(fv) / Double(ov)).rounded())) }
         let views = ratio(budgetViews, fast.numViews, official.numViews)
@@ -83,22 +83,6 @@ public enum Stage1QualityBench {
         if f.viewFeaturesDtype != o.viewFeaturesDtype { s.viewFeaturesDtype = f.viewFeaturesDtype }
         do { try s.validate() } catch { throw ConfigError("the fast recipe scaled to the budget is invalid: \(error)") }
         return (s, views)
-    }
-
-    /// `settings` with the keys named in `overrides` ("stage1.KEY=VALUE") taken from `config`
-    /// (which resolved them).
-    public static func applying(_ overrides: [String], over settings: Stage1Settings, from config: ResolvedConfig) throws -> Stage1Settings {
-        let source = Stage1Settings(config: config)
-        let enc = JSONEncoder(), dec = JSONDecoder()
-        var base = try JSONSerialization.jsonObject(with: enc.encode(settings)) as! [String: Any]
-        let from = try JSONSerialization.jsonObject(with: enc.encode(source)) as! [String: Any]
-        for o in overrides {
-            let key = String(o.dropFirst("stage1.".count).prefix { $0 != "=" })
-            base[key] = from[key]  // nil (a null key) removes it, as the settings decode it
-        }
-        let s = try dec.decode(Stage1Settings.self, from: JSONSerialization.data(withJSONObject: base))
-        try s.validate()
-        return s
     }
 
     /// The first `views` views and the whole image (last) of (V+1, h, w, ·) `x`.
@@ -178,5 +162,102 @@ public enum Stage1QualityBench {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         let raw = rows.copyRows(0..<rows.rows).reshape(Array(coords.shape.dropLast()) + [rows.cols])  // (V+1, h, w, C)
         return (raw, coords, seconds / Double(coords.shape[0]))
+    }
+
+    /// What `dvt bench stage1-quality` compares (its flags).
+    public struct Options: Sendable {
+        /// Official and fast recipe configs.
+        public var official: URL
+        public var fast: URL
+        /// Planted cases (.safetensors), scored against the truth too.
+        public var planted: [URL] = []
+        /// Photos: real features through `arch` with `weights` (nil: seeded random weights) at
+        /// `size`², `views` views each.
+        public var images: [URL] = []
+        public var arch = "vit_small_patch14_dinov2.lvd142m"
+        public var weights: String? = nil
+        public var size = 448
+        public var views = 64
+        /// `--set` text for stage1.* keys of the budget (both recipes), over the planted budget.
+        public var budgetSet: [String] = []
+        /// `--set` text for stage1.* keys of the scaled fast recipe only.
+        public var fastSet: [String] = []
+        /// Sweeps: views and steps of the fast recipe instead of the scaled ones (crossed).
+        public var fastViews: [Int] = []
+        public var fastSteps: [Int] = []
+        public var precision: Precision = .fp32
+
+        public init(official: URL, fast: URL) {
+            self.official = official
+            self.fast = fast
+        }
+    }
+
+    /// Runs the comparison the options describe, printing through `log`: the header, one row per
+    /// run, per case and fast recipe whether it passes and its cost ratio, then the verdict.
+    /// Returns whether every fast recipe passes.
+    public static func run(_ o: Options, log: (String) -> Void) throws -> Bool {
+        let officialConfig = try ConfigSchema.load(file: o.official)
+        let fastConfig = try ConfigSchema.load(file: o.fast)
+        let budget = try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset + o.budgetSet).settings.stage1
+        log("threads: \(Parallel.threads), load \(Bench.loadAverage), fit precision \(o.precision.rawValue)")
+        log(header)
+        var cases: [(name: String, raw: Tensor, coords: Tensor, perView: Double, truth: PlantedData?)] = []
+        for p in o.planted {
+            let d = try PlantedData.load(contentsOf: p)
+            cases.append((p.deletingPathExtension().lastPathComponent, d.raw, d.coords, 0, d))
+        }
+        if !o.images.isEmpty {
+            var cfg = try ConfigSchema.load(file: o.official)
+            try cfg.set("model", value: .string(o.arch))
+            try cfg.set("weights", value: o.weights.map(ConfigValue.string) ?? .null)
+            try cfg.set("random_init", value: o.weights == nil ? .int(0) : .null)
+            try cfg.set("input_size", value: .ints([o.size, o.size]))
+            try cfg.set("stage1.num_views", value: .int(o.views))
+            try cfg.set("stride_size", value: .null)
+            try cfg.set(
+                "output_dir", value: .string(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-quality").path))
+            let model = try VisionTransformer.load(arch: o.arch, weights: o.weights, randomInit: o.weights == nil ? 0 : nil)
+            model.precision = o.precision
+            for url in o.images {
+                let (raw, coords, perView) = try realViews(config: cfg, model: model, image: url)
+                cases.append((url.deletingPathExtension().lastPathComponent, raw, coords, perView, nil))
+            }
+        }
+        var allPass = true
+        for c in cases {
+            let budgetViews = c.raw.shape[0] - 1
+            var (fastSettings, scaledViews) = try scaledFast(
+                official: officialConfig.settings.stage1, fast: fastConfig.settings.stage1, budget: budget, budgetViews: budgetViews)
+            if !o.fastSet.isEmpty {
+                fastSettings = try fastSettings.applying(o.fastSet)
+                try fastSettings.validate()
+            }
+            var recipes = [
+                Recipe(label: "official s0", settings: budget, views: budgetViews, seed: 0),
+                Recipe(label: "official s1", settings: budget, views: budgetViews, seed: 1),
+            ]
+            for v in o.fastViews.isEmpty ? [scaledViews] : o.fastViews {
+                for n in o.fastSteps.isEmpty ? [fastSettings.numIters] : o.fastSteps {
+                    var f = fastSettings
+                    if !o.fastSteps.isEmpty { f.numIters = n; f.warmupIters = n / 10 }
+                    let label = o.fastViews.isEmpty && o.fastSteps.isEmpty ? "fast s0" : "fast \(v)v \(n)"
+                    recipes.append(.init(label: label, settings: f, views: v, seed: 0))
+                }
+            }
+            let rows = try compare(
+                caseName: c.name, raw: c.raw, coords: c.coords, recipes: recipes,
+                precision: o.precision, forwardSecondsPerView: c.perView, truth: c.truth, log: log)
+            for fast in rows.dropFirst(2) {
+                let pass = passes(fast: fast, seed1: rows[1], seed0: rows[0])
+                allPass = allPass && pass
+                log(
+                    String(
+                        format: "%@ %@: %@ (cost %.3f of official s0)", c.name as NSString, fast.recipe as NSString,
+                        pass ? "PASSES" : "FAILS", fast.costSeconds / rows[0].costSeconds))
+            }
+        }
+        log("all cases: \(allPass ? "fast recipe within the official seed-to-seed agreement" : "fast recipe FAILS on some case")")
+        return allPass
     }
 }

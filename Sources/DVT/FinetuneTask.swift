@@ -1,6 +1,7 @@
 import Formats
 import Foundation
 import NN
+import Settings
 import TensorCore
 import Training
 import Vision
@@ -15,16 +16,9 @@ public struct FinetuneError: Error, CustomStringConvertible, LocalizedError {
     public init(_ d: String) { description = d }
 }
 
-/// The distillation objective.
-public enum FinetuneLoss: String, Codable, Sendable, CaseIterable {
-    /// DVT stage 3: `mse(p, t) + (1 − mean cos(p, t))`, cosine along channels
-    /// (main_distillation.py lines 239-242; the stage-2 objective `denoiserLoss`).
-    case mseCosine = "mse_cosine"
-    /// SRT `--loss mse`: torch `MSELoss` (distill_utils.py `get_loss`).
-    case mse
-    /// SRT `--loss mae`: torch `L1Loss`.
-    case l1
-}
+/// The distillation objective: the `finetune.loss` choice (its cases are documented in
+/// Settings.swift).
+public typealias FinetuneLoss = DVTSettings.Finetune.Loss
 
 /// A frozen teacher: normalised images (B, 3, H, W) → target features (B, Gh, Gw, C).
 public protocol FinetuneTeacher: AnyObject {

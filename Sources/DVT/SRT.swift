@@ -1,4 +1,5 @@
 import Foundation
+import Settings
 import TensorCore
 import Vision
 
@@ -9,10 +10,8 @@ import Vision
 // Letters: C channels, P patch size, S patch stride, Gh × Gw token grid, Hp = Gh·S, Wp = Gw·S
 // pixel-map size, N views, (i, j) a view's shift in pixels (down, right).
 
-/// How the views of one SRT ensemble are combined.
-public enum SRTAggregate: String, Sendable, CaseIterable, Codable {
-    case mean, median
-}
+/// How the views of one SRT ensemble are combined: the `srt.aggregate` choice.
+public typealias SRTAggregate = DVTSettings.SRT.Aggregate
 
 /// The resolution of an SRT output.
 public enum SRTResolution: Sendable, Equatable {

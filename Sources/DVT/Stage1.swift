@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import Settings
 import TensorCore
 import Training
 
@@ -7,97 +8,14 @@ import Training
 // per-image outputs. The loop itself (optimiser, schedule, checkpoints) is the Trainer's.
 // Letters: V views (the last one the whole image), h × w token grid, C channels, B batch, T = V·h·w tokens.
 
-/// Stage-1 settings under DVT's names (`denoise_an_image` arguments and its
-/// `NeuralFeatureField`), Codable with exactly those snake_case keys, plus our `hash_table_adam`
-/// and `coord_jitter`.
-/// Missing keys take the defaults below, which are DVT's.
-public struct Stage1Settings: Codable, Sendable, Equatable {
-    /// Optimisation steps per image (DVT `--num_iters` 25000).
-    public var numIters = 25_000
-    /// Linear-warmup steps; nil = numIters / 10 (DVT's 2500 of 25000, and the PyTorch port's default).
-    public var warmupIters: Int? = nil
-    /// Peak learning rate (DVT 0.01).
-    public var lr = 0.01
-    /// Floor of the cosine decay (DVT 0.001).
-    public var minLR = 0.001
-    /// Adam's L2 weight decay (DVT 1e-5; torch Adam adds wd·p to the gradient).
-    public var weightDecay = 1e-5
-    /// Factor the loss is multiplied by before the backward pass, never divided out again:
-    /// DVT's `torch.amp.GradScaler("cuda", 2**10)` followed by `grad_scaler.scale(loss).backward()`
-    /// and a plain `optimizer.step()` (main_img_denoising.py lines 55 and 88-89; the scaler's
-    /// `unscale_`/`step` are never called). Adam's update is invariant to the gradient's scale
-    /// except for its two additive terms, so the official run's effective L2 decay is
-    /// weight_decay / 1024 and its ε is 1e-15 / 1024. 1 = the literal optimiser.
-    public var lossScale = 1024.0
-    /// Tokens sampled (with replacement) per step (DVT 2048).
-    public var pixelBsz = 2048
-    /// Fraction of numIters after which G freezes and h switches on (DVT 0.5).
-    public var freezeSharedArtifactsAfter = 0.5
-    /// Hash-grid levels (DVT 16).
-    public var nLevels = 16
-    /// Features per level (DVT's tiny-cuda-nn config: 8).
-    public var nFeaturesPerLevel = 8
-    /// log2 of the per-level table size (DVT 20).
-    public var log2HashmapSize = 20
-    /// Coarsest grid resolution (DVT 16).
-    public var baseResolution = 16
-    /// Finest grid resolution (DVT 1024; growth factor derived from it).
-    public var maxResolution = 1024
-    /// Whether the second phase trains the residual predictor h (DVT: yes).
-    public var enableResidualPredictor = true
-    /// Coordinate jitter for F, as a fraction of the sampled token's own view's token spacing
-    /// (not a DVT option; 0 = DVT). A token summarises a patch, not a point, so each step feeds
-    /// F a uniformly random point within ±j spacings of the token centre (j = 0.5: the patch
-    /// footprint of non-overlapping patches). Without it the fine hash levels (finest resolution
-    /// ≫ token grid) give every sampled token its own vertices and F memorises each token, its
-    /// artifact and noise included; evaluated on the whole image's own token grid, it then
-    /// reproduces part of that view's artifacts.
-    public var coordJitter = 0.0
-    /// How Adam updates the hash table (not a DVT option). Default `deferred`: at the official
-    /// loss scale it equals dense Adam (DVT's) on the planted benchmark to 1e-4 in both cosines
-    /// (docs/stage1.md) at O(touched rows) per step. See `HashTableAdam`.
-    public var hashTableAdam = HashTableAdam.deferred
-    /// Weight decay of the shared artifact map G alone (not a DVT option; nil = `weightDecay`, as
-    /// DVT). DVT's L2 decay pulls G toward zero against its small data gradient (each entry sees
-    /// a few tokens per step), so F takes up the rest of the artifact; 0 lets G hold all of it.
-    /// Measured on the planted file without jitter: 0.996 / 0.9999 instead of 0.960 / 0.980
-    /// (docs/stage1.md).
-    public var sharedArtifactsWeightDecay: Double? = nil
-    /// How the view features are held for the fit (not a DVT option; fp32 = DVT). bf16 halves
-    /// the recipe's largest allocation (the official 769 ViT-B/14 518² views: 3.0 → 1.5 GiB);
-    /// every sampled token is then its bf16 rounding. The whole image's raw output stays fp32.
-    public var viewFeaturesDtype = ViewFeaturesDtype.fp32
-    public typealias ViewFeaturesDtype = FeatureRows.Element
+/// Stage 1's settings: the typed `stage1.*` section, where each key is declared once with its
+/// default (DVT's `denoise_an_image` arguments and its `NeuralFeatureField`), range, doc line and
+/// DVT name (Settings.swift).
+public typealias Stage1Settings = DVTSettings.Stage1
 
-    /// The hash table's optimiser. DVT optimises it with torch's dense `Adam`: every step every
-    /// row's moments decay and rows keep moving along their momentum even when no sample touched
-    /// them, at O(table) cost per step.
-    ///
-    /// Measured on the planted benchmark at the official loss scale (seed-0 file, 8 levels, 2^16,
-    /// finest 256, 3000 steps, no jitter; denoised / artifact centred cosine): dense 0.9955 /
-    /// 0.9996, deferred 0.9955 / 0.9996 (final logged loss 0.00609 vs 0.00614), the PyTorch
-    /// reference 0.9954 / 0.9995 (docs/stage1.md). With the literal (unscaled) decay deferred fell
-    /// behind dense (0.949 vs 0.960): the difference is the decay of idle rows, which the
-    /// official scaling makes negligible. Cost: dense adds O(table) per step, +47% with DVT's 16
-    /// levels of 2^20 at C 768 (173 vs 118 ms/step).
-    public enum HashTableAdam: String, Codable, Sendable, CaseIterable {
-        /// Dense Adam's momentum, computed for touched rows only: idle steps are caught up in closed
-        /// form when a row is next touched (`Adam.RowSparseMode.deferred`). Default. It drops only
-        /// the weight-decay gradient on idle steps; dense Adam normalises that tiny gradient into
-        /// real steps on long-idle rows, which mattered with the literal decay and not at the
-        /// official loss scale (decay / 1024; numbers above).
-        case deferred
-        /// tiny-cuda-nn's Adam: untouched rows do not move at all and keep per-row step counts.
-        /// Fine rows are touched on a fraction q of steps and then advance ~q·lr per step instead
-        /// of dense Adam's ~√q·lr plus momentum, so the fine levels learn markedly slower.
-        case lazy
-        /// Literal dense Adam over the whole table, as DVT (O(table) per step).
-        case dense
-    }
-
-    public init() {}
-
-    /// The warmup actually used.
+extension DVTSettings.Stage1 {
+    /// The warmup actually used: null = numIters / 10 (DVT's 2500 of 25000, and the PyTorch
+    /// port's default).
     public var effectiveWarmupIters: Int { warmupIters ?? numIters / 10 }
 
     /// The hash-grid layout these settings describe.
@@ -109,87 +27,6 @@ public struct Stage1Settings: Codable, Sendable, Equatable {
 
     /// Step from which the second phase runs: DVT switches when `step > int(f · num_iters)`.
     public var residualPhaseStart: Int { Int(freezeSharedArtifactsAfter * Double(numIters)) + 1 }
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case numIters = "num_iters", warmupIters = "warmup_iters", lr, minLR = "min_lr", weightDecay = "weight_decay"
-        case lossScale = "loss_scale"
-        case pixelBsz = "pixel_bsz", freezeSharedArtifactsAfter = "freeze_shared_artifacts_after"
-        case nLevels = "n_levels", nFeaturesPerLevel = "n_features_per_level", log2HashmapSize = "log2_hashmap_size"
-        case baseResolution = "base_resolution", maxResolution = "max_resolution"
-        case enableResidualPredictor = "enable_residual_predictor"
-        case hashTableAdam = "hash_table_adam"
-        case coordJitter = "coord_jitter"
-        case sharedArtifactsWeightDecay = "shared_artifacts_weight_decay"
-        case viewFeaturesDtype = "view_features_dtype"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        var s = Stage1Settings()
-        s.numIters = try c.decodeIfPresent(Int.self, forKey: .numIters) ?? s.numIters
-        s.warmupIters = try c.decodeIfPresent(Int.self, forKey: .warmupIters)
-        s.lr = try c.decodeIfPresent(Double.self, forKey: .lr) ?? s.lr
-        s.minLR = try c.decodeIfPresent(Double.self, forKey: .minLR) ?? s.minLR
-        s.weightDecay = try c.decodeIfPresent(Double.self, forKey: .weightDecay) ?? s.weightDecay
-        s.lossScale = try c.decodeIfPresent(Double.self, forKey: .lossScale) ?? s.lossScale
-        s.pixelBsz = try c.decodeIfPresent(Int.self, forKey: .pixelBsz) ?? s.pixelBsz
-        s.freezeSharedArtifactsAfter = try c.decodeIfPresent(Double.self, forKey: .freezeSharedArtifactsAfter) ?? s.freezeSharedArtifactsAfter
-        s.nLevels = try c.decodeIfPresent(Int.self, forKey: .nLevels) ?? s.nLevels
-        s.nFeaturesPerLevel = try c.decodeIfPresent(Int.self, forKey: .nFeaturesPerLevel) ?? s.nFeaturesPerLevel
-        s.log2HashmapSize = try c.decodeIfPresent(Int.self, forKey: .log2HashmapSize) ?? s.log2HashmapSize
-        s.baseResolution = try c.decodeIfPresent(Int.self, forKey: .baseResolution) ?? s.baseResolution
-        s.maxResolution = try c.decodeIfPresent(Int.self, forKey: .maxResolution) ?? s.maxResolution
-        s.enableResidualPredictor = try c.decodeIfPresent(Bool.self, forKey: .enableResidualPredictor) ?? s.enableResidualPredictor
-        s.hashTableAdam = try c.decodeIfPresent(HashTableAdam.self, forKey: .hashTableAdam) ?? s.hashTableAdam
-        s.coordJitter = try c.decodeIfPresent(Double.self, forKey: .coordJitter) ?? s.coordJitter
-        s.sharedArtifactsWeightDecay = try c.decodeIfPresent(Double.self, forKey: .sharedArtifactsWeightDecay)
-        s.viewFeaturesDtype = try c.decodeIfPresent(ViewFeaturesDtype.self, forKey: .viewFeaturesDtype) ?? s.viewFeaturesDtype
-        self = s
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(numIters, forKey: .numIters)
-        try c.encodeIfPresent(warmupIters, forKey: .warmupIters)
-        try c.encode(lr, forKey: .lr)
-        try c.encode(minLR, forKey: .minLR)
-        try c.encode(weightDecay, forKey: .weightDecay)
-        try c.encode(lossScale, forKey: .lossScale)
-        try c.encode(pixelBsz, forKey: .pixelBsz)
-        try c.encode(freezeSharedArtifactsAfter, forKey: .freezeSharedArtifactsAfter)
-        try c.encode(nLevels, forKey: .nLevels)
-        try c.encode(nFeaturesPerLevel, forKey: .nFeaturesPerLevel)
-        try c.encode(log2HashmapSize, forKey: .log2HashmapSize)
-        try c.encode(baseResolution, forKey: .baseResolution)
-        try c.encode(maxResolution, forKey: .maxResolution)
-        try c.encode(enableResidualPredictor, forKey: .enableResidualPredictor)
-        try c.encode(hashTableAdam, forKey: .hashTableAdam)
-        try c.encode(coordJitter, forKey: .coordJitter)
-        try c.encodeIfPresent(sharedArtifactsWeightDecay, forKey: .sharedArtifactsWeightDecay)
-        if viewFeaturesDtype != .fp32 { try c.encode(viewFeaturesDtype, forKey: .viewFeaturesDtype) }  // fp32 encodes as before the key
-    }
-
-    /// Checks ranges, naming the offending key.
-    public func validate() throws {
-        func fail(_ key: CodingKeys, _ why: String) -> Stage1Error { Stage1Error("stage1 setting \(key.rawValue): \(why)") }
-        if numIters < 1 { throw fail(.numIters, "must be >= 1, got \(numIters)") }
-        if let w = warmupIters, w < 0 || w > numIters { throw fail(.warmupIters, "must be in 0...num_iters (\(numIters)), got \(w)") }
-        if !(lr > 0) { throw fail(.lr, "must be > 0, got \(lr)") }
-        if !(minLR >= 0) { throw fail(.minLR, "must be >= 0, got \(minLR)") }
-        if !(weightDecay >= 0) { throw fail(.weightDecay, "must be >= 0, got \(weightDecay)") }
-        if !(lossScale > 0 && lossScale.isFinite) { throw fail(.lossScale, "must be a finite number > 0, got \(lossScale)") }
-        if let w = sharedArtifactsWeightDecay, !(w >= 0) { throw fail(.sharedArtifactsWeightDecay, "must be >= 0, got \(w)") }
-        if pixelBsz < 1 { throw fail(.pixelBsz, "must be >= 1, got \(pixelBsz)") }
-        if !(0...1).contains(freezeSharedArtifactsAfter) {
-            throw fail(.freezeSharedArtifactsAfter, "must be in [0, 1], got \(freezeSharedArtifactsAfter)")
-        }
-        if nLevels < 1 { throw fail(.nLevels, "must be >= 1, got \(nLevels)") }
-        if nFeaturesPerLevel < 1 { throw fail(.nFeaturesPerLevel, "must be >= 1, got \(nFeaturesPerLevel)") }
-        if !(4...30).contains(log2HashmapSize) { throw fail(.log2HashmapSize, "must be in 4...30, got \(log2HashmapSize)") }
-        if baseResolution < 2 { throw fail(.baseResolution, "must be >= 2, got \(baseResolution)") }
-        if maxResolution < baseResolution { throw fail(.maxResolution, "must be >= base_resolution (\(baseResolution)), got \(maxResolution)") }
-        if !(0...2).contains(coordJitter) { throw fail(.coordJitter, "must be in [0, 2] token spacings, got \(coordJitter)") }
-    }
 }
 
 /// What stage 1 produces for one image.

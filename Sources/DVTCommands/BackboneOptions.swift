@@ -23,7 +23,7 @@ struct BackboneOptions: ParsableArguments {
         help:
             "Position-embedding resampling: auto (as the weights' framework does), bicubic_antialias (timm), bicubic (transformers' Dinov2/ViT/CLIP/SigLIP) or bicubic_offset (facebookresearch/dinov2's +0.1 scale factors)."
     )
-    var posEmbedResample: PositionResamplingChoice = .auto
+    var posEmbedResample: DVTSettings.Run.PosEmbedResample = .auto
     @Option(name: .customLong("random-init"), help: "Use seeded random weights instead of a checkpoint (demos and tests only).")
     var randomInit: UInt64?
     @Option(parsing: .upToNextOption, help: "Input size H W (default: the preset's pretraining size, rounded to the patch grid).")
@@ -48,7 +48,7 @@ struct BackboneOptions: ParsableArguments {
     }
 
     func load() throws -> VisionTransformer {
-        let model = try loadViT(arch: arch, weights: weights, randomInit: randomInit, precision: precision, resample: posEmbedResample.rule)
+        let model = try loadViT(arch: arch, weights: weights, randomInit: randomInit, precision: precision, resample: PositionResampling(setting: posEmbedResample))
         if let s = stride, s > model.config.patchSize {
             throw ConfigError(
                 "--stride \(s) is not allowed for \(model.config.name): the stride must be in 1...\(model.config.patchSize) (its patch size)")
@@ -88,12 +88,4 @@ func loadViT(
 extension Precision: ExpressibleByArgument {}
 
 /// `--pos-embed-resample`: the `pos_embed_resample` key's values.
-enum PositionResamplingChoice: String, ExpressibleByArgument, CaseIterable {
-    case auto
-    case bicubicAntialias = "bicubic_antialias"
-    case bicubic
-    case bicubicOffset = "bicubic_offset"
-
-    /// nil for auto: the weights' framework decides.
-    var rule: PositionResampling? { PositionResampling(rawValue: rawValue) }
-}
+extension DVTSettings.Run.PosEmbedResample: ExpressibleByArgument {}

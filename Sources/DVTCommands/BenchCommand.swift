@@ -222,38 +222,51 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Deprecated: --set stage1.pixel_bsz=N.") var pixelBsz: Int?
         @Option(help: "Deprecated: --set stage1.lr=X.") var lr: Double?
         @Option(help: "Deprecated: --set stage1.min_lr=X.") var minLR: Double?
-        @Option(help: "Deprecated: --set stage1.hash_table_adam=MODE.") var hashTableAdam: String?
+        @Option(help: "Deprecated: --set stage1.hash_table_adam=MODE.") var hashTableAdam: Stage1Settings.HashTableAdam?
         @Option(help: "Deprecated: --set stage1.shared_artifacts_weight_decay=X.") var sharedArtifactsWeightDecay: Double?
         @Option(help: "Deprecated: --set stage1.coord_jitter=X.") var coordJitter: Double?
         @Flag(help: "Print the trainer's progress lines.") var verbose = false
         @Option(help: "Also score the outputs every N steps (printed with --verbose as val_*).") var valEvery = 0
 
-        /// The deprecated flags given, as `stage1.KEY=VALUE` overrides.
-        var aliasOverrides: [(flag: String, set: String)] {
-            let pairs: [(String, String, Any?)] = [
-                ("n-levels", "n_levels", nLevels), ("n-features-per-level", "n_features_per_level", nFeaturesPerLevel),
-                ("log2-hashmap-size", "log2_hashmap_size", log2HashmapSize), ("base-resolution", "base_resolution", baseResolution),
-                ("finest-resolution", "max_resolution", finestResolution), ("num-iters", "num_iters", numIters),
-                ("warmup-iters", "warmup_iters", warmupIters), ("pixel-bsz", "pixel_bsz", pixelBsz), ("lr", "lr", lr),
-                ("min-lr", "min_lr", minLR), ("hash-table-adam", "hash_table_adam", hashTableAdam),
-                ("shared-artifacts-weight-decay", "shared_artifacts_weight_decay", sharedArtifactsWeightDecay),
-                ("coord-jitter", "coord_jitter", coordJitter),
-            ]
-            return pairs.compactMap { flag, key, value in value.map { (flag, "stage1.\(key)=\($0)") } }
+        /// The deprecated flags given: the flag, the `--set` spelling its warning suggests, and
+        /// the typed assignment it stands for.
+        var aliases: [(flag: String, set: String, apply: (inout Stage1Settings) -> Void)] {
+            var a: [(flag: String, set: String, apply: (inout Stage1Settings) -> Void)] = []
+            func alias<V>(_ flag: String, _ key: String, _ value: V?, _ apply: @escaping (inout Stage1Settings, V) -> Void) {
+                if let value { a.append((flag, "stage1.\(key)=\(value)", { apply(&$0, value) })) }
+            }
+            alias("n-levels", "n_levels", nLevels) { $0.nLevels = $1 }
+            alias("n-features-per-level", "n_features_per_level", nFeaturesPerLevel) { $0.nFeaturesPerLevel = $1 }
+            alias("log2-hashmap-size", "log2_hashmap_size", log2HashmapSize) { $0.log2HashmapSize = $1 }
+            alias("base-resolution", "base_resolution", baseResolution) { $0.baseResolution = $1 }
+            alias("finest-resolution", "max_resolution", finestResolution) { $0.maxResolution = $1 }
+            alias("num-iters", "num_iters", numIters) { $0.numIters = $1 }
+            alias("warmup-iters", "warmup_iters", warmupIters) { $0.warmupIters = $1 }
+            alias("pixel-bsz", "pixel_bsz", pixelBsz) { $0.pixelBsz = $1 }
+            alias("lr", "lr", lr) { $0.lr = $1 }
+            alias("min-lr", "min_lr", minLR) { $0.minLR = $1 }
+            alias("hash-table-adam", "hash_table_adam", hashTableAdam) { $0.hashTableAdam = $1 }
+            alias("shared-artifacts-weight-decay", "shared_artifacts_weight_decay", sharedArtifactsWeightDecay) {
+                $0.sharedArtifactsWeightDecay = $1
+            }
+            alias("coord-jitter", "coord_jitter", coordJitter) { $0.coordJitter = $1 }
+            return a
         }
 
-        /// Stage-1 settings from the one schema: the bench preset, then --set, then the deprecated flags.
+        /// Stage-1 settings from the one schema: the bench preset, then --set, then the deprecated
+        /// flags set on the typed section, all range-checked by the schema.
         func stage1Settings() throws -> Stage1Settings {
-            let aliases = aliasOverrides
+            let aliases = aliases
             for a in aliases {
                 FileHandle.standardError.write(Data("warning: --\(a.flag) is deprecated; use --set \(a.set)\n".utf8))
             }
-            let overrides = set + aliases.map(\.set)
-            if let bad = overrides.first(where: { !$0.hasPrefix("stage1.") }) {
+            if let bad = set.first(where: { !$0.hasPrefix("stage1.") }) {
                 throw ValidationError("bench planted takes stage1.* settings only, got '\(bad)'")
             }
-            let config = try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset + overrides)
-            return Stage1Settings(config: config)
+            var s = try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset + set).settings.stage1
+            for a in aliases { a.apply(&s) }
+            try s.validate()
+            return s
         }
 
         func validate() throws {
@@ -263,7 +276,6 @@ extension DVTCommand.BenchCommand {
 
         func run() throws {
             let s = try stage1Settings()
-            try s.validate()
             let data: PlantedData
             var path = file
             var tempDir: URL?
@@ -356,3 +368,5 @@ extension DVTCommand.BenchCommand {
         }
     }
 }
+
+extension Stage1Settings.HashTableAdam: ExpressibleByArgument {}

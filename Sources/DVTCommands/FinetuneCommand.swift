@@ -23,7 +23,7 @@ extension DVTCommand {
         @Argument(help: "YAML configuration (docs/config.md lists every key).")
         var config: String
         @Option(help: "dvt (the stage-2 denoiser) or srt (the SRT ensemble); default finetune.teacher.")
-        var teacher: String?
+        var teacher: DVTSettings.Finetune.Teacher?
         @Option(name: .customLong("set"), parsing: .upToNextOption, help: "Override config keys: --set finetune.num_iters=200 seed=3")
         var overrides: [String] = []
         @Flag(help: "Continue from OUTPUT_DIR/finetune/checkpoints/latest.safetensors (bit-exact).")
@@ -37,16 +37,9 @@ extension DVTCommand {
         var precision: Precision?
         @OptionGroup var compute: ComputeOptions
 
-        func validate() throws {
-            if let teacher, teacher != "dvt" && teacher != "srt" {
-                throw ValidationError("--teacher must be dvt or srt, got '\(teacher)'")
-            }
-        }
-
         func run() throws {
-            let cfg = try ConfigSchema.load(
-                file: URL(fileURLWithPath: config),
-                overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
+            var cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
+            if let precision { try cfg.set("precision", value: precision.configValue) }
             let outcome: FinetuneOutcome
             do { outcome = try FinetuneRunner.run(config: cfg, teacher: teacher, resume: resume, quiet: quiet) } catch {
                 Stage2Runner.abortOtherRanksIfParallel(after: error)  // one failing rank ends the MPI job
@@ -62,3 +55,5 @@ extension DVTCommand {
         }
     }
 }
+
+extension DVTSettings.Finetune.Teacher: ExpressibleByArgument {}

@@ -22,18 +22,15 @@ extension DVTCommand {
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var options: ConfigOptions
         @Argument(help: "Dataset root (default: probe.root).") var root: String?
-        @Option(help: "segmentation or depth (default: probe.task).") var task: String?
-        @Option(help: "Dataset layout: voc, ade20k, nyu or folder (default: probe.dataset).") var dataset: String?
+        @Option(help: "segmentation or depth (default: probe.task).") var task: ProbeTask?
+        @Option(help: "Dataset layout: voc, ade20k, nyu or folder (default: probe.dataset).") var dataset: DatasetLayout?
         @Option(help: "Comma-separated methods: raw, srt, stage1, stage2 or denoiser files (default: probe.methods).") var methods: String?
         @Flag(help: "The official protocol's iterations and batch (40000/38400 steps of 16 maps).") var official = false
         @Option(help: "Head training steps (config key probe.iterations).") var iterations: Int?
 
         func run() throws {
-            var extra = options.overrides
-            if let iterations { extra.append("probe.iterations=\(iterations)") }
-            var o = options
-            o.overrides = extra
-            let config = try o.resolve()
+            var config = try options.resolve()
+            if let iterations { try config.set("probe.iterations", value: .int(iterations)) }
             let model = try loadBackbone(config)
             let probe = try ProbeRun(
                 config: config, model: model, task: task, dataset: dataset, root: root, methods: methods,
@@ -62,3 +59,6 @@ extension DVTCommand {
         }
     }
 }
+
+extension ProbeTask: ExpressibleByArgument {}
+extension DatasetLayout: ExpressibleByArgument {}

@@ -26,7 +26,6 @@ extension DVTCommand {
                 """)
 
         enum Resolution: String, ExpressibleByArgument, CaseIterable { case token, fine, pixel }
-        enum Aggregate: String, ExpressibleByArgument, CaseIterable { case mean, median }
 
         @OptionGroup var backbone: BackboneOptions
         @OptionGroup var compute: ComputeOptions
@@ -40,7 +39,7 @@ extension DVTCommand {
         @Option(help: "Largest vertical shift in pixels.") var dy = 3
         @Option(help: "Output resolution: token, fine or pixel.") var resolution: Resolution = .token
         @Option(help: "With --resolution fine: outputs per token side (must divide the stride).") var scaleFactor = 2
-        @Option(help: "How views are combined: mean or median.") var aggregate: Aggregate = .mean
+        @Option(help: "How views are combined: mean or median.") var aggregate: SRTAggregate = .mean
         @Flag(help: "Weight every shift of the grid once (default: the unshifted view twice, as the official code).")
         var uniform = false
         @Flag(help: "Compute token/fine means on the token grid directly, without pixel maps (mean only).")
@@ -64,7 +63,7 @@ extension DVTCommand {
             let model = try backbone.load()
             var o = SRT.Options()
             o.dx = dx; o.dy = dy; o.uniform = uniform; o.batchSize = batchSize; o.parallelViews = !serialViews
-            o.aggregate = aggregate == .mean ? .mean : .median
+            o.aggregate = aggregate
             o.layer = try model.resolveLayer(backbone.layer)
             o.stride = backbone.stride
             let srt = try SRT(model: model, options: o)
@@ -96,3 +95,5 @@ extension DVTCommand {
         }
     }
 }
+
+extension SRTAggregate: ExpressibleByArgument {}

@@ -42,7 +42,7 @@ func loadBackbone(_ c: ResolvedConfig) throws -> VisionTransformer {
     try loadViT(
         arch: c.settings.run.model, weights: c.settings.run.weights, randomInit: c.settings.run.randomInit.map { UInt64($0) },
         precision: c.settings.run.precision,
-        resample: PositionResampling(setting: c.settings.run.posEmbedResample.rawValue))
+        resample: PositionResampling(setting: c.settings.run.posEmbedResample))
 }
 
 extension DVTCommand {

@@ -1,10 +1,7 @@
 import ArgumentParser
 import Bench
-import DVT
 import Foundation
-import Settings
 import TensorCore
-import Vision
 
 extension DVTCommand.BenchCommand {
     /// `dvt bench stage1-quality`: the fast recipe against the official one (two seeds) on the
@@ -55,67 +52,19 @@ extension DVTCommand.BenchCommand {
         }
 
         func run() throws {
-            let officialConfig = try ConfigSchema.load(file: URL(fileURLWithPath: official))
-            let fastConfig = try ConfigSchema.load(file: URL(fileURLWithPath: fast))
-            let budget = Stage1Settings(config: try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset + budgetSet))
-            print("threads: \(Parallel.threads), load \(Bench.loadAverage), fit precision \(precision.rawValue)")
-            print(Stage1QualityBench.header)
-            var cases: [(name: String, raw: Tensor, coords: Tensor, perView: Double, truth: PlantedData?)] = []
-            for p in planted {
-                let d = try PlantedData.load(contentsOf: URL(fileURLWithPath: p))
-                cases.append((URL(fileURLWithPath: p).deletingPathExtension().lastPathComponent, d.raw, d.coords, 0, d))
-            }
-            if !images.isEmpty {
-                let cfg = try ConfigSchema.load(
-                    file: URL(fileURLWithPath: official),
-                    overrides: [
-                        "model=\(arch)", weights.map { "weights=\($0)" } ?? "weights=null", "random_init=\(weights == nil ? "0" : "null")",
-                        "input_size=[\(size), \(size)]", "stage1.num_views=\(views)", "stride_size=null",
-                        "output_dir=\(FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-quality").path)",
-                    ])
-                let model = try VisionTransformer.load(arch: arch, weights: weights, randomInit: weights == nil ? 0 : nil)
-                model.precision = precision
-                for image in images {
-                    let url = URL(fileURLWithPath: image)
-                    let (raw, coords, perView) = try Stage1QualityBench.realViews(config: cfg, model: model, image: url)
-                    cases.append((url.deletingPathExtension().lastPathComponent, raw, coords, perView, nil))
-                }
-            }
-            var allPass = true
-            for c in cases {
-                let budgetViews = c.raw.shape[0] - 1
-                var (fastSettings, scaledViews) = try Stage1QualityBench.scaledFast(
-                    official: officialConfig.settings.stage1, fast: fastConfig.settings.stage1, budget: budget, budgetViews: budgetViews)
-                if !fastSet.isEmpty {
-                    let over = try ConfigSchema.load(file: nil, overrides: fastSet)
-                    fastSettings = try Stage1QualityBench.applying(fastSet, over: fastSettings, from: over)
-                }
-                var recipes = [
-                    Stage1QualityBench.Recipe(label: "official s0", settings: budget, views: budgetViews, seed: 0),
-                    Stage1QualityBench.Recipe(label: "official s1", settings: budget, views: budgetViews, seed: 1),
-                ]
-                for v in fastViews.isEmpty ? [scaledViews] : fastViews {
-                    for n in fastSteps.isEmpty ? [fastSettings.numIters] : fastSteps {
-                        var f = fastSettings
-                        if !fastSteps.isEmpty { f.numIters = n; f.warmupIters = n / 10 }
-                        let label = fastViews.isEmpty && fastSteps.isEmpty ? "fast s0" : "fast \(v)v \(n)"
-                        recipes.append(.init(label: label, settings: f, views: v, seed: 0))
-                    }
-                }
-                let rows = try Stage1QualityBench.compare(
-                    caseName: c.name, raw: c.raw, coords: c.coords, recipes: recipes,
-                    precision: precision, forwardSecondsPerView: c.perView, truth: c.truth,
-                    log: { print($0) })
-                for fast in rows.dropFirst(2) {
-                    let pass = Stage1QualityBench.passes(fast: fast, seed1: rows[1], seed0: rows[0])
-                    allPass = allPass && pass
-                    print(
-                        String(
-                            format: "%@ %@: %@ (cost %.3f of official s0)", c.name as NSString, fast.recipe as NSString,
-                            pass ? "PASSES" : "FAILS", fast.costSeconds / rows[0].costSeconds))
-                }
-            }
-            print("all cases: \(allPass ? "fast recipe within the official seed-to-seed agreement" : "fast recipe FAILS on some case")")
+            var o = Stage1QualityBench.Options(official: URL(fileURLWithPath: official), fast: URL(fileURLWithPath: fast))
+            o.planted = planted.map { URL(fileURLWithPath: $0) }
+            o.images = images.map { URL(fileURLWithPath: $0) }
+            o.arch = arch
+            o.weights = weights
+            o.size = size
+            o.views = views
+            o.budgetSet = budgetSet
+            o.fastSet = fastSet
+            o.fastViews = fastViews
+            o.fastSteps = fastSteps
+            o.precision = precision
+            _ = try Stage1QualityBench.run(o, log: { print($0) })
         }
     }
 }

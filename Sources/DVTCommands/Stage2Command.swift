@@ -34,9 +34,8 @@ extension DVTCommand {
         @OptionGroup var compute: ComputeOptions
 
         func run() throws {
-            let cfg = try ConfigSchema.load(
-                file: URL(fileURLWithPath: config),
-                overrides: overrides + (precision.map { ["precision=\($0.rawValue)"] } ?? []))
+            var cfg = try ConfigSchema.load(file: URL(fileURLWithPath: config), overrides: overrides)
+            if let precision { try cfg.set("precision", value: precision.configValue) }
             let outcome: Stage2Outcome
             do { outcome = try Stage2Runner.run(config: cfg, resume: resume, quiet: quiet) } catch {
                 Stage2Runner.abortOtherRanksIfParallel(after: error)

@@ -24,19 +24,12 @@ public struct FinetuneRecipe: Sendable, Equatable {
     /// - Parameters:
     ///   - teacher: `--teacher` (overrides `finetune.teacher`).
     ///   - images: training images, for the epoch length.
-    public init(config: ResolvedConfig, teacher override: String?, images: Int) throws {
+    public init(config: ResolvedConfig, teacher override: DVTSettings.Finetune.Teacher?, images: Int) throws {
         let f = config.settings.finetune
-        if let override {
-            guard let t = DVTSettings.Finetune.Teacher(rawValue: override) else {
-                throw FinetuneError("--teacher must be dvt or srt, got '\(override)'")
-            }
-            teacher = t
-        } else {
-            teacher = f.teacher
-        }
+        teacher = override ?? f.teacher
         let isDVT = teacher == .dvt
-        thaw = ThawMode(rawValue: f.thaw) ?? .all
-        loss = FinetuneLoss(rawValue: f.loss ?? (isDVT ? "mse_cosine" : "mse")) ?? .mseCosine
+        thaw = f.thaw
+        loss = f.loss ?? (isDVT ? .mseCosine : .mse)
         // DVT: 64 per GPU × 8 GPUs (sample_scripts/stage3.sh); SRT: one frame per step, `frame.unsqueeze(0)` (distill_utils.py line 88).
         batchSize = f.batchSize ?? (isDVT ? 512 : 1)
         // DVT: len(dataset) // global batch (main_distillation.py line 186); at least one step.
@@ -88,7 +81,7 @@ public enum FinetuneRunner {
 
     /// Trains (or with `resume` continues) the ViT towards `teacher` (dvt or srt).
     public static func run(
-        config: ResolvedConfig, teacher override: String? = nil, resume: Bool = false, quiet: Bool = false,
+        config: ResolvedConfig, teacher override: DVTSettings.Finetune.Teacher? = nil, resume: Bool = false, quiet: Bool = false,
         log everyRank: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
     ) throws -> FinetuneOutcome {
         // Under an MPI launcher: data-parallel as stage 2 (Stage2DataParallel.swift); rank 0 logs and writes.
@@ -107,9 +100,9 @@ public enum FinetuneRunner {
         // Two copies of the backbone: the student trains, the teacher's stays the pretrained one
         // (main_distillation.py lines 115 and 131).
         let student = try VisionTransformer.load(
-            arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample.rawValue))
+            arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample))
         let frozen = try VisionTransformer.load(
-            arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample.rawValue))
+            arch: arch, weights: run.weights, randomInit: randomInit, resample: PositionResampling(setting: run.posEmbedResample))
         // `precision`: products only (docs/precision.md); weights and AdamW state stay fp32.
         student.precision = run.precision
         frozen.precision = run.precision
@@ -242,7 +235,7 @@ public enum FinetuneRunner {
         if teacher == .dvt {
             parts.append(stamp(f.denoiser ?? Stage2Runner.runDirectory(config: config).appendingPathComponent("denoiser.safetensors").path))
         } else {
-            parts += ["\(s.dx)", "\(s.dy)", s.aggregate, "\(s.uniform)"]
+            parts += ["\(s.dx)", "\(s.dy)", s.aggregate.rawValue, "\(s.uniform)"]
         }
         // FNV-1a 64 over the parts: a short, stable folder name.
         let hash = FNV1a.hash(utf8: parts.joined(separator: "\n"))

@@ -38,18 +38,13 @@ public struct ProbeRun {
 
     /// Reads the `probe.*` keys, with CLI values (non-nil) taking precedence.
     public init(
-        config: ResolvedConfig, model: VisionTransformer, task: String? = nil, dataset: String? = nil, root: String? = nil,
+        config: ResolvedConfig, model: VisionTransformer, task: ProbeTask? = nil, dataset: DatasetLayout? = nil, root: String? = nil,
         methods: String? = nil, official: Bool? = nil
     ) throws {
         let p = config.settings.probe
         self.config = config
         self.model = model
-        guard let t = ProbeTask(rawValue: task ?? p.task) else {
-            throw ProbeDataError("unknown probe task '\(task ?? p.task)': use segmentation or depth")
-        }
-        guard let l = DatasetLayout(rawValue: dataset ?? p.dataset) else {
-            throw ProbeDataError("unknown dataset layout '\(dataset ?? p.dataset)': use voc, ade20k, nyu or folder")
-        }
+        let t = task ?? p.task, l = dataset ?? p.dataset
         guard let r = root ?? p.root else { throw ProbeDataError("the probe needs a dataset root (ROOT argument or probe.root)") }
         if (t == .depth) != (l == .nyu) {
             throw ProbeDataError(

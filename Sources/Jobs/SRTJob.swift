@@ -150,12 +150,12 @@ public struct SRTJob {
 extension SRT.Options {
     /// The `srt:` section as SRT's options, the one translation the pipeline, the probe's feature
     /// cache and the fine-tuning teacher share. `layer` and `stride` come from the caller (each
-    /// picks its own layer), and an unset or unknown `srt.aggregate` means the mean, the default.
+    /// picks its own layer).
     public init(_ s: DVTSettings.SRT, layer: Int, stride: Int?) {
         self.init()
         dx = s.dx
         dy = s.dy
-        aggregate = SRTAggregate(rawValue: s.aggregate) ?? .mean
+        aggregate = s.aggregate
         uniform = s.uniform
         batchSize = s.batchSize
         self.layer = layer

@@ -23,7 +23,7 @@ public enum Stage1FeatureFile {
                 "\(url.path): no tensor '\(key)'; a feature file needs raw (V+1, H, W, C) and coords (V+1, H, W, 2) (the planted layout)")
         }
         let raw = try file.tensor("raw"), coords = try file.tensor("coords")
-        let settings = Stage1Settings(config: config)
+        let settings = config.settings.stage1
         try settings.validate()
         let r = try Stage1.fit(
             views: raw, coords: coords, settings: settings, seed: UInt64(config.settings.run.seed),

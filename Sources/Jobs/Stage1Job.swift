@@ -28,7 +28,7 @@ public final class Stage1Job {
     public init(config: ResolvedConfig, model: VisionTransformer) throws {
         self.config = config
         self.model = model
-        settings = Stage1Settings(config: config)
+        settings = config.settings.stage1
         try settings.validate()
         // input_size and stride_size against this model (the views go through it 8 at a time).
         let size = InputGeometry.inputSize(

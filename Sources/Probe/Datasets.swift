@@ -1,5 +1,6 @@
 import Formats
 import Foundation
+import Settings
 import Vision
 
 /// A dataset layout the probe reads, or a problem with one; messages name the file and what
@@ -10,27 +11,12 @@ public struct ProbeDataError: Error, CustomStringConvertible, LocalizedError {
     public init(_ d: String) { description = d }
 }
 
-public enum ProbeTask: String, Sendable, CaseIterable, Codable { case segmentation, depth }
+/// The downstream task: the `probe.task` choice.
+public typealias ProbeTask = DVTSettings.Probe.Task
 
-/// The dataset layouts `dvt probe --dataset` reads (docs/probe.md has the trees).
-public enum DatasetLayout: String, Sendable, CaseIterable, Codable {
-    /// VOC2012: JPEGImages/<id>.jpg, SegmentationClass/<id>.png (palette PNG, read as palette
-    /// *indices*; 255 = boundary, ignored), ImageSets/Segmentation/{train,val}.txt; 21 classes
-    /// (vitb_voc2012_linear_config.py:47-51).
-    case voc
-    /// ADEChallengeData2016: images/{training,validation}/*.jpg, annotations/{training,validation}/
-    /// *.png (gray, 0 = other), 150 classes with reduce_zero_label (vitb_ade20k_linear_config.py).
-    case ade20k
-    /// NYUv2 as DINOv2's depth code reads it (evaluation/depth/datasets/nyu.py:96-131):
-    /// ROOT/nyu_train.txt and ROOT/nyu_test.txt, one "rgb depth focal" line per image with paths
-    /// relative to ROOT (a leading / is dropped), depth "None" lines skipped; the depth PNG is
-    /// 16-bit grayscale in millimetres (depth_scale 1000, vitb_nyu_linear_config.py:103).
-    case nyu
-    /// A generic folder: images/<stem>.{jpg,jpeg,png}, masks/<stem>.png (palette or gray index
-    /// PNG), classes.txt (one class name per line, line k = class k), optional train.txt /
-    /// val.txt (one stem per line; without them every 5th image in name order is validation).
-    case folder
-}
+/// The dataset layouts `dvt probe --dataset` reads: the `probe.dataset` choice (its cases and
+/// trees are documented in Settings.swift and docs/probe.md).
+public typealias DatasetLayout = DVTSettings.Probe.Dataset
 
 /// One labelled image.
 public struct ProbeSample: Sendable, Equatable {

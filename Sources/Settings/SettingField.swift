@@ -86,6 +86,8 @@ public struct SettingField<Section> {
     public let nullable: Bool
     public let dvtName: String?
     public let doc: String
+    /// Whether the property is an enum (`ConfigChoice`, optional or not): every choice key is one.
+    let holdsChoice: Bool
     let read: (Section) -> ConfigValue
     let write: (inout Section, ConfigValue) -> Void
 
@@ -99,6 +101,7 @@ public struct SettingField<Section> {
         self.name = name
         self.kind = kind
         nullable = V.self is any OptionalMarker.Type
+        holdsChoice = V.self is any ConfigChoice.Type || (V.self as? any OptionalMarker.Type)?.wrappedType is any ConfigChoice.Type
         dvtName = dvt
         self.doc = doc
         read = { $0[keyPath: property].configValue }
@@ -112,8 +115,8 @@ public struct SettingField<Section> {
 }
 
 /// Marks `Optional` for `SettingField`'s nullable check.
-protocol OptionalMarker {}
-extension Optional: OptionalMarker {}
+protocol OptionalMarker { static var wrappedType: Any.Type { get } }
+extension Optional: OptionalMarker { static var wrappedType: Any.Type { Wrapped.self } }
 
 /// A section of the typed settings tree: a struct whose `init()` holds the defaults and whose
 /// `fields` declare its keys.
@@ -139,5 +142,58 @@ extension SettingsSection {
     public init(_ c: ResolvedConfig) {
         self.init()
         for f in Self.fields { f.write(&self, c.value(Self.path(f.name))) }
+    }
+}
+
+extension ConfigKind {
+    /// Whether `v` is a value of this kind within its range (null is the field's business).
+    func admits(_ v: ConfigValue) -> Bool {
+        switch (self, v) {
+        case (.int(let r), .int(let i)): return r.contains(i)
+        case (.double(let r), .double(let d)): return d.isFinite && r.contains(d)
+        case (.bool, .bool), (.string, .string): return true
+        case (.choice(let c), .string(let s)): return c.contains(s)
+        case (.ints(let n, let r), .ints(let l)): return l.count == n && l.allSatisfy(r.contains)
+        default: return false
+        }
+    }
+}
+
+extension SettingsSection {
+    /// Checks every key's value against its declared type and range, as a config file's value
+    /// is checked: for a section built or changed in code rather than read from a validated
+    /// configuration.
+    /// - Throws: `ConfigError` naming the key, the value and what is allowed.
+    public func validateFields() throws {
+        for f in Self.fields {
+            let v = f.read(self)
+            if case .null = v, f.nullable { continue }
+            guard f.kind.admits(v) else {
+                throw ConfigError(
+                    "config key '\(Self.path(f.name))' = \(v) is invalid: expected \(f.kind.allowed)\(f.nullable ? " or null" : "")")
+            }
+        }
+    }
+}
+
+extension SettingsSection {
+    /// This section with `overrides` applied: `--set` text (`stage1.num_iters=200`), each value
+    /// read and range-checked by the schema as a config file's value is; every key must belong to
+    /// this section.
+    /// - Throws: `ConfigError` naming the override or the key.
+    public func applying(_ overrides: [String], source: String = "override") throws -> Self {
+        var s = self
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "=") else {
+                throw ConfigError("override '\(o)' must look like key=value (e.g. stage1.num_iters=200)")
+            }
+            let path = String(o[..<eq]).trimmingCharacters(in: .whitespaces)
+            guard let key = ConfigSchema.key(path) else { throw ConfigSchema.unknownKeyError(path, file: source) }
+            guard let field = Self.fields.first(where: { Self.path($0.name) == path }) else {
+                throw ConfigError("\(source): '\(path)' is not a key of the \(Self.section.isEmpty ? "top-level" : Self.section) section")
+            }
+            field.write(&s, try ConfigSchema.parse(String(o[o.index(after: eq)...]).trimmingCharacters(in: .whitespaces), for: key, file: source))
+        }
+        return s
     }
 }

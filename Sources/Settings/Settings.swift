@@ -127,6 +127,39 @@ public struct DVTSettings: Sendable, Equatable {
     /// The `stage1.*` keys: DVT stage 1 (docs/stage1.md).
     public struct Stage1: SettingsSection {
         public static let section = "stage1"
+
+        /// `stage1.view_features_dtype`: how the view features are held for the fit (not a DVT
+        /// option; fp32 = DVT). bf16 halves the recipe's largest allocation (the official 769
+        /// ViT-B/14 518² views: 3.0 → 1.5 GiB); every sampled token is then its bf16 rounding. The
+        /// whole image's raw output stays fp32.
+        public typealias ViewFeaturesDtype = FeatureRows.Element
+
+        /// `stage1.hash_table_adam`: the hash table's optimiser (not a DVT option). DVT optimises
+        /// it with torch's dense `Adam`: every step every row's moments decay and rows keep moving
+        /// along their momentum even when no sample touched them, at O(table) cost per step.
+        ///
+        /// On the planted benchmark at the official loss scale (seed-0 file, 8 levels, 2^16,
+        /// finest 256, 3000 steps, no jitter; denoised / artifact centred cosine): dense 0.9955 /
+        /// 0.9996, deferred 0.9955 / 0.9996 (final logged loss 0.00609 vs 0.00614), the PyTorch
+        /// reference 0.9954 / 0.9995 (docs/stage1.md). With the literal (unscaled) decay deferred
+        /// falls behind dense (0.949 vs 0.960): the difference is the decay of idle rows, which
+        /// the official scaling makes negligible. Cost: dense adds O(table) per step, +47% with
+        /// DVT's 16 levels of 2^20 at C 768 (173 vs 118 ms/step).
+        public enum HashTableAdam: String, Codable, ConfigChoice {
+            /// Dense Adam's momentum, computed for touched rows only: idle steps are caught up in
+            /// closed form when a row is next touched (`Adam.RowSparseMode.deferred`). Default. It
+            /// drops only the weight-decay gradient on idle steps; dense Adam normalises that tiny
+            /// gradient into real steps on long-idle rows, which mattered with the literal decay
+            /// and not at the official loss scale (decay / 1024; numbers above).
+            case deferred
+            /// tiny-cuda-nn's Adam: untouched rows do not move at all and keep per-row step
+            /// counts. Fine rows are touched on a fraction q of steps and then advance ~q·lr per
+            /// step instead of dense Adam's ~√q·lr plus momentum, so the fine levels learn
+            /// markedly slower.
+            case lazy
+            /// Literal dense Adam over the whole table, as DVT (O(table) per step).
+            case dense
+        }
         /// `stage1.num_views`
         public var numViews: Int = 768
         /// `stage1.num_iters`
@@ -139,7 +172,13 @@ public struct DVTSettings: Sendable, Equatable {
         public var minLR: Double = 0.001
         /// `stage1.weight_decay`
         public var weightDecay: Double = 1e-5
-        /// `stage1.loss_scale`
+        /// `stage1.loss_scale`: the factor the loss is multiplied by before the backward pass,
+        /// never divided out again: DVT's `torch.amp.GradScaler("cuda", 2**10)` followed by
+        /// `grad_scaler.scale(loss).backward()` and a plain `optimizer.step()`
+        /// (main_img_denoising.py lines 55 and 88-89; the scaler's `unscale_`/`step` are never
+        /// called). Adam's update is invariant to the gradient's scale except for its two
+        /// additive terms, so the official run's effective L2 decay is weight_decay / 1024 and its
+        /// ε is 1e-15 / 1024. 1 = the literal optimiser.
         public var lossScale: Double = 1024
         /// `stage1.pixel_bsz`
         public var pixelBsz: Int = 2048
@@ -157,14 +196,22 @@ public struct DVTSettings: Sendable, Equatable {
         public var baseResolution: Int = 16
         /// `stage1.max_resolution`
         public var maxResolution: Int = 1024
-        /// `stage1.coord_jitter`
+        /// `stage1.coord_jitter`: coordinate jitter for F, as a fraction of the sampled token's
+        /// own view's token spacing (not a DVT option; 0 = DVT). A token summarises a patch, not a
+        /// point, so each step feeds F a uniformly random point within ±j spacings of the token
+        /// centre (j = 0.5: the patch footprint of non-overlapping patches). Without it the fine
+        /// hash levels (finest resolution ≫ token grid) give every sampled token its own vertices
+        /// and F memorises each token, its artifact and noise included.
         public var coordJitter: Double = 0
         /// `stage1.hash_table_adam`
-        public var hashTableAdam: String = "deferred"
-        /// `stage1.shared_artifacts_weight_decay`
+        public var hashTableAdam: HashTableAdam = .deferred
+        /// `stage1.shared_artifacts_weight_decay`: weight decay of the shared artifact map G
+        /// alone (not a DVT option; nil = `weightDecay`, as DVT). DVT's L2 decay pulls G toward
+        /// zero against its small data gradient (each entry sees a few tokens per step), so F
+        /// takes up the rest of the artifact; 0 lets G hold all of it.
         public var sharedArtifactsWeightDecay: Double? = nil
         /// `stage1.view_features_dtype`
-        public var viewFeaturesDtype: String = "fp32"
+        public var viewFeaturesDtype: ViewFeaturesDtype = .fp32
         /// `stage1.save_extras`
         public var saveExtras: Bool = false
         /// `stage1.vis_every`
@@ -173,6 +220,20 @@ public struct DVTSettings: Sendable, Equatable {
         public var printFreq: Int = 1000
 
         public init() {}
+
+        /// Checks every key's range (the section may have been changed in code) and the
+        /// relations between keys: warmup_iters <= num_iters, max_resolution >= base_resolution.
+        /// - Throws: `ConfigError` naming the key.
+        public func validate() throws {
+            try validateFields()
+            if let w = warmupIters, w > numIters {
+                throw ConfigError("config key 'stage1.warmup_iters' = \(w) is invalid: expected at most stage1.num_iters (\(numIters))")
+            }
+            if maxResolution < baseResolution {
+                throw ConfigError(
+                    "config key 'stage1.max_resolution' = \(maxResolution) is invalid: expected at least stage1.base_resolution (\(baseResolution))")
+            }
+        }
 
         public static var fields: [SettingField<Self>] {
             [
@@ -228,7 +289,7 @@ public struct DVTSettings: Sendable, Equatable {
                     "F sees a random point within ±jitter token spacings of each sampled token (0 = DVT). At the official loss scale 0.5 lowers planted accuracy (0.9880 / 0.9983 vs 0.9955 / 0.9996, docs/stage1.md); it helped only with the literal weight decay."
                 ),
                 SettingField(
-                    "hash_table_adam", \.hashTableAdam, .choice(["deferred", "lazy", "dense"]),
+                    "hash_table_adam", \.hashTableAdam, HashTableAdam.kind,
                     "Hash-table Adam: deferred (default) = dense Adam's momentum for touched rows only, without weight decay on idle rows, O(touched rows) per step; at the official loss scale it matches dense on planted data to 1e-4 (docs/stage1.md); dense = torch's dense Adam over the whole table (DVT's literal behaviour); lazy = tiny-cuda-nn's."
                 ),
                 SettingField(
@@ -236,7 +297,7 @@ public struct DVTSettings: Sendable, Equatable {
                     "Weight decay of the shared artifact map G alone (null = weight_decay, as DVT). 0 used to let G hold the whole artifact under the literal decay; at the official loss scale it gives the same planted accuracy as null (0.9955 / 0.9996, docs/stage1.md)."
                 ),
                 SettingField(
-                    "view_features_dtype", \.viewFeaturesDtype, .choice(["fp32", "bf16"]),
+                    "view_features_dtype", \.viewFeaturesDtype, ViewFeaturesDtype.kind,
                     "How the view features are held during the fit: fp32 (DVT) or bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views; effect on the planted cosines in docs/speed.md)."
                 ),
                 SettingField(
@@ -345,6 +406,32 @@ public struct DVTSettings: Sendable, Equatable {
     /// The `finetune.*` keys: fine-tuning the ViT (docs/finetune.md); null = the teacher's recipe.
     public struct Finetune: SettingsSection {
         public static let section = "finetune"
+
+        /// `finetune.thaw`: which ViT parameters a fine-tuning run updates: SRT's `thaw` modes
+        /// (donglao/srt distill_utils.py lines 28-44). SRT hard-codes `blocks.11`/`blocks.10` (a
+        /// 12-block ViT-S/B); here `last` and `last2` mean the last one and two blocks of whatever
+        /// depth the model has (Vision's `ThawMode.trains`).
+        public enum Thaw: String, Codable, ConfigChoice {
+            /// Every parameter (DVT stage 3 trains `model.parameters()`, main_distillation.py line 202).
+            case all
+            /// Parameters whose timm name contains `bias`.
+            case bias
+            /// The last block plus the final norm.
+            case last
+            /// The last two blocks plus the final norm.
+            case last2
+        }
+
+        /// `finetune.loss`: the distillation objective.
+        public enum Loss: String, Codable, ConfigChoice {
+            /// DVT stage 3: `mse(p, t) + (1 − mean cos(p, t))`, cosine along channels
+            /// (main_distillation.py lines 239-242; the stage-2 objective `denoiserLoss`).
+            case mseCosine = "mse_cosine"
+            /// SRT `--loss mse`: torch `MSELoss` (distill_utils.py `get_loss`).
+            case mse
+            /// SRT `--loss mae`: torch `L1Loss`.
+            case l1
+        }
         /// `finetune.teacher`: what the ViT is distilled towards.
         public enum Teacher: String, ConfigChoice {
             /// The frozen ViT followed by the stage-2 denoiser (DVT stage 3).
@@ -368,9 +455,9 @@ public struct DVTSettings: Sendable, Equatable {
         /// `finetune.denoiser`
         public var denoiser: String? = nil
         /// `finetune.thaw`
-        public var thaw: String = "all"
+        public var thaw: Thaw = .all
         /// `finetune.loss`
-        public var loss: String? = nil
+        public var loss: Loss? = nil
         /// `finetune.epochs`
         public var epochs: Int? = nil
         /// `finetune.num_iters`
@@ -421,11 +508,11 @@ public struct DVTSettings: Sendable, Equatable {
                     "Stage-2 denoiser for the dvt teacher (.safetensors from `dvt stage2`, or DVT's .pth); null = output_dir/stage2/denoiser.safetensors."
                 ),
                 SettingField(
-                    "thaw", \.thaw, .choice(["all", "bias", "last", "last2"]), dvt: "unfreeze (SRT)",
+                    "thaw", \.thaw, Thaw.kind, dvt: "unfreeze (SRT)",
                     "Trainable parameters: all, those named *bias*, the last block + final norm, or the last two blocks + final norm (SRT's thaw modes; DVT trains all)."
                 ),
                 SettingField(
-                    "loss", \.loss, .choice(["mse_cosine", "mse", "l1"]), dvt: "loss (SRT)",
+                    "loss", \.loss, Loss.kind, dvt: "loss (SRT)",
                     "mse_cosine = MSE + (1 − cosine) (DVT, main_distillation.py lines 239-242); mse / l1 = SRT's mse / mae. null: dvt → mse_cosine, srt → mse."
                 ),
                 SettingField(
@@ -494,12 +581,17 @@ public struct DVTSettings: Sendable, Equatable {
     /// The `srt.*` keys (docs/srt.md).
     public struct SRT: SettingsSection {
         public static let section = "srt"
+
+        /// `srt.aggregate`: how the views of one SRT ensemble are combined.
+        public enum Aggregate: String, Codable, ConfigChoice {
+            case mean, median
+        }
         /// `srt.dx`
         public var dx: Int = 3
         /// `srt.dy`
         public var dy: Int = 3
         /// `srt.aggregate`
-        public var aggregate: String = "mean"
+        public var aggregate: Aggregate = .mean
         /// `srt.uniform`
         public var uniform: Bool = false
         /// `srt.batch_size`
@@ -518,7 +610,7 @@ public struct DVTSettings: Sendable, Equatable {
                     "dy", \.dy, .int(0...64),
                     "Vertical shifts −dy…dy pixels."),
                 SettingField(
-                    "aggregate", \.aggregate, .choice(["mean", "median"]),
+                    "aggregate", \.aggregate, Aggregate.kind,
                     "How shifted views are combined."),
                 SettingField(
                     "uniform", \.uniform, .bool,
@@ -536,12 +628,38 @@ public struct DVTSettings: Sendable, Equatable {
     /// The `probe.*` keys: downstream linear probes (`dvt probe`, and the probe step of `dvt run`; docs/probe.md).
     public struct Probe: SettingsSection {
         public static let section = "probe"
+
+        /// `probe.task`: the downstream task.
+        public enum Task: String, Codable, ConfigChoice { case segmentation, depth }
+
+        /// `probe.dataset`: the dataset layouts the probe reads (docs/probe.md has the trees).
+        public enum Dataset: String, Codable, ConfigChoice {
+            /// VOC2012: JPEGImages/<id>.jpg, SegmentationClass/<id>.png (palette PNG, read as
+            /// palette *indices*; 255 = boundary, ignored), ImageSets/Segmentation/{train,val}.txt;
+            /// 21 classes (vitb_voc2012_linear_config.py:47-51).
+            case voc
+            /// ADEChallengeData2016: images/{training,validation}/*.jpg, annotations/{training,
+            /// validation}/*.png (gray, 0 = other), 150 classes with reduce_zero_label
+            /// (vitb_ade20k_linear_config.py).
+            case ade20k
+            /// NYUv2 as DINOv2's depth code reads it (evaluation/depth/datasets/nyu.py:96-131):
+            /// ROOT/nyu_train.txt and ROOT/nyu_test.txt, one "rgb depth focal" line per image with
+            /// paths relative to ROOT (a leading / is dropped), depth "None" lines skipped; the
+            /// depth PNG is 16-bit grayscale in millimetres (depth_scale 1000,
+            /// vitb_nyu_linear_config.py:103).
+            case nyu
+            /// A generic folder: images/<stem>.{jpg,jpeg,png}, masks/<stem>.png (palette or gray
+            /// index PNG), classes.txt (one class name per line, line k = class k), optional
+            /// train.txt / val.txt (one stem per line; without them every 5th image in name order
+            /// is validation).
+            case folder
+        }
         /// `probe.enabled`
         public var enabled: Bool = false
         /// `probe.task`
-        public var task: String = "segmentation"
+        public var task: Task = .segmentation
         /// `probe.dataset`
-        public var dataset: String = "voc"
+        public var dataset: Dataset = .voc
         /// `probe.root`
         public var root: String? = nil
         /// `probe.methods`
@@ -567,10 +685,10 @@ public struct DVTSettings: Sendable, Equatable {
                     "enabled", \.enabled, .bool,
                     "Run the probe step at the end of `dvt run` (needs probe.root)."),
                 SettingField(
-                    "task", \.task, .choice(["segmentation", "depth"]), dvt: "--task (evaluate_dense_tasks.py)",
+                    "task", \.task, Task.kind, dvt: "--task (evaluate_dense_tasks.py)",
                     "Downstream task: semantic segmentation (mIoU) or monocular depth (RMSE)."),
                 SettingField(
-                    "dataset", \.dataset, .choice(["voc", "ade20k", "nyu", "folder"]), dvt: "dataset_type",
+                    "dataset", \.dataset, Dataset.kind, dvt: "dataset_type",
                     "Dataset layout under probe.root (docs/probe.md)."),
                 SettingField(
                     "root", \.root, .string, dvt: "data_root",
@@ -603,3 +721,4 @@ public struct DVTSettings: Sendable, Equatable {
 }
 
 extension Precision: ConfigChoice {}
+extension FeatureRows.Element: ConfigChoice {}

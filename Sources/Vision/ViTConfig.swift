@@ -1,4 +1,5 @@
 import NN
+import Settings
 
 /// Architecture of a timm `VisionTransformer`: what differs between the families DVT studies.
 public struct ViTConfig: Sendable, Codable, Equatable {
@@ -96,11 +97,15 @@ public enum PositionResampling: String, Sendable, Codable, CaseIterable {
 }
 
 extension PositionResampling {
-    /// The `pos_embed_resample` setting's rule: nil for `auto` (or unset), when the weights'
-    /// framework decides.
-    public init?(setting: String?) {
-        guard let setting, let rule = PositionResampling(rawValue: setting) else { return nil }
-        self = rule
+    /// The `pos_embed_resample` setting's rule: nil for `auto`, when the weights' framework
+    /// decides.
+    public init?(setting: DVTSettings.Run.PosEmbedResample) {
+        switch setting {
+        case .auto: return nil
+        case .bicubicAntialias: self = .bicubicAntialias
+        case .bicubic: self = .bicubic
+        case .bicubicOffset: self = .bicubicOffset
+        }
     }
 }
 

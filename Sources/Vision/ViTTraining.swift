@@ -1,23 +1,16 @@
 import Formats
 import Foundation
+import Settings
 import TensorCore
 
 // Fine-tuning the ViT itself (DVT stage 3, SRT self-distillation): which parameters train, a
 // forward that records the graph, and the export as a timm state dict. Letters as in ViT.swift.
 
-/// Which ViT parameters a fine-tuning run updates: SRT's `thaw` modes (donglao/srt
-/// distill_utils.py lines 28-44). SRT hard-codes `blocks.11`/`blocks.10` (a 12-block ViT-S/B);
-/// here `last` and `last2` mean the last one and two blocks of whatever depth the model has.
-public enum ThawMode: String, Codable, Sendable, CaseIterable {
-    /// Every parameter (DVT stage 3 trains `model.parameters()`, main_distillation.py line 202).
-    case all
-    /// Parameters whose timm name contains `bias`.
-    case bias
-    /// The last block plus the final norm.
-    case last
-    /// The last two blocks plus the final norm.
-    case last2
+/// Which ViT parameters a fine-tuning run updates: the `finetune.thaw` choice (SRT's `thaw`
+/// modes; its cases are documented in Settings.swift).
+public typealias ThawMode = DVTSettings.Finetune.Thaw
 
+extension ThawMode {
     /// Whether the parameter `name` of a `depth`-block ViT trains under this mode.
     public func trains(_ name: String, depth: Int) -> Bool {
         func inBlock(_ i: Int) -> Bool { i >= 0 && name.hasPrefix("blocks.\(i).") }

@@ -36,6 +36,7 @@ struct BenchPlantedCLITests {
         #expect(s.lr == 0.02 && s.numIters == 50 && s.maxResolution == 128 && s.hashTableAdam == .deferred)
         #expect(throws: (any Error).self) { _ = try settings(["--set", "seed=3"]) }
         #expect(throws: (any Error).self) { _ = try settings(["--set", "stage1.n_levels=99"]) }
+        #expect(throws: (any Error).self) { _ = try settings(["--n-levels", "99"]) }
     }
 }
 

@@ -18,15 +18,16 @@ struct Stage1QualityTests {
                 "stage1.pixel_bsz=1024", "stage1.view_features_dtype=bf16",
             ]
         ).settings.stage1
-        let budget = Stage1Settings(config: try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset))
+        let budget = try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset).settings.stage1
         let (s, views) = try Stage1QualityBench.scaledFast(official: official, fast: fast, budget: budget, budgetViews: 96)
         #expect(views == 16 && s.numIters == 600 && s.warmupIters == 60)
         #expect(s.log2HashmapSize == 14 && s.nLevels == 8 && s.maxResolution == 256)
         #expect(s.pixelBsz == 1024 && s.viewFeaturesDtype == .bf16 && s.lr == budget.lr)
         // --fast-set keys are taken over one by one.
-        let over = try ConfigSchema.load(file: nil, overrides: ["stage1.num_iters=77"])
-        let t = try Stage1QualityBench.applying(["stage1.num_iters=77"], over: s, from: over)
-        #expect(t.numIters == 77 && t.pixelBsz == 1024 && t.log2HashmapSize == 14)
+        let t = try s.applying(["stage1.num_iters=77", "stage1.shared_artifacts_weight_decay=null"])
+        #expect(t.numIters == 77 && t.pixelBsz == 1024 && t.log2HashmapSize == 14 && t.sharedArtifactsWeightDecay == nil)
+        #expect(throws: ConfigError.self) { try s.applying(["stage1.num_iters=0"]) }
+        #expect(throws: ConfigError.self) { try s.applying(["stage2.num_iters=5"]) }
     }
 
     @Test("the reference row agrees with itself exactly; a fast recipe is scored against it and the truth")

@@ -2,6 +2,7 @@ import DVT
 import Formats
 import Foundation
 import NN
+import Settings
 import TensorCore
 import TestSupport
 import Testing
@@ -335,30 +336,35 @@ struct Stage1Tests {
         #expect(trainer.optimizer.parameters.contains { $0.0 == Stage1Task.artifactParameter })
     }
 
-    @Test("Settings decode DVT's snake_case keys, default the rest, and reject bad values by key")
-    func settingsCodable() throws {
-        let json =
-            #"{"num_iters": 300, "pixel_bsz": 512, "n_levels": 8, "log2_hashmap_size": 16, "max_resolution": 256, "enable_residual_predictor": false}"#
-        let s = try JSONDecoder().decode(Stage1Settings.self, from: Data(json.utf8))
+    @Test("Stage-1 settings are the schema's stage1 section: DVT's defaults, derived values, and the schema's ranges by key")
+    func settingsFromSchema() throws {
+        let s = try ConfigSchema.load(
+            file: nil,
+            overrides: [
+                "stage1.num_iters=300", "stage1.pixel_bsz=512", "stage1.n_levels=8", "stage1.log2_hashmap_size=16",
+                "stage1.max_resolution=256", "stage1.enable_residual_predictor=false",
+            ]
+        ).settings.stage1
         #expect(s.numIters == 300 && s.pixelBsz == 512 && s.nLevels == 8 && s.log2HashmapSize == 16 && s.maxResolution == 256)
         #expect(!s.enableResidualPredictor && s.lr == 0.01 && s.minLR == 0.001 && s.weightDecay == 1e-5)
         #expect(s.effectiveWarmupIters == 30 && s.freezeSharedArtifactsAfter == 0.5 && s.baseResolution == 16)
-        let round = try JSONDecoder().decode(Stage1Settings.self, from: JSONEncoder().encode(s))
-        #expect(round == s)
-        let keys = Set((try JSONSerialization.jsonObject(with: JSONEncoder().encode(Stage1Settings())) as! [String: Any]).keys)
-        #expect(
-            keys == [
-                "num_iters", "lr", "min_lr", "weight_decay", "pixel_bsz", "freeze_shared_artifacts_after", "n_levels",
-                "n_features_per_level", "log2_hashmap_size", "base_resolution", "max_resolution", "enable_residual_predictor",
-                "hash_table_adam", "coord_jitter", "loss_scale",
-            ])
-        #expect(s.hashTableAdam == .deferred)  // equals DVT's dense Adam at the official loss scale (docs/stage1.md)
-        let lazy = try JSONDecoder().decode(Stage1Settings.self, from: Data(#"{"hash_table_adam": "lazy"}"#.utf8))
-        #expect(lazy.hashTableAdam == .lazy)
-        var bad = Stage1Settings()
+        #expect(s.residualPhaseStart == 151 && s.layout.levels == 8 && s.layout.log2TableSize == 16)
+        #expect(Stage1Settings().hashTableAdam == .deferred)  // equals DVT's dense Adam at the official loss scale (docs/stage1.md)
+        try s.validate()
+        // The ranges are the schema's, checked by key on a section changed in code.
+        var big = s
+        big.log2HashmapSize = 27
+        do { try big.validate(); Issue.record("log2_hashmap_size 27 passed") } catch {
+            #expect("\(error)".contains("stage1.log2_hashmap_size") && "\(error)".contains("4...26"))
+        }
+        var bad = s
         bad.maxResolution = 8
-        #expect(throws: Stage1Error.self) { try bad.validate() }
-        do { try bad.validate() } catch { #expect("\(error)".contains("max_resolution")) }
+        do { try bad.validate(); Issue.record("max_resolution < base_resolution passed") } catch {
+            #expect(error is ConfigError && "\(error)".contains("max_resolution"))
+        }
+        var warm = s
+        warm.warmupIters = 301
+        #expect(throws: ConfigError.self) { try warm.validate() }
     }
 
     @Test("Bad shapes and a non-finite loss give clear errors")

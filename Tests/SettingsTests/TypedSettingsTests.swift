@@ -42,6 +42,37 @@ struct TypedSettingsTests {
         check(s.run); check(s.stage1); check(s.stage2); check(s.srt); check(s.finetune); check(s.probe)
     }
 
+    @Test("every choice key is held as an enum, never as a String")
+    func choicesAreEnums() {
+        func check<S: SettingsSection>(_: S.Type) {
+            for f in S.fields {
+                if case .choice = f.kind { #expect(f.holdsChoice, "\(S.section).\(f.name) is a choice held as a String") }
+            }
+        }
+        check(DVTSettings.Run.self); check(DVTSettings.Stage1.self); check(DVTSettings.Stage2.self)
+        check(DVTSettings.SRT.self); check(DVTSettings.Finetune.self); check(DVTSettings.Probe.self)
+        #expect(DVTSettings.Stage1.fields.contains { $0.name == "hash_table_adam" && $0.holdsChoice })
+        #expect(DVTSettings.Finetune.fields.contains { $0.name == "loss" && $0.holdsChoice })  // optional enum
+    }
+
+    @Test("a section changed in code is checked against the schema's ranges by key; --set text applies to one section")
+    func sectionChecks() throws {
+        var s = DVTSettings.Stage1()
+        try s.validate()
+        s.log2HashmapSize = 27
+        do { try s.validateFields(); Issue.record("27 passed") } catch {
+            #expect("\(error)".contains("'stage1.log2_hashmap_size' = 27") && "\(error)".contains("4...26"))
+        }
+        s.log2HashmapSize = 16
+        s.sharedArtifactsWeightDecay = -1
+        #expect(throws: ConfigError.self) { try s.validateFields() }
+        var p = try DVTSettings.Probe().applying(["probe.task=depth", "probe.dataset=nyu", "probe.lr=null"])
+        #expect(p.task == .depth && p.dataset == .nyu && p.lr == nil)
+        #expect(throws: ConfigError.self) { p = try p.applying(["probe.task=classification"]) }
+        #expect(throws: ConfigError.self) { p = try p.applying(["seed=3"]) }
+        #expect(throws: ConfigError.self) { p = try p.applying(["probe.tsak=depth"]) }
+    }
+
     @Test("a typed set keeps a string a string, checks the range, and updates the typed view")
     func typedSet() throws {
         var c = try ConfigSchema.load(file: nil)
