@@ -70,15 +70,13 @@ public enum SRTResolution: Sendable, Equatable {
 ///
 /// - Paper: Lao et al., "Sub-token ViT Embedding via Stochastic Resonance Transformers", ICML 2024.
 public struct SRT {
+    @dynamicMemberLookup
     public struct Options: Sendable, Equatable {
-        /// Largest horizontal / vertical shift in pixels.
-        public var dx = 3
-        public var dy = 3
-        public var aggregate: SRTAggregate = .mean
-        /// Uniform weighting over the shift grid instead of counting (0, 0) twice.
-        public var uniform = false
-        /// Views per ViT forward.
-        public var batchSize = 8
+        /// The `srt.*` keys, declared once in Settings with their defaults: dx / dy (largest
+        /// horizontal / vertical shift in pixels), aggregate, uniform (every shift weighted once
+        /// instead of counting (0, 0) twice) and batch_size (views per ViT forward). Read and set
+        /// as `options.dx` through the member lookup below; `enabled` is the pipeline's, unused here.
+        public var keys = DVTSettings.SRT()
         /// Forward batches concurrently, one single-threaded forward per core (see `viewFeatures`).
         /// Off by default because it switches the engine to one thread process-wide while it runs,
         /// which other work in the same process would feel as a slowdown (never in its results:
@@ -93,6 +91,20 @@ public struct SRT {
         /// Patch stride; nil = the patch size.
         public var stride: Int?
         public init() {}
+
+        /// The `srt.*` section as SRT's options, the one translation the pipeline, the probe's
+        /// feature cache and the fine-tuning teacher share; `layer` and `stride` come from the
+        /// caller (each picks its own layer).
+        public init(_ keys: DVTSettings.SRT, layer: Int, stride: Int?) {
+            self.keys = keys
+            self.layer = layer
+            self.stride = stride
+        }
+
+        public subscript<T>(dynamicMember path: WritableKeyPath<DVTSettings.SRT, T>) -> T {
+            get { keys[keyPath: path] }
+            set { keys[keyPath: path] = newValue }
+        }
     }
 
     /// Raw and ensembled features of one image.

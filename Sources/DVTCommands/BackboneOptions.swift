@@ -87,5 +87,17 @@ func loadViT(
 
 extension Precision: ExpressibleByArgument {}
 
+/// Reads a choice flag (`--task depth`) as its settings enum; an unknown value is an error that
+/// names it and the choices: "unknown WHAT 'x': use a, b or c".
+func choiceFlag<E: ConfigChoice>(_ what: String) -> @Sendable (String) throws -> E {
+    { text in
+        guard let value = E(rawValue: text) else {
+            let names = E.allCases.map(\.rawValue)
+            throw ValidationError("unknown \(what) '\(text)': use \(names.dropLast().joined(separator: ", ")) or \(names.last!)")
+        }
+        return value
+    }
+}
+
 /// `--pos-embed-resample`: the `pos_embed_resample` key's values.
 extension DVTSettings.Run.PosEmbedResample: ExpressibleByArgument {}

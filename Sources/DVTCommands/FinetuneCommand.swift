@@ -22,7 +22,7 @@ extension DVTCommand {
 
         @Argument(help: "YAML configuration (docs/config.md lists every key).")
         var config: String
-        @Option(help: "dvt (the stage-2 denoiser) or srt (the SRT ensemble); default finetune.teacher.")
+        @Option(help: "dvt (the stage-2 denoiser) or srt (the SRT ensemble); default finetune.teacher.", transform: choiceFlag("teacher"))
         var teacher: DVTSettings.Finetune.Teacher?
         @Option(name: .customLong("set"), parsing: .upToNextOption, help: "Override config keys: --set finetune.num_iters=200 seed=3")
         var overrides: [String] = []
@@ -55,5 +55,3 @@ extension DVTCommand {
         }
     }
 }
-
-extension DVTSettings.Finetune.Teacher: ExpressibleByArgument {}

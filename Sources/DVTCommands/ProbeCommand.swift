@@ -22,8 +22,9 @@ extension DVTCommand {
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var options: ConfigOptions
         @Argument(help: "Dataset root (default: probe.root).") var root: String?
-        @Option(help: "segmentation or depth (default: probe.task).") var task: ProbeTask?
-        @Option(help: "Dataset layout: voc, ade20k, nyu or folder (default: probe.dataset).") var dataset: DatasetLayout?
+        @Option(help: "segmentation or depth (default: probe.task).", transform: choiceFlag("probe task")) var task: ProbeTask?
+        @Option(help: "Dataset layout: voc, ade20k, nyu or folder (default: probe.dataset).", transform: choiceFlag("dataset layout"))
+        var dataset: DatasetLayout?
         @Option(help: "Comma-separated methods: raw, srt, stage1, stage2 or denoiser files (default: probe.methods).") var methods: String?
         @Flag(help: "The official protocol's iterations and batch (40000/38400 steps of 16 maps).") var official = false
         @Option(help: "Head training steps (config key probe.iterations).") var iterations: Int?
@@ -59,6 +60,3 @@ extension DVTCommand {
         }
     }
 }
-
-extension ProbeTask: ExpressibleByArgument {}
-extension DatasetLayout: ExpressibleByArgument {}

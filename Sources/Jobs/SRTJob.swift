@@ -2,7 +2,6 @@ import DVT
 import Formats
 import Foundation
 import NN
-import Settings
 import TensorCore
 import Training
 import Vision
@@ -147,18 +146,3 @@ public struct SRTJob {
     }
 }
 
-extension SRT.Options {
-    /// The `srt:` section as SRT's options, the one translation the pipeline, the probe's feature
-    /// cache and the fine-tuning teacher share. `layer` and `stride` come from the caller (each
-    /// picks its own layer).
-    public init(_ s: DVTSettings.SRT, layer: Int, stride: Int?) {
-        self.init()
-        dx = s.dx
-        dy = s.dy
-        aggregate = s.aggregate
-        uniform = s.uniform
-        batchSize = s.batchSize
-        self.layer = layer
-        self.stride = stride
-    }
-}
