@@ -1,8 +1,10 @@
 // The typed settings tree: every configuration key as a Swift property of its section, declared
 // once with its metadata in the section's `fields` table (SettingField.swift). Code above this
 // module reads `settings.stage1.numIters`, never a string key. Types follow the keys: nullable
-// keys are optionals, the others are not, and choices the code branches on are enums whose cases
-// are the allowed values. To add a key: add the property (its initial value is the default) and
+// keys are optionals, the others are not, and every choice is an enum (`ConfigChoice`) whose
+// cases are the allowed values (TypedSettingsTests checks it). The method code takes its section
+// and enums as they are (DVT's `Stage1Settings` is `DVTSettings.Stage1`, Vision's `ThawMode` is
+// `Finetune.Thaw`, …). To add a key: add the property (its initial value is the default) and
 // one `SettingField` line in its section; the schema, validation, `dvt config --reference` and
 // docs/config.md follow.
 
