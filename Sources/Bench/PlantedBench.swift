@@ -96,3 +96,67 @@ public enum PlantedBench {
             r.learntArtifactVsPlanted, r.msPerStep)
     }
 }
+
+extension PlantedBench {
+    /// What `dvt bench planted` runs (its flags, the settings already resolved).
+    public struct Options {
+        /// The case: a planted file, or (with `generateSeed`) one generated with `generate`'s
+        /// sizes and optionally written to `saveGenerated`.
+        public var file: String?
+        public var generateSeed: UInt64?
+        public var generate = PlantedData.Options()
+        public var saveGenerated: String?
+        public var settings: Stage1Settings
+        /// Model seed.
+        public var seed: UInt64 = 0
+        /// Print the trainer's progress lines; score the outputs every `valEvery` steps (0 = never).
+        public var verbose = false
+        public var valEvery = 0
+        /// Also runs `dvt_torch.py stage1` on the same file (a generated case goes through a
+        /// temporary file unless it is saved).
+        public var reference: TorchReference?
+
+        public init(settings: Stage1Settings) { self.settings = settings }
+    }
+
+    /// Runs ours (and the reference, when given) on the case, printing through `log`: the case
+    /// and settings line, our final loss, the score table and the speed-up.
+    public static func bench(_ o: Options, log: (String) -> Void) throws {
+        let s = o.settings
+        let data: PlantedData
+        var path = o.file
+        var tempDir: URL?
+        if let g = o.generateSeed {
+            data = PlantedData.generate(seed: g, options: o.generate)
+            if let out = o.saveGenerated {
+                try data.write(to: URL(fileURLWithPath: out))
+                path = out
+            } else if o.reference != nil {
+                let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-planted-\(UUID().uuidString)")
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                tempDir = dir
+                path = dir.appendingPathComponent("planted.safetensors").path
+                try data.write(to: URL(fileURLWithPath: path!))
+            }
+        } else {
+            guard let file = o.file else { throw ConfigError("bench planted: give a planted file or a generate seed") }
+            data = try PlantedData.load(contentsOf: URL(fileURLWithPath: file))
+        }
+        defer { if let tempDir { try? FileManager.default.removeItem(at: tempDir) } }
+        let v = data.raw.shape
+        log(
+            "planted \(o.generateSeed.map { "generated seed \($0)" } ?? o.file!): \(v[0]) views, \(v[1])x\(v[2]) tokens, C \(v[3]); "
+                + "levels \(s.nLevels)x\(s.nFeaturesPerLevel), table 2^\(s.log2HashmapSize), res \(s.baseResolution)..\(s.maxResolution), "
+                + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), table Adam \(s.hashTableAdam.rawValue), loss scale \(s.lossScale), wd \(s.weightDecay), coord jitter \(s.coordJitter), seed \(o.seed), threads \(Parallel.threads)"
+        )
+        let (ours, result) = try run(data, settings: s, seed: o.seed, quiet: !o.verbose, valFreq: o.valEvery)
+        log(String(format: "ours final loss %.6f", result.finalLoss))
+        log(header)
+        log(format(ours))
+        if let runner = o.reference, let path {
+            let theirs = try runReference(runner, file: path, settings: s, seed: o.seed)
+            log(format(theirs))
+            log(String(format: "speed-up (torch ms/step / ours): %.2fx", theirs.msPerStep / ours.msPerStep))
+        }
+    }
+}

@@ -275,43 +275,16 @@ extension DVTCommand.BenchCommand {
         }
 
         func run() throws {
-            let s = try stage1Settings()
-            let data: PlantedData
-            var path = file
-            var tempDir: URL?
-            if let g = generateSeed {
-                var o = PlantedData.Options()
-                o.grid = grid; o.dim = dim; o.views = views
-                data = PlantedData.generate(seed: g, options: o)
-                if let out = saveGenerated {
-                    try data.write(to: URL(fileURLWithPath: out))
-                    path = out
-                } else if ref.runner != nil {
-                    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dvt-planted-\(UUID().uuidString)")
-                    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-                    tempDir = dir
-                    path = dir.appendingPathComponent("planted.safetensors").path
-                    try data.write(to: URL(fileURLWithPath: path!))
-                }
-            } else {
-                data = try PlantedData.load(contentsOf: URL(fileURLWithPath: file!))
-            }
-            defer { if let tempDir { try? FileManager.default.removeItem(at: tempDir) } }
-            let v = data.raw.shape
-            print(
-                "planted \(generateSeed.map { "generated seed \($0)" } ?? file!): \(v[0]) views, \(v[1])x\(v[2]) tokens, C \(v[3]); "
-                    + "levels \(s.nLevels)x\(s.nFeaturesPerLevel), table 2^\(s.log2HashmapSize), res \(s.baseResolution)..\(s.maxResolution), "
-                    + "\(s.numIters) iters (warmup \(s.effectiveWarmupIters)), batch \(s.pixelBsz), table Adam \(s.hashTableAdam.rawValue), loss scale \(s.lossScale), wd \(s.weightDecay), coord jitter \(s.coordJitter), seed \(seed), threads \(Parallel.threads)"
-            )
-            let (ours, result) = try PlantedBench.run(data, settings: s, seed: seed, quiet: !verbose, valFreq: valEvery)
-            print(String(format: "ours final loss %.6f", result.finalLoss))
-            print(PlantedBench.header)
-            print(PlantedBench.format(ours))
-            if let runner = ref.runner, let path {
-                let theirs = try PlantedBench.runReference(runner, file: path, settings: s, seed: seed)
-                print(PlantedBench.format(theirs))
-                print(String(format: "speed-up (torch ms/step / ours): %.2fx", theirs.msPerStep / ours.msPerStep))
-            }
+            var o = PlantedBench.Options(settings: try stage1Settings())
+            o.file = file
+            o.generateSeed = generateSeed
+            o.generate.grid = grid; o.generate.dim = dim; o.generate.views = views
+            o.saveGenerated = saveGenerated
+            o.seed = seed
+            o.verbose = verbose
+            o.valEvery = valEvery
+            o.reference = ref.runner
+            try PlantedBench.bench(o, log: { print($0) })
         }
     }
 }
