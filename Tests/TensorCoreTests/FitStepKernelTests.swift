@@ -36,7 +36,9 @@ struct FitStepKernelTests {
             #expect(err < 4e-2 * scale, "\(name): bf16 off by \(err) (scale \(scale))")
         }
         Precision.bf16.run {
-            FusedOpSupport.expectSame("linear bf16 no bias", [x, w], rtol: 1e-5, atol: 1e-5) { Tensor.linear($0[0], $0[1]) } composed: {
+            FusedOpSupport.expectSame("linear bf16 no bias", [x, w], rtol: 1e-5, atol: 1e-5) {
+                Tensor.linear($0[0], $0[1])
+            } composed: {
                 Tensor.matmul($0[0], $0[1], transposeB: true)
             }
         }
