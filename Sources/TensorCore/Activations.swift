@@ -103,9 +103,13 @@ extension Tensor {
     /// self.grad += f(g, self), split over cores.
     @inline(__always)
     private func activationBackward(_ g: Tensor, _ f: (SIMD8<Float>, SIMD8<Float>) -> SIMD8<Float>) {
-        let gx = gradBuffer(), pg = g.ptr, px = ptr
+        let (gx, fresh) = gradBufferForAdd(), pg = g.ptr, px = ptr
         Parallel.forRanges(count, grain: 1 << 14) { r in
-            RowKernels.accumulate(gx + r.lowerBound, pg + r.lowerBound, px + r.lowerBound, r.count, f)
+            if fresh {  // 0 + f: the bits of a zeroed buffer after +=
+                RowKernels.accumulateIntoFresh(gx + r.lowerBound, pg + r.lowerBound, px + r.lowerBound, r.count, f)
+            } else {
+                RowKernels.accumulate(gx + r.lowerBound, pg + r.lowerBound, px + r.lowerBound, r.count, f)
+            }
         }
     }
 }

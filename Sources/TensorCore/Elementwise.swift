@@ -39,14 +39,19 @@ extension Tensor {
 
     /// dst.grad += src summed over the dimensions along which `dst` was broadcast to `src.shape`.
     static func accumulateUnbroadcast(_ src: Tensor, into dst: Tensor) {
-        let g = dst.gradBuffer()
         let ps = src.ptr
         if src.shape == dst.shape {
+            let (g, fresh) = dst.gradBufferForAdd()
             Parallel.forRanges(src.count, grain: 1 << 15) { r in
-                for i in r { g[i] += ps[i] }
+                if fresh {
+                    for i in r { g[i] = 0 + ps[i] }
+                } else {
+                    for i in r { g[i] += ps[i] }
+                }
             }
             return
         }
+        let g = dst.gradBuffer()
         if dst.count == 1 {
             var s: Float = 0
             for i in 0..<src.count { s += ps[i] }

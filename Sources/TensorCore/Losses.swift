@@ -57,8 +57,8 @@ extension Tensor {
         }
         return out.record("cosineSimilarity", [a, b]) { g in
             let pg = g.ptr, ps = stats.ptr  // reading through `stats` keeps the cache alive
-            let ga = a.requiresGrad ? a.gradBuffer() : nil
-            let gb = b.requiresGrad ? b.gradBuffer() : nil
+            let ga = a.requiresGrad ? a.gradBufferForAdd() : nil
+            let gb = b.requiresGrad ? b.gradBufferForAdd() : nil
             // Outputs own disjoint input elements, so parallel writes never collide.
             Parallel.forRanges(m, grain: Swift.max(1, 4096 / Swift.max(k, 1))) { range in
                 for idx in range {
@@ -73,15 +73,30 @@ extension Tensor {
                     // constant once clamped at eps.
                     let selfA: Float = na > eps ? gy * y / (na * na) : 0
                     let selfB: Float = nb > eps ? gy * y / (nb * nb) : 0
+                    // A fresh gradient buffer gets 0 + v (the bits of a zeroed buffer after +=).
                     if inner == 1 {
                         let ra = pa + base, rb = pb + base
-                        if let ga { let d = ga + base; for j in 0..<k { d[j] += cross * rb[j] - selfA * ra[j] } }
-                        if let gb { let d = gb + base; for j in 0..<k { d[j] += cross * ra[j] - selfB * rb[j] } }
+                        if let ga {
+                            let d = ga.pointer + base
+                            if ga.fresh {
+                                for j in 0..<k { d[j] = 0 + (cross * rb[j] - selfA * ra[j]) }
+                            } else {
+                                for j in 0..<k { d[j] += cross * rb[j] - selfA * ra[j] }
+                            }
+                        }
+                        if let gb {
+                            let d = gb.pointer + base
+                            if gb.fresh {
+                                for j in 0..<k { d[j] = 0 + (cross * ra[j] - selfB * rb[j]) }
+                            } else {
+                                for j in 0..<k { d[j] += cross * ra[j] - selfB * rb[j] }
+                            }
+                        }
                     } else {
                         for j in 0..<k {
                             let e = base + j * inner
-                            if let ga { ga[e] += cross * pb[e] - selfA * pa[e] }
-                            if let gb { gb[e] += cross * pa[e] - selfB * pb[e] }
+                            if let ga { ga.pointer[e] = (ga.fresh ? 0 : ga.pointer[e]) + (cross * pb[e] - selfA * pa[e]) }
+                            if let gb { gb.pointer[e] = (gb.fresh ? 0 : gb.pointer[e]) + (cross * pa[e] - selfB * pb[e]) }
                         }
                     }
                 }
@@ -101,13 +116,23 @@ extension Tensor {
         let out = Tensor.scalar(n == 0 ? .nan : Float(total / Double(n)))
         return out.record("mseLoss", [prediction, target]) { g in
             let s = 2 * g.ptr[0] / Float(n)
-            let gp = prediction.requiresGrad ? prediction.gradBuffer() : nil
-            let gt = target.requiresGrad ? target.gradBuffer() : nil
+            let gp = prediction.requiresGrad ? prediction.gradBufferForAdd() : nil
+            let gt = target.requiresGrad ? target.gradBufferForAdd() : nil
             Parallel.forRanges(n, grain: 1 << 15) { range in
+                // A fresh buffer gets 0 + v (0 − v): the bits of a zeroed buffer after += (−=).
+                if let gp, gt == nil {  // a fixed target (the losses' usual case): loops that vectorise
+                    let d = gp.pointer
+                    if gp.fresh {
+                        for i in range { d[i] = 0 + s * (pp[i] - pt[i]) }
+                    } else {
+                        for i in range { d[i] += s * (pp[i] - pt[i]) }
+                    }
+                    return
+                }
                 for i in range {
                     let v = s * (pp[i] - pt[i])
-                    if let gp { gp[i] += v }
-                    if let gt { gt[i] -= v }
+                    if let gp { gp.pointer[i] = (gp.fresh ? 0 : gp.pointer[i]) + v }
+                    if let gt { gt.pointer[i] = (gt.fresh ? 0 : gt.pointer[i]) - v }
                 }
             }
         }
@@ -121,9 +146,9 @@ extension Tensor {
         let out = Tensor.scalar(n == 0 ? .nan : Float(total / Double(n)))
         return out.record("l1Mean", [x]) { g in
             let s = g.ptr[0] / Float(n)
-            let gx = x.gradBuffer()
+            let (gx, fresh) = x.gradBufferForAdd()
             Parallel.forRanges(n, grain: 1 << 15) { range in
-                for i in range { gx[i] += px[i] > 0 ? s : (px[i] < 0 ? -s : 0) }
+                for i in range { gx[i] = (fresh ? 0 : gx[i]) + (px[i] > 0 ? s : (px[i] < 0 ? -s : 0)) }
             }
         }
     }

@@ -130,12 +130,7 @@ enum BLAS {
             gemm(transA, transB, m, n, k, alpha, fa, colsA, fb, colsB, beta, c, ldc, split: split, backend: backend)
             return
         }
-        let didSplit = splitRows(m, n, k, split: split) { lo, hi in
-            OneDNN.gemm(
-                transA, transB, hi - lo, n, k, alpha, transA ? ha + lo : ha + lo * colsA, colsA,
-                hb, colsB, beta, c + lo * ldc, ldc, bf16: true)
-        }
-        if !didSplit { OneDNN.gemm(transA, transB, m, n, k, alpha, ha, colsA, hb, colsB, beta, c, ldc, bf16: true) }
+        gemmPackedBF16(transA, transB, m, n, k, alpha, ha, colsA, hb, colsB, beta, c, ldc, split: split)
     }
 
     @inline(__always)
@@ -242,6 +237,9 @@ extension Tensor {
         if let b { precondition(b.shape == [outF], "linear: bias \(b.shape) should be [\(outF)]") }
         let rows = x.count / max(inF, 1)
         let precision = Precision.current  // forward and backward products alike
+        if linearBF16Applies(x, w, b, precision: precision) {  // operands rounded once (LinearBF16.swift)
+            return linearBF16(x, w, b, rows: rows, inF: inF, outF: outF)
+        }
         let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
         let px = x.ptr, pw = w.ptr, py = out.ptr
         // No gradient for w: weights reordered (and rounded) once, MatMulPrepared.swift.

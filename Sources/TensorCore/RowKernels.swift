@@ -217,6 +217,22 @@ enum RowKernels {
         }
     }
 
+    /// `accumulate` into a buffer that holds no values yet: dst[i] = 0 + f(g[i], x[i]), the
+    /// bits a zero-filled dst would hold after `accumulate`, without reading dst.
+    @inline(__always)
+    static func accumulateIntoFresh(
+        _ dst: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>,
+        _ x: UnsafePointer<Float>, _ n: Int, _ f: (V, V) -> V
+    ) {
+        let zero = V(repeating: 0)
+        var i = 0
+        while i + 8 <= n { store(zero + f(load(g + i), load(x + i)), dst + i); i += 8 }
+        if i < n {
+            let y = f(loadPartial(g + i, n - i), loadPartial(x + i, n - i))
+            for k in 0..<(n - i) { dst[i + k] = 0 + y[k] }
+        }
+    }
+
     /// The standard normal CDF Φ(x) = ½·erfc(−x/√2), lane-wise, with relative accuracy in
     /// both tails (Φ → 0 for x → −∞ keeps its significant digits, unlike 1 − Φ(−x)).
     ///

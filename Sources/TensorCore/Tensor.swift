@@ -239,6 +239,18 @@ public final class Tensor: @unchecked Sendable {
         return grad!.ptr
     }
 
+    /// The gradient buffer for a backward kernel that adds into every element exactly once:
+    /// `fresh` when the buffer was created by this call and holds no values yet, in which case
+    /// the kernel stores `0 + v` instead of reading and adding. `0 + v` has the bits that a
+    /// zero-filled buffer plus `+= v` would hold (−0 included), so results do not change; the
+    /// zero fill and the read of the fresh buffer are saved.
+    func gradBufferForAdd() -> (pointer: UnsafeMutablePointer<Float>, fresh: Bool) {
+        if let g = grad { return (g.ptr, false) }
+        let g = Tensor.uninitialized(shape)
+        grad = g
+        return (g.ptr, true)
+    }
+
     /// Drops the accumulated gradient. A gradient whose rows are tracked (hash tables) is kept
     /// allocated and only its touched rows are zeroed: re-zeroing a million-row table every
     /// step would cost more than the step itself.
