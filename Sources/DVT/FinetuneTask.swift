@@ -235,6 +235,10 @@ public final class FinetuneTask: TrainingTask {
         guard let s = state["sampler"] else {
             throw FinetuneError("checkpoint has no sampler state (extra.sampler): it was not written by dvt finetune")
         }
-        try sampler.restore(s)
+        do { try sampler.restore(s) } catch ShuffledSampler.RestoreError.countChanged(let saved, let count) {
+            throw FinetuneError(
+                "the checkpoint's sampler walked \(saved) images, this run has \(count): the image list changed since the checkpoint, so the run cannot resume exactly"
+            )
+        } catch { throw FinetuneError("\(error)") }
     }
 }
