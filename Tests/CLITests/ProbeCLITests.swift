@@ -8,43 +8,12 @@ import Vision
 
 @Suite("dvt probe")
 struct ProbeCLITests {
+    /// The shared tiny run without stage-1 visuals; `extra` appends a `probe:` section.
     static func tinyConfig(_ dir: URL, extra: String = "") throws -> URL {
-        let out = dir.appendingPathComponent("out")
-        try "chelsea.jpg\nrocket.jpg\n".write(to: dir.appendingPathComponent("train.txt"), atomically: true, encoding: .utf8)
-        try "camera.jpg\n".write(to: dir.appendingPathComponent("val.txt"), atomically: true, encoding: .utf8)
-        let yaml = """
-            model: vit_small_patch14_dinov2.lvd142m
-            random_init: 2
-            input_size: [56, 56]
-            layer: 1
-            data_root: \(photos.path)
-            data_list: \(dir.appendingPathComponent("train.txt").path)
-            val_list: \(dir.appendingPathComponent("val.txt").path)
-            output_dir: \(out.path)
-            seed: 1
-            stage1:
-              num_views: 2
-              num_iters: 10
-              pixel_bsz: 32
-              n_levels: 2
-              log2_hashmap_size: 6
-              max_resolution: 16
-              print_freq: 10
-              vis_every: 0
-            stage2:
-              num_iters: 4
-              batch_size: 2
-              save_freq: 2
-              val_freq: 2
-              print_freq: 2
-            srt:
-              dx: 1
-              dy: 1
-            \(extra)
-            """
-        let cfg = dir.appendingPathComponent("tiny.yaml")
-        try yaml.write(to: cfg, atomically: true, encoding: .utf8)
-        return cfg
+        var run = TinyRun(dir)
+        run.stage1.visEvery = 0
+        run.extra = extra
+        return try run.write()
     }
 
     @Test("dvt run with probe.enabled trains a head per method on a VOC-layout set and the report gets its Downstream section")
