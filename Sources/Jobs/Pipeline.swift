@@ -276,12 +276,7 @@ public final class Pipeline {
             "host": ProcessInfo.processInfo.hostName,
             "timings": timings.map { ["step": $0.step, "seconds": $0.seconds, "note": $0.note] },
         ]
-        record["weights_origin"] = model.weightsOrigin
-        if let note = model.positionResamplingNote { record["pos_embed_resample"] = note }
-        if let seed = model.randomInitSeed {
-            record["random_init"] = seed
-            record["warning"] = VisionTransformer.randomWeightsWarning(seed: seed)
-        }
+        record.merge(model.recordProvenance) { $1 }
         let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
         try AtomicFile.write(data, to: root.appendingPathComponent("run.json"))
     }
