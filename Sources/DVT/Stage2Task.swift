@@ -155,16 +155,11 @@ public final class Stage2Task: TrainingTask {
         ]
     }
 
-    public func extraState() -> [String: Tensor] { ["sampler": sampler.state] }
+    public func extraState() -> [String: Tensor] { sampler.extras }
 
     public func loadExtraState(_ state: [String: Tensor]) throws {
-        guard let s = state["sampler"] else {
-            throw Stage2Error("checkpoint has no sampler state (extra.sampler): it was not written by stage 2")
-        }
-        do { try sampler.restore(s) } catch ShuffledSampler.RestoreError.countChanged(let saved, let count) {
-            throw Stage2Error(
-                "the checkpoint's sampler walked \(saved) training pairs, this run has \(count): the data list or feature tree changed since the checkpoint, so the run cannot resume exactly"
-            )
+        do {
+            try sampler.restore(extras: state, items: "training pairs", inputs: "the data list or feature tree", writer: "stage 2")
         } catch { throw Stage2Error("\(error)") }
     }
 }

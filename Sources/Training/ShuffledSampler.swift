@@ -73,6 +73,29 @@ public struct ShuffledSampler: Sendable, Equatable {
         order = ShuffledSampler.permutation(count: count, seed: seed, epoch: epoch)
     }
 
+    /// The sampler's part of a task's checkpoint extras (`extra.sampler`).
+    public var extras: [String: Tensor] { ["sampler": state] }
+
+    /// Restores the state a task saved as `extra.sampler` in its checkpoint, refusing a missing,
+    /// malformed or foreign state in the task's words: `items` names what the sampler walks
+    /// ("training pairs"), `inputs` what decides their number, `writer` what writes such checkpoints.
+    public mutating func restore(extras: [String: Tensor], items: String, inputs: String, writer: String) throws(StateError) {
+        guard let t = extras["sampler"] else {
+            throw StateError("checkpoint has no sampler state (extra.sampler): it was not written by \(writer)")
+        }
+        do { try restore(t) } catch RestoreError.countChanged(let saved, let count) {
+            throw StateError(
+                "the checkpoint's sampler walked \(saved) \(items), this run has \(count): \(inputs) changed since the checkpoint, so the run cannot resume exactly"
+            )
+        } catch { throw StateError("\(error)") }
+    }
+
+    /// A checkpoint's sampler state that this run cannot continue from.
+    public struct StateError: Error, CustomStringConvertible {
+        public let description: String
+        init(_ d: String) { description = d }
+    }
+
     static func split(_ x: Int) -> [Float] {
         let u = UInt64(x)
         return (0..<4).map { Float((u >> (16 * UInt64($0))) & 0xFFFF) }

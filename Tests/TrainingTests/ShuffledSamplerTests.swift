@@ -35,4 +35,20 @@ struct ShuffledSamplerTests {
         #expect(b.next(3) + b.next(4) + b.next(3) == whole)
         #expect(b.epoch == 1 && b.cursor == 5)
     }
+
+    @Test("a task's checkpoint extras restore the sampler; a missing or foreign state is refused in the task's words")
+    func extras() throws {
+        var s = ShuffledSampler(count: 4, seed: 2)
+        _ = s.next(6)
+        var back = ShuffledSampler(count: 4, seed: 2)
+        try back.restore(extras: s.extras, items: "images", inputs: "the image list", writer: "dvt finetune")
+        #expect(back == s)
+        var other = ShuffledSampler(count: 5, seed: 2)
+        #expect {
+            try other.restore(extras: s.extras, items: "images", inputs: "the image list", writer: "dvt finetune")
+        } throws: { "\($0)".contains("walked 4 images, this run has 5: the image list changed") }
+        #expect { try other.restore(extras: [:], items: "images", inputs: "the image list", writer: "dvt finetune") } throws: {
+            "\($0)".contains("no sampler state (extra.sampler): it was not written by dvt finetune")
+        }
+    }
 }
