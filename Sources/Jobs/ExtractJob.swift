@@ -88,8 +88,7 @@ public struct ExtractJob {
             "precision": model.precision.rawValue,
         ]
         info.merge(model.recordProvenance) { $1 }
-        let data = try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])
-        try AtomicFile.write(data, to: output.appendingPathComponent("extract_info.json"))
+        try AtomicFile.writeJSON(info, to: output.appendingPathComponent("extract_info.json"))
     }
 }
 

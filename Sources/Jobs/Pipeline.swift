@@ -116,7 +116,7 @@ public final class Pipeline {
                 let outcome = try Stage2Runner.run(
                     config: config, resume: FileManager.default.fileExists(atPath: latest.path),
                     quiet: quiet, log: log)
-                try AtomicFile.write(try JSONSerialization.data(withJSONObject: inputs, options: [.prettyPrinted, .sortedKeys]), to: inputsFile)
+                try AtomicFile.writeJSON(inputs, to: inputsFile)
                 return ((), String(format: "final loss %.5f, %.1f ms/step", outcome.summary.finalLoss, outcome.summary.msPerStep))
             }
         }
@@ -277,8 +277,7 @@ public final class Pipeline {
             "timings": timings.map { ["step": $0.step, "seconds": $0.seconds, "note": $0.note] },
         ]
         record.merge(model.recordProvenance) { $1 }
-        let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
-        try AtomicFile.write(data, to: root.appendingPathComponent("run.json"))
+        try AtomicFile.writeJSON(record, to: root.appendingPathComponent("run.json"))
     }
 }
 
