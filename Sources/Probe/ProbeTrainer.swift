@@ -75,8 +75,8 @@ public enum ProbeTrainer {
     /// A probe head as a `TrainingTask` of the one Trainer: the head's parameters, and a loss
     /// over the next batch of cached maps. The batches and flips come from the task's own
     /// streams (seeded from the probe seed), not from the Trainer's generator: batches from the
-    /// one `ShuffledSampler` (a fresh permutation per pass, as mmengine's InfiniteSampler yields); nil from
-    /// `batchLoss` (a batch with nothing to learn from) is a skipped step.
+    /// one `ShuffledSampler` (a fresh permutation per pass); nil from `batchLoss` (a batch with
+    /// nothing to learn from) is a skipped step.
     final class HeadTask: TrainingTask {
         let parameters: [(String, Tensor)]
         private var batches: ShuffledSampler
