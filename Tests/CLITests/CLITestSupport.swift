@@ -12,6 +12,19 @@ func runDVT(_ args: [String]) throws {
     try DVTCommand.execute(&command)
 }
 
+/// The error `body` throws, as text, or "no error".
+func errorText(_ body: () throws -> Void) -> String {
+    do {
+        try body()
+        return "no error"
+    } catch {
+        return "\(error)"
+    }
+}
+
+/// The error a `dvt` command line ends with (`runDVT`), as text, or "no error".
+func dvtError(_ args: [String]) -> String { errorText { try runDVT(args) } }
+
 /// The built `dvt` executable next to the test bundle, when the build produced it.
 var dvtExecutable: URL? {
     let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
