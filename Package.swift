@@ -9,7 +9,7 @@
 //   Distributed (MPI communicator)                             ← COpenMPI, TensorCore
 //   ONNX (onnx.proto subset, generated Swift, bounded reader)  ← Formats, TensorCore, SwiftProtobuf
 //   Vision (images, resizes, views, ViT, checkpoint names)     ← ONNX, Settings, Formats, NN, TensorCore, CImageCodecs
-//   Training (the one loop, checkpoints, task protocol)        ← Formats, NN, TensorCore
+//   Training (the one loop, checkpoints, tasks, sampler)       ← Formats, NN, TensorCore
 //   DVT (stage 1, stage 2, SRT, metrics, planted data)         ← Training, Vision, Settings, Formats, NN, TensorCore, CLapacke
 //   ONNXExport (ONNX graphs: denoiser, ViT + denoiser)         ← DVT, Vision, ONNX, Formats, NN, TensorCore
 //   Probe (linear probes: metrics, heads, datasets, scenes)    ← Training, Vision, Settings, Formats, NN, TensorCore (a sibling of DVT)

@@ -161,7 +161,7 @@ public enum PlantedProbeBench {
             "figures": figures,
         ]
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), to: url)
+        try AtomicFile.writeJSON(obj, to: url)
     }
 
     public static func table(_ rows: [Row]) -> String {

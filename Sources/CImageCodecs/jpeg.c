@@ -80,12 +80,18 @@ static inline int cic_muldiv255(int a, int b) {
 
 static inline uint8_t cic_clip8(int v) { return (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v)); }
 
+// Nonzero (with the message in err) when `data` cannot be handed to jpeg_mem_src.
+static int cic_jpeg_bad_input(const uint8_t *data, size_t size, char *err, size_t errlen) {
+    if (data == NULL || size == 0) { cic_set_error(err, errlen, "empty JPEG data"); return 1; }
+    if (size > ULONG_MAX) { cic_set_error(err, errlen, "JPEG data too large"); return 1; }
+    return 0;
+}
+
 int cic_jpeg_info(const uint8_t *data, size_t size, int *out_width, int *out_height,
                   int *out_components, char *err, size_t errlen) {
     struct jpeg_decompress_struct cinfo;
     cic_jpeg_error jerr;
-    if (data == NULL || size == 0) { cic_set_error(err, errlen, "empty JPEG data"); return 1; }
-    if (size > ULONG_MAX) { cic_set_error(err, errlen, "JPEG data too large"); return 1; }
+    if (cic_jpeg_bad_input(data, size, err, errlen)) return 1;
     cic_install_error(&cinfo.err, &jerr);
     if (setjmp(jerr.jump)) {
         cic_set_error(err, errlen, "%s", jerr.message);
@@ -115,8 +121,7 @@ int cic_jpeg_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
     *out_pixels = NULL;
     *out_width = 0;
     *out_height = 0;
-    if (data == NULL || size == 0) { cic_set_error(err, errlen, "empty JPEG data"); return 1; }
-    if (size > ULONG_MAX) { cic_set_error(err, errlen, "JPEG data too large"); return 1; }
+    if (cic_jpeg_bad_input(data, size, err, errlen)) return 1;
 
     cic_install_error(&cinfo.err, &jerr);
     if (setjmp(jerr.jump)) {

@@ -26,13 +26,7 @@ public struct SphericalKMeans {
     public init(map: Tensor, k: Int, seed: UInt64, iterations: Int = 50) throws {
         let c = map.shape.last ?? 0, n = c > 0 ? map.count / c : 0
         guard c > 0, k >= 1, n >= k else { throw VisualsError("k-means: \(k) clusters asked of \(n) tokens of shape \(map.shape)") }
-        var x = map.scalars
-        for t in 0..<n {
-            var s: Float = 0
-            for ch in 0..<c { s += x[t * c + ch] * x[t * c + ch] }
-            let inv: Float = s > 0 ? 1 / s.squareRoot() : 0
-            for ch in 0..<c { x[t * c + ch] *= inv }
-        }
+        let x = ClusterMaps.unitTokens(map).scalars  // (N·C)
         func dot(_ t: Int, _ v: [Float]) -> Float { var s: Float = 0; for ch in 0..<c { s += x[t * c + ch] * v[ch] }; return s }
         func row(_ t: Int) -> [Float] { Array(x[(t * c)..<(t * c + c)]) }
         // k-means++ on the cosine distance 1 − cos.
@@ -100,6 +94,19 @@ public enum ClusterMaps {
             out[flat: t] = d > 0 ? s / d : 0
         }
         return out
+    }
+
+    /// (N, C) with every token of a (…, C) map scaled to unit length (a zero token stays zero).
+    public static func unitTokens(_ map: Tensor) -> Tensor {
+        let c = map.shape.last!, n = map.count / c
+        var v = map.scalars
+        for t in 0..<n {
+            var s: Float = 0
+            for ch in 0..<c { s += v[t * c + ch] * v[t * c + ch] }
+            let inv: Float = s > 0 ? 1 / s.squareRoot() : 0
+            for ch in 0..<c { v[t * c + ch] *= inv }
+        }
+        return Tensor(v, shape: [n, c])
     }
 
     /// DVT's similarity picture: min-max scaled per map, turbo colours, the centre token red.

@@ -223,12 +223,11 @@ public final class FinetuneTask: TrainingTask {
     /// The student's resampled position embeddings were cached from older weights.
     public func didFinishTraining() { student.invalidatePositionCache() }
 
-    public func extraState() -> [String: Tensor] { ["sampler": sampler.state] }
+    public func extraState() -> [String: Tensor] { sampler.extras }
 
     public func loadExtraState(_ state: [String: Tensor]) throws {
-        guard let s = state["sampler"] else {
-            throw FinetuneError("checkpoint has no sampler state (extra.sampler): it was not written by dvt finetune")
-        }
-        try sampler.restore(s)
+        do {
+            try sampler.restore(extras: state, items: "images", inputs: "the image list", writer: "dvt finetune")
+        } catch { throw FinetuneError("\(error)") }
     }
 }

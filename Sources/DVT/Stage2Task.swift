@@ -21,82 +21,6 @@ public struct FeaturePair: Sendable, Equatable {
     }
 }
 
-/// An endless stream of shuffled indices: epoch e visits 0..<count in a permutation drawn from
-/// (seed, e); a batch that crosses an epoch's end continues into the next. The state is just
-/// (epoch, cursor), so a checkpoint restores the stream exactly.
-public struct ShuffledSampler: Sendable, Equatable {
-    public let count: Int
-    public let seed: UInt64
-    public private(set) var epoch: Int = 0
-    public private(set) var cursor: Int = 0
-    private var order: [Int]
-
-    public init(count: Int, seed: UInt64) {
-        precondition(count > 0, "ShuffledSampler needs at least one item")
-        self.count = count
-        self.seed = seed
-        order = ShuffledSampler.permutation(count: count, seed: seed, epoch: 0)
-    }
-
-    static func permutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {
-        // Golden-ratio increment (SplitMix64's) spreads epochs over the seed space.
-        var rng = RandomGenerator(seed: seed &+ UInt64(epoch) &* 0x9E37_79B9_7F4A_7C15)
-        return rng.permutation(count)
-    }
-
-    public mutating func next(_ n: Int) -> [Int] {
-        var out: [Int] = []
-        out.reserveCapacity(n)
-        while out.count < n {
-            if cursor == count {
-                epoch += 1
-                cursor = 0
-                order = ShuffledSampler.permutation(count: count, seed: seed, epoch: epoch)
-            }
-            out.append(order[cursor])
-            cursor += 1
-        }
-        return out
-    }
-
-    /// (count, epoch, cursor) as float32 tensor values, each integer split into 16-bit pieces
-    /// so it round-trips exactly through a float32 checkpoint.
-    public var state: Tensor {
-        Tensor([count, epoch, cursor].flatMap(ShuffledSampler.split), shape: [12])
-    }
-
-    public mutating func restore(_ t: Tensor) throws {
-        guard t.shape == [12] else { throw Stage2Error("sampler state has shape \(t.shape), expected [12]") }
-        let v = t.scalars
-        let ints = (0..<3).map { i in ShuffledSampler.join(Array(v[(4 * i)..<(4 * i + 4)])) }
-        guard let savedCount = ints[0], let e = ints[1], let c = ints[2], e >= 0, c >= 0, c <= savedCount else {
-            throw Stage2Error("sampler state \(v) is malformed")
-        }
-        guard savedCount == count else {
-            throw Stage2Error(
-                "the checkpoint's sampler walked \(savedCount) training pairs, this run has \(count): the data list or feature tree changed since the checkpoint, so the run cannot resume exactly"
-            )
-        }
-        epoch = e
-        cursor = c
-        order = ShuffledSampler.permutation(count: count, seed: seed, epoch: epoch)
-    }
-
-    static func split(_ x: Int) -> [Float] {
-        let u = UInt64(x)
-        return (0..<4).map { Float((u >> (16 * UInt64($0))) & 0xFFFF) }
-    }
-
-    static func join(_ parts: [Float]) -> Int? {
-        var u: UInt64 = 0
-        for (i, p) in parts.enumerated() {
-            guard p >= 0, p <= 65535, p == p.rounded() else { return nil }
-            u |= UInt64(p) << (16 * UInt64(i))
-        }
-        return Int(exactly: u)
-    }
-}
-
 /// Reads feature maps and stacks them into batches, checking every map against the grid and
 /// width of the run.
 public struct FeatureMapReader: Sendable {
@@ -231,12 +155,11 @@ public final class Stage2Task: TrainingTask {
         ]
     }
 
-    public func extraState() -> [String: Tensor] { ["sampler": sampler.state] }
+    public func extraState() -> [String: Tensor] { sampler.extras }
 
     public func loadExtraState(_ state: [String: Tensor]) throws {
-        guard let s = state["sampler"] else {
-            throw Stage2Error("checkpoint has no sampler state (extra.sampler): it was not written by stage 2")
-        }
-        try sampler.restore(s)
+        do {
+            try sampler.restore(extras: state, items: "training pairs", inputs: "the data list or feature tree", writer: "stage 2")
+        } catch { throw Stage2Error("\(error)") }
     }
 }

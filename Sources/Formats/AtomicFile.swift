@@ -104,6 +104,12 @@ public enum AtomicFile {
         try write(to: url) { try $0.write(bytes) }
     }
 
+    /// Atomically replaces `url` with `object` as pretty-printed JSON with sorted keys: the form
+    /// of every JSON record the toolkit writes (run.json, backbone.json, probe tables, …).
+    public static func writeJSON(_ object: Any, to url: URL) throws {
+        try write(JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), to: url)
+    }
+
     /// Removes temporary files that writers killed mid-write (SIGKILL, power loss) left behind
     /// under `directory` (recursively): names `.<file>.tmp-<pid>-<n>` whose process is gone.
     /// Jobs call this when they start, so a rerun after a kill leaves no partial files.

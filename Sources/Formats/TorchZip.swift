@@ -36,30 +36,18 @@ struct ByteCursor {
     let buf: ReadOnlyBytes
     let fail: (String) -> TorchFormatError
 
-    func u16(_ at: Int) throws -> Int {
-        guard at >= 0, at <= buf.count - 2 else {
-            throw fail("read of 2 bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?")
+    /// The little-endian `T` at byte `at`.
+    func read<T: FixedWidthInteger>(_ at: Int, as _: T.Type) throws -> T {
+        let n = MemoryLayout<T>.size
+        guard at >= 0, at <= buf.count - n else {
+            throw fail("read of \(n) bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?")
         }
-        return Int(UInt16(buf[at]) | UInt16(buf[at + 1]) << 8)
+        return buf.load(littleEndian: T.self, at: at)
     }
 
-    func u32(_ at: Int) throws -> UInt32 {
-        guard at >= 0, at <= buf.count - 4 else {
-            throw fail("read of 4 bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?")
-        }
-        var v: UInt32 = 0
-        for i in 0..<4 { v |= UInt32(buf[at + i]) << (8 * i) }
-        return v
-    }
-
-    func u64(_ at: Int) throws -> UInt64 {
-        guard at >= 0, at <= buf.count - 8 else {
-            throw fail("read of 8 bytes at offset \(at) runs past the end (\(buf.count) bytes): truncated file?")
-        }
-        var v: UInt64 = 0
-        for i in 0..<8 { v |= UInt64(buf[at + i]) << (8 * i) }
-        return v
-    }
+    func u16(_ at: Int) throws -> Int { Int(try read(at, as: UInt16.self)) }
+    func u32(_ at: Int) throws -> UInt32 { try read(at, as: UInt32.self) }
+    func u64(_ at: Int) throws -> UInt64 { try read(at, as: UInt64.self) }
 
     /// A u64 size or offset that must fit the file.
     func bounded(_ v: UInt64, _ what: String) throws -> Int {

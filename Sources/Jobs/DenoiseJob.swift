@@ -52,9 +52,7 @@ public struct DenoiseJob {
                 to: output.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
         }
         // backbone.json: the weights' origin and the position resampling behind these features.
-        try AtomicFile.write(
-            try JSONSerialization.data(withJSONObject: b.model.provenance, options: [.prettyPrinted, .sortedKeys]),
-            to: output.appendingPathComponent("backbone.json"))
+        try AtomicFile.writeJSON(b.model.provenance, to: output.appendingPathComponent("backbone.json"))
         if let trained = b.trainedOn, trained != b.model.config.name {
             log("warning: the denoiser was trained on \(trained) features, but --arch is \(b.model.config.name)")
         }

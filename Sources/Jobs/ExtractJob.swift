@@ -87,13 +87,21 @@ public struct ExtractJob {
             "stride": stride ?? model.config.patchSize, "norm": norm, "layout": "(H, W, C) float32 per image",
             "precision": model.precision.rawValue,
         ]
-        info["weights_origin"] = model.weightsOrigin
-        if let note = model.positionResamplingNote { info["pos_embed_resample"] = note }
-        if let seed = model.randomInitSeed {
-            info["random_init"] = seed
-            info["warning"] = VisionTransformer.randomWeightsWarning(seed: seed)
+        info.merge(model.recordProvenance) { $1 }
+        try AtomicFile.writeJSON(info, to: output.appendingPathComponent("extract_info.json"))
+    }
+}
+
+extension VisionTransformer {
+    /// The backbone's part of a JSON record (extract_info.json, run.json): where the weights came
+    /// from, the position resampling in use, and for random weights their seed and the warning.
+    var recordProvenance: [String: Any] {
+        var p: [String: Any] = ["weights_origin": weightsOrigin]
+        if let note = positionResamplingNote { p["pos_embed_resample"] = note }
+        if let seed = randomInitSeed {
+            p["random_init"] = seed
+            p["warning"] = VisionTransformer.randomWeightsWarning(seed: seed)
         }
-        let data = try JSONSerialization.data(withJSONObject: info, options: [.prettyPrinted, .sortedKeys])
-        try AtomicFile.write(data, to: output.appendingPathComponent("extract_info.json"))
+        return p
     }
 }

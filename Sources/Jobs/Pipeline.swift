@@ -116,7 +116,7 @@ public final class Pipeline {
                 let outcome = try Stage2Runner.run(
                     config: config, resume: FileManager.default.fileExists(atPath: latest.path),
                     quiet: quiet, log: log)
-                try AtomicFile.write(try JSONSerialization.data(withJSONObject: inputs, options: [.prettyPrinted, .sortedKeys]), to: inputsFile)
+                try AtomicFile.writeJSON(inputs, to: inputsFile)
                 return ((), String(format: "final loss %.5f, %.1f ms/step", outcome.summary.finalLoss, outcome.summary.msPerStep))
             }
         }
@@ -276,14 +276,8 @@ public final class Pipeline {
             "host": ProcessInfo.processInfo.hostName,
             "timings": timings.map { ["step": $0.step, "seconds": $0.seconds, "note": $0.note] },
         ]
-        record["weights_origin"] = model.weightsOrigin
-        if let note = model.positionResamplingNote { record["pos_embed_resample"] = note }
-        if let seed = model.randomInitSeed {
-            record["random_init"] = seed
-            record["warning"] = VisionTransformer.randomWeightsWarning(seed: seed)
-        }
-        let data = try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
-        try AtomicFile.write(data, to: root.appendingPathComponent("run.json"))
+        record.merge(model.recordProvenance) { $1 }
+        try AtomicFile.writeJSON(record, to: root.appendingPathComponent("run.json"))
     }
 }
 

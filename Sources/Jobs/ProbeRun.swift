@@ -272,7 +272,7 @@ public struct ProbeRun {
         ]
         let url = outDir.appendingPathComponent("\(task.rawValue).json")
         try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
-        try AtomicFile.write(try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]), to: url)
+        try AtomicFile.writeJSON(obj, to: url)
         return url
     }
 }

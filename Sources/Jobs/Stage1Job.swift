@@ -172,9 +172,7 @@ public final class Stage1Job {
                 to: out.appendingPathComponent("RANDOM_WEIGHTS_WARNING.txt"))
         }
         // backbone.json: the weights' origin and the position resampling behind these features.
-        try AtomicFile.write(
-            try JSONSerialization.data(withJSONObject: model.provenance, options: [.prettyPrinted, .sortedKeys]),
-            to: out.appendingPathComponent("backbone.json"))
+        try AtomicFile.writeJSON(model.provenance, to: out.appendingPathComponent("backbone.json"))
         return try engine.run(Client(job: self), items: items)
     }
 

@@ -61,44 +61,31 @@ public struct ProbeTrainingSummary: Sendable, Codable {
 /// Trains linear heads on cached feature maps (the CPU default: features are computed once,
 /// the head trains on them with random flips) and evaluates them.
 public enum ProbeTrainer {
-    /// A row-major (height, width) label or depth map mirrored left–right, as the feature map
-    /// beside it (`flipped(axis: 1)` of a (Gh, Gw, C) map).
-    static func flippedRows<T>(_ v: [T], height: Int, width: Int) -> [T] {
-        var out = v
-        for i in 0..<height { for j in 0..<width { out[i * width + j] = v[i * width + (width - 1 - j)] } }
-        return out
+    /// A row-major (height, width) depth map mirrored left–right with the one flip op, as the
+    /// feature map beside it (`flipped(axis: 1)` of a (Gh, Gw, C) map).
+    static func flippedRows(_ v: [Float], height: Int, width: Int) -> [Float] {
+        withNoGrad { Tensor(v, shape: [height, width]).flipped(axis: 1).scalars }
     }
 
-    /// Shuffled passes over 0..<n, as mmcv's infinite sampler draws batches: one stream across
-    /// passes, each pass a Fisher–Yates shuffle read from its end.
-    struct Batches {
-        var rng: RandomGenerator
-        let n: Int
-        var order: [Int] = []
-        mutating func next(_ b: Int) -> [Int] {
-            (0..<b).map { _ in
-                if order.isEmpty {
-                    order = Array(0..<n)
-                    for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, rng.randint(i + 1)) }
-                }
-                return order.removeLast()
-            }
-        }
+    /// A label map mirrored the same way; class indices (< 2²⁴) are exact in float32.
+    static func flippedRows(_ v: [Int32], height: Int, width: Int) -> [Int32] {
+        flippedRows(v.map(Float.init), height: height, width: width).map { Int32($0) }
     }
 
     /// A probe head as a `TrainingTask` of the one Trainer: the head's parameters, and a loss
     /// over the next batch of cached maps. The batches and flips come from the task's own
-    /// streams (seeded from the probe seed), not from the Trainer's generator; nil from
-    /// `batchLoss` (a batch with nothing to learn from) is a skipped step.
+    /// streams (seeded from the probe seed), not from the Trainer's generator: batches from the
+    /// one `ShuffledSampler` (a fresh permutation per pass); nil from `batchLoss` (a batch with
+    /// nothing to learn from) is a skipped step.
     final class HeadTask: TrainingTask {
         let parameters: [(String, Tensor)]
-        private var batches: Batches
+        private var batches: ShuffledSampler
         private let batchSize: Int
         private let batchLoss: ([Int]) -> Tensor?
 
         init(parameters: [(String, Tensor)], examples: Int, options o: ProbeOptions, batchLoss: @escaping ([Int]) -> Tensor?) {
             self.parameters = parameters
-            batches = Batches(rng: RandomGenerator(seed: o.seed &+ 2), n: examples)
+            batches = ShuffledSampler(count: examples, seed: o.seed &+ 2)
             batchSize = o.batchSize
             self.batchLoss = batchLoss
         }

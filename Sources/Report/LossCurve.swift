@@ -64,14 +64,14 @@ public enum LossCurve {
         let yTicks: [Double] =
             useLog
             ? Array(Int(floor(lo))...Int(ceil(hi))).map { pow(10, Double($0)) }.filter { (lo...hi).contains(log10($0)) }
-            : niceTicks(lo, hi)
+            : Charts.ticks(lo, hi)
         for v in yTicks {
             let y = py(v)
             canvas.hline(y: y, x0: left, x1: left + plotW - 1, color: gridColor)
-            let label = format(v)
+            let label = Charts.num(v)
             canvas.text(label, x: left - 8 - Canvas.textWidth(label, scale: 2), y: y - 7, scale: 2, color: axisColor)
         }
-        for v in niceTicks(xLo, xHi) {
+        for v in Charts.ticks(xLo, xHi) {
             let x = px(Int(v))
             canvas.vline(x: x, y0: top, y1: top + plotH - 1, color: gridColor)
             let label = String(Int(v))
@@ -108,26 +108,6 @@ public enum LossCurve {
             x += 24 + Canvas.textWidth(name, scale: 2) + 20
         }
         return canvas.image
-    }
-
-    /// Round tick values (1, 2 or 5 times a power of ten apart) inside lo...hi, about five of them.
-    static func niceTicks(_ lo: Double, _ hi: Double) -> [Double] {
-        let raw = (hi - lo) / 4
-        guard raw > 0, raw.isFinite else { return [lo] }
-        let mag = pow(10, floor(log10(raw)))
-        let step = [1.0, 2, 5, 10].map { $0 * mag }.first { $0 >= raw } ?? 10 * mag
-        var v = (lo / step).rounded(.up) * step
-        var out: [Double] = []
-        while v <= hi + 1e-9 * step { out.append(v); v += step }
-        return out
-    }
-
-    static func format(_ v: Double) -> String {
-        let a = abs(v)
-        if a == 0 { return "0" }
-        if a >= 1e4 || a < 1e-3 { return String(format: "%.0e", v) }
-        if a >= 100 { return String(format: "%.0f", v) }
-        return String(format: "%.3g", v)
     }
 }
 

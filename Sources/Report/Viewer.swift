@@ -60,7 +60,7 @@ public struct ViewerData {
                         row.append(nil)
                         continue
                     }
-                    row.append(ViewerData.unitTokens(t))
+                    row.append(ClusterMaps.unitTokens(t))
                     count += 1
                 }
                 units[layer, default: [:]][m.key] = row
@@ -85,7 +85,7 @@ public struct ViewerData {
                 encoded[layer, default: [:]][key] = maps.map { unit in
                     unit.map { u in
                         var v = u  // (N, K)
-                        if let b = basis { v = ViewerData.unitTokens(withNoGrad { Tensor.matmul(u, b) }) }
+                        if let b = basis { v = ClusterMaps.unitTokens(withNoGrad { Tensor.matmul(u, b) }) }
                         return ViewerData.fp16Base64(v.scalars)
                     }
                 }
@@ -93,19 +93,6 @@ public struct ViewerData {
         }
         keptEnergy = energy
         self.encoded = encoded
-    }
-
-    /// (N, C) with every token scaled to unit length (a zero token stays zero).
-    static func unitTokens(_ map: Tensor) -> Tensor {
-        let c = map.shape.last!, n = map.count / c
-        var v = map.scalars
-        for t in 0..<n {
-            var s: Float = 0
-            for ch in 0..<c { s += v[t * c + ch] * v[t * c + ch] }
-            let inv: Float = s > 0 ? 1 / s.squareRoot() : 0
-            for ch in 0..<c { v[t * c + ch] *= inv }
-        }
-        return Tensor(v, shape: [n, c])
     }
 
     /// The top-k eigenvectors of Σ u uᵀ over the unit tokens, as a (C, K) matrix, and the share of

@@ -85,8 +85,7 @@ public struct TimmConversion: Sendable {
         case "pth", "pt", "bin":
             let entries = tensors.keys.sorted().map { ($0, TorchWriter.Value.tensor(tensors[$0]!)) }
             try AtomicFile.write(try TorchWriter.serialize(.dict(entries)), to: url)
-            let json = try JSONSerialization.data(withJSONObject: metadata, options: [.prettyPrinted, .sortedKeys])
-            try AtomicFile.write(json, to: URL(fileURLWithPath: url.path + ".timm.json"))
+            try AtomicFile.writeJSON(metadata, to: URL(fileURLWithPath: url.path + ".timm.json"))
         default:
             throw WeightFileError("\(url.path): the output must end in .safetensors, .pth, .pt or .bin")
         }

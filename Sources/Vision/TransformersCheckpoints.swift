@@ -143,6 +143,19 @@ struct Mapper {
         }
     }
 
+    /// Block `h`'s self-attention → timm's `t`attn.qkv and `t`attn.proj, under the transformers 5
+    /// module names (`attention.{q,k,v,o}_proj`) or the saved checkpoint names
+    /// (`attention.attention.{query,key,value}`, `attention.output.dense`) of ViT/DeiT and DINOv2.
+    mutating func attention(_ h: String, _ t: String, moduleNames: Bool) throws {
+        if moduleNames {
+            try qkv(h + "attention.q_proj", h + "attention.k_proj", h + "attention.v_proj", to: t + "attn.qkv")
+            try linear(h + "attention.o_proj", t + "attn.proj")
+        } else {
+            try qkv(h + "attention.attention.query", h + "attention.attention.key", h + "attention.attention.value", to: t + "attn.qkv")
+            try linear(h + "attention.output.dense", t + "attn.proj")
+        }
+    }
+
     /// Block indices present under `prefix` ("encoder.layer." → 0, 1, …), checked contiguous.
     func blockIndices(_ prefix: String) throws -> [Int] {
         var seen = Set<Int>()
@@ -180,13 +193,7 @@ struct Mapper {
         for i in try blockIndices("encoder.layer.") {
             let h = "encoder.layer.\(i).", t = "blocks.\(i)."
             try linear(h + "norm1", t + "norm1")
-            if src[h + "attention.q_proj.weight"] != nil {
-                try qkv(h + "attention.q_proj", h + "attention.k_proj", h + "attention.v_proj", to: t + "attn.qkv")
-                try linear(h + "attention.o_proj", t + "attn.proj")
-            } else {
-                try qkv(h + "attention.attention.query", h + "attention.attention.key", h + "attention.attention.value", to: t + "attn.qkv")
-                try linear(h + "attention.output.dense", t + "attn.proj")
-            }
+            try attention(h, t, moduleNames: src[h + "attention.q_proj.weight"] != nil)
             try move(h + "layer_scale1.lambda1", t + "ls1.gamma")
             try linear(h + "norm2", t + "norm2")
             if src[h + "mlp.gate_proj.weight"] != nil {
@@ -311,17 +318,9 @@ struct Mapper {
         for i in try blockIndices(v5 ? "layers." : "encoder.layer.") {
             let h = v5 ? "layers.\(i)." : "encoder.layer.\(i).", t = "blocks.\(i)."
             try linear(h + "layernorm_before", t + "norm1")
-            if v5 {
-                try qkv(h + "attention.q_proj", h + "attention.k_proj", h + "attention.v_proj", to: t + "attn.qkv")
-                try linear(h + "attention.o_proj", t + "attn.proj")
-                try linear(h + "mlp.fc1", t + "mlp.fc1")
-                try linear(h + "mlp.fc2", t + "mlp.fc2")
-            } else {
-                try qkv(h + "attention.attention.query", h + "attention.attention.key", h + "attention.attention.value", to: t + "attn.qkv")
-                try linear(h + "attention.output.dense", t + "attn.proj")
-                try linear(h + "intermediate.dense", t + "mlp.fc1")
-                try linear(h + "output.dense", t + "mlp.fc2")
-            }
+            try attention(h, t, moduleNames: v5)
+            try linear(h + (v5 ? "mlp.fc1" : "intermediate.dense"), t + "mlp.fc1")
+            try linear(h + (v5 ? "mlp.fc2" : "output.dense"), t + "mlp.fc2")
             try linear(h + "layernorm_after", t + "norm2")
         }
         try linear("layernorm", "norm")

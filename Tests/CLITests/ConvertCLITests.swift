@@ -58,28 +58,21 @@ struct ConvertCLITests {
     func stage1Snapshot() throws {
         let dir = temporaryDirectory("hf-stage1")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let list = dir.appendingPathComponent("list.txt")
-        try "chelsea.jpg".write(to: list, atomically: true, encoding: .utf8)
-        let yaml = """
-            model: dinov2_tiny
-            weights: \(fixturesDirectory.appendingPathComponent("hf/dinov2_tiny").path)
-            pos_embed_resample: bicubic_offset
-            input_size: [70, 84]
-            layer: 1
-            data_root: \(photos.path)
-            data_list: \(list.path)
-            output_dir: \(dir.appendingPathComponent("out").path)
-            stage1:
-              num_views: 2
-              num_iters: 10
-              pixel_bsz: 32
-              n_levels: 2
-              log2_hashmap_size: 6
-              max_resolution: 16
-              vis_every: 0
-            """
-        let cfg = dir.appendingPathComponent("hf.yaml")
-        try yaml.write(to: cfg, atomically: true, encoding: .utf8)
+        var run = TinyRun(dir)
+        run.model = "dinov2_tiny"
+        run.weights = fixturesDirectory.appendingPathComponent("hf/dinov2_tiny").path
+        run.randomInit = nil
+        run.posEmbedResample = "bicubic_offset"
+        run.inputSize = [70, 84]
+        run.train = ["chelsea.jpg"]
+        run.trainListName = "list.txt"
+        run.val = nil
+        run.seed = nil
+        run.stage1.printFreq = nil
+        run.stage1.visEvery = 0
+        run.stage2 = nil
+        run.srt = nil
+        let cfg = try run.write(name: "hf.yaml")
         try runDVT(["stage1", cfg.path])
         let out = dir.appendingPathComponent("out")
         #expect(try Npy.read(out.appendingPathComponent("raw_features/dinov2_tiny/chelsea.npy")).shape == [5, 6, 32])

@@ -21,39 +21,13 @@ struct FamiliesCLITests {
     func pipeline(_ model: String) throws {
         let dir = temporaryDirectory("families")
         defer { try? FileManager.default.removeItem(at: dir) }
-        try "chelsea.jpg\nrocket.jpg\n".write(to: dir.appendingPathComponent("train.txt"), atomically: true, encoding: .utf8)
-        try "camera.jpg\n".write(to: dir.appendingPathComponent("val.txt"), atomically: true, encoding: .utf8)
-        let out = dir.appendingPathComponent("out")
-        let yaml = """
-            model: \(model)
-            random_init: 3
-            input_size: [48, 64]
-            layer: 1
-            data_root: \(photos.path)
-            data_list: \(dir.appendingPathComponent("train.txt").path)
-            val_list: \(dir.appendingPathComponent("val.txt").path)
-            output_dir: \(out.path)
-            seed: 1
-            stage1:
-              num_views: 2
-              num_iters: 10
-              pixel_bsz: 16
-              n_levels: 2
-              log2_hashmap_size: 6
-              max_resolution: 16
-              print_freq: 10
-            stage2:
-              num_iters: 4
-              batch_size: 2
-              save_freq: 2
-              val_freq: 2
-              print_freq: 2
-            srt:
-              dx: 1
-              dy: 1
-            """
-        let cfg = dir.appendingPathComponent("tiny.yaml")
-        try yaml.write(to: cfg, atomically: true, encoding: .utf8)
+        var run = TinyRun(dir)
+        run.model = model
+        run.randomInit = 3
+        run.inputSize = [48, 64]
+        run.stage1.pixelBsz = 16
+        let out = run.out
+        let cfg = try run.write()
         try runDVT(["run", cfg.path, "--quiet", "--threads", "1"])
         let dim = ViTPresets.named(model)!.embedDim
         for tree in ["raw_features", "denoised_features", "srt_features", "stage2_features"] {

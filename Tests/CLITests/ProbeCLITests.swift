@@ -8,43 +8,12 @@ import Vision
 
 @Suite("dvt probe")
 struct ProbeCLITests {
+    /// The shared tiny run without stage-1 visuals; `extra` appends a `probe:` section.
     static func tinyConfig(_ dir: URL, extra: String = "") throws -> URL {
-        let out = dir.appendingPathComponent("out")
-        try "chelsea.jpg\nrocket.jpg\n".write(to: dir.appendingPathComponent("train.txt"), atomically: true, encoding: .utf8)
-        try "camera.jpg\n".write(to: dir.appendingPathComponent("val.txt"), atomically: true, encoding: .utf8)
-        let yaml = """
-            model: vit_small_patch14_dinov2.lvd142m
-            random_init: 2
-            input_size: [56, 56]
-            layer: 1
-            data_root: \(photos.path)
-            data_list: \(dir.appendingPathComponent("train.txt").path)
-            val_list: \(dir.appendingPathComponent("val.txt").path)
-            output_dir: \(out.path)
-            seed: 1
-            stage1:
-              num_views: 2
-              num_iters: 10
-              pixel_bsz: 32
-              n_levels: 2
-              log2_hashmap_size: 6
-              max_resolution: 16
-              print_freq: 10
-              vis_every: 0
-            stage2:
-              num_iters: 4
-              batch_size: 2
-              save_freq: 2
-              val_freq: 2
-              print_freq: 2
-            srt:
-              dx: 1
-              dy: 1
-            \(extra)
-            """
-        let cfg = dir.appendingPathComponent("tiny.yaml")
-        try yaml.write(to: cfg, atomically: true, encoding: .utf8)
-        return cfg
+        var run = TinyRun(dir)
+        run.stage1.visEvery = 0
+        run.extra = extra
+        return try run.write()
     }
 
     @Test("dvt run with probe.enabled trains a head per method on a VOC-layout set and the report gets its Downstream section")
@@ -103,10 +72,6 @@ struct ProbeCLITests {
         #expect(rmse.map { $0 > 0 && $0 < 10 } == true, "RMSE \(String(describing: rmse))")
     }
 
-    func message(_ args: [String]) -> String {
-        do { try runDVT(args); return "" } catch { return "\(error)" }
-    }
-
     @Test("bad probe inputs give clear errors")
     func badInputs() throws {
         let dir = temporaryDirectory("probe-bad")
@@ -114,13 +79,13 @@ struct ProbeCLITests {
         let voc = dir.appendingPathComponent("voc")
         try SyntheticScenes.write(to: voc, seed: 3, train: 2, val: 1, size: 28)
         let cfg = try Self.tinyConfig(dir)
-        #expect(message(["probe", cfg.path, voc.path, "--task", "depth", "--dataset", "voc"]).contains("does not fit dataset voc"))
-        #expect(message(["probe", cfg.path, voc.path, "--dataset", "kitti"]).contains("unknown dataset layout 'kitti'"))
-        #expect(message(["probe", cfg.path, "--dataset", "voc"]).contains("needs a dataset root"))
-        #expect(message(["probe", cfg.path, voc.path, "--methods", "bogus", "--iterations", "1"]).contains("unknown probe method 'bogus'"))
-        #expect(message(["probe", cfg.path, voc.path, "--methods", "stage2", "--iterations", "1"]).contains("needs the run's denoiser"))
-        #expect(message(["probe", cfg.path, dir.appendingPathComponent("none").path]).contains("is not a directory"))
-        #expect(message(["probe", cfg.path, voc.path, "--set", "probe.iterations=0"]).contains("probe.iterations"))
+        #expect(dvtError(["probe", cfg.path, voc.path, "--task", "depth", "--dataset", "voc"]).contains("does not fit dataset voc"))
+        #expect(dvtError(["probe", cfg.path, voc.path, "--dataset", "kitti"]).contains("unknown dataset layout 'kitti'"))
+        #expect(dvtError(["probe", cfg.path, "--dataset", "voc"]).contains("needs a dataset root"))
+        #expect(dvtError(["probe", cfg.path, voc.path, "--methods", "bogus", "--iterations", "1"]).contains("unknown probe method 'bogus'"))
+        #expect(dvtError(["probe", cfg.path, voc.path, "--methods", "stage2", "--iterations", "1"]).contains("needs the run's denoiser"))
+        #expect(dvtError(["probe", cfg.path, dir.appendingPathComponent("none").path]).contains("is not a directory"))
+        #expect(dvtError(["probe", cfg.path, voc.path, "--set", "probe.iterations=0"]).contains("probe.iterations"))
     }
 }
 
@@ -144,11 +109,7 @@ struct ProbeBenchCLITests {
         let figures = obj["figures"] as! [[String: String]]
         #expect(figures.count == 2)
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("probe/" + figures[0]["file"]!).path))
-        #expect(try message { try runDVT(["bench", "probe", "--strengths", "x"]) }.contains("not a non-negative number"))
-    }
-
-    func message(_ body: () throws -> Void) throws -> String {
-        do { try body(); return "" } catch { return "\(error)" }
+        #expect(errorText { try runDVT(["bench", "probe", "--strengths", "x"]) }.contains("not a non-negative number"))
     }
 }
 
@@ -156,10 +117,6 @@ struct ProbeBenchCLITests {
 /// with NaN metrics.
 @Suite("dvt probe refusals")
 struct ProbeRefusalCLITests {
-    func message(_ args: [String]) -> String {
-        do { try runDVT(args); return "no error" } catch { return "\(error)" }
-    }
-
     @Test("a VOC split entry climbing out of the root is refused and nothing is written outside --output-dir")
     func escapingEntry() throws {
         let dir = temporaryDirectory("probe-escape")
@@ -176,7 +133,7 @@ struct ProbeRefusalCLITests {
         let list = voc.appendingPathComponent("ImageSets/Segmentation/train.txt")
         try (String(contentsOf: list, encoding: .utf8) + "../../../../../x/JPEGImages/evil\n").write(to: list, atomically: true, encoding: .utf8)
         let cfg = try ProbeCLITests.tinyConfig(dir)
-        let m = message(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
+        let m = dvtError(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
         #expect(m.contains("'../../../../../x/JPEGImages/evil' resolves outside the dataset root"), "\(m)")
         let written = try FileManager.default.contentsOfDirectory(atPath: evil.path).sorted()
         #expect(written == ["evil.jpg", "evil.png"], "written outside the output folder: \(written)")
@@ -191,7 +148,7 @@ struct ProbeRefusalCLITests {
         let file = voc.appendingPathComponent("classes.txt")
         try (0..<20_000).map { "c\($0)\n" }.joined().write(to: file, atomically: true, encoding: .utf8)
         let cfg = try ProbeCLITests.tinyConfig(dir)
-        let m = message(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
+        let m = dvtError(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
         #expect(m.contains("\(file.path) lists 20000 classes; at most 254") && m.contains("would also need about ") && m.contains(" GB"), "\(m)")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/probe/features").path))
     }
@@ -205,7 +162,7 @@ struct ProbeRefusalCLITests {
         try SampleImage(width: 28, height: 28, samples: [UInt16](repeating: 255, count: 28 * 28), kind: .gray, bitDepth: 8)
             .write(to: voc.appendingPathComponent("SegmentationClass/scene_0002.png"))
         let cfg = try ProbeCLITests.tinyConfig(dir)
-        let m = message(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
+        let m = dvtError(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
         #expect(m.contains("probe [raw]: no valid pixel was left in the val split") && m.contains("ignore label 255"), "\(m)")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/probe/segmentation.json").path))
     }
@@ -225,7 +182,7 @@ struct ProbeRefusalCLITests {
                 .write(to: nyu.appendingPathComponent("nyu_\(split).txt"), atomically: true, encoding: .utf8)
         }
         let cfg = try ProbeCLITests.tinyConfig(dir)
-        let m = message([
+        let m = dvtError([
             "probe", cfg.path, nyu.path, "--task", "depth", "--dataset", "nyu", "--methods", "raw", "--iterations", "2", "--threads", "1",
         ])
         #expect(m.contains("probe [raw]: no valid pixel was left in the val split") && m.contains("every value is 0"), "\(m)")

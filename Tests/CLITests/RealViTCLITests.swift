@@ -40,39 +40,13 @@ struct RealViTCLITests {
         let model = try RealViT.require()
         let dir = temporaryDirectory("real-vit-run")
         defer { try? FileManager.default.removeItem(at: dir) }
-        try "chelsea.jpg\nrocket.jpg\n".write(to: dir.appendingPathComponent("train.txt"), atomically: true, encoding: .utf8)
-        try "camera.jpg\nbrick.jpg\n".write(to: dir.appendingPathComponent("val.txt"), atomically: true, encoding: .utf8)
-        let out = dir.appendingPathComponent("out")
-        let yaml = """
-            model: vit_small_patch14_dinov2.lvd142m
-            weights: \(model.path)
-            input_size: [56, 56]
-            layer: 5
-            data_root: \(photos.path)
-            data_list: \(dir.appendingPathComponent("train.txt").path)
-            val_list: \(dir.appendingPathComponent("val.txt").path)
-            output_dir: \(out.path)
-            seed: 1
-            stage1:
-              num_views: 2
-              num_iters: 10
-              pixel_bsz: 32
-              n_levels: 2
-              log2_hashmap_size: 6
-              max_resolution: 16
-              print_freq: 10
-            stage2:
-              num_iters: 4
-              batch_size: 2
-              save_freq: 2
-              val_freq: 2
-              print_freq: 2
-            srt:
-              dx: 1
-              dy: 1
-            """
-        let cfg = dir.appendingPathComponent("real.yaml")
-        try yaml.write(to: cfg, atomically: true, encoding: .utf8)
+        var run = TinyRun(dir)
+        run.weights = model.path
+        run.randomInit = nil
+        run.layer = 5
+        run.val = ["camera.jpg", "brick.jpg"]
+        let out = run.out
+        let cfg = try run.write(name: "real.yaml")
         try runDVT(["run", cfg.path, "--quiet", "--threads", "1"])
         let html = try String(contentsOf: out.appendingPathComponent("report/index.html"), encoding: .utf8)
         #expect(html.contains("vit_s_focus.onnx"), "the report does not name the weights")

@@ -13,15 +13,6 @@ import Vision
 /// Foundation error dumps, each ending in a clear message naming the value or the file.
 @Suite("Reliability: input geometry, non-finite inputs, output folders")
 struct ReliabilityCLITests {
-    func message(_ args: [String]) -> String {
-        do {
-            try runDVT(args)
-            return "no error"
-        } catch {
-            return "\(error)"
-        }
-    }
-
     @Test(
         "sizes and strides the model cannot take are refused before extract writes anything",
         arguments: [
@@ -34,7 +25,7 @@ struct ReliabilityCLITests {
         let dir = temporaryDirectory("geometry")
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("out")
-        let m = message(
+        let m = dvtError(
             [
                 "extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "1", "--images",
                 try onePhotoFolder(dir).path, "--out", out.path,
@@ -46,15 +37,12 @@ struct ReliabilityCLITests {
     @Test("InputGeometry names the config key and the allowed range, and estimates memory before allocating")
     func geometryMessages() throws {
         let cfg = try #require(ViTPresets.named("vit_small_patch14_dinov2"))
-        func error(_ body: () throws -> Void) -> String {
-            do { try body(); return "no error" } catch { return "\(error)" }
-        }
-        let stride = error { try InputGeometry.validate(height: 224, width: 224, stride: 20, model: cfg, batch: 8) }
+        let stride = errorText { try InputGeometry.validate(height: 224, width: 224, stride: 20, model: cfg, batch: 8) }
         #expect(stride.contains("stride_size 20") && stride.contains("1...14"), "\(stride)")
-        #expect(error { try InputGeometry.validate(height: 224, width: 224, stride: nil, model: cfg, batch: 8) } == "no error")
-        #expect(error { try InputGeometry.validate(height: 14, width: 14, stride: 7, model: cfg, batch: 1) } == "no error")
+        #expect(errorText { try InputGeometry.validate(height: 224, width: 224, stride: nil, model: cfg, batch: 8) } == "no error")
+        #expect(errorText { try InputGeometry.validate(height: 14, width: 14, stride: 7, model: cfg, batch: 1) } == "no error")
         // A small memory budget turns an ordinary size away, and the message says what fits.
-        let big = error { try InputGeometry.validate(height: 448, width: 448, stride: nil, model: cfg, batch: 8, memoryLimit: 50_000_000) }
+        let big = errorText { try InputGeometry.validate(height: 448, width: 448, stride: nil, model: cfg, batch: 8, memoryLimit: 50_000_000) }
         #expect(big.contains("input_size 448 448") && big.contains("a square side up to about"), "\(big)")
         // The estimate grows with the size and never overflows.
         let a = InputGeometry.forwardBytes(height: 224, width: 224, stride: 14, model: cfg, batch: 1)
@@ -106,7 +94,7 @@ struct ReliabilityCLITests {
         let dir = temporaryDirectory("metrics-nan")
         defer { try? FileManager.default.removeItem(at: dir) }
         let feats = try nanMaps(dir)
-        let m = message(["metrics", "--features", feats.path])
+        let m = dvtError(["metrics", "--features", feats.path])
         #expect(m.contains("b.npy") && m.contains("[2, 3, 5]") && m.contains("--skip-non-finite"), "\(m)")
         try runDVT(["metrics", "--features", feats.path, "--skip-non-finite"])
     }
@@ -121,11 +109,11 @@ struct ReliabilityCLITests {
         let fd = open(raw, O_CREAT | O_WRONLY, 0o644)
         #expect(fd >= 0)
         close(fd)
-        let m = message([
+        let m = dvtError([
             "extract", "--random-init", "1", "--size", "28", "28", "--images", folder.path, "--out", dir.appendingPathComponent("out").path,
         ])
         #expect(m.contains("not valid UTF-8") && m.contains("rename"), "\(m)")
-        let list = message([
+        let list = dvtError([
             "extract", "--random-init", "1", "--size", "28", "28", "--images", photos.appendingPathComponent("chelsea.jpg").path,
             "--out", dir.appendingPathComponent("out").path,
         ])
@@ -142,13 +130,13 @@ struct ReliabilityCLITests {
             "extract", "--arch", "vit_small_patch14_dinov2", "--random-init", "1", "--size", "28", "28",
             "--images", try onePhotoFolder(dir).path, "--out",
         ]
-        let m = message(base + [file.path])
+        let m = dvtError(base + [file.path])
         #expect(m.contains("cannot write \(file.path)") && m.contains("a regular file") && !m.contains("NSCocoaErrorDomain"), "\(m)")
-        let below = message(base + [file.appendingPathComponent("sub").path])
+        let below = dvtError(base + [file.appendingPathComponent("sub").path])
         #expect(below.contains("\(file.path) is a regular file, not a folder"), "\(below)")
         // Read-only: a read-only tmpfs when root (permissions do not bind root), else a 0555 folder.
         try withReadOnlyFolder(dir) { ro in
-            let r = message(base + [ro.appendingPathComponent("out").path])
+            let r = dvtError(base + [ro.appendingPathComponent("out").path])
             #expect(
                 r.contains("cannot write \(ro.appendingPathComponent("out").path): permission denied") && !r.contains("NSCocoaErrorDomain"), "\(r)")
         }

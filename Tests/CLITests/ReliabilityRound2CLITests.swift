@@ -11,10 +11,6 @@ import Testing
 /// command disagreed on, and the documented handling of a symlinked sub-folder of the output folder.
 @Suite("Reliability: nested pickles, one validation, symlinked output folders")
 struct ReliabilityRound2CLITests {
-    func message(_ args: [String]) -> String {
-        do { try runDVT(args); return "no error" } catch { return "\(error)" }
-    }
-
     /// A .pth whose data.pkl is `body` (PROTO 2 and STOP added), with byteorder and version.
     func pth(_ body: [UInt8], at url: URL) throws {
         var zip = TorchWriter.ZipWriter()
@@ -38,7 +34,7 @@ struct ReliabilityRound2CLITests {
             let file = dir.appendingPathComponent(name)
             try pth(body, at: file)
             let out = dir.appendingPathComponent("out-\(name)")
-            let m = message(["denoise", "--denoiser", file.path, "--features", feats.path, "--out", out.path])
+            let m = dvtError(["denoise", "--denoiser", file.path, "--features", feats.path, "--out", out.path])
             #expect(m.contains("PyTorch file \(file.path)") && m.contains("nests containers more than 199 deep"), "\(m)")
             #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("a.npy").path))
         }
@@ -46,9 +42,9 @@ struct ReliabilityRound2CLITests {
 
     @Test("stage1.lr = 0 is refused by dvt config as dvt stage1 refuses it: one validation")
     func stage1LearningRate() throws {
-        let m = message(["config", "--set", "stage1.lr=0"])
+        let m = dvtError(["config", "--set", "stage1.lr=0"])
         #expect(m.contains("stage1.lr") && m.contains("is invalid"), "\(m)")
-        #expect(message(["config", "--set", "stage1.lr=1e-6"]) == "no error")
+        #expect(dvtError(["config", "--set", "stage1.lr=1e-6"]) == "no error")
     }
 
     @Test("a symlinked sub-folder of the output folder is followed: stage 2 writes into the link's target (docs/outputs.md)")

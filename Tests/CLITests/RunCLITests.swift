@@ -10,39 +10,13 @@ struct RunCLITests {
     func pipeline() throws {
         let dir = temporaryDirectory("run")
         defer { try? FileManager.default.removeItem(at: dir) }
-        try "chelsea.jpg\nrocket.jpg\ncoffee.jpg\n".write(to: dir.appendingPathComponent("train.txt"), atomically: true, encoding: .utf8)
-        try "camera.jpg\nbrick.jpg\n".write(to: dir.appendingPathComponent("val.txt"), atomically: true, encoding: .utf8)
-        let out = dir.appendingPathComponent("out")
-        let yaml = """
-            model: vit_small_patch14_dinov2.lvd142m
-            random_init: 2
-            input_size: [56, 56]
-            layer: 1
-            data_root: \(photos.path)
-            data_list: \(dir.appendingPathComponent("train.txt").path)
-            val_list: \(dir.appendingPathComponent("val.txt").path)
-            output_dir: \(out.path)
-            seed: 1
-            stage1:
-              num_views: 2
-              num_iters: 20
-              pixel_bsz: 32
-              n_levels: 2
-              log2_hashmap_size: 6
-              max_resolution: 16
-              print_freq: 10
-            stage2:
-              num_iters: 6
-              batch_size: 2
-              save_freq: 3
-              val_freq: 3
-              print_freq: 3
-            srt:
-              dx: 1
-              dy: 1
-            """
-        let cfg = dir.appendingPathComponent("tiny.yaml")
-        try yaml.write(to: cfg, atomically: true, encoding: .utf8)
+        var run = TinyRun(dir)
+        run.train = ["chelsea.jpg", "rocket.jpg", "coffee.jpg"]
+        run.val = ["camera.jpg", "brick.jpg"]
+        run.stage1.numIters = 20
+        run.stage2 = TinyRun.Stage2(numIters: 6, batchSize: 2, every: 3)
+        let out = run.out
+        let cfg = try run.write()
         try runDVT(["run", cfg.path, "--quiet", "--threads", "1"])
         let fm = FileManager.default
         for file in [

@@ -19,21 +19,17 @@ struct RunFailuresCLITests {
             try FileManager.default.copyItem(at: photos.appendingPathComponent("\(name).jpg"), to: images.appendingPathComponent("\(name).jpg"))
         }
         try Data([0xFF, 0xD8, 0xFF, 0x00, 0x01]).write(to: images.appendingPathComponent("bad.jpg"))  // a truncated JPEG
-        try "chelsea.jpg\nrocket.jpg\nbad.jpg\n".write(to: dir.appendingPathComponent("train.txt"), atomically: true, encoding: .utf8)
-        let out = dir.appendingPathComponent("out")
-        let cfg = dir.appendingPathComponent("tiny.yaml")
-        try """
-        model: vit_small_patch14_dinov2.lvd142m
-        random_init: 2
-        input_size: [28, 28]
-        layer: 1
-        data_root: \(images.path)
-        data_list: \(dir.appendingPathComponent("train.txt").path)
-        output_dir: \(out.path)
-        stage1: {num_views: 2, num_iters: 10, pixel_bsz: 16, n_levels: 2, log2_hashmap_size: 6, max_resolution: 16, print_freq: 10}
-        stage2: {num_iters: 2, batch_size: 2, save_freq: 2, val_freq: 2, print_freq: 2}
-        srt: {enabled: false}
-        """.write(to: cfg, atomically: true, encoding: .utf8)
+        var run = TinyRun(dir)
+        run.inputSize = [28, 28]
+        run.dataRoot = images
+        run.train = ["chelsea.jpg", "rocket.jpg", "bad.jpg"]
+        run.val = nil
+        run.seed = nil
+        run.stage1.pixelBsz = 16
+        run.stage2 = TinyRun.Stage2(numIters: 2, batchSize: 2, every: 2)
+        run.srt = false
+        let out = run.out
+        let cfg = try run.write()
         let args = ["run", cfg.path, "--quiet", "--threads", "1"]
         #expect { try runDVT(args) } throws: { "\($0)".contains("1 image(s) failed") && "\($0)".contains("bad.jpg") }
         #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("stage2/denoiser.safetensors").path))

@@ -11,30 +11,18 @@ import Vision
 struct Stage1CLITests {
     /// A tiny configuration: ViT-S/14 with random weights at 56×56 (a 4×4 grid), a few views and steps.
     func config(_ dir: URL, images: [String]) throws -> URL {
-        let list = dir.appendingPathComponent("list.txt")
-        try images.joined(separator: "\n").write(to: list, atomically: true, encoding: .utf8)
-        let yaml = """
-            model: vit_small_patch14_dinov2.lvd142m
-            random_init: 1
-            input_size: [56, 56]
-            layer: 2
-            data_root: \(photos.path)
-            data_list: \(list.path)
-            output_dir: \(dir.appendingPathComponent("out").path)
-            seed: 5
-            stage1:
-              num_views: 3
-              num_iters: 40
-              pixel_bsz: 64
-              n_levels: 4
-              log2_hashmap_size: 8
-              max_resolution: 32
-              print_freq: 20
-              vis_every: 2
-            """
-        let url = dir.appendingPathComponent("tiny.yaml")
-        try yaml.write(to: url, atomically: true, encoding: .utf8)
-        return url
+        var run = TinyRun(dir)
+        run.randomInit = 1
+        run.layer = 2
+        run.train = images
+        run.trainListName = "list.txt"
+        run.val = nil
+        run.seed = 5
+        run.stage1 = TinyRun.Stage1(
+            numViews: 3, numIters: 40, pixelBsz: 64, nLevels: 4, log2HashmapSize: 8, maxResolution: 32, printFreq: 20, visEvery: 2)
+        run.stage2 = nil
+        run.srt = nil
+        return try run.write()
     }
 
     @Test("writes raw and denoised maps, skips finished images, shards, and records a bad image")

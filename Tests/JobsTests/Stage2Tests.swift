@@ -273,25 +273,16 @@ extension JobsSuites {
             }
         }
 
-        @Test("the shuffled sampler visits every item once per epoch and restores its position exactly")
-        func sampler() throws {
-            var s = ShuffledSampler(count: 7, seed: 3)
-            let epoch0 = s.next(7), epoch1 = s.next(7)
-            #expect(epoch0.sorted() == Array(0..<7) && epoch1.sorted() == Array(0..<7))
-            #expect(epoch0 != epoch1)
-            _ = s.next(3)  // mid-epoch 2
-            var restored = ShuffledSampler(count: 7, seed: 3)
-            try restored.restore(s.state)
-            #expect(restored == s)
-            #expect(restored.next(20) == s.next(20))
-            var other = ShuffledSampler(count: 8, seed: 3)
-            #expect { try other.restore(s.state) } throws: { "\($0)".contains("7 training pairs, this run has 8") }
-            // Large positions survive the float32 checkpoint.
-            var big = ShuffledSampler(count: 100_000, seed: 1)
-            _ = big.next(16_777_217 + 5)
-            var back = ShuffledSampler(count: 100_000, seed: 1)
-            try back.restore(big.state)
-            #expect(back == big)
+        @Test("a checkpoint whose sampler walked another number of pairs is refused, naming the data list")
+        func samplerCountChanged() throws {
+            let tree = try SyntheticFeatureTree()
+            defer { tree.remove() }
+            let t = try Self.task(tree, initSeed: 1)
+            let other = ShuffledSampler(count: t.sampler.count + 1, seed: 3)
+            #expect { try t.loadExtraState(["sampler": other.state]) } throws: {
+                $0 is Stage2Error && "\($0)".contains("walked \(t.sampler.count + 1) training pairs, this run has \(t.sampler.count)")
+                    && "\($0)".contains("data list or feature tree changed")
+            }
         }
 
         @Test("the loss curve shows train, validation and the identity baseline")

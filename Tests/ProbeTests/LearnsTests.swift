@@ -62,3 +62,24 @@ import Vision
         #expect(summary.finalLoss < 1.0)
     }
 }
+
+@Suite struct ProbeFlipTests {
+    @Test("a label or depth map is mirrored left-right with its feature map: out[i, j] = in[i, W − 1 − j], labels exact")
+    func targetsMirrorAlongWidth() {
+        let h = 3, w = 5
+        let labels: [Int32] = (0..<(h * w)).map { Int32($0 % 7 == 0 ? 255 : $0) }
+        let depth: [Float] = (0..<(h * w)).map { 0.001 + Float($0) * 1.37 }
+        let flippedLabels = ProbeTrainer.flippedRows(labels, height: h, width: w)
+        let flippedDepth = ProbeTrainer.flippedRows(depth, height: h, width: w)
+        for i in 0..<h {
+            for j in 0..<w {
+                #expect(flippedLabels[i * w + j] == labels[i * w + (w - 1 - j)])
+                #expect(flippedDepth[i * w + j] == depth[i * w + (w - 1 - j)])
+            }
+        }
+        // The feature map beside it turns the same way: token (i, j) moves to (i, W − 1 − j).
+        let map = Tensor((0..<(h * w * 2)).map(Float.init), shape: [h, w, 2])  // (H, W, C)
+        let f = map.flipped(axis: 1)
+        #expect(f[flat: (1 * w + 0) * 2 + 1] == map[flat: (1 * w + (w - 1)) * 2 + 1])
+    }
+}
