@@ -17,7 +17,8 @@ import COneDNN
 import Foundation
 
 extension Tensor {
-    /// Query rows per block: 64 rows × 1370 keys × 4 bytes = 350 KB of scores.
+    /// Query rows per block: 64 rows × 1370 keys × 4 bytes = 350 KB of scores. `DVT_ATTENTION_BLOCK`
+    /// overrides it for tuning (docs/speed.md: 128 and 256 were within the noise of 64).
     static let attentionQueryBlock: Int = {
         if let s = ProcessInfo.processInfo.environment["DVT_ATTENTION_BLOCK"], let v = Int(s), v > 0 { return v }
         return 64

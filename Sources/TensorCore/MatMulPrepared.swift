@@ -127,6 +127,10 @@ enum PreparedWeights {
         return made
     }
 
+    /// `DVT_LINEAR_CHUNK`: rows per task of a split prepared product, the tasks taken by whichever
+    /// worker is free (a tuning knob, docs/speed.md); unset, one block per worker as `BLAS.gemm`.
+    /// Not covered by the bit-identity tests: primitives of other block heights may block K
+    /// differently.
     static let linearChunk: Int? = {
         if let s = ProcessInfo.processInfo.environment["DVT_LINEAR_CHUNK"], let v = Int(s), v > 0 { return v }
         return nil
