@@ -188,6 +188,22 @@ public enum Bench {
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         return Double(batch * steps) / dt
     }
+
+    /// Floating-point operations of one `vitImagesPerSecond` forward (`batch` images at
+    /// `size`², the features after the last block): the products only, a multiply-add counted
+    /// as 2. Patch embedding 2·T·(3P²)·C; per block the qkv (or q, k, v) projections 2·N·C·3C,
+    /// attention's QKᵀ and PV 2·2·N²·C (every head: N² scores of width D, summed over H·D = C),
+    /// proj 2·N·C², the MLP 2·N·C·H·(2 for SwiGLU's gate) + 2·N·H·C. Layer norms, softmax,
+    /// GELU and the adds are not counted (well under 1% of the operations at ViT-B/14 518²).
+    public static func vitForwardFLOPs(arch: String, size: Int, batch: Int) throws -> Double {
+        guard let cfg = ViTPresets.named(arch) else { throw BenchError("unknown --arch \(arch); known: \(ViTPresets.names.joined(separator: ", "))") }
+        let g = (size - cfg.patchSize) / cfg.patchSize + 1
+        let t = Double(g * g), n = t + Double(cfg.prefixTokens), c = Double(cfg.embedDim)
+        let h = Double(cfg.mlpHiddenWidth), p = Double(cfg.patchSize)
+        let gate: Double = cfg.mlp == .mlp ? 1 : 2
+        let block = 2 * n * c * 3 * c + 4 * n * n * c + 2 * n * c * c + 2 * n * c * h * gate + 2 * n * h * c
+        return Double(batch) * (2 * t * 3 * p * p * c + Double(cfg.depth) * block)
+    }
 }
 
 extension Bench {

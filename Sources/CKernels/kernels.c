@@ -40,8 +40,45 @@ static inline AVX512 __m512 exp16(__m512 x) {
     return y;
 }
 
+// exp16 for arguments x <= 0 or NaN (softmax's x - max), bit for bit what exp16 returns there:
+// the clamp and the infinity mask at the top never act (x <= 0 < hi), and 2^k with
+// k = round(x·log2 e) in [-126, 0] is a normal float, so one exact scale replaces exp16's two
+// (er·2^k is the exact product rounded once, whether the two-step product rounds at the first
+// or the second step: the first is exact, 2^k1 being normal too). Saves 8 of its ~30 vector
+// operations; softmax's exp pass was 7% of a bf16 ViT-B/14 518² forward.
+static inline AVX512 __m512 exp16_nonpositive(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.33654f);
+    __m512 xc = _mm512_max_ps(x, lo);
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), magic);
+    __m512 k = _mm512_sub_ps(t, magic);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 er = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    // t's low bits hold k + 2^22 + 2^23 as an integer; + (127 - that offset) << 23 is 2^k.
+    __m512i ki = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000 - 127));
+    __m512 y = _mm512_mul_ps(er, _mm512_castsi512_ps(_mm512_slli_epi32(ki, 23)));
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
+    y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);  // NaN stays NaN
+    return y;
+}
+
 static inline AVX512 __mmask16 tail_mask(ptrdiff_t count) {
     return (__mmask16)((1u << count) - 1u);
+}
+
+AVX512 void dvt_exp_avx512(const float *x, float *y, ptrdiff_t n, int nonpositive) {
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : tail_mask(n - i);
+        __m512 v = _mm512_maskz_loadu_ps(k, x + i);
+        _mm512_mask_storeu_ps(y + i, k, nonpositive ? exp16_nonpositive(v) : exp16(v));
+    }
 }
 
 // The shared first two passes of both softmax kernels: dst = exp(src − max(src)), returning
@@ -54,13 +91,13 @@ static inline AVX512 __m512 softmax_exp_pass(const float *src, float *dst, ptrdi
     float m = _mm512_reduce_max_ps(vmax);
     __m512 shift = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
     for (i = 0; i + 16 <= n; i += 16) {
-        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(src + i), shift));
+        __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(src + i), shift));
         _mm512_storeu_ps(dst + i, e);
         acc = _mm512_add_ps(acc, e);
     }
     if (i < n) {
         __mmask16 mk = tail_mask(n - i);
-        __m512 e = exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mk, src + i), shift));
+        __m512 e = exp16_nonpositive(_mm512_sub_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), mk, src + i), shift));
         _mm512_mask_storeu_ps(dst + i, mk, e);
         acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(mk, e));
     }

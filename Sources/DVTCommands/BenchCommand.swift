@@ -134,6 +134,16 @@ extension DVTCommand.BenchCommand {
             var line = String(
                 format: "%@ %dx%d batch %d %@: %.2f images/s", arch as NSString, size, size, batch,
                 precision.rawValue, ours)
+            // The fraction of the machine's peak, measured right after the forwards.
+            let peak = Backends.measuredPeak()
+            if let perCore = precision == .bf16 ? peak.bf16 : peak.fp32, perCore > 0 {
+                let flops = try Bench.vitForwardFLOPs(arch: arch, size: size, batch: batch)
+                let rate = flops * ours / Double(batch) / 1e9
+                line += String(
+                    format: " (%.3f s a forward, %.1f GFLOP; %.0f GFLOP/s = %.1f%% of the measured peak %d × %.1f)",
+                    Double(batch) / ours, flops / 1e9, rate, 100 * rate / (perCore * Double(Parallel.threads)),
+                    Parallel.threads, perCore)
+            }
             if let runner = try ref.benchRunner(precision: precision) {
                 let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
                 let theirs = try runner.run(

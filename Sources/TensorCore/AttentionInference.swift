@@ -14,10 +14,15 @@
 
 import CKernels
 import COneDNN
+import Foundation
 
 extension Tensor {
-    /// Query rows per block: 64 rows × 1370 keys × 4 bytes = 350 KB of scores.
-    static let attentionQueryBlock = 64
+    /// Query rows per block: 64 rows × 1370 keys × 4 bytes = 350 KB of scores. `DVT_ATTENTION_BLOCK`
+    /// overrides it for tuning (docs/speed.md: 128 and 256 were within the noise of 64).
+    static let attentionQueryBlock: Int = {
+        if let s = ProcessInfo.processInfo.environment["DVT_ATTENTION_BLOCK"], let v = Int(s), v > 0 { return v }
+        return 64
+    }()
 
     /// One worker's buffers for `attendBlocked`.
     final class AttentionScratch {
@@ -122,7 +127,7 @@ extension Tensor {
         return true
     }
 
-    private static func sameLayout(_ a: OneDNN.Entry, _ b: OneDNN.Entry) -> Bool {
+    static func sameLayout(_ a: OneDNN.Entry, _ b: OneDNN.Entry) -> Bool {
         a === b || dnnl_memory_desc_equal(&a.weights, &b.weights) != 0
     }
 

@@ -127,6 +127,15 @@ enum PreparedWeights {
         return made
     }
 
+    /// `DVT_LINEAR_CHUNK`: rows per task of a split prepared product, the tasks taken by whichever
+    /// worker is free (a tuning knob, docs/speed.md); unset, one block per worker as `BLAS.gemm`.
+    /// Not covered by the bit-identity tests: primitives of other block heights may block K
+    /// differently.
+    static let linearChunk: Int? = {
+        if let s = ProcessInfo.processInfo.environment["DVT_LINEAR_CHUNK"], let v = Int(s), v > 0 { return v }
+        return nil
+    }()
+
     /// Frees every prepared copy (they are made again on next use). Stage 1 calls it between
     /// the ViT forwards and the fit, whose weights are being trained and never prepared, so the
     /// ViT's copies (165 MiB for ViT-B in bf16) do not sit beside the view features.
@@ -163,7 +172,10 @@ enum PreparedWeights {
         xBF16: Bool = false, yBF16: Bool = false
     ) -> Bool {
         let bf16 = precision == .bf16
-        let blocks = BLAS.rowBlocks(rows, outF, inF, split: true) ?? [0, rows]
+        var blocks = BLAS.rowBlocks(rows, outF, inF, split: true) ?? [0, rows]
+        if let chunk = linearChunk, blocks.count > 2, rows > 2 * chunk {
+            blocks = Array(Swift.stride(from: 0, to: rows, by: chunk)) + [rows]
+        }
         // One primitive per distinct block height; their weight layouts, prepared up front so
         // the workers only read.
         var entries: [Int: (OneDNN.Entry, Copy)] = [:]

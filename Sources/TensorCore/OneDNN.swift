@@ -193,6 +193,8 @@ enum OneDNN {
     struct ReorderKey: Hashable {
         var k: Int, n: Int, strideK: Int, strideN: Int
         var layoutOf: Key
+        /// The source holds bf16 values (UInt16 bit patterns) instead of fp32.
+        var srcBF16 = false
     }
 
     final class Reorder: @unchecked Sendable {
@@ -210,7 +212,7 @@ enum OneDNN {
         lock.unlock()
         var plain = dnnl_memory_desc_t(), target = entry(key.layoutOf).weights
         var dims: [Int64] = [Int64(key.k), Int64(key.n)], strides: [Int64] = [Int64(key.strideK), Int64(key.strideN)]
-        check(dnnl_memory_desc_init_by_strides(&plain, 2, &dims, dnnl_f32, &strides), "reorder src desc")
+        check(dnnl_memory_desc_init_by_strides(&plain, 2, &dims, key.srcBF16 ? dnnl_bf16 : dnnl_f32, &strides), "reorder src desc")
         var attr: dnnl_primitive_attr_t?
         check(dnnl_primitive_attr_create(&attr), "attr")
         defer { dnnl_primitive_attr_destroy(attr) }
@@ -237,12 +239,13 @@ enum OneDNN {
     /// Copies the fp32 operand op(B) (K, N) at `src`, element (i, j) at src[i·strideK + j·strideN],
     /// into the weights layout of the primitive for `layoutOf` (a `preparedWeights` key) at
     /// `dst`, rounding to bf16 (to nearest even) when that primitive is bf16; on the calling thread.
+    /// With `srcBF16` the source holds bf16 values (a copy into the blocked layout, no rounding).
     static func reorder(
-        _ src: UnsafePointer<Float>, k: Int, n: Int, strideK: Int, strideN: Int,
-        layoutOf: Key, into dst: UnsafeMutableRawPointer
+        _ src: UnsafeRawPointer, k: Int, n: Int, strideK: Int, strideN: Int,
+        layoutOf: Key, into dst: UnsafeMutableRawPointer, srcBF16: Bool = false
     ) {
         OpenMP.singleThreaded()
-        let r = reorderPrimitive(ReorderKey(k: k, n: n, strideK: strideK, strideN: strideN, layoutOf: layoutOf))
+        let r = reorderPrimitive(ReorderKey(k: k, n: n, strideK: strideK, strideN: strideN, layoutOf: layoutOf, srcBF16: srcBF16))
         var ms: dnnl_memory_t?, md: dnnl_memory_t?, mscratch: dnnl_memory_t?
         check(dnnl_memory_create(&ms, &r.src, engine, UnsafeMutableRawPointer(mutating: src)), "reorder src memory")
         check(dnnl_memory_create(&md, &r.dst, engine, dst), "reorder dst memory")

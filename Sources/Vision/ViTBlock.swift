@@ -50,6 +50,11 @@ final class ViTAttention: Module {
 
     /// (B, N, C) → (B, N, C); `prefix` leading tokens are not rotated.
     func callAsFunction(_ x: Tensor, rope: RopeTables?, prefix: Int) -> Tensor {
+        if let qkv, rope == nil, norm == nil {
+            // proj(attention(qkv(x))) as one op: bf16 activations between them at bf16 inference.
+            return Tensor.selfAttention(
+                x, qkvWeight: qkv.weight, qkvBias: qkv.bias, projWeight: proj.weight, projBias: proj.bias, heads: heads)
+        }
         var packed: Tensor  // (B, N, 3C), timm's [q | k | v]
         if let qkv { packed = qkv(x) } else { packed = Tensor.concat([q!(x), k!(x), v!(x)], axis: 2) }
         if let rope {
@@ -103,11 +108,10 @@ final class ViTBlock: Module {
 
     /// (B, N, C) → (B, N, C)
     func callAsFunction(_ x: Tensor, rope: RopeTables?, prefix: Int) -> Tensor {
-        var a = attn(norm1(x), rope: rope, prefix: prefix)  // (B, N, C)
-        if let ls1 { a = ls1(a) }
-        let h = x + a  // (B, N, C)
-        var m = mlp(norm2(h))  // (B, N, C)
-        if let ls2 { m = ls2(m) }
-        return h + m  // (B, N, C)
+        // x + ls1(a) and h + ls2(m), one fused pass each at inference (Tensor.residual).
+        let a = attn(norm1(x), rope: rope, prefix: prefix)  // (B, N, C)
+        let h = Tensor.residual(x, a, scale: ls1?.gamma)  // (B, N, C)
+        let m = mlp(norm2(h))  // (B, N, C)
+        return Tensor.residual(h, m, scale: ls2?.gamma)  // (B, N, C)
     }
 }

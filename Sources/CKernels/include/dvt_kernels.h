@@ -9,6 +9,11 @@
 /// 1 when the CPU and OS support AVX-512 F (checked once by the compiler's cpu model).
 int dvt_cpu_has_avx512(void);
 
+/// y = exp(x) for n floats with the kernel softmax uses (nonpositive != 0: the variant for
+/// x <= 0, which softmax's x - max always is) or the general one; for tests that hold the two
+/// to the same bits on x <= 0.
+void dvt_exp_avx512(const float *x, float *y, ptrdiff_t n, int nonpositive);
+
 /// dst[i] = softmax(src)[i] over one row of n floats (src may equal dst): subtracts the row
 /// maximum, exp (Cephes expf polynomial, as TensorCore's RowKernels.exp), divides by the sum.
 void dvt_softmax_row_avx512(const float *src, float *dst, ptrdiff_t n);
