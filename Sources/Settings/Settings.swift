@@ -236,8 +236,8 @@ public struct DVTSettings: Sendable, Equatable {
                     "Weight decay of the shared artifact map G alone (null = weight_decay, as DVT). 0 used to let G hold the whole artifact under the literal decay; at the official loss scale it gives the same planted accuracy as null (0.9955 / 0.9996, docs/stage1.md)."
                 ),
                 SettingField(
-                    "view_features_dtype", \.viewFeaturesDtype, .choice(["fp32", "bf16"]),
-                    "How the view features are held during the fit: fp32 (DVT) or bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views; effect on the planted cosines in docs/speed.md)."
+                    "view_features_dtype", \.viewFeaturesDtype, .choice(["fp32", "bf16", "int8"]),
+                    "How the view features are held during the fit: fp32 (DVT), bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views) or int8 (a quarter: 0.75 GiB; channels standardised by the first batch's mean and deviation, then one absmax scale per token). Not DVT options; their effect on the planted cosines and on DINOv2 features is in docs/speed.md."
                 ),
                 SettingField(
                     "save_extras", \.saveExtras, .bool,
