@@ -86,8 +86,8 @@ public final class Stage1Task {
     /// - Parameters:
     ///   - raw: (V, h, w, C) raw features of every view; the last view is the whole image.
     ///   - coords: (V, h, w, 2) each token's (x, y) in [0, 1] of the whole image.
-    ///   The task reads `raw`'s storage without copying it (fp32) or keeps a bf16 copy
-    ///   (`viewFeaturesDtype` bf16): `raw` must not change during the fit.
+    ///   The task reads `raw`'s storage without copying it (fp32) or keeps a bf16 or int8
+    ///   copy (`viewFeaturesDtype`): `raw` must not change during the fit.
     public convenience init(raw: Tensor, coords: Tensor, settings: Stage1Settings, seed: UInt64) throws {
         guard raw.rank == 4, raw.shape[0] >= 1 else { throw Stage1Error("stage1: raw features must be (V, h, w, C), got \(raw.shape)") }
         let (v, h, w) = (raw.shape[0], raw.shape[1], raw.shape[2])

@@ -300,7 +300,7 @@ public struct DVTSettings: Sendable, Equatable {
                 ),
                 SettingField(
                     "view_features_dtype", \.viewFeaturesDtype, ViewFeaturesDtype.kind,
-                    "How the view features are held during the fit: fp32 (DVT) or bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views; effect on the planted cosines in docs/speed.md)."
+                    "How the view features are held during the fit: fp32 (DVT), bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views) or int8 (a quarter: 0.75 GiB; channels standardised by the first batch's mean and deviation, then one absmax scale per token). Not DVT options; their effect on the planted cosines and on DINOv2 features is in docs/speed.md."
                 ),
                 SettingField(
                     "save_extras", \.saveExtras, .bool,

@@ -19,6 +19,22 @@ struct Stage1StorageTests {
         #expect(stored.output.raw.scalars == data.raw.slice(axis: 0, (v - 1)..<v).scalars)
     }
 
+    @Test("int8 view features fit exactly as fp32 views dequantised from int8; the raw output stays fp32")
+    func int8Storage() throws {
+        var (data, s) = smallPlantedCase()
+        s.numIters = 60
+        let q = FeatureRows(data.raw, element: .int8)
+        let dequantised = q.copyRows(0..<q.rows).reshape(data.raw.shape)
+        #expect(dequantised.scalars != data.raw.scalars)
+        let reference = try Stage1.fit(views: dequantised, coords: data.coords, settings: s, seed: 3)
+        s.viewFeaturesDtype = .int8
+        let stored = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 3)
+        #expect(stored.output.denoised.scalars == reference.output.denoised.scalars)
+        #expect(stored.output.sharedArtifacts.scalars == reference.output.sharedArtifacts.scalars)
+        let v = data.raw.shape[0]
+        #expect(stored.output.raw.scalars == data.raw.slice(axis: 0, (v - 1)..<v).scalars)
+    }
+
     @Test("the rows entry point and the tensor entry point give the same fit bit for bit (fp32)")
     func rowsEntryPoint() throws {
         var (data, s) = smallPlantedCase()
