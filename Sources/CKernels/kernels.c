@@ -13,9 +13,9 @@ int dvt_cpu_has_avx512(void) {
 
 #define AVX512 __attribute__((target("avx512f")))
 
-static inline AVX512 __m512 exp16(__m512 x) {
-    const __m512 hi = _mm512_set1_ps(88.72283f), lo = _mm512_set1_ps(-87.33654f);
-    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+// e^r for the reduced argument of a clamped x: x = k·ln 2 + r with k = round(x·log2 e), Cody-Waite
+// split of ln 2, degree-6 polynomial. *t returns k + 1.5·2^23 as a float, whose low bits hold k.
+static inline AVX512 __m512 exp16_reduced(__m512 xc, __m512 *t_out) {
     const __m512 magic = _mm512_set1_ps(12582912.0f);
     __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), magic);
     __m512 k = _mm512_sub_ps(t, magic);
@@ -28,6 +28,15 @@ static inline AVX512 __m512 exp16(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     __m512 er = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    *t_out = t;
+    return er;
+}
+
+static inline AVX512 __m512 exp16(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.72283f), lo = _mm512_set1_ps(-87.33654f);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    __m512 t;
+    __m512 er = exp16_reduced(xc, &t);
     // 2^k as 2^k1 * 2^k2 (each a normal float), as RowKernels.exp.
     __m512i ki = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000));
     __m512i k1 = _mm512_srai_epi32(ki, 1), k2 = _mm512_sub_epi32(ki, k1);
@@ -49,18 +58,8 @@ static inline AVX512 __m512 exp16(__m512 x) {
 static inline AVX512 __m512 exp16_nonpositive(__m512 x) {
     const __m512 lo = _mm512_set1_ps(-87.33654f);
     __m512 xc = _mm512_max_ps(x, lo);
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
-    __m512 t = _mm512_fmadd_ps(xc, _mm512_set1_ps(1.44269504088896341f), magic);
-    __m512 k = _mm512_sub_ps(t, magic);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), xc);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    __m512 er = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+    __m512 t;
+    __m512 er = exp16_reduced(xc, &t);
     // t's low bits hold k + 2^22 + 2^23 as an integer; + (127 - that offset) << 23 is 2^k.
     __m512i ki = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(0x4B400000 - 127));
     __m512 y = _mm512_mul_ps(er, _mm512_castsi512_ps(_mm512_slli_epi32(ki, 23)));

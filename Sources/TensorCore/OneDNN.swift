@@ -177,15 +177,7 @@ enum OneDNN {
             args.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: mb))
         }
         defer { if let mb { dnnl_memory_destroy(mb) } }
-        var mscratch: dnnl_memory_t?
-        if e.scratchBytes > 0 {
-            check(dnnl_memory_create(&mscratch, &e.scratch, engine, Scratch.current(e.scratchBytes)), "scratchpad memory")
-            args.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: mscratch))
-        }
-        defer { if let mscratch { dnnl_memory_destroy(mscratch) } }
-        let stream = Streams.current()
-        check(dnnl_primitive_execute(e.primitive, stream, Int32(args.count), &args), "dnnl_primitive_execute")
-        check(dnnl_stream_wait(stream), "dnnl_stream_wait")
+        run(e.primitive, args: args, scratch: e.scratch, scratchBytes: e.scratchBytes, what: "dnnl_primitive_execute")
     }
 
     /// A reorder from a strided fp32 (K, N) operand into the weights layout of the primitive
@@ -246,19 +238,29 @@ enum OneDNN {
     ) {
         OpenMP.singleThreaded()
         let r = reorderPrimitive(ReorderKey(k: k, n: n, strideK: strideK, strideN: strideN, layoutOf: layoutOf, srcBF16: srcBF16))
-        var ms: dnnl_memory_t?, md: dnnl_memory_t?, mscratch: dnnl_memory_t?
+        var ms: dnnl_memory_t?, md: dnnl_memory_t?
         check(dnnl_memory_create(&ms, &r.src, engine, UnsafeMutableRawPointer(mutating: src)), "reorder src memory")
         check(dnnl_memory_create(&md, &r.dst, engine, dst), "reorder dst memory")
         defer { dnnl_memory_destroy(ms); dnnl_memory_destroy(md) }
-        var args = [dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: ms), dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: md)]
-        if r.scratchBytes > 0 {
-            check(dnnl_memory_create(&mscratch, &r.scratch, engine, Scratch.current(r.scratchBytes)), "scratchpad memory")
+        let args = [dnnl_exec_arg_t(arg: DNNL_ARG_FROM, memory: ms), dnnl_exec_arg_t(arg: DNNL_ARG_TO, memory: md)]
+        run(r.primitive, args: args, scratch: r.scratch, scratchBytes: r.scratchBytes, what: "reorder execute")
+    }
+
+    /// Executes `primitive` with `args`, plus this thread's scratchpad when the primitive needs
+    /// one (`scratchBytes` > 0, described by `scratch`), on this thread's stream, and waits.
+    private static func run(
+        _ primitive: dnnl_primitive_t, args: [dnnl_exec_arg_t], scratch: dnnl_memory_desc_t, scratchBytes: Int, what: String
+    ) {
+        var args = args, scratch = scratch
+        var mscratch: dnnl_memory_t?
+        if scratchBytes > 0 {
+            check(dnnl_memory_create(&mscratch, &scratch, engine, Scratch.current(scratchBytes)), "scratchpad memory")
             args.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: mscratch))
         }
         defer { if let mscratch { dnnl_memory_destroy(mscratch) } }
         let stream = Streams.current()
-        check(dnnl_primitive_execute(r.primitive, stream, Int32(args.count), &args), "reorder execute")
-        check(dnnl_stream_wait(stream), "reorder wait")
+        check(dnnl_primitive_execute(primitive, stream, Int32(args.count), &args), what)
+        check(dnnl_stream_wait(stream), "\(what): stream wait")
     }
 
     static func check(_ status: dnnl_status_t, _ what: @autoclosure () -> String) {
