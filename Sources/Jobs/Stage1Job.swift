@@ -30,11 +30,11 @@ public final class Stage1Job {
         self.model = model
         settings = config.settings.stage1
         try settings.validate()
-        // input_size and stride_size against this model (the views go through it 8 at a time).
+        // input_size and stride_size against this model (the views go through it `forwardBatch` at a time).
         let size = InputGeometry.inputSize(
             config.settings.run.inputSize,
             stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
-        try InputGeometry.validate(height: size.0, width: size.1, stride: config.settings.run.strideSize, model: model.config, batch: 8)
+        try InputGeometry.validate(height: size.0, width: size.1, stride: config.settings.run.strideSize, model: model.config, batch: Stage1Job.forwardBatch)
         layer = try Stage1Job.layer(config: config, model: model)
         tree = RunPaths(root: URL(fileURLWithPath: config.settings.run.outputDir), model: config.settings.run.model)
     }
@@ -112,12 +112,20 @@ public final class Stage1Job {
         return (sampler.render(p.base, views: p.views, mean: model.config.mean, std: model.config.std), p.coords)
     }
 
-    /// Views per ViT forward.
+    /// Views rendered and stored per block: the int8 view storage standardises its channels by
+    /// the first block written (`FeatureRows`), so this count is part of what int8 stores.
     static let viewBatch = 8
 
-    /// ViT features of views (V+1, 3, H, W) → (V+1, Gh, Gw, C), eight views per forward.
+    /// Views per ViT forward. Two rather than eight: a ViT-B/14 518² forward of eight views makes
+    /// activations above the allocator's 32 MiB mmap threshold, which are mapped and page-cleared
+    /// afresh on every use (measured, docs/speed.md: 1.00-1.09 s a view at eight, 0.85-0.88 s at
+    /// two or one). The features do not change with it: a fixed-seed stage 1 writes the same
+    /// bytes at eight and at two (cmp, ViT-S/14, fp32).
+    static let forwardBatch = 2
+
+    /// ViT features of views (V+1, 3, H, W) → (V+1, Gh, Gw, C), `forwardBatch` views per forward.
     public func features(ofViews images: Tensor) -> Tensor {
-        let n = images.shape[0], batch = Stage1Job.viewBatch
+        let n = images.shape[0], batch = Stage1Job.forwardBatch
         let parts = Swift.stride(from: 0, to: n, by: batch).map { start in
             model.features(
                 images.slice(axis: 0, start..<min(n, start + batch)), layers: [layer], norm: true,
@@ -126,8 +134,8 @@ public final class Stage1Job {
         return parts.count == 1 ? parts[0] : Tensor.concat(parts, axis: 0)
     }
 
-    /// ViT features of a plan's views, rendered and run eight at a time (the batches of
-    /// `features(ofViews:)`, so the same values) straight into rows of `stage1.view_features_dtype`:
+    /// ViT features of a plan's views, rendered `viewBatch` at a time and run through
+    /// `features(ofViews:)` (so the same values), straight into rows of `stage1.view_features_dtype`:
     /// (V+1)·Gh·Gw rows of C, and the whole image's (Gh, Gw, C) features in fp32. No tensor of
     /// every view's pixels or fp32 features exists.
     public func features(of plan: ViewPlan) -> (rows: FeatureRows, lastView: Tensor) {
@@ -138,7 +146,7 @@ public final class Stage1Job {
         for start in Swift.stride(from: 0, to: n, by: Stage1Job.viewBatch) {
             let end = min(n, start + Stage1Job.viewBatch)
             let images = sampler.render(plan.base, views: Array(plan.views[start..<end]), mean: model.config.mean, std: model.config.std)
-            let f = model.features(images, layers: [layer], norm: true, stride: stride)[layer]!.patch  // (b, Gh, Gw, C)
+            let f = features(ofViews: images)  // (b, Gh, Gw, C)
             let c = f.shape[3]
             if rows == nil { rows = FeatureRows(rows: n * gh * gw, cols: c, element: settings.viewFeaturesDtype) }
             rows!.setRows(start * gh * gw, from: f)
