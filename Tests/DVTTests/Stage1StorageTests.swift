@@ -6,28 +6,24 @@ import Testing
 
 @Suite("Stage 1: view features held as FeatureRows")
 struct Stage1StorageTests {
-    @Test("bf16 view features fit exactly as fp32 views rounded to bf16; the raw output stays fp32")
-    func bf16Storage() throws {
-        var (data, s) = smallPlantedCase()
-        s.numIters = 60
-        let rounded = try Stage1.fit(views: data.raw.roundedToBF16(), coords: data.coords, settings: s, seed: 3)
-        s.viewFeaturesDtype = .bf16
-        let stored = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 3)
-        #expect(stored.output.denoised.scalars == rounded.output.denoised.scalars)
-        #expect(stored.output.sharedArtifacts.scalars == rounded.output.sharedArtifacts.scalars)
-        let v = data.raw.shape[0]
-        #expect(stored.output.raw.scalars == data.raw.slice(axis: 0, (v - 1)..<v).scalars)
+    /// The views as the fit sees them when held in `dtype`: bf16 by the engine's own rounding
+    /// (independent of FeatureRows), int8 read back from FeatureRows.
+    static func heldViews(_ raw: Tensor, _ dtype: FeatureRows.Element) -> Tensor {
+        if dtype == .bf16 { return raw.roundedToBF16() }
+        let q = FeatureRows(raw, element: dtype)
+        return q.copyRows(0..<q.rows).reshape(raw.shape)
     }
 
-    @Test("int8 view features fit exactly as fp32 views dequantised from int8; the raw output stays fp32")
-    func int8Storage() throws {
+    @Test(
+        "bf16 / int8 view features fit exactly as fp32 views rounded to bf16 / dequantised from int8; the raw output stays fp32",
+        arguments: [FeatureRows.Element.bf16, .int8])
+    func heldStorage(_ dtype: FeatureRows.Element) throws {
         var (data, s) = smallPlantedCase()
         s.numIters = 60
-        let q = FeatureRows(data.raw, element: .int8)
-        let dequantised = q.copyRows(0..<q.rows).reshape(data.raw.shape)
-        #expect(dequantised.scalars != data.raw.scalars)
-        let reference = try Stage1.fit(views: dequantised, coords: data.coords, settings: s, seed: 3)
-        s.viewFeaturesDtype = .int8
+        let held = Self.heldViews(data.raw, dtype)
+        #expect(held.scalars != data.raw.scalars)
+        let reference = try Stage1.fit(views: held, coords: data.coords, settings: s, seed: 3)
+        s.viewFeaturesDtype = dtype
         let stored = try Stage1.fit(views: data.raw, coords: data.coords, settings: s, seed: 3)
         #expect(stored.output.denoised.scalars == reference.output.denoised.scalars)
         #expect(stored.output.sharedArtifacts.scalars == reference.output.sharedArtifacts.scalars)
