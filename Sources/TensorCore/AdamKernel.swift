@@ -162,6 +162,47 @@ public enum AdamKernel {
             negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
     }
 
+    /// Calls `body(r, &state)` for every row `r` whose gradient is not all zero, in parallel
+    /// ranges, each range starting from its own copy of `initial` (so a range can cache per-row
+    /// terms). When the kernel that wrote the gradient listed the rows it touched (each once),
+    /// only those are visited, O(touched) instead of O(table), prefetching ahead because a hash
+    /// table's rows come in random order; listed rows whose gradient came out exactly zero are
+    /// still skipped, so both paths visit the same rows.
+    @inline(__always)
+    static func forEachTouchedRow<State>(
+        grad: Tensor, width: Int, p: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, rowSteps: UnsafeMutablePointer<Float>, initial: State,
+        _ body: (_ row: Int, _ state: inout State) -> Void
+    ) {
+        let pg = grad.ptr
+        let grain = max(1, 16_384 / width)
+        @inline(__always) func visit(_ r: Int, _ state: inout State) {
+            let lo = r * width
+            for i in lo..<(lo + width) where pg[i] != 0 {
+                body(r, &state)
+                return
+            }
+        }
+        if let tracked = grad.touchedRows {
+            tracked.rows.withUnsafeBufferPointer { list in
+                Parallel.forRanges(list.count, grain: grain) { range in
+                    var state = initial
+                    for k in range {
+                        if k + rowPrefetchDistance < range.upperBound {
+                            prefetchRow(Int(list[k + rowPrefetchDistance]), width: width, p, pg, m, v, rowSteps)
+                        }
+                        visit(Int(list[k]), &state)
+                    }
+                }
+            }
+        } else {
+            Parallel.forRanges(grad.count / width, grain: grain) { range in
+                var state = initial
+                for r in range { visit(r, &state) }
+            }
+        }
+    }
+
     /// One lazy-mode step: rows whose gradient is zero are left alone; a touched row advances its
     /// own step count in `rowSteps` and is bias-corrected with it (`bias[t]` = (1 − β1^t, √(1 − β2^t))).
     public static func lazyRows(
@@ -169,51 +210,19 @@ public enum AdamKernel {
         c: Coefficients, lr: Double, bias: [(Double, Double)], decoupled: Bool
     ) {
         let pp = p.ptr, pg = grad.ptr, pm = m.ptr, pv = v.ptr, ps = rowSteps.ptr
-        let rows = p.count / width
         bias.withUnsafeBufferPointer { bias in
-            // Per-row step counts: bias terms from the cache (the same Double arithmetic as
-            // `biasTerms`), reused while consecutive rows share a count.
-            @inline(__always) func updateRow(
-                _ r: Int, _ cachedStep: inout Int,
-                _ terms: inout (negStepSize: Float, bc2Sqrt: Float)
-            ) {
-                let lo = r * width, hi = lo + width
-                var touched = false
-                for i in lo..<hi where pg[i] != 0 { touched = true; break }
-                if !touched { return }
+            // Per-range state: the bias terms of the last step count seen (the same Double
+            // arithmetic as `biasTerms`), reused while consecutive rows share a count.
+            let noTerms = (step: -1, negStepSize: Float(0), bc2Sqrt: Float(0))
+            forEachTouchedRow(grad: grad, width: width, p: pp, m: pm, v: pv, rowSteps: ps, initial: noTerms) { r, terms in
                 let t = Int(ps[r]) + 1
                 ps[r] = Float(t)
-                if t != cachedStep {
-                    terms = (Float(-(lr / bias[t].0)), Float(bias[t].1))
-                    cachedStep = t
+                if t != terms.step {
+                    terms = (t, Float(-(lr / bias[t].0)), Float(bias[t].1))
                 }
                 update(
-                    lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
+                    (r * width)..<((r + 1) * width), p: pp, g: pg, m: pm, v: pv, c: c,
                     negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
-            }
-            if let tracked = grad.touchedRows {
-                // The kernel that wrote this gradient listed the rows it touched (each once):
-                // visit only those, O(touched) instead of O(table). Rows on the list whose
-                // gradient came out exactly zero are still skipped, so the result is the same
-                // as the full scan.
-                tracked.rows.withUnsafeBufferPointer { list in
-                    Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
-                        var cachedStep = -1
-                        var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
-                        for k in range {
-                            if k + rowPrefetchDistance < range.upperBound {
-                                prefetchRow(Int(list[k + rowPrefetchDistance]), width: width, pp, pg, pm, pv, ps)
-                            }
-                            updateRow(Int(list[k]), &cachedStep, &terms)
-                        }
-                    }
-                }
-            } else {
-                Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { rowRange in
-                    var cachedStep = -1
-                    var terms: (negStepSize: Float, bc2Sqrt: Float) = (0, 0)
-                    for r in rowRange { updateRow(r, &cachedStep, &terms) }
-                }
             }
         }
     }
@@ -227,36 +236,15 @@ public enum AdamKernel {
         powers: DecayPowers, betas: (Double, Double), decoupled: Bool
     ) {
         let pp = p.ptr, pg = grad.ptr, pm = m.ptr, pv = v.ptr, ps = rowSteps.ptr
-        let rows = p.count / width
         tail.withUnsafeBufferPointer { tail in
-            @inline(__always) func updateRow(_ r: Int) {
-                let lo = r * width, hi = lo + width
-                var touched = false
-                for i in lo..<hi where pg[i] != 0 { touched = true; break }
-                if !touched { return }
+            forEachTouchedRow(grad: grad, width: width, p: pp, m: pm, v: pv, rowSteps: ps, initial: ()) { r, _ in
                 catchUp(
                     row: r, width: width, to: now - 1, p: pp, m: pm, v: pv, rowSteps: ps, tail: tail,
                     powers: powers, betas: betas)
                 ps[r] = Float(now)
                 update(
-                    lo..<hi, p: pp, g: pg, m: pm, v: pv, c: c,
+                    (r * width)..<((r + 1) * width), p: pp, g: pg, m: pm, v: pv, c: c,
                     negStepSize: terms.negStepSize, bc2Sqrt: terms.bc2Sqrt, decoupled: decoupled)
-            }
-            if let tracked = grad.touchedRows {
-                tracked.rows.withUnsafeBufferPointer { list in
-                    Parallel.forRanges(list.count, grain: max(1, 16_384 / width)) { range in
-                        for k in range {
-                            if k + rowPrefetchDistance < range.upperBound {
-                                prefetchRow(Int(list[k + rowPrefetchDistance]), width: width, pp, pg, pm, pv, ps)
-                            }
-                            updateRow(Int(list[k]))
-                        }
-                    }
-                }
-            } else {
-                Parallel.forRanges(rows, grain: max(1, 16_384 / width)) { range in
-                    for r in range { updateRow(r) }
-                }
             }
         }
     }
