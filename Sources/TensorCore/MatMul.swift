@@ -186,44 +186,49 @@ extension Tensor {
         return out.record("matmul", [a, b]) { g in
             let pg = g.ptr
             if a.requiresGrad {
+                // dA = dC · op(B)ᵀ, stored transposed when A is (K, M).
                 let ga = a.gradBuffer()
                 if shared && !transposeA {
-                    // dA (B·M, K) += dC · op(B)ᵀ
-                    BLAS.gemm(false, !transposeB, batch * m, k, n, 1, pg, n, pb, ldb, 1, ga, lda, precision: precision)
+                    accumulateProduct(
+                        transposedOut: false, false, !transposeB, batch * m, k, n, pg, n, pb, ldb, ga, lda, precision)
                 } else {
                     for i in 0..<batch {
-                        let gC = pg + i * strideC, bI = pb + i * strideB, gA = ga + i * strideA
-                        if transposeA {
-                            // A stored (K, M): dA = op(B) · dCᵀ
-                            BLAS.gemm(transposeB, true, k, m, n, 1, bI, ldb, gC, n, 1, gA, lda, precision: precision)
-                        } else {
-                            BLAS.gemm(false, !transposeB, m, k, n, 1, gC, n, bI, ldb, 1, gA, lda, precision: precision)
-                        }
+                        accumulateProduct(
+                            transposedOut: transposeA, false, !transposeB, m, k, n,
+                            pg + i * strideC, n, pb + i * strideB, ldb, ga + i * strideA, lda, precision)
                     }
                 }
             }
             if b.requiresGrad {
+                // dB = op(A)ᵀ · dC (over the folded batch when B is shared), stored transposed when B is (N, K).
                 let gb = b.gradBuffer()
                 if shared && !transposeA {
-                    if transposeB {
-                        // B stored (N, K): dB = dCᵀ · A over the folded batch
-                        BLAS.gemm(true, false, n, k, batch * m, 1, pg, n, pa, lda, 1, gb, ldb, precision: precision)
-                    } else {
-                        BLAS.gemm(true, false, k, n, batch * m, 1, pa, lda, pg, n, 1, gb, ldb, precision: precision)
-                    }
+                    accumulateProduct(
+                        transposedOut: transposeB, true, false, k, n, batch * m, pa, lda, pg, n, gb, ldb, precision)
                 } else {
                     for i in 0..<batch {
-                        let gC = pg + i * strideC, aI = pa + i * strideA, gB = gb + i * strideB
-                        if transposeB {
-                            // dB (N, K) = dCᵀ · op(A)
-                            BLAS.gemm(true, transposeA, n, k, m, 1, gC, n, aI, lda, 1, gB, ldb, precision: precision)
-                        } else {
-                            // dB (K, N) = op(A)ᵀ · dC
-                            BLAS.gemm(!transposeA, false, k, n, m, 1, aI, lda, gC, n, 1, gB, ldb, precision: precision)
-                        }
+                        accumulateProduct(
+                            transposedOut: transposeB, !transposeA, false, k, n, m,
+                            pa + i * strideA, lda, pg + i * strideC, n, gb + i * strideB, ldb, precision)
                     }
                 }
             }
+        }
+    }
+
+    /// out (rows, cols) += op(l) · op(r), where op transposes when its flag is set; with
+    /// `transposedOut` the result is stored as its transpose, out (cols, rows) += op(r)ᵀ · op(l)ᵀ,
+    /// which is how a gradient reaches an operand held transposed.
+    @inline(__always)
+    private static func accumulateProduct(
+        transposedOut: Bool, _ tl: Bool, _ tr: Bool, _ rows: Int, _ cols: Int, _ inner: Int,
+        _ l: UnsafeMutablePointer<Float>, _ ldl: Int, _ r: UnsafeMutablePointer<Float>, _ ldr: Int,
+        _ out: UnsafeMutablePointer<Float>, _ ldo: Int, _ precision: Precision
+    ) {
+        if transposedOut {
+            BLAS.gemm(!tr, !tl, cols, rows, inner, 1, r, ldr, l, ldl, 1, out, ldo, precision: precision)
+        } else {
+            BLAS.gemm(tl, tr, rows, cols, inner, 1, l, ldl, r, ldr, 1, out, ldo, precision: precision)
         }
     }
 
