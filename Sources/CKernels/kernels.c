@@ -175,57 +175,41 @@ int dvt_cpu_has_avx2_fma(void) {
     return (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
 }
 
-#define CHAINS(OP) OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11)
+// Peak kernels: 12 independent accumulator chains of vector type V, each advanced by one fused
+// multiply-add (OP) per iteration, so the loop is bound by the FMA ports rather than by the
+// latency of a chain. Each returns the floating-point operations it performed.
+#define CHAINS(OP, V, F) OP(0, V, F) OP(1, V, F) OP(2, V, F) OP(3, V, F) OP(4, V, F) OP(5, V, F) \
+    OP(6, V, F) OP(7, V, F) OP(8, V, F) OP(9, V, F) OP(10, V, F) OP(11, V, F)
+#define PEAK_DECL(i, V, SET1) V c##i = SET1((float)(i));
+#define PEAK_STEP(i, V, FMA) c##i = FMA(c##i, a, b);
+#define PEAK_SUM(i, V, ADD) s = ADD(s, c##i);
+#define PEAK_KERNEL(TARGET, NAME, V, AB, A, B, SET1, FMA, ADD, ZERO, REDUCE, FLOPS_PER_STEP) \
+    TARGET double NAME(long iters, float *sink) {                                          \
+        const AB a = A, b = B;                                                               \
+        CHAINS(PEAK_DECL, V, SET1)                                                           \
+        for (long it = 0; it < iters; it++) { CHAINS(PEAK_STEP, V, FMA) }                    \
+        V s = ZERO();                                                                        \
+        CHAINS(PEAK_SUM, V, ADD)                                                             \
+        *sink = REDUCE(s);                                                                   \
+        return (double)iters * 12 * (FLOPS_PER_STEP);                                        \
+    }
 
-AVX512 double dvt_peak_fp32_avx512(long iters, float *sink) {
-    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-#define DECL(i) __m512 c##i = _mm512_set1_ps((float)(i));
-#define STEP(i) c##i = _mm512_fmadd_ps(c##i, a, b);
-#define SUM(i) s = _mm512_add_ps(s, c##i);
-    CHAINS(DECL)
-    for (long it = 0; it < iters; it++) { CHAINS(STEP) }
-    __m512 s = _mm512_setzero_ps();
-    CHAINS(SUM)
-    *sink = _mm512_reduce_add_ps(s);
-    return (double)iters * 12 * 16 * 2;
-#undef DECL
-#undef STEP
-#undef SUM
-}
-
-__attribute__((target("avx2,fma"))) double dvt_peak_fp32_avx2(long iters, float *sink) {
-    const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-#define DECL(i) __m256 c##i = _mm256_set1_ps((float)(i));
-#define STEP(i) c##i = _mm256_fmadd_ps(c##i, a, b);
-#define SUM(i) s = _mm256_add_ps(s, c##i);
-    CHAINS(DECL)
-    for (long it = 0; it < iters; it++) { CHAINS(STEP) }
-    __m256 s = _mm256_setzero_ps();
-    CHAINS(SUM)
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 s) {
     float out[8];
     _mm256_storeu_ps(out, s);
-    *sink = out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
-    return (double)iters * 12 * 8 * 2;
-#undef DECL
-#undef STEP
-#undef SUM
+    return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
 }
 
-__attribute__((target("avx512f,avx512bf16"))) double dvt_peak_bf16_avx512(long iters, float *sink) {
-    const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3F80), b = (__m512bh)_mm512_set1_epi16(0x3380);
-#define DECL(i) __m512 c##i = _mm512_set1_ps((float)(i));
-#define STEP(i) c##i = _mm512_dpbf16_ps(c##i, a, b);
-#define SUM(i) s = _mm512_add_ps(s, c##i);
-    CHAINS(DECL)
-    for (long it = 0; it < iters; it++) { CHAINS(STEP) }
-    __m512 s = _mm512_setzero_ps();
-    CHAINS(SUM)
-    *sink = _mm512_reduce_add_ps(s);
-    return (double)iters * 12 * 16 * 4;
-#undef DECL
-#undef STEP
-#undef SUM
-}
+// 16 lanes × (multiply + add).
+PEAK_KERNEL(AVX512, dvt_peak_fp32_avx512, __m512, __m512, _mm512_set1_ps(0.999999f), _mm512_set1_ps(1e-7f),
+            _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, _mm512_setzero_ps, _mm512_reduce_add_ps, 16 * 2)
+// 8 lanes × (multiply + add).
+PEAK_KERNEL(__attribute__((target("avx2,fma"))), dvt_peak_fp32_avx2, __m256, __m256, _mm256_set1_ps(0.999999f),
+            _mm256_set1_ps(1e-7f), _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, _mm256_setzero_ps, hsum256, 8 * 2)
+// 16 lanes × a two-term bf16 dot product (2 multiplies + 2 adds); a = 1.0 and b = 2^-24 in bf16.
+PEAK_KERNEL(__attribute__((target("avx512f,avx512bf16"))), dvt_peak_bf16_avx512, __m512, __m512bh,
+            (__m512bh)_mm512_set1_epi16(0x3F80), (__m512bh)_mm512_set1_epi16(0x3380), _mm512_set1_ps, _mm512_dpbf16_ps,
+            _mm512_add_ps, _mm512_setzero_ps, _mm512_reduce_add_ps, 16 * 4)
 
 // Adam: no contraction anywhere in this function, so every product and sum rounds as the
 // Swift loop's does (see the header).
