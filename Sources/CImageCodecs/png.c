@@ -158,9 +158,17 @@ static int cic_png_write_rows(png_bytep *rows, int width, int height, int bit_de
     return 0;
 }
 
-int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
-                   uint8_t **out_pixels, int *out_width, int *out_height,
-                   char *err, size_t errlen) {
+// The one PNG read path. Converted (`one_sample` 0) it sets libpng's transforms to RGB8: palette
+// and low depths expanded, 16-bit reduced, alpha dropped (PIL's convert("RGB") discards it the
+// same way, without compositing), gray replicated. Unconverted (`one_sample` 1) it accepts only
+// palette and gray files and keeps one sample per pixel, 1 byte below depth 16 (values
+// unscaled: palette indices stay indices) and 2 big-endian bytes at 16. On success `*out_rows`
+// holds the h rows of `*out_rowbytes` bytes each, contiguous; the IHDR's colour type and depth
+// are reported even when the file is refused. Returns 0, 2 for a colour type `one_sample`
+// refuses, 1 on other errors.
+static int cic_png_read(const uint8_t *data, size_t size, uint64_t max_pixels, int one_sample,
+                        uint8_t **out_rows, size_t *out_rowbytes, png_uint_32 *out_w, png_uint_32 *out_h,
+                        int *out_color_type, int *out_bit_depth, char *err, size_t errlen) {
     cic_png_error perr;
     cic_png_reader reader = {data, size, 0};
     png_structp png = NULL;
@@ -169,9 +177,7 @@ int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
     uint8_t *volatile pixels = NULL;
     png_bytep *volatile rows = NULL;
 
-    *out_pixels = NULL;
-    *out_width = 0;
-    *out_height = 0;
+    *out_rows = NULL;
     perr.message[0] = 0;
     if (cic_png_open_read(data, size, &perr, &png, &info, err, errlen) != 0) return 1;
     if (setjmp(png_jmpbuf(png))) {
@@ -184,20 +190,35 @@ int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
     png_uint_32 w = 0, h = 0;
     int bit_depth = 0, color_type = 0;
     cic_png_read_ihdr(png, info, &reader, &w, &h, &bit_depth, &color_type);
+    *out_color_type = color_type;
+    *out_bit_depth = bit_depth;
+    if (one_sample && color_type != PNG_COLOR_TYPE_PALETTE && color_type != PNG_COLOR_TYPE_GRAY) {
+        png_destroy_read_struct(&png, &info, NULL);
+        cic_set_error(err, errlen, "PNG colour type %d has no single sample per pixel", color_type);
+        return 2;
+    }
     cic_png_check_size(png, &perr, w, h, max_pixels);
 
-    if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-    if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (bit_depth == 16) png_set_strip_16(png);
-    // Palette expansion also turns a tRNS chunk into an alpha channel; drop alpha in every case
-    // (PIL's convert("RGB") discards it the same way, without compositing).
-    if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
-    if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+    if (one_sample) {
+        if (bit_depth < 8) png_set_packing(png);
+    } else {
+        if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+        if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+        if (bit_depth == 16) png_set_strip_16(png);
+        // Palette expansion also turns a tRNS chunk into an alpha channel: strip alpha in every case.
+        if ((color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
+        if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+    }
     (void)png_set_interlace_handling(png);
     png_read_update_info(png, info);
 
     const size_t rowbytes = png_get_rowbytes(png, info);
-    if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8 || rowbytes != (size_t)w * 3) {
+    if (one_sample) {
+        const size_t bytes_per_sample = bit_depth == 16 ? 2 : 1;
+        if (png_get_channels(png, info) != 1 || rowbytes != (size_t)w * bytes_per_sample) {
+            png_error(png, "unexpected PNG layout for a one-sample-per-pixel image");
+        }
+    } else if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8 || rowbytes != (size_t)w * 3) {
         png_error(png, "unexpected PNG layout after conversion to RGB8");
     }
     pixels = (uint8_t *)malloc(rowbytes * (size_t)h);
@@ -208,6 +229,25 @@ int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
     // Like the JPEG path, stop once all rows are in: chunks after the image data don't matter.
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
+    *out_rows = pixels;
+    *out_rowbytes = rowbytes;
+    *out_w = w;
+    *out_h = h;
+    return 0;
+}
+
+int cic_png_decode(const uint8_t *data, size_t size, uint64_t max_pixels,
+                   uint8_t **out_pixels, int *out_width, int *out_height,
+                   char *err, size_t errlen) {
+    uint8_t *pixels = NULL;
+    size_t rowbytes = 0;
+    png_uint_32 w = 0, h = 0;
+    int color_type = -1, bit_depth = 0;
+    *out_pixels = NULL;
+    *out_width = 0;
+    *out_height = 0;
+    if (cic_png_read(data, size, max_pixels, 0, &pixels, &rowbytes, &w, &h, &color_type, &bit_depth, err, errlen) != 0)
+        return 1;
     *out_pixels = pixels;
     *out_width = (int)w;
     *out_height = (int)h;
@@ -243,64 +283,30 @@ int cic_png_encode(const uint8_t *pixels, int width, int height, int components,
 int cic_png_decode_samples(const uint8_t *data, size_t size, uint64_t max_pixels,
                            uint16_t **out_samples, int *out_width, int *out_height,
                            int *out_color_type, int *out_bit_depth, char *err, size_t errlen) {
-    cic_png_error perr;
-    cic_png_reader reader = {data, size, 0};
-    png_structp png = NULL;
-    png_infop info = NULL;
-    uint8_t *volatile pixels = NULL;
-    png_bytep *volatile rows = NULL;
-    uint16_t *volatile samples = NULL;
-
+    uint8_t *pixels = NULL;
+    size_t rowbytes = 0;
+    png_uint_32 w = 0, h = 0;
     *out_samples = NULL;
     *out_width = 0;
     *out_height = 0;
     *out_color_type = -1;
     *out_bit_depth = 0;
-    perr.message[0] = 0;
-    if (cic_png_open_read(data, size, &perr, &png, &info, err, errlen) != 0) return 1;
-    if (setjmp(png_jmpbuf(png))) {
-        cic_set_error(err, errlen, "%s", perr.message[0] ? perr.message : "corrupt PNG data");
-        png_destroy_read_struct(&png, &info, NULL);
-        free(rows);
+    int rc = cic_png_read(data, size, max_pixels, 1, &pixels, &rowbytes, &w, &h, out_color_type, out_bit_depth,
+                          err, errlen);
+    if (rc != 0) return rc;
+    const size_t n = (size_t)w * (size_t)h;
+    uint16_t *samples = (uint16_t *)malloc(sizeof(uint16_t) * (n > 0 ? n : 1));
+    if (samples == NULL) {
         free(pixels);
-        free(samples);
+        cic_set_error(err, errlen, "out of memory for PNG samples");
         return 1;
     }
-    png_uint_32 w = 0, h = 0;
-    int bit_depth = 0, color_type = 0;
-    cic_png_read_ihdr(png, info, &reader, &w, &h, &bit_depth, &color_type);
-    *out_color_type = color_type;
-    *out_bit_depth = bit_depth;
-    if (color_type != PNG_COLOR_TYPE_PALETTE && color_type != PNG_COLOR_TYPE_GRAY) {
-        png_destroy_read_struct(&png, &info, NULL);
-        cic_set_error(err, errlen, "PNG colour type %d has no single sample per pixel", color_type);
-        return 2;
-    }
-    cic_png_check_size(png, &perr, w, h, max_pixels);
-    // One byte per sample for depths below 8, values unscaled (palette indices stay indices).
-    if (bit_depth < 8) png_set_packing(png);
-    (void)png_set_interlace_handling(png);
-    png_read_update_info(png, info);
-    const size_t rowbytes = png_get_rowbytes(png, info);
-    const size_t bytes_per_sample = bit_depth == 16 ? 2 : 1;
-    if (png_get_channels(png, info) != 1 || rowbytes != (size_t)w * bytes_per_sample) {
-        png_error(png, "unexpected PNG layout for a one-sample-per-pixel image");
-    }
-    pixels = (uint8_t *)malloc(rowbytes * (size_t)h);
-    rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)h);
-    samples = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)w * (size_t)h);
-    if (pixels == NULL || rows == NULL || samples == NULL) png_error(png, "out of memory for PNG samples");
-    for (png_uint_32 y = 0; y < h; y++) rows[y] = pixels + (size_t)y * rowbytes;
-    png_read_image(png, rows);
-    png_destroy_read_struct(&png, &info, NULL);
-    const size_t n = (size_t)w * (size_t)h;
-    if (bytes_per_sample == 2) {
+    if (*out_bit_depth == 16) {
         // PNG stores 16-bit samples big-endian.
         for (size_t i = 0; i < n; i++) samples[i] = (uint16_t)((pixels[2 * i] << 8) | pixels[2 * i + 1]);
     } else {
         for (size_t i = 0; i < n; i++) samples[i] = pixels[i];
     }
-    free(rows);
     free(pixels);
     *out_samples = samples;
     *out_width = (int)w;
