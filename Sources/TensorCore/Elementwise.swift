@@ -58,16 +58,7 @@ extension Tensor {
             g[0] += s
             return
         }
-        let sd = Shape.broadcastStrides(dst.shape, to: src.shape)
-        Shape.forEachRow(src.shape, sd, sd) { o, od, _, n, rd, _ in
-            if rd == 0 {
-                var s: Float = 0
-                for k in 0..<n { s += ps[o + k] }
-                g[od] += s
-            } else {
-                for k in 0..<n { g[od + k * rd] += ps[o + k] }
-            }
-        }
+        addSummed(ps, shape: src.shape, into: g, strides: Shape.broadcastStrides(dst.shape, to: src.shape))
     }
 
     /// out = f(x). No graph.

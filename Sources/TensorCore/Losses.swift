@@ -75,23 +75,19 @@ extension Tensor {
                     let selfB: Float = nb > eps ? gy * y / (nb * nb) : 0
                     // A fresh gradient buffer gets 0 + v (the bits of a zeroed buffer after +=).
                     if inner == 1 {
-                        let ra = pa + base, rb = pb + base
-                        if let ga {
-                            let d = ga.pointer + base
-                            if ga.fresh {
-                                for j in 0..<k { d[j] = 0 + (cross * rb[j] - selfA * ra[j]) }
+                        // d (+)= cross · other − selfTerm · own over one contiguous row.
+                        @inline(__always) func addRow(
+                            _ d: UnsafeMutablePointer<Float>, fresh: Bool, own: UnsafeMutablePointer<Float>,
+                            other: UnsafeMutablePointer<Float>, selfTerm: Float
+                        ) {
+                            if fresh {
+                                for j in 0..<k { d[j] = 0 + (cross * other[j] - selfTerm * own[j]) }
                             } else {
-                                for j in 0..<k { d[j] += cross * rb[j] - selfA * ra[j] }
+                                for j in 0..<k { d[j] += cross * other[j] - selfTerm * own[j] }
                             }
                         }
-                        if let gb {
-                            let d = gb.pointer + base
-                            if gb.fresh {
-                                for j in 0..<k { d[j] = 0 + (cross * ra[j] - selfB * rb[j]) }
-                            } else {
-                                for j in 0..<k { d[j] += cross * ra[j] - selfB * rb[j] }
-                            }
-                        }
+                        if let ga { addRow(ga.pointer + base, fresh: ga.fresh, own: pa + base, other: pb + base, selfTerm: selfA) }
+                        if let gb { addRow(gb.pointer + base, fresh: gb.fresh, own: pb + base, other: pa + base, selfTerm: selfB) }
                     } else {
                         for j in 0..<k {
                             let e = base + j * inner

@@ -1,6 +1,24 @@
 // Reductions. Backward of a sum is a broadcast of the output gradient back to the input shape.
 
 extension Tensor {
+    /// dst[j] += Σ src[i] over every index i of `shape` that broadcasts from j, where `strides`
+    /// are dst's strides broadcast to `shape` (0 along the summed axes). A row whose destination
+    /// stride is 0 is summed left to right, then added once.
+    @inline(__always)
+    static func addSummed(
+        _ src: UnsafeMutablePointer<Float>, shape: [Int], into dst: UnsafeMutablePointer<Float>, strides: [Int]
+    ) {
+        Shape.forEachRow(shape, strides, strides) { o, od, _, n, rd, _ in
+            if rd == 0 {
+                var s: Float = 0
+                for k in 0..<n { s += src[o + k] }
+                dst[od] += s
+            } else {
+                for k in 0..<n { dst[od + k * rd] += src[o + k] }
+            }
+        }
+    }
+
     /// Sum over `axes` (negative axes count from the end). `keepDims` keeps them as size 1.
     public func sum(axes: [Int], keepDims: Bool = false) -> Tensor {
         let r = rank
@@ -23,15 +41,7 @@ extension Tensor {
                 }
             }
         } else {
-            Shape.forEachRow(shape, so, so) { o, oo, _, n, ro, _ in
-                if ro == 0 {
-                    var s: Float = 0
-                    for k in 0..<n { s += px[o + k] }
-                    po[oo] += s
-                } else {
-                    for k in 0..<n { po[oo + k * ro] += px[o + k] }
-                }
-            }
+            Tensor.addSummed(px, shape: shape, into: po, strides: so)
         }
         let inShape = shape
         return out.record("sum", [self]) { g in
