@@ -330,18 +330,15 @@ public struct Report {
             let mark = { (series: Charts.Series) in
                 Charts.Series(name: "denoised block", color: "#000", points: series.points.filter { Int($0.x) == run.layer }, dots: true)
             }
-            h +=
-                "<figure>"
-                + Charts.line(
-                    [pvr, mark(pvr)], title: "position-variance ratio per block", xLabel: "block", yLabel: "ratio", logY: false, integerX: true,
-                    fromZero: true)
-            h += "<figcaption>position-variance ratio of the raw features per block</figcaption></figure>\n"
-            h +=
-                "<figure>"
-                + Charts.line(
-                    [eq, mark(eq)], title: "flip equivariance error per block", xLabel: "block", yLabel: "error", logY: false, integerX: true,
-                    fromZero: true)
-            h += "<figcaption>flip equivariance error of the raw features per block</figcaption></figure>\n</div>\n"
+            for (series, what, unit) in [(pvr, "position-variance ratio", "ratio"), (eq, "flip equivariance error", "error")] {
+                h +=
+                    "<figure>"
+                    + Charts.line(
+                        [series, mark(series)], title: "\(what) per block", xLabel: "block", yLabel: unit, logY: false,
+                        integerX: true, fromZero: true)
+                h += "<figcaption>\(what) of the raw features per block</figcaption></figure>\n"
+            }
+            h += "</div>\n"
         }
 
         // The viewer.
