@@ -119,4 +119,29 @@ extension Bench {
         }
         log(line)
     }
+
+    /// `dvt bench denoiser`: the stage-2 training step and inference throughput at two sizes
+    /// (ViT-S/14 224² and ViT-B/14 518² maps), each next to PyTorch's when `reference` is given.
+    public static func denoiserReport(
+        steps: Int, precision: Precision, reference: TorchReference?, log: (String) -> Void
+    ) throws {
+        log("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
+        for (dim, grid, batch) in [(384, 16, 8), (768, 37, 1)] {
+            let ours = try Bench.stage2Step(dim: dim, grid: grid, batch: batch, steps: steps, precision: precision)
+            var line = String(format: "stage-2 train step C %d grid %d batch %d: %.2f ms", dim, grid, batch, 1000 * ours)
+            let args = ["--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)", "--steps", "\(steps)"]
+            if let runner = reference {
+                let theirs = try runner.run(["stage2-bench"] + args + runner.precisionArguments(precision), key: "ms_per_step") / 1000
+                line += String(format: "  torch %.2f ms  torch/ours %.2fx", 1000 * theirs, theirs / ours)
+            }
+            log(line)
+            let maps = try Bench.stage2MapsPerSecond(dim: dim, grid: grid, batch: batch, steps: steps, precision: precision)
+            line = String(format: "stage-2 inference C %d grid %d batch %d: %.1f maps/s", dim, grid, batch, maps)
+            if let runner = reference, runner.knowsPrecision {
+                let theirs = try runner.run(["stage2-infer"] + args + runner.precisionArguments(precision), key: "maps_per_s")
+                line += String(format: "  torch %.1f maps/s  ours/torch %.2fx", theirs, maps / theirs)
+            }
+            log(line)
+        }
+    }
 }

@@ -15,6 +15,33 @@ extension Bench {
         public var peakRSSMiB: Double
     }
 
+    /// `dvt bench finetune`: our step's phases and peak RSS, then, with `reference`
+    /// (scripts/bench_finetune_torch.py), PyTorch's step at the same thread count and the ratio.
+    public static func finetuneReport(
+        arch: String, size: Int, batch: Int, steps: Int, checkpointBlocks: Bool, precision: Precision,
+        reference: TorchReference?, log: (String) -> Void
+    ) throws {
+        let t = try finetuneStep(
+            arch: arch, size: size, batch: batch, steps: steps, checkpointBlocks: checkpointBlocks, precision: precision)
+        var line = String(
+            format: "%@ %dx%d batch %d %@%@, %d threads: %.0f ms/step (fwd %.0f, bwd %.0f, AdamW %.0f), peak RSS %.0f MiB",
+            arch as NSString, size, size, batch, precision.rawValue as NSString, checkpointBlocks ? ", checkpointed" : "",
+            Parallel.threads, 1000 * t.step, 1000 * t.forward, 1000 * t.backward, 1000 * t.optimizer, t.peakRSSMiB)
+        if let reference {
+            let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
+            var args = [
+                "--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)", "--steps", "\(steps)",
+                "--threads", "\(Parallel.threads)", "--precision", precision.rawValue,
+            ]
+            if checkpointBlocks { args.append("--grad-checkpointing") }
+            let v = try reference.values(args, required: ["ms_per_step", "peak_rss_mb"])
+            line += String(
+                format: "\n  torch %.0f ms/step, peak RSS %.0f MiB; speed ratio (torch time / ours) %.2fx",
+                v["ms_per_step"]!, v["peak_rss_mb"]!, v["ms_per_step"]! / (1000 * t.step))
+        }
+        log(line)
+    }
+
     /// A DVT stage-3 training step of a random-weights ViT, as scripts/bench_finetune_torch.py
     /// times it: last-block patch features after the final norm, MSE + (1 − cos) against a
     /// fixed target, backward through every parameter, AdamW (0.9, 0.999), wd 1e-5; the ViT's

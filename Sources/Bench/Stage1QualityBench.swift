@@ -26,13 +26,6 @@ public enum Stage1QualityBench {
         /// Views besides the whole image.
         public var views: Int
         public var seed: UInt64
-
-        public init(label: String, settings: Stage1Settings, views: Int, seed: UInt64) {
-            self.label = label
-            self.settings = settings
-            self.views = views
-            self.seed = seed
-        }
     }
 
     /// One run scored.

@@ -71,16 +71,14 @@ extension DVTCommand.BenchCommand {
             commandName: "vit", abstract: "ViT feature extraction throughput (random weights), vs timm when a reference is given.")
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var ref: ReferenceOptions
-        @Option var arch = "vit_small_patch14_dinov2"
-        @Option var size = 224
-        @Option var batch = 8
+        @OptionGroup var model: BenchModelOptions
         @Option var steps = 5
-        @Option(help: "fp32, or bf16 (ours: bf16 operands in the products; PyTorch: torch.autocast bf16).")
-        var precision: Precision = .fp32
+        @OptionGroup var precisionOption: BenchPrecisionOption
 
         func run() throws {
+            let precision = precisionOption.precision
             try Bench.vitReport(
-                arch: arch, size: size, batch: batch, steps: steps, precision: precision,
+                arch: model.arch, size: model.size, batch: model.batch, steps: steps, precision: precision,
                 reference: try ref.benchRunner(precision: precision), log: { print($0) })
         }
     }
@@ -91,18 +89,16 @@ extension DVTCommand.BenchCommand {
             abstract: "Seconds per image of one SRT ensemble (token resolution; pixel path and --fast), vs the PyTorch reference.")
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var ref: ReferenceOptions
-        @Option var arch = "vit_small_patch14_dinov2"
-        @Option var size = 224
+        @OptionGroup var model: BenchModelOptions
         @Option var dx = 3
         @Option var dy = 3
-        @Option var batch = 8
         @Option(help: "Timed runs of each path (medians).") var rounds = 1
         @Flag(help: "One multi-threaded forward at a time instead of concurrent single-threaded forwards.")
         var serialViews = false
 
         func run() throws {
             try Bench.srtReport(
-                arch: arch, size: size, dx: dx, dy: dy, batch: batch, rounds: rounds, parallelViews: !serialViews,
+                arch: model.arch, size: model.size, dx: dx, dy: dy, batch: model.batch, rounds: rounds, parallelViews: !serialViews,
                 reference: ref.runner, log: { print($0) })
         }
     }
@@ -264,3 +260,16 @@ extension DVTCommand.BenchCommand {
 }
 
 extension Stage1Settings.HashTableAdam: ExpressibleByArgument {}
+
+/// The random-weights model a throughput bench runs: `--arch`, `--size`, `--batch`.
+struct BenchModelOptions: ParsableArguments {
+    @Option(help: "timm architecture, run with random weights.") var arch = "vit_small_patch14_dinov2"
+    @Option(help: "Input side in pixels.") var size = 224
+    @Option(help: "Images per forward.") var batch = 8
+}
+
+/// `--precision` of a bench that runs the same products on both sides.
+struct BenchPrecisionOption: ParsableArguments {
+    @Option(help: "fp32, or bf16 (ours: bf16 operands in the products; PyTorch: torch.autocast bf16).")
+    var precision: Precision = .fp32
+}

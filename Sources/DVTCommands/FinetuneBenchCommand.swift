@@ -20,9 +20,7 @@ extension DVTCommand.BenchCommand {
         var torchPython: String? = ProcessInfo.processInfo.environment["DVT_TORCH_PYTHON"]
         @Option(help: "The PyTorch side of this benchmark.")
         var torchScript = "scripts/bench_finetune_torch.py"
-        @Option var arch = "vit_small_patch14_dinov2"
-        @Option var size = 224
-        @Option var batch = 8
+        @OptionGroup var model: BenchModelOptions
         @Option var steps = 3
         @Flag(help: "Per-block gradient checkpointing on both sides.")
         var gradientCheckpointing = false
@@ -30,26 +28,10 @@ extension DVTCommand.BenchCommand {
         var precision: Precision = .fp32
 
         func run() throws {
-            let t = try Bench.finetuneStep(
-                arch: arch, size: size, batch: batch, steps: steps, checkpointBlocks: gradientCheckpointing,
-                precision: precision)
-            var line = String(
-                format: "%@ %dx%d batch %d %@%@, %d threads: %.0f ms/step (fwd %.0f, bwd %.0f, AdamW %.0f), peak RSS %.0f MiB",
-                arch as NSString, size, size, batch, precision.rawValue as NSString, gradientCheckpointing ? ", checkpointed" : "", Parallel.threads,
-                1000 * t.step, 1000 * t.forward, 1000 * t.backward, 1000 * t.optimizer, t.peakRSSMiB)
-            if let torchPython {
-                let torchArch = arch.split(separator: ".").first.map(String.init) ?? arch
-                var args = [
-                    "--arch", torchArch, "--size", "\(size)", "--batch", "\(batch)", "--steps", "\(steps)",
-                    "--threads", "\(Parallel.threads)", "--precision", precision.rawValue,
-                ]
-                if gradientCheckpointing { args.append("--grad-checkpointing") }
-                let v = try TorchReference(python: torchPython, script: torchScript).values(args, required: ["ms_per_step", "peak_rss_mb"])
-                line += String(
-                    format: "\n  torch %.0f ms/step, peak RSS %.0f MiB; speed ratio (torch time / ours) %.2fx",
-                    v["ms_per_step"]!, v["peak_rss_mb"]!, v["ms_per_step"]! / (1000 * t.step))
-            }
-            print(line)
+            try Bench.finetuneReport(
+                arch: model.arch, size: model.size, batch: model.batch, steps: steps,
+                checkpointBlocks: gradientCheckpointing, precision: precision,
+                reference: torchPython.map { TorchReference(python: $0, script: torchScript) }, log: { print($0) })
         }
     }
 }

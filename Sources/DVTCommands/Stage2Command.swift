@@ -195,28 +195,12 @@ extension DVTCommand.BenchCommand {
         @OptionGroup var compute: ComputeOptions
         @OptionGroup var ref: ReferenceOptions
         @Option var steps = 10
-        @Option(help: "fp32, or bf16 (ours: bf16 operands in the products; PyTorch: torch.autocast bf16).")
-        var precision: Precision = .fp32
+        @OptionGroup var precisionOption: BenchPrecisionOption
 
         func run() throws {
-            print("threads: \(Parallel.threads), precision \(precision.rawValue), load \(Bench.loadAverage)")
-            for (dim, grid, batch) in [(384, 16, 8), (768, 37, 1)] {
-                let ours = try Bench.stage2Step(dim: dim, grid: grid, batch: batch, steps: steps, precision: precision)
-                var line = String(format: "stage-2 train step C %d grid %d batch %d: %.2f ms", dim, grid, batch, 1000 * ours)
-                let args = ["--dim", "\(dim)", "--grid", "\(grid)", "--batch", "\(batch)", "--steps", "\(steps)"]
-                if let runner = try ref.benchRunner(precision: precision) {
-                    let theirs = try runner.run(["stage2-bench"] + args + runner.precisionArguments(precision), key: "ms_per_step") / 1000
-                    line += String(format: "  torch %.2f ms  torch/ours %.2fx", 1000 * theirs, theirs / ours)
-                }
-                print(line)
-                let maps = try Bench.stage2MapsPerSecond(dim: dim, grid: grid, batch: batch, steps: steps, precision: precision)
-                line = String(format: "stage-2 inference C %d grid %d batch %d: %.1f maps/s", dim, grid, batch, maps)
-                if let runner = try ref.benchRunner(precision: precision), runner.knowsPrecision {
-                    let theirs = try runner.run(["stage2-infer"] + args + runner.precisionArguments(precision), key: "maps_per_s")
-                    line += String(format: "  torch %.1f maps/s  ours/torch %.2fx", theirs, maps / theirs)
-                }
-                print(line)
-            }
+            try Bench.denoiserReport(
+                steps: steps, precision: precisionOption.precision, reference: try ref.benchRunner(precision: precisionOption.precision),
+                log: { print($0) })
         }
     }
 }
