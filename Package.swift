@@ -62,11 +62,11 @@ let package = Package(
         .target(
             name: "Settings", dependencies: ["Formats", "TensorCore", .product(name: "Yams", package: "Yams")],
             swiftSettings: swift6),
-        // ONNX: the onnx.proto subset (Sources/ONNX/onnx.proto, generated onnx.pb.swift, public so
+        // ONNX: the onnx.proto subset (Protos/onnx.proto, generated into onnx.pb.swift, public so
         // that writers reuse it) and the bounded reader of a model's initializers and nodes.
         .target(
             name: "ONNX", dependencies: ["Formats", "TensorCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
-            exclude: ["onnx.proto"], swiftSettings: swift6),
+            swiftSettings: swift6),
         .target(
             name: "Vision", dependencies: ["ONNX", "Settings", "Formats", "NN", "TensorCore", "CImageCodecs"],
             swiftSettings: kernelSettings),

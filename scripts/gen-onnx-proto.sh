@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Sources/ONNX/onnx.pb.swift from Sources/ONNX/onnx.proto. Run by hand after editing
+# Regenerates Sources/ONNX/onnx.pb.swift from Protos/onnx.proto. Run by hand after editing
 # the .proto, then commit both; neither the build nor CI runs it (building the plugin takes
 # ~10 minutes on 2 cores).
 #
@@ -17,7 +17,7 @@ command -v protoc >/dev/null || { echo "gen-onnx-proto: protoc not found (apt-ge
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # Public types, so that other targets (the ViT loader, ONNX export) use the messages directly.
-protoc --plugin=protoc-gen-swift="$PLUGIN" --proto_path=Sources/ONNX \
-       --swift_opt=Visibility=Public --swift_out="$tmp" Sources/ONNX/onnx.proto
+protoc --plugin=protoc-gen-swift="$PLUGIN" --proto_path=Protos \
+       --swift_opt=Visibility=Public --swift_out="$tmp" Protos/onnx.proto
 mv "$tmp/onnx.pb.swift" Sources/ONNX/onnx.pb.swift
 echo "wrote Sources/ONNX/onnx.pb.swift ($(protoc --version), $("$PLUGIN" --version 2>/dev/null || echo protoc-gen-swift))"
