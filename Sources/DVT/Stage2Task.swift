@@ -28,12 +28,6 @@ public struct FeatureMapReader: Sendable {
     public let width: Int
     public let dim: Int
 
-    public init(height: Int, width: Int, dim: Int) {
-        self.height = height
-        self.width = width
-        self.dim = dim
-    }
-
     /// (H, W, C) of the map at `url`; a leading 1 ((1, H, W, C), as DVT's `.squeeze()` tolerates) is accepted.
     public static func shape(of url: URL) throws -> (Int, Int, Int) {
         let t = try Npy.read(url)

@@ -13,11 +13,6 @@ public struct TorchFormatError: Error, CustomStringConvertible, LocalizedError {
     public let path: String
     public let message: String
 
-    public init(path: String, message: String) {
-        self.path = path
-        self.message = message
-    }
-
     public var description: String { "PyTorch file \(path): \(message)" }
     public var errorDescription: String? { description }
 }

@@ -18,11 +18,6 @@ public struct JobFailure: Sendable, Codable, Equatable {
     /// The input's path.
     public var image: String
     public var error: String
-
-    public init(image: String, error: String) {
-        self.image = image
-        self.error = error
-    }
 }
 
 /// What a job over images did: the one result type of every per-image job.

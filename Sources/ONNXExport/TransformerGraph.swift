@@ -20,13 +20,6 @@ public struct OnnxBlockSpec: Sendable {
     public var heads: Int
     public var normEps: Float
     public var mlp: OnnxBlockMlp
-
-    public init(dim: Int, heads: Int, normEps: Float, mlp: OnnxBlockMlp) {
-        self.dim = dim
-        self.heads = heads
-        self.normEps = normEps
-        self.mlp = mlp
-    }
 }
 
 extension OnnxGraphBuilder {
