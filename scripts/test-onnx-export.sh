@@ -18,18 +18,8 @@
 # cannot be installed the test is skipped with the reason; with CI=true it fails instead.
 # Uses the debug build the suite made (.build/debug/dvt), or $DVT_BIN.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-repo=$(pwd)
-dvt=${DVT_BIN:-$repo/.build/debug/dvt}
-
-skip() {
-  if [ "${CI:-}" = true ]; then echo "test-onnx-export: FAIL: $* (CI=true: this test must run)" >&2; exit 1; fi
-  echo "test-onnx-export: SKIPPED: $*" >&2
-  exit 0
-}
-fail() { echo "test-onnx-export: FAIL: $*" >&2; exit 1; }
-
-[ -x "$dvt" ] || fail "no dvt executable at $dvt (run swift build first, or set DVT_BIN)"
+test_name=test-onnx-export
+source "$(dirname "$0")/test-lib.sh"
 venv=${DVT_ONNX_VENV:-${TMPDIR:-/tmp}/dvt-onnx-venv}
 py=$venv/bin/python
 if ! "$py" -c "import onnxruntime, numpy, PIL" >/dev/null 2>&1; then

@@ -11,9 +11,8 @@
 # With --screenshot PREFIX it also writes PREFIX-viewer.png and PREFIX-page.png; --keep DIR keeps
 # the run (config, features, report) in DIR.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-repo=$(pwd)
-dvt=${DVT_BIN:-$repo/.build/debug/dvt}
+test_name=test-report-browser
+source "$(dirname "$0")/test-lib.sh"
 shot=()
 keep=
 while [ $# -gt 0 ]; do
@@ -24,22 +23,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-skip() {
-  if [ "${CI:-}" = true ]; then echo "test-report-browser: FAIL: $* (CI=true: this test must run)" >&2; exit 1; fi
-  echo "test-report-browser: SKIPPED: $*" >&2
-  exit 0
-}
-fail() { echo "test-report-browser: FAIL: $*" >&2; exit 1; }
-
-[ -x "$dvt" ] || fail "no dvt executable at $dvt (run swift build first, or set DVT_BIN)"
-missing=()
-for p in chromium chromium-driver python3-venv; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" -eq 0 ] || skip "${missing[*]} not installed and not root (apt-get install ${missing[*]})"
-  echo "test-report-browser: installing ${missing[*]}"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
-    || skip "apt-get could not install ${missing[*]} (no network?)"
-fi
+require_debs chromium chromium-driver python3-venv
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || skip "chromium or chromedriver not on PATH after installing"
 
 venv=${DVT_BROWSER_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/dvt/venv-report-browser}

@@ -10,26 +10,9 @@
 # not start, it is skipped with a message naming what is missing; with CI=true it fails instead.
 # Uses the debug build the suite made (.build/debug/dvt), or $DVT_BIN.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-repo=$(pwd)
-dvt=${DVT_BIN:-$repo/.build/debug/dvt}
-
-skip() {
-  if [ "${CI:-}" = true ]; then echo "test-slurm: FAIL: $* (CI=true: this test must run)" >&2; exit 1; fi
-  echo "test-slurm: SKIPPED: $*" >&2
-  exit 0
-}
-fail() { echo "test-slurm: FAIL: $*" >&2; exit 1; }
-
-[ -x "$dvt" ] || fail "no dvt executable at $dvt (run swift build first, or set DVT_BIN)"
-missing=()
-for p in slurm-wlm munge; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" -eq 0 ] || skip "${missing[*]} not installed and not root (apt-get install ${missing[*]})"
-  echo "test-slurm: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+test_name=test-slurm
+source "$(dirname "$0")/test-lib.sh"
+require_debs slurm-wlm munge
 [ "$(id -u)" -eq 0 ] || skip "slurmd must run as root to launch job steps (not root)"
 for c in munged slurmctld slurmd sbatch squeue scancel sinfo; do
   command -v "$c" >/dev/null 2>&1 || skip "$c not found after installing slurm-wlm and munge"
