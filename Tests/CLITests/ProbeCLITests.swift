@@ -126,12 +126,7 @@ struct ProbeRefusalCLITests {
         // ROOT/JPEGImages/../../../../../x is dir/x; the cache dir OUT/probe/features/raw/voc climbs
         // to the same place, where the old reader wrote x/JPEGImages/evil.npy.
         let evil = dir.appendingPathComponent("x/JPEGImages")
-        try FileManager.default.createDirectory(at: evil, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: voc.appendingPathComponent("JPEGImages/scene_0000.jpg"), to: evil.appendingPathComponent("evil.jpg"))
-        try FileManager.default.copyItem(
-            at: voc.appendingPathComponent("SegmentationClass/scene_0000.png"), to: evil.appendingPathComponent("evil.png"))
-        let list = voc.appendingPathComponent("ImageSets/Segmentation/train.txt")
-        try (String(contentsOf: list, encoding: .utf8) + "../../../../../x/JPEGImages/evil\n").write(to: list, atomically: true, encoding: .utf8)
+        try plantEscapingVOCEntries(root: voc, outside: evil, entries: ["../../../../../x/JPEGImages/evil"])
         let cfg = try ProbeCLITests.tinyConfig(dir)
         let m = dvtError(["probe", cfg.path, voc.path, "--methods", "raw", "--iterations", "2", "--threads", "1"])
         #expect(m.contains("'../../../../../x/JPEGImages/evil' resolves outside the dataset root"), "\(m)")

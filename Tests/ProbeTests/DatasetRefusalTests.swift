@@ -21,13 +21,7 @@ import Vision
         let base = temporaryDirectory("voc-escape")
         let root = base.appendingPathComponent("a/b/c/voc")
         try SyntheticScenes.write(to: root, seed: 2, train: 2, val: 1, size: 16)
-        let outside = base.appendingPathComponent("a/x/JPEGImages")
-        try FileManager.default.createDirectory(at: outside, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: root.appendingPathComponent("JPEGImages/scene_0000.jpg"), to: outside.appendingPathComponent("evil.jpg"))
-        try FileManager.default.copyItem(
-            at: root.appendingPathComponent("SegmentationClass/scene_0000.png"), to: outside.appendingPathComponent("evil.png"))
-        let list = root.appendingPathComponent("ImageSets/Segmentation/train.txt")
-        try (String(contentsOf: list, encoding: .utf8) + entries.joined(separator: "\n") + "\n").write(to: list, atomically: true, encoding: .utf8)
+        try plantEscapingVOCEntries(root: root, outside: base.appendingPathComponent("a/x/JPEGImages"), entries: entries)
         return (root, base)
     }
 

@@ -142,3 +142,17 @@ public func requirePrerequisite(
     if runningUnderCI { throw MissingPrerequisite(reason: reason()) }
     try Test.cancel("skipped: \(reason())", sourceLocation: sourceLocation)
 }
+
+/// Plants the escape a VOC split entry could attempt: copies the dataset's first scene (image and
+/// mask, `scene_0000`) to `outside`/evil.jpg and evil.png, and appends `entries` to the train
+/// split of the VOC folder `root`, so that a reader that follows an entry out of the root finds a
+/// real image there and the refusal is what the test sees.
+public func plantEscapingVOCEntries(root: URL, outside: URL, entries: [String]) throws {
+    let fm = FileManager.default
+    try fm.createDirectory(at: outside, withIntermediateDirectories: true)
+    try fm.copyItem(at: root.appendingPathComponent("JPEGImages/scene_0000.jpg"), to: outside.appendingPathComponent("evil.jpg"))
+    try fm.copyItem(at: root.appendingPathComponent("SegmentationClass/scene_0000.png"), to: outside.appendingPathComponent("evil.png"))
+    let list = root.appendingPathComponent("ImageSets/Segmentation/train.txt")
+    let text = try String(contentsOf: list, encoding: .utf8) + entries.map { $0 + "\n" }.joined()
+    try text.write(to: list, atomically: true, encoding: .utf8)
+}
