@@ -128,13 +128,25 @@ enum PreparedWeights {
     }
 
     /// `DVT_LINEAR_CHUNK`: rows per task of a split prepared product, the tasks taken by whichever
-    /// worker is free (a tuning knob, docs/speed.md); unset, one block per worker as `BLAS.gemm`.
-    /// Not covered by the bit-identity tests: primitives of other block heights may block K
+    /// worker is free (a tuning knob, docs/speed.md); unset, one block of equal height per
+    /// worker (`evenRowBlocks`). Not covered by the bit-identity tests: primitives of other block heights may block K
     /// differently.
     static let linearChunk: Int? = {
         if let s = ProcessInfo.processInfo.environment["DVT_LINEAR_CHUNK"], let v = Int(s), v > 0 { return v }
         return nil
     }()
+
+    /// Block boundaries of a split prepared product: the rows `BLAS.rowBlocks` would split,
+    /// cut into `Parallel.threads` parts of equal height (±1) instead of multiples of
+    /// `BLAS.rowBlock`. That granularity exists for OpenBLAS's split-exactness; oneDNN's brgemm
+    /// computes every row with the same K blocking and order wherever it starts (the tests hold
+    /// fp32 outputs bit for bit across thread counts), and at ViT-B/14 518² (1,370 rows) the
+    /// 48-row rounding gave 672 and 698 rows, one core waiting 3.7% of every product.
+    static func evenRowBlocks(_ rows: Int, _ n: Int, _ k: Int) -> [Int] {
+        guard let split = BLAS.rowBlocks(rows, n, k, split: true) else { return [0, rows] }
+        let parts = split.count - 1
+        return (0...parts).map { $0 * rows / parts }
+    }
 
     /// Frees every prepared copy (they are made again on next use). Stage 1 calls it between
     /// the ViT forwards and the fit, whose weights are being trained and never prepared, so the
@@ -163,8 +175,8 @@ enum PreparedWeights {
     }
 
     /// y (rows, Out) = x (rows, In) · wᵀ + b (then GELU with `gelu`) through prepared weights,
-    /// split by rows as `BLAS.gemm` splits; false (nothing written) when no copy could be
-    /// prepared. x and y are fp32, except that in bf16 `xBF16` says x is already bf16 (the
+    /// split by rows into one block per worker (`evenRowBlocks`); false (nothing written) when
+    /// no copy could be prepared. x and y are fp32, except that in bf16 `xBF16` says x is already bf16 (the
     /// hidden of `mlpGELU`) and `yBF16` asks for y as bf16.
     static func linear(
         _ x: UnsafeRawPointer, rows: Int, inF: Int, outF: Int, w: Tensor, b: Tensor?,
@@ -172,7 +184,7 @@ enum PreparedWeights {
         xBF16: Bool = false, yBF16: Bool = false
     ) -> Bool {
         let bf16 = precision == .bf16
-        var blocks = BLAS.rowBlocks(rows, outF, inF, split: true) ?? [0, rows]
+        var blocks = evenRowBlocks(rows, outF, inF)
         if let chunk = linearChunk, blocks.count > 2, rows > 2 * chunk {
             blocks = Array(Swift.stride(from: 0, to: rows, by: chunk)) + [rows]
         }
