@@ -177,12 +177,17 @@ enum PreparedWeights {
     /// y (rows, Out) = x (rows, In) · wᵀ + b (then GELU with `gelu`) through prepared weights,
     /// split by rows into one block per worker (`evenRowBlocks`); false (nothing written) when
     /// no copy could be prepared. x and y are fp32, except that in bf16 `xBF16` says x is already bf16 (the
-    /// hidden of `mlpGELU`) and `yBF16` asks for y as bf16.
+    /// hidden of `mlpGELU`) and `yBF16` asks for y as bf16. With `residual` (rows, Out) fp32,
+    /// y = residual + (x · wᵀ + b)·scale (`scale` (Out), or 1 when nil) in the product's
+    /// epilogue, rounded as `Tensor.residual` rounds (y fp32).
     static func linear(
         _ x: UnsafeRawPointer, rows: Int, inF: Int, outF: Int, w: Tensor, b: Tensor?,
         into y: UnsafeMutableRawPointer, precision: Precision, gelu: Bool = false,
-        xBF16: Bool = false, yBF16: Bool = false
+        xBF16: Bool = false, yBF16: Bool = false,
+        residual: UnsafePointer<Float>? = nil, scale: UnsafePointer<Float>? = nil
     ) -> Bool {
+        precondition(residual != nil || scale == nil, "PreparedWeights.linear: a scale without a residual")
+        precondition(residual == nil || !yBF16, "PreparedWeights.linear: the residual sum is written in fp32")
         let bf16 = precision == .bf16
         var blocks = evenRowBlocks(rows, outF, inF)
         if let chunk = linearChunk, blocks.count > 2, rows > 2 * chunk {
@@ -197,7 +202,8 @@ enum PreparedWeights {
             let key = OneDNN.Key(
                 transA: false, transB: true, m: m, n: outF, k: inF, lda: inF, ldb: inF, ldc: outF,
                 alpha: Float(1).bitPattern, beta: Float(0).bitPattern, bf16: bf16,
-                preparedWeights: true, bias: b != nil, gelu: gelu, dstBF16: bf16 && yBF16)
+                preparedWeights: true, bias: b != nil, gelu: gelu, dstBF16: bf16 && yBF16,
+                scaleColumns: scale != nil, residual: residual != nil)
             let e = OneDNN.entry(key)
             guard let c = copy(of: w, layoutOf: key, bf16: bf16) else { return false }
             entries[m] = (e, c)
@@ -215,7 +221,10 @@ enum PreparedWeights {
         func run(_ lo: Int, _ hi: Int) {
             OpenMP.singleThreaded()
             let (e, c) = prepared[hi - lo]!
-            OneDNN.execute(e, a + lo * inF * inBytes, c.pointer, pb, y + lo * outF * outBytes)
+            var binary: [UnsafePointer<Float>] = []
+            if let scale { binary.append(scale) }
+            if let residual { binary.append(residual + lo * outF) }
+            OneDNN.execute(e, a + lo * inF * inBytes, c.pointer, pb, y + lo * outF * outBytes, binary: binary)
         }
         if blocks.count > 2 {
             Parallel.concurrentPerform(blocks.count - 1) { i in
