@@ -9,8 +9,9 @@
 // fp32 qkv, into the blocked layouts the two products' primitives prefer (rounding to bf16 on
 // the way in bf16), so the per-block calls (22 per head at 1370 tokens) no longer copy B into
 // its blocked form each time, and in bf16 each block's Q rows are packed once and softmax
-// writes the bf16 probabilities directly (dvt_softmax_row_bf16_avx512), instead of fp32 then
-// a pack. Same arithmetic as the generic path (tested against it and the unblocked path).
+// writes the bf16 probabilities directly (`softmaxRowBF16`), instead of fp32 then a pack. Same
+// arithmetic as the generic path, which takes its bf16 probabilities from the same kernel
+// (tested against it bit for bit, and against the unblocked path).
 
 import CKernels
 import COneDNN
