@@ -9,8 +9,9 @@
 // fp32 qkv, into the blocked layouts the two products' primitives prefer (rounding to bf16 on
 // the way in bf16), so the per-block calls (22 per head at 1370 tokens) no longer copy B into
 // its blocked form each time, and in bf16 each block's Q rows are packed once and softmax
-// writes the bf16 probabilities directly (dvt_softmax_row_bf16_avx512), instead of fp32 then
-// a pack. Same arithmetic as the generic path (tested against it and the unblocked path).
+// writes the bf16 probabilities directly (`softmaxRowBF16`), instead of fp32 then a pack. Same
+// arithmetic as the generic path, which takes its bf16 probabilities from the same kernel
+// (tested against it bit for bit, and against the unblocked path).
 
 import CKernels
 import COneDNN
@@ -70,7 +71,16 @@ extension Tensor {
             let rows = Swift.min(attentionQueryBlock, n - i0)
             // S = scale · Q[i0 ..< i0 + rows] Kᵀ  (rows, N)
             BLAS.gemm(false, true, rows, n, d, scale, q + i0 * ld, ld, k, ld, 0, s, n, split: false, precision: precision)
-            for i in 0..<rows { softmaxRow(s + i * n, s + i * n, n) }
+            if precision == .bf16, let p16 = scratch.p16 {
+                // The probabilities the prepared path multiplies (bf16 from softmaxRowBF16),
+                // widened back to fp32 so that the product's own bf16 rounding keeps them.
+                for i in 0..<rows {
+                    softmaxRowBF16(s + i * n, p16 + i * n, n)
+                    for j in 0..<n { s[i * n + j] = BFloat16.float(p16[i * n + j]) }
+                }
+            } else {
+                for i in 0..<rows { softmaxRow(s + i * n, s + i * n, n) }
+            }
             // O[i0 ..< i0 + rows] = P V  (rows, D)
             BLAS.gemm(false, false, rows, d, n, 1, s, n, v, ld, 0, o + i0 * ldo, ldo, split: false, precision: precision)
             i0 += rows
@@ -131,9 +141,11 @@ extension Tensor {
         a === b || dnnl_memory_desc_equal(&a.weights, &b.weights) != 0
     }
 
-    /// bf16(softmax(row)) into `dst`, `row` left holding scratch values: the AVX-512 kernel,
-    /// else the fp32 softmax row and a pack (the same bits).
+    /// bf16(softmax(row)) into `dst`, `row` left holding scratch values: with AVX512_BF16 the
+    /// fast kernel (within one bf16 ulp of the exact softmax), else the AVX-512 kernel or the
+    /// fp32 softmax row and a pack (those two give the same bits).
     static func softmaxRowBF16(_ row: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<UInt16>, _ n: Int) {
+        if CPUKernels.avx512BF16 { dvt_softmax_row_bf16_fast_avx512(row, dst, n); return }
         if CPUKernels.avx512 { dvt_softmax_row_bf16_avx512(row, dst, n); return }
         softmaxRow(row, row, n)
         BFloat16.pack(row, rows: 1, cols: n, ld: n, into: dst, parallel: false)

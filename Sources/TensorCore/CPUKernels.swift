@@ -12,6 +12,11 @@ enum CPUKernels {
     static let avx512: Bool =
         ProcessInfo.processInfo.environment["DVT_NO_AVX512"] == nil && dvt_cpu_has_avx512() != 0
 
+    /// AVX-512 with AVX512_BF16 (`vcvtne2ps2bf16`): attention's bf16 softmax rows take the
+    /// faster kernel (`dvt_softmax_row_bf16_fast_avx512`, within one bf16 ulp of the exact
+    /// rounding instead of the same bits as the fp32 kernel's rounding).
+    static let avx512BF16: Bool = avx512 && dvt_cpu_has_avx512_bf16() != 0
+
     /// The name `dvt doctor` prints.
     static var rowKernelISA: String { avx512 ? "avx512f (C)" : "Swift SIMD8 (baseline x86-64)" }
 }

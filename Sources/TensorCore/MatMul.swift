@@ -306,19 +306,31 @@ extension Tensor {
     /// weights, fc1 writes its GELU'd hidden (rows, H) straight as bf16 (oneDNN rounds to
     /// nearest even, as BFloat16.pack would) and fc2 reads it: no fp32 hidden, no pack of it
     /// (the largest activation of a block). Otherwise `linear(linearGELU(x, w1, b1), w2, b2)`.
-    public static func mlpGELU(_ x: Tensor, _ w1: Tensor, _ b1: Tensor?, _ w2: Tensor, _ b2: Tensor?) -> Tensor {
-        let params = [w1, w2] + [b1, b2].compactMap { $0 }
+    /// With `residual` h (the block's input, shape of the output) the result is
+    /// `residual(h, mlp, scale:)`, fc2's epilogue adding it (`linearResidual`).
+    public static func mlpGELU(
+        _ x: Tensor, _ w1: Tensor, _ b1: Tensor?, _ w2: Tensor, _ b2: Tensor?, residual h: Tensor? = nil, scale gamma: Tensor? = nil
+    ) -> Tensor {
+        precondition(h != nil || gamma == nil, "mlpGELU: a scale without a residual")
+        func composed() -> Tensor {
+            let hiddenOut = linearGELU(x, w1, b1)
+            guard let h else { return linear(hiddenOut, w2, b2) }
+            return linearResidual(hiddenOut, w2, b2, residual: h, scale: gamma)
+        }
+        let params = [w1, w2] + [b1, b2, h, gamma].compactMap { $0 }
         let graph = GradMode.enabled && (x.requiresGrad || params.contains { $0.requiresGrad })
         let hidden = w1.shape[0], inF = w1.shape[1]
         guard !graph, Precision.current == .bf16, w1.rank == 2, w2.rank == 2, w2.shape[1] == hidden,
             x.rank >= 1, x.shape[x.rank - 1] == inF, PreparedWeights.applies(to: w1), PreparedWeights.applies(to: w2)
         else {
-            return linear(linearGELU(x, w1, b1), w2, b2)
+            return composed()
         }
         if let b1 { precondition(b1.shape == [hidden], "mlpGELU: bias \(b1.shape) should be [\(hidden)]") }
         if let b2 { precondition(b2.shape == [w2.shape[0]], "mlpGELU: bias \(b2.shape) should be [\(w2.shape[0])]") }
         let outF = w2.shape[0], rows = x.count / max(inF, 1)
         let out = Tensor.uninitialized(Array(x.shape.dropLast()) + [outF])  // (..., Out)
+        if let h { precondition(h.shape == out.shape, "mlpGELU: residual \(h.shape) should be \(out.shape)") }
+        if let gamma { precondition(gamma.shape == [outF], "mlpGELU: scale \(gamma.shape) should be [\(outF)]") }
         if rows == 0 { return out }
         let h16 = BFloat16.allocatePadded(rows * hidden)  // (rows, H) bf16
         defer { h16.deallocate() }
@@ -328,8 +340,9 @@ extension Tensor {
                 precision: .bf16, gelu: true, yBF16: true),
             PreparedWeights.linear(
                 h16, rows: rows, inF: hidden, outF: outF, w: w2, b: b2, into: out.ptr,
-                precision: .bf16, xBF16: true)
-        else { return linear(linearGELU(x, w1, b1), w2, b2) }
+                precision: .bf16, xBF16: true, residual: h.map { UnsafePointer($0.ptr) },
+                scale: gamma.map { UnsafePointer($0.ptr) })
+        else { return composed() }
         return out
     }
 }

@@ -128,13 +128,25 @@ enum PreparedWeights {
     }
 
     /// `DVT_LINEAR_CHUNK`: rows per task of a split prepared product, the tasks taken by whichever
-    /// worker is free (a tuning knob, docs/speed.md); unset, one block per worker as `BLAS.gemm`.
-    /// Not covered by the bit-identity tests: primitives of other block heights may block K
+    /// worker is free (a tuning knob, docs/speed.md); unset, one block of equal height per
+    /// worker (`evenRowBlocks`). Not covered by the bit-identity tests: primitives of other block heights may block K
     /// differently.
     static let linearChunk: Int? = {
         if let s = ProcessInfo.processInfo.environment["DVT_LINEAR_CHUNK"], let v = Int(s), v > 0 { return v }
         return nil
     }()
+
+    /// Block boundaries of a split prepared product: the rows `BLAS.rowBlocks` would split,
+    /// cut into `Parallel.threads` parts of equal height (±1) instead of multiples of
+    /// `BLAS.rowBlock`. That granularity exists for OpenBLAS's split-exactness; oneDNN's brgemm
+    /// computes every row with the same K blocking and order wherever it starts (the tests hold
+    /// fp32 outputs bit for bit across thread counts), and at ViT-B/14 518² (1,370 rows) the
+    /// 48-row rounding gave 672 and 698 rows, one core waiting 3.7% of every product.
+    static func evenRowBlocks(_ rows: Int, _ n: Int, _ k: Int) -> [Int] {
+        guard let split = BLAS.rowBlocks(rows, n, k, split: true) else { return [0, rows] }
+        let parts = split.count - 1
+        return (0...parts).map { $0 * rows / parts }
+    }
 
     /// Frees every prepared copy (they are made again on next use). Stage 1 calls it between
     /// the ViT forwards and the fit, whose weights are being trained and never prepared, so the
@@ -163,16 +175,21 @@ enum PreparedWeights {
     }
 
     /// y (rows, Out) = x (rows, In) · wᵀ + b (then GELU with `gelu`) through prepared weights,
-    /// split by rows as `BLAS.gemm` splits; false (nothing written) when no copy could be
-    /// prepared. x and y are fp32, except that in bf16 `xBF16` says x is already bf16 (the
-    /// hidden of `mlpGELU`) and `yBF16` asks for y as bf16.
+    /// split by rows into one block per worker (`evenRowBlocks`); false (nothing written) when
+    /// no copy could be prepared. x and y are fp32, except that in bf16 `xBF16` says x is already bf16 (the
+    /// hidden of `mlpGELU`) and `yBF16` asks for y as bf16. With `residual` (rows, Out) fp32,
+    /// y = residual + (x · wᵀ + b)·scale (`scale` (Out), or 1 when nil) in the product's
+    /// epilogue, rounded as `Tensor.residual` rounds (y fp32).
     static func linear(
         _ x: UnsafeRawPointer, rows: Int, inF: Int, outF: Int, w: Tensor, b: Tensor?,
         into y: UnsafeMutableRawPointer, precision: Precision, gelu: Bool = false,
-        xBF16: Bool = false, yBF16: Bool = false
+        xBF16: Bool = false, yBF16: Bool = false,
+        residual: UnsafePointer<Float>? = nil, scale: UnsafePointer<Float>? = nil
     ) -> Bool {
+        precondition(residual != nil || scale == nil, "PreparedWeights.linear: a scale without a residual")
+        precondition(residual == nil || !yBF16, "PreparedWeights.linear: the residual sum is written in fp32")
         let bf16 = precision == .bf16
-        var blocks = BLAS.rowBlocks(rows, outF, inF, split: true) ?? [0, rows]
+        var blocks = evenRowBlocks(rows, outF, inF)
         if let chunk = linearChunk, blocks.count > 2, rows > 2 * chunk {
             blocks = Array(Swift.stride(from: 0, to: rows, by: chunk)) + [rows]
         }
@@ -185,7 +202,8 @@ enum PreparedWeights {
             let key = OneDNN.Key(
                 transA: false, transB: true, m: m, n: outF, k: inF, lda: inF, ldb: inF, ldc: outF,
                 alpha: Float(1).bitPattern, beta: Float(0).bitPattern, bf16: bf16,
-                preparedWeights: true, bias: b != nil, gelu: gelu, dstBF16: bf16 && yBF16)
+                preparedWeights: true, bias: b != nil, gelu: gelu, dstBF16: bf16 && yBF16,
+                scaleColumns: scale != nil, residual: residual != nil)
             let e = OneDNN.entry(key)
             guard let c = copy(of: w, layoutOf: key, bf16: bf16) else { return false }
             entries[m] = (e, c)
@@ -203,7 +221,10 @@ enum PreparedWeights {
         func run(_ lo: Int, _ hi: Int) {
             OpenMP.singleThreaded()
             let (e, c) = prepared[hi - lo]!
-            OneDNN.execute(e, a + lo * inF * inBytes, c.pointer, pb, y + lo * outF * outBytes)
+            var binary: [UnsafePointer<Float>] = []
+            if let scale { binary.append(scale) }
+            if let residual { binary.append(residual + lo * outF) }
+            OneDNN.execute(e, a + lo * inF * inBytes, c.pointer, pb, y + lo * outF * outBytes, binary: binary)
         }
         if blocks.count > 2 {
             Parallel.concurrentPerform(blocks.count - 1) { i in

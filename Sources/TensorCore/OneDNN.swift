@@ -24,6 +24,9 @@ enum OneDNN {
         var scratchBytes = 0
         /// (1, N) fp32 bias, for primitives created with `Key.bias`.
         var bias = dnnl_memory_desc_t()
+        /// The second operands of the binary post-ops (`Key.scaleColumns`, `Key.residual`), in
+        /// post-op order, with their positions in the post-op chain.
+        var binary: [(index: Int, desc: dnnl_memory_desc_t)] = []
         init(primitive: dnnl_primitive_t) { self.primitive = primitive }
     }
 
@@ -43,6 +46,12 @@ enum OneDNN {
         var gelu = false
         /// C written as bf16 (rounded to nearest even) instead of fp32 (`Tensor.mlpGELU`'s hidden).
         var dstBF16 = false
+        /// C multiplied column by column by an fp32 (1, N) vector (a layer scale γ), then, with
+        /// `residual`, an fp32 (M, N) matrix (leading dimension N) added: C = r + (AB + bias)·γ,
+        /// each step rounded to fp32 as the separate passes round (binary post-ops after the
+        /// bias and any GELU; `Tensor.residual`'s arithmetic).
+        var scaleColumns = false
+        var residual = false
     }
 
     nonisolated(unsafe) static let engine: dnnl_engine_t = {
@@ -114,12 +123,30 @@ enum OneDNN {
             var scale = alpha
             check(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "output scales")
         }
-        if beta != 0 || key.gelu {
+        var binary: [(index: Int, desc: dnnl_memory_desc_t)] = []
+        if beta != 0 || key.gelu || key.scaleColumns || key.residual {
             var ops: dnnl_post_ops_t?
             check(dnnl_post_ops_create(&ops), "post ops")
             defer { dnnl_post_ops_destroy(ops) }
-            if beta != 0 { check(dnnl_post_ops_append_sum(ops, beta), "sum post-op") }
-            if key.gelu { check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "gelu post-op") }
+            var index = 0
+            if beta != 0 { check(dnnl_post_ops_append_sum(ops, beta), "sum post-op"); index += 1 }
+            if key.gelu { check(dnnl_post_ops_append_eltwise(ops, 1, dnnl_eltwise_gelu_erf, 0, 0), "gelu post-op"); index += 1 }
+            if key.scaleColumns {
+                var d = dnnl_memory_desc_t()
+                var dims: [Int64] = [1, Int64(key.n)]
+                check(dnnl_memory_desc_init_by_tag(&d, 2, &dims, dnnl_f32, dnnl_ab), "scale desc")
+                check(dnnl_post_ops_append_binary(ops, dnnl_binary_mul, &d), "scale post-op")
+                binary.append((index, d))
+                index += 1
+            }
+            if key.residual {
+                var d = dnnl_memory_desc_t()
+                var dims: [Int64] = [Int64(key.m), Int64(key.n)]
+                check(dnnl_memory_desc_init_by_tag(&d, 2, &dims, dnnl_f32, dnnl_ab), "residual desc")
+                check(dnnl_post_ops_append_binary(ops, dnnl_binary_add, &d), "residual post-op")
+                binary.append((index, d))
+                index += 1
+            }
             check(dnnl_primitive_attr_set_post_ops(attr, ops), "set post ops")
         }
         var pd: dnnl_primitive_desc_t?
@@ -131,6 +158,7 @@ enum OneDNN {
         check(dnnl_primitive_create(&prim, pd), "dnnl_primitive_create")
         let e = Entry(primitive: prim!)
         e.src = src; e.weights = wei; e.dst = dst; e.bias = biasDesc
+        e.binary = binary
         if key.preparedWeights, let md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0) {
             e.weights = md.pointee  // the blocked layout oneDNN chose
         }
@@ -158,10 +186,12 @@ enum OneDNN {
 
     /// Runs a cached primitive on the calling thread: src `a`, weights `b` (in `e.weights`'s
     /// layout), the optional bias, dst `c`, with this thread's stream and scratchpad.
+    /// `binary` holds the second operands of the entry's binary post-ops, in order.
     static func execute(
         _ e: Entry, _ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ bias: UnsafePointer<Float>?,
-        _ c: UnsafeMutableRawPointer
+        _ c: UnsafeMutableRawPointer, binary: [UnsafePointer<Float>] = []
     ) {
+        precondition(binary.count == e.binary.count, "oneDNN: \(binary.count) post-op operands for \(e.binary.count) binary post-ops")
         var ms: dnnl_memory_t?, mw: dnnl_memory_t?, md: dnnl_memory_t?, mb: dnnl_memory_t?
         check(dnnl_memory_create(&ms, &e.src, engine, UnsafeMutableRawPointer(mutating: a)), "src memory")
         check(dnnl_memory_create(&mw, &e.weights, engine, UnsafeMutableRawPointer(mutating: b)), "weights memory")
@@ -177,6 +207,15 @@ enum OneDNN {
             args.append(dnnl_exec_arg_t(arg: DNNL_ARG_BIAS, memory: mb))
         }
         defer { if let mb { dnnl_memory_destroy(mb) } }
+        var extra: [dnnl_memory_t?] = []
+        defer { for m in extra { dnnl_memory_destroy(m) } }
+        for (i, operand) in binary.enumerated() {
+            var m: dnnl_memory_t?
+            check(dnnl_memory_create(&m, &e.binary[i].desc, engine, UnsafeMutableRawPointer(mutating: operand)), "post-op memory")
+            extra.append(m)
+            // DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1 (function-like macros are not imported).
+            args.append(dnnl_exec_arg_t(arg: Int32(DNNL_ARG_ATTR_MULTIPLE_POST_OP_BASE) * Int32(e.binary[i].index + 1) | Int32(DNNL_ARG_SRC_1), memory: m))
+        }
         run(e.primitive, args: args, scratch: e.scratch, scratchBytes: e.scratchBytes, what: "dnnl_primitive_execute")
     }
 

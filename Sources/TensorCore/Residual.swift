@@ -37,3 +37,32 @@ extension Tensor {
         return out
     }
 }
+
+extension Tensor {
+    /// `residual(h, linear(x, w, b), scale: gamma)`: at inference with prepared weights the
+    /// bias, the layer scale and the residual sum run in the product's epilogue (oneDNN binary
+    /// post-ops, the same fp32 roundings as the separate passes: bit for bit, tested), so the
+    /// product's output is never written and read back and the residual pass disappears.
+    /// Otherwise the composed ops.
+    public static func linearResidual(_ x: Tensor, _ w: Tensor, _ b: Tensor?, residual h: Tensor, scale gamma: Tensor?) -> Tensor {
+        func composed() -> Tensor { residual(h, linear(x, w, b), scale: gamma) }
+        let params = [w, h] + [b, gamma].compactMap { $0 }
+        let graph = GradMode.enabled && (x.requiresGrad || params.contains { $0.requiresGrad })
+        guard !graph, w.rank == 2, x.rank >= 1, x.shape[x.rank - 1] == w.shape[1], PreparedWeights.applies(to: w) else {
+            return composed()
+        }
+        let outF = w.shape[0], inF = w.shape[1], rows = x.count / max(inF, 1)
+        precondition(
+            h.shape == Array(x.shape.dropLast()) + [outF], "linearResidual: residual \(h.shape) should be \(Array(x.shape.dropLast()) + [outF])")
+        if let b { precondition(b.shape == [outF], "linearResidual: bias \(b.shape) should be [\(outF)]") }
+        if let gamma { precondition(gamma.shape == [outF], "linearResidual: scale \(gamma.shape) should be [\(outF)]") }
+        if rows == 0 { return composed() }
+        let out = Tensor.uninitialized(h.shape)
+        guard
+            PreparedWeights.linear(
+                x.ptr, rows: rows, inF: inF, outF: outF, w: w, b: b, into: out.ptr, precision: Precision.current,
+                residual: h.ptr, scale: gamma.map { UnsafePointer($0.ptr) })
+        else { return composed() }
+        return out
+    }
+}

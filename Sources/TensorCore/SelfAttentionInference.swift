@@ -19,14 +19,20 @@ extension Tensor {
     /// `linear(multiHeadAttention(qkv: linear(x, qkvWeight, qkvBias), heads), projWeight,
     /// projBias)`, x (B, N, C) → (B, N, C), with qkvWeight (3C, C) and projWeight (C, C). At
     /// inference in bf16 with prepared weights (MatMulPrepared.swift) the activations between
-    /// the products stay bf16 (see the file comment); otherwise the composed ops.
+    /// the products stay bf16 (see the file comment); otherwise the composed ops. With
+    /// `residual` h (B, N, C) the result is `residual(h, attention, scale:)`, proj's epilogue
+    /// adding it (`linearResidual`).
     public static func selfAttention(
-        _ x: Tensor, qkvWeight: Tensor, qkvBias: Tensor?, projWeight: Tensor, projBias: Tensor?, heads: Int
+        _ x: Tensor, qkvWeight: Tensor, qkvBias: Tensor?, projWeight: Tensor, projBias: Tensor?, heads: Int,
+        residual h: Tensor? = nil, scale gamma: Tensor? = nil
     ) -> Tensor {
+        precondition(h != nil || gamma == nil, "selfAttention: a scale without a residual")
         func composed() -> Tensor {
-            linear(multiHeadAttention(qkv: linear(x, qkvWeight, qkvBias), heads: heads), projWeight, projBias)
+            let o = multiHeadAttention(qkv: linear(x, qkvWeight, qkvBias), heads: heads)
+            guard let h else { return linear(o, projWeight, projBias) }
+            return linearResidual(o, projWeight, projBias, residual: h, scale: gamma)
         }
-        let params = [qkvWeight, projWeight] + [qkvBias, projBias].compactMap { $0 }
+        let params = [qkvWeight, projWeight] + [qkvBias, projBias, h, gamma].compactMap { $0 }
         let graph = GradMode.enabled && (x.requiresGrad || params.contains { $0.requiresGrad })
         guard !graph, Precision.current == .bf16, x.rank == 3, qkvWeight.rank == 2, projWeight.rank == 2 else { return composed() }
         let b = x.shape[0], n = x.shape[1], c = x.shape[2]
@@ -35,6 +41,8 @@ extension Tensor {
         else { return composed() }
         if let qkvBias { precondition(qkvBias.shape == [3 * c], "selfAttention: qkv bias \(qkvBias.shape) should be [\(3 * c)]") }
         if let projBias { precondition(projBias.shape == [c], "selfAttention: proj bias \(projBias.shape) should be [\(c)]") }
+        if let h { precondition(h.shape == x.shape, "selfAttention: residual \(h.shape) should be \(x.shape)") }
+        if let gamma { precondition(gamma.shape == [c], "selfAttention: scale \(gamma.shape) should be [\(c)]") }
         let rows = b * n, d = c / heads
         let qkv16 = BFloat16.allocatePadded(rows * 3 * c)  // (B·N, 3C) bf16, timm's [q | k | v]
         let o16 = BFloat16.allocatePadded(rows * c)  // (B·N, C) bf16, heads side by side
@@ -64,7 +72,8 @@ extension Tensor {
         guard
             PreparedWeights.linear(
                 o16, rows: rows, inF: c, outF: c, w: projWeight, b: projBias, into: out.ptr,
-                precision: .bf16, xBF16: true)
+                precision: .bf16, xBF16: true, residual: h.map { UnsafePointer($0.ptr) },
+                scale: gamma.map { UnsafePointer($0.ptr) })
         else { return composed() }
         return out
     }

@@ -50,10 +50,21 @@ final class ViTAttention: Module {
 
     /// (B, N, C) → (B, N, C); `prefix` leading tokens are not rotated.
     func callAsFunction(_ x: Tensor, rope: RopeTables?, prefix: Int) -> Tensor {
+        attend(x, rope: rope, prefix: prefix, residual: nil, scale: nil)
+    }
+
+    /// `h + attn(x)·γ` (`Tensor.residual`), the sum in proj's epilogue where it can be
+    /// (`Tensor.selfAttention`, `Tensor.linearResidual`).
+    func callAsFunction(_ x: Tensor, rope: RopeTables?, prefix: Int, residual h: Tensor, scale gamma: Tensor?) -> Tensor {
+        attend(x, rope: rope, prefix: prefix, residual: h, scale: gamma)
+    }
+
+    private func attend(_ x: Tensor, rope: RopeTables?, prefix: Int, residual h: Tensor?, scale gamma: Tensor?) -> Tensor {
         if let qkv, rope == nil, norm == nil {
             // proj(attention(qkv(x))) as one op: bf16 activations between them at bf16 inference.
             return Tensor.selfAttention(
-                x, qkvWeight: qkv.weight, qkvBias: qkv.bias, projWeight: proj.weight, projBias: proj.bias, heads: heads)
+                x, qkvWeight: qkv.weight, qkvBias: qkv.bias, projWeight: proj.weight, projBias: proj.bias, heads: heads,
+                residual: h, scale: gamma)
         }
         var packed: Tensor  // (B, N, 3C), timm's [q | k | v]
         if let qkv { packed = qkv(x) } else { packed = Tensor.concat([q!(x), k!(x), v!(x)], axis: 2) }
@@ -64,7 +75,8 @@ final class ViTAttention: Module {
         }
         var o = Tensor.multiHeadAttention(qkv: packed, heads: heads)  // (B, N, C)
         if let norm { o = norm(o) }
-        return proj(o)
+        guard let h else { return proj(o) }
+        return Tensor.linearResidual(o, proj.weight, proj.bias, residual: h, scale: gamma)
     }
 }
 
@@ -108,10 +120,12 @@ final class ViTBlock: Module {
 
     /// (B, N, C) → (B, N, C)
     func callAsFunction(_ x: Tensor, rope: RopeTables?, prefix: Int) -> Tensor {
-        // x + ls1(a) and h + ls2(m), one fused pass each at inference (Tensor.residual).
-        let a = attn(norm1(x), rope: rope, prefix: prefix)  // (B, N, C)
-        let h = Tensor.residual(x, a, scale: ls1?.gamma)  // (B, N, C)
-        let m = mlp(norm2(h))  // (B, N, C)
-        return Tensor.residual(h, m, scale: ls2?.gamma)  // (B, N, C)
+        // x + ls1(a) and h + ls2(m): at inference in the epilogues of proj and fc2 (timm's
+        // GELU Mlp), else one fused pass each (Tensor.residual); the same bits either way.
+        let h = attn(norm1(x), rope: rope, prefix: prefix, residual: x, scale: ls1?.gamma)  // (B, N, C)
+        if let m = mlp as? Mlp, m.activation == .gelu {
+            return Tensor.mlpGELU(norm2(h), m.fc1.weight, m.fc1.bias, m.fc2.weight, m.fc2.bias, residual: h, scale: ls2?.gamma)
+        }
+        return Tensor.residual(h, mlp(norm2(h)), scale: ls2?.gamma)  // (B, N, C)
     }
 }

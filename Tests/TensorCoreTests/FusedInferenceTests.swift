@@ -5,8 +5,9 @@ import Testing
 @testable import TensorCore
 
 /// The inference fusions of a ViT block held to their composed versions, bit for bit:
-/// `Tensor.residual` (x + a·γ) and `Tensor.selfAttention` (bf16 activations between qkv,
-/// attention and proj).
+/// `Tensor.residual` (x + a·γ), `Tensor.selfAttention` (bf16 activations between qkv,
+/// attention and proj) and the residual sums in the epilogues of proj and fc2
+/// (`Tensor.linearResidual`, oneDNN binary post-ops).
 @Suite("fused block inference")
 struct FusedInferenceTests {
     @Test("residual = x + a * gamma (and x + a) bit for bit at inference; gradients through the composition")
@@ -46,6 +47,58 @@ struct FusedInferenceTests {
         let y = Precision.bf16.run { Tensor.selfAttention(x, qkvWeight: wqkv, qkvBias: nil, projWeight: wp, projBias: bp, heads: heads) }
         (y * y).sum().backward()
         #expect(wqkv.grad != nil && bp.grad != nil, "gradients flow through the composed path")
+    }
+
+    @Test(
+        "linearResidual = residual(h, linear(x, w, b), scale) bit for bit at inference, fp32 and bf16 (with and without scale and bias, split rows)",
+        arguments: [(1, 5, 3), (65, 64, 48), (1370, 96, 64)])
+    func linearResidualMatchesComposed(rows: Int, inF: Int, outF: Int) {
+        let x = randn([1, rows, inF], seed: 80, requiresGrad: false), h = randn([1, rows, outF], seed: 81, requiresGrad: false)
+        let w = randn([outF, inF], seed: 82, scale: 0.1, requiresGrad: true), b = randn([outF], seed: 83, requiresGrad: true)
+        let gamma = randn([outF], seed: 84, scale: 1e-2, requiresGrad: true)
+        for precision in Precision.allCases {
+            for (bias, scale) in [(b, gamma), (nil, gamma), (b, nil)] as [(Tensor?, Tensor?)] {
+                let fused = withNoGrad { precision.run { Tensor.linearResidual(x, w, bias, residual: h, scale: scale).scalars } }
+                let composed = withNoGrad { precision.run { Tensor.residual(h, Tensor.linear(x, w, bias), scale: scale).scalars } }
+                #expect(
+                    fused == composed,
+                    "rows \(rows) \(precision) bias \(bias != nil) scale \(scale != nil): max |diff| \(zip(fused, composed).map { abs($0 - $1) }.max() ?? 0)")
+            }
+        }
+        let y = Tensor.linearResidual(x, w, b, residual: h, scale: gamma)
+        (y * y).sum().backward()
+        #expect(w.grad != nil && b.grad != nil && gamma.grad != nil, "gradients flow through the composed path")
+    }
+
+    @Test("mlpGELU and selfAttention with a residual = the residual of their outputs, bit for bit, fp32 and bf16")
+    func blockResidualsMatchComposed() {
+        let n = 150, c = 64, hidden = 256
+        let x = randn([1, n, c], seed: 90, requiresGrad: false), h = randn([1, n, c], seed: 91, requiresGrad: false)
+        let w1 = randn([hidden, c], seed: 92, scale: 0.1, requiresGrad: false), b1 = randn([hidden], seed: 93, requiresGrad: false)
+        let w2 = randn([c, hidden], seed: 94, scale: 0.1, requiresGrad: false), b2 = randn([c], seed: 95, requiresGrad: false)
+        let wqkv = randn([3 * c, c], seed: 96, scale: 0.1, requiresGrad: false), bqkv = randn([3 * c], seed: 97, requiresGrad: false)
+        let wp = randn([c, c], seed: 98, scale: 0.1, requiresGrad: false), bp = randn([c], seed: 99, requiresGrad: false)
+        let gamma = randn([c], seed: 100, scale: 1e-2, requiresGrad: false)
+        for precision in Precision.allCases {
+            for scale in [gamma, nil] as [Tensor?] {
+                let mlp = withNoGrad { precision.run { Tensor.mlpGELU(x, w1, b1, w2, b2, residual: h, scale: scale).scalars } }
+                let mlpComposed = withNoGrad { precision.run { Tensor.residual(h, Tensor.mlpGELU(x, w1, b1, w2, b2), scale: scale).scalars } }
+                #expect(mlp == mlpComposed, "mlpGELU \(precision) scale \(scale != nil)")
+                let att = withNoGrad {
+                    precision.run {
+                        Tensor.selfAttention(x, qkvWeight: wqkv, qkvBias: bqkv, projWeight: wp, projBias: bp, heads: 2, residual: h, scale: scale).scalars
+                    }
+                }
+                let attComposed = withNoGrad {
+                    precision.run {
+                        Tensor.residual(
+                            h, Tensor.selfAttention(x, qkvWeight: wqkv, qkvBias: bqkv, projWeight: wp, projBias: bp, heads: 2), scale: scale
+                        ).scalars
+                    }
+                }
+                #expect(att == attComposed, "selfAttention \(precision) scale \(scale != nil)")
+            }
+        }
     }
 
     @Test(

@@ -116,6 +116,23 @@ struct PreparedWeightsTests {
         }
         for (i, o) in outs.enumerated() { #expect(o == want, "thread \(i)") }
     }
+
+    @Test(
+        "the row split (equal heights, any offset) gives the unsplit bits: 1 to 4 threads, fp32 and bf16, the ViT's K of 768 and 3072",
+        arguments: [(1370, 768, 96), (257, 3072, 64), (1369, 588, 48)])
+    func splitIsBitExact(rows: Int, inF: Int, outF: Int) {
+        let x = randn([rows, inF], seed: UInt64(rows), requiresGrad: false)
+        let w = randn([outF, inF], seed: UInt64(inF), scale: 0.05, requiresGrad: false), b = randn([outF], seed: 3, requiresGrad: false)
+        for precision in Precision.allCases {
+            let whole = Parallel.withThreads(1) { prepared(x, w, b, precision) }
+            for threads in 2...4 {
+                let blocks = Parallel.withThreads(threads) { PreparedWeights.evenRowBlocks(rows, outF, inF) }
+                #expect(blocks.count == threads + 1, "rows \(rows): \(blocks)")
+                let split = Parallel.withThreads(threads) { prepared(x, w, b, precision) }
+                #expect(split == whole, "rows \(rows) K \(inF) \(precision) \(threads) threads (blocks \(blocks))")
+            }
+        }
+    }
 }
 
 @Suite("linear + GELU post-op")

@@ -23,6 +23,17 @@ void dvt_softmax_row_avx512(const float *src, float *dst, ptrdiff_t n);
 /// kept quiet), in one pass less (attention's probabilities under Precision.bf16).
 void dvt_softmax_row_bf16_avx512(float *row, uint16_t *dst, ptrdiff_t n);
 
+/// dst[i] = bf16(softmax(row)[i]) with AVX512_BF16 (callers check dvt_cpu_has_avx512_bf16()):
+/// the exponential as 2^y, y = (x − max)·log2 e, by a degree-5 polynomial and vscalefps
+/// (relative error 1.9e-7 instead of the Cephes kernel's ~1 ulp), rounding by vcvtne2ps2bf16
+/// (nearest even; subnormals flushed to 0). Within one bf16 ulp of the exact softmax; `row`
+/// is left holding the exponentials.
+void dvt_softmax_row_bf16_fast_avx512(float *row, uint16_t *dst, ptrdiff_t n);
+
+/// out[i] = 2^max(y[i], −160) by the polynomial of dvt_softmax_row_bf16_fast_avx512 (for its
+/// accuracy test; AVX512_BF16 CPUs only).
+void dvt_exp2_bf16softmax_avx512(const float *y, float *out, ptrdiff_t n);
+
 /// y[i] = x[i] * Phi(x[i]) (exact GELU, erfc Chebyshev fit as RowKernels.normalCDF).
 void dvt_gelu_forward_avx512(const float *x, float *y, ptrdiff_t n);
 
