@@ -338,10 +338,7 @@ extension Tensor {
             PreparedWeights.linear(
                 x.ptr, rows: rows, inF: inF, outF: hidden, w: w1, b: b1, into: h16,
                 precision: .bf16, gelu: true, yBF16: true),
-            PreparedWeights.linear(
-                h16, rows: rows, inF: hidden, outF: outF, w: w2, b: b2, into: out.ptr,
-                precision: .bf16, xBF16: true, residual: h.map { UnsafePointer($0.ptr) },
-                scale: gamma.map { UnsafePointer($0.ptr) })
+            PreparedWeights.closingLinearBF16(h16, rows: rows, inF: hidden, w: w2, b: b2, into: out, residual: h, scale: gamma)
         else { return composed() }
         return out
     }

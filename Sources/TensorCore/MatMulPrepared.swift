@@ -174,6 +174,18 @@ enum PreparedWeights {
         BLAS.backend == .onednn && budget > 0 && !(GradMode.enabled && w.requiresGrad) && !GradMode.checkpointForward
     }
 
+    /// A branch's closing product in bf16 from bf16 rows: out = h + (x16·wᵀ + b)·γ with the
+    /// residual `h` and layer scale `gamma` optional (their sum in the epilogue, as `linear` does
+    /// it). False when oneDNN declines; the caller then runs its composed version.
+    static func closingLinearBF16(
+        _ x16: UnsafeMutablePointer<UInt16>, rows: Int, inF: Int, w: Tensor, b: Tensor?, into out: Tensor,
+        residual h: Tensor?, scale gamma: Tensor?
+    ) -> Bool {
+        linear(
+            x16, rows: rows, inF: inF, outF: w.shape[0], w: w, b: b, into: out.ptr, precision: .bf16, xBF16: true,
+            residual: h.map { UnsafePointer($0.ptr) }, scale: gamma.map { UnsafePointer($0.ptr) })
+    }
+
     /// y (rows, Out) = x (rows, In) · wᵀ + b (then GELU with `gelu`) through prepared weights,
     /// split by rows into one block per worker (`evenRowBlocks`); false (nothing written) when
     /// no copy could be prepared. x and y are fp32, except that in bf16 `xBF16` says x is already bf16 (the

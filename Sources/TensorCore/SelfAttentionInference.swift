@@ -70,10 +70,7 @@ extension Tensor {
         }
         let out = Tensor.uninitialized([b, n, c])  // (B, N, C)
         guard
-            PreparedWeights.linear(
-                o16, rows: rows, inF: c, outF: c, w: projWeight, b: projBias, into: out.ptr,
-                precision: .bf16, xBF16: true, residual: h.map { UnsafePointer($0.ptr) },
-                scale: gamma.map { UnsafePointer($0.ptr) })
+            PreparedWeights.closingLinearBF16(o16, rows: rows, inF: c, w: projWeight, b: projBias, into: out, residual: h, scale: gamma)
         else { return composed() }
         return out
     }
