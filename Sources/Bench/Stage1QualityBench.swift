@@ -283,6 +283,9 @@ public enum Stage1QualityBench {
                 cases.append((url.deletingPathExtension().lastPathComponent, raw, coords, perView, nil))
             }
         }
+        if o.fastPriorLeaveOneOut && cases.count < 2 {
+            throw ConfigError("a leave-one-out prior needs two cases or more (it never uses the case's own G); got \(cases.count)")
+        }
         // The official runs of every case first: the leave-one-out prior of a case needs the
         // others' official G.
         var officials: [[Fitted]] = []
@@ -296,9 +299,6 @@ public enum Stage1QualityBench {
                 pair.append(f)
             }
             officials.append(pair)
-        }
-        if o.fastPriorLeaveOneOut && cases.count < 2 {
-            throw ConfigError("a leave-one-out prior needs two cases or more (it never uses the case's own G); got \(cases.count)")
         }
         var allPass = true
         for (ci, c) in cases.enumerated() {

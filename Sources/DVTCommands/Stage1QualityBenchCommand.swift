@@ -74,7 +74,7 @@ extension DVTCommand.BenchCommand {
             o.fastPriorLeaveOneOut = fastPriorLoo
             o.priorDirectory = priorDir.map { URL(fileURLWithPath: $0) }
             o.cache = cache.map { URL(fileURLWithPath: $0) }
-            _ = try Stage1QualityBench.run(o, log: { print($0) })
+            _ = try Stage1QualityBench.run(o, log: { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) })  // unbuffered: a sweep's rows come minutes apart
         }
     }
 }

@@ -17,44 +17,48 @@ public enum Stage1PriorJob {
         public var files: [URL]
     }
 
-    /// The run's G maps, sorted by path.
-    /// - Throws: `JobsError` when the run has no shared_artifacts tree for `model`.
-    public static func sharedArtifactFiles(run: URL, model: String) throws -> [URL] {
-        let dir = run.appendingPathComponent("shared_artifacts").appendingPathComponent(model)
-        guard let walker = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil) else {
-            throw JobsError.input("\(run.path): no shared_artifacts/\(model)/ (run stage 1 with stage1.save_extras: true)")
+    /// The run's G maps (every .npy under OUT/shared_artifacts/), sorted by path.
+    /// - Throws: `JobsError` when the run has none.
+    public static func sharedArtifactFiles(run: URL) throws -> [URL] {
+        let dir = run.appendingPathComponent("shared_artifacts")
+        let walker = FileManager.default.enumerator(at: dir, includingPropertiesForKeys: nil)
+        let files = (walker?.compactMap { $0 as? URL } ?? []).filter { $0.pathExtension == "npy" }.sorted { $0.path < $1.path }
+        guard !files.isEmpty else {
+            throw JobsError.input("\(run.path): no G maps under shared_artifacts/ (run stage 1 with stage1.save_extras: true)")
         }
-        let files = walker.compactMap { $0 as? URL }.filter { $0.pathExtension == "npy" }.sorted { $0.path < $1.path }
-        guard !files.isEmpty else { throw JobsError.input("\(dir.path): no .npy G maps (run stage 1 with stage1.save_extras: true)") }
         return files
     }
 
     /// The model, block and input size a run's features come from, read from its
-    /// stage1_config.yaml: runs that differ in them have different G maps.
-    static func geometry(run: URL) throws -> (model: String, layer: String, inputSize: [Int], stride: Int?) {
+    /// stage1_config.yaml (nil without one: `dvt stage1 --features` runs): runs that differ in
+    /// them have different G maps.
+    static func geometry(run: URL) throws -> String? {
         let url = run.appendingPathComponent("stage1_config.yaml")
-        guard FileManager.default.fileExists(atPath: url.path) else { throw JobsError.input("\(run.path): no stage1_config.yaml (not a stage-1 run)") }
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         let s = try ConfigSchema.load(file: url).settings.run
-        return (s.model, s.layerDepthRatio.map { "depth ratio \($0)" } ?? "layer \(s.layer)", s.inputSize, s.strideSize)
+        let block = s.layerDepthRatio.map { "depth ratio \($0)" } ?? "layer \(s.layer)"
+        return "\(s.model), \(block), input \(s.inputSize), stride \(s.strideSize.map(String.init) ?? "auto")"
     }
 
-    /// Averages every G map of `runs` (all of one model, block and input size, by their
-    /// stage1_config.yaml) and writes the (h, w, C) mean to `out` atomically.
+    /// Averages every G map of `runs` and writes the (h, w, C) mean to `out` atomically. Runs
+    /// with a stage1_config.yaml must agree on model, block and input size; every map must have
+    /// one shape.
     /// - Throws: `JobsError` when the runs differ in model, block or input size or have no G
     ///   maps; `Stage1Error` when two maps differ in shape (naming both files).
     @discardableResult
     public static func build(runs: [URL], out: URL) throws -> Result {
-        guard let first = runs.first else { throw JobsError.input("stage1-prior: no run directory given") }
-        let g0 = try geometry(run: first)
+        guard !runs.isEmpty else { throw JobsError.input("stage1-prior: no run directory given") }
+        var reference: (run: URL, geometry: String)? = nil
         var files: [URL] = []
         for run in runs {
-            let g = try geometry(run: run)
-            guard g == g0 else {
-                throw JobsError.mismatch(
-                    "stage1-prior: \(run.path) is \(g.model), \(g.layer), input \(g.inputSize), stride \(g.stride.map(String.init) ?? "auto"); "
-                        + "\(first.path) is \(g0.model), \(g0.layer), input \(g0.inputSize), stride \(g0.stride.map(String.init) ?? "auto"): a prior averages one model, block and input size")
+            if let g = try geometry(run: run) {
+                if let r = reference, r.geometry != g {
+                    throw JobsError.mismatch(
+                        "stage1-prior: \(run.path) is \(g); \(r.run.path) is \(r.geometry): a prior averages one model, block and input size")
+                }
+                reference = reference ?? (run, g)
             }
-            files += try sharedArtifactFiles(run: run, model: g.model)
+            files += try sharedArtifactFiles(run: run)
         }
         let maps = try files.map { try Npy.read($0) }
         let prior = try Stage1.meanSharedArtifacts(maps, names: files.map(\.path))

@@ -313,7 +313,7 @@ public struct DVTSettings: Sendable, Equatable {
                 ),
                 SettingField(
                     "shared_artifacts_prior", \.sharedArtifactsPrior, .string,
-                    "A .npy of the shared artifact map G, (h, w, C) or DVT's (1, C, h, w), to start every image's fit from instead of DVT's random init (null = DVT). Not a DVT option: build it with `dvt stage1-prior` from earlier stage-1 runs of the same model, layer and input size (their shared_artifacts/*.npy); with freeze_shared_artifacts_after: 0 G stays the prior (docs/stage1.md, docs/speed.md)."
+                    "A .npy of the shared artifact map G, (h, w, C) or DVT's (1, C, h, w), to start every image's fit from instead of DVT's random init (null = DVT; a relative path is from the working directory). Not a DVT option: build it with `dvt stage1-prior` from earlier stage-1 runs of the same model, layer and input size (their shared_artifacts/*.npy); with freeze_shared_artifacts_after: 0 G stays the prior (docs/stage1.md, docs/speed.md)."
                 ),
                 SettingField(
                     "save_extras", \.saveExtras, .bool,
