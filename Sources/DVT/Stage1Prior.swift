@@ -33,7 +33,8 @@ extension Stage1 {
         for (i, g) in maps.enumerated() {
             guard g.shape == first.shape else {
                 throw Stage1Error(
-                    "stage1 prior: \(names[i]) has shape \(g.shape), \(names[0]) has \(first.shape): the maps come from different models, layers or input sizes")
+                    "stage1 prior: \(names[i]) has shape \(g.shape), \(names[0]) has \(first.shape): the maps come from different models, layers or input sizes"
+                )
             }
             for k in 0..<g.count { sum[flat: k] += g[flat: k] }
         }

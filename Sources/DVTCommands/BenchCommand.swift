@@ -126,7 +126,8 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Generated case: feature channels.") var dim = 64
         @Option(help: "Generated case: views besides the whole image.") var views = 96
         @Option(help: "Write the generated case to this file.") var saveGenerated: String?
-        @Option(help: "Generated case: take G (and the residual direction) from this seed's case, so cases share one artifact, as one ViT's images do.")
+        @Option(
+            help: "Generated case: take G (and the residual direction) from this seed's case, so cases share one artifact, as one ViT's images do.")
         var artifactSeed: UInt64?
         @Option(
             help:

@@ -44,7 +44,8 @@ extension DVTCommand.BenchCommand {
         var fastSteps: [Int] = []
         @Option(help: "Operand precision of the fit's products.") var precision: Precision = .fp32
         @Flag(
-            help: "Start the fast recipe's G from a leave-one-out prior: the mean official seed-0 G of the run's other cases (needs 2 or more cases of one shape)."
+            help:
+                "Start the fast recipe's G from a leave-one-out prior: the mean official seed-0 G of the run's other cases (needs 2 or more cases of one shape)."
         ) var fastPriorLoo = false
         @Option(help: "Where --fast-prior-loo writes its priors (default: a temporary directory).") var priorDir: String?
         @Option(help: "Keep the official runs here and reuse them when the case's features and the recipe are the same.") var cache: String?

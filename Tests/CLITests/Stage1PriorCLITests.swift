@@ -1,3 +1,4 @@
+import DVT
 import Formats
 import Foundation
 import TensorCore
@@ -23,7 +24,8 @@ struct Stage1PriorCLITests {
                 "bench", "planted", "--generate-seed", seed, "--grid", "6", "--dim", "8", "--views", "4",
                 "--save-generated", path("case\(seed).safetensors"), "--set", "stage1.num_iters=5", "--set", "stage1.pixel_bsz=32",
             ])
-            try runDVT(["stage1", config, "--features", path("case\(seed).safetensors"), "--output-dir", path("run\(seed)"), "--threads", "1"] + tiny)
+            try runDVT(
+                ["stage1", config, "--features", path("case\(seed).safetensors"), "--output-dir", path("run\(seed)"), "--threads", "1"] + tiny)
         }
         try runDVT(["stage1-prior", path("run1"), path("run2"), "--out", path("prior.npy")])
         let g1 = try Npy.read(URL(fileURLWithPath: path("run1/shared_artifacts/features/case1.npy")))
@@ -51,5 +53,23 @@ struct Stage1PriorCLITests {
         // A run without G maps is refused by name.
         let none = errorText { try runDVT(["stage1-prior", path("run1"), dir.path, "--out", path("p2.npy")]) }
         #expect(none.contains(dir.path) && none.contains("shared_artifacts"), "\(none)")
+    }
+
+    @Test("bench planted --artifact-seed: generated cases share one G (up to scale) and differ elsewhere")
+    func sharedArtifactCases() throws {
+        let dir = temporaryDirectory("planted-artifact-seed")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var cases: [SafeTensorsFile] = []
+        for seed in ["1", "2"] {
+            let file = dir.appendingPathComponent("shared\(seed).safetensors")
+            try runDVT([
+                "bench", "planted", "--generate-seed", seed, "--artifact-seed", "5", "--grid", "6", "--dim", "8", "--views", "3",
+                "--save-generated", file.path, "--set", "stage1.num_iters=2", "--set", "stage1.pixel_bsz=16",
+            ])
+            cases.append(try SafeTensorsFile(url: file))
+        }
+        let g1 = try cases[0].tensor("artifact"), g2 = try cases[1].tensor("artifact")
+        #expect(Metrics.flatCenteredCosine(g1, g2) > 0.9999)
+        #expect(try cases[0].tensor("raw").scalars != cases[1].tensor("raw").scalars)
     }
 }

@@ -43,7 +43,10 @@ struct Stage1PriorTests {
         var s = Stage1Settings()
         s.nLevels = 2; s.log2HashmapSize = 6; s.maxResolution = 32
         s.sharedArtifactsPrior = dir.appendingPathComponent("missing.npy").path
-        do { _ = try Stage1Task(raw: Tensor(zeros: [2, 3, 4, 8]), coords: Tensor(zeros: [2, 3, 4, 2]), settings: s, seed: 0); Issue.record("missing prior passed") } catch {
+        do {
+            _ = try Stage1Task(raw: Tensor(zeros: [2, 3, 4, 8]), coords: Tensor(zeros: [2, 3, 4, 2]), settings: s, seed: 0);
+            Issue.record("missing prior passed")
+        } catch {
             #expect("\(error)".contains("missing.npy"), "\(error)")
         }
         // The mean of maps of one shape, and a clear error for two shapes.
