@@ -56,7 +56,8 @@ public struct Stage1Output {
 /// width = features per level), `denoiser.` + `SingleImageDenoiser` keys.
 ///
 /// Randomness: `seed` initialises the models (field table, field MLP, then G, then h, in that
-/// order; `shared_artifacts_prior` then overwrites G); the token batches come from the generator the trainer passes to `loss`.
+/// order; `shared_artifacts_prior` then overwrites G); the token batches come from the generator
+/// the trainer passes to `loss`.
 public final class Stage1Task {
     public let settings: Stage1Settings
     /// The model seed the task was made with (the fit's sampler seed derives from it).

@@ -218,7 +218,9 @@ public struct DVTSettings: Sendable, Equatable {
         /// `randn · 0.02` (not a DVT option; nil = DVT). G is input-independent by DVT's model
         /// (ViT(x) = F(x) + G(pos) + h(x, pos)), so the mean of the G maps earlier images' fits
         /// wrote for the same model, layer and input size (`dvt stage1-prior`) is an estimate of
-        /// this image's G; with `freeze_shared_artifacts_after: 0` it is kept as it is.
+        /// this image's G; with `freeze_shared_artifacts_after: 0` it is kept as it is. On
+        /// DINOv2 features of photos it is a poor one (0.64–0.75 centred cosine with a photo's
+        /// own official G, docs/speed.md); on planted cases that share one G it is exact.
         public var sharedArtifactsPrior: String? = nil
         /// `stage1.save_extras`
         public var saveExtras: Bool = false
@@ -313,7 +315,7 @@ public struct DVTSettings: Sendable, Equatable {
                 ),
                 SettingField(
                     "shared_artifacts_prior", \.sharedArtifactsPrior, .string,
-                    "A .npy of the shared artifact map G, (h, w, C) or DVT's (1, C, h, w), to start every image's fit from instead of DVT's random init (null = DVT; a relative path is from the working directory). Not a DVT option: build it with `dvt stage1-prior` from earlier stage-1 runs of the same model, layer and input size (their shared_artifacts/*.npy); with freeze_shared_artifacts_after: 0 G stays the prior (docs/stage1.md, docs/speed.md)."
+                    "A .npy of the shared artifact map G, (h, w, C) or DVT's (1, C, h, w), to start every image's fit from instead of DVT's random init (null = DVT; a relative path is from the working directory). Not a DVT option: build it with `dvt stage1-prior` from earlier stage-1 runs of the same model, layer and input size (their shared_artifacts/*.npy); with freeze_shared_artifacts_after: 0 G stays the prior. On DINOv2 features of photos the mean of other photos' G agrees with a photo's own official G at only 0.64–0.75, so it does not make a cheaper recipe reach the official quality (docs/speed.md)."
                 ),
                 SettingField(
                     "save_extras", \.saveExtras, .bool,
