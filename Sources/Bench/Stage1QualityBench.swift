@@ -1,4 +1,5 @@
 import DVT
+import Formats
 import Foundation
 import Jobs
 import Settings
@@ -74,6 +75,7 @@ public enum Stage1QualityBench {
         if f.hashTableAdam != o.hashTableAdam { s.hashTableAdam = f.hashTableAdam }
         if f.sharedArtifactsWeightDecay != o.sharedArtifactsWeightDecay { s.sharedArtifactsWeightDecay = f.sharedArtifactsWeightDecay }
         if f.viewFeaturesDtype != o.viewFeaturesDtype { s.viewFeaturesDtype = f.viewFeaturesDtype }
+        if f.sharedArtifactsPrior != o.sharedArtifactsPrior { s.sharedArtifactsPrior = f.sharedArtifactsPrior }
         do { try s.validate() } catch { throw ConfigError("the fast recipe scaled to the budget is invalid: \(error)") }
         return (s, views)
     }
@@ -86,6 +88,42 @@ public enum Stage1QualityBench {
         return withNoGrad { Tensor.concat([x.slice(axis: 0, 0..<views), x.slice(axis: 0, (n - 1)..<n)], axis: 0) }
     }
 
+    /// One fit's outputs and seconds.
+    public struct Fitted {
+        public var output: Stage1Output
+        public var seconds: Double
+    }
+
+    /// Fits recipe `r` on the first `r.views` views and the whole image of a case.
+    static func fit(_ r: Recipe, caseName: String, raw: Tensor, coords: Tensor, precision: Precision) throws -> Fitted {
+        let available = raw.shape[0] - 1
+        guard r.views <= available else {
+            throw ConfigError("recipe \(r.label) needs \(r.views) views; case \(caseName) has \(available)")
+        }
+        let result = try Stage1.fit(
+            views: subset(raw, views: r.views), coords: subset(coords, views: r.views),
+            settings: r.settings, seed: r.seed, precision: precision)
+        return Fitted(output: result.output, seconds: result.seconds)
+    }
+
+    /// Recipe `r`'s fit scored against the reference outputs (the official seed 0) and the truth.
+    static func score(
+        _ fitted: Fitted, recipe r: Recipe, caseName: String, reference ref: Stage1Output,
+        forwardSecondsPerView: Double, truth: PlantedData?
+    ) -> Row {
+        let out = fitted.output
+        var row = Row(
+            caseName: caseName, recipe: r.label, views: r.views, steps: r.settings.numIters,
+            forwardSeconds: forwardSecondsPerView * Double(r.views + 1), fitSeconds: fitted.seconds,
+            fAgreement: Double(Metrics.centeredCosine(out.denoised, ref.denoised)),
+            gAgreement: Double(Metrics.flatCenteredCosine(out.sharedArtifacts, ref.sharedArtifacts)))
+        if let truth {
+            row.denoisedCosine = Double(Metrics.centeredCosine(out.denoised, truth.cleanFull))
+            row.artifactCosine = Double(Metrics.flatCenteredCosine(out.sharedArtifacts, truth.artifact))
+        }
+        return row
+    }
+
     /// Runs `recipes` (the first is the reference: the official seed 0) on one case's (V+1, h, w, C)
     /// `raw` and (V+1, h, w, 2) `coords` and scores them. `forwardSecondsPerView`: the case's ViT
     /// time per view (0 for planted data); `truth`: the planted truth.
@@ -94,32 +132,43 @@ public enum Stage1QualityBench {
         forwardSecondsPerView: Double, truth: PlantedData? = nil,
         log: (String) -> Void = { _ in }
     ) throws -> [Row] {
-        let available = raw.shape[0] - 1
         var reference: Stage1Output? = nil
         var rows: [Row] = []
         for r in recipes {
-            guard r.views <= available else {
-                throw ConfigError("recipe \(r.label) needs \(r.views) views; case \(caseName) has \(available)")
-            }
-            let result = try Stage1.fit(
-                views: subset(raw, views: r.views), coords: subset(coords, views: r.views),
-                settings: r.settings, seed: r.seed, precision: precision)
-            let out = result.output
-            if reference == nil { reference = out }
-            let ref = reference!
-            var row = Row(
-                caseName: caseName, recipe: r.label, views: r.views, steps: r.settings.numIters,
-                forwardSeconds: forwardSecondsPerView * Double(r.views + 1), fitSeconds: result.seconds,
-                fAgreement: Double(Metrics.centeredCosine(out.denoised, ref.denoised)),
-                gAgreement: Double(Metrics.flatCenteredCosine(out.sharedArtifacts, ref.sharedArtifacts)))
-            if let truth {
-                row.denoisedCosine = Double(Metrics.centeredCosine(out.denoised, truth.cleanFull))
-                row.artifactCosine = Double(Metrics.flatCenteredCosine(out.sharedArtifacts, truth.artifact))
-            }
+            let fitted = try fit(r, caseName: caseName, raw: raw, coords: coords, precision: precision)
+            if reference == nil { reference = fitted.output }
+            let row = score(
+                fitted, recipe: r, caseName: caseName, reference: reference!, forwardSecondsPerView: forwardSecondsPerView, truth: truth)
             log(format(row))
             rows.append(row)
         }
         return rows
+    }
+
+    /// An official run of a case through `cache` (nil: always fitted): the cache file is named by
+    /// the case and a fingerprint of everything the fit depends on (settings, views, seed,
+    /// precision, the features and coordinates), so a changed input is a miss, never a stale hit.
+    static func cachedFit(
+        _ r: Recipe, caseName: String, raw: Tensor, coords: Tensor, precision: Precision, cache: URL?
+    ) throws -> (Fitted, cached: Bool) {
+        guard let cache else { return (try fit(r, caseName: caseName, raw: raw, coords: coords, precision: precision), false) }
+        var h = FNV1a()
+        h.combine(utf8: "\(r.settings)|views \(r.views)|seed \(r.seed)|\(precision.rawValue)|\(raw.shape)|\(coords.shape)")
+        for t in [raw, coords] { for i in 0..<t.count { h.combine(UInt64(t[flat: i].bitPattern)) } }
+        let url = cache.appendingPathComponent("\(caseName)-\(String(h.value, radix: 16)).safetensors")
+        if FileManager.default.fileExists(atPath: url.path) {
+            let file = try SafeTensorsFile(url: url)
+            let out = Stage1Output(
+                denoised: try file.tensor("denoised"), raw: try file.tensor("raw"),
+                sharedArtifacts: try file.tensor("shared_artifacts"), residual: nil)
+            return (Fitted(output: out, seconds: Double(file.metadata["fit_seconds"] ?? "") ?? 0), true)
+        }
+        let fitted = try fit(r, caseName: caseName, raw: raw, coords: coords, precision: precision)
+        try FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+        try SafeTensors.write(
+            ["denoised": fitted.output.denoised, "raw": fitted.output.raw, "shared_artifacts": fitted.output.sharedArtifacts],
+            metadata: ["fit_seconds": String(fitted.seconds), "case": caseName, "recipe": r.label], to: url)
+        return (fitted, false)
     }
 
     /// Whether the fast row passes against the official seed-1 row of the same case (issue
@@ -179,6 +228,16 @@ public enum Stage1QualityBench {
         public var fastViews: [Int] = []
         public var fastSteps: [Int] = []
         public var precision: Precision = .fp32
+        /// Start the fast recipe's G from a leave-one-out prior: the mean of the official seed-0 G
+        /// of every other case of the run (never the case's own), written to a file in
+        /// `priorDirectory` and set as `stage1.shared_artifacts_prior`. Needs two cases or more of
+        /// one (h, w, C).
+        public var fastPriorLeaveOneOut = false
+        /// Where the leave-one-out priors are written (nil: a temporary directory).
+        public var priorDirectory: URL? = nil
+        /// Official runs are kept here and reused when the case, its features and the recipe
+        /// are the same (nil: none kept).
+        public var cache: URL? = nil
 
         public init(official: URL, fast: URL) {
             self.official = official
@@ -217,14 +276,45 @@ public enum Stage1QualityBench {
                 cases.append((url.deletingPathExtension().lastPathComponent, raw, coords, perView, nil))
             }
         }
-        var allPass = true
+        if o.fastPriorLeaveOneOut && cases.count < 2 {
+            throw ConfigError("a leave-one-out prior needs two cases or more (it never uses the case's own G); got \(cases.count)")
+        }
+        // The official runs of every case first: the leave-one-out prior of a case needs the
+        // others' official G.
+        var officials: [[Fitted]] = []
         for c in cases {
+            let budgetViews = c.raw.shape[0] - 1
+            var pair: [Fitted] = []
+            for seed: UInt64 in [0, 1] {
+                let r = Recipe(label: "official s\(seed)", settings: budget, views: budgetViews, seed: seed)
+                let (f, cached) = try cachedFit(r, caseName: c.name, raw: c.raw, coords: c.coords, precision: o.precision, cache: o.cache)
+                if cached { log("\(c.name) official s\(seed): from the cache") }
+                pair.append(f)
+            }
+            officials.append(pair)
+        }
+        var allPass = true
+        for (ci, c) in cases.enumerated() {
             let budgetViews = c.raw.shape[0] - 1
             var (fastSettings, scaledViews) = try scaledFast(
                 official: officialConfig.settings.stage1, fast: fastConfig.settings.stage1, budget: budget, budgetViews: budgetViews)
             if !o.fastSet.isEmpty {
                 fastSettings = try fastSettings.applying(o.fastSet)
                 try fastSettings.validate()
+            }
+            if o.fastPriorLeaveOneOut {
+                let others = cases.indices.filter { $0 != ci }
+                let prior = try Stage1.meanSharedArtifacts(
+                    others.map { officials[$0][0].output.sharedArtifacts }, names: others.map { cases[$0].name })
+                let dir = o.priorDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-quality-priors")
+                try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                let url = dir.appendingPathComponent("prior-without-\(c.name).npy")
+                try Npy.write(prior, to: url)
+                fastSettings.sharedArtifactsPrior = url.path
+                log(
+                    String(
+                        format: "%@ prior (mean official s0 G of %d other cases): G agreement with official s0 %.4f", c.name as NSString,
+                        others.count, Metrics.flatCenteredCosine(prior, officials[ci][0].output.sharedArtifacts)))
             }
             var recipes = [
                 Recipe(label: "official s0", settings: budget, views: budgetViews, seed: 0),
@@ -238,9 +328,15 @@ public enum Stage1QualityBench {
                     recipes.append(.init(label: label, settings: f, views: v, seed: 0))
                 }
             }
-            let rows = try compare(
-                caseName: c.name, raw: c.raw, coords: c.coords, recipes: recipes,
-                precision: o.precision, forwardSecondsPerView: c.perView, truth: c.truth, log: log)
+            var rows: [Row] = []
+            for (ri, r) in recipes.enumerated() {
+                let fitted = ri < 2 ? officials[ci][ri] : try fit(r, caseName: c.name, raw: c.raw, coords: c.coords, precision: o.precision)
+                let row = score(
+                    fitted, recipe: r, caseName: c.name, reference: officials[ci][0].output, forwardSecondsPerView: c.perView,
+                    truth: c.truth)
+                log(format(row))
+                rows.append(row)
+            }
             for fast in rows.dropFirst(2) {
                 let pass = passes(fast: fast, seed1: rows[1], seed0: rows[0])
                 allPass = allPass && pass

@@ -39,6 +39,13 @@ public struct Stage1Output {
     public var sharedArtifacts: Tensor
     /// (h, w, C): h(raw) of the whole image, when the residual predictor was on.
     public var residual: Tensor?
+
+    public init(denoised: Tensor, raw: Tensor, sharedArtifacts: Tensor, residual: Tensor? = nil) {
+        self.denoised = denoised
+        self.raw = raw
+        self.sharedArtifacts = sharedArtifacts
+        self.residual = residual
+    }
 }
 
 /// DVT stage 1 on one image, a task of the one Trainer (its `TrainingTask` conformance is in
@@ -49,7 +56,8 @@ public struct Stage1Output {
 /// width = features per level), `denoiser.` + `SingleImageDenoiser` keys.
 ///
 /// Randomness: `seed` initialises the models (field table, field MLP, then G, then h, in that
-/// order); the token batches come from the generator the trainer passes to `loss`.
+/// order; `shared_artifacts_prior` then overwrites G); the token batches come from the generator
+/// the trainer passes to `loss`.
 public final class Stage1Task {
     public let settings: Stage1Settings
     /// The model seed the task was made with (the fit's sampler seed derives from it).
@@ -124,6 +132,10 @@ public final class Stage1Task {
         var rng = RandomGenerator(seed: seed)
         field = NeuralFeatureField(dim: c, layout: settings.layout, rng: &rng)
         denoiser = SingleImageDenoiser(height: h, width: w, dim: c, rng: &rng)
+        // The prior replaces G's random draw after it is made, so h's init is the same with and without one.
+        if let path = settings.sharedArtifactsPrior {
+            denoiser.sharedArtifacts.assign(try Stage1.sharedArtifactsPrior(URL(fileURLWithPath: path), height: h, width: w, dim: c))
+        }
     }
 
     public var parameters: [(String, Tensor)] {

@@ -123,6 +123,9 @@ extension DVTCommand.BenchCommand {
         @Option(help: "Generated case: views besides the whole image.") var views = 96
         @Option(help: "Write the generated case to this file.") var saveGenerated: String?
         @Option(
+            help: "Generated case: take G (and the residual direction) from this seed's case, so cases share one artifact, as one ViT's images do.")
+        var artifactSeed: UInt64?
+        @Option(
             help:
                 "Stage-1 setting of the bench (any stage1.* key, docs/config.md), applied over the bench's preset (PlantedBench.stage1Preset: the planted budget over DVT's defaults): --set stage1.num_iters=500"
         )
@@ -196,6 +199,7 @@ extension DVTCommand.BenchCommand {
             o.file = file
             o.generateSeed = generateSeed
             o.generate.grid = grid; o.generate.dim = dim; o.generate.views = views
+            o.generate.artifactSeed = artifactSeed
             o.saveGenerated = saveGenerated
             o.seed = seed
             o.verbose = verbose

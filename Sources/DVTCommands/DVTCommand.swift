@@ -23,6 +23,7 @@ public struct DVTCommand: ParsableCommand {
         version: DVTVersion.string,
         subcommands: [
             Run.self, ProbeCommand.self, SynthVOC.self, ConfigCommand.self, Models.self, EngineDemo.self, Extract.self, Stage1Command.self,
+            Stage1Prior.self,
             Stage2.self, Finetune.self, Export.self, ExportExtractor.self, Convert.self, Denoise.self, SRTCommand.self, MetricsCommand.self,
             BenchCommand.self, DoctorCommand.self,
         ]

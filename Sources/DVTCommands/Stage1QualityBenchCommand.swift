@@ -19,7 +19,9 @@ extension DVTCommand.BenchCommand {
                 views). Prints one row per run: views, steps, forward / fit / total seconds, centred cosine of F and G \
                 against the official seed 0, and for planted cases against the truth; then per case whether the fast \
                 recipe passes (F and G agreement >= the official seed 1's − 0.005; planted cosines within 0.002 of \
-                the official seed 0's) and the cost ratio.
+                the official seed 0's) and the cost ratio. --fast-prior-loo starts the fast recipe's G from the mean \
+                official seed-0 G of the run's other cases (stage1.shared_artifacts_prior; never the case's own); --cache \
+                DIR keeps the official runs for the next sweep.
                 """)
         @OptionGroup var compute: ComputeOptions
         @Option(help: "Official recipe config.") var official = "Configs/dvt-default.yaml"
@@ -41,6 +43,12 @@ extension DVTCommand.BenchCommand {
         @Option(parsing: .upToNextOption, help: "Sweep: steps of the fast recipe at the budget instead of the scaled count (warmup a tenth).")
         var fastSteps: [Int] = []
         @Option(help: "Operand precision of the fit's products.") var precision: Precision = .fp32
+        @Flag(
+            help:
+                "Start the fast recipe's G from a leave-one-out prior: the mean official seed-0 G of the run's other cases (needs 2 or more cases of one shape)."
+        ) var fastPriorLoo = false
+        @Option(help: "Where --fast-prior-loo writes its priors (default: a temporary directory).") var priorDir: String?
+        @Option(help: "Keep the official runs here and reuse them when the case's features and the recipe are the same.") var cache: String?
 
         func validate() throws {
             if planted.isEmpty && images.isEmpty { throw ValidationError("give --planted FILE … or --images PHOTO …") }
@@ -64,7 +72,10 @@ extension DVTCommand.BenchCommand {
             o.fastViews = fastViews
             o.fastSteps = fastSteps
             o.precision = precision
-            _ = try Stage1QualityBench.run(o, log: { print($0) })
+            o.fastPriorLeaveOneOut = fastPriorLoo
+            o.priorDirectory = priorDir.map { URL(fileURLWithPath: $0) }
+            o.cache = cache.map { URL(fileURLWithPath: $0) }
+            _ = try Stage1QualityBench.run(o, log: { FileHandle.standardOutput.write(Data(($0 + "\n").utf8)) })  // unbuffered: a sweep's rows come minutes apart
         }
     }
 }

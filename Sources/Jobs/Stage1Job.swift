@@ -36,6 +36,12 @@ public final class Stage1Job {
             stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
         try InputGeometry.validate(height: size.0, width: size.1, stride: config.settings.run.strideSize, model: model.config, batch: Stage1Job.forwardBatch)
         layer = try Stage1Job.layer(config: config, model: model)
+        if let prior = settings.sharedArtifactsPrior {
+            // Checked before the first image's forwards: the prior must be this model's (h, w, C).
+            let grid = model.grid(
+                height: size.0, width: size.1, stride: InputGeometry.stride(config.settings.run.strideSize, patchSize: model.config.patchSize))
+            _ = try Stage1.sharedArtifactsPrior(URL(fileURLWithPath: prior), height: grid.0, width: grid.1, dim: model.config.embedDim)
+        }
         tree = RunPaths(root: URL(fileURLWithPath: config.settings.run.outputDir), model: config.settings.run.model)
     }
 

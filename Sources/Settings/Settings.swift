@@ -214,6 +214,14 @@ public struct DVTSettings: Sendable, Equatable {
         public var sharedArtifactsWeightDecay: Double? = nil
         /// `stage1.view_features_dtype`
         public var viewFeaturesDtype: ViewFeaturesDtype = .fp32
+        /// `stage1.shared_artifacts_prior`: a .npy of G to start the fit from instead of DVT's
+        /// `randn · 0.02` (not a DVT option; nil = DVT). G is input-independent by DVT's model
+        /// (ViT(x) = F(x) + G(pos) + h(x, pos)), so the mean of the G maps earlier images' fits
+        /// wrote for the same model, layer and input size (`dvt stage1-prior`) is an estimate of
+        /// this image's G; with `freeze_shared_artifacts_after: 0` it is kept as it is. On
+        /// DINOv2 features of photos it is a poor one (0.64–0.75 centred cosine with a photo's
+        /// own official G, docs/speed.md); on planted cases that share one G it is exact.
+        public var sharedArtifactsPrior: String? = nil
         /// `stage1.save_extras`
         public var saveExtras: Bool = false
         /// `stage1.vis_every`
@@ -230,6 +238,9 @@ public struct DVTSettings: Sendable, Equatable {
             try validateFields()
             if let w = warmupIters, w > numIters {
                 throw ConfigError("config key 'stage1.warmup_iters' = \(w) is invalid: expected at most stage1.num_iters (\(numIters))")
+            }
+            if let p = sharedArtifactsPrior, p.isEmpty || !p.lowercased().hasSuffix(".npy") {
+                throw ConfigError("config key 'stage1.shared_artifacts_prior' = '\(p)' is invalid: expected the path of a .npy file (or null)")
             }
             if maxResolution < baseResolution {
                 throw ConfigError(
@@ -301,6 +312,10 @@ public struct DVTSettings: Sendable, Equatable {
                 SettingField(
                     "view_features_dtype", \.viewFeaturesDtype, ViewFeaturesDtype.kind,
                     "How the view features are held during the fit: fp32 (DVT), bf16 (half the memory: 1.5 instead of 3.0 GiB for the official 769 ViT-B/14 518² views) or int8 (a quarter: 0.75 GiB; channels standardised by the first batch's mean and deviation, then one absmax scale per token). Not DVT options; their effect on the planted cosines and on DINOv2 features is in docs/speed.md."
+                ),
+                SettingField(
+                    "shared_artifacts_prior", \.sharedArtifactsPrior, .string,
+                    "A .npy of the shared artifact map G, (h, w, C) or DVT's (1, C, h, w), to start every image's fit from instead of DVT's random init (null = DVT; a relative path is from the working directory). Not a DVT option: build it with `dvt stage1-prior` from earlier stage-1 runs of the same model, layer and input size (their shared_artifacts/*.npy); with freeze_shared_artifacts_after: 0 G stays the prior. On DINOv2 features of photos the mean of other photos' G agrees with a photo's own official G at only 0.64–0.75, so it does not make a cheaper recipe reach the official quality (docs/speed.md)."
                 ),
                 SettingField(
                     "save_extras", \.saveExtras, .bool,
