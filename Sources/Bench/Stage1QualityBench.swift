@@ -64,21 +64,18 @@ public enum Stage1QualityBench {
         s.baseResolution = ratio(budget.baseResolution, f.baseResolution, o.baseResolution)
         s.maxResolution = ratio(budget.maxResolution, f.maxResolution, o.maxResolution)
         s.nFeaturesPerLevel = ratio(budget.nFeaturesPerLevel, f.nFeaturesPerLevel, o.nFeaturesPerLevel)
-        if f.lr != o.lr { s.lr = f.lr }
-        if f.minLR != o.minLR { s.minLR = f.minLR }
-        if f.weightDecay != o.weightDecay { s.weightDecay = f.weightDecay }
-        if f.lossScale != o.lossScale { s.lossScale = f.lossScale }
-        if f.pixelBsz != o.pixelBsz { s.pixelBsz = f.pixelBsz }
-        if f.freezeSharedArtifactsAfter != o.freezeSharedArtifactsAfter { s.freezeSharedArtifactsAfter = f.freezeSharedArtifactsAfter }
-        if f.enableResidualPredictor != o.enableResidualPredictor { s.enableResidualPredictor = f.enableResidualPredictor }
-        if f.coordJitter != o.coordJitter { s.coordJitter = f.coordJitter }
-        if f.hashTableAdam != o.hashTableAdam { s.hashTableAdam = f.hashTableAdam }
-        if f.sharedArtifactsWeightDecay != o.sharedArtifactsWeightDecay { s.sharedArtifactsWeightDecay = f.sharedArtifactsWeightDecay }
-        if f.viewFeaturesDtype != o.viewFeaturesDtype { s.viewFeaturesDtype = f.viewFeaturesDtype }
-        if f.sharedArtifactsPrior != o.sharedArtifactsPrior { s.sharedArtifactsPrior = f.sharedArtifactsPrior }
+        // Every other key the fast recipe changes is taken as is (the output-only keys aside).
+        s = s.takingDifferences(of: f, from: o, excluding: Self.scaledOrOutputKeys)
         do { try s.validate() } catch { throw ConfigError("the fast recipe scaled to the budget is invalid: \(error)") }
         return (s, views)
     }
+
+    /// Stage-1 keys the fast recipe does not copy to the budget: the ones scaled by their
+    /// fast/official ratio above, and the ones that only shape the output.
+    static let scaledOrOutputKeys: Set<String> = [
+        "num_views", "num_iters", "warmup_iters", "n_levels", "n_features_per_level", "log2_hashmap_size",
+        "base_resolution", "max_resolution", "save_extras", "vis_every", "print_freq",
+    ]
 
     /// The first `views` views and the whole image (last) of (V+1, h, w, ·) `x`.
     static func subset(_ x: Tensor, views: Int) -> Tensor {

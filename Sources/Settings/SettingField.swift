@@ -130,6 +130,17 @@ public protocol SettingsSection: Sendable, Equatable {
 extension SettingsSection {
     static func path(_ name: String) -> String { section.isEmpty ? name : "\(section).\(name)" }
 
+    /// A copy of `self` in which each key whose value in `changed` differs from its value in
+    /// `reference` takes `changed`'s value; keys named in `excluding` are left as they are.
+    public func takingDifferences(of changed: Self, from reference: Self, excluding: Set<String> = []) -> Self {
+        var out = self
+        for field in Self.fields where !excluding.contains(field.name) {
+            let value = field.read(changed)
+            if value != field.read(reference) { field.write(&out, value) }
+        }
+        return out
+    }
+
     /// The schema entries of this section's keys, in declaration order.
     static var configKeys: [ConfigKey] {
         let defaults = Self()
