@@ -302,7 +302,7 @@ public enum Stage1QualityBench {
             if o.fastPriorLeaveOneOut {
                 let others = cases.indices.filter { $0 != ci }
                 let prior = try Stage1.meanSharedArtifacts(
-                    others.map { officials[$0][0].output.sharedArtifacts }, names: others.map { cases[$0].name })
+                    count: others.count, name: { cases[others[$0]].name }, map: { officials[others[$0]][0].output.sharedArtifacts })
                 let dir = o.priorDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("dvt-bench-quality-priors")
                 try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
                 let url = dir.appendingPathComponent("prior-without-\(c.name).npy")

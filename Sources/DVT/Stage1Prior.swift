@@ -25,21 +25,24 @@ extension Stage1 {
                 + "(or DVT's (1, C, h, w) = \([1, dim, height, width])): build the prior from stage-1 runs of the same model, layer and input size")
     }
 
-    /// The element-wise mean of G maps of one shape (the prior `dvt stage1-prior` writes).
-    /// - Throws: `Stage1Error` when there is no map or the shapes differ (naming the map's `names` entry).
-    public static func meanSharedArtifacts(_ maps: [Tensor], names: [String]) throws -> Tensor {
-        guard let first = maps.first else { throw Stage1Error("stage1 prior: no shared-artifact map to average") }
-        let sum = Tensor(zeros: first.shape)
-        for (i, g) in maps.enumerated() {
-            guard g.shape == first.shape else {
+    /// The element-wise mean of `count` G maps of one shape (the prior `dvt stage1-prior`
+    /// writes), taken one at a time from `map(i)` so that only the running sum and one map are
+    /// held (a prior of many runs' maps does not need them all in memory).
+    /// - Throws: `Stage1Error` when there is no map or the shapes differ (naming `name(i)`).
+    public static func meanSharedArtifacts(
+        count: Int, name: (Int) -> String, map: (Int) throws -> Tensor
+    ) throws -> Tensor {
+        guard count > 0 else { throw Stage1Error("stage1 prior: no shared-artifact map to average") }
+        var sum = try map(0)
+        for i in 1..<count {
+            let g = try map(i)
+            guard g.shape == sum.shape else {
                 throw Stage1Error(
-                    "stage1 prior: \(names[i]) has shape \(g.shape), \(names[0]) has \(first.shape): the maps come from different models, layers or input sizes"
+                    "stage1 prior: \(name(i)) has shape \(g.shape), \(name(0)) has \(sum.shape): the maps come from different models, layers or input sizes"
                 )
             }
-            for k in 0..<g.count { sum[flat: k] += g[flat: k] }
+            sum = sum + g
         }
-        let scale = 1 / Float(maps.count)
-        for k in 0..<sum.count { sum[flat: k] *= scale }
-        return sum
+        return sum * (1 / Float(count))
     }
 }

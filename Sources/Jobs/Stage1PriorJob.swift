@@ -60,8 +60,7 @@ public enum Stage1PriorJob {
             }
             files += try sharedArtifactFiles(run: run)
         }
-        let maps = try files.map { try Npy.read($0) }
-        let prior = try Stage1.meanSharedArtifacts(maps, names: files.map(\.path))
+        let prior = try Stage1.meanSharedArtifacts(count: files.count, name: { files[$0].path }, map: { try Npy.read(files[$0]) })
         guard prior.rank == 3 else { throw JobsError.input("stage1-prior: \(files[0].path) has shape \(prior.shape); G maps are (h, w, C)") }
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         try Npy.write(prior, to: out)

@@ -50,9 +50,9 @@ struct Stage1PriorTests {
             #expect("\(error)".contains("missing.npy"), "\(error)")
         }
         // The mean of maps of one shape, and a clear error for two shapes.
-        let m = try Stage1.meanSharedArtifacts([g, g * 3], names: ["a", "b"])
+        let m = try Stage1.meanSharedArtifacts(count: 2, name: { ["a", "b"][$0] }, map: { [g, g * 3][$0] })
         #expect(m.scalars.enumerated().allSatisfy { abs($0.element - 2 * g[flat: $0.offset]) < 1e-5 })
-        #expect(throws: Stage1Error.self) { try Stage1.meanSharedArtifacts([g, Tensor(zeros: [3, 4, 4])], names: ["a", "b"]) }
+        #expect(throws: Stage1Error.self) { try Stage1.meanSharedArtifacts(count: 2, name: { ["a", "b"][$0] }, map: { [g, Tensor(zeros: [3, 4, 4])][$0] }) }
     }
 
     @Test("It learns: with the true G as prior, frozen from step 0, G stays the prior and F still fits the clean field")
