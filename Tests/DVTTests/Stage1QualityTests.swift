@@ -15,7 +15,7 @@ struct Stage1QualityTests {
             file: nil,
             overrides: [
                 "stage1.num_views=128", "stage1.num_iters=5000", "stage1.warmup_iters=500", "stage1.log2_hashmap_size=18",
-                "stage1.pixel_bsz=1024", "stage1.view_features_dtype=bf16",
+                "stage1.pixel_bsz=1024", "stage1.view_features_dtype=bf16", "stage1.coord_jitter=0.25", "stage1.print_freq=7",
             ]
         ).settings.stage1
         let budget = try ConfigSchema.load(file: nil, overrides: PlantedBench.stage1Preset).settings.stage1
@@ -23,6 +23,8 @@ struct Stage1QualityTests {
         #expect(views == 16 && s.numIters == 600 && s.warmupIters == 60)
         #expect(s.log2HashmapSize == 14 && s.nLevels == 8 && s.maxResolution == 256)
         #expect(s.pixelBsz == 1024 && s.viewFeaturesDtype == .bf16 && s.lr == budget.lr)
+        // Any other key the fast recipe changes is carried; output-only keys are not.
+        #expect(s.coordJitter == 0.25 && s.printFreq == budget.printFreq)
         // --fast-set keys are taken over one by one.
         let t = try s.applying(["stage1.num_iters=77", "stage1.shared_artifacts_weight_decay=null"])
         #expect(t.numIters == 77 && t.pixelBsz == 1024 && t.log2HashmapSize == 14 && t.sharedArtifactsWeightDecay == nil)
