@@ -25,6 +25,12 @@ public final class Mlp: Layer {
         if activation == .gelu { return Tensor.mlpGELU(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias) }
         return fc2(activation(fc1(x)))  // hidden (..., H)
     }
+
+    /// `h + self(x)·γ`, with GELU the sum in fc2's epilogue (`Tensor.mlpGELU`).
+    public func callAsFunction(_ x: Tensor, residual h: Tensor, scale gamma: Tensor?) -> Tensor {
+        if activation == .gelu { return Tensor.mlpGELU(x, fc1.weight, fc1.bias, fc2.weight, fc2.bias, residual: h, scale: gamma) }
+        return Tensor.residual(h, self(x), scale: gamma)
+    }
 }
 
 /// timm `Attention`: a fused `qkv` Linear C → 3C (with bias), multi-head scaled dot-product

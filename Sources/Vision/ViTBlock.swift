@@ -120,12 +120,9 @@ final class ViTBlock: Module {
 
     /// (B, N, C) → (B, N, C)
     func callAsFunction(_ x: Tensor, rope: RopeTables?, prefix: Int) -> Tensor {
-        // x + ls1(a) and h + ls2(m): at inference in the epilogues of proj and fc2 (timm's
-        // GELU Mlp), else one fused pass each (Tensor.residual); the same bits either way.
+        // x + ls1(a) and h + ls2(m): at inference in the epilogues of proj and (a GELU Mlp's)
+        // fc2, else one fused pass each (Tensor.residual); the same bits either way.
         let h = attn(norm1(x), rope: rope, prefix: prefix, residual: x, scale: ls1?.gamma)  // (B, N, C)
-        if let m = mlp as? Mlp, m.activation == .gelu {
-            return Tensor.mlpGELU(norm2(h), m.fc1.weight, m.fc1.bias, m.fc2.weight, m.fc2.bias, residual: h, scale: ls2?.gamma)
-        }
-        return Tensor.residual(h, mlp(norm2(h)), scale: ls2?.gamma)  // (B, N, C)
+        return mlp(norm2(h), residual: h, scale: ls2?.gamma)  // (B, N, C)
     }
 }
